@@ -1,0 +1,571 @@
+"""Side by side: our daemon and the reference Dovecot, same maildirs, same load tool, one run.
+
+    sudo .venv/bin/python bench/compare.py                     # POP3, Dovecot's default model
+    sudo .venv/bin/python bench/compare.py --tuned             # Dovecot in high-performance mode
+    .venv/bin/python bench/compare.py --duration 3 --hold 200 --no-dovecot
+
+Everything lives in a fresh temporary directory: N users (user0.., password 'pass') with a few
+messages each, seeded as Postfix delivers them (in new/, no ,S=/,W= sizes in the names), our daemon
+on a free loopback port with the defaults except the connection limits the reference Dovecot
+also raises (max_children and max_per_address 2000, as its process_limit), and, when Dovecot is
+installed and we are root, the private Dovecot of ../shared/reference/dovecot/ (start.sh) on the
+same maildirs.
+Both are warmed up with one session per user, then each client count runs for T seconds against
+each server in turn, then the hold test runs against each. The table gives sessions/s, the p50/p99
+of a whole session, the server CPU per session, the pop3d/Dovecot ratios, and for the hold test the
+connections held, the NOOPs answered and the PSS per held connection (master and all descendants,
+minus the idle baseline). Everything started is stopped by pid at the end, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import load
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+REFERENCE = REPO.parent / "shared" / "reference" / "dovecot"
+OUR_DAEMONS = {"pop3": "pop3d", "imap": "imapd"}
+DOVECOT_PORTS = {"pop3": 21110, "imap": 21143}
+SESSION_TEXT = {"pop3": "USER, PASS, STAT, RETR 1, QUIT",
+                "imap": "LOGIN, SELECT INBOX, FETCH 1:* (FLAGS UID RFC822.SIZE), LOGOUT"}
+MESSAGE_SIZES = (4000, 9000, 2500, 16000, 6000)   # bytes on disk, cycled over a user's messages
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 15.0
+
+
+@dataclass
+class Server:
+    name: str                     # 'pop3d', 'dovecot'
+    label: str                    # for the table header
+    port: int
+    pid: int                      # master: PSS and CPU are summed over it and its descendants
+    stop: Callable[[], None]
+    log: Path
+
+
+@dataclass
+class RateRow:
+    server: str
+    clients: int
+    sessions: int
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    server_cpu_ms: float
+    client_cpu_ms: float
+    errors: dict[str, int]
+    step_p50_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class HoldRow:
+    server: str
+    wanted: int
+    held: int
+    noop_ok: int
+    open_seconds: float
+    noop_p50_ms: float
+    pss_idle_mib: float
+    pss_held_mib: float
+    pss_per_conn_mib: float
+    processes_idle: int
+    processes_held: int
+    errors: dict[str, int]
+
+
+# -- set-up ---------------------------------------------------------------------------------------
+
+
+def log(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def message_text(rng: random.Random, user: str, index: int, size: int) -> bytes:
+    """An RFC 5322 message with LF line ends, about `size` bytes, one line starting with '.'."""
+    head = (f"Return-Path: <sender{index}@example.org>\n"
+            f"Delivered-To: {user}@example.com\n"
+            f"Received: from mx.example.org (mx.example.org [192.0.2.{index % 250 + 1}])\n"
+            f"\tby mail.example.com (Postfix) with ESMTP id 4B{index:06X}\n"
+            f"\tfor <{user}@example.com>; Mon, 2 Sep 2024 10:{index % 60:02d}:00 +0000 (UTC)\n"
+            f"From: Sender {index} <sender{index}@example.org>\n"
+            f"To: {user} <{user}@example.com>\n"
+            f"Subject: benchmark message {index} for {user}\n"
+            f"Date: Mon, 2 Sep 2024 10:{index % 60:02d}:00 +0000\n"
+            f"Message-ID: <{index}.{user}@example.org>\n"
+            "MIME-Version: 1.0\nContent-Type: text/plain; charset=us-ascii\n\n")
+    words = ("mail", "daemon", "maildir", "session", "message", "benchmark", "loopback", "fork",
+             "the", "a", "of", "and", "to", "in", "queue", "server", "client", "reply")
+    lines = [". a line that starts with a dot, stuffed on the wire"]
+    total = len(head) + len(lines[0]) + 1
+    while total < size:
+        line = " ".join(rng.choice(words) for _ in range(11))
+        lines.append(line)
+        total += len(line) + 1
+    return (head + "\n".join(lines) + "\n").encode()
+
+
+def seed_maildirs(mail: Path, users: list[str], messages: int) -> None:
+    """One Maildir per user, messages in new/ named as Postfix names them (no sizes in names)."""
+    rng = random.Random(1939)
+    host = "bench.example.com"
+    base = 1725271200
+    inode = 100000
+    for user in users:
+        folder = mail / user
+        for sub in ("cur", "new", "tmp"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        for index in range(messages):
+            inode += 1
+            name = f"{base + index}.V801I{inode:x}M{(index * 7919) % 1000000}.{host}"
+            data = message_text(rng, user, index, MESSAGE_SIZES[index % len(MESSAGE_SIZES)])
+            tmp = folder / "tmp" / name
+            tmp.write_bytes(data)
+            os.utime(tmp, (base + index, base + index))
+            tmp.rename(folder / "new" / name)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_for_greeting(port: int, alive: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2.0) as sock:
+                if sock.recv(512).startswith((b"+OK", b"* OK")):
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def kill_tree(root: int) -> None:
+    """SIGKILL what is left of a server tree, each process by its pid."""
+    for pid in reversed(load.descendants(root)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def start_ours(protocol: str, work: Path, mail: Path, users: list[str],
+               profile_dir: Path | None, cprofile: bool) -> Server:
+    daemon = OUR_DAEMONS[protocol]
+    run = work / daemon
+    state = run / "state"
+    state.mkdir(parents=True)
+    users_file = run / "users"
+    users_file.write_text("".join(f"{u}:{{PLAIN}}{load.DEFAULT_PASSWORD}\n" for u in users))
+    users_file.chmod(0o600)
+    conf = run / "maildaemons.conf"
+    conf.write_text(
+        "# written by bench/compare.py: the defaults, except the connection limits that the\n"
+        "# reference Dovecot raises too (its process_limit is 2000)\n"
+        f"[common]\nmail_base = {mail}\nusers_file = {users_file}\nstate_dir = {state}\n"
+        f"run_dir = {run}\nmax_children = 2000\nmax_per_address = 2000\n")
+    port = free_port()
+    argv = ["-f", "-l", "127.0.0.1", "-p", str(port), "-d", str(mail), "--users", str(users_file),
+            "--state-dir", str(state), "-c", str(conf)]
+    executable = Path(sys.executable).parent / daemon
+    if profile_dir is not None:
+        command = [sys.executable, str(BENCH / "profile_server.py"), "run", str(profile_dir)]
+        command += ["--cprofile"] if cprofile else []
+        command += [daemon, "--", *argv]
+    else:
+        command = [str(executable if executable.exists() else shutil.which(daemon)), *argv]
+    log_path = run / f"{daemon}.log"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
+                                stderr=subprocess.STDOUT, start_new_session=True, cwd=run)
+
+    def stop() -> None:
+        if proc.poll() is not None:
+            return
+        tree = load.descendants(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            kill_tree(proc.pid)
+            proc.wait(5)
+        for pid in tree[1:]:
+            if pid_alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+    if not wait_for_greeting(port, lambda: proc.poll() is None, START_TIMEOUT):
+        stop()
+        raise RuntimeError(f"{daemon} did not start; see {log_path}:\n{tail(log_path)}")
+    return Server(daemon, daemon, port, proc.pid, stop, log_path)
+
+
+def dovecot_version() -> str:
+    try:
+        out = subprocess.run(["dovecot", "--version"], capture_output=True, text=True, timeout=10,
+                             check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.split()[0] if out.split() else ""
+
+
+def system_dovecot_running() -> int:
+    for pidfile in (Path("/run/dovecot/master.pid"), Path("/var/run/dovecot/master.pid")):
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(pidfile.read_text().strip())
+            if pid_alive(pid):
+                return pid
+    return 0
+
+
+def start_dovecot(protocol: str, work: Path, mail: Path, users: int, tuned: bool,
+                  reference: Path) -> Server:
+    run = work / "dovecot"
+    ports = {name: port if port_free(port) else free_port() for name, port in DOVECOT_PORTS.items()}
+    env = dict(os.environ, BENCH_USERS=str(users), EXTRA_USERS="",
+               POP3_PORT=str(ports["pop3"]), IMAP_PORT=str(ports["imap"]),
+               INSTANCE_NAME=f"maildaemons-bench-{os.getpid()}")
+    command = ["bash", str(reference / "start.sh"), *(["--tuned"] if tuned else []),
+               str(mail), str(run)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60,
+                          check=False)
+    log_path = run / "dovecot.log"
+    pidfile = run / "base" / "master.pid"
+    if done.returncode != 0 or not pidfile.exists():
+        raise RuntimeError(f"reference dovecot did not start: {done.stderr.strip()}\n"
+                           f"{tail(log_path)}")
+    log(done.stdout.strip())
+    pid = int(pidfile.read_text().strip())
+
+    def stop() -> None:
+        if not pid_alive(pid):
+            return
+        tree = load.descendants(pid)
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            subprocess.run(["bash", str(reference / "stop.sh"), str(run)], capture_output=True,
+                           timeout=STOP_TIMEOUT + 5, check=False)
+        for child in tree:
+            if pid_alive(child):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signal.SIGKILL)
+
+    version = dovecot_version()
+    label = f"dovecot {version} ({'tuned' if tuned else 'default'})"
+    server = Server("dovecot", label, ports[protocol], pid, stop, log_path)
+    if not wait_for_greeting(server.port, lambda: pid_alive(pid), START_TIMEOUT):
+        stop()
+        raise RuntimeError(f"dovecot does not answer on port {server.port}:\n{tail(log_path)}")
+    return server
+
+
+def tail(path: Path, lines: int = 10) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def wait_quiet(server: Server, timeout: float = 10.0) -> None:
+    """Let finished sessions exit: our daemon back to its master alone, Dovecot's count steady."""
+    deadline = time.monotonic() + timeout
+    previous = -1
+    while time.monotonic() < deadline:
+        count = len(load.descendants(server.pid))
+        if (server.name != "dovecot" and count <= 1) or count == previous:
+            return
+        previous = count
+        time.sleep(0.5)
+
+
+# -- measuring ------------------------------------------------------------------------------------
+
+
+def measure_rate(protocol: str, server: Server, clients: int, duration: float,
+                 users: list[str], max_sessions: int = 10**7) -> RateRow:
+    wait_quiet(server)
+    cpu_before = load.tree_cpu(server.pid)
+    result = load.run_rate(protocol, "127.0.0.1", server.port, clients, duration, users,
+                           max_sessions=max_sessions)
+    time.sleep(0.5)   # sessions' processes exit and are reaped, so their CPU is counted
+    server_cpu = load.tree_cpu(server.pid) - cpu_before
+    sessions = max(1, result.sessions)
+    return RateRow(server.name, clients, result.sessions, result.rate,
+                   result.percentile(50) * 1000, result.percentile(99) * 1000,
+                   server_cpu * 1000 / sessions, result.client_cpu * 1000 / sessions,
+                   dict(result.errors),
+                   {k: v * 1000 for k, v in result.step_medians().items()})
+
+
+def measure_hold(protocol: str, server: Server, users: list[str]) -> HoldRow:
+    wait_quiet(server)
+    time.sleep(1.0)
+    result = load.run_hold(protocol, "127.0.0.1", server.port, users, server_pid=server.pid)
+    mib = 2**20
+    return HoldRow(server.name, result.wanted, result.held, result.noop_ok, result.open_seconds,
+                   load.percentile(result.noop_latencies, 50) * 1000, result.pss_idle / mib,
+                   result.pss_held / mib, result.pss_per_connection / mib, result.processes_idle,
+                   result.processes_held, dict(result.errors))
+
+
+# -- the table -------------------------------------------------------------------------------------
+
+
+def errors_text(errors: dict[str, int]) -> str:
+    return str(sum(errors.values()))
+
+
+def print_table(protocol: str, servers: list[Server], rates: list[RateRow], holds: list[HoldRow],
+                header: str) -> None:
+    ours, ref = servers[0], servers[1] if len(servers) > 1 else None
+    print(header)
+    print(f"full {protocol.upper()} sessions ({SESSION_TEXT[protocol]}), "
+          "one command at a time; latency = connect to last reply")
+    cols = f"{'sess/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'cpu ms/s':>8} {'err':>4}"
+    title = f"{'':7} | {ours.label:^38}"
+    line = f"{'clients':>7} | {cols}"
+    if ref is not None:
+        title += f" | {ref.label:^38} | {'pop3d/dovecot' if protocol == 'pop3' else 'ratio':^15}"
+        line += f" | {cols} | {'rate':>7} {'p50':>7}"
+    print(title)
+    print(line)
+    by_key = {(r.server, r.clients): r for r in rates}
+    for clients in sorted({r.clients for r in rates}):
+        row = by_key.get((ours.name, clients))
+        text = f"{clients:>7} | {fmt_rate(row)}"
+        if ref is not None:
+            other = by_key.get((ref.name, clients))
+            text += f" | {fmt_rate(other)} | "
+            if row and other and other.rate and other.p50_ms:
+                text += f"{row.rate / other.rate:>6.2f}x {row.p50_ms / other.p50_ms:>6.2f}x"
+        print(text)
+    print("(cpu ms/s = server CPU per session, master and all its processes; "
+          "ratio rate > 1 and p50 < 1 favour ours)")
+    for server in servers:
+        one = by_key.get((server.name, min(r.clients for r in rates))) if rates else None
+        if one and one.step_p50_ms:
+            steps = ", ".join(f"{k} {v:.2f}" for k, v in one.step_p50_ms.items())
+            print(f"  {server.name} step p50 ms at {one.clients} client(s): {steps}")
+    for row in rates:
+        if row.errors:
+            print(f"  {row.server} {row.clients} clients errors: {row.errors}")
+    if holds:
+        print("\nhold test: N authenticated idle connections, then NOOP on each "
+              "(PSS summed over the master and all descendants)")
+        print(f"{'server':<10} {'N':>5} {'held':>5} {'NOOP ok':>7} {'open s':>6} "
+              f"{'NOOP p50':>8} {'PSS idle':>9} {'PSS held':>9} {'procs':>5} {'PSS/conn':>9} "
+              f"{'err':>4}")
+        for h in holds:
+            print(f"{h.server:<10} {h.wanted:>5} {h.held:>5} {h.noop_ok:>7} "
+                  f"{h.open_seconds:>6.1f} {h.noop_p50_ms:>6.2f}ms {h.pss_idle_mib:>5.1f} MiB "
+                  f"{h.pss_held_mib:>5.0f} MiB {h.processes_held:>5} "
+                  f"{h.pss_per_conn_mib:>5.2f} MiB {errors_text(h.errors):>4}")
+            if h.errors:
+                print(f"  {h.server} hold errors: {h.errors}")
+    print_targets(ours, ref, rates, holds)
+
+
+def fmt_rate(row: RateRow | None) -> str:
+    if row is None:
+        return f"{'-':>38}"
+    return (f"{row.rate:>8.1f} {row.p50_ms:>7.2f} {row.p99_ms:>7.2f} {row.server_cpu_ms:>8.2f} "
+            f"{errors_text(row.errors):>4}")
+
+
+def print_targets(ours: Server, ref: Server | None, rates: list[RateRow],
+                  holds: list[HoldRow]) -> None:
+    """Issue 3's targets, each PASS or FAIL."""
+    by_key = {(r.server, r.clients): r for r in rates}
+    print("\ntargets (issue 3):")
+
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "FAIL"
+
+    if ref is not None:
+        for clients in (4, 16):
+            a, b = by_key.get((ours.name, clients)), by_key.get((ref.name, clients))
+            if a and b:
+                print(f"  {clients:>2} clients: {ours.name} {a.rate:.1f}/s >= {ref.name} "
+                      f"{b.rate:.1f}/s, no error: {verdict(a.rate >= b.rate and not a.errors)}")
+        a, b = by_key.get((ours.name, 1)), by_key.get((ref.name, 1))
+        if a and b:
+            print(f"   1 client:  {ours.name} p50 {a.p50_ms:.2f} ms < {ref.name} p50 "
+                  f"{b.p50_ms:.2f} ms: {verdict(a.p50_ms < b.p50_ms)}")
+    for h in holds:
+        if h.server != ours.name:
+            continue
+        clean = h.held == h.wanted and h.noop_ok == h.wanted and not h.errors
+        print(f"  hold {h.wanted}: {h.held} held, {h.noop_ok} NOOP ok, "
+              f"{sum(h.errors.values())} errors: {verdict(clean and h.wanted >= 1000)}"
+              + ("" if h.wanted >= 1000 else " (the target is 1000)"))
+        print(f"  PSS per held connection {h.pss_per_conn_mib:.2f} MiB <= 4 MiB: "
+              f"{verdict(0 < h.pss_per_conn_mib <= 4.0)}")
+
+
+# -- main -----------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--protocol", choices=sorted(OUR_DAEMONS), default="pop3")
+    parser.add_argument("--duration", "-T", type=float, default=10.0,
+                        help="seconds per client count and server (default 10)")
+    parser.add_argument("--clients", default="1,4,16", help="client counts (default 1,4,16)")
+    parser.add_argument("--hold", type=int, default=1000,
+                        help="connections for the hold test; 0 skips it (default 1000)")
+    parser.add_argument("--users", type=int, default=1000,
+                        help="users to seed (at least --hold; default 1000)")
+    parser.add_argument("--messages", type=int, default=4, help="messages per user (default 4)")
+    parser.add_argument("--tuned", action="store_true",
+                        help="Dovecot in its high-performance mode (start.sh --tuned)")
+    parser.add_argument("--no-dovecot", action="store_true", help="measure our daemon only")
+    parser.add_argument("--no-warmup", action="store_true")
+    parser.add_argument("--reference", type=Path, default=REFERENCE,
+                        help="the reference Dovecot set-up (default ../shared/reference/dovecot)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="run our daemon under bench/profile_server.py, measurements in DIR")
+    parser.add_argument("--cprofile", action="store_true", help="with --profile: cProfile too")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures here")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args(argv)
+    args.client_counts = [int(c) for c in args.clients.split(",") if c.strip()]
+    args.users = max(args.users, args.hold, max(args.client_counts, default=1))
+    return args
+
+
+def machine_header(protocol: str, args: argparse.Namespace) -> str:
+    model = ""
+    with contextlib.suppress(OSError):
+        for text in Path("/proc/cpuinfo").read_text().splitlines():
+            if text.startswith("model name"):
+                model = text.split(":", 1)[1].strip()
+                break
+    return (f"maildaemons bench/compare.py: {protocol}, {args.users} users x {args.messages} "
+            f"messages, {args.duration:g} s per run, {os.cpu_count()} CPUs ({model}), "
+            f"Linux {platform.release()}, Python {platform.python_version()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    protocol = args.protocol
+    load.raise_fd_limit(2 * args.hold + 4096)
+    # SIGTERM ends the run like Ctrl-C, so the finally below stops every server.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    work = Path(tempfile.mkdtemp(prefix="maildaemons-bench-"))
+    work.chmod(0o755)   # Dovecot's unprivileged processes must reach the maildirs
+    servers: list[Server] = []
+    rates: list[RateRow] = []
+    holds: list[HoldRow] = []
+    try:
+        users = load.user_names(args.users)
+        mail = work / "mail"
+        log(f"seeding {len(users)} users x {args.messages} messages in {mail}")
+        seed_maildirs(mail, users, args.messages)
+        servers.append(start_ours(protocol, work, mail, users, args.profile, args.cprofile))
+        log(f"{servers[0].name} pid {servers[0].pid} on 127.0.0.1:{servers[0].port}")
+        dovecot_reason = want_dovecot(args)
+        if dovecot_reason:
+            log(f"Dovecot not measured: {dovecot_reason}")
+        else:
+            servers.append(start_dovecot(protocol, work, mail, len(users), args.tuned,
+                                         args.reference))
+        if not args.no_warmup:
+            for server in servers:
+                warm = measure_rate(protocol, server, 4, 120.0, users,
+                                    max_sessions=-(-len(users) // 4))
+                log(f"warm-up {server.name}: {warm.sessions} sessions, {warm.rate:.1f}/s, "
+                    f"errors {warm.errors or 0}")
+        for clients in args.client_counts:
+            for server in servers:
+                row = measure_rate(protocol, server, clients, args.duration, users)
+                rates.append(row)
+                log(f"{server.name} {clients} clients: {row.rate:.1f}/s p50 {row.p50_ms:.2f} ms "
+                    f"p99 {row.p99_ms:.2f} ms cpu {row.server_cpu_ms:.2f} ms/session "
+                    f"(client {row.client_cpu_ms:.2f}) errors {row.errors or 0}")
+        if args.hold:
+            for server in servers:
+                hold = measure_hold(protocol, server, users[: args.hold])
+                holds.append(hold)
+                log(f"{server.name} hold: {hold.held}/{hold.wanted} held, {hold.noop_ok} NOOP ok, "
+                    f"{hold.pss_per_conn_mib:.2f} MiB PSS per connection, errors "
+                    f"{hold.errors or 0}")
+        print()
+        print_table(protocol, servers, rates, holds, machine_header(protocol, args))
+        if args.json:
+            args.json.write_text(json.dumps({
+                "header": machine_header(protocol, args),
+                "servers": [s.label for s in servers],
+                "rates": [asdict(r) for r in rates], "holds": [asdict(h) for h in holds]},
+                indent=1))
+    except KeyboardInterrupt:
+        log("interrupted: stopping everything")
+        return 130
+    finally:
+        for server in reversed(servers):
+            try:
+                server.stop()
+            except Exception as exc:  # stop the others all the same
+                log(f"stopping {server.name} failed: {exc}")
+        if args.keep:
+            log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def want_dovecot(args: argparse.Namespace) -> str:
+    """Why Dovecot cannot be measured in this run ('' when it can)."""
+    if args.no_dovecot:
+        return "--no-dovecot"
+    if shutil.which("dovecot") is None:
+        return ("not installed (apt-get install -y --no-install-recommends dovecot-pop3d "
+                "dovecot-imapd; then service dovecot stop)")
+    if os.geteuid() != 0:
+        return "start.sh needs root"
+    if not (args.reference / "start.sh").exists():
+        return f"no {args.reference / 'start.sh'}"
+    system = system_dovecot_running()
+    if system:
+        log(f"warning: the system Dovecot runs (pid {system}) and takes CPU; "
+            "`service dovecot stop` for clean figures")
+    return ""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

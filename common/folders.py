@@ -1,0 +1,206 @@
+"""A user's Maildir++ folder tree: list, create, delete, rename, subscriptions, special use.
+
+INBOX is the Maildir itself; folder `A.B` is the directory `.A.B` (`.` is the hierarchy separator).
+Names on disk are modified UTF-7, as Courier and Dovecot store them, so either server can take over
+the other's tree. Subscriptions are the `subscriptions` file (one name a line), as both keep it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+from common import maildir
+from common.atomic import atomic_write, locked
+from common.maildir import MailboxExists, MailboxNotFound, MailboxRefused, StoreError
+from common.names import InvalidName, check_folder
+from common.utf7 import decode_mutf7, encode_mutf7
+
+SEPARATOR = "."
+SUBSCRIPTIONS = "subscriptions"
+SPECIAL_USE_FILE = "maildaemons-special-use"
+SPECIAL_USE = {"Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "Junk": "\\Junk",
+               "Archive": "\\Archive"}
+DEFAULT_FOLDERS = ("Drafts", "Sent", "Trash", "Junk", "Archive")
+
+
+class FolderTree:
+    """The folders of one user's Maildir."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    # -- names and paths -----------------------------------------------------------------------
+
+    def path(self, name: str) -> Path:
+        """Directory of a folder by its IMAP name (already decoded from modified UTF-7)."""
+        if name.upper() == "INBOX":
+            return self.root
+        try:
+            check_folder(name)
+        except InvalidName as exc:
+            raise MailboxRefused(f"Invalid mailbox name: {exc}") from None
+        if name.upper().startswith("INBOX."):
+            raise MailboxRefused("INBOX has no inferiors here")
+        return self.root / ("." + encode_mutf7(name).decode("ascii"))
+
+    def exists(self, name: str) -> bool:
+        return maildir.is_maildir(self.path(name))
+
+    def names(self) -> list[str]:
+        """Every selectable folder, INBOX first."""
+        result = ["INBOX"]
+        try:
+            entries = os.listdir(self.root)
+        except FileNotFoundError:
+            return result
+        for entry in sorted(entries):
+            if entry.startswith(".") and entry not in (".", "..") and len(entry) > 1:
+                if maildir.is_maildir(self.root / entry):
+                    with contextlib.suppress(ValueError):
+                        result.append(decode_mutf7(entry[1:].encode("utf-8", "surrogateescape")))
+        return result[:1] + sorted(result[1:])
+
+    SPECIAL_USE_ATTRIBUTES = frozenset({"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk",
+                                        "\\Sent", "\\Trash"})
+
+    def special_use(self, name: str) -> str | None:
+        """RFC 6154 attribute: set by CREATE (USE ...) or, for the usual names, by default."""
+        return self._special_use_map().get(name) or SPECIAL_USE.get(name)
+
+    def set_special_use(self, name: str, attribute: str) -> None:
+        path = self.root / SPECIAL_USE_FILE
+        with locked(path):
+            current = self._special_use_map()
+            current[name] = attribute
+            text = "".join(f"{attr} {folder}\n" for folder, attr in current.items())
+            atomic_write(path, text.encode("utf-8"))
+
+    def _special_use_map(self) -> dict[str, str]:
+        try:
+            text = (self.root / SPECIAL_USE_FILE).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return {}
+        result = {}
+        for line in text.splitlines():
+            attr, _, folder = line.partition(" ")
+            if folder:
+                result[folder] = attr
+        return result
+
+    def quota(self) -> dict[str, tuple[int, int]]:
+        """Maildir++ `maildirsize`: {'S': (bytes used, limit), 'C': (messages used, limit)}."""
+        try:
+            lines = (self.root / "maildirsize").read_text(errors="replace").splitlines()
+        except OSError:
+            return {}
+        if not lines:
+            return {}
+        limits = {}
+        for item in lines[0].split(","):
+            if item[:-1].isdigit() and item[-1:] in ("S", "C"):
+                limits[item[-1]] = int(item[:-1])
+        used_bytes = used_count = 0
+        for line in lines[1:]:
+            fields = line.split()
+            if len(fields) == 2 and all(f.lstrip("-").isdigit() for f in fields):
+                used_bytes += int(fields[0])
+                used_count += int(fields[1])
+        used = {"S": used_bytes, "C": used_count}
+        return {kind: (max(0, used[kind]), limit) for kind, limit in limits.items()}
+
+    def has_children(self, name: str, names: list[str] | None = None) -> bool:
+        prefix = name + SEPARATOR
+        return any(n.startswith(prefix) for n in (names or self.names()))
+
+    # -- changes -------------------------------------------------------------------------------
+
+    def ensure_inbox(self, defaults: tuple[str, ...] = ()) -> None:
+        """Create the user's Maildir on first login, with the default special-use folders."""
+        fresh = not maildir.is_maildir(self.root)
+        maildir.ensure_maildir(self.root)
+        if fresh:
+            for name in defaults:
+                with contextlib.suppress(StoreError):
+                    self.create(name)
+                    self.subscribe(name, True)
+
+    def create(self, name: str) -> None:
+        path = self.path(name)
+        if path == self.root or maildir.is_maildir(path):
+            raise MailboxExists(name)
+        try:
+            maildir.ensure_maildir(path)
+            (path / "maildirfolder").touch()
+        except OSError as exc:
+            raise StoreError(f"cannot create {name}: {exc.strerror}") from None
+
+    def delete(self, name: str) -> None:
+        """Remove a folder and its messages; one with inferiors is refused (Maildir++ has no
+        message-less parent to leave behind)."""
+        path = self.path(name)
+        if path == self.root:
+            raise MailboxRefused("INBOX cannot be deleted")
+        if not maildir.is_maildir(path):
+            raise MailboxNotFound(name)
+        if self.has_children(name):
+            raise MailboxRefused("Mailbox has inferior hierarchical names")
+        # Rename first: the folder disappears atomically, then the files go.
+        doomed = self.root / f".#deleted.{os.getpid()}.{time.time_ns()}"
+        try:
+            os.rename(path, doomed)
+        except OSError as exc:
+            raise StoreError(f"cannot delete {name}: {exc.strerror}") from None
+        shutil.rmtree(doomed, ignore_errors=True)
+        self.subscribe(name, False)
+
+    def rename(self, old: str, new: str) -> None:
+        """RFC 3501 6.3.5: inferiors move too; renaming INBOX moves its messages out."""
+        source, target = self.path(old), self.path(new)
+        if target == self.root or maildir.is_maildir(target):
+            raise MailboxExists(new)
+        if source == self.root:
+            self._rename_inbox(new)
+            return
+        if not maildir.is_maildir(source):
+            raise MailboxNotFound(old)
+        if new == old or new.startswith(old + SEPARATOR):
+            raise MailboxRefused("Cannot rename a mailbox into itself")
+        children = [n for n in self.names() if n.startswith(old + SEPARATOR)]
+        try:
+            os.rename(source, target)
+            for child in children:
+                os.rename(self.path(child), self.path(new + child[len(old):]))
+        except OSError as exc:
+            raise StoreError(f"cannot rename {old}: {exc.strerror}") from None
+
+    def _rename_inbox(self, new: str) -> None:
+        self.create(new)
+        target = self.path(new)
+        for message in maildir.list_messages(self.root):
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(self.root / message.relpath, target / message.relpath)
+
+    # -- subscriptions ---------------------------------------------------------------------
+
+    def subscriptions(self) -> list[str]:
+        try:
+            text = (self.root / SUBSCRIPTIONS).read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        return [line for line in text.splitlines() if line.strip()]
+
+    def subscribe(self, name: str, on: bool) -> None:
+        path = self.root / SUBSCRIPTIONS
+        with locked(path):
+            current = self.subscriptions()
+            if on and name not in current:
+                current.append(name)
+            elif not on and name in current:
+                current.remove(name)
+            else:
+                return
+            atomic_write(path, "".join(f"{n}\n" for n in current).encode("utf-8"))

@@ -1,0 +1,173 @@
+"""Buffered line I/O for one child's socket: CRLF or bare-LF lines, limits, timeouts, byte counts.
+
+Replies are buffered and flushed in one write just before the child blocks for more input, so a
+pipelined batch of commands (RFC 2449 PIPELINING, IMAP clients) gets its replies together and no
+reply is written in pieces (Nagle plus delayed ACK would add 40 ms to each). The child's wakeup fd
+is polled with the socket, so a TERM from the master interrupts a wait for input, never a command.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+
+RECV_SIZE = 65536
+FLUSH_THRESHOLD = 65536
+
+
+class ConnectionClosed(Exception):
+    """The client went away (EOF, reset, broken pipe)."""
+
+
+class SessionTimeout(Exception):
+    """No input arrived within the idle timeout."""
+
+
+class Interrupted(Exception):
+    """The master asked this child to finish (TERM) while it waited for input."""
+
+
+class LineTooLong(Exception):
+    """A line exceeded the limit; the rest of it up to its newline was read and discarded."""
+
+
+class LineIO:
+    """Line reader and buffered writer over a connected, blocking socket."""
+
+    def __init__(self, sock: socket.socket, max_line: int, timeout: float,
+                 interrupt_fd: int | None = None) -> None:
+        self.sock = sock
+        # The timeout bounds each blocking send; reads wait in poll() below.
+        sock.settimeout(timeout)
+        self.max_line = max_line
+        self.timeout = timeout
+        self.interrupt_fd = interrupt_fd
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self._inbuf = bytearray()
+        self._outbuf: list[bytes] = []
+        self._outlen = 0
+        self._poll = select.poll()
+        self._poll.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+        if interrupt_fd is not None:
+            self._poll.register(interrupt_fd, select.POLLIN)
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def readline(self) -> bytes:
+        """Next line without its CRLF or LF. Raises LineTooLong after discarding an over-long line."""
+        while True:
+            end = self._inbuf.find(b"\n")
+            if end >= 0:
+                if end > self.max_line + 1:
+                    del self._inbuf[: end + 1]
+                    raise LineTooLong
+                line = bytes(self._inbuf[:end])
+                del self._inbuf[: end + 1]
+                return line[:-1] if line.endswith(b"\r") else line
+            if len(self._inbuf) > self.max_line + 1:
+                self._discard_rest_of_line()
+                raise LineTooLong
+            self._fill()
+
+    def read_exact(self, size: int) -> bytes:
+        """Exactly `size` bytes (an IMAP literal)."""
+        while len(self._inbuf) < size:
+            self._fill()
+        data = bytes(self._inbuf[:size])
+        del self._inbuf[:size]
+        return data
+
+    def has_buffered_input(self) -> bool:
+        return bool(self._inbuf)
+
+    def wait_readable(self, timeout: float) -> bool:
+        """True when input is waiting (buffered or on the socket) within `timeout` seconds."""
+        if self._inbuf:
+            return True
+        self.flush()
+        return self._wait(timeout)
+
+    def _discard_rest_of_line(self) -> None:
+        self._inbuf.clear()
+        while True:
+            self._fill()
+            end = self._inbuf.find(b"\n")
+            if end >= 0:
+                del self._inbuf[: end + 1]
+                return
+            self._inbuf.clear()
+
+    def _fill(self) -> None:
+        self.flush()
+        if not self._wait(self.timeout):
+            raise SessionTimeout
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            raise ConnectionClosed(str(exc)) from None
+        if not data:
+            raise ConnectionClosed("EOF")
+        self.bytes_in += len(data)
+        self._inbuf += data
+
+    def _wait(self, timeout: float) -> bool:
+        """Wait for the socket; raise Interrupted when the wakeup fd fires first."""
+        pending = getattr(self.sock, "pending", None)
+        if pending is not None and pending():
+            return True
+        events = self._poll.poll(max(0.0, timeout) * 1000.0)
+        if not events:
+            return False
+        for fd, _mask in events:
+            if fd == self.interrupt_fd:
+                drain(fd)
+                raise Interrupted
+        return True
+
+    # -- output --------------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        self._outbuf.append(data)
+        self._outlen += len(data)
+        if self._outlen >= FLUSH_THRESHOLD:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._outbuf:
+            return
+        data = b"".join(self._outbuf)
+        self._outbuf.clear()
+        self._outlen = 0
+        try:
+            self.sock.sendall(data)
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            raise ConnectionClosed(str(exc)) from None
+        self.bytes_out += len(data)
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        except ConnectionClosed:
+            pass
+        finally:
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.sock.close()
+
+
+def drain(fd: int) -> bytes:
+    """Read everything waiting on a non-blocking fd (a wakeup socket)."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except (BlockingIOError, InterruptedError):
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,83 @@
+"""Logging for every daemon: syslog (facility mail), a log file, or stderr with `-f`.
+
+Each session's lines carry its session number in `{}` (seed 001) and the client address, through
+`SessionLog`. HUP calls `reopen()`, so logrotate can rename the file and no line is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+SYSLOG_SOCKET = "/dev/log"
+_handler: logging.Handler | None = None
+
+
+def setup(program: str, target: str, level: str = "info") -> logging.Logger:
+    """Point the root logger at `target`: 'stderr', 'syslog', or a file path."""
+    global _handler
+    root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+        _handler.close()
+    _handler = make_handler(program, target)
+    root.addHandler(_handler)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    return logging.getLogger(program)
+
+
+def make_handler(program: str, target: str) -> logging.Handler:
+    if target == "stderr":
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(
+            f"%(asctime)s {program}[%(process)d]: %(message)s"))
+    elif target == "syslog":
+        address: Any = SYSLOG_SOCKET if os.path.exists(SYSLOG_SOCKET) else ("localhost", 514)
+        handler = logging.handlers.SysLogHandler(
+            address=address, facility=logging.handlers.SysLogHandler.LOG_MAIL)
+        handler.setFormatter(logging.Formatter(f"{program}[%(process)d]: %(message)s"))
+    else:
+        # WatchedFileHandler also notices a rename by logrotate on the next line it writes.
+        handler = logging.handlers.WatchedFileHandler(target, encoding="utf-8")
+        handler.setFormatter(logging.Formatter(
+            f"%(asctime)s {program}[%(process)d]: %(message)s"))
+    return handler
+
+
+def reopen() -> None:
+    """Close and reopen the log file (HUP after rotation)."""
+    if isinstance(_handler, logging.FileHandler):
+        _handler.acquire()
+        try:
+            _handler.close()
+            _handler.stream = _handler._open()
+        finally:
+            _handler.release()
+
+
+def handler_fds() -> list[int]:
+    """File descriptors the daemon context must keep open across detaching."""
+    stream = getattr(_handler, "stream", None)
+    sock = getattr(_handler, "socket", None)
+    fds = []
+    for obj in (stream, sock):
+        try:
+            fds.append(obj.fileno())  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            pass
+    return fds
+
+
+class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Prefixes every line with `{session} address`."""
+
+    def __init__(self, logger: logging.Logger, session: int, address: str) -> None:
+        super().__init__(logger, {})
+        self.prefix = f"{{{session}}} {address}"
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        return f"{self.prefix} {msg}", kwargs

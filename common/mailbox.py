@@ -1,0 +1,442 @@
+"""One Maildir folder as IMAP sees it: messages with UIDs, flags, keywords, MODSEQs and \\Recent.
+
+`Mailbox.sync()` reconciles the directory with the uidlist (common/uidlist.py): new files get the
+next UIDs, vanished ones are dropped, flag changes made by anyone get a new MODSEQ. A session calls
+it before answering each command and compares snapshots to report EXISTS, EXPUNGE and FETCH FLAGS.
+
+System flags are the Maildir letters D F R S T (Draft, Flagged, Replied, Seen, Trashed=Deleted)
+plus P (Passed); keywords are lower-case letters a-z whose names live in `dovecot-keywords`, the
+format Dovecot uses, so both servers read each other's keywords. Message content never changes:
+flags are renames, COPY is a hard link, MOVE is a rename, all atomic per message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common import maildir
+from common.atomic import atomic_write, fsync_dir, locked
+from common.maildir import MailboxNotFound, MessageFile, StoreError
+from common.uidlist import Record, UidList, UidStore
+
+SYSTEM_LETTERS = "DFPRST"
+KEYWORDS_FILE = "dovecot-keywords"
+KEYWORD_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+SIZES_FILE = "maildaemons-sizes"
+# A directory changed within this many seconds may change again within the same mtime tick.
+MTIME_TRUST_AGE = 1.0
+
+
+class TooManyKeywords(StoreError):
+    """Maildir file names hold at most 26 keywords per folder."""
+
+
+@dataclass(slots=True)
+class Entry:
+    """A message in a snapshot, ordered by UID."""
+
+    uid: int
+    key: str
+    subdir: str
+    name: str
+    modseq: int
+    recent: bool = False
+
+    @property
+    def letters(self) -> str:
+        _, sep, info = self.name.partition(":2,")
+        return info if sep else ""
+
+    @property
+    def file(self) -> MessageFile:
+        return MessageFile(self.subdir, self.name)
+
+
+@dataclass
+class Snapshot:
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    entries: list[Entry] = field(default_factory=list)
+
+
+class Keywords:
+    """Keyword name <-> file-name letter for one folder (`dovecot-keywords`: `<index> <name>`)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / KEYWORDS_FILE
+        self._stamp: tuple[int, int] | None = None
+        self.names: list[str | None] = []
+
+    def refresh(self) -> None:
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            self.names, self._stamp = [], None
+            return
+        stamp = (info.st_mtime_ns, info.st_size)
+        if stamp == self._stamp:
+            return
+        names: list[str | None] = [None] * len(KEYWORD_LETTERS)
+        with contextlib.suppress(OSError):
+            for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+                index, _, name = line.partition(" ")
+                if index.isdigit() and int(index) < len(names) and name:
+                    names[int(index)] = name
+        while names and names[-1] is None:
+            names.pop()
+        self.names, self._stamp = names, stamp
+
+    def decode(self, letters: str) -> list[str]:
+        self.refresh()
+        result = []
+        for letter in letters:
+            index = KEYWORD_LETTERS.find(letter)
+            if 0 <= index < len(self.names) and self.names[index]:
+                result.append(self.names[index])  # type: ignore[arg-type]
+        return result
+
+    def letters_for(self, keywords: Iterable[str], create: bool) -> str:
+        """Letters for keyword names (case-insensitive, as RFC 3501 flags are)."""
+        wanted = list(keywords)
+        if not wanted:
+            return ""
+        self.refresh()
+        letters = []
+        missing = []
+        for name in wanted:
+            index = self._index(name)
+            if index is None:
+                missing.append(name)
+            else:
+                letters.append(KEYWORD_LETTERS[index])
+        if missing and create:
+            letters.extend(self._add(missing))
+        return "".join(letters)
+
+    def all(self) -> list[str]:
+        self.refresh()
+        return [n for n in self.names if n]
+
+    def _index(self, name: str) -> int | None:
+        lowered = name.lower()
+        for index, known in enumerate(self.names):
+            if known is not None and known.lower() == lowered:
+                return index
+        return None
+
+    def _add(self, names: list[str]) -> list[str]:
+        with locked(self.path):
+            self._stamp = None
+            self.refresh()
+            letters = []
+            for name in names:
+                index = self._index(name)
+                if index is None:
+                    if len(self.names) >= len(KEYWORD_LETTERS):
+                        raise TooManyKeywords(name)
+                    self.names.append(name)
+                    index = len(self.names) - 1
+                letters.append(KEYWORD_LETTERS[index])
+            text = "".join(f"{i} {n}\n" for i, n in enumerate(self.names) if n)
+            atomic_write(self.path, text.encode(), mode=0o600)
+            self._stamp = None
+        return letters
+
+
+class SizeCache:
+    """CRLF sizes of messages whose names carry no `,W=`: derived, disposable, rebuilt on demand."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / SIZES_FILE
+        self.sizes: dict[str, int] | None = None
+        self.dirty = False
+
+    def get(self, folder: Path, entry: Entry) -> int:
+        size = entry.file.stored_size("W")
+        if size is not None:
+            return size
+        if self.sizes is None:
+            self.sizes = self._load()
+        if entry.key not in self.sizes:
+            self.sizes[entry.key] = maildir.crlf_size(maildir.read_message(folder, entry.file))
+            self.dirty = True
+        return self.sizes[entry.key]
+
+    def save(self) -> None:
+        if not self.dirty or self.sizes is None:
+            return
+        text = "".join(f"{size} {key}\n" for key, size in self.sizes.items())
+        with contextlib.suppress(OSError):
+            atomic_write(self.path, text.encode("utf-8", "surrogateescape"), fsync=False)
+        self.dirty = False
+
+    def _load(self) -> dict[str, int]:
+        sizes = {}
+        with contextlib.suppress(OSError):
+            for line in self.path.read_bytes().decode("utf-8", "surrogateescape").splitlines():
+                size, _, key = line.partition(" ")
+                if size.isdigit() and key:
+                    sizes[key] = int(size)
+        return sizes
+
+
+class Mailbox:
+    """A folder's messages as a sequence of UIDs, kept in step with the directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.uids = UidStore(path)
+        self.keywords = Keywords(path)
+        self.sizes = SizeCache(path)
+        self._dir_stamp: tuple[int, int, tuple[int, int, int] | None] | None = None
+        self._locations: dict[str, tuple[str, str]] = {}
+
+    # -- reading the directory -------------------------------------------------------------
+
+    def scan(self) -> dict[str, tuple[str, str]]:
+        """key -> (subdir, name) for every message file; skips the listing when nothing moved."""
+        stamp = self._stamp()
+        if stamp is not None and stamp == self._dir_stamp:
+            return self._locations
+        locations: dict[str, tuple[str, str]] = {}
+        for message in maildir.list_messages(self.path):
+            locations[message.key] = (message.subdir, message.name)
+        self._locations, self._dir_stamp = locations, stamp
+        return locations
+
+    def _stamp(self) -> tuple[int, int, tuple[int, int, int] | None] | None:
+        try:
+            new = os.stat(self.path / "new").st_mtime_ns
+            cur = os.stat(self.path / "cur").st_mtime_ns
+        except FileNotFoundError:
+            raise MailboxNotFound(str(self.path)) from None
+        if time.time_ns() - max(new, cur) < MTIME_TRUST_AGE * 1e9:
+            return None
+        try:
+            info = os.stat(self.uids.path)
+            uid_stamp: tuple[int, int, int] | None = (info.st_mtime_ns, info.st_ino, info.st_size)
+        except FileNotFoundError:
+            uid_stamp = None
+        return (new, cur, uid_stamp)
+
+    def sync(self, claim_recent: bool = False) -> Snapshot:
+        """The folder now. With `claim_recent`, messages in new/ move to cur/ and are \\Recent here."""
+        locations = self.scan()
+        recent: set[str] = set()
+        if claim_recent:
+            recent = self._claim_new(locations)
+        current = self.uids.read()
+        if current is None or self._needs_update(current, locations):
+            with self.uids.update() as current:
+                self._reconcile(current, locations)
+        return self._snapshot(current, locations, recent)
+
+    def _claim_new(self, locations: dict[str, tuple[str, str]]) -> set[str]:
+        claimed = set()
+        for key, (subdir, name) in list(locations.items()):
+            if subdir != "new":
+                continue
+            target = name if ":2," in name else name + ":2,"
+            try:
+                os.rename(self.path / "new" / name, self.path / "cur" / target)
+            except FileNotFoundError:
+                continue  # another session claimed it first: recent there, not here
+            locations[key] = ("cur", target)
+            claimed.add(key)
+        if claimed:
+            self._dir_stamp = None
+        return claimed
+
+    @staticmethod
+    def _needs_update(current: UidList, locations: dict[str, tuple[str, str]]) -> bool:
+        if len(current.records) != len(locations):
+            return True
+        for key, (_subdir, name) in locations.items():
+            record = current.records.get(key)
+            if record is None or record.flags != letters_of(name):
+                return True
+        return False
+
+    def _reconcile(self, current: UidList, locations: dict[str, tuple[str, str]]) -> None:
+        for key in [k for k in current.records if k not in locations]:
+            del current.records[key]
+        fresh = sorted((k for k in locations if k not in current.records),
+                       key=lambda k: maildir.sort_key(MessageFile(*locations[k])))
+        for key in fresh:
+            current.records[key] = Record(current.uidnext, current.next_modseq(),
+                                          letters_of(locations[key][1]), key)
+            current.uidnext += 1
+        for key, (_subdir, name) in locations.items():
+            record = current.records[key]
+            if record.flags != letters_of(name):
+                record.flags, record.modseq = letters_of(name), current.next_modseq()
+
+    @staticmethod
+    def _snapshot(current: UidList, locations: dict[str, tuple[str, str]],
+                  recent: set[str]) -> Snapshot:
+        entries = []
+        for key, record in current.records.items():
+            where = locations.get(key)
+            if where is None:
+                continue
+            entries.append(Entry(record.uid, key, where[0], where[1], record.modseq,
+                                 key in recent or where[0] == "new"))
+        entries.sort(key=lambda e: e.uid)
+        return Snapshot(current.uidvalidity, current.uidnext, current.highestmodseq, entries)
+
+    # -- messages ------------------------------------------------------------------------------
+
+    def read(self, entry: Entry) -> bytes:
+        message = entry.file
+        data = maildir.read_message(self.path, message)
+        entry.subdir, entry.name = message.subdir, message.name
+        return data
+
+    def size(self, entry: Entry) -> int:
+        return self.sizes.get(self.path, entry)
+
+    def internal_date(self, entry: Entry) -> float:
+        """INTERNALDATE is the file's mtime (set from APPEND's date-time), as Dovecot does."""
+        try:
+            return os.stat(self.path / entry.subdir / entry.name).st_mtime
+        except FileNotFoundError:
+            moved = maildir.find_by_key(self.path, entry.key)
+            if moved is None:
+                return time.time()
+            entry.subdir, entry.name = moved.subdir, moved.name
+            return os.stat(self.path / moved.relpath).st_mtime
+
+    def set_letters(self, entry: Entry, letters: str) -> bool:
+        """Rename the file so its info carries exactly `letters`; False when it vanished."""
+        wanted = "".join(sorted(set(letters)))
+        if entry.letters == wanted and entry.subdir == "cur":
+            return True
+        target = f"{entry.key}:2,{wanted}"
+        for _attempt in range(3):
+            try:
+                os.rename(self.path / entry.subdir / entry.name, self.path / "cur" / target)
+            except FileNotFoundError:
+                moved = maildir.find_by_key(self.path, entry.key)
+                if moved is None:
+                    return False
+                entry.subdir, entry.name = moved.subdir, moved.name
+                continue
+            entry.subdir, entry.name = "cur", target
+            self._dir_stamp = None
+            return True
+        return False
+
+    def commit_flags(self, entries: list[Entry]) -> int:
+        """Record the new flags of `entries` in the uidlist; returns the new HIGHESTMODSEQ."""
+        with self.uids.update() as current:
+            for entry in entries:
+                record = current.records.get(entry.key)
+                if record is not None and record.flags != entry.letters:
+                    record.flags, record.modseq = entry.letters, current.next_modseq()
+                    entry.modseq = record.modseq
+            return current.highestmodseq
+
+    def append(self, data: bytes, letters: str, internal_date: float | None) -> tuple[int, int]:
+        """Deliver a message (tmp/ then rename into cur/); returns (uidvalidity, uid)."""
+        message = maildir.deliver(self.path, data, letters, subdir="cur", mtime=internal_date)
+        return self._assign([message])[0]
+
+    def _assign(self, messages: list[MessageFile]) -> list[tuple[int, int]]:
+        """Give freshly placed files their UIDs now, in order, so APPENDUID/COPYUID can name them."""
+        result = []
+        with self.uids.update() as current:
+            for message in messages:
+                record = current.records.get(message.key)
+                if record is None:
+                    record = Record(current.uidnext, current.next_modseq(), message.flags,
+                                    message.key)
+                    current.records[message.key] = record
+                    current.uidnext += 1
+                result.append((current.uidvalidity, record.uid))
+        self._dir_stamp = None
+        return result
+
+    def copy_in(self, source: Mailbox, entries: list[Entry], move: bool = False) -> list[int]:
+        """COPY (hard link, else a copy through tmp/) or MOVE (rename) into this folder.
+
+        Returns the new UIDs in the order of `entries`. Each message is placed atomically: a crash
+        leaves it in the source, or (for a copy) in both, never half-written and never nowhere."""
+        placed = []
+        for entry in entries:
+            placed.append(self._place(source, entry, move))
+        fsync_dir(self.path / "cur")
+        return [uid for _validity, uid in self._assign(placed)]
+
+    def _place(self, source: Mailbox, entry: Entry, move: bool) -> MessageFile:
+        base = maildir.unique_name()
+        size_tags = "".join(f",{kind}={value}" for kind in ("S", "W")
+                            if (value := entry.file.stored_size(kind)) is not None)
+        system = "".join(c for c in entry.letters if c in SYSTEM_LETTERS)
+        keywords = source.keywords.decode(entry.letters)
+        letters = system + self.keywords.letters_for(keywords, create=True)
+        name = f"{base}{size_tags}:2,{''.join(sorted(set(letters)))}"
+        src = source.path / entry.subdir / entry.name
+        dst = self.path / "cur" / name
+        try:
+            if move:
+                os.rename(src, dst)
+            else:
+                self._link_or_copy(src, dst, base)
+        except FileNotFoundError:
+            moved = maildir.find_by_key(source.path, entry.key)
+            if moved is None:
+                raise StoreError(f"message {entry.key} vanished") from None
+            entry.subdir, entry.name = moved.subdir, moved.name
+            return self._place(source, entry, move)
+        except OSError as exc:
+            raise StoreError(f"cannot copy {entry.key}: {exc.strerror}") from None
+        return MessageFile("cur", name)
+
+    def _link_or_copy(self, src: Path, dst: Path, base: str) -> None:
+        try:
+            os.link(src, dst)
+            return
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+        tmp = self.path / "tmp" / base
+        data = src.read_bytes()
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.utime(tmp, (src.stat().st_mtime, src.stat().st_mtime))
+        os.rename(tmp, dst)
+
+    def expunge(self, entries: list[Entry]) -> list[Entry]:
+        """Remove the files and their records; returns the entries actually removed."""
+        removed = []
+        for entry in entries:
+            failed = maildir.remove_messages(self.path, [entry.file])
+            if not failed:
+                removed.append(entry)
+        if removed:
+            with self.uids.update() as current:
+                for entry in removed:
+                    current.records.pop(entry.key, None)
+                current.next_modseq()
+            self._dir_stamp = None
+        return removed
+
+    def counts(self) -> tuple[int, int, int]:
+        """(messages, recent, unseen) without claiming anything: for STATUS."""
+        locations = self.scan()
+        recent = sum(1 for subdir, _ in locations.values() if subdir == "new")
+        unseen = sum(1 for _, name in locations.values() if "S" not in letters_of(name))
+        return len(locations), recent, unseen
+
+
+def letters_of(name: str) -> str:
+    _, sep, info = name.partition(":2,")
+    return info if sep else ""

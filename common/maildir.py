@@ -1,0 +1,265 @@
+"""Maildir++ store: message files, flags in names, delivery, sizes, the POP3 maildrop lock.
+
+A user's mail is `<base>/<user>/` (`cur/ new/ tmp/`); folders are `.Name` subdirectories. Flags live in
+the file name after `:2,` as sorted letters. New mail is written to `tmp/`, fsynced and renamed into
+`new/` or `cur/`, so a crash never leaves half a message visible. On disk a message has LF line
+ends; every size reported is of the CRLF form actually sent (`,W=` in the name when we delivered it,
+computed otherwise). UIDs and folders for IMAP live in `common/uidlist.py` and `common/folders.py`.
+
+This module raises typed errors and never formats protocol text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import itertools
+import os
+import re
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.atomic import fsync_dir
+from common.names import InvalidName, check_username
+
+SUBDIRS = ("cur", "new", "tmp")
+FLAG_LETTERS = "DFPRST"
+POP3_LOCK = "maildaemons-pop3.lock"
+_SIZE_FIELD = re.compile(r",([SW])=(\d+)")
+_counter = itertools.count(1)
+_HOSTNAME = socket.gethostname().replace("/", "\\057").replace(":", "\\072") or "localhost"
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked; the mail is as it was."""
+
+
+class MailboxNotFound(StoreError):
+    pass
+
+
+class MailboxExists(StoreError):
+    pass
+
+
+class StoreBusy(StoreError):
+    """Another session holds the lock."""
+
+
+class MailboxRefused(StoreError):
+    """The request is not allowed (bad name, INBOX, inferiors); the text is safe to show."""
+
+
+@dataclass(slots=True)
+class MessageFile:
+    """One message file: where it is and what its name says."""
+
+    subdir: str
+    name: str
+
+    @property
+    def key(self) -> str:
+        """The stable identity: the name up to ':' (qmail's and Courier's UIDL)."""
+        return self.name.split(":", 1)[0]
+
+    @property
+    def flags(self) -> str:
+        _, sep, info = self.name.partition(":2,")
+        return info if sep else ""
+
+    @property
+    def relpath(self) -> str:
+        return f"{self.subdir}/{self.name}"
+
+    def stored_size(self, kind: str) -> int | None:
+        """The `,S=` (file) or `,W=` (CRLF) size from the name, when there is one."""
+        for field, value in _SIZE_FIELD.findall(self.key):
+            if field == kind:
+                return int(value)
+        return None
+
+
+# -- names and sizes -------------------------------------------------------------------------
+
+
+def user_maildir(base: Path, user: str) -> Path:
+    try:
+        check_username(user)
+    except InvalidName as exc:
+        raise StoreError(f"unsafe user name: {exc}") from None
+    return base / user
+
+
+def unique_name() -> str:
+    """`<secs>.M<usec>P<pid>Q<n>.<host>`: unique across processes and hosts (maildir(5))."""
+    now = time.time()
+    secs = int(now)
+    usec = int((now - secs) * 1_000_000)
+    return f"{secs}.M{usec}P{os.getpid()}Q{next(_counter)}.{_HOSTNAME}"
+
+
+def flags_suffix(flags: str) -> str:
+    return ":2," + "".join(sorted(set(flags) & set(FLAG_LETTERS)))
+
+
+def to_crlf(data: bytes) -> bytes:
+    """The octets sent for a message: every line end CRLF, and a final CRLF when missing."""
+    out = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if out and not out.endswith(b"\n"):
+        out += b"\r\n"
+    return out
+
+
+def crlf_size(data: bytes) -> int:
+    size = len(data) + data.count(b"\n") - data.count(b"\r\n")
+    if data and not data.endswith(b"\n"):
+        size += 2
+    return size
+
+
+def to_lf(data: bytes) -> bytes:
+    """Storage form of a message received with CRLF line ends."""
+    return data.replace(b"\r\n", b"\n")
+
+
+# -- folders on disk -------------------------------------------------------------------------
+
+
+def ensure_maildir(path: Path) -> None:
+    for sub in SUBDIRS:
+        (path / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def is_maildir(path: Path) -> bool:
+    return all((path / sub).is_dir() for sub in ("cur", "new"))
+
+
+def list_messages(folder: Path) -> list[MessageFile]:
+    """Every message in new/ and cur/, oldest first (maildir names start with the time)."""
+    messages = []
+    for sub in ("new", "cur"):
+        try:
+            names = os.listdir(folder / sub)
+        except FileNotFoundError:
+            if sub == "cur" and not folder.is_dir():
+                raise MailboxNotFound(str(folder)) from None
+            continue
+        except OSError as exc:
+            raise StoreError(f"cannot list {folder / sub}: {exc.strerror}") from None
+        messages.extend(MessageFile(sub, n) for n in names if not n.startswith("."))
+    messages.sort(key=sort_key)
+    return messages
+
+
+def sort_key(message: MessageFile) -> tuple[int, str]:
+    head = message.name.split(".", 1)[0]
+    return (int(head) if head.isdigit() else 0, message.name)
+
+
+def find_by_key(folder: Path, key: str) -> MessageFile | None:
+    """A message whose flags (and so its name) another session changed since we listed it."""
+    for message in list_messages(folder):
+        if message.key == key:
+            return message
+    return None
+
+
+def read_message(folder: Path, message: MessageFile) -> bytes:
+    """The stored bytes; follows a rename by another session (flags changed, new/ -> cur/)."""
+    try:
+        return (folder / message.relpath).read_bytes()
+    except FileNotFoundError:
+        moved = find_by_key(folder, message.key)
+        if moved is None:
+            raise StoreError(f"message {message.key} is gone") from None
+        message.subdir, message.name = moved.subdir, moved.name
+        return (folder / message.relpath).read_bytes()
+    except OSError as exc:
+        raise StoreError(f"cannot read {message.key}: {exc.strerror}") from None
+
+
+def message_size(folder: Path, message: MessageFile) -> int:
+    """CRLF size: from `,W=` in the name when present, else counted from the file."""
+    size = message.stored_size("W")
+    if size is not None:
+        return size
+    return crlf_size(read_message(folder, message))
+
+
+def deliver(folder: Path, data: bytes, flags: str = "", subdir: str = "new",
+            mtime: float | None = None) -> MessageFile:
+    """Write a message into the folder atomically: tmp/, fsync, rename, fsync the directory."""
+    base = unique_name()
+    name = f"{base},S={len(data)},W={crlf_size(data)}"
+    if subdir == "cur" or flags:
+        subdir, name = "cur", name + flags_suffix(flags)
+    tmp = folder / "tmp" / base
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if mtime is not None:
+                os.utime(tmp, (mtime, mtime))
+            os.rename(tmp, folder / subdir / name)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except FileNotFoundError:
+        raise MailboxNotFound(str(folder)) from None
+    except OSError as exc:
+        raise StoreError(f"cannot deliver into {folder}: {exc.strerror}") from None
+    fsync_dir(folder / subdir)
+    return MessageFile(subdir, name)
+
+
+def remove_messages(folder: Path, messages: list[MessageFile]) -> list[MessageFile]:
+    """Unlink each message; return those that could not be removed (still on disk)."""
+    failed = []
+    for message in messages:
+        try:
+            os.unlink(folder / message.relpath)
+        except FileNotFoundError:
+            moved = find_by_key(folder, message.key)
+            if moved is not None:
+                try:
+                    os.unlink(folder / moved.relpath)
+                except OSError:
+                    failed.append(message)
+        except OSError:
+            failed.append(message)
+    for sub in ("cur", "new"):
+        fsync_dir(folder / sub)
+    return failed
+
+
+class MaildropLock:
+    """The exclusive POP3 lock on one maildrop: an fcntl lock, released when the process dies."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / POP3_LOCK
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            raise MailboxNotFound(str(self.path.parent)) from None
+        except OSError as exc:
+            raise StoreError(f"cannot open {self.path}: {exc.strerror}") from None
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StoreBusy("maildrop in use") from None
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None

@@ -1,0 +1,48 @@
+"""Checks on user and folder names before they become paths (DESIGN.md "Storage").
+
+A name that passes can be joined to a directory without escaping it: no `/`, no `..`, no control
+bytes, no leading dot, bounded length.
+"""
+
+from __future__ import annotations
+
+MAX_USERNAME = 40  # seed 003, MSMP section 4: "the limit set by POP3"
+MAX_FOLDER = 200
+USERNAME_FORBIDDEN = set("/\\:#$ \t\"'`*?[]{}()<>|;&!~,=%")
+FOLDER_FORBIDDEN = set("/\\")
+
+
+class InvalidName(ValueError):
+    """A user or folder name that must not touch the file system."""
+
+
+def check_username(name: str) -> str:
+    """Return `name` when it is safe as a Maildir directory name, else raise InvalidName."""
+    if not name or len(name) > MAX_USERNAME:
+        raise InvalidName("bad length")
+    if name[0] in ".-" or name in (".", ".."):
+        raise InvalidName("leading dot or dash")
+    for char in name:
+        if ord(char) < 0x21 or ord(char) > 0x7E or char in USERNAME_FORBIDDEN:
+            raise InvalidName(f"character {char!r} not allowed")
+    return name
+
+
+def is_valid_username(name: str) -> bool:
+    try:
+        check_username(name)
+    except InvalidName:
+        return False
+    return True
+
+
+def check_folder(name: str) -> str:
+    """A Maildir++ folder name (hierarchy separator '.'), not INBOX itself."""
+    if not name or len(name.encode("utf-8")) > MAX_FOLDER:
+        raise InvalidName("bad length")
+    if name.startswith(".") or name.endswith(".") or ".." in name:
+        raise InvalidName("empty hierarchy level")
+    for char in name:
+        if ord(char) < 0x20 or ord(char) == 0x7F or char in FOLDER_FORBIDDEN:
+            raise InvalidName(f"character {char!r} not allowed")
+    return name

@@ -1,0 +1,350 @@
+"""The forking server: bind v4/v6, accept, fork a child per connection, reap on SIGCHLD.
+
+The master owns the listeners, the `children` table, the limits and the signals, and does no
+protocol work: a child gets the connected socket, runs the daemon's handler and ends with
+`os._exit`. Signal handlers are no-ops that only wake the loop through `signal.set_wakeup_fd`; the
+loop drains the wakeup socket and calls `on_<signal>()` (seed 000's `tomb()` is `_reap`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import selectors
+import signal
+import socket
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from common.lineio import drain
+from common.stats import StatsClient
+
+MASTER_SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
+ACCEPTS_PER_WAKE = 64
+FAST_STOP_GRACE = 1.0
+
+# conn, client address, session number, interrupt fd -> exit status
+Handler = Callable[[socket.socket, str, int, int], int]
+# reason ('children' or 'address') -> the protocol's one-line refusal
+BusyReply = Callable[[str], bytes]
+
+
+class BindError(OSError):
+    """A listener could not be bound; str() is the one line for the terminal."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+@dataclass
+class Child:
+    pid: int
+    address: str
+    session: int
+    started: float
+
+
+def client_address(peer: tuple[object, ...] | str) -> str:
+    """The one client-address value for a connection (IPv4-mapped IPv6 shown as IPv4)."""
+    if isinstance(peer, str) or not peer:
+        return "local"
+    host = str(peer[0])
+    return host[7:] if host.startswith("::ffff:") and "." in host else host
+
+
+def bind_listeners(addresses: list[str], port: int, backlog: int = 1024) -> list[socket.socket]:
+    """Bind every address; '*' means all interfaces, IPv6 and IPv4 on one dual-stack socket."""
+    listeners: list[socket.socket] = []
+    try:
+        for address in addresses:
+            listeners.extend(bind_one(address, port, backlog))
+    except OSError:
+        for sock in listeners:
+            sock.close()
+        raise
+    return listeners
+
+
+def bind_one(address: str, port: int, backlog: int) -> list[socket.socket]:
+    if address == "*":
+        try:
+            return [make_listener("::", port, backlog, v6only=False)]
+        except OSError as exc:
+            if exc.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+                raise
+            return [make_listener("0.0.0.0", port, backlog)]
+    return [make_listener(address.strip("[]"), port, backlog, v6only=True)]
+
+
+def make_listener(host: str, port: int, backlog: int, v6only: bool = True) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise BindError(exc.errno, f"cannot listen on {host} port {port}: {exc.strerror}") from None
+    return sock
+
+
+class Wakeup:
+    """Self-pipe: no-op handlers for `signals`, each delivery written as one byte to a socketpair."""
+
+    def __init__(self, signals: tuple[signal.Signals, ...]) -> None:
+        self.reader, self.writer = socket.socketpair()
+        for sock in (self.reader, self.writer):
+            sock.setblocking(False)
+        signal.set_wakeup_fd(self.writer.fileno(), warn_on_full_buffer=False)
+        for signum in signals:
+            signal.signal(signum, _note_signal)
+
+    def fileno(self) -> int:
+        return self.reader.fileno()
+
+    def pending(self) -> list[int]:
+        return list(drain(self.reader.fileno()))
+
+    def close(self) -> None:
+        with contextlib.suppress(ValueError):
+            signal.set_wakeup_fd(-1)
+        self.reader.close()
+        self.writer.close()
+
+
+def _note_signal(signum: int, frame: object) -> None:
+    """Only the wakeup fd matters; the loop does the work."""
+
+
+class ForkingServer:
+    """Accept connections and fork one child per connection."""
+
+    def __init__(self, *, protocol: str, listeners: list[socket.socket], handler: Handler,
+                 log: logging.Logger, stats: StatsClient, max_children: int,
+                 max_per_address: int, shutdown_grace: float, busy_reply: BusyReply,
+                 on_reload: Callable[[], None] | None = None,
+                 on_child_start: Callable[[], None] | None = None) -> None:
+        self.protocol = protocol
+        self.listeners = listeners
+        self.handler = handler
+        self.log = log
+        self.stats = stats
+        self.max_children = max_children
+        self.max_per_address = max_per_address
+        self.shutdown_grace = shutdown_grace
+        self.busy_reply = busy_reply
+        self.on_reload = on_reload
+        self.on_child_start = on_child_start
+        self.children: dict[int, Child] = {}
+        self.per_address: Counter[str] = Counter()
+        self.sessions = 0
+        self.stop_grace: float | None = None
+        self.wakeup: Wakeup | None = None
+        self.selector: selectors.BaseSelector | None = None
+
+    # -- master loop -------------------------------------------------------------------------
+
+    def serve_forever(self) -> int:
+        self.wakeup = Wakeup(MASTER_SIGNALS)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.wakeup, selectors.EVENT_READ)
+        for sock in self.listeners:
+            self.selector.register(sock, selectors.EVENT_READ)
+        self.log.info("listening on %s", ", ".join(describe(s) for s in self.listeners))
+        while self.stop_grace is None:
+            for key, _mask in self.selector.select():
+                if key.fileobj is self.wakeup:
+                    self._dispatch_signals()
+                elif self.stop_grace is None:
+                    self._accept_all(key.fileobj)  # type: ignore[arg-type]
+        return self._shutdown(self.stop_grace)
+
+    def _dispatch_signals(self) -> None:
+        assert self.wakeup is not None
+        for signum in self.wakeup.pending():
+            if signum == signal.SIGCHLD:
+                self.on_sigchld()
+            elif signum == signal.SIGTERM:
+                self.on_sigterm()
+            elif signum == signal.SIGHUP:
+                self.on_sighup()
+            elif signum in (signal.SIGINT, signal.SIGQUIT):
+                self.on_sigint()
+        # A signal may have arrived between waitpid calls; reaping is cheap and idempotent.
+        self.on_sigchld()
+
+    def on_sigchld(self) -> None:
+        while True:
+            try:
+                pid, _status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self._bury(pid)
+
+    def _bury(self, pid: int) -> None:
+        child = self.children.pop(pid, None)
+        if child is None:
+            self.log.debug("reaped unknown pid %d", pid)
+            return
+        self.per_address[child.address] -= 1
+        if self.per_address[child.address] <= 0:
+            del self.per_address[child.address]
+        self.log.info("Dead Child pid: %d", pid)
+        self.stats.child_ended(self.protocol, pid)
+
+    def on_sigterm(self) -> None:
+        self.log.info("TERM received: finishing %d sessions", len(self.children))
+        self.stop_grace = self.shutdown_grace
+
+    def on_sigint(self) -> None:
+        self.log.info("stopping now")
+        self.stop_grace = FAST_STOP_GRACE
+
+    def on_sighup(self) -> None:
+        self.log.info("HUP received: reloading")
+        if self.on_reload is None:
+            return
+        try:
+            self.on_reload()
+        except Exception as exc:  # a bad new config keeps the old one
+            self.log.error("reload failed, keeping the old configuration: %s", exc)
+
+    # -- accepting ---------------------------------------------------------------------------
+
+    def _accept_all(self, listener: socket.socket) -> None:
+        for _ in range(ACCEPTS_PER_WAKE):
+            try:
+                conn, peer = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # EMFILE, ENOBUFS, ECONNABORTED: log and keep serving the others.
+                self.log.warning("accept failed: %s", exc)
+                return
+            self._start_session(conn, client_address(peer))
+
+    def _start_session(self, conn: socket.socket, address: str) -> None:
+        refusal = self._refusal(address)
+        if refusal:
+            self._refuse(conn, address, refusal)
+            return
+        self.sessions += 1
+        session = self.sessions
+        conn.setblocking(True)
+        with contextlib.suppress(OSError):
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            self.log.error("fork failed: %s", exc)
+            self._refuse(conn, address, "children")
+            return
+        if pid == 0:
+            self._run_child(conn, address, session)
+        conn.close()
+        self.children[pid] = Child(pid, address, session, time.time())
+        self.per_address[address] += 1
+        self.stats.connection_opened(self.protocol, pid, address)
+
+    def _refusal(self, address: str) -> str:
+        if len(self.children) >= self.max_children:
+            return "children"
+        if self.per_address[address] >= self.max_per_address:
+            return "address"
+        return ""
+
+    def _refuse(self, conn: socket.socket, address: str, reason: str) -> None:
+        self.log.warning("refused %s: %s limit reached", address, reason)
+        try:
+            conn.setblocking(False)
+            conn.send(self.busy_reply(reason))
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    # -- the child ---------------------------------------------------------------------------
+
+    def _run_child(self, conn: socket.socket, address: str, session: int) -> None:
+        code = 1
+        try:
+            interrupt = self._become_child()
+            code = self.handler(conn, address, session, interrupt.fileno())
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                self.log.error("{%d} %s child crashed: %s", session, address,
+                               traceback.format_exc().replace("\n", " | "))
+        finally:
+            os._exit(code)
+
+    def _become_child(self) -> Wakeup:
+        """Drop the master's fds and handlers; TERM now means 'finish and say goodbye'."""
+        for sock in self.listeners:
+            sock.close()
+        if self.selector is not None:
+            self.selector.close()
+        if self.wakeup is not None:
+            self.wakeup.close()
+        for signum in (signal.SIGCHLD, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        if self.on_child_start is not None:
+            self.on_child_start()
+        return Wakeup((signal.SIGTERM,))
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    def _shutdown(self, grace: float) -> int:
+        for sock in self.listeners:
+            with contextlib.suppress(OSError):
+                sock.close()
+        self._signal_children(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while self.children and time.monotonic() < deadline:
+            self._wait_for_signal(deadline - time.monotonic())
+            self.on_sigchld()
+        if self.children:
+            self.log.warning("killing %d sessions that did not finish", len(self.children))
+            self._signal_children(signal.SIGKILL)
+            for pid in list(self.children):
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+                self._bury(pid)
+        self.log.info("stopped")
+        return 0
+
+    def _signal_children(self, signum: int) -> None:
+        for pid in list(self.children):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def _wait_for_signal(self, timeout: float) -> None:
+        assert self.wakeup is not None
+        sel = selectors.DefaultSelector()
+        sel.register(self.wakeup, selectors.EVENT_READ)
+        try:
+            if sel.select(max(0.0, min(timeout, 0.5))):
+                self.wakeup.pending()
+        finally:
+            sel.close()
+
+
+def describe(sock: socket.socket) -> str:
+    try:
+        host, port = sock.getsockname()[:2]
+    except OSError:
+        return "?"
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"

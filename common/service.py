@@ -1,0 +1,142 @@
+"""What every protocol daemon's `main` shares: flags to settings, start-up checks, the master's state,
+HUP reload, and the forking server wired to the daemon's session handler.
+
+A daemon supplies a `Protocol` (its name, how to build a per-connection handler and its refusal line);
+this module does the rest the same way for pop3d, imapd, imapgw and msmpd.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from common import daemon, logs
+from common.config import ConfigError, Settings, read_config
+from common.server import BusyReply, ForkingServer, Handler, bind_listeners
+from common.stats import StatsClient
+from common.users import UserDB, UserFileError
+
+# docopt option -> config key, for the flags every daemon shares (DESIGN.md "Commands").
+COMMON_FLAGS: dict[str, str] = {
+    "--pidfile": "pidfile",
+    "--stats-socket": "stats_socket",
+    "--state-dir": "state_dir",
+    "--users": "users_file",
+    "--log": "log",
+    "-d": "mail_base",
+}
+
+
+@dataclass
+class Protocol:
+    name: str                     # 'pop3': stats and logs
+    daemon: str                   # 'pop3d': config section, pidfile, log tag
+    make_handler: Callable[[MasterState], Handler]
+    busy_reply: BusyReply
+    flags: dict[str, str] = field(default_factory=dict)  # daemon-specific docopt flag -> key
+    users_key: str = "users_file"
+    inline_users_flag: str = "-u"
+    int_keys: tuple[str, ...] = ("port", "max_children", "max_per_address", "idle_timeout")
+    float_keys: tuple[str, ...] = ("auth_failure_delay", "shutdown_grace")
+
+
+@dataclass
+class MasterState:
+    """What the master holds and a child inherits: settings, users, stats, log."""
+
+    protocol: Protocol
+    settings: Settings
+    users: UserDB
+    stats: StatsClient
+    log: logging.Logger
+    args: dict[str, Any]
+
+    def reload(self) -> None:
+        """HUP: re-read config and users; a bad new config raises and the old one stays."""
+        settings = load_settings(self.protocol, self.args)
+        users = load_users(self.protocol, settings, self.args)
+        self.settings, self.users = settings, users
+        self.stats = StatsClient(settings.stats_socket)
+        target = settings.get("log") if not self.args.get("--foreground") else "stderr"
+        if target and target != "stderr":
+            logs.setup(settings.daemon, target, settings.get("log_level"))
+        logs.reopen()
+        self.log.info("configuration reloaded")
+
+
+def overrides(protocol: Protocol, args: dict[str, Any]) -> dict[str, str | None]:
+    mapping = {**COMMON_FLAGS, **protocol.flags}
+    result: dict[str, str | None] = {}
+    for flag, key in mapping.items():
+        value = args.get(flag)
+        if isinstance(value, str):
+            result[key] = value
+    return result
+
+
+def load_settings(protocol: Protocol, args: dict[str, Any]) -> Settings:
+    config_path = args.get("--config")
+    parser = read_config(config_path)
+    settings = Settings(protocol.daemon, parser, overrides(protocol, args), config_path)
+    settings.validate(protocol.int_keys, protocol.float_keys)
+    return settings
+
+
+def parse_inline_users(values: list[str] | None) -> dict[str, str]:
+    """`-u NAME:PASS` (repeatable, no limit): a malformed one is a start-up error."""
+    users = {}
+    for value in values or []:
+        name, sep, password = value.partition(":")
+        if not sep or not name or not password:
+            raise ConfigError(f"bad user {value.split(':')[0]!r}: expected NAME:PASS")
+        users[name] = password
+    return users
+
+
+def load_users(protocol: Protocol, settings: Settings, args: dict[str, Any]) -> UserDB:
+    inline = parse_inline_users(args.get(protocol.inline_users_flag))
+    users = UserDB(settings.optional_path(protocol.users_key), inline)
+    try:
+        users.load()
+    except UserFileError as exc:
+        raise ConfigError(str(exc)) from None
+    return users
+
+
+def main(protocol: Protocol, args: dict[str, Any]) -> int:
+    """Run a protocol daemon from its parsed docopt arguments; returns the exit status."""
+    try:
+        settings = load_settings(protocol, args)
+        users = load_users(protocol, settings, args)
+    except ConfigError as exc:
+        print(f"{protocol.daemon}: {exc}", file=sys.stderr)
+        return 1
+    state = MasterState(protocol, settings, users, StatsClient(settings.stats_socket),
+                        logging.getLogger(protocol.daemon), args)
+
+    def prepare() -> list[socket.socket]:
+        return bind_listeners(settings.listen_addresses(), settings.get_int("port"),
+                              settings.get_int("backlog"))
+
+    def serve(listeners: list[socket.socket]) -> int:
+        server = ForkingServer(
+            protocol=protocol.name, listeners=listeners, handler=protocol.make_handler(state),
+            log=state.log, stats=state.stats, max_children=settings.get_int("max_children"),
+            max_per_address=settings.get_int("max_per_address"),
+            shutdown_grace=settings.get_float("shutdown_grace"),
+            busy_reply=protocol.busy_reply, on_reload=lambda: reload_into(state, server))
+        return server.serve_forever()
+
+    return daemon.run(settings, bool(args.get("--foreground")), prepare, serve)
+
+
+def reload_into(state: MasterState, server: ForkingServer) -> None:
+    state.reload()
+    server.stats = state.stats
+    server.max_children = state.settings.get_int("max_children")
+    server.max_per_address = state.settings.get_int("max_per_address")
+    server.shutdown_grace = state.settings.get_float("shutdown_grace")

@@ -1,0 +1,3 @@
+"""The suite's one version number."""
+
+VERSION = "0.1.0"

@@ -1,0 +1,51 @@
+"""The one COMMANDS table of imapd, built from the command modules, and the dispatcher.
+
+The dispatcher checks the state before it calls a handler (handlers never re-check it), reports
+mailbox changes before the tagged completion (without EXPUNGE where RFC 3501 7.4.1 forbids it),
+and turns ImapError into `tag NO/BAD`.
+"""
+
+from __future__ import annotations
+
+from common.maildir import MailboxNotFound
+from imapd import responses as r
+from imapd.commands import (append, auth, copy, fetch, general, idle, mailboxes, search, select,
+                            store)
+from imapd.commands.base import Spec
+from imapd.parser import Command
+from imapd.responses import ImapError
+from imapd.session import Abort, Session
+
+COMMANDS: dict[str, Spec] = {}
+for _module in (general, auth, mailboxes, select, append, fetch, store, copy, search, idle):
+    COMMANDS.update(_module.COMMANDS)
+
+
+def dispatch(session: Session, command: Command) -> None:
+    spec = COMMANDS.get(command.name)
+    if spec is None:
+        session.bad_command(command.tag, "Unknown command")
+        return
+    if session.state not in spec.states:
+        session.bad_command(command.tag, f"{command.name} not allowed now")
+        return
+    try:
+        result = spec.handler(session, command)
+    except ImapError as exc:
+        if exc.status == "BAD":
+            session.bad_command(command.tag, exc.text)
+            return
+        report(session, command.uid or spec.may_expunge)
+        session.send(r.tagged(command.tag, "NO", exc.text, exc.code))
+        return
+    text, code = (result, "") if isinstance(result, str) else result
+    report(session, command.uid or spec.may_expunge)
+    session.send(r.tagged(command.tag, "OK", text, code))
+
+
+def report(session: Session, allow_expunge: bool) -> None:
+    """Unilateral updates before the completion; a selected folder deleted under us ends it."""
+    try:
+        session.report_changes(allow_expunge)
+    except MailboxNotFound:
+        raise Abort("Selected mailbox was deleted") from None

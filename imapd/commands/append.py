@@ -1,0 +1,36 @@
+"""APPEND (RFC 3501 6.3.11) with APPENDUID (RFC 4315): the message appears atomically, written
+to tmp/, fsynced and renamed into cur/ (common/maildir.deliver)."""
+
+from __future__ import annotations
+
+from common.mailbox import Mailbox, TooManyKeywords
+from common.maildir import to_lf
+from imapd import flags as imapflags
+from imapd import responses as r
+from imapd.commands.base import expect, AUTHENTICATED, Result, Spec, store_errors
+from imapd.parser import AppendArgs, Command
+from imapd.responses import ImapError
+from imapd.session import Session
+
+
+def cmd_append(session: Session, command: Command) -> Result:
+    expect(command, AppendArgs)
+    args = command.args
+    tree = session.require_tree()
+    name = "INBOX" if args.mailbox.upper() == "INBOX" else args.mailbox
+    if not args.message:
+        raise ImapError("Empty message", "CANNOT")
+    with store_errors():
+        if not tree.exists(name):
+            raise ImapError(*r.TRYCREATE)
+        mailbox = Mailbox(tree.path(name))
+        try:
+            letters = imapflags.to_letters(args.flags, mailbox.keywords, create=True)
+        except TooManyKeywords:
+            raise ImapError("Too many keywords in this mailbox", "LIMIT") from None
+        date = args.internal_date.timestamp() if args.internal_date else None
+        validity, uid = mailbox.append(to_lf(args.message), letters, date)
+    return ("APPEND completed", f"APPENDUID {validity} {uid}")
+
+
+COMMANDS = {"APPEND": Spec(cmd_append, AUTHENTICATED)}

@@ -1,0 +1,101 @@
+"""LOGIN (RFC 3501 6.2.3) and AUTHENTICATE PLAIN / LOGIN (RFC 3501 6.2.2, RFC 4959 SASL-IR).
+
+A failed login is delayed (`auth_failure_delay`), logged in one stable fail2ban line and answered
+`NO [AUTHENTICATIONFAILED]` whether the user exists or not.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import time
+
+from common.folders import DEFAULT_FOLDERS, FolderTree
+from common.maildir import StoreError, user_maildir
+from imapd import responses as r
+from imapd.commands.base import expect, NOT_AUTHENTICATED, Result, Spec
+from imapd.parser import AuthenticateArgs, Command, LoginArgs
+from imapd.responses import ImapError, bad
+from imapd.session import Abort, Session, State
+
+LOGIN_USERNAME = b"+ VXNlcm5hbWU6\r\n"  # base64 "Username:"
+LOGIN_PASSWORD = b"+ UGFzc3dvcmQ6\r\n"  # base64 "Password:"
+
+
+def cmd_login(session: Session, command: Command) -> Result:
+    expect(command, LoginArgs)
+    return log_in(session, command.args.user, command.args.password)
+
+
+def cmd_authenticate(session: Session, command: Command) -> Result:
+    expect(command, AuthenticateArgs)
+    mechanism, initial = command.args.mechanism, command.args.initial_response
+    if mechanism == "PLAIN":
+        response = initial if initial is not None else challenge(session, b"+ \r\n")
+        parts = response.split(b"\0")
+        if len(parts) != 3:
+            raise bad("Invalid PLAIN response")
+        authzid, user, password = (p.decode("utf-8", "replace") for p in parts)
+        if authzid and authzid != user:
+            return log_in(session, user, None)
+        return log_in(session, user, password)
+    if mechanism == "LOGIN":
+        user_raw = initial if initial is not None else challenge(session, LOGIN_USERNAME)
+        password_raw = challenge(session, LOGIN_PASSWORD)
+        return log_in(session, user_raw.decode("utf-8", "replace"),
+                      password_raw.decode("utf-8", "replace"))
+    raise ImapError("Unsupported authentication mechanism")
+
+
+def challenge(session: Session, prompt: bytes) -> bytes:
+    """Send a continuation and decode the client's base64 answer; `*` cancels (RFC 3501 6.2.2)."""
+    session.send(prompt)
+    line = session.read_continuation().strip()
+    if line == b"*":
+        raise bad("Authentication cancelled")
+    try:
+        return base64.b64decode(line, validate=True)
+    except (binascii.Error, ValueError):
+        raise bad("Invalid base64 in authentication response") from None
+
+
+def log_in(session: Session, user: str, password: str | None) -> Result:
+    services = session.services
+    ok = password is not None and services.users.verify(user, password)
+    if not ok:
+        failed(session, user)
+    try:
+        tree = FolderTree(user_maildir(session.settings.path("mail_base"), user))
+        tree.ensure_inbox(DEFAULT_FOLDERS)
+    except (StoreError, OSError) as exc:
+        session.log.error("mailbox of %s unavailable: %s", user, exc)
+        raise ImapError("Mailbox unavailable, try again later", "UNAVAILABLE") from None
+    session.user, session.tree, session.state = user, tree, State.AUTHENTICATED
+    services.stats.login("imap", os.getpid(), user, session.address, True)
+    session.log.info("login user=%s", user)
+    session.dispatch_hooks()
+    return (r.LOGGED_IN, f"CAPABILITY {r.capability_line()}")
+
+
+def failed(session: Session, user: str) -> None:
+    session.services.stats.login("imap", os.getpid(), user, session.address, False)
+    # One stable line for fail2ban: "auth failed for user X from ADDR".
+    session.log.warning("imap auth failed for user %s from %s", printable(user), session.address)
+    session.auth_failures += 1
+    session.io.flush()
+    time.sleep(session.settings.get_float("auth_failure_delay"))
+    if session.auth_failures >= 5:
+        session.send(r.tagged("*", "NO", "Too many failed logins"))
+        raise Abort("Too many failed logins")
+    raise ImapError(*r.AUTH_FAILED)
+
+
+def printable(text: str) -> str:
+    return "".join(c if c.isprintable() and not c.isspace() else "?" for c in text)[:64]
+
+
+COMMANDS = {
+    "LOGIN": Spec(cmd_login, NOT_AUTHENTICATED),
+    "AUTHENTICATE": Spec(cmd_authenticate, NOT_AUTHENTICATED),
+}

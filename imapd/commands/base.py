@@ -1,0 +1,60 @@
+"""What every command module shares: the spec each handler declares, and the state sets."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+from common.maildir import MailboxExists, MailboxNotFound, MailboxRefused, StoreBusy, StoreError
+from imapd import responses as r
+from imapd.responses import ImapError
+
+from imapd.parser import Command
+from imapd.session import Session, State
+
+T = TypeVar("T")
+
+# A handler returns its tagged OK text, or (text, response code); it raises ImapError for NO/BAD.
+Result = str | tuple[str, str]
+Handler = Callable[[Session, Command], Result]
+
+ANY = frozenset({State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED})
+NOT_AUTHENTICATED = frozenset({State.NOT_AUTHENTICATED})
+AUTHENTICATED = frozenset({State.AUTHENTICATED, State.SELECTED})
+SELECTED = frozenset({State.SELECTED})
+
+
+@dataclass(frozen=True)
+class Spec:
+    handler: Handler
+    states: frozenset[State]
+    # RFC 3501 7.4.1: no EXPUNGE responses while FETCH, STORE or SEARCH run (their UID forms may).
+    may_expunge: bool = True
+
+
+@contextlib.contextmanager
+def store_errors() -> Iterator[None]:
+    """Map the store's typed errors to IMAP NO responses; the client never sees a path."""
+    try:
+        yield
+    except MailboxExists:
+        raise ImapError(*r.MAILBOX_EXISTS) from None
+    except MailboxNotFound:
+        raise ImapError(*r.NO_SUCH_MAILBOX) from None
+    except MailboxRefused as exc:
+        raise ImapError(str(exc), "CANNOT") from None
+    except StoreBusy:
+        raise ImapError("Mailbox is busy, try again later", "INUSE") from None
+    except StoreError as exc:
+        logging.getLogger("imapd").error("store error: %s", exc)
+        raise ImapError(*r.STORE_FAILED) from None
+
+
+def expect(command: Command, kind: type[T]) -> T:
+    """The command's arguments as the handler's dataclass (the table guarantees the match)."""
+    if not isinstance(command.args, kind):
+        raise TypeError(f"{command.name}: unexpected arguments {type(command.args).__name__}")
+    return command.args

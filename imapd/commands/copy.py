@@ -1,0 +1,57 @@
+"""COPY and UID COPY (RFC 3501 6.4.7, COPYUID of RFC 4315), MOVE and UID MOVE (RFC 6851).
+
+A copy is a hard link into the target's cur/ (content never changes in a Maildir); a move is a
+rename, so each message is in one folder or the other at every instant, never both, never none.
+"""
+
+from __future__ import annotations
+
+from common.mailbox import Mailbox
+from imapd import responses as r
+from imapd.commands.base import expect, SELECTED, Result, Spec, store_errors
+from imapd.parser import Command, CopyArgs, SeqSet
+from imapd.responses import ImapError
+from imapd.session import Session
+
+
+def cmd_copy(session: Session, command: Command) -> Result:
+    return transfer(session, command, move=False)
+
+
+def cmd_move(session: Session, command: Command) -> Result:
+    return transfer(session, command, move=True)
+
+
+def transfer(session: Session, command: Command, move: bool) -> Result:
+    expect(command, CopyArgs)
+    view = session.require_selected()
+    if move and view.readonly:
+        raise ImapError(*r.READ_ONLY)
+    tree = session.require_tree()
+    name = "INBOX" if command.args.mailbox.upper() == "INBOX" else command.args.mailbox
+    targets = view.resolve(command.args.seqset, command.uid)
+    with store_errors():
+        if not tree.exists(name):
+            raise ImapError(*r.TRYCREATE)
+        if not targets:
+            return f"{'MOVE' if move else 'COPY'} completed"
+        destination = Mailbox(tree.path(name))
+        entries = [e for _seq, e in targets]
+        new_uids = destination.copy_in(view.mailbox, entries, move=move)
+        validity = destination.sync().uidvalidity
+    code = (f"COPYUID {validity} {SeqSet.from_values(e.uid for e in entries)} "
+            f"{SeqSet.from_values(new_uids)}")
+    if not move:
+        return ("COPY completed", code)
+    session.untagged(f"OK [{code}] Moved")
+    with store_errors():
+        view.mailbox.sync()
+    for line in view.expunged({e.uid for e in entries}):
+        session.send(line)
+    return "MOVE completed"
+
+
+COMMANDS = {
+    "COPY": Spec(cmd_copy, SELECTED),
+    "MOVE": Spec(cmd_move, SELECTED),
+}

@@ -1,0 +1,65 @@
+"""Commands valid in any state, and the small extensions: CAPABILITY, NOOP, LOGOUT (RFC 3501
+6.1), ID (RFC 2971), ENABLE (RFC 5161), NAMESPACE (RFC 2342), CHECK (RFC 3501 6.4.1)."""
+
+from __future__ import annotations
+
+from common.version import VERSION
+from imapd import responses as r
+from imapd.commands.base import expect, ANY, AUTHENTICATED, SELECTED, Result, Spec
+from imapd.parser import Command, EnableArgs
+from imapd.session import Session, State
+
+ENABLEABLE = frozenset({"CONDSTORE"})
+
+
+def cmd_capability(session: Session, command: Command) -> Result:
+    session.untagged(f"CAPABILITY {r.capability_line()}")
+    return "Capability completed"
+
+
+def cmd_noop(session: Session, command: Command) -> Result:
+    """Does nothing itself: the dispatcher reports mailbox changes before the tagged OK."""
+    return "NOOP completed"
+
+
+def cmd_logout(session: Session, command: Command) -> Result:
+    session.untagged(f"BYE {r.BYE_LOGOUT}")
+    session.state = State.LOGOUT
+    return "Logout completed"
+
+
+def cmd_id(session: Session, command: Command) -> Result:
+    session.untagged(f'ID ("name" "maildaemons" "version" "{VERSION}")')
+    return "ID completed"
+
+
+def cmd_enable(session: Session, command: Command) -> Result:
+    """RFC 5161: unknown capabilities are ignored; ENABLED lists what was newly enabled."""
+    expect(command, EnableArgs)
+    newly = [c for c in command.args.capabilities if c in ENABLEABLE and c not in session.enabled]
+    session.enabled.update(newly)
+    if "CONDSTORE" in newly and session.selected is not None:
+        session.selected.condstore = True
+    session.untagged("ENABLED" + "".join(f" {c}" for c in newly))
+    return "ENABLE completed"
+
+
+def cmd_namespace(session: Session, command: Command) -> Result:
+    session.untagged('NAMESPACE (("" ".")) NIL NIL')
+    return "NAMESPACE completed"
+
+
+def cmd_check(session: Session, command: Command) -> Result:
+    """Maildir writes are durable when a command completes; nothing is pending."""
+    return "CHECK completed"
+
+
+COMMANDS = {
+    "CAPABILITY": Spec(cmd_capability, ANY),
+    "NOOP": Spec(cmd_noop, ANY),
+    "LOGOUT": Spec(cmd_logout, ANY),
+    "ID": Spec(cmd_id, ANY),
+    "ENABLE": Spec(cmd_enable, AUTHENTICATED),
+    "NAMESPACE": Spec(cmd_namespace, AUTHENTICATED),
+    "CHECK": Spec(cmd_check, SELECTED),
+}

@@ -1,0 +1,299 @@
+"""The IMAP ENVELOPE of a message, its RFC 5322 address parser, and IMAP string output.
+
+RFC 3501 7.4.2 (ENVELOPE, address structures, group syntax), RFC 3501 9 (string, nstring:
+quoted or literal), RFC 5322 3.4 (address-list, group, mailbox, angle-addr, addr-spec) with the
+obsolete forms of 4.4 (source routes, phrases with "."). Header values are octet strings (see
+`imapd.mime`): they are written back byte for byte, encoded words included (RFC 3501 leaves
+decoding to the client).
+
+Deliberate choices where RFC 3501 is silent (they follow Dovecot): a mailbox without a domain
+gets host "MISSING_DOMAIN" (a NIL host would read as a group marker), an empty local part gets
+"MISSING_MAILBOX", a quoted local part is given unquoted, and an addr-spec's trailing comment
+becomes the personal name. Where a header appears twice the first one counts (RFC 5322 allows
+one; Dovecot takes the last, UW imapd and Python's email the first).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+MISSING_DOMAIN = "MISSING_DOMAIN"
+MISSING_MAILBOX = "MISSING_MAILBOX"
+
+_TOKENS = re.compile(
+    r"""(?P<ws>[ \t\r\n]+)
+      | (?P<ew>=\?[^?\s]+\?[QqBb]\?[^?\s]*\?=)
+      | "(?P<qs>(?:[^"\\]|\\.)*)(?:"|\\?\Z)
+      | (?P<dl>\[(?:[^\]\\]|\\.)*(?:\]|\\?\Z))
+      | (?P<sp>[<>@,;:.])
+      | (?P<atom>[^ \t\r\n()<>@,;:."\[\]\\]+)
+      | (?P<paren>\()
+      | (?P<junk>.)""",
+    re.VERBOSE | re.DOTALL,
+)
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+# Fast path for the everyday forms `a@b`, `Name <a@b>` and `"Name" <a@b>`, comma-separated,
+# without escapes, comments, groups, routes or dots in an unquoted name: same result as the
+# tokenizer, several times quicker (ENVELOPE is computed for every message of a mailbox).
+_WORD = r'[^\s"<>(),.;:@\\\[\]]+'
+_DOT_ATOM = r'[^\s"<>(),;:@\\\[\]]+'
+_SIMPLE = (rf'(?:({_WORD}(?:[ \t]+{_WORD})*)[ \t]*|"([^"\\]*)"[ \t]*)?'
+           rf"<({_DOT_ATOM})@({_DOT_ATOM})>|({_DOT_ATOM})@({_DOT_ATOM})")
+_SIMPLE_ADDRESS = re.compile(_SIMPLE)
+_SIMPLE_LIST = re.compile(rf"[ \t]*(?:{_SIMPLE})(?:[ \t]*,[ \t]*(?:{_SIMPLE}))*[ \t]*")
+
+
+class Address(NamedTuple):
+    """An RFC 3501 address structure: (name adl mailbox host); a group start has only
+    `mailbox` (the group name) and a group end has all four None."""
+
+    name: str | None
+    adl: str | None
+    mailbox: str | None
+    host: str | None
+
+
+GROUP_END = Address(None, None, None, None)
+
+
+class Token(NamedTuple):
+    """One lexical token of a structured header: kind is "word" (atom, quoted string or
+    encoded word), "dl" (domain literal), "comment", or the special character itself."""
+
+    kind: str
+    text: str
+    space_before: bool
+
+
+# --- IMAP strings (RFC 3501 4.3, 9) -------------------------------------------------------
+
+
+def imap_string(text: str) -> bytes:
+    """An octet string as an IMAP string: quoted when every octet is a TEXT-CHAR, else a literal.
+    NUL cannot be sent in either form (CHAR8 excludes it) and is dropped."""
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    if text.isascii() and "\r" not in text and "\n" not in text:
+        if "\\" in text or '"' in text:
+            text = text.replace("\\", "\\\\").replace('"', '\\"')
+        return b'"' + text.encode("ascii") + b'"'
+    data = text.encode("latin-1", "replace")
+    return b"{%d}\r\n" % len(data) + data
+
+
+def nstring(text: str | None) -> bytes:
+    """`imap_string`, or NIL for None (RFC 3501 9 nstring)."""
+    return b"NIL" if text is None else imap_string(text)
+
+
+# --- RFC 5322 3.4 address lists -----------------------------------------------------------
+
+
+def tokenize(text: str) -> list[Token]:
+    """Split a structured header value into tokens; comments nest (RFC 5322 3.2.2)."""
+    tokens: list[Token] = []
+    pos, size, space = 0, len(text), False
+    while pos < size:
+        m = _TOKENS.match(text, pos)
+        if m is None:  # unreachable: the last branch matches any character
+            break
+        kind = m.lastgroup
+        pos = m.end()
+        if kind == "ws":
+            space = True
+            continue
+        if kind == "paren":
+            body, pos = _read_comment(text, pos)
+            tokens.append(Token("comment", body, space))
+            space = True
+            continue
+        if kind == "qs":
+            tokens.append(Token("word", _QUOTED_PAIR.sub(r"\1", m.group("qs")), space))
+        elif kind == "sp":
+            tokens.append(Token(m.group(), m.group(), space))
+        elif kind in ("ew", "atom", "junk"):
+            tokens.append(Token("word", m.group(), space))
+        else:
+            tokens.append(Token("dl", m.group(), space))
+        space = False
+    return tokens
+
+
+def _read_comment(text: str, pos: int) -> tuple[str, int]:
+    """Read a (possibly nested) comment after its "("; return its text and the end offset."""
+    depth, out, size = 1, [], len(text)
+    while pos < size:
+        char = text[pos]
+        pos += 1
+        if char == "\\" and pos < size:
+            out.append(text[pos])
+            pos += 1
+            continue
+        if char == ")":
+            depth -= 1
+            if depth == 0:
+                break
+        elif char == "(":
+            depth += 1
+        out.append(char)
+    return "".join(out), pos
+
+
+def parse_addresses(value: str | None) -> list[Address]:
+    """Parse an address-list (RFC 5322 3.4) into RFC 3501 address structures, with group
+    start/end markers. Lenient: a missing ";" or ">" is implied at the end of the value."""
+    if not value:
+        return []
+    if _SIMPLE_LIST.fullmatch(value):
+        return [_simple(m) for m in _SIMPLE_ADDRESS.finditer(value)]
+    out: list[Address] = []
+    current: list[Token | list[Token]] = []
+    in_group = False
+    tokens = tokenize(value)
+    pos = 0
+    while pos < len(tokens):
+        tok = tokens[pos]
+        pos += 1
+        if tok.kind == "<":
+            end = next((i for i in range(pos, len(tokens)) if tokens[i].kind == ">"), len(tokens))
+            current.append(tokens[pos:end])
+            pos = end + 1
+        elif tok.kind == "," or (tok.kind == ";" and not in_group):
+            _flush(current, out)
+        elif tok.kind == ";":
+            _flush(current, out)
+            out.append(GROUP_END)
+            in_group = False
+        elif tok.kind == ":" and not in_group and _is_phrase(current):
+            out.append(Address(None, None, _phrase(current), None))
+            current.clear()
+            in_group = True
+        else:
+            current.append(tok)
+    _flush(current, out)
+    if in_group:
+        out.append(GROUP_END)
+    return out
+
+
+def _simple(m: re.Match[str]) -> Address:
+    """An Address from a `_SIMPLE_ADDRESS` match."""
+    if m.group(3) is None:
+        return Address(None, None, m.group(5), m.group(6))
+    if m.group(1):
+        name: str | None = " ".join(m.group(1).split())
+    else:
+        name = m.group(2) or None
+    return Address(name, None, m.group(3), m.group(4))
+
+
+def _is_phrase(items: list[Token | list[Token]]) -> bool:
+    """True when the tokens so far can be a group's display name (no "@", no angle-addr)."""
+    return all(isinstance(t, Token) and t.kind != "@" for t in items)
+
+
+def _flush(items: list[Token | list[Token]], out: list[Address]) -> None:
+    """Turn the tokens of one mailbox into an Address (if there is one) and clear them."""
+    angle = next((i for i, t in enumerate(items) if isinstance(t, list)), None)
+    if angle is not None:
+        spec = items[angle]
+        phrase = [t for t in items[:angle] if isinstance(t, Token)]
+        out.append(_name_addr(phrase, spec if isinstance(spec, list) else []))
+    else:
+        tokens = [t for t in items if isinstance(t, Token)]
+        if any(t.kind != "comment" for t in tokens):
+            out.append(_addr_spec(tokens))
+    items.clear()
+
+
+def _name_addr(phrase: list[Token], spec: list[Token]) -> Address:
+    """`[display-name] "<" [route ":"] addr-spec ">"` (RFC 5322 3.4, obs-route 4.4)."""
+    name = _phrase(phrase) or None
+    adl = None
+    words = [t for t in spec if t.kind != "comment"]
+    if words and words[0].kind == "@":
+        colon = next((i for i, t in enumerate(words) if t.kind == ":"), None)
+        if colon is not None:
+            adl = _join(words[:colon], route=True) or None
+            words = words[colon + 1 :]
+    mailbox, host = _split_spec(words)
+    return Address(name, adl, mailbox, host)
+
+
+def _addr_spec(tokens: list[Token]) -> Address:
+    """A bare addr-spec; its last comment, if any, is the personal name."""
+    comments = [t.text for t in tokens if t.kind == "comment"]
+    mailbox, host = _split_spec([t for t in tokens if t.kind != "comment"])
+    name = comments[-1].strip(" \t") if comments else None
+    return Address(name or None, None, mailbox, host)
+
+
+def _split_spec(words: list[Token]) -> tuple[str, str]:
+    """Split addr-spec tokens at the last "@" into (local part, domain)."""
+    at = max((i for i, t in enumerate(words) if t.kind == "@"), default=None)
+    local = _join(words if at is None else words[:at])
+    domain = None if at is None else _join(words[at + 1 :])
+    return local or MISSING_MAILBOX, domain or MISSING_DOMAIN
+
+
+def _join(words: list[Token], route: bool = False) -> str:
+    """Join local-part, domain or route tokens; dots bind tightly (RFC 5322 obs-local-part)."""
+    out: list[str] = []
+    prev = ""
+    for tok in words:
+        if route and tok.kind == "@" and out and prev != ",":
+            out.append(",")
+        if tok.kind == "word" and prev == "word" and tok.space_before:
+            out.append(" ")
+        out.append(tok.text)
+        prev = tok.kind
+    return "".join(out)
+
+
+def _phrase(items: Sequence[Token | list[Token]]) -> str:
+    """A display name from its words (RFC 5322 3.2.5 phrase, obs-phrase with "."): quoted
+    strings unquoted, comments dropped, whitespace between words collapsed to one space."""
+    out: list[str] = []
+    for tok in items:
+        if not isinstance(tok, Token) or tok.kind == "comment":
+            continue
+        if out and tok.space_before and tok.kind != ".":
+            out.append(" ")
+        out.append(tok.text)
+    return "".join(out)
+
+
+# --- ENVELOPE (RFC 3501 7.4.2) --------------------------------------------------------------
+
+
+def address_list(addresses: list[Address]) -> bytes:
+    """A parenthesised list of address structures, or NIL when there are none."""
+    if not addresses:
+        return b"NIL"
+    return b"(" + b"".join(b"(%s %s %s %s)" % (nstring(a.name), nstring(a.adl), nstring(a.mailbox),
+                                               nstring(a.host)) for a in addresses) + b")"
+
+
+def render_envelope(first: Callable[[str], str | None]) -> bytes:
+    """The ENVELOPE for a header, given `first(NAME)` -> first field value or None.
+
+    Absent Date, Subject, In-Reply-To or Message-ID is NIL and a present but empty one is "";
+    an absent or empty Sender or Reply-To is set to From (RFC 3501 7.4.2)."""
+    from_list = address_list(parse_addresses(first("FROM")))
+    sender = parse_addresses(first("SENDER"))
+    reply_to = parse_addresses(first("REPLY-TO"))
+    items = [
+        nstring(first("DATE")),
+        nstring(first("SUBJECT")),
+        from_list,
+        address_list(sender) if sender else from_list,
+        address_list(reply_to) if reply_to else from_list,
+        address_list(parse_addresses(first("TO"))),
+        address_list(parse_addresses(first("CC"))),
+        address_list(parse_addresses(first("BCC"))),
+        nstring(first("IN-REPLY-TO")),
+        nstring(first("MESSAGE-ID")),
+    ]
+    return b"(" + b" ".join(items) + b")"

@@ -1,0 +1,93 @@
+"""imapd: the maildaemons IMAP4rev1 server (RFC 3501) over Maildir++.
+
+Usage:
+  imapd [options] [-u NAME:PASS]...
+  imapd -h | --help
+  imapd -v | --version
+
+Options:
+  -h --help             Show this help and exit.
+  -v --version          Show the version and exit.
+  -f --foreground       Stay attached and log to stderr (tests, systemd Type=simple).
+  -c FILE --config=FILE
+                        Config file (default /etc/maildaemons/maildaemons.conf).
+  -l ADDR               Address to listen on; '*' is every interface, v4 and v6 (default *).
+  -p PORT               Port to listen on (default 143).
+  -d DIR                Maildir base: a user's mail is DIR/<user>/.
+  -u NAME:PASS          A user and password (repeatable), besides the users file.
+  --users=FILE          Users file (Dovecot passwd-file format).
+  --state-dir=DIR       State directory (runtime settings from MSMP SET).
+  --pidfile=FILE        Pidfile (default <run_dir>/imapd.pid).
+  --stats-socket=PATH   mailstatd's socket (default <run_dir>/mailstatd.sock).
+  --log=TARGET          Log to 'syslog', 'stderr' or a file path.
+
+Flags override the config file; MSMP SET maildir overrides both.
+Stop with `kill -TERM $(cat PIDFILE)`; `kill -HUP` re-reads the config and users.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+from docopt import docopt
+
+from common import relay, service
+from common.lineio import LineIO
+from common.logs import SessionLog
+from common.server import Handler
+from common.version import VERSION
+from imapd import commands  # noqa: F401 (imported before the first fork)
+from imapd.session import Services, Session
+
+
+def busy_reply(reason: str) -> bytes:
+    if reason == "address":
+        return b"* BYE Too many connections from your address, try again later\r\n"
+    return b"* BYE Too many connections, try again later\r\n"
+
+
+def make_handler(state: service.MasterState) -> Handler:
+    def handle(conn: socket.socket, address: str, number: int, interrupt_fd: int) -> int:
+        settings = state.settings
+        services = Services(settings, state.users, state.stats, state.log,
+                            after_login=login_hooks(state))
+        io = LineIO(conn, settings.get_int("max_line"), settings.get_float("idle_timeout"),
+                    interrupt_fd)
+        log = SessionLog(state.log, number, address)
+        log.info("connect")
+        return Session(io, services, address, number, log).run()
+
+    return handle
+
+
+def login_hooks(state: service.MasterState) -> list:
+    """After a successful login: open the SMTP relay for the client (IMAP-before-SMTP)."""
+    settings = relay.RelaySettings.from_config(state.settings.parser,
+                                               state.settings.path("state_dir"))
+    if not settings.enabled:
+        return []
+
+    def open_relay(session: Session) -> None:
+        session.io.flush()
+        relay.open_relay(settings, session.address, state.log)
+
+    return [open_relay]
+
+
+PROTOCOL = service.Protocol(
+    name="imap", daemon="imapd", make_handler=make_handler, busy_reply=busy_reply,
+    flags={"-l": "listen", "-p": "port"},
+    int_keys=("port", "max_children", "max_per_address", "idle_timeout", "max_line",
+              "max_literal"),
+    float_keys=("auth_failure_delay", "shutdown_grace", "idle_keepalive"),
+)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = docopt(__doc__, argv=argv, version=f"imapd (maildaemons) {VERSION}")
+    sys.exit(service.main(PROTOCOL, args))
+
+
+if __name__ == "__main__":
+    main()

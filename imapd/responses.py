@@ -1,0 +1,108 @@
+"""IMAP response text: tagged and untagged lines, strings, literals, flag lists, capabilities.
+
+Every client-visible string the IMAP server sends is built here (RFC 3501 section 7 and 9).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+
+from common.version import VERSION
+from imapd.parser import encode_mailbox
+
+GREETING_NAME = f"maildaemons IMAP4rev1 server {VERSION} ready"
+_QUOTABLE = re.compile(rb"[\x01-\x09\x0b\x0c\x0e-\x7f]*")
+_ATOM = re.compile(rb"[!#$&'+-Z^-z|~]+")
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+CAPABILITIES = (
+    "IMAP4rev1", "LITERAL+", "SASL-IR", "AUTH=PLAIN", "AUTH=LOGIN", "ID", "ENABLE", "IDLE",
+    "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE",
+    "LIST-EXTENDED", "LIST-STATUS", "ESEARCH", "CONDSTORE", "QUOTA",
+)
+
+
+class ImapError(Exception):
+    """A command failed: sent as `tag NO [code] text` (or BAD)."""
+
+    def __init__(self, text: str, code: str = "", status: str = "NO") -> None:
+        super().__init__(text)
+        self.text = text
+        self.code = code
+        self.status = status
+
+
+def bad(text: str) -> ImapError:
+    return ImapError(text, status="BAD")
+
+
+def capability_line() -> str:
+    return " ".join(CAPABILITIES)
+
+
+def tagged(tag: str, status: str, text: str, code: str = "") -> bytes:
+    code_text = f"[{code}] " if code else ""
+    return f"{tag} {status} {code_text}{text}\r\n".encode("utf-8", "replace")
+
+
+def untagged(text: str | bytes) -> bytes:
+    data = text.encode("utf-8", "replace") if isinstance(text, str) else text
+    return b"* " + data + b"\r\n"
+
+
+def string(value: bytes | str | None) -> bytes:
+    """nstring: NIL, a quoted string, or a literal when quoting cannot carry the bytes."""
+    if value is None:
+        return b"NIL"
+    data = value.encode("utf-8") if isinstance(value, str) else value
+    if len(data) < 1024 and _QUOTABLE.fullmatch(data):
+        return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    return literal(data)
+
+
+def literal(data: bytes) -> bytes:
+    return b"{%d}\r\n" % len(data) + data
+
+
+def astring(value: str) -> bytes:
+    data = value.encode("utf-8")
+    return data if _ATOM.fullmatch(data) else string(data)
+
+
+def mailbox(name: str) -> bytes:
+    return encode_mailbox(name)
+
+
+def flag_list(flags: Iterable[str]) -> str:
+    return "(" + " ".join(flags) + ")"
+
+
+def internal_date(timestamp: float) -> str:
+    """date-time of RFC 3501: "dd-Mon-yyyy hh:mm:ss +zzzz" in local time."""
+    local = time.localtime(timestamp)
+    offset = local.tm_gmtoff // 60
+    sign = "+" if offset >= 0 else "-"
+    offset = abs(offset)
+    return (f'"{local.tm_mday:2d}-{MONTHS[local.tm_mon - 1]}-{local.tm_year:04d} '
+            f'{local.tm_hour:02d}:{local.tm_min:02d}:{local.tm_sec:02d} '
+            f'{sign}{offset // 60:02d}{offset % 60:02d}"')
+
+
+# Tagged completions and untagged texts used by several commands.
+LOGGED_IN = "Logged in"
+AUTH_FAILED = ("Authentication failed", "AUTHENTICATIONFAILED")
+BYE_LOGOUT = "maildaemons IMAP4rev1 server logging out"
+BYE_TIMEOUT = "Autologout; idle for too long"
+BYE_SHUTDOWN = "Server shutting down"
+BYE_TOO_MANY_BAD = "Too many invalid commands"
+BYE_INTERNAL = "Internal server error"
+BYE_LITERAL = "Literal too large"
+LINE_TOO_LONG = "Command line too long"
+NO_SUCH_MAILBOX = ("Mailbox does not exist", "NONEXISTENT")
+TRYCREATE = ("Mailbox does not exist", "TRYCREATE")
+MAILBOX_EXISTS = ("Mailbox already exists", "ALREADYEXISTS")
+INVALID_NAME = "Invalid mailbox name"
+READ_ONLY = ("Mailbox is read-only", "READ-ONLY")
+STORE_FAILED = ("Server error, try again later", "SERVERBUG")

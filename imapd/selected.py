@@ -1,0 +1,141 @@
+"""The selected mailbox as one session sees it: sequence numbers, UIDs, flags last reported.
+
+RFC 3501 sections 5.2 and 7.4.1: changes by other sessions (new mail, expunges, flag changes) are
+reported as untagged EXISTS/RECENT/EXPUNGE/FETCH at the next command that may carry them. EXPUNGE is
+never sent during FETCH, STORE or SEARCH (the non-UID forms): a vanished message then stays in the
+sequence until a later command may report it, so sequence numbers never shift under the client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from common.mailbox import Entry, Mailbox, Snapshot
+from imapd import flags as imapflags
+from imapd.parser import SeqSet
+from imapd.responses import ImapError, bad, flag_list
+
+
+@dataclass
+class Selected:
+    name: str
+    mailbox: Mailbox
+    readonly: bool
+    condstore: bool = False
+    entries: list[Entry] = field(default_factory=list)     # by sequence number - 1
+    by_uid: dict[int, Entry] = field(default_factory=dict)
+    reported: dict[int, str] = field(default_factory=dict)  # uid -> letters last reported
+    recent: set[int] = field(default_factory=set)
+    gone: set[int] = field(default_factory=set)             # vanished, EXPUNGE not yet sent
+    uidvalidity: int = 0
+    uidnext: int = 1
+    highestmodseq: int = 1
+
+    @classmethod
+    def open(cls, name: str, mailbox: Mailbox, readonly: bool) -> Selected:
+        view = cls(name, mailbox, readonly)
+        snap = mailbox.sync(claim_recent=not readonly)
+        view._take(snap)
+        view.entries = list(snap.entries)
+        view.by_uid = {e.uid: e for e in view.entries}
+        view.reported = {e.uid: e.letters for e in view.entries}
+        view.recent = {e.uid for e in view.entries if e.recent}
+        return view
+
+    def _take(self, snap: Snapshot) -> None:
+        self.uidvalidity, self.uidnext = snap.uidvalidity, snap.uidnext
+        self.highestmodseq = snap.highestmodseq
+
+    # -- changes -----------------------------------------------------------------------------
+
+    def refresh(self, allow_expunge: bool) -> list[bytes]:
+        """Untagged responses for what changed since the last refresh."""
+        snap = self.mailbox.sync(claim_recent=not self.readonly)
+        self._take(snap)
+        current = {e.uid: e for e in snap.entries}
+        out: list[bytes] = []
+        self.gone |= {uid for uid in self.by_uid if uid not in current}
+        if allow_expunge and self.gone:
+            out.extend(self.expunged(self.gone))
+        out.extend(self._flag_changes(current))
+        out.extend(self._arrivals(snap.entries))
+        return out
+
+    def expunged(self, uids: set[int]) -> list[bytes]:
+        """Remove `uids` from the view; `* n EXPUNGE` for each, highest sequence number first
+        so every number sent is valid at the moment it is sent."""
+        out = []
+        for seq in range(len(self.entries), 0, -1):
+            entry = self.entries[seq - 1]
+            if entry.uid in uids:
+                del self.entries[seq - 1]
+                self.by_uid.pop(entry.uid, None)
+                self.reported.pop(entry.uid, None)
+                self.recent.discard(entry.uid)
+                out.append(b"* %d EXPUNGE\r\n" % seq)
+        self.gone -= uids
+        return out
+
+    def _flag_changes(self, current: dict[int, Entry]) -> list[bytes]:
+        out = []
+        for seq, entry in enumerate(self.entries, 1):
+            fresh = current.get(entry.uid)
+            if fresh is None:
+                continue
+            entry.subdir, entry.name, entry.modseq = fresh.subdir, fresh.name, fresh.modseq
+            if self.reported.get(entry.uid) != fresh.letters:
+                self.reported[entry.uid] = fresh.letters
+                out.append(self.flags_response(seq, entry, with_uid=False))
+        return out
+
+    def _arrivals(self, entries: list[Entry]) -> list[bytes]:
+        highest = self.entries[-1].uid if self.entries else 0
+        fresh = [e for e in entries if e.uid > highest and e.uid not in self.by_uid]
+        if not fresh:
+            return []
+        for entry in fresh:
+            self.entries.append(entry)
+            self.by_uid[entry.uid] = entry
+            self.reported[entry.uid] = entry.letters
+            if entry.recent:
+                self.recent.add(entry.uid)
+        return [b"* %d EXISTS\r\n" % len(self.entries), b"* %d RECENT\r\n" % len(self.recent)]
+
+    # -- lookups -------------------------------------------------------------------------------
+
+    def flags_of(self, entry: Entry) -> list[str]:
+        return imapflags.to_imap(entry.letters, self.mailbox.keywords, entry.uid in self.recent)
+
+    def flags_response(self, seq: int, entry: Entry, with_uid: bool) -> bytes:
+        parts = []
+        if with_uid:
+            parts.append(f"UID {entry.uid}")
+        parts.append(f"FLAGS {flag_list(self.flags_of(entry))}")
+        if self.condstore:
+            parts.append(f"MODSEQ ({entry.modseq})")
+        return f"* {seq} FETCH ({' '.join(parts)})\r\n".encode("utf-8", "replace")
+
+    def resolve(self, seqset: SeqSet, uid: bool) -> list[tuple[int, Entry]]:
+        """(sequence number, entry) pairs a set names, ascending. Bad sequence numbers are BAD
+        (RFC 3501 9: a number beyond the mailbox); UIDs that do not exist are simply skipped."""
+        if uid:
+            highest = self.entries[-1].uid if self.entries else 0
+            wanted = seqset.resolve(highest)
+            return [(seq, e) for seq, e in enumerate(self.entries, 1)
+                    if any(low <= e.uid <= high for low, high in wanted)]
+        count = len(self.entries)
+        if count == 0 or seqset.out_of_range(count):
+            raise bad("Invalid message sequence number")
+        return [(seq, self.entries[seq - 1]) for seq in seqset.iter_values(count)]
+
+    def seq_of(self, entry: Entry) -> int:
+        for seq, candidate in enumerate(self.entries, 1):
+            if candidate is entry or candidate.uid == entry.uid:
+                return seq
+        raise ImapError("Message is gone")
+
+    def unseen_first(self) -> int | None:
+        for seq, entry in enumerate(self.entries, 1):
+            if "S" not in entry.letters:
+                return seq
+        return None

@@ -1,0 +1,1 @@
+"""msmpd package."""

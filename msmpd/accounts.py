@@ -1,0 +1,113 @@
+"""Mail accounts as MSMP changes them: list, add (user and maildir), delete (maildir moved aside).
+
+The users file is changed only through common/users.py (lock, atomic rename), so every daemon sees
+the change at its next login. A deleted user's maildir is never destroyed: it is renamed to
+`<mail_base>/.deleted/<user>.<YYYYmmddTHHMMSS>` (`.deleted` can never be a user, since user names
+never start with a dot, and it is not a Maildir++ folder, since those live inside a user's maildir).
+Typed errors only; msmpd/commands.py turns them into replies.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from common import maildir, users
+from common.atomic import LockBusy, fsync_dir
+
+DELETED_DIR = ".deleted"
+
+
+class AccountError(Exception):
+    """The users file or a maildir could not be read or changed; nothing was half done."""
+
+
+class UserLimitError(AccountError):
+    """A new user would exceed `max_users`."""
+
+
+class NoSuchUserError(AccountError):
+    pass
+
+
+class MoveAsideError(AccountError):
+    """The user is deleted but the maildir stayed where it was."""
+
+
+@dataclass(frozen=True)
+class Accounts:
+    users_file: Path
+    mail_base: Path
+    max_users: int
+
+    def names(self) -> list[str]:
+        """Every user in the users file, sorted."""
+        try:
+            lines = users.read_lines(self.users_file)
+        except users.UserFileError as exc:
+            raise AccountError(str(exc)) from None
+        return sorted({entry[0] for entry in map(users.parse_line, lines) if entry})
+
+    def exists(self, name: str) -> bool:
+        return name in self.names()
+
+    def add(self, name: str, password: str) -> bool:
+        """Create the user and its maildir, or change the password; True when the user is new.
+
+        The limit is checked before the users file's lock is taken, so two ADDs racing for the last
+        place may both get in: the limit is a guard against runaway scripts, not a quota.
+        """
+        new = not self.exists(name)
+        if new and len(self.names()) >= self.max_users:
+            raise UserLimitError(f"{self.max_users} users")
+        if new:
+            # The maildir first: a login right after +OK must find it.
+            try:
+                maildir.ensure_maildir(maildir.user_maildir(self.mail_base, name))
+            except (OSError, maildir.StoreError) as exc:
+                raise AccountError(f"cannot create the maildir of {name}: {exc}") from None
+        try:
+            return users.add_or_update(self.users_file, name, password)
+        except (users.UserFileError, LockBusy) as exc:
+            raise AccountError(str(exc)) from None
+
+    def delete(self, name: str) -> Path | None:
+        """Remove the user, then move its maildir aside; returns where it went (None: no maildir).
+
+        The users file goes first: if the move fails, the mail is still where it was and adding
+        the user again gives it back.
+        """
+        try:
+            removed = users.delete(self.users_file, name)
+        except (users.UserFileError, LockBusy) as exc:
+            raise AccountError(str(exc)) from None
+        if not removed:
+            raise NoSuchUserError(name)
+        return move_aside(self.mail_base, name)
+
+
+def move_aside(base: Path, name: str) -> Path | None:
+    """Rename `<base>/<name>` into `<base>/.deleted/` under a name no other deletion used."""
+    try:
+        source = maildir.user_maildir(base, name)
+    except maildir.StoreError as exc:
+        raise MoveAsideError(str(exc)) from None
+    if not os.path.lexists(source):
+        return None
+    attic = base / DELETED_DIR
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    try:
+        attic.mkdir(mode=0o700, exist_ok=True)
+        target = attic / f"{name}.{stamp}"
+        serial = 1
+        while os.path.lexists(target):
+            serial += 1
+            target = attic / f"{name}.{stamp}.{serial}"
+        os.rename(source, target)
+    except OSError as exc:
+        raise MoveAsideError(f"cannot move {source} aside: {exc.strerror}") from None
+    fsync_dir(base)
+    fsync_dir(attic)
+    return target

@@ -1,0 +1,85 @@
+"""pop3d: the maildaemons POP3 server (RFC 1939, 2449, 5034) over Maildir.
+
+Usage:
+  pop3d [options] [-u NAME:PASS]...
+  pop3d -h | --help
+  pop3d -v | --version
+
+Options:
+  -h --help             Show this help and exit.
+  -v --version          Show the version and exit.
+  -f --foreground       Stay attached and log to stderr (tests, systemd Type=simple).
+  -c FILE --config=FILE
+                        Config file (default /etc/maildaemons/maildaemons.conf).
+  -l ADDR               Address to listen on; '*' is every interface, v4 and v6 (default *).
+  -p PORT               Port to listen on (default 110).
+  -d DIR                Maildir base: a user's mail is DIR/<user>/.
+  -u NAME:PASS          A user and password (repeatable), besides the users file.
+  -t CMD                Transformer: RETR pipes each message through `/bin/sh -c CMD`.
+  --users=FILE          Users file (Dovecot passwd-file format).
+  --state-dir=DIR       State directory (runtime settings from MSMP SET).
+  --pidfile=FILE        Pidfile (default <run_dir>/pop3d.pid).
+  --stats-socket=PATH   mailstatd's socket (default <run_dir>/mailstatd.sock).
+  --log=TARGET          Log to 'syslog', 'stderr' or a file path.
+
+Flags override the config file; MSMP SET values (maildir, transformer) override both.
+Stop with `kill -TERM $(cat PIDFILE)`; `kill -HUP` re-reads the config and users.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+from docopt import docopt
+
+from common import relay, service
+from common.lineio import LineIO
+from common.logs import SessionLog
+from common.server import Handler
+from common.version import VERSION
+from pop3d import commands, replies  # noqa: F401 (imported before the first fork)
+from pop3d.session import HARD_MAX_LINE, Services, Session, make_timestamp
+
+def make_handler(state: service.MasterState) -> Handler:
+    def handle(conn: socket.socket, address: str, number: int, interrupt_fd: int) -> int:
+        settings = state.settings
+        services = Services(settings, state.users, state.stats, state.log,
+                            after_login=login_hooks(state))
+        io = LineIO(conn, HARD_MAX_LINE, settings.get_float("idle_timeout"), interrupt_fd)
+        log = SessionLog(state.log, number, address)
+        log.info("connect")
+        session = Session(io, services, address, number, log, timestamp=make_timestamp())
+        return session.run()
+
+    return handle
+
+
+def login_hooks(state: service.MasterState) -> list:
+    """After a successful login: open the SMTP relay for the client (POP-before-SMTP)."""
+    settings = relay.RelaySettings.from_config(state.settings.parser,
+                                               state.settings.path("state_dir"))
+    if not settings.enabled:
+        return []
+
+    def open_relay(session: Session) -> None:
+        relay.open_relay(settings, session.address, state.log)
+
+    return [open_relay]
+
+
+PROTOCOL = service.Protocol(
+    name="pop3", daemon="pop3d", make_handler=make_handler, busy_reply=replies.busy,
+    flags={"-l": "listen", "-p": "port", "-t": "transformer"},
+    int_keys=("port", "max_children", "max_per_address", "idle_timeout", "max_line"),
+    float_keys=("auth_failure_delay", "shutdown_grace", "transformer_timeout"),
+)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = docopt(__doc__, argv=argv, version=f"pop3d (maildaemons) {VERSION}")
+    sys.exit(service.main(PROTOCOL, args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Every client-visible POP3 string, in one place (RFC 1939, RFC 2449 response codes, RFC 5034)."""
+
+from __future__ import annotations
+
+from common.version import VERSION
+
+IMPLEMENTATION = f"maildaemons-{VERSION}"
+
+
+def ok(text: str = "") -> bytes:
+    return f"+OK {text}\r\n".encode() if text else b"+OK\r\n"
+
+
+def err(text: str) -> bytes:
+    return f"-ERR {text}\r\n".encode()
+
+
+def greeting(timestamp: str) -> bytes:
+    return ok(f"maildaemons POP3 server ready {timestamp}")
+
+
+def multiline(first: bytes, lines: list[str]) -> bytes:
+    body = "".join(f"{line}\r\n" for line in lines)
+    return first + body.encode() + b".\r\n"
+
+
+UNKNOWN_COMMAND = err("Unknown command")
+WRONG_STATE = err("Command not valid in this state")
+LINE_TOO_LONG = err("Line too long")
+TOO_MANY_BAD = err("Too many bad commands, closing connection")
+BAD_ARGUMENTS = err("Invalid arguments")
+NO_SUCH_MESSAGE = err("No such message")
+USER_FIRST = err("USER first")
+AUTH_FAILED = err("[AUTH] Invalid credentials")
+TOO_MANY_FAILURES = err("[AUTH] Too many failed logins, closing connection")
+IN_USE = err("[IN-USE] Maildrop already locked by another session")
+MAILDROP_UNAVAILABLE = err("[SYS/TEMP] Maildrop unavailable, try again later")
+TRANSFORMER_FAILED = err("[SYS/TEMP] Message transformation failed, try again later")
+READ_FAILED = err("[SYS/TEMP] Message could not be read")
+DELETE_FAILED = err("[SYS/PERM] Some deleted messages were not removed")
+TIMEOUT = err("Idle timeout, closing connection")
+SHUTDOWN = err("[SYS/TEMP] Server shutting down, try again later")
+INTERNAL_ERROR = err("[SYS/TEMP] Internal error, closing connection")
+AUTH_CANCELLED = err("AUTH cancelled")
+AUTH_UNKNOWN_MECHANISM = err("Unrecognized authentication mechanism")
+AUTH_BAD_BASE64 = err("Invalid base64 data")
+SIGNED_OFF = ok("maildaemons POP3 server signing off")
+RESET_OK = ok("Maildrop reset")
+NOOP_OK = ok()
+
+
+def busy(reason: str) -> bytes:
+    if reason == "address":
+        return err("[SYS/TEMP] Too many connections from your address, try again later")
+    return err("[SYS/TEMP] Too many connections, try again later")
+
+
+def logged_in(count: int, size: int) -> bytes:
+    return ok(f"Logged in, {count} messages ({size} octets)")
+
+
+def stat(count: int, size: int) -> bytes:
+    return ok(f"{count} {size}")
+
+
+def scan_line(number: int, size: int) -> bytes:
+    return ok(f"{number} {size}")
+
+
+def uidl_line(number: int, uid: str) -> bytes:
+    return ok(f"{number} {uid}")
+
+
+def already_deleted(number: int) -> bytes:
+    return err(f"Message {number} already deleted")
+
+
+def deleted(number: int) -> bytes:
+    return ok(f"Message {number} deleted")
+
+
+def octets(size: int) -> bytes:
+    return ok(f"{size} octets")
+
+
+def login_delay(seconds: int) -> bytes:
+    return err(f"[LOGIN-DELAY] Wait {seconds} seconds between logins")
+
+
+def signed_off(remaining: int) -> bytes:
+    return ok(f"maildaemons POP3 server signing off ({remaining} messages left)")
+
+
+def capabilities(expire: str, login_delay_value: str) -> list[str]:
+    caps = ["TOP", "USER", "UIDL", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE",
+            "SASL PLAIN LOGIN"]
+    if expire:
+        caps.append(f"EXPIRE {expire}")
+    if login_delay_value:
+        caps.append(f"LOGIN-DELAY {login_delay_value}")
+    caps.append(f"IMPLEMENTATION {IMPLEMENTATION}")
+    return caps
+
+
+CAPA_FIRST = ok("Capability list follows")
+SASL_MECHANISMS = ["PLAIN", "LOGIN"]
+SASL_LIST_FIRST = ok("SASL mechanisms follow")
+LOGIN_USERNAME_PROMPT = b"+ VXNlcm5hbWU6\r\n"  # base64 "Username:"
+LOGIN_PASSWORD_PROMPT = b"+ UGFzc3dvcmQ6\r\n"  # base64 "Password:"
+EMPTY_CHALLENGE = b"+ \r\n"

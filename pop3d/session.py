@@ -1,0 +1,268 @@
+"""One POP3 session in a child: the state machine of RFC 1939 section 3 and the command loop.
+
+AUTHORIZATION -> TRANSACTION (maildrop locked) -> UPDATE (only on QUIT: deletions applied). A dropped
+connection, a timeout, a TERM or a crash never reaches UPDATE, so nothing is deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from common import maildir
+from common.config import Settings
+from common.lineio import ConnectionClosed, Interrupted, LineIO, LineTooLong, SessionTimeout
+from common.logs import SessionLog
+from common.stats import StatsClient
+from common.users import UserDB
+from pop3d import replies
+
+PROTOCOL = "pop3"
+HARD_MAX_LINE = 8192  # the cap for SASL responses; commands are held to `max_line` (RFC 2449)
+MAX_BAD_COMMANDS = 20
+MAX_AUTH_FAILURES = 3
+LOGIN_STAMP = "maildaemons-pop3-lastlogin"
+
+
+class State(Enum):
+    AUTHORIZATION = "authorization"
+    TRANSACTION = "transaction"
+    UPDATE = "update"
+
+
+class Pop3Error(Exception):
+    """A command failed; carries the `-ERR` reply. `close` ends the session after it."""
+
+    def __init__(self, reply: bytes, close: bool = False) -> None:
+        super().__init__(reply)
+        self.reply = reply
+        self.close = close
+
+
+@dataclass
+class Message:
+    file: maildir.MessageFile
+    size: int
+    deleted: bool = False
+
+
+@dataclass
+class Services:
+    """What the master prepared before forking; a child only reads it."""
+
+    settings: Settings
+    users: UserDB
+    stats: StatsClient
+    log: logging.Logger
+    after_login: list = field(default_factory=list)  # callables(session) run after +OK is sent
+
+
+@dataclass
+class Session:
+    io: LineIO
+    services: Services
+    address: str
+    number: int
+    log: SessionLog
+    state: State = State.AUTHORIZATION
+    pending_user: str | None = None
+    user: str | None = None
+    folder: Path | None = None
+    lock: maildir.MaildropLock | None = None
+    messages: list[Message] = field(default_factory=list)
+    bad_commands: int = 0
+    auth_failures: int = 0
+    finished: bool = False
+    started: float = field(default_factory=time.monotonic)
+    timestamp: str = ""
+
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
+
+    def send(self, data: bytes) -> None:
+        self.io.write(data)
+
+    def read_continuation(self) -> bytes:
+        """A SASL client response line (may exceed the command limit)."""
+        saved = self.io.max_line
+        self.io.max_line = HARD_MAX_LINE
+        try:
+            return self.io.readline()
+        finally:
+            self.io.max_line = saved
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        from pop3d.commands import dispatch
+
+        self.send(replies.greeting(self.timestamp))
+        try:
+            while not self.finished:
+                try:
+                    line = self.io.readline()
+                except LineTooLong:
+                    self.bad_command(replies.LINE_TOO_LONG)
+                    continue
+                if len(line) > self.settings.get_int("max_line"):
+                    self.bad_command(replies.LINE_TOO_LONG)
+                    continue
+                dispatch(self, line)
+            self.io.flush()
+        except SessionTimeout:
+            self.goodbye(replies.TIMEOUT, "idle timeout")
+        except Interrupted:
+            self.goodbye(replies.SHUTDOWN, "server shutting down")
+        except ConnectionClosed:
+            self.log.info("connection closed by client")
+        except Exception:
+            self.log.exception("internal error")
+            self.goodbye(replies.INTERNAL_ERROR, "internal error")
+            return 1
+        finally:
+            self.end()
+        return 0
+
+    def bad_command(self, reply: bytes) -> None:
+        self.bad_commands += 1
+        if self.bad_commands >= MAX_BAD_COMMANDS:
+            self.send(replies.TOO_MANY_BAD)
+            self.finished = True
+            self.log.info("too many bad commands")
+        else:
+            self.send(reply)
+
+    def goodbye(self, reply: bytes, why: str) -> None:
+        self.log.info("closing: %s", why)
+        with contextlib.suppress(ConnectionClosed):
+            self.send(reply)
+            self.io.flush()
+
+    def end(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+        self.services.stats.transfer(PROTOCOL, os.getpid(), self.io.bytes_in, self.io.bytes_out)
+        self.log.info("session end user=%s in=%d out=%d duration=%.3fs", self.user or "-",
+                      self.io.bytes_in, self.io.bytes_out, time.monotonic() - self.started)
+        self.io.close()
+
+    # -- authentication --------------------------------------------------------------------
+
+    def authenticate(self, user: str, password_ok: bool) -> bytes:
+        """Finish a login attempt (USER/PASS, APOP, AUTH): open the maildrop or fail."""
+        stats = self.services.stats
+        if not password_ok:
+            return self.login_failed(user)
+        delay_reply = self.check_login_delay(user)
+        if delay_reply:
+            return delay_reply
+        try:
+            self.open_maildrop(user)
+        except maildir.StoreBusy:
+            self.log.info("maildrop of %s in use", user)
+            raise Pop3Error(replies.IN_USE) from None
+        except maildir.StoreError as exc:
+            self.log.error("maildrop of %s unavailable: %s", user, exc)
+            raise Pop3Error(replies.MAILDROP_UNAVAILABLE) from None
+        self.stamp_login()
+        self.user, self.state = user, State.TRANSACTION
+        stats.login(PROTOCOL, os.getpid(), user, self.address, True)
+        self.log.info("login user=%s", user)
+        live = [m for m in self.messages if not m.deleted]
+        return replies.logged_in(len(live), sum(m.size for m in live))
+
+    def login_failed(self, user: str) -> bytes:
+        self.services.stats.login(PROTOCOL, os.getpid(), user, self.address, False)
+        # One stable line for fail2ban: "auth failed for user X from ADDR".
+        self.log.warning("pop3 auth failed for user %s from %s", printable(user), self.address)
+        self.auth_failures += 1
+        self.pending_user = None
+        self.io.flush()
+        time.sleep(self.settings.get_float("auth_failure_delay"))
+        if self.auth_failures >= MAX_AUTH_FAILURES:
+            raise Pop3Error(replies.TOO_MANY_FAILURES, close=True)
+        return replies.AUTH_FAILED
+
+    def check_login_delay(self, user: str) -> bytes | None:
+        delay = self.settings.get("login_delay")
+        if not delay.isdigit() or int(delay) == 0:
+            return None
+        with contextlib.suppress(OSError, maildir.StoreError):
+            stamp = self.user_folder(user) / LOGIN_STAMP
+            if time.time() - stamp.stat().st_mtime < int(delay):
+                return replies.login_delay(int(delay))
+        return None
+
+    def stamp_login(self) -> None:
+        """Record a successful login for LOGIN-DELAY: only once the maildrop exists and is ours
+        (stamping before that missed every first login and counted [IN-USE] refusals)."""
+        if self.folder is not None and self.settings.get("login_delay").strip("0"):
+            with contextlib.suppress(OSError):
+                (self.folder / LOGIN_STAMP).touch()
+
+    def user_folder(self, user: str) -> Path:
+        return maildir.user_maildir(self.settings.path("mail_base"), user)
+
+    def open_maildrop(self, user: str) -> None:
+        folder = self.user_folder(user)
+        try:
+            maildir.ensure_maildir(folder)
+        except OSError as exc:
+            raise maildir.StoreError(str(exc)) from None
+        lock = maildir.MaildropLock(folder)
+        lock.acquire()
+        try:
+            files = maildir.list_messages(folder)
+            self.messages = [Message(f, maildir.message_size(folder, f)) for f in files]
+        except BaseException:
+            lock.release()
+            raise
+        self.folder, self.lock = folder, lock
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def message(self, number_text: str) -> Message:
+        """The live message with this 1-based number, or a Pop3Error."""
+        # isascii(): str.isdigit() is also true for '\u00b2' and other digits int() refuses.
+        if not (number_text.isascii() and number_text.isdigit()) or len(number_text) > 9:
+            raise Pop3Error(replies.NO_SUCH_MESSAGE)
+        number = int(number_text)
+        if not 1 <= number <= len(self.messages):
+            raise Pop3Error(replies.NO_SUCH_MESSAGE)
+        message = self.messages[number - 1]
+        if message.deleted:
+            raise Pop3Error(replies.already_deleted(number))
+        return message
+
+    def read(self, message: Message) -> bytes:
+        assert self.folder is not None
+        try:
+            return maildir.read_message(self.folder, message.file)
+        except maildir.StoreError as exc:
+            self.log.error("cannot read %s: %s", message.file.key, exc)
+            raise Pop3Error(replies.READ_FAILED) from None
+
+    def commit_deletions(self) -> bool:
+        """UPDATE state (RFC 1939 section 6): remove what was marked; True when all went."""
+        assert self.folder is not None
+        doomed = [m.file for m in self.messages if m.deleted]
+        failed = maildir.remove_messages(self.folder, doomed) if doomed else []
+        if doomed:
+            self.log.info("deleted %d messages", len(doomed) - len(failed))
+        return not failed
+
+
+def printable(text: str) -> str:
+    return "".join(c if c.isprintable() and not c.isspace() else "?" for c in text)[:64]
+
+
+def make_timestamp() -> str:
+    """The APOP banner timestamp of RFC 1939 section 7: unique per session."""
+    return f"<{os.getpid()}.{time.time_ns()}@{socket.gethostname()}>"

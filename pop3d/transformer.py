@@ -1,0 +1,49 @@
+"""The RETR transformer of seed 003: pipe a message through `/bin/sh -c CMD` (stdin to stdout).
+
+A transformer that cannot start, exits non-zero, is killed or exceeds its time limit raises
+TransformerError; the caller answers `-ERR [SYS/TEMP]` and the stored message stays untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+MAX_OUTPUT = 256 * 1024 * 1024
+
+
+class TransformerError(Exception):
+    pass
+
+
+def transform(command: str, message: bytes, timeout: float) -> bytes:
+    """The transformer's output for `message`; runs in its own process group so a timeout kills
+    everything it started."""
+    try:
+        proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+    except OSError as exc:
+        raise TransformerError(f"cannot start: {exc.strerror}") from None
+    try:
+        output, _ = proc.communicate(message, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        raise TransformerError(f"timed out after {timeout:g}s") from None
+    except OSError as exc:
+        kill_group(proc)
+        raise TransformerError(str(exc)) from None
+    if proc.returncode != 0:
+        raise TransformerError(f"exit status {proc.returncode}")
+    if len(output) > MAX_OUTPUT:
+        raise TransformerError("output too large")
+    return output
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    proc.communicate()
