@@ -258,34 +258,50 @@ def system_dovecot_running() -> int:
 def start_dovecot(protocol: str, work: Path, mail: Path, users: int, tuned: bool,
                   reference: Path) -> Server:
     run = work / "dovecot"
+    run.mkdir()
     ports = {name: port if port_free(port) else free_port() for name, port in DOVECOT_PORTS.items()}
     env = dict(os.environ, BENCH_USERS=str(users), EXTRA_USERS="",
                POP3_PORT=str(ports["pop3"]), IMAP_PORT=str(ports["imap"]),
                INSTANCE_NAME=f"maildaemons-bench-{os.getpid()}")
     command = ["bash", str(reference / "start.sh"), *(["--tuned"] if tuned else []),
                str(mail), str(run)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60,
-                          check=False)
     log_path = run / "dovecot.log"
     pidfile = run / "base" / "master.pid"
-    if done.returncode != 0 or not pidfile.exists():
-        raise RuntimeError(f"reference dovecot did not start: {done.stderr.strip()}\n"
-                           f"{tail(log_path)}")
-    log(done.stdout.strip())
-    pid = int(pidfile.read_text().strip())
+    start_log = run / "start.log"
+
+    def master_pid() -> int:
+        with contextlib.suppress(OSError, ValueError):
+            return int(pidfile.read_text().strip())
+        return 0
 
     def stop() -> None:
-        if not pid_alive(pid):
+        pid = master_pid()
+        if not pid or not pid_alive(pid):
             return
         tree = load.descendants(pid)
         with contextlib.suppress(subprocess.SubprocessError, OSError):
-            subprocess.run(["bash", str(reference / "stop.sh"), str(run)], capture_output=True,
-                           timeout=STOP_TIMEOUT + 5, check=False)
+            subprocess.run(["bash", str(reference / "stop.sh"), str(run)],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=STOP_TIMEOUT + 5, check=False)
         for child in tree:
             if pid_alive(child):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child, signal.SIGKILL)
 
+    # Output to a file, not a pipe: the daemonized master would hold a pipe open for ever.
+    try:
+        with open(start_log, "wb") as out:
+            done = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                  stderr=subprocess.STDOUT, timeout=60, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        stop()
+        raise RuntimeError(f"reference dovecot did not start: {exc}") from None
+    if done.returncode != 0 or not master_pid():
+        stop()
+        raise RuntimeError(f"reference dovecot did not start:\n{tail(start_log)}\n"
+                           f"{tail(log_path)}")
+    log(tail(start_log, 1))
+    pid = master_pid()
     version = dovecot_version()
     label = f"dovecot {version} ({'tuned' if tuned else 'default'})"
     server = Server("dovecot", label, ports[protocol], pid, stop, log_path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,13 +29,10 @@ def locked(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
     """Hold the link lock `<path>.lock` for the duration of the block."""
     lock = LinkLockFile(str(path), timeout=timeout)
     try:
-        lock.acquire()
-    except lockfile.LockTimeout:
-        break_if_stale(lock, path)
-        try:
-            lock.acquire(timeout=timeout)
-        except lockfile.LockTimeout:
-            raise LockBusy(f"{path} is locked by another process") from None
+        if not _acquire(lock, timeout):
+            break_if_stale(lock, path)
+            if not _acquire(lock, timeout):
+                raise LockBusy(f"{path} is locked by another process")
     except lockfile.LockFailed as exc:
         raise LockBusy(f"cannot lock {path}: {exc}") from None
     try:
@@ -44,10 +42,28 @@ def locked(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
             lock.release()
 
 
+def _acquire(lock: LinkLockFile, timeout: float) -> bool:
+    """Try link(2) until `timeout`, backing off from 1 ms to 20 ms between tries.
+
+    FIX: `LinkLockFile.acquire(timeout)` sleeps timeout/10 (1 s) between tries, so every
+    contended uidlist update cost a waiter at least a second (8 syncing sessions crawled).
+    One try per call (timeout=0 raises AlreadyLocked at once) and our own short back-off."""
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            lock.acquire(timeout=0)
+            return True
+        except lockfile.AlreadyLocked:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
+
+
 def break_if_stale(lock: LinkLockFile, path: Path, max_age: float = 300.0) -> None:
     """A lock older than max_age belongs to a process that died holding it (SIGKILL)."""
-    import time
-
     try:
         age = time.time() - os.stat(lock.lock_file).st_mtime
     except OSError:

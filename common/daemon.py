@@ -78,6 +78,17 @@ def owner_ids(settings: Settings) -> tuple[int | None, int | None]:
     return entry.pw_uid, entry.pw_gid
 
 
+def prepare_run_dir(directory: Path, uid: int | None, gid: int | None) -> None:
+    """The pidfile is written after the drop to `user`: give its directory to that user."""
+    if uid is None or gid is None:
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chown(directory, uid, gid)
+    except OSError as exc:
+        raise StartupError(f"cannot prepare {directory}: {exc.strerror}") from None
+
+
 def drop_privileges(uid: int | None, gid: int | None) -> None:
     if uid is None or gid is None:
         return
@@ -99,6 +110,7 @@ def run(settings: Settings, foreground: bool, prepare: Callable[[], list[socket.
     try:
         uid, gid = owner_ids(settings)
         pidfile = settings.pidfile
+        prepare_run_dir(pidfile.parent, uid, gid)
         if not foreground or settings.optional_path("pidfile"):
             clear_stale_pidfile(pidfile)
         keep = prepare()

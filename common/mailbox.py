@@ -234,8 +234,25 @@ class Mailbox:
         current = self.uids.read()
         if current is None or self._needs_update(current, locations):
             with self.uids.update() as current:
+                # FIX: list the directory again under the lock. `locations` was read before
+                # it: another session may since have added files and given them UIDs, and
+                # reconciling with the older listing dropped those records, so the files got
+                # a second UID at the next sync (and UIDNEXT jumped).
+                locations = self._locked_scan(current)
                 self._reconcile(current, locations)
         return self._snapshot(current, locations, recent)
+
+    def _locked_scan(self, current: UidList) -> dict[str, tuple[str, str]]:
+        """The listing to reconcile with, taken under the uidlist lock.
+
+        readdir(3) may miss a file renamed within the directory while it lists (a flag change
+        by another program), so a record whose file seems gone is only dropped when a second
+        listing misses it too: a missed file would otherwise come back with a new UID."""
+        locations = self.scan()
+        if any(key not in locations for key in current.records):
+            self._dir_stamp = None
+            locations = {**locations, **self.scan()}
+        return locations
 
     def _claim_new(self, locations: dict[str, tuple[str, str]]) -> set[str]:
         claimed = set()

@@ -148,7 +148,10 @@ def list_messages(folder: Path) -> list[MessageFile]:
             continue
         except OSError as exc:
             raise StoreError(f"cannot list {folder / sub}: {exc.strerror}") from None
-        messages.extend(MessageFile(sub, n) for n in names if not n.startswith("."))
+        # FIX: a name with CR or LF (as Dovecot does, ignore it) would split its uidlist line
+        # in two and make the whole uidlist unreadable, so every UID and UIDVALIDITY changed.
+        messages.extend(MessageFile(sub, n) for n in names
+                        if not n.startswith(".") and "\n" not in n and "\r" not in n)
     messages.sort(key=sort_key)
     return messages
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from common.lineio import drain
+from common.proctitle import set_title
 from common.stats import StatsClient
 
 MASTER_SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
@@ -132,8 +133,10 @@ class ForkingServer:
                  log: logging.Logger, stats: StatsClient, max_children: int,
                  max_per_address: int, shutdown_grace: float, busy_reply: BusyReply,
                  on_reload: Callable[[], None] | None = None,
-                 on_child_start: Callable[[], None] | None = None) -> None:
+                 on_child_start: Callable[[], None] | None = None,
+                 program: str | None = None) -> None:
         self.protocol = protocol
+        self.program = program or protocol
         self.listeners = listeners
         self.handler = handler
         self.log = log
@@ -160,6 +163,7 @@ class ForkingServer:
         for sock in self.listeners:
             self.selector.register(sock, selectors.EVENT_READ)
         self.log.info("listening on %s", ", ".join(describe(s) for s in self.listeners))
+        self._title()
         while self.stop_grace is None:
             for key, _mask in self.selector.select():
                 if key.fileobj is self.wakeup:
@@ -202,6 +206,10 @@ class ForkingServer:
             del self.per_address[child.address]
         self.log.info("Dead Child pid: %d", pid)
         self.stats.child_ended(self.protocol, pid)
+        self._title()
+
+    def _title(self) -> None:
+        set_title(self.program, f"master ({len(self.children)} children)")
 
     def on_sigterm(self) -> None:
         self.log.info("TERM received: finishing %d sessions", len(self.children))
@@ -256,6 +264,7 @@ class ForkingServer:
         self.children[pid] = Child(pid, address, session, time.time())
         self.per_address[address] += 1
         self.stats.connection_opened(self.protocol, pid, address)
+        self._title()
 
     def _refusal(self, address: str) -> str:
         if len(self.children) >= self.max_children:
@@ -280,6 +289,7 @@ class ForkingServer:
         code = 1
         try:
             interrupt = self._become_child()
+            set_title(self.program, f"{address} connect")
             code = self.handler(conn, address, session, interrupt.fileno())
         except BaseException:
             with contextlib.suppress(BaseException):

@@ -38,7 +38,7 @@ class Protocol:
     make_handler: Callable[[MasterState], Handler]
     busy_reply: BusyReply
     flags: dict[str, str] = field(default_factory=dict)  # daemon-specific docopt flag -> key
-    users_key: str = "users_file"
+    users_key: str | None = "users_file"  # None: the daemon authenticates nobody itself
     inline_users_flag: str = "-u"
     int_keys: tuple[str, ...] = ("port", "max_children", "max_per_address", "idle_timeout")
     float_keys: tuple[str, ...] = ("auth_failure_delay", "shutdown_grace")
@@ -75,6 +75,8 @@ def overrides(protocol: Protocol, args: dict[str, Any]) -> dict[str, str | None]
         value = args.get(flag)
         if isinstance(value, str):
             result[key] = value
+        elif value is True:  # a boolean flag such as --join-mailbox-user
+            result[key] = "yes"
     return result
 
 
@@ -99,6 +101,8 @@ def parse_inline_users(values: list[str] | None) -> dict[str, str]:
 
 def load_users(protocol: Protocol, settings: Settings, args: dict[str, Any]) -> UserDB:
     inline = parse_inline_users(args.get(protocol.inline_users_flag))
+    if protocol.users_key is None:
+        return UserDB(None, inline)
     users = UserDB(settings.optional_path(protocol.users_key), inline)
     try:
         users.load()
@@ -128,7 +132,8 @@ def main(protocol: Protocol, args: dict[str, Any]) -> int:
             log=state.log, stats=state.stats, max_children=settings.get_int("max_children"),
             max_per_address=settings.get_int("max_per_address"),
             shutdown_grace=settings.get_float("shutdown_grace"),
-            busy_reply=protocol.busy_reply, on_reload=lambda: reload_into(state, server))
+            busy_reply=protocol.busy_reply, on_reload=lambda: reload_into(state, server),
+            program=protocol.daemon)
         return server.serve_forever()
 
     return daemon.run(settings, bool(args.get("--foreground")), prepare, serve)

@@ -208,13 +208,13 @@ class Collector:
         user, addr, ok = event.get("user"), event.get("addr"), event.get("ok")
         if not (isinstance(user, str) and valid_address(addr) and isinstance(ok, bool)):
             return False
+        if ok and not valid_name(user):
+            return False
         counters = self.counters(proto)
         if not ok:
             counters.logins_failed += 1
             self.totals.logins_failed += 1
             return True
-        if not valid_name(user):
-            return False
         counters.logins_ok += 1
         self.totals.logins_ok += 1
         when = event_time(event)

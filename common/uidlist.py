@@ -76,8 +76,13 @@ def parse(data: bytes) -> UidList | None:
 
 
 def parse_dovecot(data: bytes) -> UidList | None:
-    """Dovecot's dovecot-uidlist: v3 `3 V<validity> N<next> ...` then `<uid> [ext] :<name>`,
-    or v1 `1 <validity> <next>` then `<uid> <name>`."""
+    """Dovecot's dovecot-uidlist: v3 `3 V<validity> N<next> G<guid> ...` then
+    `<uid>[ <ext field>...] :<name>`, or v1 (Courier's) `1 <validity> <next>` then `<uid> <name>`.
+
+    As in Dovecot's maildir-uidlist.c: header fields are a letter and a value in any order;
+    record extension fields (an upper-case letter and a value, e.g. `W1234`, `GGUID`) come first
+    and the file name is everything after the first field that starts with ':'. The name is the
+    base name (Dovecot cuts it at ':' when writing; we do too, for older files)."""
     lines = data.decode("utf-8", "surrogateescape").splitlines()
     if not lines:
         return None
@@ -91,15 +96,32 @@ def parse_dovecot(data: bytes) -> UidList | None:
         else:
             return None
         for line in lines[1:]:
+            if not line.strip():
+                continue
             uid_text, _, rest = line.partition(" ")
-            key = rest.rsplit(":", 1)[1] if ":" in rest and head[0] == "3" else rest.split()[-1]
-            key = key.split(":", 1)[0]
+            # FIX: the name was taken after the *last* ':' of the line, so a name that kept its
+            # `:2,<flags>` gave the key "2,S", and a line without ':' used its last field.
+            name = _v3_name(rest) if head[0] == "3" else rest.strip()
+            key = name.split(":", 1)[0]
             uid = int(uid_text)
+            if uid <= 0 or not key or "/" in key:
+                return None
             result.records[key] = Record(uid, 1, "", key)
             result.uidnext = max(result.uidnext, uid + 1)
     except (IndexError, KeyError, ValueError):
         return None
     return result
+
+
+def _v3_name(rest: str) -> str:
+    """The file name of a v3 record: skip extension fields up to the one starting with ':'."""
+    rest = rest.lstrip(" ")
+    while rest and not rest.startswith(":"):
+        _, _, rest = rest.partition(" ")
+        rest = rest.lstrip(" ")
+    if not rest:
+        raise ValueError("record without a file name")
+    return rest[1:]
 
 
 def new_uidvalidity() -> int:

@@ -148,9 +148,15 @@ def parse_addresses(value: str | None) -> list[Address]:
         return []
     if _SIMPLE_LIST.fullmatch(value):
         return [_simple(m) for m in _SIMPLE_ADDRESS.finditer(value)]
+    return parse_address_tokens(value)
+
+
+def parse_address_tokens(value: str) -> list[Address]:
+    """`parse_addresses` without the fast path: the full tokenizing parser."""
     out: list[Address] = []
     current: list[Token | list[Token]] = []
     in_group = False
+    is_phrase = True  # no "@" and no angle-addr yet: a ":" here starts a group
     tokens = tokenize(value)
     pos = 0
     while pos < len(tokens):
@@ -159,19 +165,20 @@ def parse_addresses(value: str | None) -> list[Address]:
         if tok.kind == "<":
             end = next((i for i in range(pos, len(tokens)) if tokens[i].kind == ">"), len(tokens))
             current.append(tokens[pos:end])
-            pos = end + 1
-        elif tok.kind == "," or (tok.kind == ";" and not in_group):
+            pos, is_phrase = end + 1, False
+        elif tok.kind in (",", ";"):
             _flush(current, out)
-        elif tok.kind == ";":
-            _flush(current, out)
-            out.append(GROUP_END)
-            in_group = False
-        elif tok.kind == ":" and not in_group and _is_phrase(current):
+            is_phrase = True
+            if tok.kind == ";" and in_group:
+                out.append(GROUP_END)
+                in_group = False
+        elif tok.kind == ":" and not in_group and is_phrase:
             out.append(Address(None, None, _phrase(current), None))
             current.clear()
             in_group = True
         else:
             current.append(tok)
+            is_phrase = is_phrase and tok.kind != "@"
     _flush(current, out)
     if in_group:
         out.append(GROUP_END)
@@ -187,11 +194,6 @@ def _simple(m: re.Match[str]) -> Address:
     else:
         name = m.group(2) or None
     return Address(name, None, m.group(3), m.group(4))
-
-
-def _is_phrase(items: list[Token | list[Token]]) -> bool:
-    """True when the tokens so far can be a group's display name (no "@", no angle-addr)."""
-    return all(isinstance(t, Token) and t.kind != "@" for t in items)
 
 
 def _flush(items: list[Token | list[Token]], out: list[Address]) -> None:

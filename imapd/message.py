@@ -15,19 +15,14 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Sequence
 
 from imapd.envelope import imap_string, nstring, render_envelope
-from imapd.mime import (
-    MAX_DEPTH,
-    Entity,
-    decode_text,
-    decode_transfer,
-    header_text,
-    parse_disposition,
-    parse_encoding,
-    parse_language,
-)
+from imapd.mime import MAX_DEPTH, Entity
+from imapd.mimefields import parse_disposition, parse_encoding, parse_language
+from imapd.mimetext import decode_text, decode_transfer, header_text
 
+_FIELD_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 2.2
 _MONTHS = {m: i for i, m in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
 # RFC 5322 3.3 date (with obsolete 2-digit years and "-" separators), then asctime() order.
@@ -106,6 +101,8 @@ class MessageView:
     def header_values(self, name: str) -> list[str]:
         """Every value of header field `name`, unfolded and RFC 2047-decoded, for SEARCH
         FROM/TO/CC/BCC/SUBJECT/HEADER (RFC 3501 6.4.4)."""
+        if not _FIELD_NAME.fullmatch(name):  # so that no junk line can ever match
+            return []
         wanted = name.upper()
         return [header_text(f.value) for f in self.root.fields if f.name == wanted]
 
@@ -235,7 +232,7 @@ def _common_extensions(entity: Entity) -> list[bytes]:
     return [dsp, lang, nstring(entity.first("CONTENT-LOCATION"))]
 
 
-def _params(params: list[tuple[str, str]]) -> bytes:
+def _params(params: Sequence[tuple[str, str]]) -> bytes:
     """body-fld-param: ("name" "value" ...) or NIL."""
     if not params:
         return b"NIL"

@@ -24,6 +24,10 @@ class AccountError(Exception):
     """The users file or a maildir could not be read or changed; nothing was half done."""
 
 
+class MaildirError(AccountError):
+    """A new user's maildir could not be created; the user was not added."""
+
+
 class UserLimitError(AccountError):
     """A new user would exceed `max_users`."""
 
@@ -67,7 +71,7 @@ class Accounts:
             try:
                 maildir.ensure_maildir(maildir.user_maildir(self.mail_base, name))
             except (OSError, maildir.StoreError) as exc:
-                raise AccountError(f"cannot create the maildir of {name}: {exc}") from None
+                raise MaildirError(f"cannot create the maildir of {name}: {exc}") from None
         try:
             return users.add_or_update(self.users_file, name, password)
         except (users.UserFileError, LockBusy) as exc:

@@ -1,9 +1,9 @@
 """Every client-visible MSMP string, in one place (seed 003, appendix 9.1).
 
 Every reply line ends with CRLF and holds at most 512 characters with it (section 2). Our one
-addition to the RFC: a multi-line reply (LIST, LIST <user>, STAT, LOGS) ends with a line holding a
-single `.`, and a body line that starts with `.` gets one more `.` in front (as in POP3), so a client
-knows where each reply ends.
+addition to the RFC: a multi-line reply (LIST, LIST <user>, STAT, LOGS) ends with a line holding
+a single `.`, and a body line that starts with `.` gets one more `.` in front (as in POP3), so a
+client knows where each reply ends.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ ADDED = ok("Added user")
 UPDATED = ok("Updated password")
 UNSAFE_USERNAME = err("Unsafe username")
 USER_LIMIT = err("User limit reached")
+INVALID_PASSWORD = err("Invalid password (no control characters)")
 DELETED = ok("Deleted user")
 DELETED_MAILDIR_KEPT = ok("Deleted user (the maildir could not be moved aside: it is in place)")
 NO_SUCH_USER = err("User does not exist")

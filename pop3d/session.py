@@ -95,6 +95,9 @@ class Session:
         self.io.max_line = HARD_MAX_LINE
         try:
             return self.io.readline()
+        except LineTooLong:
+            # Raised inside a handler, outside the loop's own LineTooLong catch.
+            raise Pop3Error(replies.LINE_TOO_LONG) from None
         finally:
             self.io.max_line = saved
 

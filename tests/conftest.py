@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import poplib
+import re
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 BIN = Path(sys.executable).parent
+PORT_FLAGS = {"msmpd": "-P", "mailstatd": ""}  # the flag that sets each daemon's port
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -127,7 +129,8 @@ class DaemonFactory:
             conf = root / f"{name}-{port}.conf"
             conf.write_text(config)
             cmd += ["-c", str(conf)]
-        cmd += ["-p", str(port)] if "-p" not in args and name != "mailstatd" else []
+        port_flag = PORT_FLAGS.get(name, "-p")  # msmpd keeps seed 003's -P
+        cmd += [port_flag, str(port)] if port_flag and port_flag not in args else []
         with open(logfile, "wb") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=root,
                                     env={**os.environ, **(env or {})})
@@ -289,6 +292,29 @@ class Pop3Server:
         reply = client.line()
         assert reply.startswith(b"+OK "), reply
         return client
+
+    def wait_idle(self) -> None:
+        """Every connection so far (the start-up probe's too) has ended and been reaped."""
+
+        def greeted() -> bool:  # accept() is FIFO: every earlier connection has been accepted
+            client = LineClient(self.daemon.connect())
+            try:
+                if not client.line().startswith(b"+OK"):
+                    return False  # refused at a limit: wait for the sessions to end
+                client.send(b"QUIT\r\n")
+                client.line()
+                return True
+            finally:
+                client.close()
+
+        wait_for(greeted, what="a session to be accepted")
+
+        def idle() -> bool:
+            log = self.daemon.log()
+            started = len(re.findall(r"\} \S+ connect$", log, re.M))
+            return started == log.count("Dead Child pid:") and not child_pids(self.daemon.pid)
+
+        wait_for(idle, what="every session reaped")
 
     def assert_serving(self) -> None:
         """The master is alive and a fresh, normal session works."""

@@ -1,0 +1,261 @@
+"""msmp: the MSMP companion client (seed 003, appendices 9.1 and 9.3).
+
+Usage:
+  msmp [options] [COMMAND...]
+  msmp -h | --help
+  msmp -v | --version
+
+Options:
+  -h --help             Show this help and exit.
+  -v --version          Show the version and exit.
+  -L ADDR               Server address [default: 127.0.0.1].
+  -P PORT               Server port [default: 4321].
+  -u ADMIN              Administrator name (default: $MSMP_USER, else a prompt).
+  -t SECONDS --timeout=SECONDS
+                        Give up on a silent server after this long [default: 30].
+
+With a COMMAND it logs in, sends that one command, prints the reply and exits:
+  msmp STAT
+  msmp ADD bob secret        (`msmp ADD bob` asks for bob's password instead)
+  msmp LOGS bob
+Without one it reads commands with line editing (or from a pipe, one a line) until QUIT or EOF.
+Options go before the command. The password comes from $MSMP_PASSWORD or a prompt that does not
+echo; it is never a command-line argument.
+
+Exit status: 0 when every reply was +OK; 1 when one was -ERR (a failed login too); 2 on a usage
+or connection error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import socket
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from docopt import DocoptExit, docopt
+
+from common.version import VERSION
+
+EXIT_OK, EXIT_ERR, EXIT_USAGE = 0, 1, 2
+MAX_LINE = 510  # characters before CRLF (appendix 9.1 section 2)
+MULTILINE_VERBS = frozenset({"LIST", "STAT", "LOGS"})  # their +OK is followed by lines and "."
+PROMPT = "msmp> "
+
+
+class ClientError(Exception):
+    """A usage or connection problem: one line on stderr, exit status 2."""
+
+
+class UsageError(ClientError):
+    """A command that cannot be sent; in interactive mode the next one may do better."""
+
+
+@dataclass
+class Reply:
+    ok: bool
+    text: str
+    lines: list[str] | None = field(default=None)
+
+
+class Connection:
+    """One MSMP connection: CRLF lines out, replies (single or multi-line) in."""
+
+    def __init__(self, host: str, port: int, timeout: float) -> None:
+        try:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+        except OSError as exc:
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise ClientError(f"cannot connect to {host} port {port}: {reason}") from None
+        self.reader = self.sock.makefile("rb")
+
+    def readline(self) -> str:
+        try:
+            data = self.reader.readline(MAX_LINE + 64)
+        except TimeoutError:
+            raise ClientError("no answer from the server") from None
+        except OSError as exc:
+            raise ClientError(f"connection lost: {exc.strerror or exc}") from None
+        if not data.endswith(b"\n"):
+            raise ClientError("connection closed by the server")
+        return data.decode("utf-8", "replace").rstrip("\r\n")
+
+    def send(self, text: str) -> None:
+        try:
+            self.sock.sendall(text.encode("utf-8") + b"\r\n")
+        except OSError as exc:
+            raise ClientError(f"connection lost: {exc.strerror or exc}") from None
+
+    def reply(self, multiline: bool = False) -> Reply:
+        first = self.readline()
+        ok = first.startswith("+OK")
+        if not ok and not first.startswith("-ERR"):
+            raise ClientError(f"unexpected reply from the server: {first[:80]!r}")
+        text = first[3 if ok else 4:].strip()
+        if not (ok and multiline):
+            return Reply(ok, text)
+        lines = []
+        while (line := self.readline()) != ".":
+            lines.append(line[1:] if line.startswith("..") else line)
+        return Reply(ok, text, lines)
+
+    def command(self, text: str) -> Reply:
+        self.send(text)
+        verb = text.split(maxsplit=1)[0].upper() if text.strip() else ""
+        return self.reply(verb in MULTILINE_VERBS)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.reader.close()
+            self.sock.close()
+
+
+def check_line(text: str) -> str:
+    if any(c in text for c in "\r\n\0"):
+        raise UsageError("a command cannot hold line breaks or NUL")
+    if len(text) > MAX_LINE:
+        raise UsageError(f"command too long (at most {MAX_LINE} characters)")
+    return text
+
+
+def have_terminal() -> bool:
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def credentials(admin_flag: str | None) -> tuple[str, str]:
+    admin = admin_flag or os.environ.get("MSMP_USER", "")
+    if not admin:
+        if not sys.stdin.isatty():
+            raise ClientError("no admin name: use -u ADMIN or set MSMP_USER")
+        admin = input("Admin: ").strip()
+    password = os.environ.get("MSMP_PASSWORD")
+    if password is None:
+        if not have_terminal():
+            raise ClientError("no password: set MSMP_PASSWORD or run on a terminal")
+        password = getpass.getpass(f"Password for {admin}: ")
+    return admin, password
+
+
+def complete(words: list[str]) -> list[str]:
+    """`ADD NAME` alone: ask for the new user's password (twice, not echoed) on a terminal."""
+    if len(words) == 2 and words[0].upper() == "ADD" and have_terminal():
+        first = getpass.getpass(f"New password for {words[1]}: ")
+        if first != getpass.getpass("Again: "):
+            raise UsageError("the passwords do not match")
+        if not first or any(c.isspace() for c in first):
+            raise UsageError("a password must be non-empty and hold no spaces")
+        return [*words, first]
+    return words
+
+
+def login(conn: Connection, admin: str, password: str) -> Reply:
+    greeting = conn.reply()
+    if not greeting.ok:
+        raise ClientError(f"server refused the connection: {greeting.text}")
+    reply = conn.command(check_line(f"USER {admin}"))
+    if not reply.ok:
+        return reply
+    return conn.command(check_line(f"PASS {password}"))
+
+
+def show(reply: Reply) -> None:
+    if not reply.ok:
+        print(f"msmp: {reply.text or 'error'}", file=sys.stderr)
+    elif reply.lines is not None:
+        for line in reply.lines:
+            print(line)
+    elif reply.text:
+        print(reply.text)
+    sys.stdout.flush()
+
+
+def run_one(conn: Connection, words: list[str]) -> int:
+    reply = conn.command(check_line(" ".join(complete(words))))
+    show(reply)
+    if words[0].upper() != "QUIT":
+        with contextlib.suppress(ClientError):
+            conn.command("QUIT")
+    return EXIT_OK if reply.ok else EXIT_ERR
+
+
+def run_interactive(conn: Connection) -> int:
+    interactive = sys.stdin.isatty()
+    if interactive:
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401 (line editing and in-memory history for input())
+    status = EXIT_OK
+    while True:
+        try:
+            text = input(PROMPT) if interactive else sys.stdin.readline()
+        except EOFError:
+            text = ""
+        if not text:  # EOF
+            if interactive:
+                print()
+            with contextlib.suppress(ClientError):
+                conn.command("QUIT")
+            return status
+        words = text.split()
+        if not words:
+            continue
+        try:
+            reply = conn.command(check_line(" ".join(complete(words))))
+        except UsageError as exc:
+            print(f"msmp: {exc}", file=sys.stderr)
+            status = max(status, EXIT_USAGE)
+            continue
+        show(reply)
+        if not reply.ok:
+            status = max(status, EXIT_ERR)
+        if words[0].upper() == "QUIT":
+            return status
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        args = docopt(__doc__, argv=argv, version=f"msmp (maildaemons) {VERSION}",
+                      options_first=True)
+    except DocoptExit as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    try:
+        sys.exit(run(args))
+    except ClientError as exc:
+        print(f"msmp: {exc}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def run(args: dict[str, Any]) -> int:
+    try:
+        port = int(str(args["-P"]))
+        timeout = float(str(args["--timeout"]))
+    except ValueError:
+        raise ClientError("-P and --timeout take numbers") from None
+    words = [str(w) for w in args["COMMAND"] or []]
+    if words:
+        check_line(" ".join(words))
+    admin, password = credentials(args["-u"] if isinstance(args["-u"], str) else None)
+    conn = Connection(str(args["-L"]), port, timeout)
+    try:
+        reply = login(conn, admin, password)
+        if not reply.ok:
+            print(f"msmp: login failed: {reply.text}", file=sys.stderr)
+            return EXIT_ERR
+        return run_one(conn, words) if words else run_interactive(conn)
+    finally:
+        conn.close()
+
+
+if __name__ == "__main__":
+    main()

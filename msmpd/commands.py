@@ -1,0 +1,256 @@
+"""MSMP commands: one `cmd_<verb>` per verb of seed 003's appendix 9.1, and the table.
+
+The dispatcher checks the state and the number of arguments before it calls a handler, so handlers
+never re-check them. A handler returns its reply bytes or raises MsmpError. Arguments are separated
+by spaces; PASS takes the rest of the line, so an admin password may hold spaces. QUIT (not in the
+RFC) ends the session in any state.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from common import stats_query
+from common.config import MAX_RUNTIME_KEY, MAX_RUNTIME_VALUE, RUNTIME_KEYS, ConfigError, Settings
+from common.atomic import LockBusy
+from common.names import InvalidName, check_username
+from msmpd import replies
+from msmpd.accounts import (AccountError, MaildirError, MoveAsideError, NoSuchUserError,
+                            UserLimitError)
+from msmpd.session import MsmpError, Session, State
+
+T = TypeVar("T")
+SEPARATOR = re.compile(r"[ \t]+")  # only these: a control byte stays in its word and is refused
+
+AUTH = frozenset({State.AUTHORIZATION})
+ADMIN = frozenset({State.ADMIN})
+ANY = frozenset({State.AUTHORIZATION, State.ADMIN})
+
+
+@dataclass(frozen=True)
+class Command:
+    handler: Callable[[Session, list[str]], bytes]
+    states: frozenset[State]
+    syntax: str
+    min_args: int = 0
+    max_args: int = 0
+    raw_args: bool = False  # the rest of the line is one argument
+
+
+def dispatch(session: Session, line: bytes) -> None:
+    """Parse one command line, check state and arity, run the handler, send its reply."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        session.bad_command(replies.BAD_CHARACTERS)
+        return
+    stripped = text.strip(" \t")
+    words = SEPARATOR.split(stripped) if stripped else []
+    command = COMMANDS.get(words[0].upper()) if words else None
+    if command is None:
+        session.bad_command(replies.UNKNOWN_COMMAND)
+        return
+    args = words[1:]
+    if command.raw_args:
+        rest = text.lstrip(" \t")[len(words[0]) + 1:]  # after the verb and one separator
+        args = [rest] if rest else []
+    if session.state not in command.states:
+        wrong = replies.LOGIN_FIRST if session.state is State.AUTHORIZATION \
+            else replies.ALREADY_LOGGED_IN
+        session.bad_command(wrong)
+        return
+    if not command.min_args <= len(args) <= command.max_args:
+        session.bad_command(replies.usage(command.syntax))
+        return
+    try:
+        session.send(command.handler(session, args))
+    except MsmpError as exc:
+        session.send(exc.reply)
+        if exc.close:
+            session.finished = True
+
+
+def username(name: str) -> str:
+    """A user name that is safe as a path (40 characters at most, RFC section 4)."""
+    try:
+        return check_username(name)
+    except InvalidName:
+        raise MsmpError(replies.UNSAFE_USERNAME) from None
+
+
+def existing_user(session: Session, name: str, missing: bytes) -> str:
+    try:
+        known = session.accounts().exists(username(name))
+    except AccountError as exc:
+        session.log.error("cannot read the users file: %s", exc)
+        raise MsmpError(replies.USERS_UNAVAILABLE) from None
+    if not known:
+        raise MsmpError(missing)
+    return name
+
+
+def stats_call(session: Session, call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except stats_query.StatsError as exc:
+        session.log.warning("mailstatd query failed: %s", exc)
+        raise MsmpError(replies.STATS_UNAVAILABLE) from None
+
+
+# -- AUTHORIZATION (section 3) -----------------------------------------------------------------
+
+
+def cmd_user(session: Session, args: list[str]) -> bytes:
+    """Section 3.1: USER <username>. Always +OK: whether the admin exists is not revealed."""
+    session.pending_user = args[0]
+    return replies.USER_ACCEPTED
+
+
+def cmd_pass(session: Session, args: list[str]) -> bytes:
+    """Section 3.2: PASS <password>; +OK Logged in or -ERR Invalid credentials."""
+    if session.pending_user is None:
+        raise MsmpError(replies.USER_FIRST)
+    return session.login(session.pending_user, args[0])
+
+
+def cmd_quit(session: Session, args: list[str]) -> bytes:
+    """Not in the RFC: end the session politely, in any state."""
+    session.finished = True
+    return replies.GOODBYE
+
+
+# -- ADMIN: users (sections 4 to 6) ------------------------------------------------------------
+
+
+def cmd_add(session: Session, args: list[str]) -> bytes:
+    """Section 4: ADD <username> <password>; a new user gets a maildir, a known one a password."""
+    name, password = username(args[0]), args[1]
+    if not password.isprintable():
+        raise MsmpError(replies.INVALID_PASSWORD)
+    try:
+        created = session.accounts().add(name, password)
+    except UserLimitError:
+        return replies.USER_LIMIT
+    except MaildirError as exc:
+        session.log.error("ADD %s failed: %s", name, exc)
+        raise MsmpError(replies.MAILDIR_FAILED) from None
+    except AccountError as exc:
+        session.log.error("ADD %s failed: %s", name, exc)
+        raise MsmpError(replies.USERS_UNAVAILABLE) from None
+    session.log.info("%s user %s (admin %s)", "added" if created else "new password for",
+                     name, session.admin)
+    return replies.ADDED if created else replies.UPDATED
+
+
+def cmd_dele(session: Session, args: list[str]) -> bytes:
+    """Section 5: DELE <username>; refused while the user is logged in (asked of mailstatd)."""
+    name = existing_user(session, args[0], replies.NO_SUCH_USER)
+    info = stats_call(session, lambda: stats_query.user_info(session.stats_socket, name))
+    if info.get("sessions"):
+        return replies.USER_LOGGED_IN
+    try:
+        moved = session.accounts().delete(name)
+    except NoSuchUserError:
+        return replies.NO_SUCH_USER
+    except MoveAsideError as exc:
+        session.log.error("deleted user %s but %s", name, exc)
+        return replies.DELETED_MAILDIR_KEPT
+    except AccountError as exc:
+        session.log.error("DELE %s failed: %s", name, exc)
+        raise MsmpError(replies.USERS_UNAVAILABLE) from None
+    session.log.info("deleted user %s (admin %s), maildir %s", name, session.admin,
+                     moved or "absent")
+    return replies.DELETED
+
+
+def cmd_list(session: Session, args: list[str]) -> bytes:
+    """Section 6: LIST (every user) or LIST <username> (`<user> <N> logs`)."""
+    if args:
+        name = existing_user(session, args[0], replies.NO_SUCH_USER)
+        info = stats_call(session, lambda: stats_query.user_info(session.stats_socket, name))
+        return replies.multiline([replies.user_logs_count(name, int(info.get("log_entries", 0)))])
+    try:
+        names = session.accounts().names()
+    except AccountError as exc:
+        session.log.error("cannot read the users file: %s", exc)
+        raise MsmpError(replies.USERS_UNAVAILABLE) from None
+    return replies.multiline(names)
+
+
+# -- ADMIN: settings (sections 7 and 8) --------------------------------------------------------
+
+
+def runtime_key(key: str) -> str:
+    """Keys are case sensitive and at most 40 characters (section 7)."""
+    if len(key) > MAX_RUNTIME_KEY or key not in RUNTIME_KEYS:
+        raise MsmpError(replies.INVALID_KEY)
+    return key
+
+
+def cmd_set(session: Session, args: list[str]) -> bytes:
+    """Section 7: SET <key> <value>; kept in the runtime state file, in force for the next
+    connection of every daemon, over the config file and the flags, until set again."""
+    key, value = runtime_key(args[0]), args[1]
+    if len(value) > MAX_RUNTIME_VALUE or not value.isprintable():
+        raise MsmpError(replies.INVALID_VALUE)
+    if key == "maildir":
+        # The daemons run in "/": a relative maildir is taken from msmpd's start-up directory.
+        value = os.path.normpath(session.services.start_dir / value)
+    try:
+        session.settings.runtime.set(key, value)
+    except (ConfigError, LockBusy, OSError) as exc:
+        session.log.error("SET %s failed: %s", key, exc)
+        raise MsmpError(replies.SAVE_FAILED) from None
+    session.log.info("SET %s=%s (admin %s)", key, value, session.admin)
+    return replies.CHANGED
+
+
+def cmd_get(session: Session, args: list[str]) -> bytes:
+    """Section 8: GET <key>; the value in force (SET's, else the config file's)."""
+    return replies.value(value_in_force(session.settings, runtime_key(args[0])))
+
+
+def value_in_force(settings: Settings, key: str) -> str:
+    """SET's value when there is one; else the config's as the daemons read it. A daemon's own
+    command-line flag (pop3d -t) is not visible from here."""
+    runtime = settings.runtime.refresh().get(key)
+    if runtime is not None:
+        return runtime
+    target = RUNTIME_KEYS[key]
+    if key == "maildir":
+        return str(settings.path(target))
+    return Settings("pop3d", settings.parser).raw(target)
+
+
+# -- ADMIN: statistics (sections 9 and 10) -----------------------------------------------------
+
+
+def cmd_stat(session: Session, args: list[str]) -> bytes:
+    """Section 9: the RFC's three figures from mailstatd, then current and per-protocol ones."""
+    figures = stats_call(session, lambda: stats_query.stat(session.stats_socket))
+    return replies.multiline(replies.stat_lines(figures))
+
+
+def cmd_logs(session: Session, args: list[str]) -> bytes:
+    """Section 10: LOGS <username>; one `YYYY-MM-DD HH:MM:SS IP: <addr>` line per access."""
+    name = existing_user(session, args[0], replies.INVALID_USER)
+    entries = stats_call(session, lambda: stats_query.access_log(session.stats_socket, name))
+    return replies.multiline([replies.log_entry(when, addr) for when, _proto, addr in entries])
+
+
+COMMANDS: dict[str, Command] = {
+    "USER": Command(cmd_user, AUTH, "USER <username>", 1, 1),
+    "PASS": Command(cmd_pass, AUTH, "PASS <password>", 1, 1, raw_args=True),
+    "QUIT": Command(cmd_quit, ANY, "QUIT"),
+    "ADD": Command(cmd_add, ADMIN, "ADD <username> <password>", 2, 2),
+    "DELE": Command(cmd_dele, ADMIN, "DELE <username>", 1, 1),
+    "LIST": Command(cmd_list, ADMIN, "LIST [<username>]", 0, 1),
+    "SET": Command(cmd_set, ADMIN, "SET <key> <value>", 2, 2),
+    "GET": Command(cmd_get, ADMIN, "GET <key>", 1, 1),
+    "STAT": Command(cmd_stat, ADMIN, "STAT"),
+    "LOGS": Command(cmd_logs, ADMIN, "LOGS <username>", 1, 1),
+}

@@ -1,0 +1,204 @@
+"""Helpers for the imapd end-to-end tests: starting a server, raw IMAP transcripts that read
+literals in responses, imaplib/imapclient sessions, and snapshots of a Maildir on disk."""
+
+from __future__ import annotations
+
+import imaplib
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import imapclient
+from conftest import Daemon, DaemonFactory, MailSite, wait_for
+
+IMAP_USERS = {"alice": "pw", "bob": "b0b pass", "carol": "c"}
+TIMEOUT = 10.0
+_LITERAL_AT_END = re.compile(rb"\{(\d+)\}\r?\n$")
+
+
+def crlf(data: bytes) -> bytes:
+    """The wire form of stored bytes, computed independently of common.maildir."""
+    out = re.sub(rb"\r?\n", b"\r\n", data)
+    return out + b"\r\n" if out and not out.endswith(b"\r\n") else out
+
+
+class Raw:
+    """A raw IMAP client: sends bytes, reads response lines with their literals folded in."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+        self.counter = 0
+
+    # -- low level -------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _more(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError(f"connection closed; buffered {self.buf[:200]!r}")
+        self.buf += chunk
+
+    def exact(self, size: int) -> bytes:
+        while len(self.buf) < size:
+            self._more()
+        data, self.buf = self.buf[:size], self.buf[size:]
+        return data
+
+    def raw_line(self) -> bytes:
+        """One physical line, with its CRLF."""
+        while b"\n" not in self.buf:
+            self._more()
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line + b"\n"
+
+    def line(self) -> bytes:
+        """One response line; a literal at its end is read and the line continues after it."""
+        out = self.raw_line()
+        while (match := _LITERAL_AT_END.search(out)) is not None:
+            out += self.exact(int(match.group(1)))
+            out += self.raw_line()
+        return out
+
+    def closed(self, timeout: float = 5.0) -> bool:
+        """True when the server closes the connection within `timeout`."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buf += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self.sock.settimeout(TIMEOUT)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    # -- commands --------------------------------------------------------------------------
+
+    def tag(self) -> str:
+        self.counter += 1
+        return f"t{self.counter}"
+
+    def until_tagged(self, tag: str) -> tuple[list[bytes], bytes]:
+        """Lines up to and including the one tagged `tag`: (everything before, tagged line)."""
+        lines = []
+        prefix = tag.encode() + b" "
+        while True:
+            line = self.line()
+            if line.startswith(prefix):
+                return lines, line
+            lines.append(line)
+
+    def cmd(self, text: str | bytes, eol: bytes = b"\r\n") -> tuple[list[bytes], bytes]:
+        """Send one command with a fresh tag; return (untagged lines, tagged line)."""
+        tag = self.tag()
+        data = text.encode() if isinstance(text, str) else text
+        self.send(tag.encode() + b" " + data + eol)
+        return self.until_tagged(tag)
+
+    def ok(self, text: str | bytes, eol: bytes = b"\r\n") -> list[bytes]:
+        """Send a command that must succeed; return its untagged lines."""
+        lines, done = self.cmd(text, eol)
+        assert re.match(rb"t\d+ OK", done), (text, lines, done)
+        return lines
+
+    def status(self, text: str | bytes) -> bytes:
+        """Send a command; return its tagged status word (OK, NO, BAD)."""
+        _lines, done = self.cmd(text)
+        return done.split(b" ")[1]
+
+    def alive(self) -> None:
+        """The session still answers."""
+        assert self.ok("NOOP") is not None
+
+
+@dataclass
+class ImapServer:
+    daemon: Daemon
+    site: MailSite
+
+    @property
+    def port(self) -> int:
+        return self.daemon.port
+
+    def maildir(self, user: str = "alice") -> Path:
+        return self.site.maildir(user)
+
+    def raw(self) -> Raw:
+        client = Raw(self.daemon.connect(TIMEOUT))
+        greeting = client.raw_line()
+        assert greeting.startswith(b"* OK [CAPABILITY IMAP4rev1 "), greeting
+        return client
+
+    def raw_login(self, user: str = "alice") -> Raw:
+        client = self.raw()
+        client.ok(f'LOGIN {user} "{IMAP_USERS[user]}"')
+        return client
+
+    def raw_select(self, mailbox: str = "INBOX", user: str = "alice") -> Raw:
+        client = self.raw_login(user)
+        client.ok(f"SELECT {mailbox}")
+        return client
+
+    def imaplib(self, user: str = "alice") -> imaplib.IMAP4:
+        client = imaplib.IMAP4("127.0.0.1", self.port, timeout=TIMEOUT)
+        client.login(user, IMAP_USERS[user])
+        return client
+
+    def client(self, user: str = "alice") -> imapclient.IMAPClient:
+        client = imapclient.IMAPClient("127.0.0.1", port=self.port, ssl=False, timeout=TIMEOUT)
+        client.login(user, IMAP_USERS[user])
+        return client
+
+    def log(self) -> str:
+        return self.daemon.log()
+
+    def assert_healthy(self) -> None:
+        """The master runs, never logged a traceback, and a fresh session works."""
+        assert self.daemon.proc.poll() is None, self.log()
+        assert "Traceback" not in self.log(), self.log()
+        client = self.raw_login()
+        client.ok("LOGOUT")
+        client.close()
+
+
+def start_imapd(daemons: DaemonFactory, site: MailSite, extra: str = "",
+                users: dict[str, str] | None = None, *args: str) -> ImapServer:
+    flags: list[str] = []
+    for name, password in (IMAP_USERS if users is None else users).items():
+        flags += ["-u", f"{name}:{password}"]
+    config = site.config("[imapd]\n" + extra)
+    daemon = daemons.start("imapd", "-l", "127.0.0.1", *site.common_args(), *flags, *args,
+                           config=config)
+    return ImapServer(daemon, site)
+
+
+def tree(path: Path) -> dict[str, bytes]:
+    """Every message file under a Maildir and its folders: relative path -> content."""
+    found = {}
+    for file in sorted(path.rglob("*")):
+        relative = file.relative_to(path)
+        if file.is_file() and len(relative.parts) >= 2 and relative.parts[-2] in ("cur", "new"):
+            found[str(relative)] = file.read_bytes()
+    return found
+
+
+def folders(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir() if p.is_dir() and p.name.startswith("."))
+
+
+def message_files(maildir: Path) -> list[Path]:
+    return sorted([*maildir.joinpath("cur").iterdir(), *maildir.joinpath("new").iterdir()])
+
+
+def wait_file_count(maildir: Path, count: int) -> None:
+    wait_for(lambda: len(message_files(maildir)) == count, what=f"{count} files in {maildir}")
