@@ -290,6 +290,16 @@ class RateResult:
     def step_medians(self) -> dict[str, float]:
         return {name: percentile(values, 50) for name, values in self.steps.items()}
 
+    def merge(self, other: RateResult) -> None:
+        """Add another run of the same protocol and client count (rounds of one measurement)."""
+        self.sessions += other.sessions
+        self.elapsed += other.elapsed
+        self.latencies.extend(other.latencies)
+        for name, values in other.steps.items():
+            self.steps.setdefault(name, []).extend(values)
+        self.errors.update(other.errors)
+        self.client_cpu += other.client_cpu
+
 
 def percentile(values: list[float], p: float) -> float:
     """Nearest-rank percentile (0 for no values)."""
@@ -597,6 +607,14 @@ def tree_pss(root: int) -> tuple[int, int]:
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> float:
+    """CPU seconds all CPUs spent busy (user, nice, system, irq, softirq) since boot."""
+    with open("/proc/stat", "rb") as handle:
+        fields = handle.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[:7])
+    return (user + nice + system + irq + softirq) / CLOCK_TICKS
 
 
 def tree_cpu(root: int) -> float:

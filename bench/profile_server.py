@@ -1,6 +1,6 @@
 """Run a daemon of ours with per-child measurements, for the benchmark (daemon code unchanged).
 
-    python bench/profile_server.py run DIR [--cprofile] -- pop3d -f -l 127.0.0.1 -p 21111 ...
+    python bench/profile_server.py run DIR [--cprofile] [--gc-freeze] pop3d -- -f -p 21111 ...
     python bench/profile_server.py report DIR [--top 30]
 
 `run` imports the daemon's module (pop3d -> pop3d.main, imapd -> imapd.main), wraps
@@ -9,8 +9,9 @@ appends one JSON line to DIR/children.jsonl when its session ends: time from the
 call to the child running, the handler's wall time, its CPU, its page faults and the garbage
 collections it ran (count and time per generation). The master writes DIR/master.json at exit:
 fork() durations and the time per accepted connection. With --cprofile each child also runs its
-handler under cProfile and dumps DIR/child-PID.prof. `report` prints the medians and, when there are
-profiles, the merged top functions by own time and by cumulative time.
+handler under cProfile and dumps DIR/child-PID.prof; --gc-freeze tries gc.freeze() in the master
+before it serves (an experiment, not the daemon's behaviour). `report` prints the medians and,
+when there are profiles, the merged top functions by own time and by cumulative time.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import atexit
 import contextlib
 import cProfile
+import functools
 import gc
 import glob
 import importlib
@@ -29,10 +31,50 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 MODULES = {"pop3d": "pop3d.main", "imapd": "imapd.main", "imapgw": "imapd.gateway",
            "msmpd": "msmpd.main"}
+
+# Functions timed in each child (inclusive wall time and calls), `module:qualname`; a name that
+# does not exist (yet) is skipped. Every module-level reference to a function is replaced, so
+# `from x import f` callers are timed too.
+TIMED = {
+    "pop3d": [
+        "common.server:ForkingServer._become_child",
+        "pop3d.main:login_hooks",
+        "common.relay:RelaySettings.from_config",
+        "common.lineio:LineIO.__init__",
+        "pop3d.session:make_timestamp",
+        "logging:Logger._log",
+        "common.stats:StatsClient.send",
+        "common.lineio:LineIO.flush",
+        "common.lineio:LineIO._wait",
+        "pop3d.commands:dispatch",
+        "common.users:UserDB.verify",
+        "common.users:UserDB.refresh",
+        "pop3d.session:Session.authenticate",
+        "pop3d.session:Session.open_maildrop",
+        "common.maildir:ensure_maildir",
+        "common.maildir:MaildropLock.acquire",
+        "common.maildir:list_messages",
+        "common.maildir:message_size",
+        "common.maildir:read_message",
+        "common.maildir:to_crlf",
+        "pop3d.commands:dot_stuff",
+        "common.config:Settings.get",
+        "pop3d.session:Session.end",
+        "common.lineio:LineIO.close",
+        # the master's side of a session
+        "common.server:ForkingServer._accept_all",
+        "common.server:ForkingServer.on_sigchld",
+        "common.server:ForkingServer._bury",
+        "common.server:ForkingServer._dispatch_signals",
+    ],
+}
+TIMERS: dict[str, list[float]] = {}   # name -> [calls, wall seconds, CPU seconds of the thread]
 
 
 class GcTimer:
@@ -52,8 +94,53 @@ class GcTimer:
             self.seconds[generation] += time.perf_counter() - self._start
 
 
-def install(out_dir: Path, use_cprofile: bool) -> None:
+def timed(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    slot = TIMERS.setdefault(name, [0, 0.0, 0.0])
+    clock, cpu_clock = time.perf_counter, time.thread_time
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        begin, cpu = clock(), cpu_clock()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            slot[0] += 1
+            slot[1] += clock() - begin
+            slot[2] += cpu_clock() - cpu
+
+    return wrapper
+
+
+def install_timers(daemon: str) -> None:
+    for spec in TIMED.get(daemon, []):
+        module_name, _, qualname = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        *owner_path, attr = qualname.split(".")
+        owner: Any = module
+        for part in owner_path:
+            owner = getattr(owner, part, None)
+        raw = owner.__dict__.get(attr) if owner is not None else None
+        if raw is None:
+            continue
+        if isinstance(raw, classmethod | staticmethod):
+            setattr(owner, attr, type(raw)(timed(spec, raw.__func__)))
+            continue
+        wrapped = timed(spec, raw)
+        setattr(owner, attr, wrapped)
+        if not owner_path:   # also every `from module import name` elsewhere
+            for other in list(sys.modules.values()):
+                for key, value in list(getattr(other, "__dict__", {}).items()):
+                    if value is raw:
+                        setattr(other, key, wrapped)
+
+
+def install(out_dir: Path, use_cprofile: bool, daemon: str) -> None:
     from common import server
+
+    install_timers(daemon)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     fork_times: list[float] = []
@@ -70,6 +157,11 @@ def install(out_dir: Path, use_cprofile: bool) -> None:
         return pid
 
     os.fork = timed_fork  # type: ignore[assignment]
+
+    def resumed_in_child() -> None:
+        state["resumed"] = time.perf_counter()
+
+    os.register_at_fork(after_in_child=resumed_in_child)
 
     from common import lineio
 
@@ -93,6 +185,8 @@ def install(out_dir: Path, use_cprofile: bool) -> None:
     def run_child(self: server.ForkingServer, conn: object, address: str, session: int) -> None:
         started = time.perf_counter()
         fork_to_child = started - state["before_fork"]
+        for slot in TIMERS.values():
+            slot[0], slot[1], slot[2] = 0, 0.0, 0.0
         cpu = time.process_time()
         usage = resource.getrusage(resource.RUSAGE_SELF)
         timer = GcTimer()
@@ -119,6 +213,7 @@ def install(out_dir: Path, use_cprofile: bool) -> None:
         line = {
             "pid": os.getpid(),
             "fork_to_child": fork_to_child,
+            "fork_to_python": state.get("resumed", 0.0) - state["before_fork"],
             "child_to_greeting": first_send["at"] - started if first_send["at"] else 0.0,
             "child_wall": time.perf_counter() - started,
             "child_cpu": time.process_time() - cpu,
@@ -128,6 +223,7 @@ def install(out_dir: Path, use_cprofile: bool) -> None:
             "majflt": now.ru_majflt - usage.ru_majflt,
             "gc_count": timer.count,
             "gc_seconds": timer.seconds,
+            "timers": {name: slot for name, slot in TIMERS.items() if slot[0]},
         }
         fd = os.open(out_dir / "children.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -144,6 +240,7 @@ def install(out_dir: Path, use_cprofile: bool) -> None:
         (out_dir / "master.json").write_text(json.dumps({
             "fork_seconds": fork_times, "accept_seconds": accept_times,
             "objects_tracked": len(gc.get_objects()),
+            "timers": {name: slot for name, slot in TIMERS.items() if slot[0]},
             "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 
     atexit.register(dump_master)
@@ -160,9 +257,9 @@ def report(out_dir: Path, top: int) -> None:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     print(f"children measured: {len(rows)}")
     if rows:
-        for key in ("fork_to_child", "child_to_greeting", "child_wall", "child_cpu",
-                    "cpu_since_fork"):
-            print(f"  {key:16} median {median_ms([r[key] for r in rows])} ms")
+        for key in ("fork_to_python", "fork_to_child", "child_to_greeting", "child_wall",
+                    "child_cpu", "cpu_since_fork"):
+            print(f"  {key:17} median {median_ms([r[key] for r in rows])} ms")
         faults = statistics.median(r["minflt"] for r in rows)
         since_fork = statistics.median(r["minflt_total"] for r in rows)
         print(f"  minflt           median {faults:.0f} page faults in the handler,"
@@ -172,6 +269,16 @@ def report(out_dir: Path, top: int) -> None:
             secs = [r["gc_seconds"][gen] for r in rows]
             print(f"  gc gen{gen}          {sum(counts) / len(rows):.2f} per child, "
                   f"{sum(secs) / len(rows) * 1000:.3f} ms per child (mean)")
+        names = sorted({n for r in rows for n in r.get("timers", {})},
+                       key=lambda n: -sum(r.get("timers", {}).get(n, [0, 0.0])[1] for r in rows))
+        if names:
+            print("timed functions, per child (mean; inclusive, so nested ones overlap):")
+            print(f"  {'wall ms':>8} {'cpu ms':>8} {'calls':>6}")
+            for name in names:
+                calls, wall, cpu = (
+                    sum(r.get("timers", {}).get(name, [0, 0.0, 0.0])[i] for r in rows) / len(rows)
+                    for i in range(3))
+                print(f"  {wall * 1000:8.3f} {cpu * 1000:8.3f} {calls:6.1f}  {name}")
     master = out_dir / "master.json"
     if master.exists():
         data = json.loads(master.read_text())
@@ -179,6 +286,13 @@ def report(out_dir: Path, top: int) -> None:
               f"{len(data['fork_seconds'])}, per accepted connection "
               f"{median_ms(data['accept_seconds'])} ms, gc-tracked objects "
               f"{data['objects_tracked']}, maxrss {data['maxrss_kib'] / 1024:.1f} MiB")
+        sessions = max(1, len(data["accept_seconds"]))
+        print("master's timed functions, per accepted connection (mean):")
+        print(f"  {'wall ms':>8} {'cpu ms':>8} {'calls':>6}")
+        timers = sorted(data.get("timers", {}).items(), key=lambda item: -item[1][1])
+        for name, (calls, wall, cpu) in timers:
+            print(f"  {wall / sessions * 1000:8.3f} {cpu / sessions * 1000:8.3f} "
+                  f"{calls / sessions:6.2f}  {name}")
     profiles = sorted(glob.glob(str(out_dir / "child-*.prof")))
     if profiles:
         stats = pstats.Stats(profiles[0])
@@ -197,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run")
     run.add_argument("dir", type=Path)
     run.add_argument("--cprofile", action="store_true")
+    run.add_argument("--gc-freeze", action="store_true",
+                     help="experiment: gc.freeze() in the master just before it serves")
     run.add_argument("daemon", choices=sorted(MODULES))
     run.add_argument("args", nargs=argparse.REMAINDER)
     rep = sub.add_parser("report")
@@ -207,7 +323,17 @@ def main(argv: list[str] | None = None) -> int:
         report(args.dir, args.top)
         return 0
     module = importlib.import_module(MODULES[args.daemon])
-    install(args.dir, args.cprofile)
+    install(args.dir, args.cprofile, args.daemon)
+    if args.gc_freeze:
+        from common import server
+
+        serve = server.ForkingServer.serve_forever
+
+        def frozen_serve(self: server.ForkingServer) -> int:
+            gc.freeze()
+            return serve(self)
+
+        server.ForkingServer.serve_forever = frozen_serve  # type: ignore[method-assign]
     daemon_args = args.args[1:] if args.args[:1] == ["--"] else args.args
     module.main(daemon_args)
     return 0

@@ -1,9 +1,9 @@
 """Configuration: built-in defaults, the INI file, command-line overrides and runtime settings.
 
-Precedence, lowest first (DESIGN.md "Configuration"): built-in default, config file (`[common]`, then
-the daemon's own section), command-line flag, runtime setting (MSMP SET, kept in a state file under the
-state directory). One `Settings` object answers every lookup by key, so each daemon reads the same
-names the same way.
+Precedence, lowest first (DESIGN.md "Configuration"): built-in default, config file (`[common]`,
+then the daemon's own section), command-line flag, runtime setting (MSMP SET, kept in a state file
+under the state directory). One `Settings` object answers every lookup by key, so each daemon reads
+the same names the same way.
 """
 
 from __future__ import annotations
@@ -139,7 +139,8 @@ class Settings:
         try:
             return int(self.get(key))
         except ValueError:
-            raise ConfigError(f"setting {key} must be a whole number, not {self.get(key)!r}") from None
+            raise ConfigError(
+                f"setting {key} must be a whole number, not {self.get(key)!r}") from None
 
     def get_float(self, key: str) -> float:
         try:

@@ -22,7 +22,7 @@ import daemon
 import daemon.pidfile
 
 from common import logs
-from common.config import Settings, one_line
+from common.config import ConfigError, Settings, one_line
 
 READY = b"ok\n"
 PIDFILE_TIMEOUT = 5
@@ -114,7 +114,7 @@ def run(settings: Settings, foreground: bool, prepare: Callable[[], list[socket.
         if not foreground or settings.optional_path("pidfile"):
             clear_stale_pidfile(pidfile)
         keep = prepare()
-    except (StartupError, OSError) as exc:
+    except (StartupError, ConfigError, OSError) as exc:  # ConfigError: a setting read in prepare
         print(f"{program}: {one_line(exc)}", file=sys.stderr)
         return 1
     if foreground:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from common import maildir
 from common.atomic import atomic_write, locked
+from common.mailbox import KEYWORDS_FILE
 from common.maildir import MailboxExists, MailboxNotFound, MailboxRefused, StoreError
 from common.names import InvalidName, check_folder
 from common.utf7 import decode_mutf7, encode_mutf7
@@ -58,10 +59,10 @@ class FolderTree:
         except FileNotFoundError:
             return result
         for entry in sorted(entries):
-            if entry.startswith(".") and entry not in (".", "..") and len(entry) > 1:
-                if maildir.is_maildir(self.root / entry):
-                    with contextlib.suppress(ValueError):
-                        result.append(decode_mutf7(entry[1:].encode("utf-8", "surrogateescape")))
+            if (entry.startswith(".") and entry not in (".", "..") and len(entry) > 1
+                    and maildir.is_maildir(self.root / entry)):
+                with contextlib.suppress(ValueError):
+                    result.append(decode_mutf7(entry[1:].encode("utf-8", "surrogateescape")))
         return result[:1] + sorted(result[1:])
 
     SPECIAL_USE_ATTRIBUTES = frozenset({"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk",
@@ -170,6 +171,11 @@ class FolderTree:
         if new == old or new.startswith(old + SEPARATOR):
             raise MailboxRefused("Cannot rename a mailbox into itself")
         children = [n for n in self.names() if n.startswith(old + SEPARATOR)]
+        # FIX: an inferior's new name could exist already (`B.x` without `B`); the rename then
+        # failed half-way, with the parent moved and that child not. Refuse before moving.
+        for child in children:
+            if maildir.is_maildir(self.path(new + child[len(old):])):
+                raise MailboxExists(new + child[len(old):])
         try:
             os.rename(source, target)
             for child in children:
@@ -180,6 +186,11 @@ class FolderTree:
     def _rename_inbox(self, new: str) -> None:
         self.create(new)
         target = self.path(new)
+        # FIX: keyword letters in the moved file names index INBOX's dovecot-keywords; the new
+        # folder had none, so every keyword was lost. It is empty: give it a copy of the file.
+        with contextlib.suppress(FileNotFoundError):
+            keywords = (self.root / KEYWORDS_FILE).read_bytes()
+            atomic_write(target / KEYWORDS_FILE, keywords)
         for message in maildir.list_messages(self.root):
             with contextlib.suppress(FileNotFoundError):
                 os.rename(self.root / message.relpath, target / message.relpath)

@@ -8,6 +8,7 @@ is polled with the socket, so a TERM from the master interrupts a wait for input
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import socket
@@ -56,7 +57,7 @@ class LineIO:
     # -- input ---------------------------------------------------------------------------------
 
     def readline(self) -> bytes:
-        """Next line without its CRLF or LF. Raises LineTooLong after discarding an over-long line."""
+        """Next line without its CRLF or LF; LineTooLong after discarding an over-long line."""
         while True:
             end = self._inbuf.find(b"\n")
             if end >= 0:
@@ -152,10 +153,8 @@ class LineIO:
         except ConnectionClosed:
             pass
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 self.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             self.sock.close()
 
 

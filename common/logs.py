@@ -6,6 +6,7 @@ Each session's lines carry its session number in `{}` (seed 001) and the client 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
 import os
@@ -65,10 +66,8 @@ def handler_fds() -> list[int]:
     sock = getattr(_handler, "socket", None)
     fds = []
     for obj in (stream, sock):
-        try:
+        with contextlib.suppress(AttributeError, ValueError, OSError):
             fds.append(obj.fileno())  # type: ignore[union-attr]
-        except (AttributeError, ValueError, OSError):
-            pass
     return fds
 
 
@@ -79,5 +78,6 @@ class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         super().__init__(logger, {})
         self.prefix = f"{{{session}}} {address}"
 
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(self, msg: Any,
+                kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
         return f"{self.prefix} {msg}", kwargs

@@ -226,7 +226,8 @@ class Mailbox:
         return (new, cur, uid_stamp)
 
     def sync(self, claim_recent: bool = False) -> Snapshot:
-        """The folder now. With `claim_recent`, messages in new/ move to cur/ and are \\Recent here."""
+        """The folder now. With `claim_recent`, messages in new/ move to cur/ and are \\Recent
+        here."""
         locations = self.scan()
         recent: set[str] = set()
         if claim_recent:
@@ -263,7 +264,12 @@ class Mailbox:
             try:
                 os.rename(self.path / "new" / name, self.path / "cur" / target)
             except FileNotFoundError:
-                continue  # another session claimed it first: recent there, not here
+                # Another session claimed it first: recent there, not here. FIX (imapd): the
+                # listing still said new/, and _snapshot counts new/ as \Recent, so both
+                # sessions saw \Recent. The claimer used the same target name.
+                locations[key] = ("cur", target)
+                self._dir_stamp = None
+                continue
             locations[key] = ("cur", target)
             claimed.add(key)
         if claimed:
@@ -365,7 +371,8 @@ class Mailbox:
         return self._assign([message])[0]
 
     def _assign(self, messages: list[MessageFile]) -> list[tuple[int, int]]:
-        """Give freshly placed files their UIDs now, in order, so APPENDUID/COPYUID can name them."""
+        """Give freshly placed files their UIDs now, in order, so APPENDUID/COPYUID can name
+        them."""
         result = []
         with self.uids.update() as current:
             for message in messages:
@@ -384,9 +391,19 @@ class Mailbox:
 
         Returns the new UIDs in the order of `entries`. Each message is placed atomically: a crash
         leaves it in the source, or (for a copy) in both, never half-written and never nowhere."""
-        placed = []
-        for entry in entries:
-            placed.append(self._place(source, entry, move))
+        placed: list[MessageFile] = []
+        try:
+            for entry in entries:
+                placed.append(self._place(source, entry, move))
+        except StoreError:
+            # FIX (imapd): a COPY that fails must leave the target as it was (RFC 3501 6.4.7);
+            # the copies already made were left behind. A MOVE keeps what it moved: each of
+            # those messages is in exactly one folder, as the docstring promises.
+            if not move:
+                for message in placed:
+                    with contextlib.suppress(OSError):
+                        os.unlink(self.path / message.relpath)
+            raise
         fsync_dir(self.path / "cur")
         return [uid for _validity, uid in self._assign(placed)]
 

@@ -1,8 +1,8 @@
 """Maildir++ store: message files, flags in names, delivery, sizes, the POP3 maildrop lock.
 
-A user's mail is `<base>/<user>/` (`cur/ new/ tmp/`); folders are `.Name` subdirectories. Flags live in
-the file name after `:2,` as sorted letters. New mail is written to `tmp/`, fsynced and renamed into
-`new/` or `cur/`, so a crash never leaves half a message visible. On disk a message has LF line
+A user's mail is `<base>/<user>/` (`cur/ new/ tmp/`); folders are `.Name` subdirectories. Flags live
+in the file name after `:2,` as sorted letters. New mail is written to `tmp/`, fsynced and renamed
+into `new/` or `cur/`, so a crash never leaves half a message visible. On disk a message has LF line
 ends; every size reported is of the CRLF form actually sent (`,W=` in the name when we delivered it,
 computed otherwise). UIDs and folders for IMAP live in `common/uidlist.py` and `common/folders.py`.
 
@@ -26,6 +26,7 @@ from common.names import InvalidName, check_username
 
 SUBDIRS = ("cur", "new", "tmp")
 FLAG_LETTERS = "DFPRST"
+KEYWORD_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 POP3_LOCK = "maildaemons-pop3.lock"
 _SIZE_FIELD = re.compile(r",([SW])=(\d+)")
 _counter = itertools.count(1)
@@ -101,7 +102,11 @@ def unique_name() -> str:
 
 
 def flags_suffix(flags: str) -> str:
-    return ":2," + "".join(sorted(set(flags) & set(FLAG_LETTERS)))
+    """`:2,` and the sorted letters: system flags, then keyword letters a-z (dovecot-keywords).
+
+    FIX: only the system letters were kept, so a message APPENDed with keywords silently lost
+    them."""
+    return ":2," + "".join(sorted(set(flags) & set(FLAG_LETTERS + KEYWORD_LETTERS)))
 
 
 def to_crlf(data: bytes) -> bytes:

@@ -524,6 +524,22 @@ def cdb_lets_relay(reader: cdb.CdbReader, entry: Entry) -> bool:
 _THREAD_LOCK = threading.Lock()
 
 
+def daemon_settings(
+    cp: configparser.ConfigParser, state_dir: Path, log: LogLike
+) -> RelaySettings | None:
+    """The settings a daemon's login hook uses; None when relaying is off or `[relay]` is bad.
+
+    A bad section is logged, never raised: the daemons read it for every session, and a typo
+    there must cost the users their relaying, not their mail.
+    """
+    try:
+        settings = RelaySettings.from_config(cp, state_dir)
+    except RelayConfigError as exc:
+        log.error("relay: bad configuration, not relaying: %s", exc)
+        return None
+    return settings if settings.enabled else None
+
+
 def relay_address(client_ip: str) -> str | None:
     """The IPv4 address to record (an IPv4-mapped IPv6 address counts), else None."""
     try:

@@ -99,7 +99,7 @@ def make_listener(host: str, port: int, backlog: int, v6only: bool = True) -> so
 
 
 class Wakeup:
-    """Self-pipe: no-op handlers for `signals`, each delivery written as one byte to a socketpair."""
+    """Self-pipe: no-op handlers for `signals`, each delivery written as a byte to a socketpair."""
 
     def __init__(self, signals: tuple[signal.Signals, ...]) -> None:
         self.reader, self.writer = socket.socketpair()
@@ -173,7 +173,8 @@ class ForkingServer:
         return self._shutdown(self.stop_grace)
 
     def _dispatch_signals(self) -> None:
-        assert self.wakeup is not None
+        if self.wakeup is None:
+            return
         for signum in self.wakeup.pending():
             if signum == signal.SIGCHLD:
                 self.on_sigchld()
@@ -336,13 +337,12 @@ class ForkingServer:
 
     def _signal_children(self, signum: int) -> None:
         for pid in list(self.children):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
 
     def _wait_for_signal(self, timeout: float) -> None:
-        assert self.wakeup is not None
+        if self.wakeup is None:
+            return
         sel = selectors.DefaultSelector()
         sel.register(self.wakeup, selectors.EVENT_READ)
         try:

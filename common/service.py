@@ -1,8 +1,8 @@
-"""What every protocol daemon's `main` shares: flags to settings, start-up checks, the master's state,
-HUP reload, and the forking server wired to the daemon's session handler.
+"""What every protocol daemon's `main` shares: flags to settings, start-up checks, the master's
+state, HUP reload, and the forking server wired to the daemon's session handler.
 
-A daemon supplies a `Protocol` (its name, how to build a per-connection handler and its refusal line);
-this module does the rest the same way for pop3d, imapd, imapgw and msmpd.
+A daemon supplies a `Protocol` (its name, how to build a per-connection handler and its refusal
+line); this module does the rest the same way for pop3d, imapd, imapgw and msmpd.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ class Protocol:
     inline_users_flag: str = "-u"
     int_keys: tuple[str, ...] = ("port", "max_children", "max_per_address", "idle_timeout")
     float_keys: tuple[str, ...] = ("auth_failure_delay", "shutdown_grace")
+    # More start-up (and HUP) checks of the daemon's own settings; raises ConfigError.
+    check: Callable[[Settings], None] | None = None
 
 
 @dataclass
@@ -85,6 +87,8 @@ def load_settings(protocol: Protocol, args: dict[str, Any]) -> Settings:
     parser = read_config(config_path)
     settings = Settings(protocol.daemon, parser, overrides(protocol, args), config_path)
     settings.validate(protocol.int_keys, protocol.float_keys)
+    if protocol.check is not None:
+        protocol.check(settings)
     return settings
 
 

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.atomic import atomic_write, locked
+from common.atomic import LockBusy, atomic_write, locked
 
 UIDLIST = "maildaemons-uidlist"
 DOVECOT_UIDLIST = "dovecot-uidlist"
@@ -124,6 +124,15 @@ def _v3_name(rest: str) -> str:
     return rest[1:]
 
 
+def _salvage_uidvalidity(path: Path) -> int:
+    """The UIDVALIDITY in a damaged file's header, when it can still be read, else 0."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        head = path.read_bytes().split(b"\n", 1)[0].decode("ascii").split()
+        if head[0] == HEADER_TAG and head[1].startswith("V"):
+            return int(head[1][1:]) & 0xFFFFFFFF
+    return 0
+
+
 def new_uidvalidity() -> int:
     """Time-based, as most servers do; fits the 32-bit nz-number of RFC 3501."""
     return max(1, int(time.time()) & 0xFFFFFFFF)
@@ -167,9 +176,38 @@ class UidStore:
                 self._cached, self._stamp = current, None
 
     def _initial(self) -> UidList:
+        if self.path.exists():
+            # FIX: our file is there but damaged. The Dovecot file was imported long ago:
+            # importing it again handed out UIDs we had since given to other messages, under the
+            # same UIDVALIDITY. UIDs are lost, so the UIDVALIDITY changes (RFC 3501 2.3.1.1).
+            return UidList(max(next_uidvalidity(self.folder), _salvage_uidvalidity(self.path) + 1))
         dovecot = self.folder / DOVECOT_UIDLIST
         with contextlib.suppress(OSError):
             imported = parse_dovecot(dovecot.read_bytes())
             if imported is not None:
                 return imported
-        return UidList(new_uidvalidity())
+        return UidList(next_uidvalidity(self.folder))
+
+
+# FIX (imapd): a folder deleted (or renamed away) and created again within the same second got
+# the same time-based UIDVALIDITY with UIDs starting over at 1, so a client's cached UIDs named
+# other messages (RFC 3501 2.3.1.1). The user's Maildir++ root now remembers the last value
+# handed out, and each new folder gets a larger one, as Dovecot's dovecot-uidvalidity does.
+UIDVALIDITY_FILE = "maildaemons-uidvalidity"
+
+
+def next_uidvalidity(folder: Path) -> int:
+    """A UIDVALIDITY larger than any this user's folders got before (and at least the time)."""
+    root = folder.parent if folder.name.startswith(".") else folder  # Maildir++ `.Name`
+    path = root / UIDVALIDITY_FILE
+    try:
+        with locked(path):
+            try:
+                last = int(path.read_text().strip() or 0)
+            except (OSError, ValueError):
+                last = 0
+            value = max(new_uidvalidity(), last + 1) & 0xFFFFFFFF or 1
+            atomic_write(path, f"{value}\n".encode(), mode=0o600)
+            return value
+    except (OSError, LockBusy):  # an unwritable or stuck root: the time, as before
+        return new_uidvalidity()

@@ -1,8 +1,8 @@
 """Users and admins files: lookup, verify, add, update, delete (locked, atomic).
 
-The format is Dovecot's passwd-file: `name:{SCHEME}hash[:uid:gid:gecos:home:shell:extra]`, one user a
-line, `#` comments. Schemes: PLAIN/CLEARTEXT; SHA512-CRYPT, SHA256-CRYPT, MD5-CRYPT and CRYPT through
-the platform's crypt(3) where Python has it; SHA/SHA256/SHA512 and their salted S-forms; and
+The format is Dovecot's passwd-file: `name:{SCHEME}hash[:uid:gid:gecos:home:shell:extra]`, one
+user a line, `#` comments. Schemes: PLAIN/CLEARTEXT; SHA512-CRYPT, SHA256-CRYPT, MD5-CRYPT and CRYPT
+through the platform's crypt(3) where Python has it; SHA/SHA256/SHA512 and their salted S-forms; and
 PBKDF2 in Dovecot's `$1$salt$rounds$hex` form, the default for new passwords (from hashlib).
 Readers re-read the file when its mtime changes, so `msmpd ADD` is seen by the next login.
 """

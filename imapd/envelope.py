@@ -39,8 +39,10 @@ _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 # tokenizer, several times quicker (ENVELOPE is computed for every message of a mailbox).
 _WORD = r'[^\s"<>(),.;:@\\\[\]]+'
 _DOT_ATOM = r'[^\s"<>(),;:@\\\[\]]+'
-_SIMPLE = (rf'(?:({_WORD}(?:[ \t]+{_WORD})*)[ \t]*|"([^"\\]*)"[ \t]*)?'
-           rf"<({_DOT_ATOM})@({_DOT_ATOM})>|({_DOT_ATOM})@({_DOT_ATOM})")
+_SIMPLE = (
+    rf'(?:({_WORD}(?:[ \t]+{_WORD})*)[ \t]*|"([^"\\]*)"[ \t]*)?'
+    rf"<({_DOT_ATOM})@({_DOT_ATOM})>|({_DOT_ATOM})@({_DOT_ATOM})"
+)
 _SIMPLE_ADDRESS = re.compile(_SIMPLE)
 _SIMPLE_LIST = re.compile(rf"[ \t]*(?:{_SIMPLE})(?:[ \t]*,[ \t]*(?:{_SIMPLE}))*[ \t]*")
 
@@ -274,8 +276,15 @@ def address_list(addresses: list[Address]) -> bytes:
     """A parenthesised list of address structures, or NIL when there are none."""
     if not addresses:
         return b"NIL"
-    return b"(" + b"".join(b"(%s %s %s %s)" % (nstring(a.name), nstring(a.adl), nstring(a.mailbox),
-                                               nstring(a.host)) for a in addresses) + b")"
+    return (
+        b"("
+        + b"".join(
+            b"(%s %s %s %s)"
+            % (nstring(a.name), nstring(a.adl), nstring(a.mailbox), nstring(a.host))
+            for a in addresses
+        )
+        + b")"
+    )
 
 
 def render_envelope(first: Callable[[str], str | None]) -> bytes:

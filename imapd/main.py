@@ -63,14 +63,24 @@ def make_handler(state: service.MasterState) -> Handler:
 
 def login_hooks(state: service.MasterState) -> list:
     """After a successful login: open the SMTP relay for the client (IMAP-before-SMTP)."""
-    settings = relay.RelaySettings.from_config(state.settings.parser,
-                                               state.settings.path("state_dir"))
-    if not settings.enabled:
+    settings = relay.daemon_settings(state.settings.parser, state.settings.path("state_dir"),
+                                     state.log)
+    if settings is None:
         return []
 
     def open_relay(session: Session) -> None:
-        session.io.flush()
-        relay.open_relay(settings, session.address, state.log)
+        # LOGIN and AUTHENTICATE run the hooks before their tagged OK is written
+        # (imapd/commands/auth.py), so the relay work waits for the flush that sends it.
+        io = session.io
+
+        def flush_then_relay() -> None:
+            del io.flush  # back to LineIO.flush
+            try:
+                io.flush()
+            finally:
+                relay.open_relay(settings, session.address, session.log)
+
+        io.flush = flush_then_relay  # type: ignore[method-assign]
 
     return [open_relay]
 

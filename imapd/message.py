@@ -7,8 +7,14 @@ here raises on malformed input; a broken message gets a best-effort answer.
 
 `section()` returns None for a part that does not exist (e.g. BODY[3] of a two-part message,
 BODY[1.HEADER] when part 1 is not message/rfc822, BODY[MIME] without a part number). The FETCH
-handler then sends an empty string, as Dovecot and UW imapd do: RFC 3501 6.4.5 gives no error
-for it and clients expect the item in the response.
+handler then answers with an empty string (`BODY[3] ""`), as Dovecot does: RFC 3501 6.4.5
+defines no error for it, and clients expect the item in the response.
+
+Choices where RFC 3501 is silent: a message that is not multipart has part 1 = its body and
+1.MIME = its whole header; type and subtype are upper-case, parameter names lower-case; a text
+part without a charset gets ("charset" "us-ascii") (RFC 2045 5.2, as Dovecot); body-fld-lines
+counts line ends; a message/rfc822 part is parsed as a message whatever its transfer encoding
+claims; SEARCH matching uses Unicode full case folding (str.casefold).
 """
 
 from __future__ import annotations
@@ -23,12 +29,19 @@ from imapd.mimefields import parse_disposition, parse_encoding, parse_language
 from imapd.mimetext import decode_text, decode_transfer, header_text
 
 _FIELD_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 2.2
-_MONTHS = {m: i for i, m in enumerate(
-    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
+_LINE_BREAKS = re.compile(rb"\r?\n|\r\Z")
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
+    )
+}
 # RFC 5322 3.3 date (with obsolete 2-digit years and "-" separators), then asctime() order.
 _DATE = re.compile(r"(\d{1,2})[\s-]+([A-Za-z]{3})[A-Za-z]*\.?[\s-]+(\d{2,4})(?!\d)")
-_ASCTIME = re.compile(r"([A-Za-z]{3})[A-Za-z]*\s+(\d{1,2})\s+(?:\d{1,2}:\d{2}(?::\d{2})?\s+)?"
-                      r"(?:[A-Za-z]{1,5}\s+)?(\d{4})(?!\d)")
+_ASCTIME = re.compile(
+    r"([A-Za-z]{3})[A-Za-z]*\s+(\d{1,2})\s+(?:\d{1,2}:\d{2}(?::\d{2})?\s+)?"
+    r"(?:[A-Za-z]{1,5}\s+)?(\d{4})(?!\d)"
+)
 
 
 class MessageView:
@@ -74,8 +87,9 @@ class MessageView:
         """RFC822.TEXT / BODY[TEXT]: everything after the blank line."""
         return self.root.body_bytes()
 
-    def section(self, parts: tuple[int, ...], text: str,
-                fields: tuple[str, ...] = ()) -> bytes | None:
+    def section(
+        self, parts: tuple[int, ...], text: str, fields: tuple[str, ...] = ()
+    ) -> bytes | None:
         """The content of BODY[section] (RFC 3501 6.4.5), None when the part does not exist.
 
         `parts` () is the whole message; `text` is "", HEADER, HEADER.FIELDS, HEADER.FIELDS.NOT,
@@ -198,8 +212,11 @@ def render_structure(entity: Entity, extended: bool) -> bytes:
     ]
     if entity.is_message:
         inner = entity.inner
-        items += [render_envelope(inner.first), render_structure(inner, extended),
-                  b"%d" % entity.lines]
+        items += [
+            render_envelope(inner.first),
+            render_structure(inner, extended),
+            b"%d" % entity.lines,
+        ]
     elif ctype.type == "TEXT":
         items.append(b"%d" % entity.lines)
     if extended:
@@ -214,16 +231,18 @@ def _render_multipart(entity: Entity, extended: bool) -> bytes:
     out = b"".join(render_structure(child, extended) for child in entity.children)
     out += b" " + imap_string(entity.content_type.subtype)
     if extended:
-        out += b" " + b" ".join([_params(entity.content_type.params),
-                                 *_common_extensions(entity)])
+        out += b" " + b" ".join([_params(entity.content_type.params), *_common_extensions(entity)])
     return b"(" + out + b")"
 
 
 def _common_extensions(entity: Entity) -> list[bytes]:
     """body-fld-dsp, body-fld-lang and body-fld-loc."""
     disposition = parse_disposition(entity.first("CONTENT-DISPOSITION"))
-    dsp = (b"(" + imap_string(disposition[0]) + b" " + _params(disposition[1]) + b")"
-           if disposition else b"NIL")
+    dsp = (
+        b"(" + imap_string(disposition[0]) + b" " + _params(disposition[1]) + b")"
+        if disposition
+        else b"NIL"
+    )
     langs = parse_language(entity.first("CONTENT-LANGUAGE"))
     if len(langs) > 1:
         lang = b"(" + b" ".join(imap_string(tag) for tag in langs) + b")"
@@ -260,8 +279,9 @@ def _collect_texts(entity: Entity, out: list[str]) -> None:
 
 def _decoded_header(entity: Entity) -> str:
     """A header as searchable text: one "Name: decoded value" line per field."""
-    return "\n".join(header_text(f.raw.decode("latin-1").replace("\r\n", ""))
-                     for f in entity.fields)
+    return "\n".join(
+        header_text(_LINE_BREAKS.sub(b"", f.raw).decode("latin-1")) for f in entity.fields
+    )
 
 
 def parse_date(value: str | None) -> datetime.date | None:

@@ -106,11 +106,24 @@ class Entity:
     inside a message/rfc822 part are all parsed on first use and then cached.
     """
 
-    __slots__ = ("_children", "_ctype", "_fields", "_first", "_inner", "body_start", "buf",
-                 "depth", "end", "has_blank", "in_digest", "start")
+    __slots__ = (
+        "_children",
+        "_ctype",
+        "_fields",
+        "_first",
+        "_inner",
+        "body_start",
+        "buf",
+        "depth",
+        "end",
+        "has_blank",
+        "in_digest",
+        "start",
+    )
 
-    def __init__(self, buf: bytes, start: int, end: int, depth: int = 0,
-                 in_digest: bool = False) -> None:
+    def __init__(
+        self, buf: bytes, start: int, end: int, depth: int = 0, in_digest: bool = False
+    ) -> None:
         self.buf, self.start, self.end = buf, start, end
         self.depth, self.in_digest = depth, in_digest
         self.body_start, self.has_blank = split_header(buf, start, end)
@@ -212,8 +225,11 @@ def find_parts(buf: bytes, start: int, end: int, boundary: str) -> list[tuple[in
     """
     if start >= end:
         return []
-    delim = re.compile(rb"\n--" + re.escape(boundary.encode("latin-1", "replace"))
-                       + rb"(?:(--)[^\n]*|[ \t]*)(?=\r?\n|\Z)")
+    delim = re.compile(
+        rb"\n--"
+        + re.escape(boundary.encode("latin-1", "replace"))
+        + rb"(?:(--)[^\n]*|[ \t]*)(?=\r?\n|\Z)"
+    )
     spans: list[tuple[int, int]] = []
     part_start = -1
     pos = start - 1  # the body always follows a LF, so a first-line delimiter is "\n--b"

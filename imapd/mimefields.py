@@ -9,7 +9,7 @@ import re
 from typing import NamedTuple
 from urllib.parse import unquote_to_bytes
 
-from imapd.mimetext import decode_text, to_octets
+from imapd.mimetext import decode_text, text_codec, to_octets
 
 _MIME_ATOM = r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+"  # RFC 2045 5.1 token
 _TOKEN = re.compile(_MIME_ATOM)
@@ -144,8 +144,10 @@ def _join_rfc2231(raw: list[tuple[str, str]]) -> list[tuple[str, str]]:
         base, index = (m.group(1), int(m.group(2))) if m else (stem, 0)
         sections.setdefault(base, {}).setdefault(index, (value, encoded))
         order.setdefault(base)
-    return [(name, _rfc2231_value(sections[name]) if name in sections else plain[name])
-            for name in order]
+    return [
+        (name, _rfc2231_value(sections[name]) if name in sections else plain[name])
+        for name in order
+    ]
 
 
 def _rfc2231_value(parts: dict[int, tuple[str, bool]]) -> str:
@@ -162,8 +164,6 @@ def _rfc2231_value(parts: dict[int, tuple[str, bool]]) -> str:
             data += unquote_to_bytes(value.encode("latin-1"))
         else:
             data += value.encode("latin-1")
-    if not charset:
+    if text_codec(charset) is None:
         return bytes(data).decode("latin-1")
     return to_octets(decode_text(bytes(data), charset))
-
-

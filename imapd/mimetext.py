@@ -25,24 +25,24 @@ def to_octets(text: str) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _codec(charset: str | None) -> str:
-    """A usable text codec for a MIME charset name; unknown or non-text ones become UTF-8
-    (a superset of the US-ASCII default that also reads 8-bit text mislabelled as ASCII)."""
+def text_codec(charset: str | None) -> str | None:
+    """The Python text codec for a MIME charset name; None when unknown or not a text codec.
+    US-ASCII maps to UTF-8, a superset that also reads 8-bit text mislabelled as ASCII."""
     if not charset or not _CHARSET_NAME.fullmatch(charset):
-        return "utf-8"
+        return None
     try:
         info = codecs.lookup(charset)
     except LookupError:
-        return "utf-8"
-    if info.name == "ascii" or not getattr(info, "_is_text_encoding", True):
-        return "utf-8"
-    return info.name
+        return None
+    if not getattr(info, "_is_text_encoding", True):  # base64, rot13, zlib ...
+        return None
+    return "utf-8" if info.name == "ascii" else info.name
 
 
 def decode_text(data: bytes, charset: str | None) -> str:
-    """Decode bytes in a MIME charset, replacing what does not decode; never raises."""
+    """Decode bytes in a MIME charset (UTF-8 when unknown), replacing what does not decode."""
     try:
-        return data.decode(_codec(charset), "replace")
+        return data.decode(text_codec(charset) or "utf-8", "replace")
     except (LookupError, ValueError, TypeError):  # idna/punycode raise whatever "errors" says
         return data.decode("utf-8", "replace")
 
@@ -115,5 +115,3 @@ def _word_bytes(kind: str, payload: str) -> bytes:
         return decode_base64(data)
     data = data.replace(b"_", b" ")
     return _QP_HEADER_ESC.sub(lambda m: bytes([int(m.group(1), 16)]), data)
-
-

@@ -12,20 +12,30 @@ from common.mailbox import Entry
 from common.maildir import StoreError, to_crlf
 from imapd import flags as imapflags
 from imapd.message import MessageView
-from imapd.parser import And, Key, Not, Or, SearchNode
-from imapd.selected import Selected
+from imapd.parser import And, Key, Not, Or, SearchNode, SeqSet
+from imapd.selected import Selected, member
 
+RangeCache = dict[int, tuple[tuple[int, int], ...]]
 ADDRESS_KEYS = {"BCC": "Bcc", "CC": "Cc", "FROM": "From", "TO": "To", "SUBJECT": "Subject"}
 
 
 class Candidate:
     """One message under test, loading its content only when a key needs it."""
 
-    __slots__ = ("_message", "entry", "seq", "view")
+    __slots__ = ("_message", "entry", "ranges", "seq", "view")
 
-    def __init__(self, view: Selected, seq: int, entry: Entry) -> None:
-        self.view, self.seq, self.entry = view, seq, entry
+    def __init__(self, view: Selected, seq: int, entry: Entry, ranges: RangeCache) -> None:
+        self.view, self.seq, self.entry, self.ranges = view, seq, entry, ranges
         self._message: MessageView | None = None
+
+    def within(self, seqset: SeqSet | None, value: int, highest: int) -> bool:
+        """Whether `value` is in the set; each set is resolved once per SEARCH, not per message."""
+        if seqset is None:
+            return False
+        ranges = self.ranges.get(id(seqset))
+        if ranges is None:
+            ranges = self.ranges[id(seqset)] = seqset.resolve(highest)
+        return member(ranges, value)
 
     @property
     def message(self) -> MessageView:
@@ -39,8 +49,17 @@ class Candidate:
 
 
 def search(view: Selected, criteria: SearchNode) -> list[tuple[int, Entry]]:
+    ranges: RangeCache = {}  # the tree (and so every id in it) lives for the whole search
     return [(seq, entry) for seq, entry in enumerate(view.entries, 1)
-            if matches(criteria, Candidate(view, seq, entry))]
+            if safe_matches(criteria, Candidate(view, seq, entry, ranges))]
+
+
+def safe_matches(criteria: SearchNode, item: Candidate) -> bool:
+    """A message another session expunged meanwhile (its size is gone with it) matches nothing."""
+    try:
+        return matches(criteria, item)
+    except StoreError:
+        return False
 
 
 def matches(node: SearchNode, item: Candidate) -> bool:
@@ -60,9 +79,9 @@ def key_matches(key: Key, item: Candidate) -> bool:  # noqa: PLR0911 (a table of
     if name == "FLAG":
         return has_flag(item, key.text)
     if name == "UID":
-        return key.seqset is not None and key.seqset.contains(entry.uid, view.entries[-1].uid if view.entries else 0)
+        return item.within(key.seqset, entry.uid, view.entries[-1].uid if view.entries else 0)
     if name == "SEQSET":
-        return key.seqset is not None and key.seqset.contains(item.seq, len(view.entries))
+        return item.within(key.seqset, item.seq, len(view.entries))
     if name == "MODSEQ":
         return entry.modseq >= key.number
     if name == "LARGER":

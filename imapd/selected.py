@@ -8,12 +8,17 @@ sequence until a later command may report it, so sequence numbers never shift un
 
 from __future__ import annotations
 
+import bisect
+import os
+import time
 from dataclasses import dataclass, field
 
-from common.mailbox import Entry, Mailbox, Snapshot
+from common.mailbox import MTIME_TRUST_AGE, Entry, Mailbox, Snapshot
 from imapd import flags as imapflags
 from imapd.parser import SeqSet
 from imapd.responses import ImapError, bad, flag_list
+
+MAX_RANGE_END = 1 << 64  # above any number a sequence set can hold
 
 
 @dataclass
@@ -30,10 +35,12 @@ class Selected:
     uidvalidity: int = 0
     uidnext: int = 1
     highestmodseq: int = 1
+    stamp: tuple[int, ...] | None = None                   # folder_stamp at the last refresh
 
     @classmethod
     def open(cls, name: str, mailbox: Mailbox, readonly: bool) -> Selected:
         view = cls(name, mailbox, readonly)
+        view.stamp = folder_stamp(mailbox)
         snap = mailbox.sync(claim_recent=not readonly)
         view._take(snap)
         view.entries = list(snap.entries)
@@ -50,6 +57,10 @@ class Selected:
 
     def refresh(self, allow_expunge: bool) -> list[bytes]:
         """Untagged responses for what changed since the last refresh."""
+        stamp = folder_stamp(self.mailbox)
+        if stamp is not None and stamp == self.stamp and not (allow_expunge and self.gone):
+            return []  # nothing moved: every command need not list a big folder twice
+        self.stamp = stamp
         snap = self.mailbox.sync(claim_recent=not self.readonly)
         self._take(snap)
         current = {e.uid: e for e in snap.entries}
@@ -121,8 +132,7 @@ class Selected:
         if uid:
             highest = self.entries[-1].uid if self.entries else 0
             wanted = seqset.resolve(highest)
-            return [(seq, e) for seq, e in enumerate(self.entries, 1)
-                    if any(low <= e.uid <= high for low, high in wanted)]
+            return [(seq, e) for seq, e in enumerate(self.entries, 1) if member(wanted, e.uid)]
         count = len(self.entries)
         if count == 0 or seqset.out_of_range(count):
             raise bad("Invalid message sequence number")
@@ -139,3 +149,26 @@ class Selected:
             if "S" not in entry.letters:
                 return seq
         return None
+
+
+def member(ranges: tuple[tuple[int, int], ...], value: int) -> bool:
+    """Whether `value` lies in sorted, disjoint ranges: a bisection, so a client's set of ten
+    thousand ranges against a big mailbox costs milliseconds, not minutes."""
+    index = bisect.bisect_right(ranges, (value, MAX_RANGE_END)) - 1
+    return index >= 0 and ranges[index][0] <= value <= ranges[index][1]
+
+
+def folder_stamp(mailbox: Mailbox) -> tuple[int, ...] | None:
+    """What changes whenever anyone changes the folder: the mtimes of new/ and cur/ (deliveries,
+    flag renames, expunges) and the uidlist's identity. None when something changed within the
+    last MTIME_TRUST_AGE seconds, since a second change within one mtime tick would not show."""
+    try:
+        new = os.stat(mailbox.path / "new").st_mtime_ns
+        cur = os.stat(mailbox.path / "cur").st_mtime_ns
+        uids = os.stat(mailbox.uids.path)
+    except OSError:
+        return None
+    newest = max(new, cur, uids.st_mtime_ns)
+    if time.time_ns() - newest < MTIME_TRUST_AGE * 1e9:
+        return None
+    return (new, cur, uids.st_mtime_ns, uids.st_ino, uids.st_size)

@@ -30,6 +30,9 @@ PROTOCOL = "imap"
 MAX_BAD_COMMANDS = 30
 MAX_AUTH_FAILURES = 5
 CONTINUE = b"+ Ready for literal data\r\n"
+# A refused non-synchronizing literal is read and dropped up to this size, else the session ends.
+MAX_DISCARD = 1 << 30
+DISCARD_CHUNK = 1 << 20
 
 
 class State(Enum):
@@ -101,7 +104,7 @@ class Session:
             size, non_sync = found
             total += size
             if size > max_literal or total > max_literal + 1_000_000:
-                self.refuse_literal(line, non_sync)
+                self.refuse_literal(line, size, non_sync)
             if not non_sync:
                 self.send(CONTINUE)
                 self.io.flush()
@@ -110,12 +113,31 @@ class Session:
             parts.append(line)
         return b"".join(parts)
 
-    def refuse_literal(self, line: bytes, non_sync: bool) -> None:
-        tag = line.split(b" ", 1)[0].decode("ascii", "replace")
+    def refuse_literal(self, line: bytes, size: int, non_sync: bool) -> None:
+        """`tag BAD [TOOBIG]` for a literal over `max_literal`. A synchronizing one was never
+        invited (no `+`); a non-synchronizing one is already on its way (RFC 7888 4): its octets
+        are read and dropped so that the next command is read as a command, not as data."""
+        raw_tag = line.split(b" ", 1)[0].decode("ascii", "replace")
+        tag = raw_tag if raw_tag.isprintable() and "\ufffd" not in raw_tag else None
         if non_sync:
-            # The client is already sending the octets (RFC 7888): only closing stops it.
+            self.discard_literal(size)
+            self.skip_rest_of_command()
+        raise ParseError(tag, r.LITERAL_TOO_LARGE)
+
+    def discard_literal(self, size: int) -> None:
+        if size > MAX_DISCARD:
             raise Abort(r.BYE_LITERAL)
-        raise ParseError(tag, "Literal too large")
+        while size > 0:
+            chunk = min(size, DISCARD_CHUNK)
+            self.io.read_exact(chunk)
+            size -= chunk
+
+    def skip_rest_of_command(self) -> None:
+        """Drop the rest of a refused command, with any further non-synchronizing literals."""
+        line = self.io.readline()
+        while (found := literal_at_end(line)) is not None and found[1]:
+            self.discard_literal(found[0])
+            line = self.io.readline()
 
     def read_continuation(self) -> bytes:
         """An AUTHENTICATE response line."""

@@ -2,8 +2,8 @@
 
 The dispatcher checks the state and the number of arguments before it calls a handler, so handlers
 never re-check them. A handler returns its reply bytes or raises MsmpError. Arguments are separated
-by spaces; PASS takes the rest of the line, so an admin password may hold spaces. QUIT (not in the
-RFC) ends the session in any state.
+by spaces or tabs; PASS takes the rest of the line, so an admin password may hold spaces. QUIT (not
+in the RFC) ends the session in any state.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from common import stats_query
-from common.config import MAX_RUNTIME_KEY, MAX_RUNTIME_VALUE, RUNTIME_KEYS, ConfigError, Settings
 from common.atomic import LockBusy
+from common.config import MAX_RUNTIME_KEY, MAX_RUNTIME_VALUE, RUNTIME_KEYS, ConfigError, Settings
 from common.names import InvalidName, check_username
 from msmpd import replies
 from msmpd.accounts import (AccountError, MaildirError, MoveAsideError, NoSuchUserError,

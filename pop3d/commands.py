@@ -166,7 +166,10 @@ def cmd_quit(session: Session, args: list[str]) -> bytes:
     if session.state is not State.TRANSACTION:
         return replies.SIGNED_OFF
     session.state = State.UPDATE
-    if not session.commit_deletions():
+    committed = session.commit_deletions()
+    # Unlock before the reply: a client that reconnects at once must not find it [IN-USE].
+    session.unlock()
+    if not committed:
         return replies.DELETE_FAILED
     return replies.signed_off(sum(1 for m in session.messages if not m.deleted))
 
@@ -221,7 +224,9 @@ def cmd_retr(session: Session, args: list[str]) -> bytes:
         except TransformerError as exc:
             session.log.error("transformer failed on %s: %s", message.file.key, exc)
             raise Pop3Error(replies.TRANSFORMER_FAILED) from None
-    return replies.octets(message.size) + dot_stuff(to_crlf(data))
+    wire = to_crlf(data)
+    # A transformed message has its own size; LIST can only know the stored one.
+    return replies.octets(len(wire) if command else message.size) + dot_stuff(wire)
 
 
 def cmd_top(session: Session, args: list[str]) -> bytes:

@@ -34,12 +34,14 @@ import sys
 from docopt import docopt
 
 from common import relay, service
+from common.config import ConfigError, Settings
 from common.lineio import LineIO
 from common.logs import SessionLog
 from common.server import Handler
 from common.version import VERSION
 from pop3d import commands, replies  # noqa: F401 (imported before the first fork)
 from pop3d.session import HARD_MAX_LINE, Services, Session, make_timestamp
+
 
 def make_handler(state: service.MasterState) -> Handler:
     def handle(conn: socket.socket, address: str, number: int, interrupt_fd: int) -> int:
@@ -55,15 +57,23 @@ def make_handler(state: service.MasterState) -> Handler:
     return handle
 
 
+def check_settings(settings: Settings) -> None:
+    """Start-up and HUP: a bad [relay] section is refused here, not in every child."""
+    try:
+        relay.RelaySettings.from_config(settings.parser, settings.path("state_dir"))
+    except relay.RelayConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def login_hooks(state: service.MasterState) -> list:
     """After a successful login: open the SMTP relay for the client (POP-before-SMTP)."""
-    settings = relay.RelaySettings.from_config(state.settings.parser,
-                                               state.settings.path("state_dir"))
-    if not settings.enabled:
+    settings = relay.daemon_settings(state.settings.parser, state.settings.path("state_dir"),
+                                     state.log)
+    if settings is None:
         return []
 
     def open_relay(session: Session) -> None:
-        relay.open_relay(settings, session.address, state.log)
+        relay.open_relay(settings, session.address, session.log)
 
     return [open_relay]
 
@@ -73,6 +83,7 @@ PROTOCOL = service.Protocol(
     flags={"-l": "listen", "-p": "port", "-t": "transformer"},
     int_keys=("port", "max_children", "max_per_address", "idle_timeout", "max_line"),
     float_keys=("auth_failure_delay", "shutdown_grace", "transformer_timeout"),
+    check=check_settings,
 )
 
 

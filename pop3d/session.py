@@ -1,7 +1,7 @@
 """One POP3 session in a child: the state machine of RFC 1939 section 3 and the command loop.
 
-AUTHORIZATION -> TRANSACTION (maildrop locked) -> UPDATE (only on QUIT: deletions applied). A dropped
-connection, a timeout, a TERM or a crash never reaches UPDATE, so nothing is deleted.
+AUTHORIZATION -> TRANSACTION (maildrop locked) -> UPDATE (only on QUIT: deletions applied). A
+dropped connection, a timeout, a TERM or a crash never reaches UPDATE, so nothing is deleted.
 """
 
 from __future__ import annotations
@@ -148,9 +148,13 @@ class Session:
             self.send(reply)
             self.io.flush()
 
-    def end(self) -> None:
+    def unlock(self) -> None:
         if self.lock is not None:
             self.lock.release()
+            self.lock = None
+
+    def end(self) -> None:
+        self.unlock()
         self.services.stats.transfer(PROTOCOL, os.getpid(), self.io.bytes_in, self.io.bytes_out)
         self.log.info("session end user=%s in=%d out=%d duration=%.3fs", self.user or "-",
                       self.io.bytes_in, self.io.bytes_out, time.monotonic() - self.started)
@@ -206,7 +210,8 @@ class Session:
     def stamp_login(self) -> None:
         """Record a successful login for LOGIN-DELAY: only once the maildrop exists and is ours
         (stamping before that missed every first login and counted [IN-USE] refusals)."""
-        if self.folder is not None and self.settings.get("login_delay").strip("0"):
+        delay = self.settings.get("login_delay")
+        if self.folder is not None and delay.isdigit() and int(delay):
             with contextlib.suppress(OSError):
                 (self.folder / LOGIN_STAMP).touch()
 
@@ -244,19 +249,24 @@ class Session:
             raise Pop3Error(replies.already_deleted(number))
         return message
 
+    @property
+    def maildrop(self) -> Path:
+        """The open maildrop (TRANSACTION only, which the dispatcher sees to)."""
+        if self.folder is None:
+            raise maildir.StoreError("no maildrop open")
+        return self.folder
+
     def read(self, message: Message) -> bytes:
-        assert self.folder is not None
         try:
-            return maildir.read_message(self.folder, message.file)
+            return maildir.read_message(self.maildrop, message.file)
         except maildir.StoreError as exc:
             self.log.error("cannot read %s: %s", message.file.key, exc)
             raise Pop3Error(replies.READ_FAILED) from None
 
     def commit_deletions(self) -> bool:
         """UPDATE state (RFC 1939 section 6): remove what was marked; True when all went."""
-        assert self.folder is not None
         doomed = [m.file for m in self.messages if m.deleted]
-        failed = maildir.remove_messages(self.folder, doomed) if doomed else []
+        failed = maildir.remove_messages(self.maildrop, doomed) if doomed else []
         if doomed:
             self.log.info("deleted %d messages", len(doomed) - len(failed))
         return not failed

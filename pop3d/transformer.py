@@ -6,6 +6,7 @@ TransformerError; the caller answers `-ERR [SYS/TEMP]` and the stored message st
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -42,8 +43,6 @@ def transform(command: str, message: bytes, timeout: float) -> bytes:
 
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        pass
     proc.communicate()

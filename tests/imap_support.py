@@ -6,7 +6,7 @@ from __future__ import annotations
 import imaplib
 import re
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import imapclient
@@ -123,15 +123,25 @@ class Raw:
 
 @dataclass
 class ImapServer:
+    """A running imapd; the session helpers log in as `user` (alice unless told)."""
+
     daemon: Daemon
     site: MailSite
+    passwords: dict[str, str] = field(default_factory=lambda: dict(IMAP_USERS))
+    user: str = "alice"
 
     @property
     def port(self) -> int:
         return self.daemon.port
 
-    def maildir(self, user: str = "alice") -> Path:
-        return self.site.maildir(user)
+    @property
+    def path(self) -> Path:
+        """The user's Maildir (not created here)."""
+        return self.site.mail / self.user
+
+    def maildir(self, user: str | None = None) -> Path:
+        """The user's Maildir, created as an MTA would (then login adds no default folders)."""
+        return self.site.maildir(user or self.user)
 
     def raw(self) -> Raw:
         client = Raw(self.daemon.connect(TIMEOUT))
@@ -139,25 +149,32 @@ class ImapServer:
         assert greeting.startswith(b"* OK [CAPABILITY IMAP4rev1 "), greeting
         return client
 
-    def raw_login(self, user: str = "alice") -> Raw:
+    def raw_login(self, user: str | None = None) -> Raw:
+        user = user or self.user
         client = self.raw()
-        client.ok(f'LOGIN {user} "{IMAP_USERS[user]}"')
+        client.ok(f'LOGIN {user} "{self.passwords[user]}"')
         return client
 
-    def raw_select(self, mailbox: str = "INBOX", user: str = "alice") -> Raw:
+    def raw_select(self, mailbox: str = "INBOX", user: str | None = None) -> Raw:
         client = self.raw_login(user)
         client.ok(f"SELECT {mailbox}")
         return client
 
-    def imaplib(self, user: str = "alice") -> imaplib.IMAP4:
+    def imaplib(self, user: str | None = None) -> imaplib.IMAP4:
+        user = user or self.user
         client = imaplib.IMAP4("127.0.0.1", self.port, timeout=TIMEOUT)
-        client.login(user, IMAP_USERS[user])
+        client.login(user, self.passwords[user])
         return client
 
-    def client(self, user: str = "alice") -> imapclient.IMAPClient:
+    def client(self, user: str | None = None) -> imapclient.IMAPClient:
+        user = user or self.user
         client = imapclient.IMAPClient("127.0.0.1", port=self.port, ssl=False, timeout=TIMEOUT)
-        client.login(user, IMAP_USERS[user])
+        client.login(user, self.passwords[user])
         return client
+
+    def as_user(self, user: str) -> ImapServer:
+        """The same server, with the session helpers logging in as `user`."""
+        return ImapServer(self.daemon, self.site, self.passwords, user)
 
     def log(self) -> str:
         return self.daemon.log()
@@ -173,13 +190,40 @@ class ImapServer:
 
 def start_imapd(daemons: DaemonFactory, site: MailSite, extra: str = "",
                 users: dict[str, str] | None = None, *args: str) -> ImapServer:
+    users = IMAP_USERS if users is None else users
     flags: list[str] = []
-    for name, password in (IMAP_USERS if users is None else users).items():
+    for name, password in users.items():
         flags += ["-u", f"{name}:{password}"]
     config = site.config("[imapd]\n" + extra)
     daemon = daemons.start("imapd", "-l", "127.0.0.1", *site.common_args(), *flags, *args,
                            config=config)
-    return ImapServer(daemon, site)
+    return ImapServer(daemon, site, dict(users), next(iter(users)))
+
+
+class SharedImapd:
+    """One server for a whole test module, and a fresh user (with an empty mailbox) for each
+    test: starting a daemon costs far more than a test's own work."""
+
+    ACCOUNTS = 120
+
+    def __init__(self, root: Path, extra: str = "", prefix: str = "u",
+                 password: str = "s3cret pass") -> None:  # a space: clients must quote it
+        self.site = MailSite(root, root / "mail", root / "state", root / "run")
+        for path in (self.site.mail, self.site.state, self.site.run):
+            path.mkdir()
+        (root / "users").write_text("")
+        (root / "admins").write_text("")
+        self.factory = DaemonFactory(root)
+        users = {f"{prefix}{n:03d}": password for n in range(1, self.ACCOUNTS + 1)}
+        self.server = start_imapd(self.factory, self.site, extra, users)
+        self.unused = iter(users)
+
+    def account(self) -> ImapServer:
+        return self.server.as_user(next(self.unused))
+
+    def stop(self) -> None:
+        self.factory.stop_all()
+        assert "Traceback" not in self.server.log(), self.server.log()
 
 
 def tree(path: Path) -> dict[str, bytes]:

@@ -37,7 +37,7 @@ def view(name: str) -> MessageView:
     return MessageView(load(name))
 
 
-# --- a strict reader for the RFC 3501 syntax these outputs use ----------------------------------
+# --- a strict reader for the RFC 3501 syntax these outputs use -----------------------------------
 
 _LITERAL = re.compile(rb"\{(\d+)\}\r\n")
 _NUMBER = re.compile(rb"\d+")
@@ -71,7 +71,7 @@ def _item(data: bytes, pos: int) -> tuple[object, int]:
         return None, pos + 3
     m = _NUMBER.match(data, pos)
     if m is None:
-        raise ValueError(f"unexpected {data[pos:pos + 10]!r} at {pos}")
+        raise ValueError(f"unexpected {data[pos : pos + 10]!r} at {pos}")
     return int(m.group()), m.end()
 
 
@@ -203,27 +203,31 @@ def imaplib_records(data: bytes) -> list[bytes | tuple[bytes, bytes]]:
     return records
 
 
-# --- the corpus ------------------------------------------------------------------------------------
+# --- the corpus ----------------------------------------------------------------------------------
 
 ALICE = b'(("Alice Example" NIL "alice" "example.net"))'
 EXPECTED_ENVELOPE = {
     "bad_boundary.eml": b'("Tue, 5 Mar 2024 01:02:03 +0000" "Bad boundary" '
-    + b'((NIL NIL "bad" "example.com")) ' * 3 + b"NIL NIL NIL NIL NIL)",
+    + b'((NIL NIL "bad" "example.com")) ' * 3
+    + b"NIL NIL NIL NIL NIL)",
     "base64_rfc2231.eml": b'("Wed, 31 Jan 2024 08:00:00 +0100" "Attachment with RFC 2231 name" '
     + b'((NIL NIL "sender" "example.com")) ' * 3
     + b'((NIL NIL "receiver" "example.com")) NIL NIL NIL NIL)',
     "digest.eml": b'("Tue, 5 Mar 2024 01:02:03 +0000" "Digest" '
-    + b'((NIL NIL "digest" "example.com")) ' * 3 + b"NIL NIL NIL NIL NIL)",
+    + b'((NIL NIL "digest" "example.com")) ' * 3
+    + b"NIL NIL NIL NIL NIL)",
     # duplicate fields: the first one counts
     "duplicate_headers.eml": b'("Tue, 5 Mar 2024 01:02:03 +0000" "First subject" '
-    + b'((NIL NIL "first" "example.com")) ' * 3 + b"NIL NIL NIL NIL NIL)",
+    + b'((NIL NIL "first" "example.com")) ' * 3
+    + b"NIL NIL NIL NIL NIL)",
     # 8-bit header bytes pass through in literals; a quoted string never carries them
     "eightbit_headers.eml": b'("Fri, 6 Sep 2024 07:08:09 +0200" '
     b'{28}\r\nGr\xc3\xbc\xc3\x9fe "quoted" \\ backslash '
     + b'(({11}\r\nJos\xe9 Garc\xeda NIL "jose" "example.es")) ' * 3
     + b'(({7}\r\nM\xc3\xbcller NIL "mueller" "example.de")) NIL NIL NIL NIL)',
     "empty_body.eml": b'("Tue, 5 Mar 2024 01:02:03 +0000" "Empty body" '
-    + b'((NIL NIL "empty" "example.com")) ' * 3 + b"NIL NIL NIL NIL NIL)",
+    + b'((NIL NIL "empty" "example.com")) ' * 3
+    + b"NIL NIL NIL NIL NIL)",
     # encoded words are passed through undecoded, also inside a quoted display name
     "encoded_words.eml": b'("Sun, 1 Dec 2024 10:00:00 +0100" '
     b'"=?utf-8?q?Gr=C3=BC=C3=9Fe?= aus =?ISO-8859-1?B?S/Zsbg==?=" '
@@ -238,7 +242,8 @@ EXPECTED_ENVELOPE = {
     b'(NIL NIL NIL NIL)("Carol" "@relay.example,@hop.example" "carol" "example.com")) '
     b'((NIL NIL "localonly" "MISSING_DOMAIN")) NIL NIL)',
     "header_only.eml": b'("Tue, 5 Mar 2024 01:02:03 +0000" "Header only" '
-    + b'((NIL NIL "hdr" "example.com")) ' * 3 + b"NIL NIL NIL NIL NIL)",
+    + b'((NIL NIL "hdr" "example.com")) ' * 3
+    + b"NIL NIL NIL NIL NIL)",
     # unfolding removes CRLF only: the tab and the two spaces stay
     "long_folded.eml": b'("Tue, 5 Mar 2024 01:02:03 +0000" "This subject is deliberately very '
     b"long so that it has to be folded\tacross several lines by the sending agent, with a tab "
@@ -250,14 +255,17 @@ EXPECTED_ENVELOPE = {
     # an mbox "From " line is no From: field; "Subject :" (obs WSP before colon) is one
     "mbox_junk.eml": b'(NIL "spaced colon" NIL NIL NIL NIL NIL NIL NIL NIL)',
     "missing_close.eml": b'("Tue, 5 Mar 2024 01:02:03 +0000" "Missing closing boundary" '
-    + b'((NIL NIL "noclose" "example.com")) ' * 3 + b"NIL NIL NIL NIL NIL)",
+    + b'((NIL NIL "noclose" "example.com")) ' * 3
+    + b"NIL NIL NIL NIL NIL)",
     "nested_multipart.eml": b'("Mon, 7 Feb 1994 21:52:25 -0800" "Nested parts" '
-    + (ALICE + b" ") * 3 + b'(("Bob" NIL "bob" "example.org")) NIL NIL NIL "<nested@example.net>")',
+    + (ALICE + b" ") * 3
+    + b'(("Bob" NIL "bob" "example.org")) NIL NIL NIL "<nested@example.net>")',
     "no_content_type.eml": b'("Fri, 21 Nov 97 09:55:06 GMT" "Plain old RFC 822" '
     + b'((NIL NIL "old" "example.edu")) ' * 3
     + b'((NIL NIL "someone" "example.org")) NIL NIL NIL NIL)',
     "no_final_newline.eml": b'("Tue, 5 Mar 2024 01:02:03 +0000" "No final newline" '
-    + b'((NIL NIL "nonl" "example.com")) ' * 3 + b"NIL NIL NIL NIL NIL)",
+    + b'((NIL NIL "nonl" "example.com")) ' * 3
+    + b"NIL NIL NIL NIL NIL)",
     "quoted_printable.eml": b'("Sat, 29 Feb 2020 12:00:00 +0100" "QP body" '
     + b'((NIL NIL "qp" "example.com")) ' * 3
     + b'((NIL NIL "reader" "example.com")) NIL NIL NIL NIL)',
@@ -280,7 +288,8 @@ def _text(subtype: bytes, params: bytes, enc: bytes, size: int, lines: int) -> b
 
 EXPECTED_BODYSTRUCTURE = {
     # the boundary never occurs: one empty text/plain part, as a multipart needs a part
-    "bad_boundary.eml": b"(" + _text(b"PLAIN", ASCII, b"7BIT", 0, 0)
+    "bad_boundary.eml": b"("
+    + _text(b"PLAIN", ASCII, b"7BIT", 0, 0)
     + b' "MIXED" ("boundary" "declared") NIL NIL NIL)',
     # RFC 2231: name*= in ISO-8859-1 and filename*0*..*2 in UTF-8, given as one UTF-8 value
     "base64_rfc2231.eml": b"("
@@ -290,9 +299,14 @@ EXPECTED_BODYSTRUCTURE = {
     b' "MIXED" ("boundary" "----=_Part_0_123.456") NIL NIL NIL)',
     # in a digest a part without Content-Type is message/rfc822 (RFC 2046 5.1.5)
     "digest.eml": b'(("MESSAGE" "RFC822" NIL NIL NIL "7BIT" 60 (NIL "first digest entry" '
-    + b'((NIL NIL "one" "example.com")) ' * 3 + b"NIL NIL NIL NIL NIL) "
-    + _text(b"PLAIN", ASCII, b"7BIT", 6, 1) + b" 4" + EXT0 + b")"
-    + _text(b"PLAIN", ASCII, b"7BIT", 16, 1) + b' "DIGEST" ("boundary" "d") NIL NIL NIL)',
+    + b'((NIL NIL "one" "example.com")) ' * 3
+    + b"NIL NIL NIL NIL NIL) "
+    + _text(b"PLAIN", ASCII, b"7BIT", 6, 1)
+    + b" 4"
+    + EXT0
+    + b")"
+    + _text(b"PLAIN", ASCII, b"7BIT", 16, 1)
+    + b' "DIGEST" ("boundary" "d") NIL NIL NIL)',
     "duplicate_headers.eml": _text(b"PLAIN", b'("charset" "utf-8")', b"7BIT", 5, 1),
     "eightbit_headers.eml": _text(b"PLAIN", b'("charset" "iso-8859-1")', b"8BIT", 7, 1),
     "empty_body.eml": _text(b"PLAIN", ASCII, b"7BIT", 0, 0),
@@ -303,11 +317,14 @@ EXPECTED_BODYSTRUCTURE = {
     # a comment after a parameter is dropped; an invalid transfer encoding is 7BIT
     "mbox_junk.eml": _text(b"PLAIN", b'("charset" "us-ascii" "format" "flowed")', b"7BIT", 6, 1),
     # without the close delimiter the last part runs to the end of the message
-    "missing_close.eml": b"(" + _text(b"PLAIN", ASCII, b"7BIT", 5, 0)
-    + _text(b"HTML", ASCII, b"7BIT", 32, 2) + b' "ALTERNATIVE" ("boundary" "b1") NIL NIL NIL)',
+    "missing_close.eml": b"("
+    + _text(b"PLAIN", ASCII, b"7BIT", 5, 0)
+    + _text(b"HTML", ASCII, b"7BIT", 32, 2)
+    + b' "ALTERNATIVE" ("boundary" "b1") NIL NIL NIL)',
     "nested_multipart.eml": b"(("
     + _text(b"PLAIN", ASCII, b"7BIT", 16, 1)
-    + b"(" + _text(b"HTML", b'("charset" "utf-8")', b"7BIT", 46, 1)
+    + b"("
+    + _text(b"HTML", b'("charset" "utf-8")', b"7BIT", 46, 1)
     + b'("IMAGE" "PNG" NIL "<logo@example.net>" NIL "BASE64" 12 NIL ("inline" NIL) NIL NIL)'
     b' "RELATED" ("boundary" "rel" "type" "text/html") NIL NIL NIL)'
     b' "ALTERNATIVE" ("boundary" "alt") NIL NIL NIL)'
@@ -317,7 +334,8 @@ EXPECTED_BODYSTRUCTURE = {
     "no_content_type.eml": _text(b"PLAIN", ASCII, b"7BIT", 39, 2),
     "no_final_newline.eml": _text(b"PLAIN", ASCII, b"7BIT", 18, 1),
     "quoted_printable.eml": _text(b"PLAIN", b'("charset" "utf-8")', b"QUOTED-PRINTABLE", 51, 2),
-    "rfc822_attached.eml": b"(" + _text(b"PLAIN", ASCII, b"7BIT", 15, 1)
+    "rfc822_attached.eml": b"("
+    + _text(b"PLAIN", ASCII, b"7BIT", 15, 1)
     + b'("MESSAGE" "RFC822" NIL NIL NIL "7BIT" 386 ("Mon, 01 Jan 2024 23:59:59 -0500" "original" '
     + b'(("Original Sender" NIL "orig" "example.org")) ' * 3
     + b'((NIL NIL "fwd" "example.com")) NIL NIL NIL "<inner@example.org>") ('
@@ -348,7 +366,8 @@ def test_body_has_no_extension_data() -> None:
     assert view("rfc822_attached.eml").body() == (
         b'(("TEXT" "PLAIN" ("charset" "us-ascii") NIL NIL "7BIT" 15 1)'
         b'("MESSAGE" "RFC822" NIL NIL NIL "7BIT" 386 ("Mon, 01 Jan 2024 23:59:59 -0500" "original" '
-        + b'(("Original Sender" NIL "orig" "example.org")) ' * 3
+        + b'(("Original Sender" NIL "orig" "example.org")) '
+        * 3
         + b'((NIL NIL "fwd" "example.com")) NIL NIL NIL "<inner@example.org>") '
         b'(("TEXT" "PLAIN" ("charset" "utf-8") NIL NIL "7BIT" 12 0)'
         b'("TEXT" "HTML" ("charset" "utf-8") NIL NIL "7BIT" 18 0) "ALTERNATIVE") 17) "MIXED")'
@@ -369,8 +388,15 @@ def test_output_follows_the_grammar(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_imapclient_reads_the_output(name: str) -> None:
     message = view(name)
-    data = (b"7 (ENVELOPE " + message.envelope() + b" BODY " + message.body()
-            + b" BODYSTRUCTURE " + message.bodystructure() + b")")
+    data = (
+        b"7 (ENVELOPE "
+        + message.envelope()
+        + b" BODY "
+        + message.body()
+        + b" BODYSTRUCTURE "
+        + message.bodystructure()
+        + b")"
+    )
     parsed = parse_fetch_response(imaplib_records(data))[7]
     subject = message.header_values("Subject")
     assert (parsed[b"ENVELOPE"].subject is None) == (not subject)
@@ -386,7 +412,7 @@ def test_envelope_reads_only_the_header() -> None:
     assert message.envelope() is message.envelope()  # computed once
 
 
-# --- BODY[section] (RFC 3501 6.4.5) ------------------------------------------------------------
+# --- BODY[section] (RFC 3501 6.4.5) --------------------------------------------------------------
 
 NESTED_ALT = (
     b"--alt\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nPlain version.\r\n\r\n"
@@ -413,6 +439,7 @@ SUBJECT_FOLDED = (
     b"  two spaces on the continuation lines\r\n"
 )
 
+# fmt: off
 SECTIONS = [
     # (message, parts, text, fields, expected)
     ("nested_multipart.eml", (1,), "", (), NESTED_ALT),
@@ -421,7 +448,8 @@ SECTIONS = [
     ("nested_multipart.eml", (1, 1), "", (), b"Plain version.\r\n"),
     ("nested_multipart.eml", (1, 1), "MIME", (),
      b"Content-Type: text/plain; charset=us-ascii\r\n\r\n"),
-    ("nested_multipart.eml", (1, 2, 1), "", (), b'<p>HTML <img src="cid:logo@example.net"></p>\r\n'),
+    ("nested_multipart.eml", (1, 2, 1), "", (),
+     b'<p>HTML <img src="cid:logo@example.net"></p>\r\n'),
     ("nested_multipart.eml", (1, 2, 2), "", (), b"iVBORw0KGgo="),
     ("nested_multipart.eml", (2,), "", (), b"JVBERi0xLjQK"),
     ("nested_multipart.eml", (3,), "", (), None),
@@ -480,11 +508,13 @@ SECTIONS = [
     ("missing_close.eml", (2,), "", (), b"<i>second</i>\r\nruns to the end\r\n"),
     ("base64_rfc2231.eml", (1,), "", (), b"SGlkZGVuIHRyZWFzdXJlIGluc2lkZS4K"),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize(("name", "parts", "text", "fields", "expected"), SECTIONS)
-def test_section(name: str, parts: tuple[int, ...], text: str, fields: tuple[str, ...],
-                 expected: bytes | None) -> None:
+def test_section(
+    name: str, parts: tuple[int, ...], text: str, fields: tuple[str, ...], expected: bytes | None
+) -> None:
     assert view(name).section(parts, text, fields) == expected
 
 
@@ -513,13 +543,15 @@ def test_bare_lf_message_still_parses() -> None:
     assert message.text_bytes() == b"body\n"
 
 
-# --- multipart details (RFC 2046 5.1.1) -------------------------------------------------------
+# --- multipart details (RFC 2046 5.1.1) ----------------------------------------------------------
 
 
 def test_boundary_that_prefixes_another_does_not_cut_it() -> None:
-    raw = (b'Content-Type: multipart/mixed; boundary="abc"\r\n\r\n--abc\r\n'
-           b'Content-Type: multipart/alternative; boundary="abcd"\r\n\r\n'
-           b"--abcd\r\n\r\none\r\n--abcd\r\n\r\ntwo\r\n--abcd--\r\n--abc--\r\n")
+    raw = (
+        b'Content-Type: multipart/mixed; boundary="abc"\r\n\r\n--abc\r\n'
+        b'Content-Type: multipart/alternative; boundary="abcd"\r\n\r\n'
+        b"--abcd\r\n\r\none\r\n--abcd\r\n\r\ntwo\r\n--abcd--\r\n--abc--\r\n"
+    )
     message = MessageView(raw)
     assert message.section((1, 1), "", ()) == b"one"
     assert message.section((1, 2), "", ()) == b"two"
@@ -527,8 +559,10 @@ def test_boundary_that_prefixes_another_does_not_cut_it() -> None:
 
 
 def test_boundary_transport_padding_and_close_suffix() -> None:
-    raw = (b"Content-Type: multipart/mixed; boundary=b\r\n\r\npreamble\r\n--b \t\r\n\r\nx\r\n"
-           b"--b-- trailing words\r\n--b\r\n\r\nepilogue is no part\r\n")
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\npreamble\r\n--b \t\r\n\r\nx\r\n"
+        b"--b-- trailing words\r\n--b\r\n\r\nepilogue is no part\r\n"
+    )
     message = MessageView(raw)
     assert message.section((1,), "", ()) == b"x"
     assert message.section((2,), "", ()) is None
@@ -556,8 +590,8 @@ def test_deep_nesting_is_cut_off_without_recursion_errors() -> None:
         if level % 2:
             raw = b"Content-Type: message/rfc822\r\n\r\n" + raw
         else:
-            raw = (b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (level, level)
-                   + raw + b"\r\n--b%d--\r\n" % level)
+            head = b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n' % level
+            raw = head + b"--b%d\r\n" % level + raw + b"\r\n--b%d--\r\n" % level
     message = MessageView(raw)
     structure = parse_imap(message.bodystructure())
     check_body(structure, extended=True)
@@ -567,20 +601,25 @@ def test_deep_nesting_is_cut_off_without_recursion_errors() -> None:
     assert message.body_contains("leaf") is False  # below the cut: not searched
 
 
-# --- Content-* values ---------------------------------------------------------------------------
+# --- Content-* values ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (None, ("TEXT", "PLAIN", (("charset", "us-ascii"),))),
-    ("text", ("TEXT", "PLAIN", (("charset", "us-ascii"),))),  # invalid: the default
-    ("Text/HTML", ("TEXT", "HTML", (("charset", "us-ascii"),))),
-    ("text/plain; CHARSET=UTF-8", ("TEXT", "PLAIN", (("charset", "UTF-8"),))),
-    ("image/png;", ("IMAGE", "PNG", ())),
-    ("(comment) application / pdf ; name = \"a;b.pdf\" ; x",
-     ("APPLICATION", "PDF", (("name", "a;b.pdf"),))),
-    ('multipart/mixed; boundary="a\\"b"', ("MULTIPART", "MIXED", (("boundary", 'a"b'),))),
-    ('x/y; a="unclosed', ("X", "Y", (("a", "unclosed"),))),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, ("TEXT", "PLAIN", (("charset", "us-ascii"),))),
+        ("text", ("TEXT", "PLAIN", (("charset", "us-ascii"),))),  # invalid: the default
+        ("Text/HTML", ("TEXT", "HTML", (("charset", "us-ascii"),))),
+        ("text/plain; CHARSET=UTF-8", ("TEXT", "PLAIN", (("charset", "UTF-8"),))),
+        ("image/png;", ("IMAGE", "PNG", ())),
+        (
+            '(comment) application / pdf ; name = "a;b.pdf" ; x',
+            ("APPLICATION", "PDF", (("name", "a;b.pdf"),)),
+        ),
+        ('multipart/mixed; boundary="a\\"b"', ("MULTIPART", "MIXED", (("boundary", 'a"b'),))),
+        ('x/y; a="unclosed', ("X", "Y", (("a", "unclosed"),))),
+    ],
+)
 def test_content_type(value: str | None, expected: tuple[object, ...]) -> None:
     assert tuple(parse_content_type(value, in_digest=False)) == expected
 
@@ -589,37 +628,48 @@ def test_content_type_default_in_digest() -> None:
     assert tuple(parse_content_type(None, in_digest=True)) == ("MESSAGE", "RFC822", ())
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("; a=1; b=2", [("a", "1"), ("b", "2")]),
-    ("; A=1; a=2", [("a", "1")]),  # the first one counts
-    ("; title*=us-ascii'en-us'This%20is%20%2A%2A%2Afun%2A%2A%2A",
-     [("title", "This is ***fun***")]),
-    ("; title*0*=us-ascii'en'This%20is%20even%20more%20; title*1*=%2A%2A%2Afun%2A%2A%2A%20;"
-     ' title*2="isn\'t it!"', [("title", "This is even more ***fun*** isn't it!")]),
-    ("; n*1=b; n*0=a", [("n", "ab")]),  # sections in any order
-    ("; name=plain; name*=utf-8''ext", [("name", "ext")]),
-    ("; f*=utf-8''%E2%82%AC", [("f", "\xe2\x82\xac")]),  # UTF-8 octets of the euro sign
-    ("; f*=x-unknown''%FF", [("f", "\xff")]),  # unknown charset: the octets as they are
-    ("; f*=utf-8''%zz%", [("f", "%zz%")]),
-    (";;;; =x; y; z=", [("z", "")]),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("; a=1; b=2", [("a", "1"), ("b", "2")]),
+        ("; A=1; a=2", [("a", "1")]),  # the first one counts
+        (
+            "; title*=us-ascii'en-us'This%20is%20%2A%2A%2Afun%2A%2A%2A",
+            [("title", "This is ***fun***")],
+        ),
+        (
+            "; title*0*=us-ascii'en'This%20is%20even%20more%20; title*1*=%2A%2A%2Afun%2A%2A%2A%20;"
+            ' title*2="isn\'t it!"',
+            [("title", "This is even more ***fun*** isn't it!")],
+        ),
+        ("; n*1=b; n*0=a", [("n", "ab")]),  # sections in any order
+        ("; name=plain; name*=utf-8''ext", [("name", "ext")]),
+        ("; f*=utf-8''%E2%82%AC", [("f", "\xe2\x82\xac")]),  # UTF-8 octets of the euro sign
+        ("; f*=x-unknown''%FF", [("f", "\xff")]),  # unknown charset: the octets as they are
+        ("; f*=utf-8''%zz%", [("f", "%zz%")]),
+        (";;;; =x; y; z=", [("z", "")]),
+    ],
+)
 def test_params_and_rfc2231(text: str, expected: list[tuple[str, str]]) -> None:
     assert parse_params(text) == expected
 
 
 def test_disposition_language_and_location_extensions() -> None:
-    raw = (b"Content-Type: text/plain\r\nContent-Disposition: INLINE; filename=a.txt\r\n"
-           b"Content-Language: fr\r\nContent-Location: a.txt\r\nContent-Description: d\r\n"
-           b"Content-ID: <id@x>\r\n\r\nx")
+    raw = (
+        b"Content-Type: text/plain\r\nContent-Disposition: INLINE; filename=a.txt\r\n"
+        b"Content-Language: fr\r\nContent-Location: a.txt\r\nContent-Description: d\r\n"
+        b"Content-ID: <id@x>\r\n\r\nx"
+    )
     assert MessageView(raw).bodystructure() == (
         b'("TEXT" "PLAIN" ("charset" "us-ascii") "<id@x>" "d" "7BIT" 1 0 NIL'
         b' ("INLINE" ("filename" "a.txt")) "fr" "a.txt")'
     )
 
 
-# --- addresses (RFC 5322 3.4) and IMAP strings ------------------------------------------------------
+# --- addresses (RFC 5322 3.4) and IMAP strings ---------------------------------------------------
 
 A = env.Address
+# fmt: off
 ADDRESSES = [
     ("", []),
     ("a@b", [A(None, None, "a", "b")]),
@@ -627,7 +677,8 @@ ADDRESSES = [
     ('"Joe Q. Public" <john.q.public@example.com>',
      [A("Joe Q. Public", None, "john.q.public", "example.com")]),
     ("Joe Q. Public <jqp@example.com>", [A("Joe Q. Public", None, "jqp", "example.com")]),
-    ('"Giant; \\"Big\\" Box" <sys@example.net>', [A('Giant; "Big" Box', None, "sys", "example.net")]),
+    ('"Giant; \\"Big\\" Box" <sys@example.net>',
+     [A('Giant; "Big" Box', None, "sys", "example.net")]),
     ("<boss@nil.test>", [A(None, None, "boss", "nil.test")]),
     ("jdoe@example.org (John Doe)", [A("John Doe", None, "jdoe", "example.org")]),
     ("Pete(A nice \\) chap) <pete(his account)@silly.test(his host)>",
@@ -647,6 +698,7 @@ ADDRESSES = [
     ("=?utf-8?q?a,b?= <e@x>", [A("=?utf-8?q?a,b?=", None, "e", "x")]),
     ("(only a comment)", []),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize(("value", "expected"), ADDRESSES)
@@ -654,25 +706,39 @@ def test_parse_addresses(value: str, expected: list[env.Address]) -> None:
     assert env.parse_addresses(value) == expected
 
 
-@pytest.mark.parametrize("value", [
-    "a@b", "a.b@c.d", "Mary Smith <mary@x.test>", "Mary   Smith<mary@x.test>",
-    '"Quoted, Name" <q@x.test>', '"" <q@x.test>', "a@b, C D <c@d>,e@f", "J\xe9r\xf4me <j@x>",
-    "=?utf-8?q?Andr=C3=A9?= <a@x>", " a@b ", "\ta@b,\tc@d",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "a@b",
+        "a.b@c.d",
+        "Mary Smith <mary@x.test>",
+        "Mary   Smith<mary@x.test>",
+        '"Quoted, Name" <q@x.test>',
+        '"" <q@x.test>',
+        "a@b, C D <c@d>,e@f",
+        "J\xe9r\xf4me <j@x>",
+        "=?utf-8?q?Andr=C3=A9?= <a@x>",
+        " a@b ",
+        "\ta@b,\tc@d",
+    ],
+)
 def test_fast_path_agrees_with_the_tokenizer(value: str) -> None:
     assert env._SIMPLE_LIST.fullmatch(value)
     assert env.parse_addresses(value) == env.parse_address_tokens(value)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("plain", b'"plain"'),
-    ("", b'""'),
-    ('say "hi" \\o/', b'"say \\"hi\\" \\\\o/"'),
-    ("tab\there", b'"tab\there"'),
-    ("caf\xc3\xa9", b"{5}\r\ncaf\xc3\xa9"),
-    ("line\r\nbreak", b"{11}\r\nline\r\nbreak"),
-    ("nul\x00dropped", b'"nuldropped"'),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("plain", b'"plain"'),
+        ("", b'""'),
+        ('say "hi" \\o/', b'"say \\"hi\\" \\\\o/"'),
+        ("tab\there", b'"tab\there"'),
+        ("caf\xc3\xa9", b"{5}\r\ncaf\xc3\xa9"),
+        ("line\r\nbreak", b"{11}\r\nline\r\nbreak"),
+        ("nul\x00dropped", b'"nuldropped"'),
+    ],
+)
 def test_imap_string(text: str, expected: bytes) -> None:
     assert env.imap_string(text) == expected
 
@@ -685,7 +751,7 @@ def test_envelope_empty_and_absent_fields() -> None:
     assert MessageView(b"").envelope() == b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"
 
 
-# --- SEARCH helpers (RFC 3501 6.4.4) ---------------------------------------------------------
+# --- SEARCH helpers (RFC 3501 6.4.4) -------------------------------------------------------------
 
 
 def test_header_values_are_unfolded_and_decoded() -> None:
@@ -695,9 +761,12 @@ def test_header_values_are_unfolded_and_decoded() -> None:
     assert message.header_values("x-absent") == []
     assert message.header_values("") == []
     assert view("duplicate_headers.eml").header_values("subject") == [
-        "First subject", "Second subject"]
+        "First subject",
+        "Second subject",
+    ]
     assert view("long_folded.eml").header_values("Message-ID") == [
-        "<very-long-message-id-0123456789abcdef@folded.example.com>"]
+        "<very-long-message-id-0123456789abcdef@folded.example.com>"
+    ]
     assert view("mbox_junk.eml").header_values("X-Empty") == [""]
     # raw 8-bit: UTF-8 where it decodes, else windows-1252
     eightbit = view("eightbit_headers.eml")
@@ -705,71 +774,83 @@ def test_header_values_are_unfolded_and_decoded() -> None:
     assert eightbit.header_values("To") == ['"Müller" <mueller@example.de>']
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("=?utf-8?q?a?= =?utf-8?q?b?=", "ab"),  # whitespace between encoded words goes
-    ("=?utf-8?q?a?= x =?utf-8?q?b?=", "a x b"),
-    ("=?utf-8?b?w6k=?=", "é"),
-    ("=?utf-8?q?=C3?= =?utf-8?q?=A9?=", "é"),  # a character split over two words
-    ("=?utf-8*en?q?hi?=", "hi"),  # RFC 2231 language suffix
-    ("=?x-nonsense?q?ok?=", "ok"),
-    ("=?utf-8?b?!!!?=", ""),
-    ("=?idna?q?=FF=FF?=", "\ufffd\ufffd"),
-    ("no words", "no words"),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("=?utf-8?q?a?= =?utf-8?q?b?=", "ab"),  # whitespace between encoded words goes
+        ("=?utf-8?q?a?= x =?utf-8?q?b?=", "a x b"),
+        ("=?utf-8?b?w6k=?=", "é"),
+        ("=?utf-8?q?=C3?= =?utf-8?q?=A9?=", "é"),  # a character split over two words
+        ("=?utf-8*en?q?hi?=", "hi"),  # RFC 2231 language suffix
+        ("=?x-nonsense?q?ok?=", "ok"),
+        ("=?utf-8?b?!!!?=", ""),
+        ("=?idna?q?=FF=FF?=", "\ufffd\ufffd"),
+        ("no words", "no words"),
+    ],
+)
 def test_header_text(value: str, expected: str) -> None:
     assert header_text(value) == expected
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("groups.eml", datetime.date(1969, 2, 13)),
-    ("no_content_type.eml", datetime.date(1997, 11, 21)),  # two-digit year
-    ("threading.eml", datetime.date(2024, 7, 15)),  # in its own zone, not UTC's 16th
-    ("mbox_junk.eml", None),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("groups.eml", datetime.date(1969, 2, 13)),
+        ("no_content_type.eml", datetime.date(1997, 11, 21)),  # two-digit year
+        ("threading.eml", datetime.date(2024, 7, 15)),  # in its own zone, not UTC's 16th
+        ("mbox_junk.eml", None),
+    ],
+)
 def test_sent_date(name: str, expected: datetime.date | None) -> None:
     assert view(name).sent_date() == expected
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("Tue, 1 Jul 2003 10:52:37 +0200", datetime.date(2003, 7, 1)),
-    ("1 Jul 49 00:00 GMT", datetime.date(2049, 7, 1)),
-    ("1 Jul 50 00:00 GMT", datetime.date(1950, 7, 1)),
-    ("1 Jul 103 00:00 GMT", datetime.date(2003, 7, 1)),
-    ("12 Sept 2024 10:00", datetime.date(2024, 9, 12)),
-    ("01-Jan-2024", datetime.date(2024, 1, 1)),
-    ("Mon Jan  2 15:04:05 2006", datetime.date(2006, 1, 2)),
-    ("31 Feb 2024", None),
-    ("32 Jan 2024", None),
-    ("1 Foo 2024", None),
-    ("", None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Tue, 1 Jul 2003 10:52:37 +0200", datetime.date(2003, 7, 1)),
+        ("1 Jul 49 00:00 GMT", datetime.date(2049, 7, 1)),
+        ("1 Jul 50 00:00 GMT", datetime.date(1950, 7, 1)),
+        ("1 Jul 103 00:00 GMT", datetime.date(2003, 7, 1)),
+        ("12 Sept 2024 10:00", datetime.date(2024, 9, 12)),
+        ("01-Jan-2024", datetime.date(2024, 1, 1)),
+        ("Mon Jan  2 15:04:05 2006", datetime.date(2006, 1, 2)),
+        ("31 Feb 2024", None),
+        ("32 Jan 2024", None),
+        ("1 Foo 2024", None),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_parse_date(value: str | None, expected: datetime.date | None) -> None:
     assert parse_date(value) == expected
 
 
-@pytest.mark.parametrize(("name", "needle", "expected"), [
-    ("quoted_printable.eml", "café", True),
-    ("quoted_printable.eml", "CAFÉ AU LAIT", True),
-    ("quoted_printable.eml", "softbreak", True),  # soft line break removed
-    ("quoted_printable.eml", "equals: =", True),
-    ("quoted_printable.eml", "=C3", False),
-    ("base64_rfc2231.eml", "hidden TREASURE", True),
-    ("base64_rfc2231.eml", "SGlkZGVu", False),
-    ("base64_rfc2231.eml", "rates", False),  # only text parts are searched
-    ("encoded_words.eml", "grüsse", False),
-    ("encoded_words.eml", "GRÜSSE", False),
-    ("encoded_words.eml", "grüße", True),
-    ("eightbit_headers.eml", "señor", True),  # iso-8859-1 body
-    ("rfc822_attached.eml", "inner html", True),
-    ("rfc822_attached.eml", "Original Sender", True),  # the encapsulated header is body
-    ("rfc822_attached.eml", "Fwd:", False),
-    ("nested_multipart.eml", "plain version", True),
-    ("nested_multipart.eml", "preamble", False),
-    ("no_content_type.eml", "second LINE", True),
-    ("header_only.eml", "Header only", False),
-    ("header_only.eml", "", True),
-])
+@pytest.mark.parametrize(
+    ("name", "needle", "expected"),
+    [
+        ("quoted_printable.eml", "café", True),
+        ("quoted_printable.eml", "CAFÉ AU LAIT", True),
+        ("quoted_printable.eml", "softbreak", True),  # soft line break removed
+        ("quoted_printable.eml", "equals: =", True),
+        ("quoted_printable.eml", "=C3", False),
+        ("base64_rfc2231.eml", "hidden TREASURE", True),
+        ("base64_rfc2231.eml", "SGlkZGVu", False),
+        ("base64_rfc2231.eml", "rates", False),  # only text parts are searched
+        ("encoded_words.eml", "grüße", True),
+        ("encoded_words.eml", "GRÜSSE", True),  # full Unicode case folding: ß folds to ss
+        ("encoded_words.eml", "grüsze", False),
+        ("eightbit_headers.eml", "señor", True),  # iso-8859-1 body
+        ("rfc822_attached.eml", "inner html", True),
+        ("rfc822_attached.eml", "Original Sender", True),  # the encapsulated header is body
+        ("rfc822_attached.eml", "Fwd:", False),
+        ("nested_multipart.eml", "plain version", True),
+        ("nested_multipart.eml", "preamble", False),
+        ("no_content_type.eml", "second LINE", True),
+        ("header_only.eml", "Header only", False),
+        ("header_only.eml", "", True),
+    ],
+)
 def test_body_contains(name: str, needle: str, expected: bool) -> None:
     assert view(name).body_contains(needle) is expected
 
@@ -786,14 +867,49 @@ def test_text_contains_header_or_body() -> None:
 # --- never raise ---------------------------------------------------------------------------------
 
 SNIPPETS = [
-    b"\r\n", b"\r\n\r\n", b"--", b"--outer\r\n", b"\r\n--alt--\r\n", b"=?utf-8?q?", b"?=", b'"',
-    b"(", b")", b"<", b">", b"@", b":", b";", b",", b"\\", b"\x00", b"\xff\xfe", b"\r", b"\n",
-    b" ", b"\t", b"[", b"]", b"=", b"=4", b"=\r\n", b"*0*=", b"%", b"'",
-    b"Content-Type: multipart/mixed; boundary=x\r\n", b"\r\n--x\r\n", b"\r\n--x--\r\n",
-    b"Content-Type: message/rfc822\r\n", b"Content-Type: multipart/digest; boundary=x\r\n",
-    b"Content-Transfer-Encoding: base64\r\n", b"Content-Transfer-Encoding: quoted-printable\r\n",
-    b"; name*0*=utf-8''%E2%82; name*1*=%AC", b"=?x?b?!!!?=", b"From: a:b;c,<d@e>\r\n",
-    b"Content-Type: text/plain; charset=idna\r\n", b"Date: 99 Xyz 99999\r\n",
+    b"\r\n",
+    b"\r\n\r\n",
+    b"--",
+    b"--outer\r\n",
+    b"\r\n--alt--\r\n",
+    b"=?utf-8?q?",
+    b"?=",
+    b'"',
+    b"(",
+    b")",
+    b"<",
+    b">",
+    b"@",
+    b":",
+    b";",
+    b",",
+    b"\\",
+    b"\x00",
+    b"\xff\xfe",
+    b"\r",
+    b"\n",
+    b" ",
+    b"\t",
+    b"[",
+    b"]",
+    b"=",
+    b"=4",
+    b"=\r\n",
+    b"*0*=",
+    b"%",
+    b"'",
+    b"Content-Type: multipart/mixed; boundary=x\r\n",
+    b"\r\n--x\r\n",
+    b"\r\n--x--\r\n",
+    b"Content-Type: message/rfc822\r\n",
+    b"Content-Type: multipart/digest; boundary=x\r\n",
+    b"Content-Transfer-Encoding: base64\r\n",
+    b"Content-Transfer-Encoding: quoted-printable\r\n",
+    b"; name*0*=utf-8''%E2%82; name*1*=%AC",
+    b"=?x?b?!!!?=",
+    b"From: a:b;c,<d@e>\r\n",
+    b"Content-Type: text/plain; charset=idna\r\n",
+    b"Date: 99 Xyz 99999\r\n",
 ]
 SECTION_PATHS = [(), (1,), (2,), (3,), (1, 1), (1, 2), (2, 1), (2, 2), (1, 1, 1), (2, 1, 2)]
 SECTION_TEXTS = ["", "HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"]

@@ -17,7 +17,7 @@ from conftest import wait_for
 
 from common import stats_query
 from common.stats import StatsClient
-from common.statsd import ADMIN_PROTOCOLS, Collector
+from common.stats_collector import ADMIN_PROTOCOLS, Collector
 
 MAILSTATD = Path(sys.executable).with_name("mailstatd")
 NO_SWEEP = "[mailstatd]\nsweep_interval = 0\n"
@@ -282,3 +282,23 @@ def test_state_round_trip():
     assert restored.figures() | {"started": 0} == collector.figures() | {"started": 0}
     with pytest.raises(ValueError):
         Collector(10).load_state({"version": 99})
+
+
+def test_hup_rereads_the_config_and_keeps_the_figures(stats):
+    stats.client.connection_opened("pop3", 8001, "192.0.2.11")
+    stats.settle()
+    conf = Path(stats.daemon.args[stats.daemon.args.index("-c") + 1])
+    conf.write_text(conf.read_text() + "max_log_entries = 2\n")
+    stats.daemon.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in stats.daemon.log(), what="reload logged")
+    for n in range(4):
+        stats.client.login("pop3", 8001, "ivy", f"192.0.2.{n}", True)
+    stats.settle()
+    assert [a for _, _, a in stats_query.access_log(stats.socket, "ivy")] == ["192.0.2.2",
+                                                                             "192.0.2.3"]
+    assert stats.totals()["connections"] == 1
+    # A broken config keeps the old one and the collector goes on.
+    conf.write_text(conf.read_text() + "save_interval = soon\n")
+    stats.daemon.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "reload failed" in stats.daemon.log(), what="bad reload logged")
+    assert stats.totals()["connections"] == 1

@@ -12,7 +12,7 @@ import socket
 import time
 
 import pytest
-from conftest import LineClient, child_pids, deliver, wait_for
+from conftest import LineClient, deliver, wait_for
 
 FAIL2BAN = re.compile(r"pop3 auth failed for user (\S+) from (\S+)$")
 

@@ -65,20 +65,26 @@ def test_sizes_and_retr_bytes_are_exact(pop3d, site):
     assert client.line().startswith(b"+OK")
 
 
-@pytest.mark.parametrize("data, lines, expected", [
+TOP_TABLE = [
     (b"H: 1\n\nb1\n.b2\nb3\n", 2, b"H: 1\r\n\r\nb1\r\n..b2\r\n"),
     (b"H: 1\n\nb1\n.b2\nb3\n", 0, b"H: 1\r\n\r\n"),
     (b"H: 1\nH: 2\n\nb1", 9, b"H: 1\r\nH: 2\r\n\r\nb1\r\n"),
     (b"H: only a header\n", 3, b"H: only a header\r\n"),
     (b".H: dotted\n\n.\n", 1, b"..H: dotted\r\n\r\n..\r\n"),
     (b"\nbody without header\nline 2\n", 1, b"\r\nbody without header\r\n"),
-])
-def test_top_bytes(pop3d, site, data, lines, expected):
+    (b"", 5, b""),
+]
+
+
+def test_top_bytes(pop3d, site):
     server = pop3d()
-    deliver(site.maildir("alice"), data)
+    maildir = site.maildir("alice")
+    for data, _, _ in TOP_TABLE:
+        deliver(maildir, data)
     client = server.raw_login()
-    client.send(b"TOP 1 %d\r\n" % lines)
-    assert client.until(b".\r\n") == b"+OK\r\n" + expected + b".\r\n"
+    for number, (data, lines, expected) in enumerate(TOP_TABLE, 1):
+        client.send(b"TOP %d %d\r\n" % (number, lines))
+        assert client.until(b".\r\n") == b"+OK\r\n" + expected + b".\r\n", data
 
 
 @pytest.mark.parametrize("eol", [b"\r\n", b"\n"], ids=["crlf", "bare-lf"])
@@ -133,9 +139,10 @@ def test_bare_lf_session_line_by_line(pop3d, site):
     server = pop3d()
     deliver(site.maildir("bob"), b"Subject: lf\n\nline\n")
     client = server.raw()
+    password = POP3_USERS["bob"].encode()
     for command, reply in [
         (b"USER bob\n", b"+OK\r\n"),
-        (b"PASS " + POP3_USERS["bob"].encode() + b"\n", b"+OK Logged in, 1 messages (21 octets)\r\n"),
+        (b"PASS " + password + b"\n", b"+OK Logged in, 1 messages (21 octets)\r\n"),
         (b"STAT\n", b"+OK 1 21\r\n"),
         (b"LIST 1\n", b"+OK 1 21\r\n"),
         (b"NOOP\n", b"+OK\r\n"),

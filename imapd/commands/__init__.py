@@ -1,20 +1,20 @@
 """The one COMMANDS table of imapd, built from the command modules, and the dispatcher.
 
 The dispatcher checks the state before it calls a handler (handlers never re-check it), reports
-mailbox changes before the tagged completion (without EXPUNGE where RFC 3501 7.4.1 forbids it),
-and turns ImapError into `tag NO/BAD`.
+mailbox changes before a selected-state command runs (never EXPUNGE then) and again before the
+tagged completion (without EXPUNGE where RFC 3501 7.4.1 forbids it), and turns ImapError into
+`tag NO/BAD`.
 """
 
 from __future__ import annotations
 
-from common.maildir import MailboxNotFound
 from imapd import responses as r
 from imapd.commands import (append, auth, copy, fetch, general, idle, mailboxes, search, select,
                             store)
-from imapd.commands.base import Spec
+from imapd.commands.base import SELECTED, Spec, report
 from imapd.parser import Command
 from imapd.responses import ImapError
-from imapd.session import Abort, Session
+from imapd.session import Session
 
 COMMANDS: dict[str, Spec] = {}
 for _module in (general, auth, mailboxes, select, append, fetch, store, copy, search, idle):
@@ -29,6 +29,11 @@ def dispatch(session: Session, command: Command) -> None:
     if session.state not in spec.states:
         session.bad_command(command.tag, f"{command.name} not allowed now")
         return
+    if spec.states == SELECTED:
+        # The command acts on the mailbox as it is now: new messages and flags changed by
+        # others are announced first (expunges wait for the report after, when allowed), so a
+        # FETCH never returns stale flags and a STORE never undoes another session's change.
+        report(session, allow_expunge=False)
     try:
         result = spec.handler(session, command)
     except ImapError as exc:
@@ -41,11 +46,3 @@ def dispatch(session: Session, command: Command) -> None:
     text, code = (result, "") if isinstance(result, str) else result
     report(session, command.uid or spec.may_expunge)
     session.send(r.tagged(command.tag, "OK", text, code))
-
-
-def report(session: Session, allow_expunge: bool) -> None:
-    """Unilateral updates before the completion; a selected folder deleted under us ends it."""
-    try:
-        session.report_changes(allow_expunge)
-    except MailboxNotFound:
-        raise Abort("Selected mailbox was deleted") from None

@@ -24,6 +24,8 @@ def cmd_append(session: Session, command: Command) -> Result:
         if not tree.exists(name):
             raise ImapError(*r.TRYCREATE)
         mailbox = Mailbox(tree.path(name))
+        # Messages delivered since anyone looked get their UIDs first: they arrived earlier.
+        mailbox.sync()
         try:
             letters = imapflags.to_letters(args.flags, mailbox.keywords, create=True)
         except TooManyKeywords:

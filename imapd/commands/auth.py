@@ -11,7 +11,9 @@ import binascii
 import os
 import time
 
+from common.atomic import LockBusy
 from common.folders import DEFAULT_FOLDERS, FolderTree
+from common.lineio import LineTooLong
 from common.maildir import StoreError, user_maildir
 from imapd import responses as r
 from imapd.commands.base import expect, NOT_AUTHENTICATED, Result, Spec
@@ -51,7 +53,10 @@ def cmd_authenticate(session: Session, command: Command) -> Result:
 def challenge(session: Session, prompt: bytes) -> bytes:
     """Send a continuation and decode the client's base64 answer; `*` cancels (RFC 3501 6.2.2)."""
     session.send(prompt)
-    line = session.read_continuation().strip()
+    try:
+        line = session.read_continuation().strip()
+    except LineTooLong:
+        raise bad(r.LINE_TOO_LONG) from None
     if line == b"*":
         raise bad("Authentication cancelled")
     try:
@@ -68,7 +73,7 @@ def log_in(session: Session, user: str, password: str | None) -> Result:
     try:
         tree = FolderTree(user_maildir(session.settings.path("mail_base"), user))
         tree.ensure_inbox(DEFAULT_FOLDERS)
-    except (StoreError, OSError) as exc:
+    except (StoreError, LockBusy, OSError) as exc:
         session.log.error("mailbox of %s unavailable: %s", user, exc)
         raise ImapError("Mailbox unavailable, try again later", "UNAVAILABLE") from None
     session.user, session.tree, session.state = user, tree, State.AUTHENTICATED

@@ -8,12 +8,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
+from common.atomic import LockBusy
 from common.maildir import MailboxExists, MailboxNotFound, MailboxRefused, StoreBusy, StoreError
 from imapd import responses as r
 from imapd.responses import ImapError
 
 from imapd.parser import Command
-from imapd.session import Session, State
+from imapd.session import Abort, Session, State
 
 T = TypeVar("T")
 
@@ -46,9 +47,11 @@ def store_errors() -> Iterator[None]:
         raise ImapError(*r.NO_SUCH_MAILBOX) from None
     except MailboxRefused as exc:
         raise ImapError(str(exc), "CANNOT") from None
-    except StoreBusy:
-        raise ImapError("Mailbox is busy, try again later", "INUSE") from None
-    except StoreError as exc:
+    except (StoreBusy, LockBusy):
+        raise ImapError(*r.MAILBOX_BUSY) from None
+    except (StoreError, OSError) as exc:
+        # OSError too: a disk that is full or a file that cannot be read is a clean NO, not
+        # the end of the session (the text with its path goes to the log only).
         logging.getLogger("imapd").error("store error: %s", exc)
         raise ImapError(*r.STORE_FAILED) from None
 
@@ -58,3 +61,14 @@ def expect(command: Command, kind: type[T]) -> T:
     if not isinstance(command.args, kind):
         raise TypeError(f"{command.name}: unexpected arguments {type(command.args).__name__}")
     return command.args
+
+
+def report(session: Session, allow_expunge: bool) -> None:
+    """Unilateral updates before the completion; a selected folder deleted under us ends it.
+    When the folder cannot be read just now, the changes wait for a later command."""
+    try:
+        session.report_changes(allow_expunge)
+    except MailboxNotFound:
+        raise Abort(r.BYE_MAILBOX_DELETED) from None
+    except (StoreError, LockBusy, OSError) as exc:
+        session.log.warning("cannot check the selected mailbox: %s", exc)

@@ -36,6 +36,7 @@ def transfer(session: Session, command: Command, move: bool) -> Result:
         if not targets:
             return f"{'MOVE' if move else 'COPY'} completed"
         destination = Mailbox(tree.path(name))
+        destination.sync()  # earlier deliveries get their UIDs before the copies do
         entries = [e for _seq, e in targets]
         new_uids = destination.copy_in(view.mailbox, entries, move=move)
         validity = destination.sync().uidvalidity

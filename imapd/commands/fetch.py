@@ -10,7 +10,7 @@ from __future__ import annotations
 from common.mailbox import Entry
 from common.maildir import StoreError, to_crlf
 from imapd import responses as r
-from imapd.commands.base import expect, SELECTED, Result, Spec
+from imapd.commands.base import expect, SELECTED, Result, Spec, store_errors
 from imapd.message import MessageView
 from imapd.parser import BodySection, Command, FetchArgs
 from imapd.selected import Selected
@@ -32,7 +32,8 @@ def cmd_fetch(session: Session, command: Command) -> Result:
     if args.changedsince is not None:
         targets = [(seq, e) for seq, e in targets if e.modseq > args.changedsince]
     if args.marks_seen and not view.readonly:
-        mark_seen(view, [e for _seq, e in targets])
+        with store_errors():
+            mark_seen(view, [e for _seq, e in targets])
     if view.condstore and "MODSEQ" not in items and args.marks_seen:
         items.append("MODSEQ")
     needs_content = any(isinstance(i, BodySection) or i in CONTENT_ITEMS for i in items)
@@ -40,10 +41,13 @@ def cmd_fetch(session: Session, command: Command) -> Result:
     for seq, entry in targets:
         try:
             message = load(view, entry) if needs_content else None
+            response = render(view, seq, entry, items, message, args.marks_seen)
         except StoreError:
-            failed += 1  # expunged by another session meanwhile: nothing to send for it
+            # Expunged by another session meanwhile (its size or content is gone too): nothing
+            # to send for it; the EXPUNGE follows at a later command (RFC 3501 7.4.1).
+            failed += 1
             continue
-        session.send(render(view, seq, entry, items, message, args.marks_seen))
+        session.send(response)
     if failed:
         return ("Some messages were expunged meanwhile", "EXPUNGEISSUED")
     return "FETCH completed"

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 
-from imapd.commands.base import AUTHENTICATED, Result, Spec
+from common.lineio import LineTooLong
+from imapd.commands.base import AUTHENTICATED, Result, Spec, report
 from imapd.parser import Command
 from imapd.responses import bad
 from imapd.session import Abort, Session
@@ -29,12 +30,15 @@ def cmd_idle(session: Session, command: Command) -> Result:
         if now >= deadline:
             raise Abort(r.BYE_TIMEOUT)
         if session.io.wait_readable(min(POLL_INTERVAL, deadline - now)):
-            line = session.io.readline()
+            try:
+                line = session.io.readline()
+            except LineTooLong:
+                raise bad(r.LINE_TOO_LONG) from None
             if line.strip().upper() == b"DONE":
                 return "IDLE terminated"
             raise bad("Expected DONE")
         before = session.io.bytes_out
-        session.report_changes(allow_expunge=True)
+        report(session, allow_expunge=True)
         if keepalive > 0 and time.monotonic() - last_sent >= keepalive:
             session.untagged("OK Still here")
         session.io.flush()

@@ -4,13 +4,11 @@ CREATE-SPECIAL-USE (RFC 6154), CHILDREN (RFC 3348) and QUOTA read-only (RFC 9208
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
-
 from common.folders import SEPARATOR, FolderTree
 from common.mailbox import Mailbox
 from imapd import responses as r
 from imapd.commands.base import expect, AUTHENTICATED, Result, Spec, store_errors
+from imapd.patterns import compile_pattern
 from imapd.parser import (Command, CreateArgs, ListArgs, MailboxArgs, QuotaArgs, RenameArgs,
                           StatusArgs)
 from imapd.responses import ImapError
@@ -20,7 +18,7 @@ from imapd.session import Session
 def cmd_create(session: Session, command: Command) -> Result:
     expect(command, CreateArgs)
     tree = session.require_tree()
-    name = command.args.mailbox.rstrip(SEPARATOR)  # a trailing separator only announces children
+    name = without_trailing_separator(command.args.mailbox)
     if name.upper() == "INBOX":
         raise ImapError(*r.MAILBOX_EXISTS)
     for use in command.args.use:
@@ -33,6 +31,11 @@ def cmd_create(session: Session, command: Command) -> Result:
     return "CREATE completed"
 
 
+def without_trailing_separator(name: str) -> str:
+    """One trailing separator only announces inferiors (RFC 3501 6.3.3); `a..` stays invalid."""
+    return name[:-1] if name.endswith(SEPARATOR) else name
+
+
 def cmd_delete(session: Session, command: Command) -> Result:
     expect(command, MailboxArgs)
     with store_errors():
@@ -43,7 +46,8 @@ def cmd_delete(session: Session, command: Command) -> Result:
 def cmd_rename(session: Session, command: Command) -> Result:
     expect(command, RenameArgs)
     with store_errors():
-        session.require_tree().rename(command.args.old, command.args.new.rstrip(SEPARATOR))
+        session.require_tree().rename(command.args.old,
+                                      without_trailing_separator(command.args.new))
     return "RENAME completed"
 
 
@@ -69,7 +73,11 @@ def cmd_unsubscribe(session: Session, command: Command) -> Result:
 
 def cmd_list(session: Session, command: Command) -> Result:
     expect(command, ListArgs)
-    args = command.args
+    with store_errors():
+        return list_mailboxes(session, command.args)
+
+
+def list_mailboxes(session: Session, args: ListArgs) -> Result:
     tree = session.require_tree()
     if args.patterns == ("",) and not args.extended:
         session.untagged('LIST (\\Noselect) "." ""')
@@ -93,10 +101,13 @@ def cmd_list(session: Session, command: Command) -> Result:
 def cmd_lsub(session: Session, command: Command) -> Result:
     expect(command, ListArgs)
     tree = session.require_tree()
-    existing = set(tree.names())
-    subscribed = tree.subscriptions()
-    for name, _noselect in listed(subscribed, command.args.reference, command.args.patterns):
-        attrs = [] if name in existing else ["\\Noselect"]
+    with store_errors():
+        existing = set(tree.names())
+        subscribed = tree.subscriptions()
+    for name, parent in listed(subscribed, command.args.reference, command.args.patterns):
+        # A parent that is listed only for a subscribed child is not itself subscribed, and a
+        # subscribed name that no longer exists cannot be selected: both \Noselect (6.3.9).
+        attrs = ["\\Noselect"] if parent or name not in existing else []
         session.untagged(f"LSUB ({' '.join(attrs)}) \".\" ".encode() + r.mailbox(name))
     return "LSUB completed"
 
@@ -106,12 +117,12 @@ def listed(names: list[str], reference: str, patterns: tuple[str, ...]) -> list[
     hierarchy level with no folder of its own is listed \\Noselect (RFC 3501 6.3.8)."""
     found: dict[str, bool] = {}
     for pattern in patterns:
-        regex = pattern_regex(reference + pattern)
+        matches = compile_pattern(reference + pattern, SEPARATOR)
         for name in names:
-            if regex.fullmatch(name):
+            if matches(name):
                 found.setdefault(name, False)
             for parent in parents(name):
-                if parent not in found and parent not in names and regex.fullmatch(parent):
+                if parent not in found and parent not in names and matches(parent):
                     found[parent] = True
     return sorted(found.items(), key=lambda item: (item[0] != "INBOX", item[0]))
 
@@ -119,22 +130,6 @@ def listed(names: list[str], reference: str, patterns: tuple[str, ...]) -> list[
 def parents(name: str) -> list[str]:
     levels = name.split(SEPARATOR)
     return [SEPARATOR.join(levels[:i]) for i in range(1, len(levels))]
-
-
-@lru_cache(maxsize=64)
-def pattern_regex(pattern: str) -> re.Pattern[str]:
-    parts = []
-    for char in pattern:
-        if char == "*":
-            parts.append(".*")
-        elif char == "%":
-            parts.append(r"[^.]*")
-        else:
-            parts.append(re.escape(char))
-    regex = "".join(parts)
-    if pattern.upper().startswith("INBOX"):
-        regex = "(?i:INBOX)" + "".join(parts[5:])
-    return re.compile(regex, re.DOTALL)
 
 
 def attributes(tree: FolderTree, name: str, names: list[str], noselect: bool,
