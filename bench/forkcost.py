@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     for touch in (False, True):
         wall, parent, children = run(args.count, touch)
         total = parent + children
-        print(f"  {'touch' if touch else 'bare':5}: {wall * 1000:6.3f} ms wall per fork+exit+wait, "
+        label = "touch:" if touch else "bare:"
+        print(f"  {label:6} {wall * 1000:6.3f} ms wall per fork+exit+wait, "
               f"CPU {parent * 1000:6.3f} ms parent + {children * 1000:6.3f} ms child = "
               f"{total * 1000:6.3f} ms -> at most {1 / total if total else 0:7.0f} forks/s per CPU")
     return 0

@@ -53,7 +53,6 @@ DAEMON_DEFAULTS: dict[str, dict[str, str]] = {
         "transformer_timeout": "60",
         "expire": "",
         "login_delay": "",
-        "max_message_send": "0",
     },
     "imapd": {
         "listen": "*",

@@ -71,6 +71,11 @@ def handler_fds() -> list[int]:
     return fds
 
 
+def printable(text: str, limit: int = 64) -> str:
+    """A client-supplied value made safe for one log line (no spaces, controls or newlines)."""
+    return "".join(c if c.isprintable() and not c.isspace() else "?" for c in text)[:limit]
+
+
 class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     """Prefixes every line with `{session} address`."""
 

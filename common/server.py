@@ -253,14 +253,19 @@ class ForkingServer:
         conn.setblocking(True)
         with contextlib.suppress(OSError):
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # TERM stays blocked across fork until the child has its own handler: a shutdown that
+        # starts in that window is delivered then, not lost.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
             pid = os.fork()
         except OSError as exc:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
             self.log.error("fork failed: %s", exc)
             self._refuse(conn, address, "children")
             return
         if pid == 0:
             self._run_child(conn, address, session)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         conn.close()
         self.children[pid] = Child(pid, address, session, time.time())
         self.per_address[address] += 1
@@ -268,9 +273,10 @@ class ForkingServer:
         self._title()
 
     def _refusal(self, address: str) -> str:
-        if len(self.children) >= self.max_children:
+        # 0 means no limit, for either.
+        if 0 < self.max_children <= len(self.children):
             return "children"
-        if self.per_address[address] >= self.max_per_address:
+        if 0 < self.max_per_address <= self.per_address[address]:
             return "address"
         return ""
 
@@ -312,7 +318,9 @@ class ForkingServer:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         if self.on_child_start is not None:
             self.on_child_start()
-        return Wakeup((signal.SIGTERM,))
+        wakeup = Wakeup((signal.SIGTERM,))
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        return wakeup
 
     # -- stopping ----------------------------------------------------------------------------
 

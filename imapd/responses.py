@@ -92,6 +92,7 @@ def internal_date(timestamp: float) -> str:
 
 # Tagged completions and untagged texts used by several commands.
 LOGGED_IN = "Logged in"
+PERMANENT_TEXT = "Flags permitted"
 AUTH_FAILED = ("Authentication failed", "AUTHENTICATIONFAILED")
 BYE_LOGOUT = "maildaemons IMAP4rev1 server logging out"
 BYE_TIMEOUT = "Autologout; idle for too long"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from common.mailbox import MTIME_TRUST_AGE, Entry, Mailbox, Snapshot
 from imapd import flags as imapflags
 from imapd.parser import SeqSet
-from imapd.responses import ImapError, bad, flag_list
+from imapd.responses import PERMANENT_TEXT, ImapError, bad, flag_list, untagged
 
 MAX_RANGE_END = 1 << 64  # above any number a sequence set can hold
 
@@ -36,6 +36,7 @@ class Selected:
     uidnext: int = 1
     highestmodseq: int = 1
     stamp: tuple[int, ...] | None = None                   # folder_stamp at the last refresh
+    keywords: tuple[str, ...] = ()                          # as last announced in FLAGS
 
     @classmethod
     def open(cls, name: str, mailbox: Mailbox, readonly: bool) -> Selected:
@@ -64,13 +65,27 @@ class Selected:
         snap = self.mailbox.sync(claim_recent=not self.readonly)
         self._take(snap)
         current = {e.uid: e for e in snap.entries}
-        out: list[bytes] = []
+        out = self.new_keywords()
         self.gone |= {uid for uid in self.by_uid if uid not in current}
         if allow_expunge and self.gone:
             out.extend(self.expunged(self.gone))
         out.extend(self._flag_changes(current))
         out.extend(self._arrivals(snap.entries))
         return out
+
+    def flag_lines(self) -> list[bytes]:
+        """FLAGS and PERMANENTFLAGS (RFC 3501 7.2.6, 7.1): at SELECT, and again whenever a
+        session creates a keyword in this folder."""
+        keywords = self.mailbox.keywords.all()
+        self.keywords = tuple(keywords)
+        permanent = () if self.readonly else (*imapflags.PERMANENT_FLAGS, *keywords)
+        return [untagged(f"FLAGS {flag_list(imapflags.defined_flags(self.mailbox.keywords))}"),
+                untagged(f"OK [PERMANENTFLAGS {flag_list(permanent)}] {PERMANENT_TEXT}")]
+
+    def new_keywords(self) -> list[bytes]:
+        if tuple(self.mailbox.keywords.all()) == self.keywords:
+            return []
+        return self.flag_lines()
 
     def expunged(self, uids: set[int]) -> list[bytes]:
         """Remove `uids` from the view; `* n EXPUNGE` for each, highest sequence number first

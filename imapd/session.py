@@ -30,6 +30,8 @@ PROTOCOL = "imap"
 MAX_BAD_COMMANDS = 30
 MAX_AUTH_FAILURES = 5
 CONTINUE = b"+ Ready for literal data\r\n"
+# A command may hold max_literal octets of literals plus this much of everything else.
+MAX_COMMAND_EXTRA = 1_000_000
 # A refused non-synchronizing literal is read and dropped up to this size, else the session ends.
 MAX_DISCARD = 1 << 30
 DISCARD_CHUNK = 1 << 20
@@ -103,21 +105,22 @@ class Session:
         while (found := literal_at_end(line)) is not None:
             size, non_sync = found
             total += size
-            if size > max_literal or total > max_literal + 1_000_000:
-                self.refuse_literal(line, size, non_sync)
+            if size > max_literal or total > max_literal + MAX_COMMAND_EXTRA:
+                self.refuse_literal(parts[0], size, non_sync)
             if not non_sync:
                 self.send(CONTINUE)
                 self.io.flush()
             parts.append(b"\r\n" + self.io.read_exact(size))
             line = self.io.readline()
             parts.append(line)
+            total += len(line)  # lines count too: `{0}` after `{0}` must not grow forever
         return b"".join(parts)
 
-    def refuse_literal(self, line: bytes, size: int, non_sync: bool) -> None:
+    def refuse_literal(self, first_line: bytes, size: int, non_sync: bool) -> None:
         """`tag BAD [TOOBIG]` for a literal over `max_literal`. A synchronizing one was never
         invited (no `+`); a non-synchronizing one is already on its way (RFC 7888 4): its octets
         are read and dropped so that the next command is read as a command, not as data."""
-        raw_tag = line.split(b" ", 1)[0].decode("ascii", "replace")
+        raw_tag = first_line.split(b" ", 1)[0].decode("ascii", "replace")
         tag = raw_tag if raw_tag.isprintable() and "\ufffd" not in raw_tag else None
         if non_sync:
             self.discard_literal(size)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from common.maildir import to_crlf
+from common.proctitle import set_title
 from common.users import split_scheme
 from pop3d import replies
 from pop3d.session import Pop3Error, Session, State
@@ -54,6 +55,7 @@ def dispatch(session: Session, line: bytes) -> None:
     if not command.min_args <= len(args) <= command.max_args:
         session.bad_command(replies.BAD_ARGUMENTS)
         return
+    set_title("pop3d", f"{session.user or '-'} {session.address} {verb}")
     try:
         session.send(command.handler(session, args))
     except Pop3Error as exc:

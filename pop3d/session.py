@@ -18,7 +18,7 @@ from pathlib import Path
 from common import maildir
 from common.config import Settings
 from common.lineio import ConnectionClosed, Interrupted, LineIO, LineTooLong, SessionTimeout
-from common.logs import SessionLog
+from common.logs import SessionLog, printable
 from common.stats import StatsClient
 from common.users import UserDB
 from pop3d import replies
@@ -270,10 +270,6 @@ class Session:
         if doomed:
             self.log.info("deleted %d messages", len(doomed) - len(failed))
         return not failed
-
-
-def printable(text: str) -> str:
-    return "".join(c if c.isprintable() and not c.isspace() else "?" for c in text)[:64]
 
 
 def make_timestamp() -> str:

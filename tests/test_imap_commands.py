@@ -74,6 +74,20 @@ def test_capability_noop_logout(account):
     assert typ == "BYE"
 
 
+@pytest.mark.parametrize("state", ["not authenticated", "authenticated", "selected"])
+def test_capability_noop_logout_in_every_state(account, state):
+    server = account
+    client = imaplib.IMAP4("127.0.0.1", server.port, timeout=10)
+    if state != "not authenticated":
+        client.login(server.user, server.passwords[server.user])
+    if state == "selected":
+        client.select("INBOX")
+    typ, data = client.capability()
+    assert typ == "OK" and data[0].startswith(b"IMAP4rev1 ")
+    assert client.noop()[0] == "OK"
+    assert client.logout()[0] == "BYE"
+
+
 def test_login_failure_then_success(account):
     server = account
     client = imaplib.IMAP4("127.0.0.1", server.port, timeout=10)
@@ -685,8 +699,12 @@ def test_store_variants(account):
     client.ok("SELECT INBOX")
     assert client.ok("STORE 1 FLAGS (\\Seen \\Flagged)") == [
         b"* 1 FETCH (FLAGS (\\Flagged \\Seen))\r\n"]
-    assert client.ok("STORE 1 +FLAGS (\\Answered $Label)") == [
-        b"* 1 FETCH (FLAGS (\\Flagged \\Answered \\Seen $Label))\r\n"]
+    lines = client.ok("STORE 1 +FLAGS (\\Answered $Label)")
+    assert lines[0] == b"* 1 FETCH (FLAGS (\\Flagged \\Answered \\Seen $Label))\r\n"
+    assert lines[1:] == [  # a new keyword: the defined flags again (RFC 3501 7.2.6)
+        b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $Label)\r\n",
+        b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded \\* "
+        b"$Label)] Flags permitted\r\n"]
     assert client.ok("STORE 1 -FLAGS (\\Flagged $Label)") == [
         b"* 1 FETCH (FLAGS (\\Answered \\Seen))\r\n"]
     assert client.ok("STORE 1:2 +FLAGS.SILENT (\\Draft)") == []

@@ -96,6 +96,18 @@ def test_changes_after_a_quiet_spell_are_seen(pair):
                             b"* 4 EXISTS\r\n", b"* 0 RECENT\r\n"]
 
 
+def test_a_new_keyword_is_announced_to_every_session(pair):
+    _server, a, b = pair
+    lines = a.ok("STORE 1 +FLAGS (Fresh)")
+    assert lines[0] == b"* 1 FETCH (FLAGS (Fresh))\r\n"
+    assert re.fullmatch(rb"\* FLAGS \(\\Answered .*\bFresh\)\r\n", lines[1])
+    assert re.fullmatch(rb"\* OK \[PERMANENTFLAGS \(.*\\\* Fresh\)\] .*\r\n", lines[2])
+    lines = b.ok("NOOP")
+    assert lines[0].startswith(b"* FLAGS (") and b"Fresh" in lines[0]
+    assert lines[2] == b"* 1 FETCH (FLAGS (Fresh))\r\n"
+    assert a.ok("NOOP") == [] and b.ok("NOOP") == []
+
+
 def test_store_never_undoes_a_change_it_has_not_seen(pair):
     _server, a, b = pair
     a.ok("STORE 4 +FLAGS (\\Flagged $Work)")

@@ -503,6 +503,39 @@ def test_a_broken_store_gets_a_clean_no(server):
     assert "internal error" not in server.log()
 
 
+def test_commands_made_of_endless_literals_are_refused(server):
+    client = server.raw_login()
+    line = b"x" * 60_000 + b" {0+}\r\n"
+    client.send(b"w1 NOOP {0+}\r\n" + line * 30 + b"\r\n")  # 1.8 MB of "lines"
+    assert client.line() == b"w1 BAD [TOOBIG] Literal too large\r\n"
+    client.alive()
+    big = b"y" * (MAX_LITERAL + 1)
+    client.send(b"w2 LOGIN {1+}\r\nx {%d+}\r\n" % len(big) + big + b"\r\n")
+    assert client.line() == b"w2 BAD [TOOBIG] Literal too large\r\n"  # the command's own tag
+    client.alive()
+    client.ok("LOGOUT")
+
+
+def test_big_sequence_sets(server):
+    client = server.raw_login()
+    wire = crlf(MESSAGE)
+    client.send(b"".join(b"a%d APPEND INBOX {%d+}\r\n" % (n, len(wire)) + wire + b"\r\n"
+                         for n in range(100)))
+    for n in range(100):
+        assert client.until_tagged(f"a{n}")[1].startswith(b"a%d OK" % n)
+    client.ok("SELECT INBOX")  # 102 messages, UIDs 1 to 102
+    odd = ",".join(str(n) for n in range(1, 20_000, 2))
+    lines = client.ok(f"UID FETCH {odd} (UID)")
+    assert [int(re.search(rb"UID (\d+)", x).group(1)) for x in lines] == list(range(1, 103, 2))
+    lines = client.ok(f"UID SEARCH UID {odd}")
+    assert lines == [b"* SEARCH " + " ".join(map(str, range(1, 103, 2))).encode() + b"\r\n"]
+    lines = client.ok("SEARCH " + ",".join(str(n) for n in range(102, 0, -3)))
+    assert lines == [b"* SEARCH " + " ".join(map(str, range(3, 103, 3))).encode() + b"\r\n"]
+    lines = client.ok(f"UID SEARCH NOT UID {odd}")
+    assert lines == [b"* SEARCH " + " ".join(map(str, range(2, 103, 2))).encode() + b"\r\n"]
+    client.ok("LOGOUT")
+
+
 def test_too_many_bad_commands_end_the_session(server):
     client = server.raw()
     client.send(b"".join(b"b%d BOGUS\r\n" % n for n in range(40)))

@@ -4,11 +4,10 @@ EXPUNGE and UID EXPUNGE (RFC 3501 6.4.3, RFC 4315 2.1)."""
 from __future__ import annotations
 
 from common.mailbox import Mailbox
-from imapd import flags as imapflags
 from imapd import responses as r
 from imapd.commands.base import expect, AUTHENTICATED, SELECTED, Result, Spec, store_errors
 from imapd.parser import Command, ExpungeArgs, SelectArgs
-from imapd.responses import ImapError, flag_list
+from imapd.responses import ImapError
 from imapd.selected import Selected
 from imapd.session import Session, State
 
@@ -43,10 +42,8 @@ def open_mailbox(session: Session, command: Command, readonly: bool) -> Result:
 
 
 def announce(session: Session, view: Selected) -> None:
-    keywords = view.mailbox.keywords
-    session.untagged(f"FLAGS {flag_list(imapflags.defined_flags(keywords))}")
-    permanent = () if view.readonly else (*imapflags.PERMANENT_FLAGS, *keywords.all())
-    session.untagged(f"OK [PERMANENTFLAGS {flag_list(permanent)}] Flags permitted")
+    for line in view.flag_lines():
+        session.send(line)
     session.untagged(f"{len(view.entries)} EXISTS")
     session.untagged(f"{len(view.recent)} RECENT")
     unseen = view.unseen_first()
