@@ -191,8 +191,17 @@ class RuntimeState:
         self.file = state_dir / RUNTIME_FILE
         self._stamp: tuple[int, int] | None = None
         self._values: dict[str, str] = {}
+        self._pinned = False
+
+    def pin(self) -> None:
+        """Read once now and keep these values (a session's settings do not change under it)."""
+        self._pinned = False
+        self.refresh()
+        self._pinned = True
 
     def refresh(self) -> dict[str, str]:
+        if self._pinned:
+            return self._values
         try:
             info = self.file.stat()
         except OSError:
@@ -230,3 +239,5 @@ class RuntimeState:
             text = json.dumps(values, indent=1, sort_keys=True) + "\n"
             atomic_write(self.file, text.encode(), mode=0o644)
         self._stamp = None
+        if self._pinned:  # this session's own SET is seen by its next GET
+            self._values = {k: v for k, v in values.items() if k in RUNTIME_KEYS}

@@ -15,6 +15,11 @@ from collections.abc import MutableMapping
 from typing import Any
 
 SYSLOG_SOCKET = "/dev/log"
+# No caller lookup, thread or multiprocessing names per record: a session logs a few lines and
+# none of those fields is in our formats.
+logging._srcfile = None
+logging.logThreads = False
+logging.logMultiprocessing = False
 _handler: logging.Handler | None = None
 
 

@@ -21,13 +21,12 @@ from pathlib import Path
 
 from common import maildir
 from common.atomic import atomic_write, fsync_dir, locked
-from common.maildir import MailboxNotFound, MessageFile, StoreError
+from common.maildir import MailboxNotFound, MessageFile, SizeCache, StoreError
 from common.uidlist import Record, UidList, UidStore
 
 SYSTEM_LETTERS = "DFPRST"
 KEYWORDS_FILE = "dovecot-keywords"
 KEYWORD_LETTERS = "abcdefghijklmnopqrstuvwxyz"
-SIZES_FILE = "maildaemons-sizes"
 # A directory changed within this many seconds may change again within the same mtime tick.
 MTIME_TRUST_AGE = 1.0
 
@@ -147,43 +146,6 @@ class Keywords:
             atomic_write(self.path, text.encode(), mode=0o600)
             self._stamp = None
         return letters
-
-
-class SizeCache:
-    """CRLF sizes of messages whose names carry no `,W=`: derived, disposable, rebuilt on demand."""
-
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / SIZES_FILE
-        self.sizes: dict[str, int] | None = None
-        self.dirty = False
-
-    def get(self, folder: Path, entry: Entry) -> int:
-        size = entry.file.stored_size("W")
-        if size is not None:
-            return size
-        if self.sizes is None:
-            self.sizes = self._load()
-        if entry.key not in self.sizes:
-            self.sizes[entry.key] = maildir.crlf_size(maildir.read_message(folder, entry.file))
-            self.dirty = True
-        return self.sizes[entry.key]
-
-    def save(self) -> None:
-        if not self.dirty or self.sizes is None:
-            return
-        text = "".join(f"{size} {key}\n" for key, size in self.sizes.items())
-        with contextlib.suppress(OSError):
-            atomic_write(self.path, text.encode("utf-8", "surrogateescape"), fsync=False)
-        self.dirty = False
-
-    def _load(self) -> dict[str, int]:
-        sizes = {}
-        with contextlib.suppress(OSError):
-            for line in self.path.read_bytes().decode("utf-8", "surrogateescape").splitlines():
-                size, _, key = line.partition(" ")
-                if size.isdigit() and key:
-                    sizes[key] = int(size)
-        return sizes
 
 
 class Mailbox:
@@ -322,7 +284,7 @@ class Mailbox:
         return data
 
     def size(self, entry: Entry) -> int:
-        return self.sizes.get(self.path, entry)
+        return self.sizes.get(self.path, entry.file)
 
     def internal_date(self, entry: Entry) -> float:
         """INTERNALDATE is the file's mtime (set from APPEND's date-time), as Dovecot does."""

@@ -21,13 +21,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.atomic import fsync_dir
+from common.atomic import atomic_write, fsync_dir
 from common.names import InvalidName, check_username
 
 SUBDIRS = ("cur", "new", "tmp")
 FLAG_LETTERS = "DFPRST"
 KEYWORD_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 POP3_LOCK = "maildaemons-pop3.lock"
+SIZES_FILE = "maildaemons-sizes"
 _SIZE_FIELD = re.compile(r",([SW])=(\d+)")
 _counter = itertools.count(1)
 _HOSTNAME = socket.gethostname().replace("/", "\\057").replace(":", "\\072") or "localhost"
@@ -98,7 +99,8 @@ def unique_name() -> str:
     now = time.time()
     secs = int(now)
     usec = int((now - secs) * 1_000_000)
-    return f"{secs}.M{usec}P{os.getpid()}Q{next(_counter)}.{_HOSTNAME}"
+    # Zero-padded microseconds: names of one second sort in delivery order (UIDs follow it).
+    return f"{secs}.M{usec:06d}P{os.getpid()}Q{next(_counter)}.{_HOSTNAME}"
 
 
 def flags_suffix(flags: str) -> str:
@@ -271,3 +273,50 @@ class MaildropLock:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+class SizeCache:
+    """CRLF sizes of messages whose names carry no `,W=`: derived, disposable, rebuilt on demand."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / SIZES_FILE
+        self.sizes: dict[str, int] | None = None
+        self.dirty = False
+
+    def get(self, folder: Path, message: MessageFile) -> int:
+        size = message.stored_size("W")
+        if size is not None:
+            return size
+        if self.sizes is None:
+            self.sizes = self._load()
+        key = message.key
+        if key not in self.sizes:
+            self.sizes[key] = crlf_size(read_message(folder, message))
+            self.dirty = True
+        return self.sizes[key]
+
+    def keep_only(self, keys: set[str]) -> None:
+        """Forget messages that are gone, so the cache does not grow forever."""
+        if self.sizes is None:
+            return
+        stale = [key for key in self.sizes if key not in keys]
+        for key in stale:
+            del self.sizes[key]
+        self.dirty = self.dirty or bool(stale)
+
+    def save(self) -> None:
+        if not self.dirty or self.sizes is None:
+            return
+        text = "".join(f"{size} {key}\n" for key, size in self.sizes.items())
+        with contextlib.suppress(OSError):
+            atomic_write(self.path, text.encode("utf-8", "surrogateescape"), fsync=False)
+        self.dirty = False
+
+    def _load(self) -> dict[str, int]:
+        sizes = {}
+        with contextlib.suppress(OSError):
+            for line in self.path.read_bytes().decode("utf-8", "surrogateescape").splitlines():
+                size, _, key = line.partition(" ")
+                if size.isdigit() and key:
+                    sizes[key] = int(size)
+        return sizes

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import logging
 import os
 import selectors
@@ -164,6 +165,10 @@ class ForkingServer:
             self.selector.register(sock, selectors.EVENT_READ)
         self.log.info("listening on %s", ", ".join(describe(s) for s in self.listeners))
         self._title()
+        # Everything allocated so far is shared with every child: keep the collector from
+        # touching (and so copying) those pages in a child.
+        gc.collect()
+        gc.freeze()
         while self.stop_grace is None:
             for key, _mask in self.selector.select():
                 if key.fileobj is self.wakeup:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from common import daemon, logs
+from common import daemon, logs, relay
 from common.config import ConfigError, Settings, read_config
 from common.server import BusyReply, ForkingServer, Handler, bind_listeners
 from common.stats import StatsClient
@@ -56,12 +56,23 @@ class MasterState:
     stats: StatsClient
     log: logging.Logger
     args: dict[str, Any]
+    # Built once here and on HUP, not per connection: a child only reads it.
+    relay: relay.RelaySettings | None = None
+
+    def __post_init__(self) -> None:
+        self.relay = relay.daemon_settings(self.settings.parser,
+                                           self.settings.path("state_dir"), self.log)
+
+    def child_started(self) -> None:
+        """In a fresh child: read the runtime settings once for the whole session."""
+        self.settings.runtime.pin()
 
     def reload(self) -> None:
         """HUP: re-read config and users; a bad new config raises and the old one stays."""
         settings = load_settings(self.protocol, self.args)
         users = load_users(self.protocol, settings, self.args)
         self.settings, self.users = settings, users
+        self.relay = relay.daemon_settings(settings.parser, settings.path("state_dir"), self.log)
         self.stats = StatsClient(settings.stats_socket)
         target = settings.get("log") if not self.args.get("--foreground") else "stderr"
         if target and target != "stderr":
@@ -137,7 +148,7 @@ def main(protocol: Protocol, args: dict[str, Any]) -> int:
             max_per_address=settings.get_int("max_per_address"),
             shutdown_grace=settings.get_float("shutdown_grace"),
             busy_reply=protocol.busy_reply, on_reload=lambda: reload_into(state, server),
-            program=protocol.daemon)
+            on_child_start=state.child_started, program=protocol.daemon)
         return server.serve_forever()
 
     return daemon.run(settings, bool(args.get("--foreground")), prepare, serve)

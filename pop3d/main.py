@@ -67,8 +67,7 @@ def check_settings(settings: Settings) -> None:
 
 def login_hooks(state: service.MasterState) -> list:
     """After a successful login: open the SMTP relay for the client (POP-before-SMTP)."""
-    settings = relay.daemon_settings(state.settings.parser, state.settings.path("state_dir"),
-                                     state.log)
+    settings = state.relay
     if settings is None:
         return []
 

@@ -228,7 +228,12 @@ class Session:
         lock.acquire()
         try:
             files = maildir.list_messages(folder)
-            self.messages = [Message(f, maildir.message_size(folder, f)) for f in files]
+            # Sizes of files without ,W= come from the folder's disposable cache, so a login
+            # does not read every message (Postfix and most MTAs name files without sizes).
+            sizes = maildir.SizeCache(folder)
+            self.messages = [Message(f, sizes.get(folder, f)) for f in files]
+            sizes.keep_only({f.key for f in files})
+            sizes.save()
         except BaseException:
             lock.release()
             raise

@@ -13,6 +13,7 @@ import imapclient
 from conftest import Daemon, DaemonFactory, MailSite, wait_for
 
 IMAP_USERS = {"alice": "pw", "bob": "b0b pass", "carol": "c"}
+SHARED_PASSWORD = "s3cret pass"  # a space: every client must quote it
 TIMEOUT = 10.0
 _LITERAL_AT_END = re.compile(rb"\{(\d+)\}\r?\n$")
 
@@ -207,7 +208,7 @@ class SharedImapd:
     ACCOUNTS = 120
 
     def __init__(self, root: Path, extra: str = "", prefix: str = "u",
-                 password: str = "s3cret pass") -> None:  # a space: clients must quote it
+                 password: str = SHARED_PASSWORD) -> None:
         self.site = MailSite(root, root / "mail", root / "state", root / "run")
         for path in (self.site.mail, self.site.state, self.site.run):
             path.mkdir()

@@ -143,6 +143,19 @@ def test_expunge_waits_for_a_command_that_may_carry_it(pair):
     assert uid_map(b) == [(1, 1), (2, 3), (3, 4)] == uid_map(a)
 
 
+def test_copy_of_a_message_expunged_meanwhile(pair):
+    _server, a, b = pair
+    b.ok("CREATE Target")
+    a.ok("STORE 2 +FLAGS.SILENT (\\Deleted)")
+    a.ok("EXPUNGE")
+    lines, done = b.cmd("COPY 1:3 Target")  # B still counts 4: its message 2 is gone
+    assert done.split(b" ", 1)[1].startswith(b"NO [EXPUNGEISSUED] ")
+    assert b.ok("STATUS Target (MESSAGES)")[-1] == b"* STATUS Target (MESSAGES 0)\r\n"
+    b.ok("NOOP")
+    b.ok("COPY 1:3 Target")
+    assert b.ok("STATUS Target (MESSAGES)")[-1] == b"* STATUS Target (MESSAGES 3)\r\n"
+
+
 def test_uid_commands_may_carry_expunge(pair):
     _server, a, b = pair
     a.ok("STORE 1,3 +FLAGS.SILENT (\\Deleted)")
@@ -216,6 +229,7 @@ def test_recent_count_in_select_and_status(account):
     first = server.raw_login()
     lines = first.ok("SELECT INBOX")
     assert b"* 3 RECENT\r\n" in lines
+    assert first.ok("STATUS INBOX (RECENT)") == [b"* STATUS INBOX (RECENT 3)\r\n"]
     assert watcher.ok("STATUS INBOX (RECENT MESSAGES)") == [
         b"* STATUS INBOX (RECENT 0 MESSAGES 3)\r\n"]
     second = server.raw_login()

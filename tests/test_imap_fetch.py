@@ -283,13 +283,14 @@ def leaves(structure: list, path: str, out: list) -> None:
         for index, child in enumerate(children(structure), 1):
             leaves(child, f"{path}.{index}" if path else str(index), out)
         return
-    out.append((path or "1", structure))
+    number = path or "1"  # a message that is not multipart has only part 1, its body
+    out.append((number, structure))
     if structure[0].upper() == b"MESSAGE" and structure[1].upper() == b"RFC822":
         inner = structure[8]
         if isinstance(inner[0], list):
-            leaves(inner, path, out)
+            leaves(inner, number, out)
         else:
-            out.append((f"{path}.1", inner))
+            out.append((f"{number}.1", inner))
 
 
 def strip_extensions(structure: list) -> list:
@@ -318,8 +319,58 @@ def raw_header(data: bytes, name: bytes) -> bytes | None:
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_every_corpus_message(session, path):
-    number = number_of(path.stem)
-    stored = path.read_bytes()
+    check_message(session, number_of(path.stem), path.read_bytes())
+
+
+def nested(depth: int) -> bytes:
+    head = b"Subject: deep\nContent-Type: multipart/mixed; boundary=b0\n\n"
+    opening = b"".join(b"--b%d\nContent-Type: multipart/mixed; boundary=b%d\n\n" % (n, n + 1)
+                       for n in range(depth))
+    closing = b"".join(b"--b%d--\n" % n for n in range(depth, -1, -1))
+    return head + opening + b"--b%d\nContent-Type: text/plain\n\nbottom\n" % depth + closing
+
+
+SYNTHETIC = {
+    "no header": b"\nJust a body\n",
+    "no blank line": b"Subject: only a header",
+    "top-level message/rfc822": (b"Subject: outer\nContent-Type: message/rfc822\n\n"
+                                 b"Subject: inner\nFrom: a@example.org\n\ninner body\n"),
+    "rfc822 of a single part": (b"Subject: o\nContent-Type: multipart/mixed; boundary=z\n\n--z\n"
+                                b"Content-Type: message/rfc822\n\nSubject: i\n\ntext\n--z--\n"),
+    "part without headers": (b"Content-Type: multipart/mixed; boundary=x\n\n--x\n\n"
+                             b"no headers here\n--x\nContent-Type: text/html\n\n<p>\n--x--\n"),
+    "multipart without boundary": b"Content-Type: multipart/mixed\n\n--x\n\nhm\n--x--\n",
+    "boundary with spaces": (b'Content-Type: multipart/alternative; boundary="a b c"\n\n'
+                             b"--a b c\nContent-Type: text/plain\n\none\n--a b c\n"
+                             b"Content-Type: text/plain\n\ntwo\n--a b c--\n"),
+    "binary body": b"Subject: bin\nContent-Type: application/octet-stream\n\n\x00\x01\xff\n",
+    "crlf on disk": b"Subject: crlf\r\nContent-Type: text/plain\r\n\r\nline\r\n",
+    "long line": b"Subject: " + b"s" * 5000 + b"\n\n" + b"b" * 20000 + b"\n",
+    "deep nesting": nested(40),
+    "empty multipart": b"Content-Type: multipart/mixed; boundary=e\n\n--e--\n",
+    "param junk": (b'Content-Type: text/plain; ; charset="utf-8"; =x; name=\n'
+                   b"Content-Disposition: ;;\nContent-Language: ,\n\nx\n"),
+}
+
+
+@pytest.fixture(scope="module")
+def synthetic_server(corpus_server):
+    folder = corpus_server.site.mail / "alice" / ".Synthetic"
+    for number, data in enumerate(SYNTHETIC.values(), 1):
+        deliver(folder, data, subdir="cur", name=f"{1700000000 + number}.M{number}P9.syn:2,")
+    return corpus_server
+
+
+@pytest.mark.parametrize("name", list(SYNTHETIC))
+def test_odd_messages(synthetic_server, name):
+    client = synthetic_server.raw_login()
+    client.ok("EXAMINE Synthetic")
+    check_message(client, list(SYNTHETIC).index(name) + 1, SYNTHETIC[name])
+    client.ok("LOGOUT")
+
+
+def check_message(session: Raw, number: int, stored: bytes) -> None:
+    """What must hold for every message, whatever its MIME structure."""
     top = fetch(session, number, "RFC822.SIZE BODY.PEEK[] BODY.PEEK[HEADER] BODY.PEEK[TEXT] "
                 "RFC822.HEADER BODY BODYSTRUCTURE ENVELOPE")
     whole = top[b"BODY[]"]
