@@ -63,8 +63,7 @@ def make_handler(state: service.MasterState) -> Handler:
 
 def login_hooks(state: service.MasterState) -> list:
     """After a successful login: open the SMTP relay for the client (IMAP-before-SMTP)."""
-    settings = relay.daemon_settings(state.settings.parser, state.settings.path("state_dir"),
-                                     state.log)
+    settings = state.relay
     if settings is None:
         return []
 

@@ -111,3 +111,4 @@ INVALID_NAME = "Invalid mailbox name"
 READ_ONLY = ("Mailbox is read-only", "READ-ONLY")
 STORE_FAILED = ("Server error, try again later", "SERVERBUG")
 MAILBOX_BUSY = ("Mailbox is busy, try again later", "INUSE")
+EXPUNGE_ISSUED = ("Some of the messages were expunged meanwhile", "EXPUNGEISSUED")

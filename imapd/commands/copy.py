@@ -29,15 +29,17 @@ def transfer(session: Session, command: Command, move: bool) -> Result:
         raise ImapError(*r.READ_ONLY)
     tree = session.require_tree()
     name = "INBOX" if command.args.mailbox.upper() == "INBOX" else command.args.mailbox
-    targets = view.resolve(command.args.seqset, command.uid)
+    entries = [e for _seq, e in view.resolve(command.args.seqset, command.uid)]
+    if any(e.uid in view.gone for e in entries):
+        # Expunged by another session, the EXPUNGE not sent yet: copy none (RFC 5530).
+        raise ImapError(*r.EXPUNGE_ISSUED)
     with store_errors():
         if not tree.exists(name):
             raise ImapError(*r.TRYCREATE)
-        if not targets:
+        if not entries:
             return f"{'MOVE' if move else 'COPY'} completed"
         destination = Mailbox(tree.path(name))
         destination.sync()  # earlier deliveries get their UIDs before the copies do
-        entries = [e for _seq, e in targets]
         new_uids = destination.copy_in(view.mailbox, entries, move=move)
         validity = destination.sync().uidvalidity
     code = (f"COPYUID {validity} {SeqSet.from_values(e.uid for e in entries)} "

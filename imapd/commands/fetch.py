@@ -49,7 +49,7 @@ def cmd_fetch(session: Session, command: Command) -> Result:
             continue
         session.send(response)
     if failed:
-        return ("Some messages were expunged meanwhile", "EXPUNGEISSUED")
+        return r.EXPUNGE_ISSUED
     return "FETCH completed"
 
 

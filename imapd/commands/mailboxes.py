@@ -166,15 +166,15 @@ def cmd_status(session: Session, command: Command) -> Result:
 
 def status_line(session: Session, name: str, items: tuple[str, ...]) -> bytes:
     selected = session.selected
+    mine: set[int] = set()  # \Recent claimed by this session (moved out of new/)
     if selected is not None and selected.name == name:
         snap = selected.mailbox.sync(claim_recent=False)
-        mailbox = selected.mailbox
+        mine = selected.recent
     else:
-        mailbox = Mailbox(session.require_tree().path(name))
-        snap = mailbox.sync(claim_recent=False)
+        snap = Mailbox(session.require_tree().path(name)).sync(claim_recent=False)
     values = {
         "MESSAGES": len(snap.entries),
-        "RECENT": sum(1 for e in snap.entries if e.subdir == "new"),
+        "RECENT": sum(1 for e in snap.entries if e.subdir == "new" or e.uid in mine),
         "UIDNEXT": snap.uidnext,
         "UIDVALIDITY": snap.uidvalidity,
         "UNSEEN": sum(1 for e in snap.entries if "S" not in e.letters),
