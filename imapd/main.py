@@ -68,18 +68,7 @@ def login_hooks(state: service.MasterState) -> list:
         return []
 
     def open_relay(session: Session) -> None:
-        # LOGIN and AUTHENTICATE run the hooks before their tagged OK is written
-        # (imapd/commands/auth.py), so the relay work waits for the flush that sends it.
-        io = session.io
-
-        def flush_then_relay() -> None:
-            del io.flush  # back to LineIO.flush
-            try:
-                io.flush()
-            finally:
-                relay.open_relay(settings, session.address, session.log)
-
-        io.flush = flush_then_relay  # type: ignore[method-assign]
+        relay.open_relay(settings, session.address, session.log)
 
     return [open_relay]
 

@@ -48,7 +48,7 @@ from imapd.parser_mailbox import (
     parse_status,
 )
 from imapd.parser_search import And, Key, Not, Or, SearchArgs, SearchNode, parse_search
-from imapd.utf7 import decode_mutf7, encode_mutf7
+from common.utf7 import decode_mutf7, encode_mutf7
 
 __all__ = [
     "MACROS",

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from imapd.utf7 import decode_mutf7
+from common.utf7 import decode_mutf7
 
 __all__ = ["ATOM_RE", "MAX_DEPTH", "ParseError", "Reader", "SeqSet"]
 

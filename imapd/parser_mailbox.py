@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from imapd.parser_base import MAX_NUMBER64, ParseError, Reader, SeqSet
-from imapd.utf7 import decode_mutf7
+from common.utf7 import decode_mutf7
 
 __all__ = [
     "CreateArgs",

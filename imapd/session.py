@@ -73,6 +73,7 @@ class Session:
     tree: FolderTree | None = None
     selected: Selected | None = None
     enabled: set[str] = field(default_factory=set)
+    hooks_due: bool = False  # a login succeeded: run the after-login hooks once OK is sent
     bad_commands: int = 0
     auth_failures: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -215,6 +216,10 @@ class Session:
         return self.selected
 
     def dispatch_hooks(self) -> None:
+        """After-login work (the SMTP relay): runs once the tagged OK has been flushed, so the
+        client never waits for it."""
+        self.hooks_due = False
+        self.io.flush()
         for hook in self.services.after_login:
             with contextlib.suppress(Exception):
                 hook(self)

@@ -8,6 +8,7 @@ tagged completion (without EXPUNGE where RFC 3501 7.4.1 forbids it), and turns I
 
 from __future__ import annotations
 
+from common.proctitle import set_title
 from imapd import responses as r
 from imapd.commands import (append, auth, copy, fetch, general, idle, mailboxes, search, select,
                             store)
@@ -29,6 +30,7 @@ def dispatch(session: Session, command: Command) -> None:
     if session.state not in spec.states:
         session.bad_command(command.tag, f"{command.name} not allowed now")
         return
+    set_title("imapd", f"{session.user or '-'} {session.address} {command.name}")
     if spec.states == SELECTED:
         # The command acts on the mailbox as it is now: new messages and flags changed by
         # others are announced first (expunges wait for the report after, when allowed), so a
@@ -46,3 +48,5 @@ def dispatch(session: Session, command: Command) -> None:
     text, code = (result, "") if isinstance(result, str) else result
     report(session, command.uid or spec.may_expunge)
     session.send(r.tagged(command.tag, "OK", text, code))
+    if session.hooks_due:
+        session.dispatch_hooks()

@@ -12,6 +12,7 @@ import os
 import time
 
 from common.atomic import LockBusy
+from common.logs import printable
 from common.folders import DEFAULT_FOLDERS, FolderTree
 from common.lineio import LineTooLong
 from common.maildir import StoreError, user_maildir
@@ -79,7 +80,7 @@ def log_in(session: Session, user: str, password: str | None) -> Result:
     session.user, session.tree, session.state = user, tree, State.AUTHENTICATED
     services.stats.login("imap", os.getpid(), user, session.address, True)
     session.log.info("login user=%s", user)
-    session.dispatch_hooks()
+    session.hooks_due = True
     return (r.LOGGED_IN, f"CAPABILITY {r.capability_line()}")
 
 
@@ -94,10 +95,6 @@ def failed(session: Session, user: str) -> None:
         session.send(r.tagged("*", "NO", "Too many failed logins"))
         raise Abort("Too many failed logins")
     raise ImapError(*r.AUTH_FAILED)
-
-
-def printable(text: str) -> str:
-    return "".join(c if c.isprintable() and not c.isspace() else "?" for c in text)[:64]
 
 
 COMMANDS = {
