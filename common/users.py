@@ -204,8 +204,15 @@ class UserDB:
         return sorted(set(self._users) | set(self.inline))
 
 
-def add_or_update(path: Path, name: str, password: str, scheme: str = DEFAULT_SCHEME) -> bool:
-    """Add `name` or change its password; True when the user is new."""
+class UserLimitReached(UserFileError):
+    """Adding one more user would exceed the configured limit."""
+
+
+def add_or_update(path: Path, name: str, password: str, scheme: str = DEFAULT_SCHEME,
+                  limit: int | None = None) -> bool:
+    """Add `name` or change its password; True when the user is new. With `limit`, a new user
+    is refused (UserLimitReached) when the file already holds that many: checked under the lock,
+    so two racing ADDs cannot both take the last place."""
     check_username(name)
     entry = hash_password(password, scheme)
     with locked(path):
@@ -219,6 +226,8 @@ def add_or_update(path: Path, name: str, password: str, scheme: str = DEFAULT_SC
                 created = False
                 break
         else:
+            if limit is not None and sum(1 for ln in lines if parse_line(ln)) >= limit:
+                raise UserLimitReached(f"{limit} users")
             lines.append(f"{name}:{entry}\n")
         write_lines(path, lines)
     return created

@@ -60,8 +60,8 @@ class Accounts:
     def add(self, name: str, password: str) -> bool:
         """Create the user and its maildir, or change the password; True when the user is new.
 
-        The limit is checked before the users file's lock is taken, so two ADDs racing for the last
-        place may both get in: the limit is a guard against runaway scripts, not a quota.
+        The early check spares a maildir for a user who cannot be added; the exact check is the
+        one under the users file's lock.
         """
         new = not self.exists(name)
         if new and len(self.names()) >= self.max_users:
@@ -73,7 +73,9 @@ class Accounts:
             except (OSError, maildir.StoreError) as exc:
                 raise MaildirError(f"cannot create the maildir of {name}: {exc}") from None
         try:
-            return users.add_or_update(self.users_file, name, password)
+            return users.add_or_update(self.users_file, name, password, limit=self.max_users)
+        except users.UserLimitReached:
+            raise UserLimitError(f"{self.max_users} users") from None
         except (users.UserFileError, LockBusy) as exc:
             raise AccountError(str(exc)) from None
 

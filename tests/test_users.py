@@ -219,3 +219,25 @@ def test_twenty_processes_adding_users_lose_nothing(tmp_path):
 
 def test_module_default_scheme_is_strong():
     assert users.DEFAULT_SCHEME == "PBKDF2" and users.PBKDF2_ROUNDS >= 10000
+
+
+def test_user_limit_is_checked_under_the_lock(tmp_path: Path) -> None:
+    from multiprocessing import get_context
+
+    path = tmp_path / "users"
+    path.write_text("a:{PLAIN}x\nb:{PLAIN}x\n")
+    ctx = get_context("fork")
+    with ctx.Pool(8) as pool:
+        results = pool.starmap(_add_limited, [(str(path), f"u{n}") for n in range(8)])
+    assert results.count(True) == 1  # one place was left under the limit of 3
+    assert len([line for line in path.read_text().splitlines() if line]) == 3
+    with pytest.raises(users.UserLimitReached):
+        users.add_or_update(path, "late", "pw", limit=3)
+    assert users.add_or_update(path, "a", "new", limit=3) is False  # updates never count
+
+
+def _add_limited(path: str, name: str) -> bool:
+    try:
+        return users.add_or_update(Path(path), name, "pw", scheme="PLAIN", limit=3)
+    except users.UserLimitReached:
+        return False
