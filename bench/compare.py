@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import bigmailbox
 import load
 
 BENCH = Path(__file__).resolve().parent
@@ -45,6 +46,7 @@ OUR_DAEMONS = {"pop3": "pop3d", "imap": "imapd"}
 DOVECOT_PORTS = {"pop3": 21110, "imap": 21143}
 SESSION_TEXT = {"pop3": "USER, PASS, STAT, RETR 1, QUIT",
                 "imap": "LOGIN, SELECT INBOX, FETCH 1:* (FLAGS UID RFC822.SIZE), LOGOUT"}
+ISSUES = {"pop3": "issue 3", "imap": "issue 5"}   # whose targets print_targets checks
 MESSAGE_SIZES = (4000, 9000, 2500, 16000, 6000)   # bytes on disk, cycled over a user's messages
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 15.0
@@ -257,13 +259,15 @@ def system_dovecot_running() -> int:
 
 
 def start_dovecot(protocol: str, work: Path, mail: Path, users: int, tuned: bool,
-                  reference: Path) -> Server:
+                  reference: Path, extra_users: str = "") -> Server:
+    """The reference Dovecot on `mail` with users user0..user<users-1> plus `extra_users`
+    (space-separated), its configuration, pidfile and log in WORK/dovecot."""
     run = work / "dovecot"
     run.mkdir()
     ports = {name: port if port_free(port) else free_port() for name, port in DOVECOT_PORTS.items()}
-    env = dict(os.environ, BENCH_USERS=str(users), EXTRA_USERS="",
+    env = dict(os.environ, BENCH_USERS=str(users), EXTRA_USERS=extra_users,
                POP3_PORT=str(ports["pop3"]), IMAP_PORT=str(ports["imap"]),
-               INSTANCE_NAME=f"maildaemons-bench-{os.getpid()}")
+               INSTANCE_NAME=f"maildaemons-bench-{os.getpid()}-{work.name}")
     command = ["bash", str(reference / "start.sh"), *(["--tuned"] if tuned else []),
                str(mail), str(run)]
     log_path = run / "dovecot.log"
@@ -443,7 +447,7 @@ def print_table(protocol: str, servers: list[Server], rates: list[RateRow], hold
                   f"{h.pss_per_conn_mib:>5.2f} MiB {errors_text(h.errors):>4}")
             if h.errors:
                 print(f"  {h.server} hold errors: {h.errors}")
-    print_targets(ours, ref, rates, holds)
+    print_targets(protocol, ours, ref, rates, holds)
 
 
 def fmt_rate(row: RateRow | None) -> str:
@@ -453,15 +457,18 @@ def fmt_rate(row: RateRow | None) -> str:
             f"{errors_text(row.errors):>4} {row.other_cpu_pct:>4.0f}")
 
 
-def print_targets(ours: Server, ref: Server | None, rates: list[RateRow],
+def print_targets(protocol: str, ours: Server, ref: Server | None, rates: list[RateRow],
                   holds: list[HoldRow]) -> None:
-    """Issue 3's targets, each PASS or FAIL."""
+    """The issue's targets, each PASS or FAIL: issue 3 for POP3, issue 5 for IMAP (rates at 4
+    and 16 clients at least Dovecot's, 1000 held connections; the 1-client p50 and the PSS per
+    connection are issue 3's and shown for IMAP as information)."""
+    issue = ISSUES[protocol]
     by_key = {(r.server, r.clients): r for r in rates}
     if ref is not None and "tuned" in ref.label:
-        print("\ntargets (issue 3 sets them against Dovecot's default model; against the tuned "
+        print(f"\ntargets ({issue} sets them against Dovecot's default model; against the tuned "
               "one they are the roadmap's):")
     else:
-        print(f"\ntargets ({'issue 3' if ours.name == 'pop3d' else 'those of issue 3'}):")
+        print(f"\ntargets ({issue}):")
 
     def verdict(ok: bool) -> str:
         return "PASS" if ok else "FAIL"
@@ -476,8 +483,12 @@ def print_targets(ours: Server, ref: Server | None, rates: list[RateRow],
                       f"{b.rate:.1f}/s, no error: {verdict(a.rate >= b.rate and not a.errors)}")
         a, b = by_key.get((ours.name, 1)), by_key.get((ref.name, 1))
         if a and b:
-            print(f"   1 client:  {ours.name} p50 {a.p50_ms:.2f} ms < {ref.name} p50 "
-                  f"{b.p50_ms:.2f} ms: {verdict(a.p50_ms < b.p50_ms)}")
+            if protocol == "pop3":
+                print(f"   1 client:  {ours.name} p50 {a.p50_ms:.2f} ms < {ref.name} p50 "
+                      f"{b.p50_ms:.2f} ms: {verdict(a.p50_ms < b.p50_ms)}")
+            else:
+                print(f"   1 client:  {ours.name} p50 {a.p50_ms:.2f} ms, {ref.name} p50 "
+                      f"{b.p50_ms:.2f} ms (not a target of {issue})")
     for h in holds:
         if h.server != ours.name:
             continue
@@ -485,8 +496,12 @@ def print_targets(ours: Server, ref: Server | None, rates: list[RateRow],
         print(f"  hold {h.wanted}: {h.held} held, {h.noop_ok} NOOP ok, "
               f"{sum(h.errors.values())} errors: {verdict(clean and h.wanted >= 1000)}"
               + ("" if h.wanted >= 1000 else " (the target is 1000)"))
-        print(f"  PSS per held connection {h.pss_per_conn_mib:.2f} MiB <= 4 MiB: "
-              f"{verdict(0 < h.pss_per_conn_mib <= 4.0)}")
+        if protocol == "pop3":
+            print(f"  PSS per held connection {h.pss_per_conn_mib:.2f} MiB <= 4 MiB: "
+                  f"{verdict(0 < h.pss_per_conn_mib <= 4.0)}")
+        else:
+            print(f"  PSS per held connection {h.pss_per_conn_mib:.2f} MiB (issue 3's bound for "
+                  "POP3 is 4 MiB; not a target of issue 5)")
 
 
 # -- main -----------------------------------------------------------------------------------------
@@ -521,7 +536,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "default 0: unchanged)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    big = parser.add_argument_group("big mailbox (IMAP, issue 5; see bench/bigmailbox.py)")
+    big.add_argument("--big", type=int, default=0, metavar="N",
+                     help="after the rest, one user with N messages: cold and warm LOGIN+SELECT, "
+                          "UID FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE), random BODY[] "
+                          "(default 0: skipped)")
+    big.add_argument("--big-only", action="store_true",
+                     help="only the big mailbox (no rates, no hold test)")
+    big.add_argument("--big-passes", type=int, default=3,
+                     help="sessions per server, the first cold (default 3)")
+    big.add_argument("--big-bodies", type=int, default=50,
+                     help="random BODY[] fetches per session (default 50)")
     args = parser.parse_args(argv)
+    if args.big and args.protocol != "imap":
+        parser.error("--big is IMAP only (--protocol imap)")
+    if args.big_only and not args.big:
+        parser.error("--big-only needs --big N")
+    args.big_passes = max(1, args.big_passes)
+    if args.big_only:
+        args.clients, args.hold = "", 0
     args.client_counts = [int(c) for c in args.clients.split(",") if c.strip()]
     args.rounds = max(1, args.rounds)
     args.users = max(args.users, args.hold, max(args.client_counts, default=1))
@@ -535,9 +568,12 @@ def machine_header(protocol: str, args: argparse.Namespace) -> str:
             if text.startswith("model name"):
                 model = text.split(":", 1)[1].strip()
                 break
-    return (f"maildaemons bench/compare.py: {protocol}, {args.users} users x {args.messages} "
-            f"messages, {args.duration:g} s per run"
-            + (f" in {args.rounds} alternating rounds" if args.rounds > 1 else "")
+    if args.client_counts or args.hold:
+        what = (f"{args.users} users x {args.messages} messages, {args.duration:g} s per run"
+                + (f" in {args.rounds} alternating rounds" if args.rounds > 1 else ""))
+    else:
+        what = f"big mailbox of {args.big} messages only"
+    return (f"maildaemons bench/compare.py: {protocol}, {what}"
             + (f", niceness {args.nice} (own sessions)" if args.nice else "")
             + f", {os.cpu_count()} CPUs ({model}), Linux {platform.release()}, "
             f"Python {platform.python_version()}")
@@ -555,70 +591,31 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     work = Path(tempfile.mkdtemp(prefix="maildaemons-bench-"))
     work.chmod(0o755)   # Dovecot's unprivileged processes must reach the maildirs
-    servers: list[Server] = []
+    servers: list[Server] = []     # every server started, stopped at the end whatever happens
     rates: list[RateRow] = []
     holds: list[HoldRow] = []
+    big: bigmailbox.BigResult | None = None
+    header = machine_header(protocol, args)
     try:
-        users = load.user_names(args.users)
-        mail = work / "mail"
         log(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-        log(f"seeding {len(users)} users x {args.messages} messages in {mail}")
-        seed_maildirs(mail, users, args.messages)
-        servers.append(start_ours(protocol, work, mail, users, args.profile, args.cprofile))
-        if args.nice:
-            set_priority(servers[-1].pid, args.nice)
-        log(f"{servers[0].name} pid {servers[0].pid} on 127.0.0.1:{servers[0].port}")
-        dovecot_reason = want_dovecot(args)
-        if dovecot_reason:
-            log(f"Dovecot not measured: {dovecot_reason}")
-        else:
-            servers.append(start_dovecot(protocol, work, mail, len(users), args.tuned,
-                                         args.reference))
-            if args.nice:
-                for pid in load.descendants(servers[-1].pid):
-                    set_priority(pid, args.nice)
-        if not args.no_warmup:
-            for server in servers:
-                warm = measure_rate(protocol, server, 4, 120.0, users,
-                                    max_sessions=-(-len(users) // 4))
-                log(f"warm-up {server.name}: {warm.sessions} sessions, {warm.rate:.1f}/s, "
-                    f"errors {warm.errors or 0}")
-        for clients in args.client_counts:
-            # Rounds alternate between the servers, so a burst of load from elsewhere on the
-            # machine does not land on one of them only.
-            totals: dict[str, Measured] = {}
-            for _round in range(args.rounds):
-                for server in servers:
-                    part = measure_round(protocol, server, clients, args.duration / args.rounds,
-                                         users)
-                    if server.name in totals:
-                        total = totals[server.name]
-                        total.result.merge(part.result)
-                        total.server_cpu += part.server_cpu
-                        total.other_cpu += part.other_cpu
-                    else:
-                        totals[server.name] = part
-            for server in servers:
-                row = to_row(server, totals[server.name])
-                rates.append(row)
-                log(f"{server.name} {clients} clients: {row.rate:.1f}/s p50 {row.p50_ms:.2f} ms "
-                    f"p99 {row.p99_ms:.2f} ms cpu {row.server_cpu_ms:.2f} ms/session "
-                    f"(client {row.client_cpu_ms:.2f}) other {row.other_cpu_pct:.0f}% "
-                    f"errors {row.errors or 0}")
-        if args.hold:
-            for server in servers:
-                hold = measure_hold(protocol, server, users[: args.hold])
-                holds.append(hold)
-                log(f"{server.name} hold: {hold.held}/{hold.wanted} held, {hold.noop_ok} NOOP ok, "
-                    f"{hold.pss_per_conn_mib:.2f} MiB PSS per connection, errors "
-                    f"{hold.errors or 0}")
-        print()
-        print_table(protocol, servers, rates, holds, machine_header(protocol, args))
+        if args.client_counts or args.hold:
+            measured = run_rates_and_holds(args, work, servers, rates, holds)
+            print()
+            print_table(protocol, measured, rates, holds, header)
+            for server in measured:   # before the big mailbox: idle, but not in its way
+                server.stop()
+        if args.big:
+            big = run_big(args, work, servers)
+            if not (args.client_counts or args.hold):
+                print()
+                print(header)
+            bigmailbox.print_big(big)
         if args.json:
             args.json.write_text(json.dumps({
-                "header": machine_header(protocol, args),
+                "header": header,
                 "servers": [s.label for s in servers],
-                "rates": [asdict(r) for r in rates], "holds": [asdict(h) for h in holds]},
+                "rates": [asdict(r) for r in rates], "holds": [asdict(h) for h in holds],
+                "big": big.to_json() if big is not None else None},
                 indent=1))
     except KeyboardInterrupt:
         log("interrupted: stopping everything")
@@ -634,6 +631,112 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def start_servers(args: argparse.Namespace, work: Path, mail: Path, users: list[str],
+                  dovecot_mail: Path, dovecot_users: int, extra_users: str,
+                  profile: Path | None, servers: list[Server]) -> list[Server]:
+    """Our daemon on `mail`, then the reference Dovecot on `dovecot_mail` when it can run; each
+    is appended to `servers` as soon as it runs (so it is stopped whatever happens next)."""
+    started = [start_ours(args.protocol, work, mail, users, profile, args.cprofile)]
+    servers.append(started[0])
+    if args.nice:
+        set_priority(started[0].pid, args.nice)
+    log(f"{started[0].name} pid {started[0].pid} on 127.0.0.1:{started[0].port}")
+    dovecot_reason = want_dovecot(args)
+    if dovecot_reason:
+        log(f"Dovecot not measured: {dovecot_reason}")
+    else:
+        started.append(start_dovecot(args.protocol, work, dovecot_mail, dovecot_users,
+                                     args.tuned, args.reference, extra_users))
+        servers.append(started[-1])
+        if args.nice:
+            for pid in load.descendants(started[-1].pid):
+                set_priority(pid, args.nice)
+    return started
+
+
+def run_rates_and_holds(args: argparse.Namespace, work: Path, servers: list[Server],
+                        rates: list[RateRow], holds: list[HoldRow]) -> list[Server]:
+    """Session rates per client count, then the hold test, against each server in turn."""
+    protocol = args.protocol
+    users = load.user_names(args.users)
+    mail = work / "mail"
+    log(f"seeding {len(users)} users x {args.messages} messages in {mail}")
+    seed_maildirs(mail, users, args.messages)
+    started = start_servers(args, work, mail, users, mail, len(users), "", args.profile,
+                            servers)
+    if not args.no_warmup:
+        for server in started:
+            warm = measure_rate(protocol, server, 4, 120.0, users,
+                                max_sessions=-(-len(users) // 4))
+            log(f"warm-up {server.name}: {warm.sessions} sessions, {warm.rate:.1f}/s, "
+                f"errors {warm.errors or 0}")
+    for clients in args.client_counts:
+        # Rounds alternate between the servers, so a burst of load from elsewhere on the
+        # machine does not land on one of them only.
+        totals: dict[str, Measured] = {}
+        for _round in range(args.rounds):
+            for server in started:
+                part = measure_round(protocol, server, clients, args.duration / args.rounds,
+                                     users)
+                if server.name in totals:
+                    total = totals[server.name]
+                    total.result.merge(part.result)
+                    total.server_cpu += part.server_cpu
+                    total.other_cpu += part.other_cpu
+                else:
+                    totals[server.name] = part
+        for server in started:
+            row = to_row(server, totals[server.name])
+            rates.append(row)
+            log(f"{server.name} {clients} clients: {row.rate:.1f}/s p50 {row.p50_ms:.2f} ms "
+                f"p99 {row.p99_ms:.2f} ms cpu {row.server_cpu_ms:.2f} ms/session "
+                f"(client {row.client_cpu_ms:.2f}) other {row.other_cpu_pct:.0f}% "
+                f"errors {row.errors or 0}")
+    if args.hold:
+        for server in started:
+            hold = measure_hold(protocol, server, users[: args.hold])
+            holds.append(hold)
+            log(f"{server.name} hold: {hold.held}/{hold.wanted} held, {hold.noop_ok} NOOP ok, "
+                f"{hold.pss_per_conn_mib:.2f} MiB PSS per connection, errors "
+                f"{hold.errors or 0}")
+    return started
+
+
+def run_big(args: argparse.Namespace, work: Path, servers: list[Server]) -> bigmailbox.BigResult:
+    """The big mailbox (bench/bigmailbox.py): one user, each server its own copy of the same
+    messages, `--big-passes` sessions per server alternating between them, the first cold."""
+    base = work / "big"
+    base.mkdir()
+    user = bigmailbox.big_user(args.big)
+    dovecot_reason = want_dovecot(args)
+    ours_mail, dovecot_mail = base / "mail-ours", base / "mail-dovecot"
+    folders = [ours_mail / user] + ([] if dovecot_reason else [dovecot_mail / user])
+    log(f"seeding {args.big} messages for {user}, {len(folders)} copies, in {base}")
+    seeded = bigmailbox.seed_big(folders, user, args.big)
+    log(f"seeded {seeded.bytes / 2**20:.0f} MiB per copy in {seeded.seconds:.1f} s; sync")
+    os.sync()   # the seeding's writeback must not run during the measurements
+    profile = args.profile / "big" if args.profile else None
+    started = start_servers(args, base, ours_mail, [user], dovecot_mail, 0, user, profile,
+                            servers)
+    result = bigmailbox.BigResult(seeded, [s.name for s in started], [s.label for s in started],
+                                  note=f"Dovecot not measured: {dovecot_reason}"
+                                  if dovecot_reason else "")
+    for index in range(1, args.big_passes + 1):
+        for server in started:
+            wait_quiet(server)
+            time.sleep(0.5)
+            done = bigmailbox.run_pass(server.name, server.port, server.pid, user, index,
+                                       args.big_bodies, lambda s=server: wait_quiet(s))
+            result.passes.append(done)
+            log(f"big {server.name} pass {index}: LOGIN+SELECT {done.login_select:.3f} s, "
+                f"UID FETCH {done.uid_fetch:.3f} s, {args.big_bodies} BODY[] "
+                f"{done.bodies:.3f} s, server CPU {done.server_cpu:.2f} s, "
+                f"errors {len(done.errors)}")
+    for server in started:
+        server.stop()
+    return result
 
 
 def autogroup_enabled() -> bool:

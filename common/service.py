@@ -81,6 +81,15 @@ class MasterState:
         self.log.info("configuration reloaded")
 
 
+def check_relay(settings: Settings) -> None:
+    """Start-up and HUP check for daemons that open the relay: a bad [relay] is refused here,
+    not discovered in every child."""
+    try:
+        relay.RelaySettings.from_config(settings.parser, settings.path("state_dir"))
+    except relay.RelayConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def overrides(protocol: Protocol, args: dict[str, Any]) -> dict[str, str | None]:
     mapping = {**COMMON_FLAGS, **protocol.flags}
     result: dict[str, str | None] = {}

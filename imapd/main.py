@@ -75,6 +75,7 @@ def login_hooks(state: service.MasterState) -> list:
 
 PROTOCOL = service.Protocol(
     name="imap", daemon="imapd", make_handler=make_handler, busy_reply=busy_reply,
+    check=service.check_relay,
     flags={"-l": "listen", "-p": "port"},
     int_keys=("port", "max_children", "max_per_address", "idle_timeout", "max_line",
               "max_literal"),

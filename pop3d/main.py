@@ -58,11 +58,11 @@ def make_handler(state: service.MasterState) -> Handler:
 
 
 def check_settings(settings: Settings) -> None:
-    """Start-up and HUP: a bad [relay] section is refused here, not in every child."""
-    try:
-        relay.RelaySettings.from_config(settings.parser, settings.path("state_dir"))
-    except relay.RelayConfigError as exc:
-        raise ConfigError(str(exc)) from None
+    """Start-up and HUP: [relay], and the CAPA values that must be numbers."""
+    service.check_relay(settings)
+    delay = settings.get("login_delay")
+    if delay and not (delay.isascii() and delay.isdigit()):
+        raise ConfigError(f"setting login_delay must be a whole number of seconds, not {delay!r}")
 
 
 def login_hooks(state: service.MasterState) -> list:
