@@ -394,6 +394,7 @@ class BigResult:
     seeded: Seeded
     servers: list[str]                       # ours first
     labels: list[str]
+    bodies: int                              # BODY[] fetches per pass
     passes: list[Pass] = field(default_factory=list)
     note: str = ""
 
@@ -402,6 +403,7 @@ class BigResult:
 
     def to_json(self) -> dict:
         return {"seeded": asdict(self.seeded), "servers": self.labels, "note": self.note,
+                "bodies": self.bodies,
                 "passes": [asdict(p) for p in self.passes]}
 
 
@@ -413,7 +415,7 @@ def warm(passes: list[Pass], attr: str) -> float | None:
 STEPS = (("login_select", "LOGIN + SELECT INBOX"),
          ("uid_fetch", "UID FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE)"),
          ("select_and_fetch", "  SELECT + UID FETCH (the target)"),
-         ("bodies", "50 x UID FETCH <random> BODY[]"),
+         ("bodies", "{bodies} x UID FETCH <random uid> BODY[]"),
          ("server_cpu", "server CPU of the whole session"))
 
 
@@ -424,6 +426,7 @@ def print_big(result: BigResult) -> None:
           f"{seeded.bytes / 2**20:.0f} MiB per copy (mean {mean:.1f} KiB), seeded in "
           f"{seeded.seconds:.1f} s; each server its own copy;\n seconds per step; pass 1 cold "
           "(only the files, all in new/, in the page cache), then warm")
+    print(" servers: " + "; ".join(result.labels))
     if result.note:
         print(f"  ({result.note})")
     ours = result.servers[0]
@@ -431,14 +434,15 @@ def print_big(result: BigResult) -> None:
     count = max((p.index for p in result.passes), default=0)
     cols = " ".join(["cold", *(f"warm{i}" for i in range(2, count + 1))])
     width = 8 * count - 1
-    title = f"{'':48} | {result.labels[0][:width]:^{width}}"
+    title = f"{'':48} | {ours:^{width}}"
     line = f"{'step':48} | " + " ".join(f"{c:>7}" for c in cols.split())
     if ref is not None:
-        title += f" | {result.labels[1][:width]:^{width}} | {'ours/dovecot':^15}"
+        title += f" | {ref:^{width}} | {'ours/dovecot':^15}"
         line += " | " + " ".join(f"{c:>7}" for c in cols.split()) + f" | {'cold':>7} {'warm':>7}"
     print(title)
     print(line)
     for attr, text in STEPS:
+        text = text.format(bodies=result.bodies)
         mine = result.of(ours)
         row = f"{text:48} | " + " ".join(f"{getattr(p, attr):7.3f}" for p in mine)
         if ref is not None:

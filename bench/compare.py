@@ -721,7 +721,7 @@ def run_big(args: argparse.Namespace, work: Path, servers: list[Server]) -> bigm
     started = start_servers(args, base, ours_mail, [user], dovecot_mail, 0, user, profile,
                             servers)
     result = bigmailbox.BigResult(seeded, [s.name for s in started], [s.label for s in started],
-                                  note=f"Dovecot not measured: {dovecot_reason}"
+                                  args.big_bodies, note=f"Dovecot not measured: {dovecot_reason}"
                                   if dovecot_reason else "")
     for index in range(1, args.big_passes + 1):
         for server in started:

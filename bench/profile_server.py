@@ -1,7 +1,7 @@
 """Run a daemon of ours with per-child measurements, for the benchmark (daemon code unchanged).
 
     python bench/profile_server.py run DIR [--cprofile] [--gc-freeze] pop3d -- -f -p 21111 ...
-    python bench/profile_server.py report DIR [--top 30]
+    python bench/profile_server.py report DIR [--top 30] [--per-child]
 
 `run` imports the daemon's module (pop3d -> pop3d.main, imapd -> imapd.main), wraps
 `common.server.ForkingServer` and `os.fork`, and then calls the daemon's own `main`. Each child
@@ -72,6 +72,49 @@ TIMED = {
         "common.server:ForkingServer.on_sigchld",
         "common.server:ForkingServer._bury",
         "common.server:ForkingServer._dispatch_signals",
+    ],
+    # imapd: where a session's time goes, down to what one message of a big FETCH costs
+    # (`report --per-child` shows each session on its own, e.g. the big mailbox's cold and warm
+    # passes). Not cmd_fetch and the other handlers: COMMANDS holds them directly, `dispatch`
+    # times them all.
+    "imapd": [
+        "imapd.commands:dispatch",
+        "imapd.commands.auth:log_in",
+        "common.users:UserDB.verify",
+        "imapd.commands.select:open_mailbox",
+        "imapd.selected:Selected.open",
+        "imapd.selected:Selected.refresh",
+        "imapd.selected:Selected.resolve",
+        "imapd.selected:folder_stamp",
+        "common.mailbox:Mailbox.sync",
+        "common.mailbox:Mailbox.scan",
+        "common.mailbox:Mailbox._claim_new",
+        "common.mailbox:Mailbox._locked_scan",
+        "common.mailbox:Mailbox._reconcile",
+        "common.mailbox:Mailbox._snapshot",
+        "common.maildir:list_messages",
+        "common.uidlist:UidStore.read",
+        "common.uidlist:parse",
+        "common.uidlist:UidList.serialize",
+        "common.atomic:atomic_write",
+        "imapd.commands.fetch:mark_seen",
+        "common.mailbox:Mailbox.set_letters",
+        "common.mailbox:Mailbox.commit_flags",
+        "imapd.commands.fetch:load",
+        "common.mailbox:Mailbox.read",
+        "common.maildir:read_message",
+        "common.maildir:to_crlf",
+        "imapd.message:MessageView.envelope",
+        "imapd.envelope:render_envelope",
+        "imapd.commands.fetch:render",
+        "imapd.commands.fetch:section_data",
+        "imapd.selected:Selected.flags_of",
+        "common.mailbox:Mailbox.size",
+        "common.maildir:SizeCache.get",
+        "common.maildir:crlf_size",
+        "common.maildir:SizeCache.save",
+        "common.lineio:LineIO.flush",
+        "imapd.session:Session.end",
     ],
 }
 TIMERS: dict[str, list[float]] = {}   # name -> [calls, wall seconds, CPU seconds of the thread]
@@ -252,10 +295,12 @@ def median_ms(values: list[float]) -> str:
     return f"{statistics.median(values) * 1000:.3f}" if values else "-"
 
 
-def report(out_dir: Path, top: int) -> None:
+def report(out_dir: Path, top: int, per_child: bool = False) -> None:
     path = out_dir / "children.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     print(f"children measured: {len(rows)}")
+    if per_child and rows:
+        report_per_child(rows)
     if rows:
         for key in ("fork_to_python", "fork_to_child", "child_to_greeting", "child_wall",
                     "child_cpu", "cpu_since_fork"):
@@ -305,6 +350,25 @@ def report(out_dir: Path, top: int) -> None:
         stats.sort_stats("cumulative").print_stats(top)
 
 
+def report_per_child(rows: list[dict]) -> None:
+    """Each child (session) in a column of its own, in the order they ended: wall ms / calls."""
+    shown = rows[:8]
+    print("per child, in the order the sessions ended (wall ms, calls; inclusive):")
+    print(f"  {'':44}" + "".join(f" {('pid ' + str(r['pid'])):>18}" for r in shown))
+    print(f"  {'handler wall / CPU ms':44}" + "".join(
+        f" {r['child_wall'] * 1000:>9.1f}/{r['child_cpu'] * 1000:<8.1f}" for r in shown))
+    names = sorted({n for r in shown for n in r.get("timers", {})},
+                   key=lambda n: -max(r.get("timers", {}).get(n, [0, 0.0])[1] for r in shown))
+    for name in names:
+        cells = []
+        for r in shown:
+            calls, wall, _cpu = r.get("timers", {}).get(name, [0, 0.0, 0.0])
+            cells.append(f" {wall * 1000:>9.1f} {int(calls):>8}" if calls else f" {'-':>18}")
+        print(f"  {name[-44:]:44}" + "".join(cells))
+    if len(rows) > len(shown):
+        print(f"  ({len(rows) - len(shown)} more children not shown)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -318,9 +382,11 @@ def main(argv: list[str] | None = None) -> int:
     rep = sub.add_parser("report")
     rep.add_argument("dir", type=Path)
     rep.add_argument("--top", type=int, default=30)
+    rep.add_argument("--per-child", action="store_true",
+                     help="also each child's timers in a column of its own (first 8 children)")
     args = parser.parse_args(argv)
     if args.mode == "report":
-        report(args.dir, args.top)
+        report(args.dir, args.top, args.per_child)
         return 0
     module = importlib.import_module(MODULES[args.daemon])
     install(args.dir, args.cprofile, args.daemon)

@@ -4,6 +4,11 @@ Replies are buffered and flushed in one write just before the child blocks for m
 pipelined batch of commands (RFC 2449 PIPELINING, IMAP clients) gets its replies together and no
 reply is written in pieces (Nagle plus delayed ACK would add 40 ms to each). The child's wakeup fd
 is polled with the socket, so a TERM from the master interrupts a wait for input, never a command.
+
+Optionally the stream is compressed both ways (IMAP COMPRESS=DEFLATE, RFC 4978): raw DEFLATE
+(zlib wbits -15), each flush ending in a Z_SYNC_FLUSH so the client can decode every reply at
+once. It starts with `start_compression()` once the command's tagged OK is on the wire; the limits
+apply to the decompressed data, and byte counts are what crossed the wire.
 """
 
 from __future__ import annotations
@@ -12,9 +17,14 @@ import contextlib
 import os
 import select
 import socket
+import zlib
 
 RECV_SIZE = 65536
 FLUSH_THRESHOLD = 65536
+# Decompressed input is produced at most this much at a time, so a small compressed line that
+# expands enormously is cut by the line limit, not held in memory whole.
+INFLATE_CHUNK = 1 << 20
+DEFLATE_LEVEL = 6
 
 
 class ConnectionClosed(Exception):
@@ -33,6 +43,10 @@ class LineTooLong(Exception):
     """A line exceeded the limit; the rest of it up to its newline was read and discarded."""
 
 
+class CompressionError(Exception):
+    """The client's compressed stream cannot be decoded: the session cannot go on."""
+
+
 class LineIO:
     """Line reader and buffered writer over a connected, blocking socket."""
 
@@ -49,6 +63,8 @@ class LineIO:
         self._inbuf = bytearray()
         self._outbuf: list[bytes] = []
         self._outlen = 0
+        self._deflate: zlib._Compress | None = None
+        self._inflate: zlib._Decompress | None = None
         self._poll = select.poll()
         self._poll.register(sock.fileno(), select.POLLIN | select.POLLPRI)
         if interrupt_fd is not None:
@@ -81,11 +97,11 @@ class LineIO:
         return data
 
     def has_buffered_input(self) -> bool:
-        return bool(self._inbuf)
+        return bool(self._inbuf) or self._inflate_pending()
 
     def wait_readable(self, timeout: float) -> bool:
         """True when input is waiting (buffered or on the socket) within `timeout` seconds."""
-        if self._inbuf:
+        if self.has_buffered_input():
             return True
         self.flush()
         return self._wait(timeout)
@@ -102,6 +118,9 @@ class LineIO:
 
     def _fill(self) -> None:
         self.flush()
+        if self._inflate_pending():
+            self._inflate_into(b"")
+            return
         if not self._wait(self.timeout):
             raise SessionTimeout
         try:
@@ -111,12 +130,46 @@ class LineIO:
         if not data:
             raise ConnectionClosed("EOF")
         self.bytes_in += len(data)
-        self._inbuf += data
+        if self._inflate is None:
+            self._inbuf += data
+        else:
+            self._inflate_into(data)
+
+    # -- compression (RFC 4978) ----------------------------------------------------------------
+
+    @property
+    def compressed(self) -> bool:
+        return self._deflate is not None
+
+    def start_compression(self) -> None:
+        """Compress everything written and decompress everything read from now on. Whatever
+        the client sent after the command is already compressed data."""
+        self.flush()
+        self._deflate = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -15)
+        self._inflate = zlib.decompressobj(-15)
+        early = bytes(self._inbuf)
+        self._inbuf.clear()
+        if early:
+            self._inflate_into(early)
+
+    def _inflate_pending(self) -> bool:
+        return self._inflate is not None and bool(self._inflate.unconsumed_tail)
+
+    def _inflate_into(self, data: bytes) -> None:
+        if self._inflate is None:
+            raise RuntimeError("compression is not active")
+        try:
+            self._inbuf += self._inflate.decompress(self._inflate.unconsumed_tail + data,
+                                                    INFLATE_CHUNK)
+        except zlib.error as exc:
+            raise CompressionError(str(exc)) from None
+        if self._inflate.eof:
+            raise ConnectionClosed("compressed stream ended")
 
     def _wait(self, timeout: float) -> bool:
         """Wait for the socket; raise Interrupted when the wakeup fd fires first."""
         pending = getattr(self.sock, "pending", None)
-        if pending is not None and pending():
+        if (pending is not None and pending()) or self._inflate_pending():
             return True
         events = self._poll.poll(max(0.0, timeout) * 1000.0)
         if not events:
@@ -141,6 +194,8 @@ class LineIO:
         data = b"".join(self._outbuf)
         self._outbuf.clear()
         self._outlen = 0
+        if self._deflate is not None:
+            data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
         try:
             self.sock.sendall(data)
         except (ConnectionError, TimeoutError, OSError) as exc:

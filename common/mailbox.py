@@ -249,8 +249,11 @@ class Mailbox:
         return False
 
     def _reconcile(self, current: UidList, locations: dict[str, tuple[str, str]]) -> None:
-        for key in [k for k in current.records if k not in locations]:
-            del current.records[key]
+        gone = [k for k in current.records if k not in locations]
+        if gone:
+            # Removed by another program (or moved out by MOVE): an expunge, with its own
+            # MODSEQ and tombstones, as an EXPUNGE by a session would be (RFC 7162 3.2.7).
+            current.bury([current.records.pop(key).uid for key in gone])
         fresh = sorted((k for k in locations if k not in current.records),
                        key=lambda k: maildir.sort_key(MessageFile(*locations[k])))
         for key in fresh:
@@ -419,11 +422,18 @@ class Mailbox:
                 removed.append(entry)
         if removed:
             with self.uids.update() as current:
-                for entry in removed:
-                    current.records.pop(entry.key, None)
-                current.next_modseq()
+                uids = [current.records.pop(e.key).uid for e in removed if e.key in current.records]
+                if uids:
+                    current.bury(uids)
             self._dir_stamp = None
         return removed
+
+    def vanished_since(self, modseq: int) -> list[tuple[int, int]] | None:
+        """UID ranges expunged after `modseq` (QRESYNC), or None when that is no longer known."""
+        current = self.uids.read()
+        if current is None:
+            return []
+        return current.vanished_since(modseq)
 
     def counts(self) -> tuple[int, int, int]:
         """(messages, recent, unseen) without claiming anything: for STATUS."""

@@ -3,14 +3,22 @@
 File `maildaemons-uidlist` in the folder, changed only under the NFS-safe link lock and replaced by
 atomic rename (common/atomic.py). Format, one record a line after the header:
 
-    M1 V<uidvalidity> N<uidnext> H<highestmodseq>
+    M1 V<uidvalidity> N<uidnext> H<highestmodseq>[ E<horizon>]
     <uid> <modseq> <flags or -> <key>
+    - <modseq> <low uid>[:<high uid>]
+
 
 `key` is the Maildir name up to ':' (the message's identity; it never changes) and `flags` the
 letters of its `:2,` info as last seen, so a flag change made by any program is noticed and gets a
 new MODSEQ (RFC 7162). UIDs are strictly ascending and never reused; UIDVALIDITY stays the same
 for the life of the folder. A folder that Dovecot served keeps Dovecot's UIDs: when our file is
 missing, `dovecot-uidlist` (versions 1 and 3) is imported once.
+
+Lines starting `- ` are tombstones for QRESYNC (RFC 7162 3.2): the UIDs expunged at a MODSEQ, so
+a client can learn which of its UIDs vanished since the MODSEQ it last saw. Every expunge takes a
+new MODSEQ. At most MAX_TOMBSTONES lines are kept; when older ones are dropped, `E<horizon>` says
+up to which MODSEQ the list is no longer complete (`vanished_since` then answers None and the
+caller falls back to "every UID that is not here").
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from common.atomic import LockBusy, atomic_write, locked
 UIDLIST = "maildaemons-uidlist"
 DOVECOT_UIDLIST = "dovecot-uidlist"
 HEADER_TAG = "M1"
+TOMBSTONE_TAG = "-"
+MAX_TOMBSTONES = 5000
 
 
 @dataclass(slots=True)
@@ -44,16 +54,45 @@ class UidList:
     uidnext: int = 1
     highestmodseq: int = 1
     records: dict[str, Record] = field(default_factory=dict)
+    # (modseq, low uid, high uid) of expunged UIDs, oldest first; see the module docstring.
+    tombstones: list[tuple[int, int, int]] = field(default_factory=list)
+    horizon: int = 0
 
     def serialize(self) -> bytes:
-        lines = [f"{HEADER_TAG} V{self.uidvalidity} N{self.uidnext} H{self.highestmodseq}\n"]
+        head = f"{HEADER_TAG} V{self.uidvalidity} N{self.uidnext} H{self.highestmodseq}"
+        lines = [head + (f" E{self.horizon}\n" if self.horizon else "\n")]
         for rec in sorted(self.records.values(), key=lambda r: r.uid):
             lines.append(f"{rec.uid} {rec.modseq} {rec.flags or '-'} {rec.key}\n")
+        for modseq, low, high in self.tombstones:
+            span = str(low) if low == high else f"{low}:{high}"
+            lines.append(f"{TOMBSTONE_TAG} {modseq} {span}\n")
         return "".join(lines).encode("utf-8", "surrogateescape")
 
     def next_modseq(self) -> int:
         self.highestmodseq += 1
         return self.highestmodseq
+
+    def bury(self, uids: list[int]) -> int:
+        """Record `uids` as expunged now, under one new MODSEQ (returned)."""
+        modseq = self.next_modseq()
+        ordered = sorted(set(uids))
+        start = 0
+        for index in range(1, len(ordered) + 1):
+            if index == len(ordered) or ordered[index] != ordered[index - 1] + 1:
+                self.tombstones.append((modseq, ordered[start], ordered[index - 1]))
+                start = index
+        excess = len(self.tombstones) - MAX_TOMBSTONES
+        if excess > 0:
+            self.horizon = max(self.horizon, *(t[0] for t in self.tombstones[:excess]))
+            del self.tombstones[:excess]
+        return modseq
+
+    def vanished_since(self, modseq: int) -> list[tuple[int, int]] | None:
+        """(low, high) UID ranges expunged at a MODSEQ above `modseq`; None when tombstones that
+        old were dropped, so the answer is not known."""
+        if modseq < self.horizon:
+            return None
+        return [(low, high) for seq, low, high in self.tombstones if seq > modseq]
 
 
 def parse(data: bytes) -> UidList | None:
@@ -66,13 +105,26 @@ def parse(data: bytes) -> UidList | None:
         return None
     fields = {item[0]: item[1:] for item in head[1:] if item}
     try:
-        result = UidList(int(fields["V"]), int(fields["N"]), int(fields.get("H", "1")))
+        result = UidList(int(fields["V"]), int(fields["N"]), int(fields.get("H", "1")),
+                         horizon=int(fields.get("E", "0")))
         for line in lines[1:]:
+            if line.startswith(TOMBSTONE_TAG + " "):
+                result.tombstones.append(_tombstone(line))
+                continue
             uid, modseq, flags, key = line.split(" ", 3)
             result.records[key] = Record(int(uid), int(modseq), "" if flags == "-" else flags, key)
     except (KeyError, ValueError):
         return None
     return result
+
+
+def _tombstone(line: str) -> tuple[int, int, int]:
+    _tag, modseq, span = line.split(" ")
+    low, _, high = span.partition(":")
+    values = (int(modseq), int(low), int(high or low))
+    if min(values) < 1 or values[1] > values[2]:
+        raise ValueError("bad tombstone")
+    return values
 
 
 def parse_dovecot(data: bytes) -> UidList | None:

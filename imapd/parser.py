@@ -192,7 +192,7 @@ class EnableArgs:
 
 @dataclass(frozen=True, slots=True)
 class QuotaArgs:
-    """GETQUOTA quota-root (RFC 9208 4.2)."""
+    """GETQUOTA / SETQUOTA quota-root (RFC 9208 4.1-4.2)."""
 
     root: str
 
@@ -495,6 +495,20 @@ def _getquota(reader: Reader, uid: bool) -> QuotaArgs:
     return QuotaArgs(root)
 
 
+def _setquota(reader: Reader, uid: bool) -> QuotaArgs:
+    """setquota = "SETQUOTA" SP quota-root-name SP "(" [resource SP limit *(...)] ")" (RFC 9208
+    4.1); the limits are checked for syntax only (quotas are read-only here)."""
+    reader.sp()
+    root = reader.utf8(reader.astring(), "quota root")
+    reader.sp()
+    for _ in reader.paren_list():
+        reader.atom()
+        reader.sp()
+        reader.number(MAX_NUMBER64)
+    reader.end()
+    return QuotaArgs(root)
+
+
 def _compress(reader: Reader, uid: bool) -> CompressArgs:
     """compress = "COMPRESS" SP algorithm (RFC 4978 4)."""
     reader.sp()
@@ -535,6 +549,7 @@ _COMMANDS: dict[str, Callable[[Reader, bool], Args]] = {
     "ENABLE": _enable,
     "GETQUOTA": _getquota,
     "GETQUOTAROOT": _mailbox_only,
+    "SETQUOTA": _setquota,
     "COMPRESS": _compress,
 }
 _UID_COMMANDS = frozenset({"COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE"})

@@ -4,6 +4,9 @@ RFC 3501 sections 5.2 and 7.4.1: changes by other sessions (new mail, expunges, 
 reported as untagged EXISTS/RECENT/EXPUNGE/FETCH at the next command that may carry them. EXPUNGE is
 never sent during FETCH, STORE or SEARCH (the non-UID forms): a vanished message then stays in the
 sequence until a later command may report it, so sequence numbers never shift under the client.
+
+Once CONDSTORE is enabled (RFC 7162 3.1), unsolicited FETCH responses carry UID and MODSEQ; once
+QRESYNC is enabled (3.2.10.2), expunges are reported as one `VANISHED <uids>` instead of EXPUNGEs.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class Selected:
     mailbox: Mailbox
     readonly: bool
     condstore: bool = False
+    qresync: bool = False
     entries: list[Entry] = field(default_factory=list)     # by sequence number - 1
     by_uid: dict[int, Entry] = field(default_factory=dict)
     reported: dict[int, str] = field(default_factory=dict)  # uid -> letters last reported
@@ -56,10 +60,12 @@ class Selected:
 
     # -- changes -----------------------------------------------------------------------------
 
-    def refresh(self, allow_expunge: bool) -> list[bytes]:
-        """Untagged responses for what changed since the last refresh."""
+    def refresh(self, allow_expunge: bool, force: bool = False) -> list[bytes]:
+        """Untagged responses for what changed since the last refresh. `force` reads the folder
+        even when its stamp says nothing moved (the caller needs a fresh HIGHESTMODSEQ)."""
         stamp = folder_stamp(self.mailbox)
-        if stamp is not None and stamp == self.stamp and not (allow_expunge and self.gone):
+        if (not force and stamp is not None and stamp == self.stamp
+                and not (allow_expunge and self.gone)):
             return []  # nothing moved: every command need not list a big folder twice
         self.stamp = stamp
         snap = self.mailbox.sync(claim_recent=not self.readonly)
@@ -89,8 +95,10 @@ class Selected:
 
     def expunged(self, uids: set[int]) -> list[bytes]:
         """Remove `uids` from the view; `* n EXPUNGE` for each, highest sequence number first
-        so every number sent is valid at the moment it is sent."""
+        so every number sent is valid at the moment it is sent, or with QRESYNC one
+        `* VANISHED <uids>` naming only messages this client was told about (RFC 7162 3.2.10.2)."""
         out = []
+        removed = []
         for seq in range(len(self.entries), 0, -1):
             entry = self.entries[seq - 1]
             if entry.uid in uids:
@@ -99,8 +107,17 @@ class Selected:
                 self.reported.pop(entry.uid, None)
                 self.recent.discard(entry.uid)
                 out.append(b"* %d EXPUNGE\r\n" % seq)
+                removed.append(entry.uid)
         self.gone -= uids
+        if self.qresync:
+            return [vanished_line(removed, earlier=False)] if removed else []
         return out
+
+    def safe_highestmodseq(self) -> int | None:
+        """HIGHESTMODSEQ for a response code: the value of the last full read, and only when
+        every change up to it has been reported (an expunge still pending would be missed by a
+        client that resynchronizes from this value later)."""
+        return None if self.gone else self.highestmodseq
 
     def _flag_changes(self, current: dict[int, Entry]) -> list[bytes]:
         out = []
@@ -111,7 +128,8 @@ class Selected:
             entry.subdir, entry.name, entry.modseq = fresh.subdir, fresh.name, fresh.modseq
             if self.reported.get(entry.uid) != fresh.letters:
                 self.reported[entry.uid] = fresh.letters
-                out.append(self.flags_response(seq, entry, with_uid=False))
+                # RFC 7162 3.1 and 3.2.4: with CONDSTORE, unsolicited FETCH carries UID too.
+                out.append(self.flags_response(seq, entry, with_uid=self.condstore))
         return out
 
     def _arrivals(self, entries: list[Entry]) -> list[bytes]:
@@ -164,6 +182,12 @@ class Selected:
             if "S" not in entry.letters:
                 return seq
         return None
+
+
+def vanished_line(uids: list[int], earlier: bool) -> bytes:
+    """`* VANISHED [(EARLIER)] <uid set>` (RFC 7162 3.2.10); `uids` must not be empty."""
+    label = b"VANISHED (EARLIER) " if earlier else b"VANISHED "
+    return b"* " + label + str(SeqSet.from_values(uids)).encode() + b"\r\n"
 
 
 def member(ranges: tuple[tuple[int, int], ...], value: int) -> bool:

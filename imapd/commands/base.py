@@ -14,6 +14,7 @@ from imapd import responses as r
 from imapd.responses import ImapError
 
 from imapd.parser import Command
+from imapd.selected import Selected
 from imapd.session import Abort, Session, State
 
 T = TypeVar("T")
@@ -61,6 +62,35 @@ def expect(command: Command, kind: type[T]) -> T:
     if not isinstance(command.args, kind):
         raise TypeError(f"{command.name}: unexpected arguments {type(command.args).__name__}")
     return command.args
+
+
+def enable_condstore(session: Session) -> None:
+    """A CONDSTORE enabling command ran (RFC 7162 3.1): from now on every FETCH response carries
+    MODSEQ. The first one with a mailbox selected also reports that mailbox's HIGHESTMODSEQ."""
+    first = "CONDSTORE" not in session.enabled
+    session.enabled.add("CONDSTORE")
+    view = session.selected
+    if view is None or view.condstore:
+        return
+    view.condstore = True
+    highest = view.safe_highestmodseq()
+    if first and highest is not None:
+        session.untagged(f"OK [HIGHESTMODSEQ {highest}] Highest")
+
+
+def highestmodseq_code(session: Session, view: Selected) -> str:
+    """`HIGHESTMODSEQ n` for a tagged OK after an expunge with QRESYNC enabled, read after the
+    changes up to it have been reported; "" otherwise."""
+    if not view.qresync:
+        return ""
+    try:
+        lines = view.refresh(allow_expunge=True, force=True)
+    except (StoreError, LockBusy, OSError):
+        return ""  # the expunge is done; the new HIGHESTMODSEQ comes with a later command
+    for line in lines:
+        session.send(line)
+    highest = view.safe_highestmodseq()
+    return "" if highest is None else f"HIGHESTMODSEQ {highest}"
 
 
 def report(session: Session, allow_expunge: bool) -> None:

@@ -1,14 +1,16 @@
 """COPY and UID COPY (RFC 3501 6.4.7, COPYUID of RFC 4315), MOVE and UID MOVE (RFC 6851).
 
 A copy is a hard link into the target's cur/ (content never changes in a Maildir); a move is a
-rename, so each message is in one folder or the other at every instant, never both, never none.
+rename, so each message is in one folder or the other at every instant, never both, never none,
+whenever the child dies. MOVE answers `* OK [COPYUID ...]` first, then the EXPUNGEs (or one
+VANISHED with QRESYNC, and the new HIGHESTMODSEQ in the tagged OK: RFC 6851 4.3, 4.4).
 """
 
 from __future__ import annotations
 
 from common.mailbox import Mailbox
 from imapd import responses as r
-from imapd.commands.base import expect, SELECTED, Result, Spec, store_errors
+from imapd.commands.base import expect, highestmodseq_code, SELECTED, Result, Spec, store_errors
 from imapd.parser import Command, CopyArgs, SeqSet
 from imapd.responses import ImapError
 from imapd.session import Session
@@ -51,7 +53,7 @@ def transfer(session: Session, command: Command, move: bool) -> Result:
         view.mailbox.sync()
     for line in view.expunged({e.uid for e in entries}):
         session.send(line)
-    return "MOVE completed"
+    return ("MOVE completed", highestmodseq_code(session, view))
 
 
 COMMANDS = {

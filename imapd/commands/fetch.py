@@ -1,4 +1,5 @@
-"""FETCH and UID FETCH (RFC 3501 6.4.5, 6.4.8, 7.4.2), with MODSEQ and CHANGEDSINCE (RFC 7162).
+"""FETCH and UID FETCH (RFC 3501 6.4.5, 6.4.8, 7.4.2), with MODSEQ and CHANGEDSINCE (RFC 7162
+3.1.4) and the VANISHED modifier of QRESYNC (3.2.6).
 
 Message files are read only when an item needs the content (Decimail's lazy loading, seed 001):
 FLAGS, UID, MODSEQ, RFC822.SIZE and INTERNALDATE come from the file name and inode. A body fetch
@@ -10,9 +11,11 @@ from __future__ import annotations
 from common.mailbox import Entry
 from common.maildir import StoreError, to_crlf
 from imapd import responses as r
-from imapd.commands.base import expect, SELECTED, Result, Spec, store_errors
+from imapd.commands.base import expect, enable_condstore, SELECTED, Result, Spec, store_errors
 from imapd.message import MessageView
 from imapd.parser import BodySection, Command, FetchArgs
+from imapd.qresync import vanished_earlier
+from imapd.responses import bad
 from imapd.selected import Selected
 from imapd.session import Session
 
@@ -24,17 +27,27 @@ def cmd_fetch(session: Session, command: Command) -> Result:
     expect(command, FetchArgs)
     args = command.args
     view = session.require_selected()
+    if args.vanished and "QRESYNC" not in session.enabled:
+        raise bad("VANISHED needs ENABLE QRESYNC first")  # RFC 7162 3.2.3
     items = list(args.items)
     if args.changedsince is not None or "MODSEQ" in items:
-        view.condstore = True
-        session.enabled.add("CONDSTORE")
+        enable_condstore(session)
     targets = view.resolve(args.seqset, command.uid)
     if args.changedsince is not None:
+        if args.vanished:
+            # RFC 7162 3.2.6: the expunged UIDs of the set come before any FETCH response.
+            highest = max(view.uidnext - 1, 1)
+            with store_errors():
+                line = vanished_earlier(view, list(args.seqset.resolve(highest)),
+                                        args.changedsince)
+            if line is not None:
+                session.send(line)
         targets = [(seq, e) for seq, e in targets if e.modseq > args.changedsince]
     if args.marks_seen and not view.readonly:
         with store_errors():
             mark_seen(view, [e for _seq, e in targets])
-    if view.condstore and "MODSEQ" not in items and args.marks_seen:
+    if view.condstore and "MODSEQ" not in items:
+        # RFC 7162 3.1: once CONDSTORE is on, every untagged FETCH carries MODSEQ.
         items.append("MODSEQ")
     needs_content = any(isinstance(i, BodySection) or i in CONTENT_ITEMS for i in items)
     failed = 0

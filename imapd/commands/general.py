@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from common.version import VERSION
 from imapd import responses as r
-from imapd.commands.base import expect, ANY, AUTHENTICATED, SELECTED, Result, Spec
-from imapd.parser import Command, EnableArgs
+from common.logs import printable
+from imapd.commands.base import expect, enable_condstore, ANY, AUTHENTICATED, SELECTED, Result, Spec
+from imapd.parser import Command, EnableArgs, IdArgs
 from imapd.session import Session, State
 
-ENABLEABLE = frozenset({"CONDSTORE"})
+ENABLEABLE = frozenset({"CONDSTORE", "QRESYNC"})
+MAX_ID_LOGGED = 10  # ID fields logged, each cut to 60 characters
 
 
 def cmd_capability(session: Session, command: Command) -> Result:
@@ -29,17 +31,26 @@ def cmd_logout(session: Session, command: Command) -> Result:
 
 
 def cmd_id(session: Session, command: Command) -> Result:
+    """RFC 2971: the client's fields go to the log (printable, bounded); ours are answered."""
+    expect(command, IdArgs)
+    if command.args.params:
+        fields = " ".join(f"{printable(k, 60)}={printable(v or 'NIL', 60)}"
+                          for k, v in command.args.params[:MAX_ID_LOGGED])
+        session.log.info("client id: %s", fields)
     session.untagged(f'ID ("name" "maildaemons" "version" "{VERSION}")')
     return "ID completed"
 
 
 def cmd_enable(session: Session, command: Command) -> Result:
-    """RFC 5161: unknown capabilities are ignored; ENABLED lists what was newly enabled."""
+    """RFC 5161: unknown capabilities are ignored; ENABLED lists those of the request newly
+    enabled. QRESYNC enables CONDSTORE too (RFC 7162 3.2.3)."""
     expect(command, EnableArgs)
     newly = [c for c in command.args.capabilities if c in ENABLEABLE and c not in session.enabled]
+    if newly:
+        enable_condstore(session)
     session.enabled.update(newly)
-    if "CONDSTORE" in newly and session.selected is not None:
-        session.selected.condstore = True
+    if "QRESYNC" in newly and session.selected is not None:
+        session.selected.qresync = True
     session.untagged("ENABLED" + "".join(f" {c}" for c in newly))
     return "ENABLE completed"
 

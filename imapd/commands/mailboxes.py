@@ -1,13 +1,20 @@
 """Mailbox commands: CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB, STATUS
 (RFC 3501 6.3), with LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819), SPECIAL-USE and
-CREATE-SPECIAL-USE (RFC 6154), CHILDREN (RFC 3348) and QUOTA read-only (RFC 9208)."""
+CREATE-SPECIAL-USE (RFC 6154), CHILDREN (RFC 3348) and QUOTA read-only (RFC 9208: GETQUOTA,
+GETQUOTAROOT, SETQUOTA answered NO) from the Maildir++ `maildirsize`."""
 
 from __future__ import annotations
 
+import contextlib
+import math
+import os
+from dataclasses import dataclass
+
 from common.folders import SEPARATOR, FolderTree
-from common.mailbox import Mailbox
+from common.mailbox import Entry, Mailbox
+from common.maildir import StoreError
 from imapd import responses as r
-from imapd.commands.base import expect, AUTHENTICATED, Result, Spec, store_errors
+from imapd.commands.base import expect, enable_condstore, AUTHENTICATED, Result, Spec, store_errors
 from imapd.patterns import compile_pattern
 from imapd.parser import (Command, CreateArgs, ListArgs, MailboxArgs, QuotaArgs, RenameArgs,
                           StatusArgs)
@@ -72,30 +79,100 @@ def cmd_unsubscribe(session: Session, command: Command) -> Result:
 
 
 def cmd_list(session: Session, command: Command) -> Result:
+    """RFC 3501 6.3.8 with RFC 5258 (selection and return options, several patterns), RFC 5819
+    (RETURN (STATUS ...)), RFC 6154 (SPECIAL-USE) and RFC 3348 (\\HasChildren, always sent)."""
     expect(command, ListArgs)
     with store_errors():
         return list_mailboxes(session, command.args)
 
 
+@dataclass
+class Listing:
+    """What one LIST looks at: the folders that exist, the subscriptions, the selection."""
+
+    tree: FolderTree
+    existing: set[str]
+    subscribed: set[str]
+    select_opts: tuple[str, ...]
+
+    def meets(self, name: str) -> bool:
+        """The selection criteria (RFC 5258 3.1): all the options given must hold."""
+        if "SUBSCRIBED" in self.select_opts and name not in self.subscribed:
+            return False
+        return ("SPECIAL-USE" not in self.select_opts
+                or (name in self.existing and bool(self.tree.special_use(name))))
+
+    @property
+    def criteria(self) -> tuple[str, ...]:
+        return tuple(o for o in self.select_opts if o in ("SUBSCRIBED", "SPECIAL-USE"))
+
+
 def list_mailboxes(session: Session, args: ListArgs) -> Result:
     tree = session.require_tree()
-    if args.patterns == ("",) and not args.extended:
+    patterns = tuple(p for p in args.patterns if p)  # RFC 5258 3: "" patterns match nothing
+    if not patterns and not args.select_opts and not args.return_opts:
+        # `LIST "" ""`: the hierarchy delimiter and the root (RFC 3501 6.3.8).
         session.untagged('LIST (\\Noselect) "." ""')
         return "LIST completed"
     names = tree.names()
-    subscribed = set(tree.subscriptions())
-    only_subscribed = "SUBSCRIBED" in args.select_opts
-    only_special = "SPECIAL-USE" in args.select_opts
-    for name, noselect in listed(names, args.reference, args.patterns):
-        attrs = attributes(tree, name, names, noselect, subscribed, args)
-        if only_subscribed and name not in subscribed:
+    view = Listing(tree, set(names), set(tree.subscriptions()), args.select_opts)
+    candidates = set(names)
+    if "SUBSCRIBED" in args.select_opts:
+        candidates |= view.subscribed  # a subscribed name that is gone is \\NonExistent
+    if "STATUS" in args.return_opts and "HIGHESTMODSEQ" in args.status_items:
+        enable_condstore(session)
+    everything = sorted(candidates | {p for n in candidates for p in parents(n)},
+                        key=lambda n: (n != "INBOX", n))
+    matched = [compile_pattern(args.reference + p, SEPARATOR) for p in patterns]
+    for name in everything:
+        if not any(m(name) for m in matched):
             continue
-        if only_special and not tree.special_use(name):
+        childinfo = child_info(view, name, everything, matched, args)
+        if view.criteria and not view.meets(name) and not childinfo:
             continue
-        session.untagged(f"LIST ({' '.join(attrs)}) \".\" ".encode() + r.mailbox(name))
-        if "STATUS" in args.return_opts and not noselect:
-            session.send(status_line(session, name, args.status_items))
+        attrs = attributes(view, name, names, args)
+        line = f"LIST ({' '.join(attrs)}) \".\" ".encode() + r.mailbox(name)
+        if childinfo:
+            line += b' ("CHILDINFO" (' + " ".join(f'"{c}"' for c in childinfo).encode() + b"))"
+        session.untagged(line)
+        if "STATUS" in args.return_opts and name in view.existing:
+            with contextlib.suppress(StoreError, OSError):
+                session.send(status_line(session, name, args.status_items))
     return "LIST completed"
+
+
+def child_info(view: Listing, name: str, everything: list[str], matched: list,
+               args: ListArgs) -> tuple[str, ...]:
+    """RFC 5258 3.5 with RECURSIVEMATCH: the criteria met by a descendant of `name` that the
+    patterns do not list themselves, so the client learns why a parent is there."""
+    if "RECURSIVEMATCH" not in args.select_opts:
+        return ()
+    prefix = name + SEPARATOR
+    for child in everything:
+        if child.startswith(prefix) and view.meets(child) and not any(m(child) for m in matched):
+            return view.criteria
+    return ()
+
+
+def attributes(view: Listing, name: str, names: list[str], args: ListArgs) -> list[str]:
+    """Name attributes: a name that is no folder is \\NonExistent to an RFC 5258 client and
+    \\Noselect to others (RFC 3501 6.3.8); children (RFC 3348), special use (RFC 6154, always)
+    and \\Subscribed when asked for (RFC 5258 3.1, 3.4)."""
+    attrs = []
+    exists = name in view.existing
+    if not exists:
+        attrs.append("\\NonExistent" if args.extended else "\\Noselect")
+    if view.tree.has_children(name, names):
+        attrs.append("\\HasChildren")
+    elif exists:
+        attrs.append("\\HasNoChildren")
+    use = view.tree.special_use(name) if exists else None
+    if use:
+        attrs.append(use)
+    if name in view.subscribed and ("SUBSCRIBED" in args.return_opts
+                                    or "SUBSCRIBED" in args.select_opts):
+        attrs.append("\\Subscribed")
+    return attrs
 
 
 def cmd_lsub(session: Session, command: Command) -> Result:
@@ -132,20 +209,6 @@ def parents(name: str) -> list[str]:
     return [SEPARATOR.join(levels[:i]) for i in range(1, len(levels))]
 
 
-def attributes(tree: FolderTree, name: str, names: list[str], noselect: bool,
-               subscribed: set[str], args: ListArgs) -> list[str]:
-    attrs = ["\\Noselect"] if noselect else []
-    attrs.append("\\HasChildren" if tree.has_children(name, names) else "\\HasNoChildren")
-    use = tree.special_use(name)
-    if use and (not args.extended or "SPECIAL-USE" in args.return_opts
-                or "SPECIAL-USE" in args.select_opts or not args.return_opts):
-        attrs.append(use)
-    if name in subscribed and ("SUBSCRIBED" in args.return_opts
-                               or "SUBSCRIBED" in args.select_opts):
-        attrs.append("\\Subscribed")
-    return attrs
-
-
 def canonical(name: str) -> str:
     return "INBOX" if name.upper() == "INBOX" else name
 
@@ -154,9 +217,13 @@ def canonical(name: str) -> str:
 
 
 def cmd_status(session: Session, command: Command) -> Result:
+    """RFC 3501 6.3.10, with HIGHESTMODSEQ (RFC 7162 3.1.7, a CONDSTORE enabling command) and
+    DELETED and DELETED-STORAGE (RFC 9208 4.1.4, for QUOTA=RES-MESSAGE and RES-STORAGE)."""
     expect(command, StatusArgs)
     tree = session.require_tree()
     name = canonical(command.args.mailbox)
+    if "HIGHESTMODSEQ" in command.args.items:
+        enable_condstore(session)
     with store_errors():
         if not tree.exists(name):
             raise ImapError(*r.NO_SUCH_MAILBOX)
@@ -168,10 +235,12 @@ def status_line(session: Session, name: str, items: tuple[str, ...]) -> bytes:
     selected = session.selected
     mine: set[int] = set()  # \Recent claimed by this session (moved out of new/)
     if selected is not None and selected.name == name:
-        snap = selected.mailbox.sync(claim_recent=False)
+        mailbox = selected.mailbox
         mine = selected.recent
     else:
-        snap = Mailbox(session.require_tree().path(name)).sync(claim_recent=False)
+        mailbox = Mailbox(session.require_tree().path(name))
+    snap = mailbox.sync(claim_recent=False)
+    deleted = [e for e in snap.entries if "T" in e.letters]
     values = {
         "MESSAGES": len(snap.entries),
         "RECENT": sum(1 for e in snap.entries if e.subdir == "new" or e.uid in mine),
@@ -179,41 +248,66 @@ def status_line(session: Session, name: str, items: tuple[str, ...]) -> bytes:
         "UIDVALIDITY": snap.uidvalidity,
         "UNSEEN": sum(1 for e in snap.entries if "S" not in e.letters),
         "HIGHESTMODSEQ": snap.highestmodseq,
+        "DELETED": len(deleted),
     }
+    if "DELETED-STORAGE" in items:
+        values["DELETED-STORAGE"] = reclaimable(mailbox, deleted)
     pairs = " ".join(f"{item} {values[item]}" for item in items if item in values)
     return b"* STATUS " + r.mailbox(name) + f" ({pairs})\r\n".encode()
+
+
+def reclaimable(mailbox: Mailbox, deleted: list[Entry]) -> int:
+    """What an EXPUNGE would free, in the 1024-octet units of the STORAGE resource (RFC 9208): the files no other folder shares (COPY makes hard links, and those stay)."""
+    total = 0
+    for entry in deleted:
+        with contextlib.suppress(OSError):
+            info = os.stat(mailbox.path / entry.subdir / entry.name)
+            if info.st_nlink == 1:
+                total += info.st_size
+    return total // 1024
 
 
 # -- QUOTA (read-only, from Maildir++ maildirsize) -----------------------------------------
 
 
 def cmd_getquotaroot(session: Session, command: Command) -> Result:
+    """RFC 9208 4.3: one quota root, "", for the whole account, when `maildirsize` has limits."""
     expect(command, MailboxArgs)
     tree = session.require_tree()
-    if not tree.exists(command.args.mailbox):
-        raise ImapError(*r.NO_SUCH_MAILBOX)
-    quota = tree.quota()
-    session.untagged(b"QUOTAROOT " + r.mailbox(canonical(command.args.mailbox))
-                     + (b' ""' if quota else b""))
+    name = canonical(command.args.mailbox)
+    with store_errors():
+        if not tree.exists(name):
+            raise ImapError(*r.NO_SUCH_MAILBOX)
+        quota = tree.quota()
+    session.untagged(b"QUOTAROOT " + r.mailbox(name) + (b' ""' if quota else b""))
     if quota:
         session.untagged(quota_line(quota))
     return "GETQUOTAROOT completed"
 
 
 def cmd_getquota(session: Session, command: Command) -> Result:
+    """RFC 9208 4.2."""
     expect(command, QuotaArgs)
-    quota = session.require_tree().quota()
+    with store_errors():
+        quota = session.require_tree().quota()
     if command.args.root != "" or not quota:
         raise ImapError("No such quota root", "NONEXISTENT")
     session.untagged(quota_line(quota))
     return "GETQUOTA completed"
 
 
+def cmd_setquota(session: Session, command: Command) -> Result:
+    """RFC 9208 4.1: quotas are read-only here (no QUOTASET); the mail system sets them."""
+    expect(command, QuotaArgs)
+    raise ImapError("Quotas are read-only", "NOPERM")
+
+
 def quota_line(quota: dict[str, tuple[int, int]]) -> str:
+    """STORAGE in 1024-octet units (RFC 9208): usage rounded up, the limit down."""
     parts = []
     if "S" in quota:
         used, limit = quota["S"]
-        parts.append(f"STORAGE {used // 1024} {limit // 1024}")
+        parts.append(f"STORAGE {math.ceil(used / 1024)} {limit // 1024}")
     if "C" in quota:
         used, limit = quota["C"]
         parts.append(f"MESSAGE {used} {limit}")
@@ -231,4 +325,5 @@ COMMANDS = {
     "STATUS": Spec(cmd_status, AUTHENTICATED),
     "GETQUOTAROOT": Spec(cmd_getquotaroot, AUTHENTICATED),
     "GETQUOTA": Spec(cmd_getquota, AUTHENTICATED),
+    "SETQUOTA": Spec(cmd_setquota, AUTHENTICATED),
 }

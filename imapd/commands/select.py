@@ -1,14 +1,16 @@
-"""SELECT, EXAMINE (RFC 3501 6.3.1-2, CONDSTORE of RFC 7162), CLOSE, UNSELECT (RFC 3691),
-EXPUNGE and UID EXPUNGE (RFC 3501 6.4.3, RFC 4315 2.1)."""
+"""SELECT, EXAMINE (RFC 3501 6.3.1-2, CONDSTORE and QRESYNC of RFC 7162 3.1.8, 3.2.5), CLOSE,
+UNSELECT (RFC 3691), EXPUNGE and UID EXPUNGE (RFC 3501 6.4.3, RFC 4315 2.1, RFC 7162 3.2.7)."""
 
 from __future__ import annotations
 
 from common.mailbox import Mailbox
 from imapd import responses as r
-from imapd.commands.base import expect, AUTHENTICATED, SELECTED, Result, Spec, store_errors
-from imapd.parser import Command, ExpungeArgs, SelectArgs
-from imapd.responses import ImapError
-from imapd.selected import Selected
+from imapd.commands.base import (expect, highestmodseq_code, AUTHENTICATED, SELECTED, Result,
+                                 Spec, store_errors)
+from imapd.parser import Command, ExpungeArgs, QResync, SelectArgs
+from imapd.qresync import vanished_earlier
+from imapd.responses import ImapError, bad
+from imapd.selected import Selected, member
 from imapd.session import Session, State
 
 
@@ -21,8 +23,17 @@ def cmd_examine(session: Session, command: Command) -> Result:
 
 
 def open_mailbox(session: Session, command: Command, readonly: bool) -> Result:
+    """Responses: FLAGS, EXISTS, RECENT, OK [UNSEEN/PERMANENTFLAGS/UIDVALIDITY/UIDNEXT/
+    HIGHESTMODSEQ], with QRESYNC then VANISHED (EARLIER) and FETCH for what changed."""
     expect(command, SelectArgs)
     args = command.args
+    if args.qresync is not None and "QRESYNC" not in session.enabled:
+        # RFC 7162 3.2.5: the QRESYNC parameter without ENABLE QRESYNC is BAD.
+        raise bad("QRESYNC must be enabled first")
+    if session.selected is not None:
+        # RFC 7162 3.2.11: everything before this line was about the mailbox now closed.
+        session.selected.mailbox.sizes.save()
+        session.untagged("OK [CLOSED] Previous mailbox closed")
     # A SELECT that fails leaves no mailbox selected (RFC 3501 6.3.1).
     session.selected, session.state = None, State.AUTHENTICATED
     tree = session.require_tree()
@@ -31,10 +42,14 @@ def open_mailbox(session: Session, command: Command, readonly: bool) -> Result:
         if not tree.exists(name):
             raise ImapError(*r.NO_SUCH_MAILBOX)
         view = Selected.open(name, Mailbox(tree.path(name)), readonly)
-    view.condstore = "CONDSTORE" in session.enabled or args.condstore or args.qresync is not None
-    if view.condstore:
+    if args.condstore or args.qresync is not None:
         session.enabled.add("CONDSTORE")
+    view.condstore = "CONDSTORE" in session.enabled
+    view.qresync = "QRESYNC" in session.enabled
     announce(session, view)
+    if args.qresync is not None and args.qresync.uidvalidity == view.uidvalidity:
+        with store_errors():
+            resynchronize(session, view, args.qresync)
     session.selected, session.state = view, State.SELECTED
     if readonly:
         return ("EXAMINE completed", "READ-ONLY")
@@ -51,11 +66,28 @@ def announce(session: Session, view: Selected) -> None:
         session.untagged(f"OK [UNSEEN {unseen}] First unseen")
     session.untagged(f"OK [UIDVALIDITY {view.uidvalidity}] UIDs valid")
     session.untagged(f"OK [UIDNEXT {view.uidnext}] Predicted next UID")
+    # Every folder keeps MODSEQs in its uidlist, so HIGHESTMODSEQ always (never NOMODSEQ).
     session.untagged(f"OK [HIGHESTMODSEQ {view.highestmodseq}] Highest")
 
 
+def resynchronize(session: Session, view: Selected, qresync: QResync) -> None:
+    """RFC 7162 3.2.5.1: what was expunged since the client's MODSEQ (VANISHED (EARLIER)), then
+    the flags of what changed, as `UID FETCH <known-uids> (FLAGS) (CHANGEDSINCE m VANISHED)`."""
+    highest = max(view.uidnext - 1, 1)
+    wanted = (list(qresync.known_uids.resolve(highest)) if qresync.known_uids is not None
+              else [(1, highest)])
+    line = vanished_earlier(view, wanted, qresync.modseq, qresync.seq_match)
+    if line is not None:
+        session.send(line)
+    ranges = tuple(wanted)
+    for seq, entry in enumerate(view.entries, 1):
+        if entry.modseq > qresync.modseq and member(ranges, entry.uid):
+            session.send(view.flags_response(seq, entry, with_uid=True))
+
+
 def cmd_close(session: Session, command: Command) -> Result:
-    """Silently expunge (no EXPUNGE responses) unless read-only, then deselect."""
+    """Silently expunge (no EXPUNGE or VANISHED responses) unless read-only, then deselect;
+    never HIGHESTMODSEQ here (RFC 7162 3.2.8)."""
     view = session.require_selected()
     if not view.readonly:
         with store_errors():
@@ -67,12 +99,16 @@ def cmd_close(session: Session, command: Command) -> Result:
 
 
 def cmd_unselect(session: Session, command: Command) -> Result:
+    """RFC 3691: deselect without expunging."""
     session.require_selected().mailbox.sizes.save()
     session.selected, session.state = None, State.AUTHENTICATED
     return "UNSELECT completed"
 
 
 def cmd_expunge(session: Session, command: Command) -> Result:
+    """EXPUNGE removes every \\Deleted message; UID EXPUNGE only those of them in its UID set
+    (RFC 4315 2.1). With QRESYNC the removals are one VANISHED and the tagged OK carries the new
+    HIGHESTMODSEQ (RFC 7162 3.2.7, 3.2.9)."""
     expect(command, ExpungeArgs)
     view = session.require_selected()
     if view.readonly:
@@ -87,7 +123,7 @@ def cmd_expunge(session: Session, command: Command) -> Result:
         removed = view.mailbox.expunge(doomed)
     for line in view.expunged({e.uid for e in removed}):
         session.send(line)
-    return "EXPUNGE completed"
+    return ("EXPUNGE completed", highestmodseq_code(session, view) if removed else "")
 
 
 COMMANDS = {

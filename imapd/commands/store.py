@@ -1,11 +1,12 @@
-"""STORE and UID STORE (RFC 3501 6.4.6), with UNCHANGEDSINCE (RFC 7162 3.1.3)."""
+"""STORE and UID STORE (RFC 3501 6.4.6), with UNCHANGEDSINCE (RFC 7162 3.1.3): messages changed
+since the given MODSEQ are left alone and named in `OK [MODIFIED set]`."""
 
 from __future__ import annotations
 
 from common.mailbox import Entry, TooManyKeywords
 from imapd import flags as imapflags
 from imapd import responses as r
-from imapd.commands.base import expect, SELECTED, Result, Spec, store_errors
+from imapd.commands.base import expect, enable_condstore, SELECTED, Result, Spec, store_errors
 from imapd.parser import Command, SeqSet, StoreArgs
 from imapd.responses import ImapError
 from imapd.selected import Selected
@@ -19,8 +20,7 @@ def cmd_store(session: Session, command: Command) -> Result:
     if view.readonly:
         raise ImapError(*r.READ_ONLY)
     if args.unchangedsince is not None:
-        view.condstore = True
-        session.enabled.add("CONDSTORE")
+        enable_condstore(session)
     targets = view.resolve(args.seqset, command.uid)
     try:
         wanted = imapflags.to_letters(args.flags, view.mailbox.keywords, create=args.mode != "-")
@@ -36,6 +36,7 @@ def cmd_store(session: Session, command: Command) -> Result:
             view.mailbox.commit_flags(changed)
     for seq, entry in targets:
         view.reported[entry.uid] = entry.letters
+        # RFC 7162 3.1.3: a CONDSTORE client learns each new MODSEQ, even with .SILENT.
         if not args.silent or (view.condstore and entry in changed):
             session.send(view.flags_response(seq, entry, with_uid=command.uid))
     if modified:
