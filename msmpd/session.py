@@ -6,7 +6,6 @@ Seed 003, appendix 9.1 section 3: the greeting, then USER and PASS against the a
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -15,8 +14,9 @@ from enum import Enum
 from pathlib import Path
 
 from common.config import Settings
-from common.lineio import ConnectionClosed, Interrupted, LineIO, LineTooLong, SessionTimeout
-from common.logs import SessionLog
+from common.lineio import LineIO
+from common.logs import SessionLog, printable
+from common.sessionbase import Goodbyes, LineSession, ReplyError, delay_failed_login
 from common.stats import StatsClient
 from common.users import UserDB
 from msmpd import replies
@@ -32,13 +32,8 @@ class State(Enum):
     ADMIN = "admin"
 
 
-class MsmpError(Exception):
-    """A command failed; carries the `-ERR` reply. `close` ends the session after it."""
-
-    def __init__(self, reply: bytes, close: bool = False) -> None:
-        super().__init__(reply)
-        self.reply = reply
-        self.close = close
+class MsmpError(ReplyError):
+    """An MSMP command failed; carries the `-ERR` reply. `close` ends the session after it."""
 
 
 @dataclass
@@ -53,7 +48,13 @@ class Services:
 
 
 @dataclass
-class Session:
+class Session(LineSession):
+    PROTOCOL = PROTOCOL
+    MAX_BAD_COMMANDS = MAX_BAD_COMMANDS
+    GOODBYES = Goodbyes(line_too_long=replies.LINE_TOO_LONG, too_many_bad=replies.TOO_MANY_BAD,
+                        timeout=replies.TIMEOUT, shutdown=replies.SHUTDOWN,
+                        internal_error=replies.INTERNAL_ERROR)
+
     io: LineIO
     services: Services
     address: str
@@ -79,61 +80,21 @@ class Session:
         return Accounts(self.settings.path("users_file"), self.settings.path("mail_base"),
                         self.settings.get_int("max_users"))
 
-    def send(self, data: bytes) -> None:
-        self.io.write(data)
+    # -- the loop (common/sessionbase.py) --------------------------------------------------
 
-    # -- the loop ------------------------------------------------------------------------------
+    def greeting(self) -> bytes:
+        return replies.GREETING
 
-    def run(self) -> int:
+    def line_limit(self) -> int:
+        return replies.MAX_LINE
+
+    def dispatch(self, line: bytes) -> None:
         from msmpd.commands import dispatch
 
-        self.send(replies.GREETING)
-        try:
-            while not self.finished:
-                try:
-                    line = self.io.readline()
-                except LineTooLong:
-                    self.bad_command(replies.LINE_TOO_LONG)
-                    continue
-                if len(line) > replies.MAX_LINE:
-                    self.bad_command(replies.LINE_TOO_LONG)
-                    continue
-                dispatch(self, line)
-            self.io.flush()
-        except SessionTimeout:
-            self.goodbye(replies.TIMEOUT, "idle timeout")
-        except Interrupted:
-            self.goodbye(replies.SHUTDOWN, "server shutting down")
-        except ConnectionClosed:
-            self.log.info("connection closed by client")
-        except Exception:
-            self.log.exception("internal error")
-            self.goodbye(replies.INTERNAL_ERROR, "internal error")
-            return 1
-        finally:
-            self.end()
-        return 0
+        dispatch(self, line)
 
-    def bad_command(self, reply: bytes) -> None:
-        self.bad_commands += 1
-        if self.bad_commands >= MAX_BAD_COMMANDS:
-            self.send(replies.TOO_MANY_BAD)
-            self.finished = True
-            self.log.info("too many bad commands")
-        else:
-            self.send(reply)
-
-    def goodbye(self, reply: bytes, why: str) -> None:
-        self.log.info("closing: %s", why)
-        with contextlib.suppress(ConnectionClosed):
-            self.send(reply)
-            self.io.flush()
-
-    def end(self) -> None:
-        self.services.stats.transfer(PROTOCOL, os.getpid(), self.io.bytes_in, self.io.bytes_out)
-        self.log.info("session end admin=%s in=%d out=%d duration=%.3fs", self.admin or "-",
-                      self.io.bytes_in, self.io.bytes_out, time.monotonic() - self.started)
-        self.io.close()
+    def who(self) -> str:
+        return f"admin={self.admin or '-'}"
 
     # -- authentication ------------------------------------------------------------------------
 
@@ -145,17 +106,10 @@ class Session:
             stats.login(PROTOCOL, os.getpid(), user, self.address, True)
             self.log.info("login admin=%s", printable(user))
             return replies.LOGGED_IN
-        stats.login(PROTOCOL, os.getpid(), user, self.address, False)
-        # One stable line for fail2ban: "msmp auth failed for user X from ADDR".
-        self.log.warning("msmp auth failed for user %s from %s", printable(user), self.address)
+        delay_failed_login(stats, self.settings, self.log, self.io, PROTOCOL, user, self.address)
         self.auth_failures += 1
         self.pending_user = None
-        self.io.flush()
-        time.sleep(self.settings.get_float("auth_failure_delay"))
         if self.auth_failures >= MAX_AUTH_FAILURES:
             raise MsmpError(replies.TOO_MANY_FAILURES, close=True)
         return replies.INVALID_CREDENTIALS
 
-
-def printable(text: str) -> str:
-    return "".join(c if c.isprintable() and not c.isspace() else "?" for c in text)[:64]

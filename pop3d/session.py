@@ -17,8 +17,9 @@ from pathlib import Path
 
 from common import maildir
 from common.config import Settings
-from common.lineio import ConnectionClosed, Interrupted, LineIO, LineTooLong, SessionTimeout
-from common.logs import SessionLog, printable
+from common.lineio import LineIO, LineTooLong
+from common.logs import SessionLog
+from common.sessionbase import Goodbyes, LineSession, ReplyError, delay_failed_login
 from common.stats import StatsClient
 from common.users import UserDB
 from pop3d import replies
@@ -36,13 +37,8 @@ class State(Enum):
     UPDATE = "update"
 
 
-class Pop3Error(Exception):
-    """A command failed; carries the `-ERR` reply. `close` ends the session after it."""
-
-    def __init__(self, reply: bytes, close: bool = False) -> None:
-        super().__init__(reply)
-        self.reply = reply
-        self.close = close
+class Pop3Error(ReplyError):
+    """A POP3 command failed; carries the `-ERR` reply. `close` ends the session after it."""
 
 
 @dataclass
@@ -64,7 +60,13 @@ class Services:
 
 
 @dataclass
-class Session:
+class Session(LineSession):
+    PROTOCOL = PROTOCOL
+    MAX_BAD_COMMANDS = MAX_BAD_COMMANDS
+    GOODBYES = Goodbyes(line_too_long=replies.LINE_TOO_LONG, too_many_bad=replies.TOO_MANY_BAD,
+                        timeout=replies.TIMEOUT, shutdown=replies.SHUTDOWN,
+                        internal_error=replies.INTERNAL_ERROR)
+
     io: LineIO
     services: Services
     address: str
@@ -86,9 +88,6 @@ class Session:
     def settings(self) -> Settings:
         return self.services.settings
 
-    def send(self, data: bytes) -> None:
-        self.io.write(data)
-
     def read_continuation(self) -> bytes:
         """A SASL client response line (may exceed the command limit)."""
         saved = self.io.max_line
@@ -101,64 +100,29 @@ class Session:
         finally:
             self.io.max_line = saved
 
-    # -- the loop ------------------------------------------------------------------------------
+    # -- the loop (common/sessionbase.py) --------------------------------------------------
 
-    def run(self) -> int:
+    def greeting(self) -> bytes:
+        return replies.greeting(self.timestamp)
+
+    def line_limit(self) -> int:
+        return self.settings.get_int("max_line")
+
+    def dispatch(self, line: bytes) -> None:
         from pop3d.commands import dispatch
 
-        self.send(replies.greeting(self.timestamp))
-        try:
-            while not self.finished:
-                try:
-                    line = self.io.readline()
-                except LineTooLong:
-                    self.bad_command(replies.LINE_TOO_LONG)
-                    continue
-                if len(line) > self.settings.get_int("max_line"):
-                    self.bad_command(replies.LINE_TOO_LONG)
-                    continue
-                dispatch(self, line)
-            self.io.flush()
-        except SessionTimeout:
-            self.goodbye(replies.TIMEOUT, "idle timeout")
-        except Interrupted:
-            self.goodbye(replies.SHUTDOWN, "server shutting down")
-        except ConnectionClosed:
-            self.log.info("connection closed by client")
-        except Exception:
-            self.log.exception("internal error")
-            self.goodbye(replies.INTERNAL_ERROR, "internal error")
-            return 1
-        finally:
-            self.end()
-        return 0
+        dispatch(self, line)
 
-    def bad_command(self, reply: bytes) -> None:
-        self.bad_commands += 1
-        if self.bad_commands >= MAX_BAD_COMMANDS:
-            self.send(replies.TOO_MANY_BAD)
-            self.finished = True
-            self.log.info("too many bad commands")
-        else:
-            self.send(reply)
+    def who(self) -> str:
+        return f"user={self.user or '-'}"
 
-    def goodbye(self, reply: bytes, why: str) -> None:
-        self.log.info("closing: %s", why)
-        with contextlib.suppress(ConnectionClosed):
-            self.send(reply)
-            self.io.flush()
+    def release(self) -> None:
+        self.unlock()
 
     def unlock(self) -> None:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
-
-    def end(self) -> None:
-        self.unlock()
-        self.services.stats.transfer(PROTOCOL, os.getpid(), self.io.bytes_in, self.io.bytes_out)
-        self.log.info("session end user=%s in=%d out=%d duration=%.3fs", self.user or "-",
-                      self.io.bytes_in, self.io.bytes_out, time.monotonic() - self.started)
-        self.io.close()
 
     # -- authentication --------------------------------------------------------------------
 
@@ -186,13 +150,10 @@ class Session:
         return replies.logged_in(len(live), sum(m.size for m in live))
 
     def login_failed(self, user: str) -> bytes:
-        self.services.stats.login(PROTOCOL, os.getpid(), user, self.address, False)
-        # One stable line for fail2ban: "auth failed for user X from ADDR".
-        self.log.warning("pop3 auth failed for user %s from %s", printable(user), self.address)
+        delay_failed_login(self.services.stats, self.settings, self.log, self.io, PROTOCOL, user,
+                           self.address)
         self.auth_failures += 1
         self.pending_user = None
-        self.io.flush()
-        time.sleep(self.settings.get_float("auth_failure_delay"))
         if self.auth_failures >= MAX_AUTH_FAILURES:
             raise Pop3Error(replies.TOO_MANY_FAILURES, close=True)
         return replies.AUTH_FAILED
