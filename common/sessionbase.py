@@ -40,6 +40,11 @@ class Goodbyes:
     shutdown: bytes
     internal_error: bytes
 
+    @classmethod
+    def of(cls, replies: object) -> Goodbyes:
+        """From a protocol's replies module (LINE_TOO_LONG, TOO_MANY_BAD, TIMEOUT, ...)."""
+        return cls(**{name: getattr(replies, name.upper()) for name in cls.__dataclass_fields__})
+
 
 def delay_failed_login(stats: StatsClient, settings: Settings, log: SessionLog | logging.Logger,
                        io: LineIO, protocol: str, user: str, address: str) -> None:

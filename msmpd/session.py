@@ -51,9 +51,7 @@ class Services:
 class Session(LineSession):
     PROTOCOL = PROTOCOL
     MAX_BAD_COMMANDS = MAX_BAD_COMMANDS
-    GOODBYES = Goodbyes(line_too_long=replies.LINE_TOO_LONG, too_many_bad=replies.TOO_MANY_BAD,
-                        timeout=replies.TIMEOUT, shutdown=replies.SHUTDOWN,
-                        internal_error=replies.INTERNAL_ERROR)
+    GOODBYES = Goodbyes.of(replies)
 
     io: LineIO
     services: Services
