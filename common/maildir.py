@@ -190,6 +190,25 @@ def read_message(folder: Path, message: MessageFile) -> bytes:
         raise StoreError(f"cannot read {message.key}: {exc.strerror}") from None
 
 
+def read_header(folder: Path, message: MessageFile, chunk: int = 8192) -> bytes:
+    """The message up to and including its blank line (the whole message when it has none),
+    reading no more of a large message than that."""
+    try:
+        with open(folder / message.relpath, "rb") as handle:
+            data = handle.read(chunk)
+            while b"\n\n" not in data and b"\r\n\r\n" not in data:
+                more = handle.read(chunk)
+                if not more:
+                    return data
+                data += more
+    except FileNotFoundError:
+        return read_message(folder, message)
+    except OSError as exc:
+        raise StoreError(f"cannot read {message.key}: {exc.strerror}") from None
+    ends = [i + n for i, n in ((data.find(b"\n\n"), 2), (data.find(b"\r\n\r\n"), 4)) if i >= 0]
+    return data[: min(ends)]
+
+
 def message_size(folder: Path, message: MessageFile) -> int:
     """CRLF size: from `,W=` in the name when present, else counted from the file."""
     size = message.stored_size("W")
