@@ -33,6 +33,7 @@ import base64
 import os
 import random
 import re
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -292,6 +293,7 @@ class Pass:
     uid_fetch: float = 0.0
     bodies: float = 0.0
     server_cpu: float = 0.0       # seconds of the server's tree over the session
+    other_cpu_pct: float = 0.0    # the machine's CPU used by neither side, % of all CPUs
     exists: int = 0
     fetched: int = 0              # FETCH responses with RFC822.SIZE to UID FETCH 1:*
     fetch_bytes: int = 0          # size of that whole response
@@ -322,7 +324,8 @@ def run_pass(name: str, port: int, pid: int, user: str, index: int, bodies: int,
     """One session: LOGIN+SELECT, UID FETCH 1:*, `bodies` random BODY[], LOGOUT."""
     result = Pass(name, index)
     conn = None
-    cpu_before = load.tree_cpu(pid)
+    cpu_before, busy_before = load.tree_cpu(pid), load.machine_busy()
+    own_before, wall_before = own_cpu(), time.monotonic()
     try:
         conn = load.Conn("127.0.0.1", port, OP_TIMEOUT)
         imap = load.imap_greeting(conn)
@@ -368,7 +371,15 @@ def run_pass(name: str, port: int, pid: int, user: str, index: int, bodies: int,
     if wait_idle is not None:
         wait_idle()   # our child exits and is reaped, so its CPU is in the master's cutime
     result.server_cpu = load.tree_cpu(pid) - cpu_before
+    other = load.machine_busy() - busy_before - result.server_cpu - (own_cpu() - own_before)
+    capacity = max(1e-9, (time.monotonic() - wall_before) * (os.cpu_count() or 1))
+    result.other_cpu_pct = max(0.0, 100.0 * other / capacity)
     return result
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def wait_closed(conn: load.Conn, timeout: float = 30.0) -> None:
@@ -416,7 +427,8 @@ STEPS = (("login_select", "LOGIN + SELECT INBOX"),
          ("uid_fetch", "UID FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE)"),
          ("select_and_fetch", "  SELECT + UID FETCH (the target)"),
          ("bodies", "{bodies} x UID FETCH <random uid> BODY[]"),
-         ("server_cpu", "server CPU of the whole session"))
+         ("server_cpu", "server CPU of the whole session"),
+         ("other_cpu_pct", "oth%: CPU used by others, % of the machine"))
 
 
 def print_big(result: BigResult) -> None:
@@ -442,16 +454,20 @@ def print_big(result: BigResult) -> None:
     print(title)
     print(line)
     for attr, text in STEPS:
+        if attr == "bodies" and not result.bodies:
+            continue
         text = text.format(bodies=result.bodies)
+        share = attr == "other_cpu_pct"     # a share of the machine: no ratio
+        cell = "{:7.0f}" if share else "{:7.3f}"
         mine = result.of(ours)
-        row = f"{text:48} | " + " ".join(f"{getattr(p, attr):7.3f}" for p in mine)
+        row = f"{text:48} | " + " ".join(cell.format(getattr(p, attr)) for p in mine)
         if ref is not None:
             theirs = result.of(ref)
-            row += " | " + " ".join(f"{getattr(p, attr):7.3f}" for p in theirs)
+            row += " | " + " ".join(cell.format(getattr(p, attr)) for p in theirs)
             cold = (getattr(mine[0], attr) / getattr(theirs[0], attr)
-                    if mine and theirs and getattr(theirs[0], attr) else None)
+                    if mine and theirs and getattr(theirs[0], attr) and not share else None)
             a, b = warm(mine, attr), warm(theirs, attr)
-            ratio = a / b if a is not None and b else None
+            ratio = a / b if a is not None and b and not share else None
             row += f" | {fmt_ratio(cold)} {fmt_ratio(ratio)}"
         print(row)
     for server in result.servers:
@@ -470,7 +486,8 @@ def print_big(result: BigResult) -> None:
         same = ({p.size_total for p in mine} == {p.size_total for p in theirs}
                 and [p.body_bytes for p in mine] == [p.body_bytes for p in theirs])
         print(f"  same sizes and same BODY[] bytes from both servers: {'yes' if same else 'NO'}")
-    print("(warm = mean of passes 2.., ratio > 1: ours slower)")
+    print("(warm = mean of passes 2.., ratio > 1: ours slower; oth% above a few per cent means "
+          "other work on the machine disturbed that pass)")
     print_big_targets(result)
 
 

@@ -428,6 +428,15 @@ class Mailbox:
             self._dir_stamp = None
         return removed
 
+    def expunged_at(self, uids: set[int]) -> int | None:
+        """The lowest MODSEQ at which any of `uids` was expunged, if the tombstones know it."""
+        current = self.uids.read()
+        if current is None:
+            return None
+        found = [modseq for modseq, low, high in current.tombstones
+                 if any(low <= uid <= high for uid in uids)]
+        return min(found, default=None)
+
     def vanished_since(self, modseq: int) -> list[tuple[int, int]] | None:
         """UID ranges expunged after `modseq` (QRESYNC), or None when that is no longer known."""
         current = self.uids.read()

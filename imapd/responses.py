@@ -17,11 +17,15 @@ _QUOTABLE = re.compile(rb"[\x01-\x09\x0b\x0c\x0e-\x7f]*")
 _ATOM = re.compile(rb"[!#$&'+-Z^-z|~]+")
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
+# Only what is complete is advertised (issue 6); each is proven by tests/test_imap_ext_*.py.
 CAPABILITIES = (
     "IMAP4rev1", "LITERAL+", "SASL-IR", "AUTH=PLAIN", "AUTH=LOGIN", "ID", "ENABLE", "IDLE",
     "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE",
-    "LIST-EXTENDED", "LIST-STATUS", "ESEARCH", "CONDSTORE", "QUOTA",
+    "LIST-EXTENDED", "LIST-STATUS", "ESEARCH", "CONDSTORE", "QRESYNC", "QUOTA",
+    "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE", "COMPRESS=DEFLATE",
 )
+# Not listed again once the session compresses (RFC 4978: a second COMPRESS is refused).
+ONCE_ONLY = frozenset({"COMPRESS=DEFLATE"})
 
 
 class ImapError(Exception):
@@ -38,8 +42,8 @@ def bad(text: str) -> ImapError:
     return ImapError(text, status="BAD")
 
 
-def capability_line() -> str:
-    return " ".join(CAPABILITIES)
+def capability_line(compressed: bool = False) -> str:
+    return " ".join(c for c in CAPABILITIES if not (compressed and c in ONCE_ONLY))
 
 
 def tagged(tag: str, status: str, text: str, code: str = "") -> bytes:
@@ -102,6 +106,8 @@ BYE_MAILBOX_DELETED = "[ALERT] The selected mailbox was deleted"
 BYE_TOO_MANY_BAD = "Too many invalid commands"
 BYE_INTERNAL = "Internal server error"
 BYE_LITERAL = "Literal too large"
+BYE_COMPRESSION = "Compressed data could not be decoded"
+DONE_WITHOUT_IDLE = "DONE without IDLE"
 LITERAL_TOO_LARGE = "[TOOBIG] Literal too large"
 LINE_TOO_LONG = "Command line too long"
 NO_SUCH_MAILBOX = ("Mailbox does not exist", "NONEXISTENT")

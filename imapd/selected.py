@@ -79,6 +79,19 @@ class Selected:
         out.extend(self._arrivals(snap.entries))
         return out
 
+    def held_back(self) -> list[bytes]:
+        """With QRESYNC, for a command that ends with expunges it could not report: the MODSEQs
+        it did report may be newer than those expunges (RFC 7162 6), and a client that lost the
+        connection now would resynchronize from the highest MODSEQ it saw and never learn of
+        them. A HIGHESTMODSEQ just below the oldest, which the client must take over any MODSEQ
+        it saw, keeps them in its next resynchronization."""
+        if not (self.qresync and self.gone):
+            return []
+        expunged = self.mailbox.expunged_at(self.gone)
+        if expunged is None:
+            return []
+        return [untagged(f"OK [HIGHESTMODSEQ {expunged - 1}] Expunges pending")]
+
     def flag_lines(self) -> list[bytes]:
         """FLAGS and PERMANENTFLAGS (RFC 3501 7.2.6, 7.1): at SELECT, and again whenever a
         session creates a keyword in this folder."""

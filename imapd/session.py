@@ -18,7 +18,8 @@ from enum import Enum
 
 from common.config import Settings
 from common.folders import FolderTree
-from common.lineio import ConnectionClosed, Interrupted, LineIO, LineTooLong, SessionTimeout
+from common.lineio import (CompressionError, ConnectionClosed, Interrupted, LineIO, LineTooLong,
+                           SessionTimeout)
 from common.logs import SessionLog
 from common.stats import StatsClient
 from common.users import UserDB
@@ -74,6 +75,7 @@ class Session:
     selected: Selected | None = None
     enabled: set[str] = field(default_factory=set)
     hooks_due: bool = False  # a login succeeded: run the after-login hooks once OK is sent
+    compress_due: bool = False  # COMPRESS succeeded: compress from right after its tagged OK
     bad_commands: int = 0
     auth_failures: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -158,6 +160,10 @@ class Session:
             while self.state is not State.LOGOUT:
                 try:
                     raw = self.read_command()
+                    if raw.strip().upper() == b"DONE":
+                        # RFC 2177: DONE only ends an IDLE; here there is none to end.
+                        self.bad_command(None, r.DONE_WITHOUT_IDLE)
+                        continue
                     command = parse_command(raw)
                 except LineTooLong:
                     self.bad_command(None, r.LINE_TOO_LONG)
@@ -173,6 +179,9 @@ class Session:
             self.goodbye(r.BYE_TIMEOUT)
         except Interrupted:
             self.goodbye(r.BYE_SHUTDOWN)
+        except CompressionError as exc:
+            self.log.info("bad compressed data: %s", exc)
+            self.goodbye(r.BYE_COMPRESSION)
         except ConnectionClosed:
             self.log.info("connection closed by client")
         except Exception:
@@ -214,6 +223,12 @@ class Session:
         if self.selected is None:
             raise RuntimeError("no mailbox selected")
         return self.selected
+
+    def start_compression(self) -> None:
+        """RFC 4978: the tagged OK went out uncompressed; everything after it is DEFLATE."""
+        self.compress_due = False
+        self.io.start_compression()
+        self.log.info("compression active")
 
     def dispatch_hooks(self) -> None:
         """After-login work (the SMTP relay): runs once the tagged OK has been flushed, so the

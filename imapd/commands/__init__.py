@@ -2,23 +2,25 @@
 
 The dispatcher checks the state before it calls a handler (handlers never re-check it), reports
 mailbox changes before a selected-state command runs (never EXPUNGE then) and again before the
-tagged completion (without EXPUNGE where RFC 3501 7.4.1 forbids it), and turns ImapError into
-`tag NO/BAD`.
+tagged completion (without EXPUNGE where RFC 3501 7.4.1 forbids it; with QRESYNC, a lower
+HIGHESTMODSEQ for the expunges held back), and turns ImapError into `tag NO/BAD`. After the
+tagged OK of COMPRESS it switches the connection to DEFLATE (RFC 4978).
 """
 
 from __future__ import annotations
 
 from common.proctitle import set_title
 from imapd import responses as r
-from imapd.commands import (append, auth, copy, fetch, general, idle, mailboxes, search, select,
-                            store)
+from imapd.commands import (append, auth, compress, copy, fetch, general, idle, mailboxes, search,
+                            select, store)
 from imapd.commands.base import SELECTED, Spec, report
 from imapd.parser import Command
 from imapd.responses import ImapError
 from imapd.session import Session
 
 COMMANDS: dict[str, Spec] = {}
-for _module in (general, auth, mailboxes, select, append, fetch, store, copy, search, idle):
+for _module in (general, auth, mailboxes, select, append, fetch, store, copy, search, idle,
+                compress):
     COMMANDS.update(_module.COMMANDS)
 
 
@@ -42,11 +44,13 @@ def dispatch(session: Session, command: Command) -> None:
         if exc.status == "BAD":
             session.bad_command(command.tag, exc.text)
             return
-        report(session, command.uid or spec.may_expunge)
+        report(session, command.uid or spec.may_expunge, final=True)
         session.send(r.tagged(command.tag, "NO", exc.text, exc.code))
         return
     text, code = (result, "") if isinstance(result, str) else result
-    report(session, command.uid or spec.may_expunge)
+    report(session, command.uid or spec.may_expunge, final=True)
     session.send(r.tagged(command.tag, "OK", text, code))
+    if session.compress_due:
+        session.start_compression()
     if session.hooks_due:
         session.dispatch_hooks()

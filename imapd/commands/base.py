@@ -93,11 +93,16 @@ def highestmodseq_code(session: Session, view: Selected) -> str:
     return "" if highest is None else f"HIGHESTMODSEQ {highest}"
 
 
-def report(session: Session, allow_expunge: bool) -> None:
+def report(session: Session, allow_expunge: bool, final: bool = False) -> None:
     """Unilateral updates before the completion; a selected folder deleted under us ends it.
-    When the folder cannot be read just now, the changes wait for a later command."""
+    When the folder cannot be read just now, the changes wait for a later command. `final`: the
+    report just before the tagged completion, which also tells a QRESYNC client about expunges
+    still held back (Selected.held_back)."""
     try:
         session.report_changes(allow_expunge)
+        if final and session.selected is not None:
+            for line in session.selected.held_back():
+                session.send(line)
     except MailboxNotFound:
         raise Abort(r.BYE_MAILBOX_DELETED) from None
     except (StoreError, LockBusy, OSError) as exc:

@@ -1,8 +1,15 @@
-"""IDLE (RFC 2177): push EXISTS/EXPUNGE/FETCH while the client waits, until DONE.
+"""IDLE (RFC 2177): push EXISTS/RECENT/EXPUNGE (or VANISHED)/FETCH while the client waits.
 
-The child polls the folder (directory mtimes, then a listing only when something moved) every
-POLL_INTERVAL and the socket in between, so a change by any session or by delivery into new/ is
-pushed within a second. Decimail used a database trigger (seed 001); a Maildir needs none.
+States: authenticated and selected (with nothing selected there is nothing to push but the
+keepalive). Replies: `+ idling`, then untagged updates as changes happen, `* OK Still here` every
+`idle_keepalive` seconds of silence (0: never), and `tag OK` on DONE (in any case), `tag BAD` on
+any other line (it ends the IDLE), `* BYE` when the IDLE outlasts `idle_timeout` (30 minutes).
+
+The child waits on the socket and on the folder at once: between polls of the socket it looks at
+the folder (the mtimes of new/ and cur/ and the uidlist's identity; a listing only when one of
+them moved), so a delivery, a flag change or an expunge by any session or program is pushed within
+POLL_INTERVAL plus the time to read the folder. Decimail used a database trigger (seed 001); a
+Maildir needs none.
 """
 
 from __future__ import annotations
@@ -10,13 +17,13 @@ from __future__ import annotations
 import time
 
 from common.lineio import LineTooLong
+from imapd import responses as r
 from imapd.commands.base import AUTHENTICATED, Result, Spec, report
-from imapd.parser import Command
+from imapd.parser import Command, literal_at_end
 from imapd.responses import bad
 from imapd.session import Abort, Session
-from imapd import responses as r
 
-POLL_INTERVAL = 0.5
+POLL_INTERVAL = 0.25
 
 
 def cmd_idle(session: Session, command: Command) -> Result:
@@ -30,13 +37,7 @@ def cmd_idle(session: Session, command: Command) -> Result:
         if now >= deadline:
             raise Abort(r.BYE_TIMEOUT)
         if session.io.wait_readable(min(POLL_INTERVAL, deadline - now)):
-            try:
-                line = session.io.readline()
-            except LineTooLong:
-                raise bad(r.LINE_TOO_LONG) from None
-            if line.strip().upper() == b"DONE":
-                return "IDLE terminated"
-            raise bad("Expected DONE")
+            return end_of_idle(session)
         before = session.io.bytes_out
         report(session, allow_expunge=True)
         if keepalive > 0 and time.monotonic() - last_sent >= keepalive:
@@ -44,6 +45,22 @@ def cmd_idle(session: Session, command: Command) -> Result:
         session.io.flush()
         if session.io.bytes_out != before:
             last_sent = time.monotonic()
+
+
+def end_of_idle(session: Session) -> Result:
+    """The client spoke: DONE ends the IDLE; anything else ends it too, with BAD."""
+    try:
+        line = session.io.readline()
+    except LineTooLong:
+        raise bad(r.LINE_TOO_LONG) from None
+    if line.strip().upper() == b"DONE":
+        return "IDLE terminated"
+    found = literal_at_end(line)
+    if found is not None and found[1]:
+        # A non-synchronizing literal is on its way already: its octets are not commands.
+        session.discard_literal(found[0])
+        session.skip_rest_of_command()
+    raise bad("Expected DONE")
 
 
 COMMANDS = {"IDLE": Spec(cmd_idle, AUTHENTICATED)}

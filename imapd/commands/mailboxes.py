@@ -110,7 +110,7 @@ class Listing:
 def list_mailboxes(session: Session, args: ListArgs) -> Result:
     tree = session.require_tree()
     patterns = tuple(p for p in args.patterns if p)  # RFC 5258 3: "" patterns match nothing
-    if not patterns and not args.select_opts and not args.return_opts:
+    if args.patterns == ("",) and not args.extended:
         # `LIST "" ""`: the hierarchy delimiter and the root (RFC 3501 6.3.8).
         session.untagged('LIST (\\Noselect) "." ""')
         return "LIST completed"
@@ -257,7 +257,8 @@ def status_line(session: Session, name: str, items: tuple[str, ...]) -> bytes:
 
 
 def reclaimable(mailbox: Mailbox, deleted: list[Entry]) -> int:
-    """What an EXPUNGE would free, in the 1024-octet units of the STORAGE resource (RFC 9208): the files no other folder shares (COPY makes hard links, and those stay)."""
+    """What an EXPUNGE would free, in the 1024-octet units of the STORAGE resource (RFC 9208):
+    the files no other folder shares (COPY makes hard links, and those stay)."""
     total = 0
     for entry in deleted:
         with contextlib.suppress(OSError):
