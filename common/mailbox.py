@@ -21,6 +21,7 @@ from pathlib import Path
 
 from common import maildir
 from common.atomic import atomic_write, fsync_dir, locked
+from common.msgcache import MessageCache
 from common.maildir import MailboxNotFound, MessageFile, SizeCache, StoreError
 from common.uidlist import Record, UidList, UidStore
 
@@ -156,6 +157,7 @@ class Mailbox:
         self.uids = UidStore(path)
         self.keywords = Keywords(path)
         self.sizes = SizeCache(path)
+        self.cache = MessageCache(path)
         self._dir_stamp: tuple[int, int, tuple[int, int, int] | None] | None = None
         self._locations: dict[str, tuple[str, str]] = {}
 
@@ -285,6 +287,14 @@ class Mailbox:
         data = maildir.read_message(self.path, message)
         entry.subdir, entry.name = message.subdir, message.name
         return data
+
+    def save_caches(self, keep: set[str] | None = None) -> None:
+        """Write the derived caches (sizes, envelopes) if they changed, forgetting messages that
+        are no longer in `keep`."""
+        if keep is not None:
+            self.sizes.keep_only(keep)
+        self.sizes.save()
+        self.cache.save(keep)
 
     def size(self, entry: Entry) -> int:
         return self.sizes.get(self.path, entry.file)

@@ -214,18 +214,31 @@ class UidStore:
             self._cached, self._stamp = parse(data), stamp
         return self._cached
 
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return None
+        return (info.st_mtime_ns, info.st_ino, info.st_size)
+
     @contextlib.contextmanager
     def update(self):  # type: ignore[no-untyped-def]
         """Lock, yield the freshest list for changing, write it back atomically."""
         with locked(self.path):
-            self._stamp = None
+            # The stamp (mtime, inode, size) tells whether another process replaced the file
+            # since we read it; each writer's rename brings a new inode.
             current = self.read() or self._initial()
             before = current.serialize()
-            yield current
+            try:
+                yield current
+            except BaseException:
+                self._cached, self._stamp = None, None  # our copy was changed and not written
+                raise
             data = current.serialize()
             if data != before or not self.path.exists():
                 atomic_write(self.path, data, mode=0o600)
-                self._cached, self._stamp = current, None
+                # What we just wrote is what we hold: the next read need not parse it again.
+                self._cached, self._stamp = current, self._file_stamp()
 
     def _initial(self) -> UidList:
         if self.path.exists():

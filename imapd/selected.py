@@ -160,6 +160,9 @@ class Selected:
 
     # -- lookups -------------------------------------------------------------------------------
 
+    def save_caches(self) -> None:
+        self.mailbox.save_caches({e.key for e in self.entries})
+
     def flags_of(self, entry: Entry) -> list[str]:
         return imapflags.to_imap(entry.letters, self.mailbox.keywords, entry.uid in self.recent)
 

@@ -207,7 +207,7 @@ class Session:
     def end(self) -> None:
         self.services.stats.transfer(PROTOCOL, os.getpid(), self.io.bytes_in, self.io.bytes_out)
         if self.selected is not None:
-            self.selected.mailbox.sizes.save()
+            self.selected.save_caches()
         self.log.info("session end user=%s in=%d out=%d duration=%.3fs", self.user or "-",
                       self.io.bytes_in, self.io.bytes_out, time.monotonic() - self.started)
         self.io.close()

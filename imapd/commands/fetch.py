@@ -9,7 +9,7 @@ without PEEK sets \\Seen (read-write mailboxes) and the response then carries th
 from __future__ import annotations
 
 from common.mailbox import Entry
-from common.maildir import StoreError, to_crlf
+from common.maildir import StoreError, read_header, to_crlf
 from imapd import responses as r
 from imapd.commands.base import expect, enable_condstore, SELECTED, Result, Spec, store_errors
 from imapd.message import MessageView
@@ -19,8 +19,43 @@ from imapd.responses import bad
 from imapd.selected import Selected
 from imapd.session import Session
 
-CONTENT_ITEMS = frozenset({"ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822", "RFC822.HEADER",
-                           "RFC822.TEXT"})
+# Derived once per message and kept in the folder's disposable cache (common/msgcache.py).
+CACHED_ITEMS = {"ENVELOPE": "envelope", "BODYSTRUCTURE": "bodystructure", "BODY": "body"}
+
+
+class Content:
+    """One message's content for one FETCH response, read only as far as an item needs: cached
+    ENVELOPE/BODYSTRUCTURE need no read at all, an ENVELOPE miss reads only the header, and
+    only body items read the whole file."""
+
+    __slots__ = ("_full", "entry", "view")
+
+    def __init__(self, view: Selected, entry: Entry) -> None:
+        self.view, self.entry = view, entry
+        self._full: MessageView | None = None
+
+    def full(self) -> MessageView:
+        if self._full is None:
+            self._full = MessageView(to_crlf(self.view.mailbox.read(self.entry)))
+        return self._full
+
+    def derived(self, item: str) -> bytes:
+        """ENVELOPE, BODYSTRUCTURE or BODY, from the cache or computed and cached."""
+        cache, field = self.view.mailbox.cache, CACHED_ITEMS[item]
+        value = cache.get(self.entry.key, field)
+        if value is None:
+            value = self._compute(item)
+            cache.put(self.entry.key, field, value)
+        return value
+
+    def _compute(self, item: str) -> bytes:
+        if item == "ENVELOPE":
+            if self._full is not None:
+                return self._full.envelope()
+            header = read_header(self.view.mailbox.path, self.entry.file)
+            return MessageView(to_crlf(header)).envelope()
+        message = self.full()
+        return message.bodystructure() if item == "BODYSTRUCTURE" else message.body()
 
 
 def cmd_fetch(session: Session, command: Command) -> Result:
@@ -49,12 +84,10 @@ def cmd_fetch(session: Session, command: Command) -> Result:
     if view.condstore and "MODSEQ" not in items:
         # RFC 7162 3.1: once CONDSTORE is on, every untagged FETCH carries MODSEQ.
         items.append("MODSEQ")
-    needs_content = any(isinstance(i, BodySection) or i in CONTENT_ITEMS for i in items)
     failed = 0
     for seq, entry in targets:
         try:
-            message = load(view, entry) if needs_content else None
-            response = render(view, seq, entry, items, message, args.marks_seen)
+            response = render(view, seq, entry, items, Content(view, entry), args.marks_seen)
         except StoreError:
             # Expunged by another session meanwhile (its size or content is gone too): nothing
             # to send for it; the EXPUNGE follows at a later command (RFC 3501 7.4.1).
@@ -77,27 +110,24 @@ def mark_seen(view: Selected, entries: list[Entry]) -> None:
             view.reported[entry.uid] = entry.letters
 
 
-def load(view: Selected, entry: Entry) -> MessageView:
-    return MessageView(to_crlf(view.mailbox.read(entry)))
-
-
-def render(view: Selected, seq: int, entry: Entry, items: list, message: MessageView | None,
+def render(view: Selected, seq: int, entry: Entry, items: list, content: Content,
            flags_changed: bool) -> bytes:
     parts: list[bytes] = []
     has_flags = False
     for item in items:
         if isinstance(item, BodySection):
-            parts.append(item.label.encode() + b" " + r.literal(section_data(message, item)))
+            parts.append(item.label.encode() + b" "
+                         + r.literal(section_data(content.full(), item)))
             continue
         if item == "FLAGS":
             has_flags = True
-        parts.append(simple_item(view, entry, item, message))
+        parts.append(simple_item(view, entry, item, content))
     if flags_changed and not has_flags and not view.readonly:
         parts.append(b"FLAGS " + r.flag_list(view.flags_of(entry)).encode())
     return b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n"
 
 
-def simple_item(view: Selected, entry: Entry, item: str, message: MessageView | None) -> bytes:
+def simple_item(view: Selected, entry: Entry, item: str, content: Content) -> bytes:
     if item == "UID":
         return b"UID %d" % entry.uid
     if item == "FLAGS":
@@ -108,14 +138,9 @@ def simple_item(view: Selected, entry: Entry, item: str, message: MessageView | 
         return b"RFC822.SIZE %d" % view.mailbox.size(entry)
     if item == "INTERNALDATE":
         return b"INTERNALDATE " + r.internal_date(view.mailbox.internal_date(entry)).encode()
-    if message is None:
-        raise RuntimeError("content item without a loaded message")
-    if item == "ENVELOPE":
-        return b"ENVELOPE " + message.envelope()
-    if item == "BODYSTRUCTURE":
-        return b"BODYSTRUCTURE " + message.bodystructure()
-    if item == "BODY":
-        return b"BODY " + message.body()
+    if item in CACHED_ITEMS:
+        return item.encode() + b" " + content.derived(item)
+    message = content.full()
     if item == "RFC822":
         return b"RFC822 " + r.literal(message.raw)
     if item == "RFC822.HEADER":

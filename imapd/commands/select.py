@@ -32,7 +32,7 @@ def open_mailbox(session: Session, command: Command, readonly: bool) -> Result:
         raise bad("QRESYNC must be enabled first")
     if session.selected is not None:
         # RFC 7162 3.2.11: everything before this line was about the mailbox now closed.
-        session.selected.mailbox.sizes.save()
+        session.selected.save_caches()
         session.untagged("OK [CLOSED] Previous mailbox closed")
     # A SELECT that fails leaves no mailbox selected (RFC 3501 6.3.1).
     session.selected, session.state = None, State.AUTHENTICATED
@@ -93,14 +93,14 @@ def cmd_close(session: Session, command: Command) -> Result:
         with store_errors():
             view.refresh(allow_expunge=False)
             view.mailbox.expunge([e for e in view.entries if "T" in e.letters])
-    view.mailbox.sizes.save()
+    view.save_caches()
     session.selected, session.state = None, State.AUTHENTICATED
     return "CLOSE completed"
 
 
 def cmd_unselect(session: Session, command: Command) -> Result:
     """RFC 3691: deselect without expunging."""
-    session.require_selected().mailbox.sizes.save()
+    session.require_selected().save_caches()
     session.selected, session.state = None, State.AUTHENTICATED
     return "UNSELECT completed"
 
