@@ -72,13 +72,32 @@ class FolderTree:
         """RFC 6154 attribute: set by CREATE (USE ...) or, for the usual names, by default."""
         return self._special_use_map().get(name) or SPECIAL_USE.get(name)
 
-    def set_special_use(self, name: str, attribute: str) -> None:
+    def set_special_use(self, name: str, attribute: str | None) -> None:
+        """Give `name` an attribute, or with None forget it (DELETE)."""
+        self._change_special_use({name: attribute})
+
+    def _change_special_use(self, changes: dict[str, str | None]) -> None:
         path = self.root / SPECIAL_USE_FILE
         with locked(path):
             current = self._special_use_map()
-            current[name] = attribute
+            if not changes.keys() & current.keys() and not any(changes.values()):
+                return
+            for folder, attribute in changes.items():
+                if attribute is None:
+                    current.pop(folder, None)
+                else:
+                    current[folder] = attribute
             text = "".join(f"{attr} {folder}\n" for folder, attr in current.items())
             atomic_write(path, text.encode("utf-8"))
+
+    def _move_special_use(self, renames: dict[str, str]) -> None:
+        """A folder's CREATE-SPECIAL-USE attribute follows it through RENAME."""
+        current = self._special_use_map()
+        moved = {old: new for old, new in renames.items() if old in current}
+        if moved:
+            changes: dict[str, str | None] = {old: None for old in moved}
+            changes.update({new: current[old] for old, new in moved.items()})
+            self._change_special_use(changes)
 
     def _special_use_map(self) -> dict[str, str]:
         try:
@@ -157,6 +176,7 @@ class FolderTree:
             raise StoreError(f"cannot delete {name}: {exc.strerror}") from None
         shutil.rmtree(doomed, ignore_errors=True)
         self.subscribe(name, False)
+        self.set_special_use(name, None)
 
     def rename(self, old: str, new: str) -> None:
         """RFC 3501 6.3.5: inferiors move too; renaming INBOX moves its messages out."""
@@ -182,6 +202,7 @@ class FolderTree:
                 os.rename(self.path(child), self.path(new + child[len(old):]))
         except OSError as exc:
             raise StoreError(f"cannot rename {old}: {exc.strerror}") from None
+        self._move_special_use({old: new} | {c: new + c[len(old):] for c in children})
 
     def _rename_inbox(self, new: str) -> None:
         self.create(new)

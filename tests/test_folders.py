@@ -240,3 +240,19 @@ def test_quota_from_maildirsize(tree: FolderTree, text: str,
 
 def test_no_maildirsize_no_quota(tree: FolderTree) -> None:
     assert tree.quota() == {}
+
+
+def test_special_use_follows_rename_and_goes_with_delete(tmp_path: Path) -> None:
+    tree = FolderTree(tmp_path / "u")
+    tree.ensure_inbox()
+    tree.create("Outbox")
+    tree.set_special_use("Outbox", "\\Sent")
+    tree.create("Outbox.Old")
+    tree.set_special_use("Outbox.Old", "\\Archive")
+    tree.rename("Outbox", "Gesendet")
+    assert tree.special_use("Gesendet") == "\\Sent"
+    assert tree.special_use("Gesendet.Old") == "\\Archive"
+    assert tree.special_use("Outbox") is None
+    tree.delete("Gesendet.Old")
+    tree.create("Gesendet.Old")
+    assert tree.special_use("Gesendet.Old") is None
