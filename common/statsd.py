@@ -46,6 +46,7 @@ from typing import Any
 
 from docopt import docopt
 
+from common.proctitle import set_title
 from common import daemon, logs
 from common.atomic import atomic_write
 from common.config import ConfigError, Settings, one_line, read_config
@@ -199,6 +200,7 @@ class StatsDaemon:
         selector.register(sock, selectors.EVENT_READ)
         selector.register(wakeup, selectors.EVENT_READ)
         log.info("listening on %s; state in %s", self.socket_path, self.state_file)
+        set_title("mailstatd", f"collector {self.socket_path}")
         note = queue_length_note()
         if note:
             log.warning("%s", note)
