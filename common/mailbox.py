@@ -158,36 +158,42 @@ class Mailbox:
         self.keywords = Keywords(path)
         self.sizes = SizeCache(path)
         self.cache = MessageCache(path)
-        self._dir_stamp: tuple[int, int, tuple[int, int, int] | None] | None = None
+        self._dir_stamp: tuple[int, int] | None = None  # None: list at the next scan
+        self._stamp_settled = False
         self._locations: dict[str, tuple[str, str]] = {}
 
     # -- reading the directory -------------------------------------------------------------
 
     def scan(self) -> dict[str, tuple[str, str]]:
-        """key -> (subdir, name) for every message file; skips the listing when nothing moved."""
-        stamp = self._stamp()
-        if stamp is not None and stamp == self._dir_stamp:
+        """key -> (subdir, name) for every message file; skips the listing when nothing moved.
+
+        A directory changed less than MTIME_TRUST_AGE ago may change again within the same
+        mtime tick unseen: a listing taken then is trusted only until the directory settles,
+        and taken once more after that, so such a change is seen at most a second late."""
+        stamp, settled = self._stamp()
+        if stamp == self._dir_stamp and (self._stamp_settled or not settled):
             return self._locations
         locations: dict[str, tuple[str, str]] = {}
         for message in maildir.list_messages(self.path):
             locations[message.key] = (message.subdir, message.name)
-        self._locations, self._dir_stamp = locations, stamp
+        self._locations, self._dir_stamp, self._stamp_settled = locations, stamp, settled
         return locations
 
-    def _stamp(self) -> tuple[int, int, tuple[int, int, int] | None] | None:
+    def _stamp(self) -> tuple[tuple[int, int], bool]:
+        """(mtimes of new/ and cur/, whether both are older than MTIME_TRUST_AGE)."""
         try:
             new = os.stat(self.path / "new").st_mtime_ns
             cur = os.stat(self.path / "cur").st_mtime_ns
         except FileNotFoundError:
             raise MailboxNotFound(str(self.path)) from None
-        if time.time_ns() - max(new, cur) < MTIME_TRUST_AGE * 1e9:
-            return None
-        try:
-            info = os.stat(self.uids.path)
-            uid_stamp: tuple[int, int, int] | None = (info.st_mtime_ns, info.st_ino, info.st_size)
-        except FileNotFoundError:
-            uid_stamp = None
-        return (new, cur, uid_stamp)
+        return (new, cur), time.time_ns() - max(new, cur) >= MTIME_TRUST_AGE * 1e9
+
+    def _moved_by_us(self, key: str, subdir: str, name: str) -> None:
+        """Our own rename, applied to the cached listing instead of listing the folder again."""
+        if self._dir_stamp is None or key not in self._locations:
+            return
+        self._locations[key] = (subdir, name)
+        self._dir_stamp, self._stamp_settled = self._stamp()
 
     def sync(self, claim_recent: bool = False) -> Snapshot:
         """The folder now. With `claim_recent`, messages in new/ move to cur/ and are \\Recent
@@ -326,7 +332,7 @@ class Mailbox:
                 entry.subdir, entry.name = moved.subdir, moved.name
                 continue
             entry.subdir, entry.name = "cur", target
-            self._dir_stamp = None
+            self._moved_by_us(entry.key, "cur", target)
             return True
         return False
 
