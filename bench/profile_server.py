@@ -44,7 +44,7 @@ MODULES = {"pop3d": "pop3d.main", "imapd": "imapd.main", "imapgw": "imapd.gatewa
 TIMED = {
     "pop3d": [
         "common.server:ForkingServer._become_child",
-        "pop3d.main:login_hooks",
+        "common.service:MasterState.session_services",
         "common.relay:RelaySettings.from_config",
         "common.lineio:LineIO.__init__",
         "pop3d.session:make_timestamp",

@@ -17,6 +17,7 @@ from typing import Any
 from common import daemon, logs, relay
 from common.config import ConfigError, Settings, read_config
 from common.server import BusyReply, ForkingServer, Handler, bind_listeners
+from common.sessionbase import Services
 from common.stats import StatsClient
 from common.users import UserDB, UserFileError
 
@@ -62,6 +63,16 @@ class MasterState:
     def __post_init__(self) -> None:
         self.relay = relay.daemon_settings(self.settings.parser,
                                            self.settings.path("state_dir"), self.log)
+
+    def session_services(self) -> Services:
+        """A session's view of the master's state, with the after-login relay hook when
+        relaying is on (POP3 and IMAP call this; MSMP logins never open the relay)."""
+        hooks = [] if self.relay is None else [self.open_relay]
+        return Services(self.settings, self.users, self.stats, self.log, hooks)
+
+    def open_relay(self, session: Any) -> None:
+        if self.relay is not None:
+            relay.open_relay(self.relay, session.address, session.log)
 
     def child_started(self) -> None:
         """In a fresh child: read the runtime settings once for the whole session."""

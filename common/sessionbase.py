@@ -12,13 +12,27 @@ import contextlib
 import logging
 import os
 import time
-from dataclasses import dataclass
-from typing import ClassVar
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from common.config import Settings
 from common.lineio import ConnectionClosed, Interrupted, LineIO, LineTooLong, SessionTimeout
 from common.logs import SessionLog, printable
 from common.stats import StatsClient
+from common.users import UserDB
+
+
+@dataclass
+class Services:
+    """What the master prepared before forking; a POP3 or IMAP session only reads it."""
+
+    settings: Settings
+    users: UserDB
+    stats: StatsClient
+    log: logging.Logger
+    # Run once the login's success reply has been sent (the SMTP relay, seed 002).
+    after_login: list[Callable[[Any], None]] = field(default_factory=list)
 
 
 class ReplyError(Exception):

@@ -32,13 +32,13 @@ import sys
 
 from docopt import docopt
 
-from common import relay, service
+from common import service
 from common.lineio import LineIO
 from common.logs import SessionLog
 from common.server import Handler
 from common.version import VERSION
 from imapd import commands  # noqa: F401 (imported before the first fork)
-from imapd.session import Services, Session
+from imapd.session import Session
 
 
 def busy_reply(reason: str) -> bytes:
@@ -50,8 +50,7 @@ def busy_reply(reason: str) -> bytes:
 def make_handler(state: service.MasterState) -> Handler:
     def handle(conn: socket.socket, address: str, number: int, interrupt_fd: int) -> int:
         settings = state.settings
-        services = Services(settings, state.users, state.stats, state.log,
-                            after_login=login_hooks(state))
+        services = state.session_services()
         io = LineIO(conn, settings.get_int("max_line"), settings.get_float("idle_timeout"),
                     interrupt_fd)
         log = SessionLog(state.log, number, address)
@@ -59,18 +58,6 @@ def make_handler(state: service.MasterState) -> Handler:
         return Session(io, services, address, number, log).run()
 
     return handle
-
-
-def login_hooks(state: service.MasterState) -> list:
-    """After a successful login: open the SMTP relay for the client (IMAP-before-SMTP)."""
-    settings = state.relay
-    if settings is None:
-        return []
-
-    def open_relay(session: Session) -> None:
-        relay.open_relay(settings, session.address, session.log)
-
-    return [open_relay]
 
 
 PROTOCOL = service.Protocol(

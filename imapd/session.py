@@ -9,10 +9,8 @@ session goes on. Pipelined commands are answered in order and flushed together (
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -21,8 +19,7 @@ from common.folders import FolderTree
 from common.lineio import (CompressionError, ConnectionClosed, Interrupted, LineIO, LineTooLong,
                            SessionTimeout)
 from common.logs import SessionLog
-from common.stats import StatsClient
-from common.users import UserDB
+from common.sessionbase import Services
 from imapd import responses as r
 from imapd.parser import ParseError, literal_at_end, parse_command
 from imapd.selected import Selected
@@ -51,15 +48,6 @@ class Abort(Exception):  # noqa: N818 (names the condition, as STYLE allows)
     def __init__(self, text: str) -> None:
         super().__init__(text)
         self.text = text
-
-
-@dataclass
-class Services:
-    settings: Settings
-    users: UserDB
-    stats: StatsClient
-    log: logging.Logger
-    after_login: list[Callable[[Session], None]] = field(default_factory=list)
 
 
 @dataclass

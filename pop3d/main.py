@@ -33,21 +33,20 @@ import sys
 
 from docopt import docopt
 
-from common import relay, service
+from common import service
 from common.config import ConfigError, Settings
 from common.lineio import LineIO
 from common.logs import SessionLog
 from common.server import Handler
 from common.version import VERSION
 from pop3d import commands, replies  # noqa: F401 (imported before the first fork)
-from pop3d.session import HARD_MAX_LINE, Services, Session, make_timestamp
+from pop3d.session import HARD_MAX_LINE, Session, make_timestamp
 
 
 def make_handler(state: service.MasterState) -> Handler:
     def handle(conn: socket.socket, address: str, number: int, interrupt_fd: int) -> int:
         settings = state.settings
-        services = Services(settings, state.users, state.stats, state.log,
-                            after_login=login_hooks(state))
+        services = state.session_services()
         io = LineIO(conn, HARD_MAX_LINE, settings.get_float("idle_timeout"), interrupt_fd)
         log = SessionLog(state.log, number, address)
         log.info("connect")
@@ -63,18 +62,6 @@ def check_settings(settings: Settings) -> None:
     delay = settings.get("login_delay")
     if delay and not (delay.isascii() and delay.isdigit()):
         raise ConfigError(f"setting login_delay must be a whole number of seconds, not {delay!r}")
-
-
-def login_hooks(state: service.MasterState) -> list:
-    """After a successful login: open the SMTP relay for the client (POP-before-SMTP)."""
-    settings = state.relay
-    if settings is None:
-        return []
-
-    def open_relay(session: Session) -> None:
-        relay.open_relay(settings, session.address, session.log)
-
-    return [open_relay]
 
 
 PROTOCOL = service.Protocol(

@@ -7,7 +7,6 @@ dropped connection, a timeout, a TERM or a crash never reaches UPDATE, so nothin
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import socket
 import time
@@ -19,9 +18,7 @@ from common import maildir
 from common.config import Settings
 from common.lineio import LineIO, LineTooLong
 from common.logs import SessionLog
-from common.sessionbase import Goodbyes, LineSession, ReplyError, delay_failed_login
-from common.stats import StatsClient
-from common.users import UserDB
+from common.sessionbase import Services, Goodbyes, LineSession, ReplyError, delay_failed_login
 from pop3d import replies
 
 PROTOCOL = "pop3"
@@ -46,17 +43,6 @@ class Message:
     file: maildir.MessageFile
     size: int
     deleted: bool = False
-
-
-@dataclass
-class Services:
-    """What the master prepared before forking; a child only reads it."""
-
-    settings: Settings
-    users: UserDB
-    stats: StatsClient
-    log: logging.Logger
-    after_login: list = field(default_factory=list)  # callables(session) run after +OK is sent
 
 
 @dataclass
