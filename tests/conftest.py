@@ -210,12 +210,16 @@ class LineClient:
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
+    def _more(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError(f"connection closed; buffered {self.buf[:200]!r}")
+        self.buf += chunk
+
     def line(self) -> bytes:
+        """One line, with its line end."""
         while b"\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError(f"closed; buffered {self.buf!r}")
-            self.buf += chunk
+            self._more()
         line, _, self.buf = self.buf.partition(b"\n")
         return line + b"\n"
 
@@ -229,6 +233,8 @@ class LineClient:
                 return out
 
     def closed(self, timeout: float = 5.0) -> bool:
+        """True when the server closes the connection within `timeout`."""
+        previous = self.sock.gettimeout()
         self.sock.settimeout(timeout)
         try:
             while True:
@@ -240,6 +246,8 @@ class LineClient:
             return True
         except TimeoutError:
             return False
+        finally:
+            self.sock.settimeout(previous)
 
     def close(self) -> None:
         self.sock.close()

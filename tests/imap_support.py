@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import imapclient
-from conftest import Daemon, DaemonFactory, MailSite, wait_for
+from conftest import Daemon, DaemonFactory, LineClient, MailSite, wait_for
 
 IMAP_USERS = {"alice": "pw", "bob": "b0b pass", "carol": "c"}
 SHARED_PASSWORD = "s3cret pass"  # a space: every client must quote it
@@ -24,24 +24,14 @@ def crlf(data: bytes) -> bytes:
     return out + b"\r\n" if out and not out.endswith(b"\r\n") else out
 
 
-class Raw:
+class Raw(LineClient):
     """A raw IMAP client: sends bytes, reads response lines with their literals folded in."""
 
     def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buf = b""
+        super().__init__(sock)
         self.counter = 0
 
     # -- low level -------------------------------------------------------------------------
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def _more(self) -> None:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise EOFError(f"connection closed; buffered {self.buf[:200]!r}")
-        self.buf += chunk
 
     def exact(self, size: int) -> bytes:
         while len(self.buf) < size:
@@ -51,10 +41,7 @@ class Raw:
 
     def raw_line(self) -> bytes:
         """One physical line, with its CRLF."""
-        while b"\n" not in self.buf:
-            self._more()
-        line, _, self.buf = self.buf.partition(b"\n")
-        return line + b"\n"
+        return super().line()
 
     def line(self) -> bytes:
         """One response line; a literal at its end is read and the line continues after it."""
@@ -63,25 +50,6 @@ class Raw:
             out += self.exact(int(match.group(1)))
             out += self.raw_line()
         return out
-
-    def closed(self, timeout: float = 5.0) -> bool:
-        """True when the server closes the connection within `timeout`."""
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-                self.buf += chunk
-        except (ConnectionResetError, BrokenPipeError):
-            return True
-        except TimeoutError:
-            return False
-        finally:
-            self.sock.settimeout(TIMEOUT)
-
-    def close(self) -> None:
-        self.sock.close()
 
     # -- commands --------------------------------------------------------------------------
 
