@@ -6,10 +6,13 @@ from __future__ import annotations
 import imaplib
 import re
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import imapclient
+import pytest
 from conftest import Daemon, DaemonFactory, LineClient, MailSite, wait_for
 
 IMAP_USERS = {"alice": "pw", "bob": "b0b pass", "carol": "c"}
@@ -193,6 +196,18 @@ class SharedImapd:
     def stop(self) -> None:
         self.factory.stop_all()
         assert "Traceback" not in self.server.log(), self.server.log()
+
+
+def shared_imapd(name: str, extra: str = "", **kwargs: str) -> Any:
+    """A module-scoped `shared` fixture: one SharedImapd for every test of the module."""
+
+    @pytest.fixture(scope="module")
+    def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedImapd]:
+        server = SharedImapd(tmp_path_factory.mktemp(name), extra, **kwargs)
+        yield server
+        server.stop()
+
+    return shared
 
 
 def tree(path: Path) -> dict[str, bytes]:

@@ -12,7 +12,7 @@ import re
 import imapclient
 import pytest
 from conftest import deliver
-from imap_support import SharedImapd, crlf, message_files, start_imapd, tree
+from imap_support import crlf, message_files, shared_imapd, start_imapd, tree
 
 UTC = datetime.UTC
 
@@ -29,11 +29,7 @@ def imapd(daemons, site):
     return start
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    server = SharedImapd(tmp_path_factory.mktemp("imap-commands"))
-    yield server
-    server.stop()
+shared = shared_imapd("imap-commands")
 
 
 @pytest.fixture

@@ -11,14 +11,10 @@ import time
 
 import pytest
 from conftest import deliver, wait_for
-from imap_support import Raw, SharedImapd, crlf, message_files
+from imap_support import Raw, crlf, message_files, shared_imapd
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    server = SharedImapd(tmp_path_factory.mktemp("imap-concurrency"), "idle_keepalive = 0\n")
-    yield server
-    server.stop()
+shared = shared_imapd("imap-concurrency", "idle_keepalive = 0\n")
 
 
 @pytest.fixture

@@ -9,14 +9,10 @@ import zlib
 
 import pytest
 from conftest import deliver, wait_for
-from imap_support import Raw, SharedImapd, crlf
+from imap_support import Raw, crlf, shared_imapd
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    server = SharedImapd(tmp_path_factory.mktemp("imap-ext-compress"), "idle_keepalive = 0\n")
-    yield server
-    server.stop()
+shared = shared_imapd("imap-ext-compress", "idle_keepalive = 0\n")
 
 
 @pytest.fixture

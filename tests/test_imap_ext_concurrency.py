@@ -10,9 +10,8 @@ import threading
 import time
 from collections import Counter
 
-import pytest
 from conftest import deliver, wait_for
-from imap_support import Raw, SharedImapd
+from imap_support import Raw, shared_imapd
 
 from common.folders import FolderTree
 from common.mailbox import Mailbox
@@ -20,11 +19,7 @@ from common.mailbox import Mailbox
 SEEDED = 30
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    server = SharedImapd(tmp_path_factory.mktemp("imap-ext-concurrency"), "idle_keepalive = 0\n")
-    yield server
-    server.stop()
+shared = shared_imapd("imap-ext-concurrency", "idle_keepalive = 0\n")
 
 
 def message(mid: str) -> bytes:

@@ -9,14 +9,10 @@ import re
 
 import pytest
 from conftest import deliver
-from imap_support import SharedImapd, start_imapd
+from imap_support import shared_imapd, start_imapd
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    server = SharedImapd(tmp_path_factory.mktemp("imap-ext-condstore"))
-    yield server
-    server.stop()
+shared = shared_imapd("imap-ext-condstore")
 
 
 @pytest.fixture

@@ -7,14 +7,10 @@ import re
 
 import pytest
 from conftest import deliver
-from imap_support import SharedImapd
+from imap_support import shared_imapd
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    server = SharedImapd(tmp_path_factory.mktemp("imap-ext-esearch"))
-    yield server
-    server.stop()
+shared = shared_imapd("imap-ext-esearch")
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import deliver, wait_for
-from imap_support import TIMEOUT, Raw, SharedImapd, start_imapd
+from imap_support import Raw, TIMEOUT, shared_imapd, start_imapd
 
 PUSH_DEADLINE = 10.0  # generous: a loaded test machine must not fail a test
 
@@ -61,11 +61,7 @@ def latency(capsys):
             print("\n" + recorder.report())
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    server = SharedImapd(tmp_path_factory.mktemp("imap-idle"), "idle_keepalive = 0\n")
-    yield server
-    server.stop()
+shared = shared_imapd("imap-idle", "idle_keepalive = 0\n")
 
 
 @pytest.fixture

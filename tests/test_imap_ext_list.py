@@ -8,17 +8,13 @@ import re
 
 import pytest
 from conftest import deliver
-from imap_support import SharedImapd
+from imap_support import shared_imapd
 
 DEFAULTS = {"Archive": "\\Archive", "Drafts": "\\Drafts", "Junk": "\\Junk", "Sent": "\\Sent",
             "Trash": "\\Trash"}
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    server = SharedImapd(tmp_path_factory.mktemp("imap-ext-list"))
-    yield server
-    server.stop()
+shared = shared_imapd("imap-ext-list")
 
 
 @pytest.fixture

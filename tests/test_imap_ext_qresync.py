@@ -9,16 +9,12 @@ import re
 
 import pytest
 from conftest import deliver
-from imap_support import SharedImapd
+from imap_support import shared_imapd
 
 from common.uidlist import UIDLIST
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    server = SharedImapd(tmp_path_factory.mktemp("imap-ext-qresync"))
-    yield server
-    server.stop()
+shared = shared_imapd("imap-ext-qresync")
 
 
 @pytest.fixture

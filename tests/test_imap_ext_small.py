@@ -11,7 +11,7 @@ import re
 
 import pytest
 from conftest import deliver
-from imap_support import SHARED_PASSWORD, SharedImapd, crlf
+from imap_support import SHARED_PASSWORD, crlf, shared_imapd
 
 ADVERTISED = ["IMAP4rev1", "LITERAL+", "SASL-IR", "AUTH=PLAIN", "AUTH=LOGIN", "ID", "ENABLE",
               "IDLE", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE",
@@ -19,11 +19,7 @@ ADVERTISED = ["IMAP4rev1", "LITERAL+", "SASL-IR", "AUTH=PLAIN", "AUTH=LOGIN", "I
               "QRESYNC", "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE", "COMPRESS=DEFLATE"]
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    server = SharedImapd(tmp_path_factory.mktemp("imap-ext-small"))
-    yield server
-    server.stop()
+shared = shared_imapd("imap-ext-small")
 
 
 @pytest.fixture

@@ -10,17 +10,13 @@ import signal
 
 import pytest
 from conftest import child_pids, deliver, wait_for
-from imap_support import SharedImapd, crlf
+from imap_support import crlf, shared_imapd
 
 from common.folders import FolderTree
 from common.mailbox import Mailbox
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    server = SharedImapd(tmp_path_factory.mktemp("imap-ext-uidplus"))
-    yield server
-    server.stop()
+shared = shared_imapd("imap-ext-uidplus")
 
 
 @pytest.fixture

@@ -12,18 +12,13 @@ import time
 
 import pytest
 from conftest import child_pids, deliver, wait_for
-from imap_support import Raw, SharedImapd, crlf, folders, message_files, tree
+from imap_support import Raw, crlf, folders, message_files, shared_imapd, tree
 
 MESSAGE = b"From: a@example.org\nSubject: raw\n\nhello raw\n"
 MAX_LITERAL = 65536
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    server = SharedImapd(tmp_path_factory.mktemp("imap-raw"), f"max_literal = {MAX_LITERAL}\n",
-                         prefix="user", password="pw")
-    yield server
-    server.stop()
+shared = shared_imapd("imap-raw", f"max_literal = {MAX_LITERAL}\n", prefix="user", password="pw")
 
 
 @pytest.fixture
