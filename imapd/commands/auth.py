@@ -9,10 +9,9 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import time
 
 from common.atomic import LockBusy
-from common.logs import printable
+from common.sessionbase import delay_failed_login
 from common.folders import DEFAULT_FOLDERS, FolderTree
 from common.lineio import LineTooLong
 from common.maildir import StoreError, user_maildir
@@ -20,7 +19,7 @@ from imapd import responses as r
 from imapd.commands.base import expect, NOT_AUTHENTICATED, Result, Spec
 from imapd.parser import AuthenticateArgs, Command, LoginArgs
 from imapd.responses import ImapError, bad
-from imapd.session import Abort, Session, State
+from imapd.session import MAX_AUTH_FAILURES, PROTOCOL, Abort, Session, State
 
 LOGIN_USERNAME = b"+ VXNlcm5hbWU6\r\n"  # base64 "Username:"
 LOGIN_PASSWORD = b"+ UGFzc3dvcmQ6\r\n"  # base64 "Password:"
@@ -78,20 +77,17 @@ def log_in(session: Session, user: str, password: str | None) -> Result:
         session.log.error("mailbox of %s unavailable: %s", user, exc)
         raise ImapError("Mailbox unavailable, try again later", "UNAVAILABLE") from None
     session.user, session.tree, session.state = user, tree, State.AUTHENTICATED
-    services.stats.login("imap", os.getpid(), user, session.address, True)
+    services.stats.login(PROTOCOL, os.getpid(), user, session.address, True)
     session.log.info("login user=%s", user)
     session.hooks_due = True
     return (r.LOGGED_IN, f"CAPABILITY {r.capability_line()}")
 
 
 def failed(session: Session, user: str) -> None:
-    session.services.stats.login("imap", os.getpid(), user, session.address, False)
-    # One stable line for fail2ban: "auth failed for user X from ADDR".
-    session.log.warning("imap auth failed for user %s from %s", printable(user), session.address)
+    delay_failed_login(session.services.stats, session.settings, session.log, session.io,
+                       PROTOCOL, user, session.address)
     session.auth_failures += 1
-    session.io.flush()
-    time.sleep(session.settings.get_float("auth_failure_delay"))
-    if session.auth_failures >= 5:
+    if session.auth_failures >= MAX_AUTH_FAILURES:
         session.send(r.tagged("*", "NO", "Too many failed logins"))
         raise Abort("Too many failed logins")
     raise ImapError(*r.AUTH_FAILED)
