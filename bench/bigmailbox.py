@@ -44,10 +44,10 @@ import load
 
 BIG_FETCH = "UID FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE)"
 BODY_FETCH = "UID FETCH {uid} BODY[]"
-OP_TIMEOUT = 300.0          # one socket operation; a cold UID FETCH streams, so this is generous
+OP_TIMEOUT = 300.0  # one socket operation; a cold UID FETCH streams, so this is generous
 BODY_SEED = 5000
 HOST = "mx.bench.example.com"
-TARGET_FACTOR = 5.0         # issue 5: warm SELECT + UID FETCH within 5 x Dovecot's
+TARGET_FACTOR = 5.0  # issue 5: warm SELECT + UID FETCH within 5 x Dovecot's
 
 _FETCH_HEAD = re.compile(rb"^\* (\d+) FETCH \(")
 _UID = re.compile(rb"[( ]UID (\d+)")
@@ -63,40 +63,165 @@ def big_user(count: int) -> str:
 
 # -- realistic messages ---------------------------------------------------------------------------
 
-FIRST = ("Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy",
-         "Mallory", "Niaj", "Olivia", "Peggy", "Rupert", "Sybil", "Trent", "Victor", "Walter",
-         "Wendy")
-LAST = ("Smith", "Jones", "Garcia", "Miller", "Davis", "Martin", "Lee", "Walker", "Hall",
-        "Young", "King", "Wright", "Lopez", "Hill", "Scott", "Green", "Adams", "Baker")
-UNICODE_NAMES = ("Zoë Lefèvre", "José Núñez", "Łukasz Wąsik", "Søren Østergård", "Jürgen Groß",
-                 "Ана Иванова", "李小龍", "Ångström Åsa")
-DOMAINS = ("example.org", "example.net", "mail.example.com", "lists.example.org",
-           "corp.example", "univ.example.edu", "shop.example", "news.example.net")
-SUBJECT_WORDS = ("meeting", "report", "quarterly", "invoice", "draft", "review", "update",
-                 "release", "notes", "agenda", "budget", "proposal", "schedule", "question",
-                 "results", "deadline", "server", "outage", "lunch", "travel", "contract",
-                 "the", "for", "and", "about", "next", "week", "friday", "project", "plan")
-UNICODE_SUBJECTS = ("Réunion de l'équipe", "Überprüfung des Entwurfs", "Presupuesto año próximo",
-                    "Встреча в пятницу", "会议记录", "Ωραίο πρόγραμμα")
-TEXT_WORDS = ("mail", "daemon", "maildir", "session", "message", "benchmark", "loopback", "fork",
-              "the", "a", "of", "and", "to", "in", "queue", "server", "client", "reply", "please",
-              "find", "attached", "regards", "thanks", "meeting", "tomorrow", "we", "should",
-              "discuss", "results", "numbers", "quarter", "release", "schedule", "review")
+FIRST = (
+    "Alice",
+    "Bob",
+    "Carol",
+    "Dave",
+    "Erin",
+    "Frank",
+    "Grace",
+    "Heidi",
+    "Ivan",
+    "Judy",
+    "Mallory",
+    "Niaj",
+    "Olivia",
+    "Peggy",
+    "Rupert",
+    "Sybil",
+    "Trent",
+    "Victor",
+    "Walter",
+    "Wendy",
+)
+LAST = (
+    "Smith",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Martin",
+    "Lee",
+    "Walker",
+    "Hall",
+    "Young",
+    "King",
+    "Wright",
+    "Lopez",
+    "Hill",
+    "Scott",
+    "Green",
+    "Adams",
+    "Baker",
+)
+UNICODE_NAMES = (
+    "Zoë Lefèvre",
+    "José Núñez",
+    "Łukasz Wąsik",
+    "Søren Østergård",
+    "Jürgen Groß",
+    "Ана Иванова",
+    "李小龍",
+    "Ångström Åsa",
+)
+DOMAINS = (
+    "example.org",
+    "example.net",
+    "mail.example.com",
+    "lists.example.org",
+    "corp.example",
+    "univ.example.edu",
+    "shop.example",
+    "news.example.net",
+)
+SUBJECT_WORDS = (
+    "meeting",
+    "report",
+    "quarterly",
+    "invoice",
+    "draft",
+    "review",
+    "update",
+    "release",
+    "notes",
+    "agenda",
+    "budget",
+    "proposal",
+    "schedule",
+    "question",
+    "results",
+    "deadline",
+    "server",
+    "outage",
+    "lunch",
+    "travel",
+    "contract",
+    "the",
+    "for",
+    "and",
+    "about",
+    "next",
+    "week",
+    "friday",
+    "project",
+    "plan",
+)
+UNICODE_SUBJECTS = (
+    "Réunion de l'équipe",
+    "Überprüfung des Entwurfs",
+    "Presupuesto año próximo",
+    "Встреча в пятницу",
+    "会议记录",
+    "Ωραίο πρόγραμμα",
+)
+TEXT_WORDS = (
+    "mail",
+    "daemon",
+    "maildir",
+    "session",
+    "message",
+    "benchmark",
+    "loopback",
+    "fork",
+    "the",
+    "a",
+    "of",
+    "and",
+    "to",
+    "in",
+    "queue",
+    "server",
+    "client",
+    "reply",
+    "please",
+    "find",
+    "attached",
+    "regards",
+    "thanks",
+    "meeting",
+    "tomorrow",
+    "we",
+    "should",
+    "discuss",
+    "results",
+    "numbers",
+    "quarter",
+    "release",
+    "schedule",
+    "review",
+)
 ZONES = ("+0000", "+0200 (CEST)", "-0700 (PDT)", "-0500", "+0100 (CET)", "+0530", "+0900 (JST)")
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 MAILERS = ("Mozilla Thunderbird 115.3", "Mutt/2.2.9", "Microsoft Outlook 16.0")
-ATTACHMENTS = (("application/pdf", "report.pdf"), ("image/jpeg", "photo 2024.jpg"),
-               ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                "budget Q3.xlsx"), ("application/zip", "logs.zip"), ("image/png", "screen.png"))
+ATTACHMENTS = (
+    ("application/pdf", "report.pdf"),
+    ("image/jpeg", "photo 2024.jpg"),
+    ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "budget Q3.xlsx"),
+    ("application/zip", "logs.zip"),
+    ("image/png", "screen.png"),
+)
 
 
 def encoded_word(text: str, rng: random.Random) -> str:
     data = text.encode()
     if rng.random() < 0.5:
         return f"=?UTF-8?B?{base64.b64encode(data).decode()}?="
-    quoted = "".join(chr(b) if 0x21 <= b < 0x7F and b not in b"=?_ " else
-                     ("_" if b == 0x20 else f"={b:02X}") for b in data)
+    quoted = "".join(
+        chr(b) if 0x21 <= b < 0x7F and b not in b"=?_ " else ("_" if b == 0x20 else f"={b:02X}")
+        for b in data
+    )
     return f"=?UTF-8?Q?{quoted}?="
 
 
@@ -107,7 +232,7 @@ class MessageMaker:
         self.rng = random.Random(seed)
         rng = self.rng
         lines = []
-        for _ in range(4000):   # a pool of body lines: slices of it make the text parts
+        for _ in range(4000):  # a pool of body lines: slices of it make the text parts
             words = []
             while sum(len(w) + 1 for w in words) < rng.randint(40, 74):
                 words.append(rng.choice(TEXT_WORDS))
@@ -146,9 +271,9 @@ class MessageMaker:
         else:
             words = [rng.choice(SUBJECT_WORDS) for _ in range(rng.randint(2, 14))]
             text = " ".join(words).capitalize() + f" #{index}"
-            if len(text) > 60:   # folded, as long subjects are
+            if len(text) > 60:  # folded, as long subjects are
                 cut = text.rfind(" ", 0, 60)
-                text = text[:cut] + "\n\t" + text[cut + 1:]
+                text = text[:cut] + "\n\t" + text[cut + 1 :]
         prefix = rng.choice(("", "", "", "Re: ", "RE: ", "Fwd: ", "Re: [list] ", "[announce] "))
         return prefix + text
 
@@ -156,8 +281,10 @@ class MessageMaker:
         tm = time.gmtime(when)
         zone = self.rng.choice(ZONES)
         day = f"{DAYS[tm.tm_wday]}, " if self.rng.random() < 0.9 else ""
-        return (f"{day}{tm.tm_mday} {MONTHS[tm.tm_mon - 1]} {tm.tm_year} "
-                f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d} {zone}")
+        return (
+            f"{day}{tm.tm_mday} {MONTHS[tm.tm_mon - 1]} {tm.tm_year} "
+            f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d} {zone}"
+        )
 
     def text(self, size: int) -> str:
         """About `size` bytes of text lines from the pool."""
@@ -172,21 +299,26 @@ class MessageMaker:
 
     def header(self, index: int, user: str, when: int) -> str:
         rng = self.rng
-        parts = [f"Return-Path: <bounce-{index}@{rng.choice(DOMAINS)}>",
-                 f"Delivered-To: {user}@bench.example.com"]
+        parts = [
+            f"Return-Path: <bounce-{index}@{rng.choice(DOMAINS)}>",
+            f"Delivered-To: {user}@bench.example.com",
+        ]
         for hop in range(rng.randint(1, 6)):
             parts.append(
                 f"Received: from relay{hop}.{rng.choice(DOMAINS)} (relay{hop}.example "
                 f"[198.51.100.{rng.randint(1, 254)}])\n\tby {HOST} (Postfix) with ESMTPS id "
                 f"4W{rng.getrandbits(40):010X}\n\tfor <{user}@bench.example.com>; "
-                f"{self.date(when - hop * 7)}")
+                f"{self.date(when - hop * 7)}"
+            )
         if rng.random() < 0.5:
             signature = base64.b64encode(rng.randbytes(192)).decode()
-            parts.append(f"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; "
-                         f"d={rng.choice(DOMAINS)}; s=sel{rng.randint(1, 9)};\n"
-                         f"\th=from:to:subject:date:message-id;\n"
-                         f"\tbh={base64.b64encode(rng.randbytes(32)).decode()};\n"
-                         f"\tb={signature[:70]}\n\t {signature[70:]}")
+            parts.append(
+                f"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; "
+                f"d={rng.choice(DOMAINS)}; s=sel{rng.randint(1, 9)};\n"
+                f"\th=from:to:subject:date:message-id;\n"
+                f"\tbh={base64.b64encode(rng.randbytes(32)).decode()};\n"
+                f"\tb={signature[:70]}\n\t {signature[70:]}"
+            )
         parts.append(f"From: {self.address()}")
         parts.append(f"To: {self.addresses(1, 5)}")
         if rng.random() < 0.3:
@@ -197,11 +329,14 @@ class MessageMaker:
             parts.append(f"Sender: {self.address()}")
         parts.append(f"Subject: {self.subject(index)}")
         parts.append(f"Date: {self.date(when)}")
-        parts.append(f"Message-ID: <{when}.{index}.{rng.getrandbits(32):08x}"
-                     f"@{rng.choice(DOMAINS)}>")
+        parts.append(
+            f"Message-ID: <{when}.{index}.{rng.getrandbits(32):08x}@{rng.choice(DOMAINS)}>"
+        )
         if rng.random() < 0.3:
-            refs = [f"<{rng.getrandbits(48):012x}@{rng.choice(DOMAINS)}>"
-                    for _ in range(rng.randint(1, 6))]
+            refs = [
+                f"<{rng.getrandbits(48):012x}@{rng.choice(DOMAINS)}>"
+                for _ in range(rng.randint(1, 6))
+            ]
             parts.append(f"In-Reply-To: {refs[-1]}")
             parts.append("References: " + "\n\t".join(refs))
         if rng.random() < 0.2:
@@ -219,29 +354,35 @@ class MessageMaker:
         head = self.header(index, user, when)
         kind = rng.random()
         boundary = f"=_bench_{index}_{rng.getrandbits(32):08x}"
-        if kind < 0.55:    # plain text, 0.5-8 KB
-            body = ("Content-Type: text/plain; charset=us-ascii\n\n"
-                    + self.text(int(rng.lognormvariate(7.8, 0.7)) % 8000 + 300))
+        if kind < 0.55:  # plain text, 0.5-8 KB
+            body = "Content-Type: text/plain; charset=us-ascii\n\n" + self.text(
+                int(rng.lognormvariate(7.8, 0.7)) % 8000 + 300
+            )
         elif kind < 0.80:  # text and HTML alternatives, 4-40 KB
             text = self.text(rng.randint(1500, 12000))
-            html = "".join(f"<p>{line}</p>\n" for line in self.text(rng.randint(2500, 28000))
-                           .splitlines())
-            body = (f'Content-Type: multipart/alternative; boundary="{boundary}"\n\n'
-                    f"This is a multi-part message in MIME format.\n\n--{boundary}\n"
-                    "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 7bit\n\n"
-                    f"{text}\n--{boundary}\nContent-Type: text/html; charset=utf-8\n"
-                    f"Content-Transfer-Encoding: 7bit\n\n<html><body>\n{html}</body></html>\n"
-                    f"\n--{boundary}--\n")
-        else:              # text and an attachment: 17% up to 120 KB, 3% up to 700 KB
+            html = "".join(
+                f"<p>{line}</p>\n" for line in self.text(rng.randint(2500, 28000)).splitlines()
+            )
+            body = (
+                f'Content-Type: multipart/alternative; boundary="{boundary}"\n\n'
+                f"This is a multi-part message in MIME format.\n\n--{boundary}\n"
+                "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 7bit\n\n"
+                f"{text}\n--{boundary}\nContent-Type: text/html; charset=utf-8\n"
+                f"Content-Transfer-Encoding: 7bit\n\n<html><body>\n{html}</body></html>\n"
+                f"\n--{boundary}--\n"
+            )
+        else:  # text and an attachment: 17% up to 120 KB, 3% up to 700 KB
             size = rng.randint(150_000, 700_000) if kind > 0.97 else rng.randint(5000, 120_000)
             ctype, filename = rng.choice(ATTACHMENTS)
             data = base64.encodebytes(rng.randbytes(size * 3 // 4)).decode()
-            body = (f'Content-Type: multipart/mixed; boundary="{boundary}"\n\n'
-                    f"--{boundary}\nContent-Type: text/plain; charset=us-ascii\n\n"
-                    f"{self.text(rng.randint(200, 3000))}\n--{boundary}\n"
-                    f'Content-Type: {ctype}; name="{filename}"\n'
-                    f'Content-Disposition: attachment; filename="{filename}"\n'
-                    f"Content-Transfer-Encoding: base64\n\n{data}\n--{boundary}--\n")
+            body = (
+                f'Content-Type: multipart/mixed; boundary="{boundary}"\n\n'
+                f"--{boundary}\nContent-Type: text/plain; charset=us-ascii\n\n"
+                f"{self.text(rng.randint(200, 3000))}\n--{boundary}\n"
+                f'Content-Type: {ctype}; name="{filename}"\n'
+                f'Content-Disposition: attachment; filename="{filename}"\n'
+                f"Content-Transfer-Encoding: base64\n\n{data}\n--{boundary}--\n"
+            )
         return (head + body).encode()
 
 
@@ -288,17 +429,17 @@ def seed_big(folders: list[Path], user: str, count: int, seed: int = 2024) -> Se
 @dataclass
 class Pass:
     server: str
-    index: int                    # 1 = cold
-    login_select: float = 0.0     # seconds
+    index: int  # 1 = cold
+    login_select: float = 0.0  # seconds
     uid_fetch: float = 0.0
     bodies: float = 0.0
-    server_cpu: float = 0.0       # seconds of the server's tree over the session
-    other_cpu_pct: float = 0.0    # the machine's CPU used by neither side, % of all CPUs
+    server_cpu: float = 0.0  # seconds of the server's tree over the session
+    other_cpu_pct: float = 0.0  # the machine's CPU used by neither side, % of all CPUs
     exists: int = 0
-    fetched: int = 0              # FETCH responses with RFC822.SIZE to UID FETCH 1:*
-    fetch_bytes: int = 0          # size of that whole response
-    size_total: int = 0           # sum of RFC822.SIZE
-    body_bytes: int = 0           # sum of the BODY[] literals
+    fetched: int = 0  # FETCH responses with RFC822.SIZE to UID FETCH 1:*
+    fetch_bytes: int = 0  # size of that whole response
+    size_total: int = 0  # sum of RFC822.SIZE
+    body_bytes: int = 0  # sum of the BODY[] literals
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -319,8 +460,15 @@ def parse_fetch(lines: list[bytes]) -> dict[int, int]:
     return sizes
 
 
-def run_pass(name: str, port: int, pid: int, user: str, index: int, bodies: int,
-             wait_idle: Callable[[], None] | None = None) -> Pass:
+def run_pass(
+    name: str,
+    port: int,
+    pid: int,
+    user: str,
+    index: int,
+    bodies: int,
+    wait_idle: Callable[[], None] | None = None,
+) -> Pass:
     """One session: LOGIN+SELECT, UID FETCH 1:*, `bodies` random BODY[], LOGOUT."""
     result = Pass(name, index)
     conn = None
@@ -358,8 +506,9 @@ def run_pass(name: str, port: int, pid: int, user: str, index: int, bodies: int,
                 continue
             result.body_bytes += int(found.group(1))
             if int(found.group(1)) != sizes[uid]:
-                result.errors.append(f"UID {uid}: BODY[] {found.group(1).decode()} octets, "
-                                     f"RFC822.SIZE {sizes[uid]}")
+                result.errors.append(
+                    f"UID {uid}: BODY[] {found.group(1).decode()} octets, RFC822.SIZE {sizes[uid]}"
+                )
         result.bodies = time.perf_counter() - begin
         imap.command("LOGOUT")
         wait_closed(conn)
@@ -369,7 +518,7 @@ def run_pass(name: str, port: int, pid: int, user: str, index: int, bodies: int,
         if conn is not None:
             conn.close()
     if wait_idle is not None:
-        wait_idle()   # our child exits and is reaped, so its CPU is in the master's cutime
+        wait_idle()  # our child exits and is reaped, so its CPU is in the master's cutime
     result.server_cpu = load.tree_cpu(pid) - cpu_before
     other = load.machine_busy() - busy_before - result.server_cpu - (own_cpu() - own_before)
     capacity = max(1e-9, (time.monotonic() - wall_before) * (os.cpu_count() or 1))
@@ -403,9 +552,9 @@ def wait_closed(conn: load.Conn, timeout: float = 30.0) -> None:
 @dataclass
 class BigResult:
     seeded: Seeded
-    servers: list[str]                       # ours first
+    servers: list[str]  # ours first
     labels: list[str]
-    bodies: int                              # BODY[] fetches per pass
+    bodies: int  # BODY[] fetches per pass
     passes: list[Pass] = field(default_factory=list)
     note: str = ""
 
@@ -413,9 +562,13 @@ class BigResult:
         return sorted((p for p in self.passes if p.server == server), key=lambda p: p.index)
 
     def to_json(self) -> dict:
-        return {"seeded": asdict(self.seeded), "servers": self.labels, "note": self.note,
-                "bodies": self.bodies,
-                "passes": [asdict(p) for p in self.passes]}
+        return {
+            "seeded": asdict(self.seeded),
+            "servers": self.labels,
+            "note": self.note,
+            "bodies": self.bodies,
+            "passes": [asdict(p) for p in self.passes],
+        }
 
 
 def warm(passes: list[Pass], attr: str) -> float | None:
@@ -423,21 +576,25 @@ def warm(passes: list[Pass], attr: str) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-STEPS = (("login_select", "LOGIN + SELECT INBOX"),
-         ("uid_fetch", "UID FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE)"),
-         ("select_and_fetch", "  SELECT + UID FETCH (the target)"),
-         ("bodies", "{bodies} x UID FETCH <random uid> BODY[]"),
-         ("server_cpu", "server CPU of the whole session"),
-         ("other_cpu_pct", "oth%: CPU used by others, % of the machine"))
+STEPS = (
+    ("login_select", "LOGIN + SELECT INBOX"),
+    ("uid_fetch", "UID FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE)"),
+    ("select_and_fetch", "  SELECT + UID FETCH (the target)"),
+    ("bodies", "{bodies} x UID FETCH <random uid> BODY[]"),
+    ("server_cpu", "server CPU of the whole session"),
+    ("other_cpu_pct", "oth%: CPU used by others, % of the machine"),
+)
 
 
 def print_big(result: BigResult) -> None:
     seeded = result.seeded
     mean = seeded.bytes / max(1, seeded.messages) / 1024
-    print(f"\nbig mailbox: user {seeded.user}, {seeded.messages} messages, "
-          f"{seeded.bytes / 2**20:.0f} MiB per copy (mean {mean:.1f} KiB), seeded in "
-          f"{seeded.seconds:.1f} s; each server its own copy;\n seconds per step; pass 1 cold "
-          "(only the files, all in new/, in the page cache), then warm")
+    print(
+        f"\nbig mailbox: user {seeded.user}, {seeded.messages} messages, "
+        f"{seeded.bytes / 2**20:.0f} MiB per copy (mean {mean:.1f} KiB), seeded in "
+        f"{seeded.seconds:.1f} s; each server its own copy;\n seconds per step; pass 1 cold "
+        "(only the files, all in new/, in the page cache), then warm"
+    )
     print(" servers: " + "; ".join(result.labels))
     if result.note:
         print(f"  ({result.note})")
@@ -457,15 +614,18 @@ def print_big(result: BigResult) -> None:
         if attr == "bodies" and not result.bodies:
             continue
         text = text.format(bodies=result.bodies)
-        share = attr == "other_cpu_pct"     # a share of the machine: no ratio
+        share = attr == "other_cpu_pct"  # a share of the machine: no ratio
         cell = "{:7.0f}" if share else "{:7.3f}"
         mine = result.of(ours)
         row = f"{text:48} | " + " ".join(cell.format(getattr(p, attr)) for p in mine)
         if ref is not None:
             theirs = result.of(ref)
             row += " | " + " ".join(cell.format(getattr(p, attr)) for p in theirs)
-            cold = (getattr(mine[0], attr) / getattr(theirs[0], attr)
-                    if mine and theirs and getattr(theirs[0], attr) and not share else None)
+            cold = (
+                getattr(mine[0], attr) / getattr(theirs[0], attr)
+                if mine and theirs and getattr(theirs[0], attr) and not share
+                else None
+            )
             a, b = warm(mine, attr), warm(theirs, attr)
             ratio = a / b if a is not None and b and not share else None
             row += f" | {fmt_ratio(cold)} {fmt_ratio(ratio)}"
@@ -474,20 +634,25 @@ def print_big(result: BigResult) -> None:
         passes = result.of(server)
         if passes:
             last = passes[-1]
-            print(f"  {server}: {last.exists} EXISTS, {last.fetched} FETCH responses, "
-                  f"{last.fetch_bytes / 2**20:.1f} MiB of UID FETCH response, RFC822.SIZE total "
-                  f"{last.size_total}, BODY[] bytes per pass "
-                  + "/".join(str(p.body_bytes) for p in passes))
+            print(
+                f"  {server}: {last.exists} EXISTS, {last.fetched} FETCH responses, "
+                f"{last.fetch_bytes / 2**20:.1f} MiB of UID FETCH response, RFC822.SIZE total "
+                f"{last.size_total}, BODY[] bytes per pass "
+                + "/".join(str(p.body_bytes) for p in passes)
+            )
         for p in passes:
             for error in p.errors[:5]:
                 print(f"  {server} pass {p.index} error: {error}")
     if ref is not None:
         mine, theirs = result.of(ours), result.of(ref)
-        same = ({p.size_total for p in mine} == {p.size_total for p in theirs}
-                and [p.body_bytes for p in mine] == [p.body_bytes for p in theirs])
+        same = {p.size_total for p in mine} == {p.size_total for p in theirs} and [
+            p.body_bytes for p in mine
+        ] == [p.body_bytes for p in theirs]
         print(f"  same sizes and same BODY[] bytes from both servers: {'yes' if same else 'NO'}")
-    print("(warm = mean of passes 2.., ratio > 1: ours slower; oth% above a few per cent means "
-          "other work on the machine disturbed that pass)")
+    print(
+        "(warm = mean of passes 2.., ratio > 1: ours slower; oth% above a few per cent means "
+        "other work on the machine disturbed that pass)"
+    )
     print_big_targets(result)
 
 
@@ -501,8 +666,10 @@ def print_big_targets(result: BigResult) -> None:
     print("\ntarget (issue 5, big mailbox):")
     clean = all(not p.errors for p in mine) and bool(mine)
     if len(result.servers) < 2:
-        print(f"  (no Dovecot in this run: the {TARGET_FACTOR:g}x target is not checked); "
-              f"{ours} errors: {sum(len(p.errors) for p in mine)}")
+        print(
+            f"  (no Dovecot in this run: the {TARGET_FACTOR:g}x target is not checked); "
+            f"{ours} errors: {sum(len(p.errors) for p in mine)}"
+        )
         return
     theirs = result.of(result.servers[1])
     a, b = warm(mine, "select_and_fetch"), warm(theirs, "select_and_fetch")
@@ -510,14 +677,16 @@ def print_big_targets(result: BigResult) -> None:
         print("  no clean warm pass on one side: FAIL")
         return
     ok = clean and a <= TARGET_FACTOR * b
-    print(f"  {result.seeded.messages} messages, warm SELECT + UID FETCH: {ours} {a:.3f} s <= "
-          f"{TARGET_FACTOR:g} x dovecot {b:.3f} s = {TARGET_FACTOR * b:.3f} s "
-          f"({a / b:.1f}x), no error: {'PASS' if ok else 'FAIL'}")
+    print(
+        f"  {result.seeded.messages} messages, warm SELECT + UID FETCH: {ours} {a:.3f} s <= "
+        f"{TARGET_FACTOR:g} x dovecot {b:.3f} s = {TARGET_FACTOR * b:.3f} s "
+        f"({a / b:.1f}x), no error: {'PASS' if ok else 'FAIL'}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """`bigmailbox.py [N] [compare.py options]`: compare.py --protocol imap --big N --big-only."""
-    import compare   # compare imports this module when it runs --big
+    import compare  # compare imports this module when it runs --big
 
     args = list(sys.argv[1:] if argv is None else argv)
     count = args.pop(0) if args and args[0].isdigit() else "10000"

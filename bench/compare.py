@@ -44,20 +44,22 @@ REPO = BENCH.parent
 REFERENCE = REPO.parent / "shared" / "reference" / "dovecot"
 OUR_DAEMONS = {"pop3": "pop3d", "imap": "imapd"}
 DOVECOT_PORTS = {"pop3": 21110, "imap": 21143}
-SESSION_TEXT = {"pop3": "USER, PASS, STAT, RETR 1, QUIT",
-                "imap": "LOGIN, SELECT INBOX, FETCH 1:* (FLAGS UID RFC822.SIZE), LOGOUT"}
-ISSUES = {"pop3": "issue 3", "imap": "issue 5"}   # whose targets print_targets checks
-MESSAGE_SIZES = (4000, 9000, 2500, 16000, 6000)   # bytes on disk, cycled over a user's messages
+SESSION_TEXT = {
+    "pop3": "USER, PASS, STAT, RETR 1, QUIT",
+    "imap": "LOGIN, SELECT INBOX, FETCH 1:* (FLAGS UID RFC822.SIZE), LOGOUT",
+}
+ISSUES = {"pop3": "issue 3", "imap": "issue 5"}  # whose targets print_targets checks
+MESSAGE_SIZES = (4000, 9000, 2500, 16000, 6000)  # bytes on disk, cycled over a user's messages
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 15.0
 
 
 @dataclass
 class Server:
-    name: str                     # 'pop3d', 'dovecot'
-    label: str                    # for the table header
+    name: str  # 'pop3d', 'dovecot'
+    label: str  # for the table header
     port: int
-    pid: int                      # master: PSS and CPU are summed over it and its descendants
+    pid: int  # master: PSS and CPU are summed over it and its descendants
     stop: Callable[[], None]
     log: Path
 
@@ -74,7 +76,7 @@ class RateRow:
     client_cpu_ms: float
     errors: dict[str, int]
     step_p50_ms: dict[str, float] = field(default_factory=dict)
-    other_cpu_pct: float = 0.0    # the machine's CPU used by neither side: noise from elsewhere
+    other_cpu_pct: float = 0.0  # the machine's CPU used by neither side: noise from elsewhere
 
 
 @dataclass
@@ -102,19 +104,39 @@ def log(text: str) -> None:
 
 def message_text(rng: random.Random, user: str, index: int, size: int) -> bytes:
     """An RFC 5322 message with LF line ends, about `size` bytes, one line starting with '.'."""
-    head = (f"Return-Path: <sender{index}@example.org>\n"
-            f"Delivered-To: {user}@example.com\n"
-            f"Received: from mx.example.org (mx.example.org [192.0.2.{index % 250 + 1}])\n"
-            f"\tby mail.example.com (Postfix) with ESMTP id 4B{index:06X}\n"
-            f"\tfor <{user}@example.com>; Mon, 2 Sep 2024 10:{index % 60:02d}:00 +0000 (UTC)\n"
-            f"From: Sender {index} <sender{index}@example.org>\n"
-            f"To: {user} <{user}@example.com>\n"
-            f"Subject: benchmark message {index} for {user}\n"
-            f"Date: Mon, 2 Sep 2024 10:{index % 60:02d}:00 +0000\n"
-            f"Message-ID: <{index}.{user}@example.org>\n"
-            "MIME-Version: 1.0\nContent-Type: text/plain; charset=us-ascii\n\n")
-    words = ("mail", "daemon", "maildir", "session", "message", "benchmark", "loopback", "fork",
-             "the", "a", "of", "and", "to", "in", "queue", "server", "client", "reply")
+    head = (
+        f"Return-Path: <sender{index}@example.org>\n"
+        f"Delivered-To: {user}@example.com\n"
+        f"Received: from mx.example.org (mx.example.org [192.0.2.{index % 250 + 1}])\n"
+        f"\tby mail.example.com (Postfix) with ESMTP id 4B{index:06X}\n"
+        f"\tfor <{user}@example.com>; Mon, 2 Sep 2024 10:{index % 60:02d}:00 +0000 (UTC)\n"
+        f"From: Sender {index} <sender{index}@example.org>\n"
+        f"To: {user} <{user}@example.com>\n"
+        f"Subject: benchmark message {index} for {user}\n"
+        f"Date: Mon, 2 Sep 2024 10:{index % 60:02d}:00 +0000\n"
+        f"Message-ID: <{index}.{user}@example.org>\n"
+        "MIME-Version: 1.0\nContent-Type: text/plain; charset=us-ascii\n\n"
+    )
+    words = (
+        "mail",
+        "daemon",
+        "maildir",
+        "session",
+        "message",
+        "benchmark",
+        "loopback",
+        "fork",
+        "the",
+        "a",
+        "of",
+        "and",
+        "to",
+        "in",
+        "queue",
+        "server",
+        "client",
+        "reply",
+    )
     lines = [". a line that starts with a dot, stuffed on the wire"]
     total = len(head) + len(lines[0]) + 1
     while total < size:
@@ -189,8 +211,14 @@ def kill_tree(root: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def start_ours(protocol: str, work: Path, mail: Path, users: list[str],
-               profile_dir: Path | None, cprofile: bool) -> Server:
+def start_ours(
+    protocol: str,
+    work: Path,
+    mail: Path,
+    users: list[str],
+    profile_dir: Path | None,
+    cprofile: bool,
+) -> Server:
     daemon = OUR_DAEMONS[protocol]
     run = work / daemon
     state = run / "state"
@@ -203,10 +231,24 @@ def start_ours(protocol: str, work: Path, mail: Path, users: list[str],
         "# written by bench/compare.py: the defaults, except the connection limits that the\n"
         "# reference Dovecot raises too (its process_limit is 2000)\n"
         f"[common]\nmail_base = {mail}\nusers_file = {users_file}\nstate_dir = {state}\n"
-        f"run_dir = {run}\nmax_children = 2000\nmax_per_address = 2000\n")
+        f"run_dir = {run}\nmax_children = 2000\nmax_per_address = 2000\n"
+    )
     port = free_port()
-    argv = ["-f", "-l", "127.0.0.1", "-p", str(port), "-d", str(mail), "--users", str(users_file),
-            "--state-dir", str(state), "-c", str(conf)]
+    argv = [
+        "-f",
+        "-l",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-d",
+        str(mail),
+        "--users",
+        str(users_file),
+        "--state-dir",
+        str(state),
+        "-c",
+        str(conf),
+    ]
     executable = Path(sys.executable).parent / daemon
     if profile_dir is not None:
         command = [sys.executable, str(BENCH / "profile_server.py"), "run", str(profile_dir)]
@@ -216,8 +258,14 @@ def start_ours(protocol: str, work: Path, mail: Path, users: list[str],
         command = [str(executable if executable.exists() else shutil.which(daemon)), *argv]
     log_path = run / f"{daemon}.log"
     with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
-                                stderr=subprocess.STDOUT, start_new_session=True, cwd=run)
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=run,
+        )
 
     def stop() -> None:
         if proc.poll() is not None:
@@ -242,8 +290,9 @@ def start_ours(protocol: str, work: Path, mail: Path, users: list[str],
 
 def dovecot_version() -> str:
     try:
-        out = subprocess.run(["dovecot", "--version"], capture_output=True, text=True, timeout=10,
-                             check=False).stdout
+        out = subprocess.run(
+            ["dovecot", "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return ""
     return out.split()[0] if out.split() else ""
@@ -258,18 +307,35 @@ def system_dovecot_running() -> int:
     return 0
 
 
-def start_dovecot(protocol: str, work: Path, mail: Path, users: int, tuned: bool,
-                  reference: Path, extra_users: str = "") -> Server:
+def start_dovecot(
+    protocol: str,
+    work: Path,
+    mail: Path,
+    users: int,
+    tuned: bool,
+    reference: Path,
+    extra_users: str = "",
+) -> Server:
     """The reference Dovecot on `mail` with users user0..user<users-1> plus `extra_users`
     (space-separated), its configuration, pidfile and log in WORK/dovecot."""
     run = work / "dovecot"
     run.mkdir()
     ports = {name: port if port_free(port) else free_port() for name, port in DOVECOT_PORTS.items()}
-    env = dict(os.environ, BENCH_USERS=str(users), EXTRA_USERS=extra_users,
-               POP3_PORT=str(ports["pop3"]), IMAP_PORT=str(ports["imap"]),
-               INSTANCE_NAME=f"maildaemons-bench-{os.getpid()}-{work.name}")
-    command = ["bash", str(reference / "start.sh"), *(["--tuned"] if tuned else []),
-               str(mail), str(run)]
+    env = dict(
+        os.environ,
+        BENCH_USERS=str(users),
+        EXTRA_USERS=extra_users,
+        POP3_PORT=str(ports["pop3"]),
+        IMAP_PORT=str(ports["imap"]),
+        INSTANCE_NAME=f"maildaemons-bench-{os.getpid()}-{work.name}",
+    )
+    command = [
+        "bash",
+        str(reference / "start.sh"),
+        *(["--tuned"] if tuned else []),
+        str(mail),
+        str(run),
+    ]
     log_path = run / "dovecot.log"
     pidfile = run / "base" / "master.pid"
     start_log = run / "start.log"
@@ -285,9 +351,14 @@ def start_dovecot(protocol: str, work: Path, mail: Path, users: int, tuned: bool
             return
         tree = load.descendants(pid)
         with contextlib.suppress(subprocess.SubprocessError, OSError):
-            subprocess.run(["bash", str(reference / "stop.sh"), str(run)],
-                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, timeout=STOP_TIMEOUT + 5, check=False)
+            subprocess.run(
+                ["bash", str(reference / "stop.sh"), str(run)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=STOP_TIMEOUT + 5,
+                check=False,
+            )
         for child in tree:
             if pid_alive(child):
                 with contextlib.suppress(ProcessLookupError):
@@ -296,15 +367,21 @@ def start_dovecot(protocol: str, work: Path, mail: Path, users: int, tuned: bool
     # Output to a file, not a pipe: the daemonized master would hold a pipe open for ever.
     try:
         with open(start_log, "wb") as out:
-            done = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                  stderr=subprocess.STDOUT, timeout=60, check=False)
+            done = subprocess.run(
+                command,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=60,
+                check=False,
+            )
     except (OSError, subprocess.SubprocessError) as exc:
         stop()
         raise RuntimeError(f"reference dovecot did not start: {exc}") from None
     if done.returncode != 0 or not master_pid():
         stop()
-        raise RuntimeError(f"reference dovecot did not start:\n{tail(start_log)}\n"
-                           f"{tail(log_path)}")
+        raise RuntimeError(f"reference dovecot did not start:\n{tail(start_log)}\n{tail(log_path)}")
     log(tail(start_log, 1))
     pid = master_pid()
     version = dovecot_version()
@@ -344,17 +421,24 @@ class Measured:
 
     result: load.RateResult
     server_cpu: float = 0.0
-    other_cpu: float = 0.0        # CPU seconds used on the machine by neither side
+    other_cpu: float = 0.0  # CPU seconds used on the machine by neither side
 
 
-def measure_round(protocol: str, server: Server, clients: int, duration: float,
-                  users: list[str], max_sessions: int = 10**7) -> Measured:
+def measure_round(
+    protocol: str,
+    server: Server,
+    clients: int,
+    duration: float,
+    users: list[str],
+    max_sessions: int = 10**7,
+) -> Measured:
     wait_quiet(server)
     cpu_before, busy_before = load.tree_cpu(server.pid), load.machine_busy()
     wall_before = time.monotonic()
-    result = load.run_rate(protocol, "127.0.0.1", server.port, clients, duration, users,
-                           max_sessions=max_sessions)
-    time.sleep(0.5)   # sessions' processes exit and are reaped, so their CPU is counted
+    result = load.run_rate(
+        protocol, "127.0.0.1", server.port, clients, duration, users, max_sessions=max_sessions
+    )
+    time.sleep(0.5)  # sessions' processes exit and are reaped, so their CPU is counted
     server_cpu = load.tree_cpu(server.pid) - cpu_before
     busy = load.machine_busy() - busy_before
     # The idle parts of the window (start-up, the 0.5 s above) count towards "other" too,
@@ -368,16 +452,29 @@ def to_row(server: Server, measured: Measured) -> RateRow:
     result = measured.result
     sessions = max(1, result.sessions)
     capacity = max(1e-9, result.elapsed * (os.cpu_count() or 1))
-    return RateRow(server.name, result.clients, result.sessions, result.rate,
-                   result.percentile(50) * 1000, result.percentile(99) * 1000,
-                   measured.server_cpu * 1000 / sessions, result.client_cpu * 1000 / sessions,
-                   dict(result.errors),
-                   {k: v * 1000 for k, v in result.step_medians().items()},
-                   100.0 * measured.other_cpu / capacity)
+    return RateRow(
+        server.name,
+        result.clients,
+        result.sessions,
+        result.rate,
+        result.percentile(50) * 1000,
+        result.percentile(99) * 1000,
+        measured.server_cpu * 1000 / sessions,
+        result.client_cpu * 1000 / sessions,
+        dict(result.errors),
+        {k: v * 1000 for k, v in result.step_medians().items()},
+        100.0 * measured.other_cpu / capacity,
+    )
 
 
-def measure_rate(protocol: str, server: Server, clients: int, duration: float,
-                 users: list[str], max_sessions: int = 10**7) -> RateRow:
+def measure_rate(
+    protocol: str,
+    server: Server,
+    clients: int,
+    duration: float,
+    users: list[str],
+    max_sessions: int = 10**7,
+) -> RateRow:
     return to_row(server, measure_round(protocol, server, clients, duration, users, max_sessions))
 
 
@@ -386,10 +483,20 @@ def measure_hold(protocol: str, server: Server, users: list[str]) -> HoldRow:
     time.sleep(1.0)
     result = load.run_hold(protocol, "127.0.0.1", server.port, users, server_pid=server.pid)
     mib = 2**20
-    return HoldRow(server.name, result.wanted, result.held, result.noop_ok, result.open_seconds,
-                   load.percentile(result.noop_latencies, 50) * 1000, result.pss_idle / mib,
-                   result.pss_held / mib, result.pss_per_connection / mib, result.processes_idle,
-                   result.processes_held, dict(result.errors))
+    return HoldRow(
+        server.name,
+        result.wanted,
+        result.held,
+        result.noop_ok,
+        result.open_seconds,
+        load.percentile(result.noop_latencies, 50) * 1000,
+        result.pss_idle / mib,
+        result.pss_held / mib,
+        result.pss_per_connection / mib,
+        result.processes_idle,
+        result.processes_held,
+        dict(result.errors),
+    )
 
 
 # -- the table -------------------------------------------------------------------------------------
@@ -399,12 +506,15 @@ def errors_text(errors: dict[str, int]) -> str:
     return str(sum(errors.values()))
 
 
-def print_table(protocol: str, servers: list[Server], rates: list[RateRow], holds: list[HoldRow],
-                header: str) -> None:
+def print_table(
+    protocol: str, servers: list[Server], rates: list[RateRow], holds: list[HoldRow], header: str
+) -> None:
     ours, ref = servers[0], servers[1] if len(servers) > 1 else None
     print(header)
-    print(f"full {protocol.upper()} sessions ({SESSION_TEXT[protocol]}), "
-          "one command at a time; latency = connect to last reply")
+    print(
+        f"full {protocol.upper()} sessions ({SESSION_TEXT[protocol]}), "
+        "one command at a time; latency = connect to last reply"
+    )
     cols = f"{'sess/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'cpu ms/s':>8} {'err':>4} {'oth%':>4}"
     title = f"{'':7} | {ours.label:^43}"
     line = f"{'clients':>7} | {cols}"
@@ -423,8 +533,10 @@ def print_table(protocol: str, servers: list[Server], rates: list[RateRow], hold
             if row and other and other.rate and other.p50_ms:
                 text += f"{row.rate / other.rate:>6.2f}x {row.p50_ms / other.p50_ms:>6.2f}x"
         print(text)
-    print("(cpu ms/s = server CPU per session, master and all its processes; oth% = CPU used "
-          "on the machine by neither side;\n ratio rate > 1 and p50 < 1 favour ours)")
+    print(
+        "(cpu ms/s = server CPU per session, master and all its processes; oth% = CPU used "
+        "on the machine by neither side;\n ratio rate > 1 and p50 < 1 favour ours)"
+    )
     if rates:
         names = list(rates[0].step_p50_ms)
         print("p50 of each step, ms: " + ", ".join(names))
@@ -435,16 +547,22 @@ def print_table(protocol: str, servers: list[Server], rates: list[RateRow], hold
         if row.errors:
             print(f"  {row.server} {row.clients} clients errors: {row.errors}")
     if holds:
-        print("\nhold test: N authenticated idle connections, then NOOP on each "
-              "(PSS summed over the master and all descendants)")
-        print(f"{'server':<10} {'N':>5} {'held':>5} {'NOOP ok':>7} {'open s':>6} "
-              f"{'NOOP p50':>8} {'PSS idle':>9} {'PSS held':>9} {'procs':>5} {'PSS/conn':>9} "
-              f"{'err':>4}")
+        print(
+            "\nhold test: N authenticated idle connections, then NOOP on each "
+            "(PSS summed over the master and all descendants)"
+        )
+        print(
+            f"{'server':<10} {'N':>5} {'held':>5} {'NOOP ok':>7} {'open s':>6} "
+            f"{'NOOP p50':>8} {'PSS idle':>9} {'PSS held':>9} {'procs':>5} {'PSS/conn':>9} "
+            f"{'err':>4}"
+        )
         for h in holds:
-            print(f"{h.server:<10} {h.wanted:>5} {h.held:>5} {h.noop_ok:>7} "
-                  f"{h.open_seconds:>6.1f} {h.noop_p50_ms:>6.2f}ms {h.pss_idle_mib:>5.1f} MiB "
-                  f"{h.pss_held_mib:>5.0f} MiB {h.processes_held:>5} "
-                  f"{h.pss_per_conn_mib:>5.2f} MiB {errors_text(h.errors):>4}")
+            print(
+                f"{h.server:<10} {h.wanted:>5} {h.held:>5} {h.noop_ok:>7} "
+                f"{h.open_seconds:>6.1f} {h.noop_p50_ms:>6.2f}ms {h.pss_idle_mib:>5.1f} MiB "
+                f"{h.pss_held_mib:>5.0f} MiB {h.processes_held:>5} "
+                f"{h.pss_per_conn_mib:>5.2f} MiB {errors_text(h.errors):>4}"
+            )
             if h.errors:
                 print(f"  {h.server} hold errors: {h.errors}")
     print_targets(protocol, ours, ref, rates, holds)
@@ -453,20 +571,25 @@ def print_table(protocol: str, servers: list[Server], rates: list[RateRow], hold
 def fmt_rate(row: RateRow | None) -> str:
     if row is None:
         return f"{'-':>43}"
-    return (f"{row.rate:>8.1f} {row.p50_ms:>7.2f} {row.p99_ms:>7.2f} {row.server_cpu_ms:>8.2f} "
-            f"{errors_text(row.errors):>4} {row.other_cpu_pct:>4.0f}")
+    return (
+        f"{row.rate:>8.1f} {row.p50_ms:>7.2f} {row.p99_ms:>7.2f} {row.server_cpu_ms:>8.2f} "
+        f"{errors_text(row.errors):>4} {row.other_cpu_pct:>4.0f}"
+    )
 
 
-def print_targets(protocol: str, ours: Server, ref: Server | None, rates: list[RateRow],
-                  holds: list[HoldRow]) -> None:
+def print_targets(
+    protocol: str, ours: Server, ref: Server | None, rates: list[RateRow], holds: list[HoldRow]
+) -> None:
     """The issue's targets, each PASS or FAIL: issue 3 for POP3, issue 5 for IMAP (rates at 4
     and 16 clients at least Dovecot's, 1000 held connections; the 1-client p50 and the PSS per
     connection are issue 3's and shown for IMAP as information)."""
     issue = ISSUES[protocol]
     by_key = {(r.server, r.clients): r for r in rates}
     if ref is not None and "tuned" in ref.label:
-        print(f"\ntargets ({issue} sets them against Dovecot's default model; against the tuned "
-              "one they are the roadmap's):")
+        print(
+            f"\ntargets ({issue} sets them against Dovecot's default model; against the tuned "
+            "one they are the roadmap's):"
+        )
     else:
         print(f"\ntargets ({issue}):")
 
@@ -479,29 +602,41 @@ def print_targets(protocol: str, ours: Server, ref: Server | None, rates: list[R
         for clients in (4, 16):
             a, b = by_key.get((ours.name, clients)), by_key.get((ref.name, clients))
             if a and b:
-                print(f"  {clients:>2} clients: {ours.name} {a.rate:.1f}/s >= {ref.name} "
-                      f"{b.rate:.1f}/s, no error: {verdict(a.rate >= b.rate and not a.errors)}")
+                print(
+                    f"  {clients:>2} clients: {ours.name} {a.rate:.1f}/s >= {ref.name} "
+                    f"{b.rate:.1f}/s, no error: {verdict(a.rate >= b.rate and not a.errors)}"
+                )
         a, b = by_key.get((ours.name, 1)), by_key.get((ref.name, 1))
         if a and b:
             if protocol == "pop3":
-                print(f"   1 client:  {ours.name} p50 {a.p50_ms:.2f} ms < {ref.name} p50 "
-                      f"{b.p50_ms:.2f} ms: {verdict(a.p50_ms < b.p50_ms)}")
+                print(
+                    f"   1 client:  {ours.name} p50 {a.p50_ms:.2f} ms < {ref.name} p50 "
+                    f"{b.p50_ms:.2f} ms: {verdict(a.p50_ms < b.p50_ms)}"
+                )
             else:
-                print(f"   1 client:  {ours.name} p50 {a.p50_ms:.2f} ms, {ref.name} p50 "
-                      f"{b.p50_ms:.2f} ms (not a target of {issue})")
+                print(
+                    f"   1 client:  {ours.name} p50 {a.p50_ms:.2f} ms, {ref.name} p50 "
+                    f"{b.p50_ms:.2f} ms (not a target of {issue})"
+                )
     for h in holds:
         if h.server != ours.name:
             continue
         clean = h.held == h.wanted and h.noop_ok == h.wanted and not h.errors
-        print(f"  hold {h.wanted}: {h.held} held, {h.noop_ok} NOOP ok, "
-              f"{sum(h.errors.values())} errors: {verdict(clean and h.wanted >= 1000)}"
-              + ("" if h.wanted >= 1000 else " (the target is 1000)"))
+        print(
+            f"  hold {h.wanted}: {h.held} held, {h.noop_ok} NOOP ok, "
+            f"{sum(h.errors.values())} errors: {verdict(clean and h.wanted >= 1000)}"
+            + ("" if h.wanted >= 1000 else " (the target is 1000)")
+        )
         if protocol == "pop3":
-            print(f"  PSS per held connection {h.pss_per_conn_mib:.2f} MiB <= 4 MiB: "
-                  f"{verdict(0 < h.pss_per_conn_mib <= 4.0)}")
+            print(
+                f"  PSS per held connection {h.pss_per_conn_mib:.2f} MiB <= 4 MiB: "
+                f"{verdict(0 < h.pss_per_conn_mib <= 4.0)}"
+            )
         else:
-            print(f"  PSS per held connection {h.pss_per_conn_mib:.2f} MiB (issue 3's bound for "
-                  "POP3 is 4 MiB; not a target of issue 5)")
+            print(
+                f"  PSS per held connection {h.pss_per_conn_mib:.2f} MiB (issue 3's bound for "
+                "POP3 is 4 MiB; not a target of issue 5)"
+            )
 
 
 # -- main -----------------------------------------------------------------------------------------
@@ -510,43 +645,81 @@ def print_targets(protocol: str, ours: Server, ref: Server | None, rates: list[R
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--protocol", choices=sorted(OUR_DAEMONS), default="pop3")
-    parser.add_argument("--duration", "-T", type=float, default=10.0,
-                        help="seconds per client count and server (default 10)")
+    parser.add_argument(
+        "--duration",
+        "-T",
+        type=float,
+        default=10.0,
+        help="seconds per client count and server (default 10)",
+    )
     parser.add_argument("--clients", default="1,4,16", help="client counts (default 1,4,16)")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="split each T into this many rounds, alternating the servers "
-                             "(robust to load from elsewhere; default 1)")
-    parser.add_argument("--hold", type=int, default=1000,
-                        help="connections for the hold test; 0 skips it (default 1000)")
-    parser.add_argument("--users", type=int, default=1000,
-                        help="users to seed (at least --hold; default 1000)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="split each T into this many rounds, alternating the servers "
+        "(robust to load from elsewhere; default 1)",
+    )
+    parser.add_argument(
+        "--hold",
+        type=int,
+        default=1000,
+        help="connections for the hold test; 0 skips it (default 1000)",
+    )
+    parser.add_argument(
+        "--users", type=int, default=1000, help="users to seed (at least --hold; default 1000)"
+    )
     parser.add_argument("--messages", type=int, default=4, help="messages per user (default 4)")
-    parser.add_argument("--tuned", action="store_true",
-                        help="Dovecot in its high-performance mode (start.sh --tuned)")
+    parser.add_argument(
+        "--tuned",
+        action="store_true",
+        help="Dovecot in its high-performance mode (start.sh --tuned)",
+    )
     parser.add_argument("--no-dovecot", action="store_true", help="measure our daemon only")
     parser.add_argument("--no-warmup", action="store_true")
-    parser.add_argument("--reference", type=Path, default=REFERENCE,
-                        help="the reference Dovecot set-up (default ../shared/reference/dovecot)")
-    parser.add_argument("--profile", type=Path, metavar="DIR",
-                        help="run our daemon under bench/profile_server.py, measurements in DIR")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        default=REFERENCE,
+        help="the reference Dovecot set-up (default ../shared/reference/dovecot)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="run our daemon under bench/profile_server.py, measurements in DIR",
+    )
     parser.add_argument("--cprofile", action="store_true", help="with --profile: cProfile too")
-    parser.add_argument("--nice", type=int, default=0, metavar="N",
-                        help="run the load tool and each server in a session of its own at this "
-                             "niceness (e.g. -15, as root, on a machine that other work shares; "
-                             "default 0: unchanged)")
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the load tool and each server in a session of its own at this "
+        "niceness (e.g. -15, as root, on a machine that other work shares; "
+        "default 0: unchanged)",
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     big = parser.add_argument_group("big mailbox (IMAP, issue 5; see bench/bigmailbox.py)")
-    big.add_argument("--big", type=int, default=0, metavar="N",
-                     help="after the rest, one user with N messages: cold and warm LOGIN+SELECT, "
-                          "UID FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE), random BODY[] "
-                          "(default 0: skipped)")
-    big.add_argument("--big-only", action="store_true",
-                     help="only the big mailbox (no rates, no hold test)")
-    big.add_argument("--big-passes", type=int, default=3,
-                     help="sessions per server, the first cold (default 3)")
-    big.add_argument("--big-bodies", type=int, default=50,
-                     help="random BODY[] fetches per session (default 50)")
+    big.add_argument(
+        "--big",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after the rest, one user with N messages: cold and warm LOGIN+SELECT, "
+        "UID FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE), random BODY[] "
+        "(default 0: skipped)",
+    )
+    big.add_argument(
+        "--big-only", action="store_true", help="only the big mailbox (no rates, no hold test)"
+    )
+    big.add_argument(
+        "--big-passes", type=int, default=3, help="sessions per server, the first cold (default 3)"
+    )
+    big.add_argument(
+        "--big-bodies", type=int, default=50, help="random BODY[] fetches per session (default 50)"
+    )
     args = parser.parse_args(argv)
     if args.big and args.protocol != "imap":
         parser.error("--big is IMAP only (--protocol imap)")
@@ -569,14 +742,17 @@ def machine_header(protocol: str, args: argparse.Namespace) -> str:
                 model = text.split(":", 1)[1].strip()
                 break
     if args.client_counts or args.hold:
-        what = (f"{args.users} users x {args.messages} messages, {args.duration:g} s per run"
-                + (f" in {args.rounds} alternating rounds" if args.rounds > 1 else ""))
+        what = f"{args.users} users x {args.messages} messages, {args.duration:g} s per run" + (
+            f" in {args.rounds} alternating rounds" if args.rounds > 1 else ""
+        )
     else:
         what = f"big mailbox of {args.big} messages only"
-    return (f"maildaemons bench/compare.py: {protocol}, {what}"
-            + (f", niceness {args.nice} (own sessions)" if args.nice else "")
-            + f", {os.cpu_count()} CPUs ({model}), Linux {platform.release()}, "
-            f"Python {platform.python_version()}")
+    return (
+        f"maildaemons bench/compare.py: {protocol}, {what}"
+        + (f", niceness {args.nice} (own sessions)" if args.nice else "")
+        + f", {os.cpu_count()} CPUs ({model}), Linux {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -590,8 +766,8 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM ends the run like Ctrl-C, so the finally below stops every server.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     work = Path(tempfile.mkdtemp(prefix="maildaemons-bench-"))
-    work.chmod(0o755)   # Dovecot's unprivileged processes must reach the maildirs
-    servers: list[Server] = []     # every server started, stopped at the end whatever happens
+    work.chmod(0o755)  # Dovecot's unprivileged processes must reach the maildirs
+    servers: list[Server] = []  # every server started, stopped at the end whatever happens
     rates: list[RateRow] = []
     holds: list[HoldRow] = []
     big: bigmailbox.BigResult | None = None
@@ -602,7 +778,7 @@ def main(argv: list[str] | None = None) -> int:
             measured = run_rates_and_holds(args, work, servers, rates, holds)
             print()
             print_table(protocol, measured, rates, holds, header)
-            for server in measured:   # before the big mailbox: idle, but not in its way
+            for server in measured:  # before the big mailbox: idle, but not in its way
                 server.stop()
         if args.big:
             big = run_big(args, work, servers)
@@ -611,12 +787,18 @@ def main(argv: list[str] | None = None) -> int:
                 print(header)
             bigmailbox.print_big(big)
         if args.json:
-            args.json.write_text(json.dumps({
-                "header": header,
-                "servers": [s.label for s in servers],
-                "rates": [asdict(r) for r in rates], "holds": [asdict(h) for h in holds],
-                "big": big.to_json() if big is not None else None},
-                indent=1))
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "header": header,
+                        "servers": [s.label for s in servers],
+                        "rates": [asdict(r) for r in rates],
+                        "holds": [asdict(h) for h in holds],
+                        "big": big.to_json() if big is not None else None,
+                    },
+                    indent=1,
+                )
+            )
     except KeyboardInterrupt:
         log("interrupted: stopping everything")
         return 130
@@ -633,9 +815,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def start_servers(args: argparse.Namespace, work: Path, mail: Path, users: list[str],
-                  dovecot_mail: Path, dovecot_users: int, extra_users: str,
-                  profile: Path | None, servers: list[Server]) -> list[Server]:
+def start_servers(
+    args: argparse.Namespace,
+    work: Path,
+    mail: Path,
+    users: list[str],
+    dovecot_mail: Path,
+    dovecot_users: int,
+    extra_users: str,
+    profile: Path | None,
+    servers: list[Server],
+) -> list[Server]:
     """Our daemon on `mail`, then the reference Dovecot on `dovecot_mail` when it can run; each
     is appended to `servers` as soon as it runs (so it is stopped whatever happens next)."""
     started = [start_ours(args.protocol, work, mail, users, profile, args.cprofile)]
@@ -647,8 +837,17 @@ def start_servers(args: argparse.Namespace, work: Path, mail: Path, users: list[
     if dovecot_reason:
         log(f"Dovecot not measured: {dovecot_reason}")
     else:
-        started.append(start_dovecot(args.protocol, work, dovecot_mail, dovecot_users,
-                                     args.tuned, args.reference, extra_users))
+        started.append(
+            start_dovecot(
+                args.protocol,
+                work,
+                dovecot_mail,
+                dovecot_users,
+                args.tuned,
+                args.reference,
+                extra_users,
+            )
+        )
         servers.append(started[-1])
         if args.nice:
             for pid in load.descendants(started[-1].pid):
@@ -656,30 +855,34 @@ def start_servers(args: argparse.Namespace, work: Path, mail: Path, users: list[
     return started
 
 
-def run_rates_and_holds(args: argparse.Namespace, work: Path, servers: list[Server],
-                        rates: list[RateRow], holds: list[HoldRow]) -> list[Server]:
+def run_rates_and_holds(
+    args: argparse.Namespace,
+    work: Path,
+    servers: list[Server],
+    rates: list[RateRow],
+    holds: list[HoldRow],
+) -> list[Server]:
     """Session rates per client count, then the hold test, against each server in turn."""
     protocol = args.protocol
     users = load.user_names(args.users)
     mail = work / "mail"
     log(f"seeding {len(users)} users x {args.messages} messages in {mail}")
     seed_maildirs(mail, users, args.messages)
-    started = start_servers(args, work, mail, users, mail, len(users), "", args.profile,
-                            servers)
+    started = start_servers(args, work, mail, users, mail, len(users), "", args.profile, servers)
     if not args.no_warmup:
         for server in started:
-            warm = measure_rate(protocol, server, 4, 120.0, users,
-                                max_sessions=-(-len(users) // 4))
-            log(f"warm-up {server.name}: {warm.sessions} sessions, {warm.rate:.1f}/s, "
-                f"errors {warm.errors or 0}")
+            warm = measure_rate(protocol, server, 4, 120.0, users, max_sessions=-(-len(users) // 4))
+            log(
+                f"warm-up {server.name}: {warm.sessions} sessions, {warm.rate:.1f}/s, "
+                f"errors {warm.errors or 0}"
+            )
     for clients in args.client_counts:
         # Rounds alternate between the servers, so a burst of load from elsewhere on the
         # machine does not land on one of them only.
         totals: dict[str, Measured] = {}
         for _round in range(args.rounds):
             for server in started:
-                part = measure_round(protocol, server, clients, args.duration / args.rounds,
-                                     users)
+                part = measure_round(protocol, server, clients, args.duration / args.rounds, users)
                 if server.name in totals:
                     total = totals[server.name]
                     total.result.merge(part.result)
@@ -690,17 +893,21 @@ def run_rates_and_holds(args: argparse.Namespace, work: Path, servers: list[Serv
         for server in started:
             row = to_row(server, totals[server.name])
             rates.append(row)
-            log(f"{server.name} {clients} clients: {row.rate:.1f}/s p50 {row.p50_ms:.2f} ms "
+            log(
+                f"{server.name} {clients} clients: {row.rate:.1f}/s p50 {row.p50_ms:.2f} ms "
                 f"p99 {row.p99_ms:.2f} ms cpu {row.server_cpu_ms:.2f} ms/session "
                 f"(client {row.client_cpu_ms:.2f}) other {row.other_cpu_pct:.0f}% "
-                f"errors {row.errors or 0}")
+                f"errors {row.errors or 0}"
+            )
     if args.hold:
         for server in started:
             hold = measure_hold(protocol, server, users[: args.hold])
             holds.append(hold)
-            log(f"{server.name} hold: {hold.held}/{hold.wanted} held, {hold.noop_ok} NOOP ok, "
+            log(
+                f"{server.name} hold: {hold.held}/{hold.wanted} held, {hold.noop_ok} NOOP ok, "
                 f"{hold.pss_per_conn_mib:.2f} MiB PSS per connection, errors "
-                f"{hold.errors or 0}")
+                f"{hold.errors or 0}"
+            )
     return started
 
 
@@ -716,24 +923,36 @@ def run_big(args: argparse.Namespace, work: Path, servers: list[Server]) -> bigm
     log(f"seeding {args.big} messages for {user}, {len(folders)} copies, in {base}")
     seeded = bigmailbox.seed_big(folders, user, args.big)
     log(f"seeded {seeded.bytes / 2**20:.0f} MiB per copy in {seeded.seconds:.1f} s; sync")
-    os.sync()   # the seeding's writeback must not run during the measurements
+    os.sync()  # the seeding's writeback must not run during the measurements
     profile = args.profile / "big" if args.profile else None
-    started = start_servers(args, base, ours_mail, [user], dovecot_mail, 0, user, profile,
-                            servers)
-    result = bigmailbox.BigResult(seeded, [s.name for s in started], [s.label for s in started],
-                                  args.big_bodies, note=f"Dovecot not measured: {dovecot_reason}"
-                                  if dovecot_reason else "")
+    started = start_servers(args, base, ours_mail, [user], dovecot_mail, 0, user, profile, servers)
+    result = bigmailbox.BigResult(
+        seeded,
+        [s.name for s in started],
+        [s.label for s in started],
+        args.big_bodies,
+        note=f"Dovecot not measured: {dovecot_reason}" if dovecot_reason else "",
+    )
     for index in range(1, args.big_passes + 1):
         for server in started:
             wait_quiet(server)
             time.sleep(0.5)
-            done = bigmailbox.run_pass(server.name, server.port, server.pid, user, index,
-                                       args.big_bodies, lambda s=server: wait_quiet(s))
+            done = bigmailbox.run_pass(
+                server.name,
+                server.port,
+                server.pid,
+                user,
+                index,
+                args.big_bodies,
+                lambda s=server: wait_quiet(s),
+            )
             result.passes.append(done)
-            log(f"big {server.name} pass {index}: LOGIN+SELECT {done.login_select:.3f} s, "
+            log(
+                f"big {server.name} pass {index}: LOGIN+SELECT {done.login_select:.3f} s, "
                 f"UID FETCH {done.uid_fetch:.3f} s, {args.big_bodies} BODY[] "
                 f"{done.bodies:.3f} s, server CPU {done.server_cpu:.2f} s, "
-                f"errors {len(done.errors)}")
+                f"errors {len(done.errors)}"
+            )
     for server in started:
         server.stop()
     return result
@@ -797,16 +1016,20 @@ def want_dovecot(args: argparse.Namespace) -> str:
     if args.no_dovecot:
         return "--no-dovecot"
     if shutil.which("dovecot") is None:
-        return ("not installed (apt-get install -y --no-install-recommends dovecot-pop3d "
-                "dovecot-imapd; then service dovecot stop)")
+        return (
+            "not installed (apt-get install -y --no-install-recommends dovecot-pop3d "
+            "dovecot-imapd; then service dovecot stop)"
+        )
     if os.geteuid() != 0:
         return "start.sh needs root"
     if not (args.reference / "start.sh").exists():
         return f"no {args.reference / 'start.sh'}"
     system = system_dovecot_running()
     if system:
-        log(f"warning: the system Dovecot runs (pid {system}) and takes CPU; "
-            "`service dovecot stop` for clean figures")
+        log(
+            f"warning: the system Dovecot runs (pid {system}) and takes CPU; "
+            "`service dovecot stop` for clean figures"
+        )
     return ""
 
 

@@ -36,20 +36,29 @@ def run(count: int, touch: bool) -> tuple[float, float, float]:
     wall = time.perf_counter() - start
     after_self = resource.getrusage(resource.RUSAGE_SELF)
     after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    parent = (after_self.ru_utime + after_self.ru_stime
-              - before_self.ru_utime - before_self.ru_stime)
-    children = (after_children.ru_utime + after_children.ru_stime
-                - before_children.ru_utime - before_children.ru_stime)
+    parent = after_self.ru_utime + after_self.ru_stime - before_self.ru_utime - before_self.ru_stime
+    children = (
+        after_children.ru_utime
+        + after_children.ru_stime
+        - before_children.ru_utime
+        - before_children.ru_stime
+    )
     return wall / count, parent / count, children / count
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=2000)
-    parser.add_argument("--module", default="pop3d.main",
-                        help="import this first, as the daemon's master does (default pop3d.main)")
-    parser.add_argument("--gc-freeze", action="store_true",
-                        help="gc.freeze() before forking (objects then never scanned in a child)")
+    parser.add_argument(
+        "--module",
+        default="pop3d.main",
+        help="import this first, as the daemon's master does (default pop3d.main)",
+    )
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() before forking (objects then never scanned in a child)",
+    )
     args = parser.parse_args(argv)
     if args.module:
         importlib.import_module(args.module)
@@ -57,15 +66,19 @@ def main(argv: list[str] | None = None) -> int:
         gc.freeze()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     freeze = "on" if args.gc_freeze else "off"
-    print(f"parent: {args.module or 'bare python'} imported, maxrss {rss:.1f} MiB, "
-          f"{len(gc.get_objects())} gc-tracked objects, gc.freeze {freeze}")
+    print(
+        f"parent: {args.module or 'bare python'} imported, maxrss {rss:.1f} MiB, "
+        f"{len(gc.get_objects())} gc-tracked objects, gc.freeze {freeze}"
+    )
     for touch in (False, True):
         wall, parent, children = run(args.count, touch)
         total = parent + children
         label = "touch:" if touch else "bare:"
-        print(f"  {label:6} {wall * 1000:6.3f} ms wall per fork+exit+wait, "
-              f"CPU {parent * 1000:6.3f} ms parent + {children * 1000:6.3f} ms child = "
-              f"{total * 1000:6.3f} ms -> at most {1 / total if total else 0:7.0f} forks/s per CPU")
+        print(
+            f"  {label:6} {wall * 1000:6.3f} ms wall per fork+exit+wait, "
+            f"CPU {parent * 1000:6.3f} ms parent + {children * 1000:6.3f} ms child = "
+            f"{total * 1000:6.3f} ms -> at most {1 / total if total else 0:7.0f} forks/s per CPU"
+        )
     return 0
 
 

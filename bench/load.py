@@ -35,8 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
-DEFAULT_TIMEOUT = 10.0     # one socket operation (connect, recv, send)
-START_DELAY = 0.3          # workers start together this long after they are forked
+DEFAULT_TIMEOUT = 10.0  # one socket operation (connect, recv, send)
+START_DELAY = 0.3  # workers start together this long after they are forked
 MAX_ERRORS_PER_WORKER = 200
 HOLD_WORKERS = 8
 RECV_SIZE = 65536
@@ -135,7 +135,7 @@ def pop3_command(conn: Conn, command: str, multiline: bool = False) -> bytes:
 
 
 def pop3_login(conn: Conn, user: str, password: str, mark: Mark) -> None:
-    pop3_reply(conn)                      # greeting
+    pop3_reply(conn)  # greeting
     mark()
     pop3_command(conn, f"USER {user}")
     mark()
@@ -197,7 +197,7 @@ class ImapConn:
             line = self.read_response_line()
             lines.append(line)
             if line.startswith(tag + b" "):
-                if not line[len(tag) + 1:].startswith(b"OK"):
+                if not line[len(tag) + 1 :].startswith(b"OK"):
                     raise ProtocolError(line.decode("latin-1").strip()[:80])
                 return lines
 
@@ -243,7 +243,7 @@ def imap_logout(conn: Conn) -> None:
 @dataclass(frozen=True)
 class Protocol:
     name: str
-    steps: tuple[str, ...]        # what each mark() of `session` ends: the latency breakdown
+    steps: tuple[str, ...]  # what each mark() of `session` ends: the latency breakdown
     session: Callable[[Conn, str, str, Mark], None]
     hold_login: Callable[[Conn, str, str], None]
     noop: Callable[[Conn], None]
@@ -251,10 +251,22 @@ class Protocol:
 
 
 PROTOCOLS: dict[str, Protocol] = {
-    "pop3": Protocol("pop3", ("connect+greeting", "USER", "PASS", "STAT", "RETR 1", "QUIT"),
-                     pop3_session, pop3_hold_login, pop3_noop, pop3_logout),
-    "imap": Protocol("imap", ("connect+greeting", "LOGIN", "SELECT", "FETCH 1:*", "LOGOUT"),
-                     imap_session, imap_hold_login, imap_noop, imap_logout),
+    "pop3": Protocol(
+        "pop3",
+        ("connect+greeting", "USER", "PASS", "STAT", "RETR 1", "QUIT"),
+        pop3_session,
+        pop3_hold_login,
+        pop3_noop,
+        pop3_logout,
+    ),
+    "imap": Protocol(
+        "imap",
+        ("connect+greeting", "LOGIN", "SELECT", "FETCH 1:*", "LOGOUT"),
+        imap_session,
+        imap_hold_login,
+        imap_noop,
+        imap_logout,
+    ),
 }
 
 
@@ -275,10 +287,10 @@ class RateResult:
     clients: int
     sessions: int
     elapsed: float
-    latencies: list[float]                 # seconds, one per completed session
-    steps: dict[str, list[float]]          # seconds per step, one per completed session
+    latencies: list[float]  # seconds, one per completed session
+    steps: dict[str, list[float]]  # seconds per step, one per completed session
     errors: Counter[str] = field(default_factory=Counter)
-    client_cpu: float = 0.0                # seconds of CPU the client processes used
+    client_cpu: float = 0.0  # seconds of CPU the client processes used
 
     @property
     def rate(self) -> float:
@@ -310,9 +322,18 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
-def rate_worker(protocol: str, host: str, port: int, users: list[str], password: str,
-                start_at: float, end_at: float, max_sessions: int, timeout: float,
-                out: Connection) -> None:
+def rate_worker(
+    protocol: str,
+    host: str,
+    port: int,
+    users: list[str],
+    password: str,
+    start_at: float,
+    end_at: float,
+    max_sessions: int,
+    timeout: float,
+    out: Connection,
+) -> None:
     """One client process: whole sessions back to back until end_at or max_sessions."""
     proto = PROTOCOLS[protocol]
     latencies: list[float] = []
@@ -323,8 +344,11 @@ def rate_worker(protocol: str, host: str, port: int, users: list[str], password:
     if delay > 0:
         time.sleep(delay)
     index = 0
-    while (len(latencies) < max_sessions and time.monotonic() < end_at
-           and sum(errors.values()) < MAX_ERRORS_PER_WORKER):
+    while (
+        len(latencies) < max_sessions
+        and time.monotonic() < end_at
+        and sum(errors.values()) < MAX_ERRORS_PER_WORKER
+    ):
         user = users[index % len(users)]
         index += 1
         marks = Marks()
@@ -336,7 +360,7 @@ def rate_worker(protocol: str, host: str, port: int, users: list[str], password:
             proto.session(conn, user, password, marks)
         except (OSError, ProtocolError) as exc:
             errors[describe_error(exc)] += 1
-            time.sleep(0.01)       # a refusing server must not turn this into a busy loop
+            time.sleep(0.01)  # a refusing server must not turn this into a busy loop
             continue
         finally:
             if conn is not None:
@@ -345,9 +369,16 @@ def rate_worker(protocol: str, host: str, port: int, users: list[str], password:
         latencies.append(last_end - begin)
         steps.append([b - a for a, b in zip([begin, *marks], marks, strict=False)])
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    out.send({"latencies": latencies, "steps": steps, "errors": dict(errors),
-              "first_start": first_start, "last_end": last_end,
-              "cpu": usage.ru_utime + usage.ru_stime})
+    out.send(
+        {
+            "latencies": latencies,
+            "steps": steps,
+            "errors": dict(errors),
+            "first_start": first_start,
+            "last_end": last_end,
+            "cpu": usage.ru_utime + usage.ru_stime,
+        }
+    )
     out.close()
 
 
@@ -359,9 +390,17 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"
 
 
-def run_rate(protocol: str, host: str, port: int, clients: int, duration: float,
-             users: list[str], password: str = DEFAULT_PASSWORD, max_sessions: int = 10**7,
-             timeout: float = DEFAULT_TIMEOUT) -> RateResult:
+def run_rate(
+    protocol: str,
+    host: str,
+    port: int,
+    clients: int,
+    duration: float,
+    users: list[str],
+    password: str = DEFAULT_PASSWORD,
+    max_sessions: int = 10**7,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> RateResult:
     """K client processes, each with its own share of the users, for `duration` seconds."""
     if clients < 1 or len(users) < clients:
         raise ValueError(f"need a user per client: {len(users)} users, {clients} clients")
@@ -371,9 +410,22 @@ def run_rate(protocol: str, host: str, port: int, clients: int, duration: float,
     workers = []
     for index in range(clients):
         reader, writer = ctx.Pipe(duplex=False)
-        process = ctx.Process(target=rate_worker, daemon=True,
-                              args=(protocol, host, port, users[index::clients], password,
-                                    start_at, end_at, max_sessions, timeout, writer))
+        process = ctx.Process(
+            target=rate_worker,
+            daemon=True,
+            args=(
+                protocol,
+                host,
+                port,
+                users[index::clients],
+                password,
+                start_at,
+                end_at,
+                max_sessions,
+                timeout,
+                writer,
+            ),
+        )
         process.start()
         writer.close()
         workers.append((process, reader))
@@ -397,8 +449,9 @@ def run_rate(protocol: str, host: str, port: int, clients: int, duration: float,
     return result
 
 
-def collect(workers: list[tuple[multiprocessing.process.BaseProcess, Connection]],
-            deadline: float) -> list[dict]:
+def collect(
+    workers: list[tuple[multiprocessing.process.BaseProcess, Connection]], deadline: float
+) -> list[dict]:
     """Each worker's one report; a worker still running at the deadline is killed by pid."""
     reports = []
     for _process, reader in workers:
@@ -430,8 +483,8 @@ class HoldResult:
     open_seconds: float = 0.0
     noop_latencies: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
-    pss_idle: int = 0              # bytes, server tree before
-    pss_held: int = 0              # bytes, server tree with `held` connections
+    pss_idle: int = 0  # bytes, server tree before
+    pss_held: int = 0  # bytes, server tree with `held` connections
     processes_idle: int = 0
     processes_held: int = 0
 
@@ -440,8 +493,15 @@ class HoldResult:
         return (self.pss_held - self.pss_idle) / self.held if self.held else 0.0
 
 
-def hold_worker(protocol: str, host: str, port: int, users: list[str], password: str,
-                timeout: float, control: Connection) -> None:
+def hold_worker(
+    protocol: str,
+    host: str,
+    port: int,
+    users: list[str],
+    password: str,
+    timeout: float,
+    control: Connection,
+) -> None:
     """Open and log in one connection per user, then obey the parent: 'noop', then 'close'."""
     proto = PROTOCOLS[protocol]
     conns: list[Conn] = []
@@ -486,10 +546,17 @@ def hold_worker(protocol: str, host: str, port: int, users: list[str], password:
             conn.close()
 
 
-def run_hold(protocol: str, host: str, port: int, users: list[str],
-             password: str = DEFAULT_PASSWORD, workers: int = HOLD_WORKERS,
-             timeout: float = DEFAULT_TIMEOUT, server_pid: int | None = None,
-             settle: float = 1.0) -> HoldResult:
+def run_hold(
+    protocol: str,
+    host: str,
+    port: int,
+    users: list[str],
+    password: str = DEFAULT_PASSWORD,
+    workers: int = HOLD_WORKERS,
+    timeout: float = DEFAULT_TIMEOUT,
+    server_pid: int | None = None,
+    settle: float = 1.0,
+) -> HoldResult:
     """Hold len(users) connections; measure the server's PSS before and while holding them."""
     raise_fd_limit(len(users) + 64)
     result = HoldResult(protocol, len(users))
@@ -501,9 +568,11 @@ def run_hold(protocol: str, host: str, port: int, users: list[str],
     begin = time.monotonic()
     for index in range(count):
         parent_end, child_end = ctx.Pipe(duplex=True)
-        process = ctx.Process(target=hold_worker, daemon=True,
-                              args=(protocol, host, port, users[index::count], password,
-                                    timeout, child_end))
+        process = ctx.Process(
+            target=hold_worker,
+            daemon=True,
+            args=(protocol, host, port, users[index::count], password, timeout, child_end),
+        )
         process.start()
         child_end.close()
         procs.append((process, parent_end))
@@ -514,7 +583,7 @@ def run_hold(protocol: str, host: str, port: int, users: list[str],
             result.errors.update(report["errors"])
         result.open_seconds = time.monotonic() - begin
         if server_pid:
-            time.sleep(settle)   # let the last logins finish their own work
+            time.sleep(settle)  # let the last logins finish their own work
             result.pss_held, result.processes_held = tree_pss(server_pid)
         for report in ask(procs, "noop", time.monotonic() + per_worker_bound):
             result.noop_ok += report["ok"]
@@ -529,15 +598,21 @@ def run_hold(protocol: str, host: str, port: int, users: list[str],
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGKILL)
                 process.join(2.0)
-    lost = result.wanted - result.held - sum(v for k, v in result.errors.items()
-                                             if not k.startswith("noop "))
+    lost = (
+        result.wanted
+        - result.held
+        - sum(v for k, v in result.errors.items() if not k.startswith("noop "))
+    )
     if lost > 0:
         result.errors["worker lost"] += lost
     return result
 
 
-def ask(procs: list[tuple[multiprocessing.process.BaseProcess, Connection]], order: str | None,
-        deadline: float) -> list[dict]:
+def ask(
+    procs: list[tuple[multiprocessing.process.BaseProcess, Connection]],
+    order: str | None,
+    deadline: float,
+) -> list[dict]:
     if order is not None:
         for _process, pipe in procs:
             with contextlib.suppress(OSError):
@@ -578,7 +653,7 @@ def descendants(root: int) -> list[int]:
                 stat = handle.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(b")") + 2:].split()
+        fields = stat[stat.rfind(b")") + 2 :].split()
         children.setdefault(int(fields[1]), []).append(int(entry))
     found, todo = [], [root]
     while todo:
@@ -626,8 +701,8 @@ def tree_cpu(root: int) -> float:
                 stat = handle.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(b")") + 2:].split()
-        total += sum(int(v) for v in fields[11:15])   # utime stime cutime cstime
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        total += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
     return total / CLOCK_TICKS
 
 
@@ -635,14 +710,15 @@ def tree_cpu(root: int) -> float:
 
 
 def format_rate(result: RateResult, server_cpu: float | None = None) -> str:
-    text = (f"{result.protocol} clients={result.clients} sessions={result.sessions} "
-            f"elapsed={result.elapsed:.2f}s rate={result.rate:.1f}/s "
-            f"p50={result.percentile(50) * 1000:.2f}ms p99={result.percentile(99) * 1000:.2f}ms "
-            f"client_cpu={result.client_cpu * 1000 / max(1, result.sessions):.2f}ms/session")
+    text = (
+        f"{result.protocol} clients={result.clients} sessions={result.sessions} "
+        f"elapsed={result.elapsed:.2f}s rate={result.rate:.1f}/s "
+        f"p50={result.percentile(50) * 1000:.2f}ms p99={result.percentile(99) * 1000:.2f}ms "
+        f"client_cpu={result.client_cpu * 1000 / max(1, result.sessions):.2f}ms/session"
+    )
     if server_cpu is not None:
         text += f" server_cpu={server_cpu * 1000 / max(1, result.sessions):.2f}ms/session"
-    steps = " ".join(f"{name}={value * 1000:.2f}"
-                     for name, value in result.step_medians().items())
+    steps = " ".join(f"{name}={value * 1000:.2f}" for name, value in result.step_medians().items())
     text += f"\n  step p50 ms: {steps}"
     if result.errors:
         text += f"\n  errors: {dict(result.errors)}"
@@ -650,22 +726,27 @@ def format_rate(result: RateResult, server_cpu: float | None = None) -> str:
 
 
 def format_hold(result: HoldResult) -> str:
-    text = (f"{result.protocol} hold wanted={result.wanted} held={result.held} "
-            f"noop_ok={result.noop_ok} open={result.open_seconds:.1f}s "
-            f"noop_p50={percentile(result.noop_latencies, 50) * 1000:.2f}ms")
+    text = (
+        f"{result.protocol} hold wanted={result.wanted} held={result.held} "
+        f"noop_ok={result.noop_ok} open={result.open_seconds:.1f}s "
+        f"noop_p50={percentile(result.noop_latencies, 50) * 1000:.2f}ms"
+    )
     if result.pss_idle or result.pss_held:
-        text += (f" pss_idle={result.pss_idle / 2**20:.1f}MiB "
-                 f"({result.processes_idle} procs) pss_held={result.pss_held / 2**20:.1f}MiB "
-                 f"({result.processes_held} procs) "
-                 f"per_connection={result.pss_per_connection / 2**20:.2f}MiB")
+        text += (
+            f" pss_idle={result.pss_idle / 2**20:.1f}MiB "
+            f"({result.processes_idle} procs) pss_held={result.pss_held / 2**20:.1f}MiB "
+            f"({result.processes_held} procs) "
+            f"per_connection={result.pss_per_connection / 2**20:.2f}MiB"
+        )
     if result.errors:
         text += f"\n  errors: {dict(result.errors)}"
     return text
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="mode", required=True)
     for mode in ("rate", "hold"):
         p = sub.add_parser(mode)
@@ -675,16 +756,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.add_argument("--password", default=DEFAULT_PASSWORD)
         p.add_argument("--user-format", default="user{}", help="user name pattern (default user{})")
         p.add_argument("--first-user", type=int, default=0)
-        p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                       help="seconds for one socket operation")
-        p.add_argument("--server-pid", type=int,
-                       help="server master pid: CPU per session (rate), PSS per connection (hold)")
+        p.add_argument(
+            "--timeout",
+            type=float,
+            default=DEFAULT_TIMEOUT,
+            help="seconds for one socket operation",
+        )
+        p.add_argument(
+            "--server-pid",
+            type=int,
+            help="server master pid: CPU per session (rate), PSS per connection (hold)",
+        )
         if mode == "rate":
             p.add_argument("--clients", type=int, default=4)
             p.add_argument("--duration", type=float, default=10.0)
             p.add_argument("--users", type=int, default=1000)
-            p.add_argument("--max-sessions", type=int, default=10**7,
-                           help="per client process")
+            p.add_argument("--max-sessions", type=int, default=10**7, help="per client process")
         else:
             p.add_argument("--connections", type=int, default=1000)
             p.add_argument("--workers", type=int, default=HOLD_WORKERS)
@@ -696,8 +783,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "rate":
         users = user_names(args.users, args.first_user, args.user_format)
         cpu_before = tree_cpu(args.server_pid) if args.server_pid else 0.0
-        result = run_rate(args.protocol, args.host, args.port, args.clients, args.duration, users,
-                          args.password, args.max_sessions, args.timeout)
+        result = run_rate(
+            args.protocol,
+            args.host,
+            args.port,
+            args.clients,
+            args.duration,
+            users,
+            args.password,
+            args.max_sessions,
+            args.timeout,
+        )
         server_cpu = None
         if args.server_pid:
             time.sleep(0.3)
@@ -705,8 +801,16 @@ def main(argv: list[str] | None = None) -> int:
         print(format_rate(result, server_cpu))
         return 1 if result.errors else 0
     users = user_names(args.connections, args.first_user, args.user_format)
-    hold = run_hold(args.protocol, args.host, args.port, users, args.password, args.workers,
-                    args.timeout, args.server_pid)
+    hold = run_hold(
+        args.protocol,
+        args.host,
+        args.port,
+        users,
+        args.password,
+        args.workers,
+        args.timeout,
+        args.server_pid,
+    )
     print(format_hold(hold))
     return 0 if hold.noop_ok == hold.wanted and not hold.errors else 1
 

@@ -35,8 +35,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-MODULES = {"pop3d": "pop3d.main", "imapd": "imapd.main", "imapgw": "imapd.gateway",
-           "msmpd": "msmpd.main"}
+MODULES = {
+    "pop3d": "pop3d.main",
+    "imapd": "imapd.main",
+    "imapgw": "imapd.gateway",
+    "msmpd": "msmpd.main",
+}
 
 # Functions timed in each child (inclusive wall time and calls), `module:qualname`; a name that
 # does not exist (yet) is skipped. Every module-level reference to a function is replaced, so
@@ -117,7 +121,7 @@ TIMED = {
         "imapd.session:Session.end",
     ],
 }
-TIMERS: dict[str, list[float]] = {}   # name -> [calls, wall seconds, CPU seconds of the thread]
+TIMERS: dict[str, list[float]] = {}  # name -> [calls, wall seconds, CPU seconds of the thread]
 
 
 class GcTimer:
@@ -173,7 +177,7 @@ def install_timers(daemon: str) -> None:
             continue
         wrapped = timed(spec, raw)
         setattr(owner, attr, wrapped)
-        if not owner_path:   # also every `from module import name` elsewhere
+        if not owner_path:  # also every `from module import name` elsewhere
             for other in list(sys.modules.values()):
                 for key, value in list(getattr(other, "__dict__", {}).items()):
                     if value is raw:
@@ -250,8 +254,14 @@ def install(out_dir: Path, use_cprofile: bool, daemon: str) -> None:
         self.handler = measured  # type: ignore[assignment]
         original_child(self, conn, address, session)  # type: ignore[arg-type]
 
-    def record(started: float, fork_to_child: float, cpu: float, usage: resource.struct_rusage,
-               timer: GcTimer, profile: cProfile.Profile | None) -> None:
+    def record(
+        started: float,
+        fork_to_child: float,
+        cpu: float,
+        usage: resource.struct_rusage,
+        timer: GcTimer,
+        profile: cProfile.Profile | None,
+    ) -> None:
         now = resource.getrusage(resource.RUSAGE_SELF)
         line = {
             "pid": os.getpid(),
@@ -280,11 +290,17 @@ def install(out_dir: Path, use_cprofile: bool, daemon: str) -> None:
     def dump_master() -> None:
         if os.getpid() != master_pid:
             return
-        (out_dir / "master.json").write_text(json.dumps({
-            "fork_seconds": fork_times, "accept_seconds": accept_times,
-            "objects_tracked": len(gc.get_objects()),
-            "timers": {name: slot for name, slot in TIMERS.items() if slot[0]},
-            "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+        (out_dir / "master.json").write_text(
+            json.dumps(
+                {
+                    "fork_seconds": fork_times,
+                    "accept_seconds": accept_times,
+                    "objects_tracked": len(gc.get_objects()),
+                    "timers": {name: slot for name, slot in TIMERS.items() if slot[0]},
+                    "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                }
+            )
+        )
 
     atexit.register(dump_master)
     server.ForkingServer._start_session = start_session  # type: ignore[method-assign]
@@ -302,42 +318,59 @@ def report(out_dir: Path, top: int, per_child: bool = False) -> None:
     if per_child and rows:
         report_per_child(rows)
     if rows:
-        for key in ("fork_to_python", "fork_to_child", "child_to_greeting", "child_wall",
-                    "child_cpu", "cpu_since_fork"):
+        for key in (
+            "fork_to_python",
+            "fork_to_child",
+            "child_to_greeting",
+            "child_wall",
+            "child_cpu",
+            "cpu_since_fork",
+        ):
             print(f"  {key:17} median {median_ms([r[key] for r in rows])} ms")
         faults = statistics.median(r["minflt"] for r in rows)
         since_fork = statistics.median(r["minflt_total"] for r in rows)
-        print(f"  minflt           median {faults:.0f} page faults in the handler,"
-              f" {since_fork:.0f} since fork")
+        print(
+            f"  minflt           median {faults:.0f} page faults in the handler,"
+            f" {since_fork:.0f} since fork"
+        )
         for gen in range(3):
             counts = [r["gc_count"][gen] for r in rows]
             secs = [r["gc_seconds"][gen] for r in rows]
-            print(f"  gc gen{gen}          {sum(counts) / len(rows):.2f} per child, "
-                  f"{sum(secs) / len(rows) * 1000:.3f} ms per child (mean)")
-        names = sorted({n for r in rows for n in r.get("timers", {})},
-                       key=lambda n: -sum(r.get("timers", {}).get(n, [0, 0.0])[1] for r in rows))
+            print(
+                f"  gc gen{gen}          {sum(counts) / len(rows):.2f} per child, "
+                f"{sum(secs) / len(rows) * 1000:.3f} ms per child (mean)"
+            )
+        names = sorted(
+            {n for r in rows for n in r.get("timers", {})},
+            key=lambda n: -sum(r.get("timers", {}).get(n, [0, 0.0])[1] for r in rows),
+        )
         if names:
             print("timed functions, per child (mean; inclusive, so nested ones overlap):")
             print(f"  {'wall ms':>8} {'cpu ms':>8} {'calls':>6}")
             for name in names:
                 calls, wall, cpu = (
                     sum(r.get("timers", {}).get(name, [0, 0.0, 0.0])[i] for r in rows) / len(rows)
-                    for i in range(3))
+                    for i in range(3)
+                )
                 print(f"  {wall * 1000:8.3f} {cpu * 1000:8.3f} {calls:6.1f}  {name}")
     master = out_dir / "master.json"
     if master.exists():
         data = json.loads(master.read_text())
-        print(f"master: fork() median {median_ms(data['fork_seconds'])} ms over "
-              f"{len(data['fork_seconds'])}, per accepted connection "
-              f"{median_ms(data['accept_seconds'])} ms, gc-tracked objects "
-              f"{data['objects_tracked']}, maxrss {data['maxrss_kib'] / 1024:.1f} MiB")
+        print(
+            f"master: fork() median {median_ms(data['fork_seconds'])} ms over "
+            f"{len(data['fork_seconds'])}, per accepted connection "
+            f"{median_ms(data['accept_seconds'])} ms, gc-tracked objects "
+            f"{data['objects_tracked']}, maxrss {data['maxrss_kib'] / 1024:.1f} MiB"
+        )
         sessions = max(1, len(data["accept_seconds"]))
         print("master's timed functions, per accepted connection (mean):")
         print(f"  {'wall ms':>8} {'cpu ms':>8} {'calls':>6}")
         timers = sorted(data.get("timers", {}).items(), key=lambda item: -item[1][1])
         for name, (calls, wall, cpu) in timers:
-            print(f"  {wall / sessions * 1000:8.3f} {cpu / sessions * 1000:8.3f} "
-                  f"{calls / sessions:6.2f}  {name}")
+            print(
+                f"  {wall / sessions * 1000:8.3f} {cpu / sessions * 1000:8.3f} "
+                f"{calls / sessions:6.2f}  {name}"
+            )
     profiles = sorted(glob.glob(str(out_dir / "child-*.prof")))
     if profiles:
         stats = pstats.Stats(profiles[0])
@@ -355,10 +388,14 @@ def report_per_child(rows: list[dict]) -> None:
     shown = rows[:8]
     print("per child, in the order the sessions ended (wall ms, calls; inclusive):")
     print(f"  {'':44}" + "".join(f" {('pid ' + str(r['pid'])):>18}" for r in shown))
-    print(f"  {'handler wall / CPU ms':44}" + "".join(
-        f" {r['child_wall'] * 1000:>9.1f}/{r['child_cpu'] * 1000:<8.1f}" for r in shown))
-    names = sorted({n for r in shown for n in r.get("timers", {})},
-                   key=lambda n: -max(r.get("timers", {}).get(n, [0, 0.0])[1] for r in shown))
+    print(
+        f"  {'handler wall / CPU ms':44}"
+        + "".join(f" {r['child_wall'] * 1000:>9.1f}/{r['child_cpu'] * 1000:<8.1f}" for r in shown)
+    )
+    names = sorted(
+        {n for r in shown for n in r.get("timers", {})},
+        key=lambda n: -max(r.get("timers", {}).get(n, [0, 0.0])[1] for r in shown),
+    )
     for name in names:
         cells = []
         for r in shown:
@@ -375,15 +412,21 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run")
     run.add_argument("dir", type=Path)
     run.add_argument("--cprofile", action="store_true")
-    run.add_argument("--gc-freeze", action="store_true",
-                     help="experiment: gc.freeze() in the master just before it serves")
+    run.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="experiment: gc.freeze() in the master just before it serves",
+    )
     run.add_argument("daemon", choices=sorted(MODULES))
     run.add_argument("args", nargs=argparse.REMAINDER)
     rep = sub.add_parser("report")
     rep.add_argument("dir", type=Path)
     rep.add_argument("--top", type=int, default=30)
-    rep.add_argument("--per-child", action="store_true",
-                     help="also each child's timers in a column of its own (first 8 children)")
+    rep.add_argument(
+        "--per-child",
+        action="store_true",
+        help="also each child's timers in a column of its own (first 8 children)",
+    )
     args = parser.parse_args(argv)
     if args.mode == "report":
         report(args.dir, args.top, args.per_child)

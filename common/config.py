@@ -139,7 +139,8 @@ class Settings:
             return int(self.get(key))
         except ValueError:
             raise ConfigError(
-                f"setting {key} must be a whole number, not {self.get(key)!r}") from None
+                f"setting {key} must be a whole number, not {self.get(key)!r}"
+            ) from None
 
     def get_float(self, key: str) -> float:
         try:

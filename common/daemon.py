@@ -99,8 +99,12 @@ def drop_privileges(uid: int | None, gid: int | None) -> None:
     os.setuid(uid)
 
 
-def run(settings: Settings, foreground: bool, prepare: Callable[[], list[socket.socket]],
-        serve: Callable[[list[socket.socket]], int]) -> int:
+def run(
+    settings: Settings,
+    foreground: bool,
+    prepare: Callable[[], list[socket.socket]],
+    serve: Callable[[list[socket.socket]], int],
+) -> int:
     """Start the daemon per the start-up contract; returns the launcher's exit status.
 
     `prepare` binds the listeners (and anything else that must fail early) and returns the
@@ -122,9 +126,13 @@ def run(settings: Settings, foreground: bool, prepare: Callable[[], list[socket.
     return launch(settings, keep, serve, uid, gid)
 
 
-def run_foreground(settings: Settings, keep: list[socket.socket],
-                   serve: Callable[[list[socket.socket]], int],
-                   uid: int | None, gid: int | None) -> int:
+def run_foreground(
+    settings: Settings,
+    keep: list[socket.socket],
+    serve: Callable[[list[socket.socket]], int],
+    uid: int | None,
+    gid: int | None,
+) -> int:
     logs.setup(settings.daemon, "stderr", settings.get("log_level"))
     drop_privileges(uid, gid)
     pidfile = settings.optional_path("pidfile")
@@ -138,9 +146,13 @@ def run_foreground(settings: Settings, keep: list[socket.socket],
                 pidfile.unlink()
 
 
-def launch(settings: Settings, keep: list[socket.socket],
-           serve: Callable[[list[socket.socket]], int],
-           uid: int | None, gid: int | None) -> int:
+def launch(
+    settings: Settings,
+    keep: list[socket.socket],
+    serve: Callable[[list[socket.socket]], int],
+    uid: int | None,
+    gid: int | None,
+) -> int:
     """Fork; the launcher waits for the daemon's readiness line."""
     sys.stdout.flush()
     sys.stderr.flush()
@@ -168,9 +180,14 @@ def wait_until_ready(program: str, pid: int, ready_r: int) -> int:
     return 1
 
 
-def become_daemon(settings: Settings, keep: list[socket.socket],
-                  serve: Callable[[list[socket.socket]], int],
-                  uid: int | None, gid: int | None, ready_w: int) -> int:
+def become_daemon(
+    settings: Settings,
+    keep: list[socket.socket],
+    serve: Callable[[list[socket.socket]], int],
+    uid: int | None,
+    gid: int | None,
+    ready_w: int,
+) -> int:
     """Runs in the launcher's child; returns only in the final daemon process."""
     pidfile = settings.pidfile
     context = daemon.DaemonContext(

@@ -23,8 +23,13 @@ from common.utf7 import decode_mutf7, encode_mutf7
 SEPARATOR = "."
 SUBSCRIPTIONS = "subscriptions"
 SPECIAL_USE_FILE = "maildaemons-special-use"
-SPECIAL_USE = {"Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "Junk": "\\Junk",
-               "Archive": "\\Archive"}
+SPECIAL_USE = {
+    "Sent": "\\Sent",
+    "Drafts": "\\Drafts",
+    "Trash": "\\Trash",
+    "Junk": "\\Junk",
+    "Archive": "\\Archive",
+}
 DEFAULT_FOLDERS = ("Drafts", "Sent", "Trash", "Junk", "Archive")
 
 
@@ -59,14 +64,19 @@ class FolderTree:
         except FileNotFoundError:
             return result
         for entry in sorted(entries):
-            if (entry.startswith(".") and entry not in (".", "..") and len(entry) > 1
-                    and maildir.is_maildir(self.root / entry)):
+            if (
+                entry.startswith(".")
+                and entry not in (".", "..")
+                and len(entry) > 1
+                and maildir.is_maildir(self.root / entry)
+            ):
                 with contextlib.suppress(ValueError):
                     result.append(decode_mutf7(entry[1:].encode("utf-8", "surrogateescape")))
         return result[:1] + sorted(result[1:])
 
-    SPECIAL_USE_ATTRIBUTES = frozenset({"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk",
-                                        "\\Sent", "\\Trash"})
+    SPECIAL_USE_ATTRIBUTES = frozenset(
+        {"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}
+    )
 
     def special_use(self, name: str) -> str | None:
         """RFC 6154 attribute: set by CREATE (USE ...) or, for the usual names, by default."""
@@ -194,15 +204,15 @@ class FolderTree:
         # FIX: an inferior's new name could exist already (`B.x` without `B`); the rename then
         # failed half-way, with the parent moved and that child not. Refuse before moving.
         for child in children:
-            if maildir.is_maildir(self.path(new + child[len(old):])):
-                raise MailboxExists(new + child[len(old):])
+            if maildir.is_maildir(self.path(new + child[len(old) :])):
+                raise MailboxExists(new + child[len(old) :])
         try:
             os.rename(source, target)
             for child in children:
-                os.rename(self.path(child), self.path(new + child[len(old):]))
+                os.rename(self.path(child), self.path(new + child[len(old) :]))
         except OSError as exc:
             raise StoreError(f"cannot rename {old}: {exc.strerror}") from None
-        self._move_special_use({old: new} | {c: new + c[len(old):] for c in children})
+        self._move_special_use({old: new} | {c: new + c[len(old) :] for c in children})
 
     def _rename_inbox(self, new: str) -> None:
         self.create(new)

@@ -50,8 +50,9 @@ class CompressionError(Exception):
 class LineIO:
     """Line reader and buffered writer over a connected, blocking socket."""
 
-    def __init__(self, sock: socket.socket, max_line: int, timeout: float,
-                 interrupt_fd: int | None = None) -> None:
+    def __init__(
+        self, sock: socket.socket, max_line: int, timeout: float, interrupt_fd: int | None = None
+    ) -> None:
         self.sock = sock
         # The timeout bounds each blocking send; reads wait in poll() below.
         sock.settimeout(timeout)
@@ -159,8 +160,9 @@ class LineIO:
         if self._inflate is None:
             raise RuntimeError("compression is not active")
         try:
-            self._inbuf += self._inflate.decompress(self._inflate.unconsumed_tail + data,
-                                                    INFLATE_CHUNK)
+            self._inbuf += self._inflate.decompress(
+                self._inflate.unconsumed_tail + data, INFLATE_CHUNK
+            )
         except zlib.error as exc:
             raise CompressionError(str(exc)) from None
         if self._inflate.eof:

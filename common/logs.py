@@ -39,18 +39,17 @@ def setup(program: str, target: str, level: str = "info") -> logging.Logger:
 def make_handler(program: str, target: str) -> logging.Handler:
     if target == "stderr":
         handler: logging.Handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(
-            f"%(asctime)s {program}[%(process)d]: %(message)s"))
+        handler.setFormatter(logging.Formatter(f"%(asctime)s {program}[%(process)d]: %(message)s"))
     elif target == "syslog":
         address: Any = SYSLOG_SOCKET if os.path.exists(SYSLOG_SOCKET) else ("localhost", 514)
         handler = logging.handlers.SysLogHandler(
-            address=address, facility=logging.handlers.SysLogHandler.LOG_MAIL)
+            address=address, facility=logging.handlers.SysLogHandler.LOG_MAIL
+        )
         handler.setFormatter(logging.Formatter(f"{program}[%(process)d]: %(message)s"))
     else:
         # WatchedFileHandler also notices a rename by logrotate on the next line it writes.
         handler = logging.handlers.WatchedFileHandler(target, encoding="utf-8")
-        handler.setFormatter(logging.Formatter(
-            f"%(asctime)s {program}[%(process)d]: %(message)s"))
+        handler.setFormatter(logging.Formatter(f"%(asctime)s {program}[%(process)d]: %(message)s"))
     return handler
 
 
@@ -88,6 +87,7 @@ class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         super().__init__(logger, {})
         self.prefix = f"{{{session}}} {address}"
 
-    def process(self, msg: Any,
-                kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
         return f"{self.prefix} {msg}", kwargs

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from common import maildir
 from common.atomic import atomic_write, fsync_dir, locked
-from common.msgcache import MessageCache
 from common.maildir import MailboxNotFound, MessageFile, SizeCache, StoreError
+from common.msgcache import MessageCache
 from common.uidlist import Record, UidList, UidStore
 
 SYSTEM_LETTERS = "DFPRST"
@@ -262,11 +262,14 @@ class Mailbox:
             # Removed by another program (or moved out by MOVE): an expunge, with its own
             # MODSEQ and tombstones, as an EXPUNGE by a session would be (RFC 7162 3.2.7).
             current.bury([current.records.pop(key).uid for key in gone])
-        fresh = sorted((k for k in locations if k not in current.records),
-                       key=lambda k: maildir.sort_key(MessageFile(*locations[k])))
+        fresh = sorted(
+            (k for k in locations if k not in current.records),
+            key=lambda k: maildir.sort_key(MessageFile(*locations[k])),
+        )
         for key in fresh:
-            current.records[key] = Record(current.uidnext, current.next_modseq(),
-                                          letters_of(locations[key][1]), key)
+            current.records[key] = Record(
+                current.uidnext, current.next_modseq(), letters_of(locations[key][1]), key
+            )
             current.uidnext += 1
         for key, (_subdir, name) in locations.items():
             record = current.records[key]
@@ -274,15 +277,24 @@ class Mailbox:
                 record.flags, record.modseq = letters_of(name), current.next_modseq()
 
     @staticmethod
-    def _snapshot(current: UidList, locations: dict[str, tuple[str, str]],
-                  recent: set[str]) -> Snapshot:
+    def _snapshot(
+        current: UidList, locations: dict[str, tuple[str, str]], recent: set[str]
+    ) -> Snapshot:
         entries = []
         for key, record in current.records.items():
             where = locations.get(key)
             if where is None:
                 continue
-            entries.append(Entry(record.uid, key, where[0], where[1], record.modseq,
-                                 key in recent or where[0] == "new"))
+            entries.append(
+                Entry(
+                    record.uid,
+                    key,
+                    where[0],
+                    where[1],
+                    record.modseq,
+                    key in recent or where[0] == "new",
+                )
+            )
         entries.sort(key=lambda e: e.uid)
         return Snapshot(current.uidvalidity, current.uidnext, current.highestmodseq, entries)
 
@@ -359,8 +371,9 @@ class Mailbox:
             for message in messages:
                 record = current.records.get(message.key)
                 if record is None:
-                    record = Record(current.uidnext, current.next_modseq(), message.flags,
-                                    message.key)
+                    record = Record(
+                        current.uidnext, current.next_modseq(), message.flags, message.key
+                    )
                     current.records[message.key] = record
                     current.uidnext += 1
                 result.append((current.uidvalidity, record.uid))
@@ -390,8 +403,11 @@ class Mailbox:
 
     def _place(self, source: Mailbox, entry: Entry, move: bool) -> MessageFile:
         base = maildir.unique_name()
-        size_tags = "".join(f",{kind}={value}" for kind in ("S", "W")
-                            if (value := entry.file.stored_size(kind)) is not None)
+        size_tags = "".join(
+            f",{kind}={value}"
+            for kind in ("S", "W")
+            if (value := entry.file.stored_size(kind)) is not None
+        )
         system = "".join(c for c in entry.letters if c in SYSTEM_LETTERS)
         keywords = source.keywords.decode(entry.letters)
         letters = system + self.keywords.letters_for(keywords, create=True)
@@ -449,8 +465,11 @@ class Mailbox:
         current = self.uids.read()
         if current is None:
             return None
-        found = [modseq for modseq, low, high in current.tombstones
-                 if any(low <= uid <= high for uid in uids)]
+        found = [
+            modseq
+            for modseq, low, high in current.tombstones
+            if any(low <= uid <= high for uid in uids)
+        ]
         return min(found, default=None)
 
     def vanished_since(self, modseq: int) -> list[tuple[int, int]] | None:

@@ -157,8 +157,11 @@ def list_messages(folder: Path) -> list[MessageFile]:
             raise StoreError(f"cannot list {folder / sub}: {exc.strerror}") from None
         # FIX: a name with CR or LF (as Dovecot does, ignore it) would split its uidlist line
         # in two and make the whole uidlist unreadable, so every UID and UIDVALIDITY changed.
-        messages.extend(MessageFile(sub, n) for n in names
-                        if not n.startswith(".") and "\n" not in n and "\r" not in n)
+        messages.extend(
+            MessageFile(sub, n)
+            for n in names
+            if not n.startswith(".") and "\n" not in n and "\r" not in n
+        )
     messages.sort(key=sort_key)
     return messages
 
@@ -217,8 +220,9 @@ def message_size(folder: Path, message: MessageFile) -> int:
     return crlf_size(read_message(folder, message))
 
 
-def deliver(folder: Path, data: bytes, flags: str = "", subdir: str = "new",
-            mtime: float | None = None) -> MessageFile:
+def deliver(
+    folder: Path, data: bytes, flags: str = "", subdir: str = "new", mtime: float | None = None
+) -> MessageFile:
     """Write a message into the folder atomically: tmp/, fsync, rename, fsync the directory."""
     base = unique_name()
     name = f"{base},S={len(data)},W={crlf_size(data)}"

@@ -88,8 +88,8 @@ def parse(data: bytes) -> dict[str, dict[str, bytes]]:
         if len(fields) != 3 or not fields[2].isdigit():
             break
         size = int(fields[2])
-        value = data[end + 1:end + 1 + size]
-        if len(value) != size or data[end + 1 + size:end + 2 + size] != b"\n":
+        value = data[end + 1 : end + 1 + size]
+        if len(value) != size or data[end + 1 + size : end + 2 + size] != b"\n":
             break
         key = fields[0].decode("utf-8", "surrogateescape")
         entries.setdefault(key, {})[fields[1].decode("ascii", "replace")] = value

@@ -130,12 +130,22 @@ def _note_signal(signum: int, frame: object) -> None:
 class ForkingServer:
     """Accept connections and fork one child per connection."""
 
-    def __init__(self, *, protocol: str, listeners: list[socket.socket], handler: Handler,
-                 log: logging.Logger, stats: StatsClient, max_children: int,
-                 max_per_address: int, shutdown_grace: float, busy_reply: BusyReply,
-                 on_reload: Callable[[], None] | None = None,
-                 on_child_start: Callable[[], None] | None = None,
-                 program: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        protocol: str,
+        listeners: list[socket.socket],
+        handler: Handler,
+        log: logging.Logger,
+        stats: StatsClient,
+        max_children: int,
+        max_per_address: int,
+        shutdown_grace: float,
+        busy_reply: BusyReply,
+        on_reload: Callable[[], None] | None = None,
+        on_child_start: Callable[[], None] | None = None,
+        program: str | None = None,
+    ) -> None:
         self.protocol = protocol
         self.program = program or protocol
         self.listeners = listeners
@@ -305,8 +315,12 @@ class ForkingServer:
             code = self.handler(conn, address, session, interrupt.fileno())
         except BaseException:
             with contextlib.suppress(BaseException):
-                self.log.error("{%d} %s child crashed: %s", session, address,
-                               traceback.format_exc().replace("\n", " | "))
+                self.log.error(
+                    "{%d} %s child crashed: %s",
+                    session,
+                    address,
+                    traceback.format_exc().replace("\n", " | "),
+                )
         finally:
             os._exit(code)
 

@@ -34,8 +34,8 @@ COMMON_FLAGS: dict[str, str] = {
 
 @dataclass
 class Protocol:
-    name: str                     # 'pop3': stats and logs
-    daemon: str                   # 'pop3d': config section, pidfile, log tag
+    name: str  # 'pop3': stats and logs
+    daemon: str  # 'pop3d': config section, pidfile, log tag
     make_handler: Callable[[MasterState], Handler]
     busy_reply: BusyReply
     flags: dict[str, str] = field(default_factory=dict)  # daemon-specific docopt flag -> key
@@ -61,8 +61,9 @@ class MasterState:
     relay: relay.RelaySettings | None = None
 
     def __post_init__(self) -> None:
-        self.relay = relay.daemon_settings(self.settings.parser,
-                                           self.settings.path("state_dir"), self.log)
+        self.relay = relay.daemon_settings(
+            self.settings.parser, self.settings.path("state_dir"), self.log
+        )
 
     def session_services(self) -> Services:
         """A session's view of the master's state, with the after-login relay hook when
@@ -154,21 +155,35 @@ def main(protocol: Protocol, args: dict[str, Any]) -> int:
     except ConfigError as exc:
         print(f"{protocol.daemon}: {exc}", file=sys.stderr)
         return 1
-    state = MasterState(protocol, settings, users, StatsClient(settings.stats_socket),
-                        logging.getLogger(protocol.daemon), args)
+    state = MasterState(
+        protocol,
+        settings,
+        users,
+        StatsClient(settings.stats_socket),
+        logging.getLogger(protocol.daemon),
+        args,
+    )
 
     def prepare() -> list[socket.socket]:
-        return bind_listeners(settings.listen_addresses(), settings.get_int("port"),
-                              settings.get_int("backlog"))
+        return bind_listeners(
+            settings.listen_addresses(), settings.get_int("port"), settings.get_int("backlog")
+        )
 
     def serve(listeners: list[socket.socket]) -> int:
         server = ForkingServer(
-            protocol=protocol.name, listeners=listeners, handler=protocol.make_handler(state),
-            log=state.log, stats=state.stats, max_children=settings.get_int("max_children"),
+            protocol=protocol.name,
+            listeners=listeners,
+            handler=protocol.make_handler(state),
+            log=state.log,
+            stats=state.stats,
+            max_children=settings.get_int("max_children"),
             max_per_address=settings.get_int("max_per_address"),
             shutdown_grace=settings.get_float("shutdown_grace"),
-            busy_reply=protocol.busy_reply, on_reload=lambda: reload_into(state, server),
-            on_child_start=state.child_started, program=protocol.daemon)
+            busy_reply=protocol.busy_reply,
+            on_reload=lambda: reload_into(state, server),
+            on_child_start=state.child_started,
+            program=protocol.daemon,
+        )
         return server.serve_forever()
 
     return daemon.run(settings, bool(args.get("--foreground")), prepare, serve)

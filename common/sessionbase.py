@@ -60,8 +60,15 @@ class Goodbyes:
         return cls(**{name: getattr(replies, name.upper()) for name in cls.__dataclass_fields__})
 
 
-def delay_failed_login(stats: StatsClient, settings: Settings, log: SessionLog | logging.Logger,
-                       io: LineIO, protocol: str, user: str, address: str) -> None:
+def delay_failed_login(
+    stats: StatsClient,
+    settings: Settings,
+    log: SessionLog | logging.Logger,
+    io: LineIO,
+    protocol: str,
+    user: str,
+    address: str,
+) -> None:
     """Count, log and delay one failed login. The log line is stable for fail2ban:
     "<protocol> auth failed for user <user> from <address>" (no password, ever)."""
     stats.login(protocol, os.getpid(), user, address, False)
@@ -158,8 +165,14 @@ class LineSession:
 
     def end(self) -> None:
         self.release()
-        self.stats_client().transfer(self.PROTOCOL, os.getpid(), self.io.bytes_in,
-                                     self.io.bytes_out)
-        self.log.info("session end %s in=%d out=%d duration=%.3fs", self.who(),
-                      self.io.bytes_in, self.io.bytes_out, time.monotonic() - self.started)
+        self.stats_client().transfer(
+            self.PROTOCOL, os.getpid(), self.io.bytes_in, self.io.bytes_out
+        )
+        self.log.info(
+            "session end %s in=%d out=%d duration=%.3fs",
+            self.who(),
+            self.io.bytes_in,
+            self.io.bytes_out,
+            time.monotonic() - self.started,
+        )
         self.io.close()

@@ -46,8 +46,9 @@ class StatsClient:
         self.send({"e": "close", "proto": proto, "pid": pid})
 
     def login(self, proto: str, pid: int, user: str, address: str, ok: bool) -> None:
-        self.send({"e": "login", "proto": proto, "pid": pid, "user": user, "addr": address,
-                   "ok": ok})
+        self.send(
+            {"e": "login", "proto": proto, "pid": pid, "user": user, "addr": address, "ok": ok}
+        )
 
     def transfer(self, proto: str, pid: int, bytes_in: int, bytes_out: int) -> None:
         self.send({"e": "bytes", "proto": proto, "pid": pid, "in": bytes_in, "out": bytes_out})

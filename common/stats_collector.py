@@ -82,8 +82,13 @@ class Live:
     opened: bool = False  # the master's "open" arrived, so it counts in `current`
 
     def as_dict(self) -> dict[str, Any]:
-        return {"proto": self.proto, "pid": self.pid, "addr": self.addr,
-                "since": round(self.since, 3), "user": self.user}
+        return {
+            "proto": self.proto,
+            "pid": self.pid,
+            "addr": self.addr,
+            "since": round(self.since, 3),
+            "user": self.user,
+        }
 
 
 class Collector:
@@ -110,8 +115,9 @@ class Collector:
             self.ignored += 1
             return
         handler = EVENT_HANDLERS.get(kind) if isinstance(kind, str) else None
-        if handler is None or (proto not in self.protocols
-                               and len(self.protocols) >= MAX_PROTOCOLS):
+        if handler is None or (
+            proto not in self.protocols and len(self.protocols) >= MAX_PROTOCOLS
+        ):
             self.ignored += 1
             return
         if not handler(self, proto, pid, event):
@@ -225,8 +231,9 @@ class Collector:
         return reply
 
     def logged_in(self) -> list[Live]:
-        return sorted((e for e in self.live.values() if e.user is not None),
-                      key=lambda e: (e.since, e.pid))
+        return sorted(
+            (e for e in self.live.values() if e.user is not None), key=lambda e: (e.since, e.pid)
+        )
 
     def figures(self) -> dict[str, Any]:
         sessions = self.logged_in()
@@ -243,11 +250,21 @@ class Collector:
         return fit(reply, "logged_in")
 
     def user_figures(self, user: str) -> dict[str, Any]:
-        sessions = [e.as_dict() for e in self.logged_in()
-                    if e.user == user and e.proto not in ADMIN_PROTOCOLS]
-        return fit({"ok": True, "user": user, "logins": self.login_counts.get(user, 0),
-                    "log_entries": len(self.logs.get(user, ())),
-                    "sessions": sessions[:MAX_LISTED_SESSIONS]}, "sessions")
+        sessions = [
+            e.as_dict()
+            for e in self.logged_in()
+            if e.user == user and e.proto not in ADMIN_PROTOCOLS
+        ]
+        return fit(
+            {
+                "ok": True,
+                "user": user,
+                "logins": self.login_counts.get(user, 0),
+                "log_entries": len(self.logs.get(user, ())),
+                "sessions": sessions[:MAX_LISTED_SESSIONS],
+            },
+            "sessions",
+        )
 
     def user_logs(self, user: str) -> dict[str, Any]:
         entries = [list(item) for item in self.logs.get(user, ())]
@@ -262,8 +279,10 @@ class Collector:
             "totals": self.totals.as_dict(),
             "protocols": {p: c.as_dict() for p, c in self.protocols.items()},
             "live": [e.as_dict() | {"opened": e.opened} for e in self.live.values()],
-            "users": {u: {"logins": self.login_counts.get(u, 0), "log": [list(x) for x in log]}
-                      for u, log in self.logs.items()},
+            "users": {
+                u: {"logins": self.login_counts.get(u, 0), "log": [list(x) for x in log]}
+                for u, log in self.logs.items()
+            },
         }
 
     def load_state(self, data: object) -> None:
@@ -274,8 +293,9 @@ class Collector:
         protocols = data.get("protocols", {})
         if not isinstance(protocols, dict):
             raise ValueError("bad protocols")
-        self.protocols = {str(p): Counters.from_dict(c) for p, c in protocols.items()
-                          if valid_name(p)}
+        self.protocols = {
+            str(p): Counters.from_dict(c) for p, c in protocols.items() if valid_name(p)
+        }
         self.live = {}
         for item in data.get("live", []):
             entry = restore_live(item)
@@ -312,14 +332,24 @@ def restore_live(item: object) -> Live | None:
     if not (valid_name(proto) and isinstance(pid, int) and pid > 0 and valid_address(addr)):
         return None
     user = item.get("user")
-    return Live(str(proto), pid, str(addr), float(item.get("since", 0.0)),
-                str(user) if valid_name(user) else None, bool(item.get("opened")))
+    return Live(
+        str(proto),
+        pid,
+        str(addr),
+        float(item.get("since", 0.0)),
+        str(user) if valid_name(user) else None,
+        bool(item.get("opened")),
+    )
 
 
 def valid_name(value: object) -> TypeGuard[str]:
     """A protocol or user name we are willing to keep: short, printable, no spaces."""
-    return (isinstance(value, str) and 0 < len(value) <= MAX_NAME and value.isprintable()
-            and " " not in value)
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_NAME
+        and value.isprintable()
+        and " " not in value
+    )
 
 
 def valid_address(value: object) -> TypeGuard[str]:

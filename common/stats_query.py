@@ -33,8 +33,9 @@ class StatsError(Exception):
     """The collector did not answer; str() is one line for a log or a reply."""
 
 
-def query(path: Path | str, request: dict[str, Any],
-          timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+def query(
+    path: Path | str, request: dict[str, Any], timeout: float = DEFAULT_TIMEOUT
+) -> dict[str, Any]:
     """Send one request and return the collector's reply (a dict with `ok` true)."""
     request_id = secrets.token_hex(6)
     data = json.dumps({**request, "id": request_id}, separators=(",", ":")).encode()
@@ -94,8 +95,9 @@ def user_info(path: Path | str, user: str, timeout: float = DEFAULT_TIMEOUT) -> 
     return query(path, {"q": "user", "user": user}, timeout)
 
 
-def access_log(path: Path | str, user: str,
-               timeout: float = DEFAULT_TIMEOUT) -> list[tuple[float, str, str]]:
+def access_log(
+    path: Path | str, user: str, timeout: float = DEFAULT_TIMEOUT
+) -> list[tuple[float, str, str]]:
     """A user's access log, oldest first: (unix time, protocol, client address)."""
     reply = query(path, {"q": "logs", "user": user}, timeout)
     entries = []

@@ -46,20 +46,21 @@ from typing import Any
 
 from docopt import docopt
 
-from common.proctitle import set_title
 from common import daemon, logs
 from common.atomic import atomic_write
 from common.config import ConfigError, Settings, one_line, read_config
+from common.proctitle import set_title
 from common.server import Wakeup
 from common.service import COMMON_FLAGS
 from common.stats_collector import Collector, encode
-from common.stats_query import StatsError, stat as query_stat
+from common.stats_query import StatsError
+from common.stats_query import stat as query_stat
 from common.version import VERSION
 
 STATE_FILE = "mailstatd.json"
 MAX_DATAGRAM = 65536
 RECV_BUFFER = 4 * 1024 * 1024  # a burst of events waits here instead of being dropped
-BATCH = 512                    # datagrams handled between looks at the signals
+BATCH = 512  # datagrams handled between looks at the signals
 SOCKET_MODE = 0o660
 SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD)
 
@@ -83,8 +84,10 @@ def load_state_file(collector: Collector, path: Path) -> None:
     try:
         collector.load_state(json.loads(text))
     except (ValueError, TypeError, AttributeError) as exc:
-        raise StateFileError(f"state file {path} is not valid ({one_line(exc)}); "
-                             "move it aside to start with empty figures") from None
+        raise StateFileError(
+            f"state file {path} is not valid ({one_line(exc)}); "
+            "move it aside to start with empty figures"
+        ) from None
 
 
 def save_state_file(collector: Collector, path: Path) -> None:
@@ -153,8 +156,10 @@ def queue_length_note() -> str | None:
         return None
     if value >= 512:
         return None
-    return (f"net.unix.max_dgram_qlen is {value}: a burst of more than {value} events between "
-            "two reads is dropped; raise it with `sysctl -w net.unix.max_dgram_qlen=512`")
+    return (
+        f"net.unix.max_dgram_qlen is {value}: a burst of more than {value} events between "
+        "two reads is dropped; raise it with `sysctl -w net.unix.max_dgram_qlen=512`"
+    )
 
 
 # -- the daemon ------------------------------------------------------------------------------
@@ -163,8 +168,14 @@ def queue_length_note() -> str | None:
 class StatsDaemon:
     """The collector's loop: read every waiting datagram, answer queries, save, sweep, signals."""
 
-    def __init__(self, args: dict[str, Any], settings: Settings, collector: Collector,
-                 socket_path: Path, state_file: Path) -> None:
+    def __init__(
+        self,
+        args: dict[str, Any],
+        settings: Settings,
+        collector: Collector,
+        socket_path: Path,
+        state_file: Path,
+    ) -> None:
         self.args = args
         self.settings = settings
         self.collector = collector
@@ -353,10 +364,12 @@ class StatsDaemon:
 
 
 def load_settings(args: dict[str, Any]) -> Settings:
-    overrides = {key: args[flag] for flag, key in COMMON_FLAGS.items()
-                 if isinstance(args.get(flag), str)}
-    settings = Settings("mailstatd", read_config(args.get("--config")), overrides,
-                        args.get("--config"))
+    overrides = {
+        key: args[flag] for flag, key in COMMON_FLAGS.items() if isinstance(args.get(flag), str)
+    }
+    settings = Settings(
+        "mailstatd", read_config(args.get("--config")), overrides, args.get("--config")
+    )
     settings.validate(("max_log_entries",), ("save_interval", "sweep_interval"))
     return settings
 

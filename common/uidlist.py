@@ -105,8 +105,12 @@ def parse(data: bytes) -> UidList | None:
         return None
     fields = {item[0]: item[1:] for item in head[1:] if item}
     try:
-        result = UidList(int(fields["V"]), int(fields["N"]), int(fields.get("H", "1")),
-                         horizon=int(fields.get("E", "0")))
+        result = UidList(
+            int(fields["V"]),
+            int(fields["N"]),
+            int(fields.get("H", "1")),
+            horizon=int(fields.get("E", "0")),
+        )
         for line in lines[1:]:
             if line.startswith(TOMBSTONE_TAG + " "):
                 result.tombstones.append(_tombstone(line))

@@ -91,8 +91,7 @@ def verify_pbkdf2(data: str, candidate: bytes) -> bool:
     return hmac.compare_digest(key.hex(), expected.lower())
 
 
-def verify_digest(algorithm: str, data: str, candidate: bytes, salted: bool,
-                  encoding: str) -> bool:
+def verify_digest(algorithm: str, data: str, candidate: bytes, salted: bool, encoding: str) -> bool:
     try:
         raw = bytes.fromhex(data) if encoding == "HEX" else base64.b64decode(data, validate=True)
     except ValueError:
@@ -208,8 +207,9 @@ class UserLimitReached(UserFileError):
     """Adding one more user would exceed the configured limit."""
 
 
-def add_or_update(path: Path, name: str, password: str, scheme: str = DEFAULT_SCHEME,
-                  limit: int | None = None) -> bool:
+def add_or_update(
+    path: Path, name: str, password: str, scheme: str = DEFAULT_SCHEME, limit: int | None = None
+) -> bool:
     """Add `name` or change its password; True when the user is new. With `limit`, a new user
     is refused (UserLimitReached) when the file already holds that many: checked under the lock,
     so two racing ADDs cannot both take the last place."""

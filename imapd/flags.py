@@ -11,8 +11,14 @@ from collections.abc import Iterable
 
 from common.mailbox import Keywords
 
-LETTER_FLAGS = {"D": "\\Draft", "F": "\\Flagged", "R": "\\Answered", "S": "\\Seen",
-                "T": "\\Deleted", "P": "$Forwarded"}
+LETTER_FLAGS = {
+    "D": "\\Draft",
+    "F": "\\Flagged",
+    "R": "\\Answered",
+    "S": "\\Seen",
+    "T": "\\Deleted",
+    "P": "$Forwarded",
+}
 FLAG_LETTERS = {flag.lower(): letter for letter, flag in LETTER_FLAGS.items()}
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 PERMANENT_FLAGS = (*SYSTEM_FLAGS, "$Forwarded", "\\*")

@@ -138,8 +138,9 @@ def parse_purpose(raw: bytes) -> Purpose:
 class Gateway:
     """Carries out one purpose against the IMAP server it names."""
 
-    def __init__(self, settings: Settings, log: SessionLog,
-                 interrupt_fd: int | None = None) -> None:
+    def __init__(
+        self, settings: Settings, log: SessionLog, interrupt_fd: int | None = None
+    ) -> None:
         self.settings = settings
         self.log = log
         self.interrupt_fd = interrupt_fd
@@ -157,8 +158,12 @@ class Gateway:
     def perform(self, purpose: Purpose) -> bytes:
         if not self.allowed_host(purpose.host):
             raise GatewayError(replies.host_not_allowed(purpose.host))
-        client = ImapClient(purpose.host, self.settings.get_int("imap_port"),
-                            self.settings.get_float("imap_timeout"), self.interrupt_fd)
+        client = ImapClient(
+            purpose.host,
+            self.settings.get_int("imap_port"),
+            self.settings.get_float("imap_timeout"),
+            self.interrupt_fd,
+        )
         try:
             self.received(client.greeting())
             self.login(client, purpose)
@@ -170,8 +175,9 @@ class Gateway:
             client.close()
 
     def login(self, client: ImapClient, purpose: Purpose) -> None:
-        raw, done = client.command("1", b"LOGIN " + astring(purpose.user) + b" "
-                                   + astring(purpose.password))
+        raw, done = client.command(
+            "1", b"LOGIN " + astring(purpose.user) + b" " + astring(purpose.password)
+        )
         self.received(raw)
         if status_of(done, "1") != "OK":
             raise GatewayError(replies.LOGIN_REFUSED)
@@ -183,8 +189,12 @@ class Gateway:
             raise GatewayError(replies.MAILBOX_MISSING)
         for line in raw.split(b"\r\n"):
             fields = line.split()
-            if (len(fields) == 3 and fields[0] == b"*" and fields[2].upper() == b"EXISTS"
-                    and fields[1].isdigit()):
+            if (
+                len(fields) == 3
+                and fields[0] == b"*"
+                and fields[2].upper() == b"EXISTS"
+                and fields[1].isdigit()
+            ):
                 return int(fields[1])
         return 0
 
@@ -291,10 +301,18 @@ def busy_reply(reason: str) -> bytes:
 
 
 PROTOCOL = service.Protocol(
-    name="imapgw", daemon="imapgw", make_handler=make_handler, busy_reply=busy_reply,
+    name="imapgw",
+    daemon="imapgw",
+    make_handler=make_handler,
+    busy_reply=busy_reply,
     users_key=None,
-    flags={"-l": "listen", "-p": "port", "--imap-port": "imap_port",
-           "--imap-host-allow": "imap_host_allow", "--join-mailbox-user": "join_mailbox_user"},
+    flags={
+        "-l": "listen",
+        "-p": "port",
+        "--imap-port": "imap_port",
+        "--imap-host-allow": "imap_host_allow",
+        "--join-mailbox-user": "join_mailbox_user",
+    },
     int_keys=("port", "max_children", "max_per_address", "imap_port"),
     float_keys=("shutdown_grace", "imap_timeout", "idle_timeout"),
 )

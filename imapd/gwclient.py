@@ -92,8 +92,9 @@ def wait_readable(sock: socket.socket, interrupt_fd: int | None, timeout: float)
 class ImapClient:
     """A minimal blocking IMAP client over one socket."""
 
-    def __init__(self, host: str, port: int, timeout: float,
-                 interrupt_fd: int | None = None) -> None:
+    def __init__(
+        self, host: str, port: int, timeout: float, interrupt_fd: int | None = None
+    ) -> None:
         try:
             self.sock = socket.create_connection((host, port), timeout=timeout)
         except TimeoutError:
@@ -161,7 +162,7 @@ class ImapClient:
             if len(self.buf) > MAX_RESPONSE_LINE:
                 raise GatewayError(LINE_TOO_LONG)
             self._fill()
-        line, self.buf = self.buf[: end + 1], self.buf[end + 1:]
+        line, self.buf = self.buf[: end + 1], self.buf[end + 1 :]
         return line
 
     def _exact(self, size: int) -> bytes:

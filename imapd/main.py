@@ -51,8 +51,9 @@ def make_handler(state: service.MasterState) -> Handler:
     def handle(conn: socket.socket, address: str, number: int, interrupt_fd: int) -> int:
         settings = state.settings
         services = state.session_services()
-        io = LineIO(conn, settings.get_int("max_line"), settings.get_float("idle_timeout"),
-                    interrupt_fd)
+        io = LineIO(
+            conn, settings.get_int("max_line"), settings.get_float("idle_timeout"), interrupt_fd
+        )
         log = SessionLog(state.log, number, address)
         log.info("connect")
         return Session(io, services, address, number, log).run()
@@ -61,11 +62,13 @@ def make_handler(state: service.MasterState) -> Handler:
 
 
 PROTOCOL = service.Protocol(
-    name="imap", daemon="imapd", make_handler=make_handler, busy_reply=busy_reply,
+    name="imap",
+    daemon="imapd",
+    make_handler=make_handler,
+    busy_reply=busy_reply,
     check=service.check_relay,
     flags={"-l": "listen", "-p": "port"},
-    int_keys=("port", "max_children", "max_per_address", "idle_timeout", "max_line",
-              "max_literal"),
+    int_keys=("port", "max_children", "max_per_address", "idle_timeout", "max_line", "max_literal"),
     float_keys=("auth_failure_delay", "shutdown_grace", "idle_keepalive"),
 )
 

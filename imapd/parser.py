@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from common.utf7 import decode_mutf7, encode_mutf7
 from imapd.parser_base import (
     ATOM_RE,
     MAX_DEPTH,
@@ -48,7 +49,6 @@ from imapd.parser_mailbox import (
     parse_status,
 )
 from imapd.parser_search import And, Key, Not, Or, SearchArgs, SearchNode, parse_search
-from common.utf7 import decode_mutf7, encode_mutf7
 
 __all__ = [
     "MACROS",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imapd.parser_base import MAX_NUMBER64, ParseError, Reader, SeqSet
 from common.utf7 import decode_mutf7
+from imapd.parser_base import MAX_NUMBER64, ParseError, Reader, SeqSet
 
 __all__ = [
     "CreateArgs",
@@ -26,8 +26,16 @@ __all__ = [
 ]
 
 STATUS_ITEMS = frozenset(
-    {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "DELETED",
-     "DELETED-STORAGE"}
+    {
+        "MESSAGES",
+        "RECENT",
+        "UIDNEXT",
+        "UIDVALIDITY",
+        "UNSEEN",
+        "HIGHESTMODSEQ",
+        "DELETED",
+        "DELETED-STORAGE",
+    }
 )
 """RFC 3501, RFC 7162 3.1.7 (HIGHESTMODSEQ) and RFC 9208 (DELETED, DELETED-STORAGE)."""
 LIST_SELECT_OPTIONS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})

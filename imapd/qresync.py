@@ -17,8 +17,9 @@ from imapd.selected import Selected
 Ranges = list[tuple[int, int]]
 
 
-def vanished_earlier(view: Selected, wanted: Ranges, modseq: int,
-                     seq_match: tuple[SeqSet, SeqSet] | None = None) -> bytes | None:
+def vanished_earlier(
+    view: Selected, wanted: Ranges, modseq: int, seq_match: tuple[SeqSet, SeqSet] | None = None
+) -> bytes | None:
     """`* VANISHED (EARLIER) ...` for the UIDs in `wanted` expunged after `modseq`, or None."""
     wanted = clip(wanted, view.uidnext - 1)
     present = [e.uid for e in view.entries]  # ascending: the view is in UID order

@@ -19,10 +19,30 @@ MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", 
 
 # Only what is complete is advertised (issue 6); each is proven by tests/test_imap_ext_*.py.
 CAPABILITIES = (
-    "IMAP4rev1", "LITERAL+", "SASL-IR", "AUTH=PLAIN", "AUTH=LOGIN", "ID", "ENABLE", "IDLE",
-    "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE",
-    "LIST-EXTENDED", "LIST-STATUS", "ESEARCH", "CONDSTORE", "QRESYNC", "QUOTA",
-    "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE", "COMPRESS=DEFLATE",
+    "IMAP4rev1",
+    "LITERAL+",
+    "SASL-IR",
+    "AUTH=PLAIN",
+    "AUTH=LOGIN",
+    "ID",
+    "ENABLE",
+    "IDLE",
+    "NAMESPACE",
+    "UNSELECT",
+    "UIDPLUS",
+    "MOVE",
+    "CHILDREN",
+    "SPECIAL-USE",
+    "CREATE-SPECIAL-USE",
+    "LIST-EXTENDED",
+    "LIST-STATUS",
+    "ESEARCH",
+    "CONDSTORE",
+    "QRESYNC",
+    "QUOTA",
+    "QUOTA=RES-STORAGE",
+    "QUOTA=RES-MESSAGE",
+    "COMPRESS=DEFLATE",
 )
 # Not listed again once the session compresses (RFC 4978: a second COMPRESS is refused).
 ONCE_ONLY = frozenset({"COMPRESS=DEFLATE"})
@@ -89,9 +109,11 @@ def internal_date(timestamp: float) -> str:
     offset = local.tm_gmtoff // 60
     sign = "+" if offset >= 0 else "-"
     offset = abs(offset)
-    return (f'"{local.tm_mday:2d}-{MONTHS[local.tm_mon - 1]}-{local.tm_year:04d} '
-            f'{local.tm_hour:02d}:{local.tm_min:02d}:{local.tm_sec:02d} '
-            f'{sign}{offset // 60:02d}{offset % 60:02d}"')
+    return (
+        f'"{local.tm_mday:2d}-{MONTHS[local.tm_mon - 1]}-{local.tm_year:04d} '
+        f"{local.tm_hour:02d}:{local.tm_min:02d}:{local.tm_sec:02d} "
+        f'{sign}{offset // 60:02d}{offset % 60:02d}"'
+    )
 
 
 # Tagged completions and untagged texts used by several commands.

@@ -50,8 +50,11 @@ class Candidate:
 
 def search(view: Selected, criteria: SearchNode) -> list[tuple[int, Entry]]:
     ranges: RangeCache = {}  # the tree (and so every id in it) lives for the whole search
-    return [(seq, entry) for seq, entry in enumerate(view.entries, 1)
-            if safe_matches(criteria, Candidate(view, seq, entry, ranges))]
+    return [
+        (seq, entry)
+        for seq, entry in enumerate(view.entries, 1)
+        if safe_matches(criteria, Candidate(view, seq, entry, ranges))
+    ]
 
 
 def safe_matches(criteria: SearchNode, item: Candidate) -> bool:

@@ -31,16 +31,16 @@ class Selected:
     readonly: bool
     condstore: bool = False
     qresync: bool = False
-    entries: list[Entry] = field(default_factory=list)     # by sequence number - 1
+    entries: list[Entry] = field(default_factory=list)  # by sequence number - 1
     by_uid: dict[int, Entry] = field(default_factory=dict)
     reported: dict[int, str] = field(default_factory=dict)  # uid -> letters last reported
     recent: set[int] = field(default_factory=set)
-    gone: set[int] = field(default_factory=set)             # vanished, EXPUNGE not yet sent
+    gone: set[int] = field(default_factory=set)  # vanished, EXPUNGE not yet sent
     uidvalidity: int = 0
     uidnext: int = 1
     highestmodseq: int = 1
-    stamp: tuple[int, ...] | None = None                   # folder_stamp at the last refresh
-    keywords: tuple[str, ...] = ()                          # as last announced in FLAGS
+    stamp: tuple[int, ...] | None = None  # folder_stamp at the last refresh
+    keywords: tuple[str, ...] = ()  # as last announced in FLAGS
 
     @classmethod
     def open(cls, name: str, mailbox: Mailbox, readonly: bool) -> Selected:
@@ -64,8 +64,12 @@ class Selected:
         """Untagged responses for what changed since the last refresh. `force` reads the folder
         even when its stamp says nothing moved (the caller needs a fresh HIGHESTMODSEQ)."""
         stamp = folder_stamp(self.mailbox)
-        if (not force and stamp is not None and stamp == self.stamp
-                and not (allow_expunge and self.gone)):
+        if (
+            not force
+            and stamp is not None
+            and stamp == self.stamp
+            and not (allow_expunge and self.gone)
+        ):
             return []  # nothing moved: every command need not list a big folder twice
         self.stamp = stamp
         snap = self.mailbox.sync(claim_recent=not self.readonly)
@@ -98,8 +102,10 @@ class Selected:
         keywords = self.mailbox.keywords.all()
         self.keywords = tuple(keywords)
         permanent = () if self.readonly else (*imapflags.PERMANENT_FLAGS, *keywords)
-        return [untagged(f"FLAGS {flag_list(imapflags.defined_flags(self.mailbox.keywords))}"),
-                untagged(f"OK [PERMANENTFLAGS {flag_list(permanent)}] {PERMANENT_TEXT}")]
+        return [
+            untagged(f"FLAGS {flag_list(imapflags.defined_flags(self.mailbox.keywords))}"),
+            untagged(f"OK [PERMANENTFLAGS {flag_list(permanent)}] {PERMANENT_TEXT}"),
+        ]
 
     def new_keywords(self) -> list[bytes]:
         if tuple(self.mailbox.keywords.all()) == self.keywords:

@@ -16,8 +16,14 @@ from enum import Enum
 
 from common.config import Settings
 from common.folders import FolderTree
-from common.lineio import (CompressionError, ConnectionClosed, Interrupted, LineIO, LineTooLong,
-                           SessionTimeout)
+from common.lineio import (
+    CompressionError,
+    ConnectionClosed,
+    Interrupted,
+    LineIO,
+    LineTooLong,
+    SessionTimeout,
+)
 from common.logs import SessionLog
 from common.sessionbase import Services
 from imapd import responses as r
@@ -196,8 +202,13 @@ class Session:
         self.services.stats.transfer(PROTOCOL, os.getpid(), self.io.bytes_in, self.io.bytes_out)
         if self.selected is not None:
             self.selected.save_caches()
-        self.log.info("session end user=%s in=%d out=%d duration=%.3fs", self.user or "-",
-                      self.io.bytes_in, self.io.bytes_out, time.monotonic() - self.started)
+        self.log.info(
+            "session end user=%s in=%d out=%d duration=%.3fs",
+            self.user or "-",
+            self.io.bytes_in,
+            self.io.bytes_out,
+            time.monotonic() - self.started,
+        )
         self.io.close()
 
     # -- helpers for handlers ------------------------------------------------------------
@@ -226,4 +237,3 @@ class Session:
         for hook in self.services.after_login:
             with contextlib.suppress(Exception):
                 hook(self)
-

@@ -94,7 +94,7 @@ class Connection:
         ok = first.startswith("+OK")
         if not ok and not first.startswith("-ERR"):
             raise ClientError(f"unexpected reply from the server: {first[:80]!r}")
-        text = first[3 if ok else 4:].strip()
+        text = first[3 if ok else 4 :].strip()
         if not (ok and multiline):
             return Reply(ok, text)
         lines = []
@@ -221,8 +221,9 @@ def run_interactive(conn: Connection) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        args = docopt(__doc__, argv=argv, version=f"msmp (maildaemons) {VERSION}",
-                      options_first=True)
+        args = docopt(
+            __doc__, argv=argv, version=f"msmp (maildaemons) {VERSION}", options_first=True
+        )
     except DocoptExit as exc:
         print(exc, file=sys.stderr)
         sys.exit(EXIT_USAGE)

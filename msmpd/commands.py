@@ -19,8 +19,13 @@ from common.atomic import LockBusy
 from common.config import MAX_RUNTIME_KEY, MAX_RUNTIME_VALUE, RUNTIME_KEYS, ConfigError, Settings
 from common.names import InvalidName, check_username
 from msmpd import replies
-from msmpd.accounts import (AccountError, MaildirError, MoveAsideError, NoSuchUserError,
-                            UserLimitError)
+from msmpd.accounts import (
+    AccountError,
+    MaildirError,
+    MoveAsideError,
+    NoSuchUserError,
+    UserLimitError,
+)
 from msmpd.session import MsmpError, Session, State
 
 T = TypeVar("T")
@@ -56,11 +61,14 @@ def dispatch(session: Session, line: bytes) -> None:
         return
     args = words[1:]
     if command.raw_args:
-        rest = text.lstrip(" \t")[len(words[0]) + 1:]  # after the verb and one separator
+        rest = text.lstrip(" \t")[len(words[0]) + 1 :]  # after the verb and one separator
         args = [rest] if rest else []
     if session.state not in command.states:
-        wrong = replies.LOGIN_FIRST if session.state is State.AUTHORIZATION \
+        wrong = (
+            replies.LOGIN_FIRST
+            if session.state is State.AUTHORIZATION
             else replies.ALREADY_LOGGED_IN
+        )
         session.bad_command(wrong)
         return
     if not command.min_args <= len(args) <= command.max_args:
@@ -141,8 +149,9 @@ def cmd_add(session: Session, args: list[str]) -> bytes:
     except AccountError as exc:
         session.log.error("ADD %s failed: %s", name, exc)
         raise MsmpError(replies.USERS_UNAVAILABLE) from None
-    session.log.info("%s user %s (admin %s)", "added" if created else "new password for",
-                     name, session.admin)
+    session.log.info(
+        "%s user %s (admin %s)", "added" if created else "new password for", name, session.admin
+    )
     return replies.ADDED if created else replies.UPDATED
 
 
@@ -162,8 +171,9 @@ def cmd_dele(session: Session, args: list[str]) -> bytes:
     except AccountError as exc:
         session.log.error("DELE %s failed: %s", name, exc)
         raise MsmpError(replies.USERS_UNAVAILABLE) from None
-    session.log.info("deleted user %s (admin %s), maildir %s", name, session.admin,
-                     moved or "absent")
+    session.log.info(
+        "deleted user %s (admin %s), maildir %s", name, session.admin, moved or "absent"
+    )
     return replies.DELETED
 
 

@@ -64,10 +64,13 @@ def handler_factory(start_dir: Path) -> Callable[[service.MasterState], Handler]
 
 def protocol(start_dir: Path) -> service.Protocol:
     return service.Protocol(
-        name="msmp", daemon="msmpd", make_handler=handler_factory(start_dir),
+        name="msmp",
+        daemon="msmpd",
+        make_handler=handler_factory(start_dir),
         busy_reply=replies.busy,
         flags={"-L": "listen", "-P": "port", "--admins": "admins_file"},
-        users_key="admins_file", inline_users_flag="-a",
+        users_key="admins_file",
+        inline_users_flag="-a",
         int_keys=("port", "max_children", "max_per_address", "idle_timeout", "max_users"),
     )
 

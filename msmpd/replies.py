@@ -118,5 +118,6 @@ def stat_lines(figures: Mapping[str, Any]) -> list[str]:
             f"{proto}: {counts.get('connections', 0)} connections,"
             f" {counts.get('current', 0)} now, maximum {counts.get('max_concurrent', 0)},"
             f" {counts.get('bytes', 0)} bytes, {counts.get('logins_ok', 0)} logins ok,"
-            f" {counts.get('logins_failed', 0)} failed")
+            f" {counts.get('logins_failed', 0)} failed"
+        )
     return lines

@@ -75,8 +75,11 @@ class Session(LineSession):
 
     def accounts(self) -> Accounts:
         """The users file and mail base in force now (SET maildir applies at once)."""
-        return Accounts(self.settings.path("users_file"), self.settings.path("mail_base"),
-                        self.settings.get_int("max_users"))
+        return Accounts(
+            self.settings.path("users_file"),
+            self.settings.path("mail_base"),
+            self.settings.get_int("max_users"),
+        )
 
     # -- the loop (common/sessionbase.py) --------------------------------------------------
 
@@ -110,4 +113,3 @@ class Session(LineSession):
         if self.auth_failures >= MAX_AUTH_FAILURES:
             raise MsmpError(replies.TOO_MANY_FAILURES, close=True)
         return replies.INVALID_CREDENTIALS
-

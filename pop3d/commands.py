@@ -94,8 +94,10 @@ def cmd_apop(session: Session, args: list[str]) -> bytes:
     if stored is not None:
         scheme, secret = split_scheme(stored)
         if scheme in ("PLAIN", "CLEARTEXT", "CLEAR"):
-            expected = hashlib.md5((session.timestamp + secret).encode(),  # noqa: S324 (RFC 1939)
-                                   usedforsecurity=False).hexdigest()
+            expected = hashlib.md5(
+                (session.timestamp + secret).encode(),  # noqa: S324 (RFC 1939)
+                usedforsecurity=False,
+            ).hexdigest()
             matched = hmac.compare_digest(expected, digest.lower())
     return session.authenticate(user, matched)
 
@@ -202,8 +204,9 @@ def cmd_uidl(session: Session, args: list[str]) -> bytes:
     if args:
         message = session.message(args[0])
         return replies.uidl_line(int(args[0]), unique_id(message.file.key))
-    lines = [f"{n} {unique_id(m.file.key)}" for n, m in enumerate(session.messages, 1)
-             if not m.deleted]
+    lines = [
+        f"{n} {unique_id(m.file.key)}" for n, m in enumerate(session.messages, 1) if not m.deleted
+    ]
     return replies.multiline(replies.ok(), lines)
 
 
@@ -242,7 +245,7 @@ def cmd_top(session: Session, args: list[str]) -> bytes:
     head_end = -2 if wire.startswith(b"\r\n") else wire.find(b"\r\n\r\n")
     if head_end == -1:
         return replies.ok() + dot_stuff(wire)
-    head, body = wire[: head_end + 4], wire[head_end + 4:]
+    head, body = wire[: head_end + 4], wire[head_end + 4 :]
     lines = body.split(b"\r\n")
     if lines and lines[-1] == b"":
         lines.pop()

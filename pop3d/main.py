@@ -65,7 +65,10 @@ def check_settings(settings: Settings) -> None:
 
 
 PROTOCOL = service.Protocol(
-    name="pop3", daemon="pop3d", make_handler=make_handler, busy_reply=replies.busy,
+    name="pop3",
+    daemon="pop3d",
+    make_handler=make_handler,
+    busy_reply=replies.busy,
     flags={"-l": "listen", "-p": "port", "-t": "transformer"},
     int_keys=("port", "max_children", "max_per_address", "idle_timeout", "max_line"),
     float_keys=("auth_failure_delay", "shutdown_grace", "transformer_timeout"),

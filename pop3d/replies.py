@@ -92,8 +92,7 @@ def signed_off(remaining: int) -> bytes:
 
 
 def capabilities(expire: str, login_delay_value: str) -> list[str]:
-    caps = ["TOP", "USER", "UIDL", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE",
-            "SASL PLAIN LOGIN"]
+    caps = ["TOP", "USER", "UIDL", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE", "SASL PLAIN LOGIN"]
     if expire:
         caps.append(f"EXPIRE {expire}")
     if login_delay_value:

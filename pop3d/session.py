@@ -18,7 +18,7 @@ from common import maildir
 from common.config import Settings
 from common.lineio import LineIO, LineTooLong
 from common.logs import SessionLog
-from common.sessionbase import Services, Goodbyes, LineSession, ReplyError, delay_failed_login
+from common.sessionbase import Goodbyes, LineSession, ReplyError, Services, delay_failed_login
 from pop3d import replies
 
 PROTOCOL = "pop3"
@@ -134,8 +134,9 @@ class Session(LineSession):
         return replies.logged_in(len(live), sum(m.size for m in live))
 
     def login_failed(self, user: str) -> bytes:
-        delay_failed_login(self.services.stats, self.settings, self.log, self.io, PROTOCOL, user,
-                           self.address)
+        delay_failed_login(
+            self.services.stats, self.settings, self.log, self.io, PROTOCOL, user, self.address
+        )
         self.auth_failures += 1
         self.pending_user = None
         if self.auth_failures >= MAX_AUTH_FAILURES:

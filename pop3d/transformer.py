@@ -22,9 +22,13 @@ def transform(command: str, message: bytes, timeout: float) -> bytes:
     """The transformer's output for `message`; runs in its own process group so a timeout kills
     everything it started."""
     try:
-        proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", command],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     except OSError as exc:
         raise TransformerError(f"cannot start: {exc.strerror}") from None
     try:

@@ -99,8 +99,11 @@ class Daemon:
         return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
 
     def connect(self, timeout: float = 10.0, source: str | None = None) -> socket.socket:
-        sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout,
-                                        source_address=(source, 0) if source else None)
+        sock = socket.create_connection(
+            ("127.0.0.1", self.port),
+            timeout=timeout,
+            source_address=(source, 0) if source else None,
+        )
         return sock
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
@@ -119,8 +122,15 @@ class DaemonFactory:
         self.tmp_path = tmp_path
         self.started: list[Daemon] = []
 
-    def start(self, name: str, *args: str, port: int | None = None, wait: bool = True,
-              config: str | None = None, env: dict[str, str] | None = None) -> Daemon:
+    def start(
+        self,
+        name: str,
+        *args: str,
+        port: int | None = None,
+        wait: bool = True,
+        config: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Daemon:
         root = self.tmp_path
         port = port or free_port()
         logfile = root / f"{name}-{port}.log"
@@ -132,15 +142,22 @@ class DaemonFactory:
         port_flag = PORT_FLAGS.get(name, "-p")  # msmpd keeps seed 003's -P
         cmd += [port_flag, str(port)] if port_flag and port_flag not in args else []
         with open(logfile, "wb") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=root,
-                                    env={**os.environ, **(env or {})})
+            proc = subprocess.Popen(
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=root,
+                env={**os.environ, **(env or {})},
+            )
         daemon = Daemon(name, proc, port, root, logfile, cmd)
         self.started.append(daemon)
         if wait:
+
             def ready() -> bool:
                 if proc.poll() is not None:
                     raise AssertionError(f"{name} exited {proc.returncode}: {daemon.log()}")
                 return port_open(port)
+
             wait_for(ready, what=f"{name} on port {port}")
         return daemon
 
@@ -151,8 +168,11 @@ class DaemonFactory:
                 daemon.stop()
                 for kid in kids:
                     with contextlib.suppress(AssertionError):
-                        wait_for(lambda k=kid: not Path(f"/proc/{k}").exists() or is_zombie(k),
-                                 timeout=5, what=f"child {kid} gone")
+                        wait_for(
+                            lambda k=kid: not Path(f"/proc/{k}").exists() or is_zombie(k),
+                            timeout=5,
+                            what=f"child {kid} gone",
+                        )
 
 
 @pytest.fixture
@@ -180,14 +200,22 @@ class MailSite:
         return path
 
     def common_args(self) -> list[str]:
-        return ["-d", str(self.mail), "--state-dir", str(self.state),
-                "--stats-socket", str(self.run / "mailstatd.sock")]
+        return [
+            "-d",
+            str(self.mail),
+            "--state-dir",
+            str(self.state),
+            "--stats-socket",
+            str(self.run / "mailstatd.sock"),
+        ]
 
     def config(self, extra: str = "") -> str:
-        return (f"[common]\nmail_base = {self.mail}\nstate_dir = {self.state}\n"
-                f"run_dir = {self.run}\nusers_file = {self.root / 'users'}\n"
-                f"admins_file = {self.root / 'admins'}\nauth_failure_delay = 0\n"
-                f"shutdown_grace = 5\n{extra}")
+        return (
+            f"[common]\nmail_base = {self.mail}\nstate_dir = {self.state}\n"
+            f"run_dir = {self.run}\nusers_file = {self.root / 'users'}\n"
+            f"admins_file = {self.root / 'admins'}\nauth_failure_delay = 0\n"
+            f"shutdown_grace = 5\n{extra}"
+        )
 
 
 @pytest.fixture
@@ -336,13 +364,15 @@ class Pop3Server:
 def pop3d(daemons: DaemonFactory, site: MailSite):
     """Factory: start(extra_config, *flags, users=POP3_USERS) -> Pop3Server on 127.0.0.1."""
 
-    def start(extra: str = "", *args: str, users: dict[str, str] | None = None,
-              wait: bool = True) -> Pop3Server:
+    def start(
+        extra: str = "", *args: str, users: dict[str, str] | None = None, wait: bool = True
+    ) -> Pop3Server:
         flags: list[str] = []
         for name, password in (POP3_USERS if users is None else users).items():
             flags += ["-u", f"{name}:{password}"]
-        daemon = daemons.start("pop3d", "-l", "127.0.0.1", *flags, *args,
-                               config=site.config(extra), wait=wait)
+        daemon = daemons.start(
+            "pop3d", "-l", "127.0.0.1", *flags, *args, config=site.config(extra), wait=wait
+        )
         return Pop3Server(daemon, site)
 
     return start

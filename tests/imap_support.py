@@ -160,15 +160,21 @@ class ImapServer:
         client.close()
 
 
-def start_imapd(daemons: DaemonFactory, site: MailSite, extra: str = "",
-                users: dict[str, str] | None = None, *args: str) -> ImapServer:
+def start_imapd(
+    daemons: DaemonFactory,
+    site: MailSite,
+    extra: str = "",
+    users: dict[str, str] | None = None,
+    *args: str,
+) -> ImapServer:
     users = IMAP_USERS if users is None else users
     flags: list[str] = []
     for name, password in users.items():
         flags += ["-u", f"{name}:{password}"]
     config = site.config("[imapd]\n" + extra)
-    daemon = daemons.start("imapd", "-l", "127.0.0.1", *site.common_args(), *flags, *args,
-                           config=config)
+    daemon = daemons.start(
+        "imapd", "-l", "127.0.0.1", *site.common_args(), *flags, *args, config=config
+    )
     return ImapServer(daemon, site, dict(users), next(iter(users)))
 
 
@@ -178,8 +184,9 @@ class SharedImapd:
 
     ACCOUNTS = 120
 
-    def __init__(self, root: Path, extra: str = "", prefix: str = "u",
-                 password: str = SHARED_PASSWORD) -> None:
+    def __init__(
+        self, root: Path, extra: str = "", prefix: str = "u", password: str = SHARED_PASSWORD
+    ) -> None:
         self.site = MailSite(root, root / "mail", root / "state", root / "run")
         for path in (self.site.mail, self.site.state, self.site.run):
             path.mkdir()

@@ -21,8 +21,12 @@ from common.config import (
 )
 
 
-def settings_for(tmp_path: Path, text: str | None, flags: dict[str, str | None] | None = None,
-                 daemon: str = "pop3d") -> Settings:
+def settings_for(
+    tmp_path: Path,
+    text: str | None,
+    flags: dict[str, str | None] | None = None,
+    daemon: str = "pop3d",
+) -> Settings:
     state = tmp_path / "state"
     state.mkdir(exist_ok=True)
     path = tmp_path / "test.conf"
@@ -37,8 +41,9 @@ def test_precedence_default_file_flag_runtime(tmp_path):
     settings = settings_for(tmp_path, text)
     assert settings.get("transformer") == "file-cmd", "the daemon's section beats [common]"
     assert settings.get("mail_base") == "/from/common"
-    settings = settings_for(tmp_path, text, {"transformer": "flag-cmd", "mail_base": "/flag",
-                                             "port": None})
+    settings = settings_for(
+        tmp_path, text, {"transformer": "flag-cmd", "mail_base": "/flag", "port": None}
+    )
     assert settings.get("transformer") == "flag-cmd"
     assert settings.get("mail_base") == "/flag"
     assert settings.get("port") == "110", "a flag not given (None) is no override"
@@ -72,9 +77,12 @@ def test_runtime_state_file(tmp_path):
 
 
 def test_typed_lookups_and_their_errors(tmp_path):
-    settings = settings_for(tmp_path, "[pop3d]\nport = 1100\nauth_failure_delay = 0.5\n"
-                                      "max_children = many\nshutdown_grace = soon\n"
-                                      "listen = 127.0.0.1, ::1  *\nidle_timeout = 1.5\n")
+    settings = settings_for(
+        tmp_path,
+        "[pop3d]\nport = 1100\nauth_failure_delay = 0.5\n"
+        "max_children = many\nshutdown_grace = soon\n"
+        "listen = 127.0.0.1, ::1  *\nidle_timeout = 1.5\n",
+    )
     assert settings.get_int("port") == 1100
     assert settings.get_float("auth_failure_delay") == 0.5
     assert settings.listen_addresses() == ["127.0.0.1", "::1", "*"]
@@ -88,10 +96,19 @@ def test_typed_lookups_and_their_errors(tmp_path):
         settings.get("no_such_key")
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("yes", True), ("on", True), ("1", True), ("TRUE", True),
-    ("no", False), ("off", False), ("0", False), ("", False),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("yes", True),
+        ("on", True),
+        ("1", True),
+        ("TRUE", True),
+        ("no", False),
+        ("off", False),
+        ("0", False),
+        ("", False),
+    ],
+)
 def test_get_bool(tmp_path, value, expected):
     settings = settings_for(tmp_path, f"[imapgw]\njoin_mailbox_user = {value}\n", daemon="imapgw")
     assert settings.get_bool("join_mailbox_user") is expected
@@ -155,20 +172,51 @@ def test_hup_style_reload(tmp_path):
 def test_flags_map_to_settings(tmp_path):
     conf = tmp_path / "pop3d.conf"
     conf.write_text(f"[common]\nstate_dir = {tmp_path}\n")
-    args = pop3d_args("-c", str(conf), "-l", "::1", "-p", "1", "-d", "/m", "-t", "cat",
-                      "--users", "/u", "--pidfile", "/p", "--stats-socket", "/s", "--log", "stderr")
+    args = pop3d_args(
+        "-c",
+        str(conf),
+        "-l",
+        "::1",
+        "-p",
+        "1",
+        "-d",
+        "/m",
+        "-t",
+        "cat",
+        "--users",
+        "/u",
+        "--pidfile",
+        "/p",
+        "--stats-socket",
+        "/s",
+        "--log",
+        "stderr",
+    )
     settings = service.load_settings(pop3d.main.PROTOCOL, args)
-    assert [settings.get(k) for k in ("listen", "port", "mail_base", "transformer", "users_file",
-                                      "pidfile", "stats_socket", "log")] == [
-        "::1", "1", "/m", "cat", "/u", "/p", "/s", "stderr"]
+    assert [
+        settings.get(k)
+        for k in (
+            "listen",
+            "port",
+            "mail_base",
+            "transformer",
+            "users_file",
+            "pidfile",
+            "stats_socket",
+            "log",
+        )
+    ] == ["::1", "1", "/m", "cat", "/u", "/p", "/s", "stderr"]
 
 
-@pytest.mark.parametrize("values, error", [
-    (["alice:pw", "bob:pw:with:colons"], None),
-    (["nopassword"], "NAME:PASS"),
-    ([":pw"], "NAME:PASS"),
-    (["alice:"], "NAME:PASS"),
-])
+@pytest.mark.parametrize(
+    "values, error",
+    [
+        (["alice:pw", "bob:pw:with:colons"], None),
+        (["nopassword"], "NAME:PASS"),
+        ([":pw"], "NAME:PASS"),
+        (["alice:"], "NAME:PASS"),
+    ],
+)
 def test_inline_users(values, error):
     if error:
         with pytest.raises(ConfigError, match=error):

@@ -23,8 +23,9 @@ MESSAGES = [
 ]
 
 
-def fetchmail(root: Path, port: int, outdir: Path, *options: str,
-              uidl: bool = False) -> subprocess.CompletedProcess[str]:
+def fetchmail(
+    root: Path, port: int, outdir: Path, *options: str, uidl: bool = False
+) -> subprocess.CompletedProcess[str]:
     """One fetchmail poll; every message goes through the MDA into its own file in `outdir`."""
     rcfile = root / "fetchmailrc"
     rcfile.write_text(
@@ -33,13 +34,27 @@ def fetchmail(root: Path, port: int, outdir: Path, *options: str,
         '  user "alice" there with password "secret" is "root" here\n'
         "  sslproto ''\n"
         f"  mda \"/bin/sh -c 'cat > $(mktemp {outdir}/msg.XXXXXX)'\"\n"
-        + "".join(f"  {option}\n" for option in options))
+        + "".join(f"  {option}\n" for option in options)
+    )
     rcfile.chmod(0o600)
     return subprocess.run(
-        ["fetchmail", "-f", str(rcfile), "-i", str(root / "fetchids"), "--nosyslog", "-v",
-         "--pidfile", str(root / "fetchmail.pid")],
-        capture_output=True, text=True, timeout=60, check=False,
-        env={**os.environ, "HOME": str(root), "FETCHMAILHOME": str(root)})
+        [
+            "fetchmail",
+            "-f",
+            str(rcfile),
+            "-i",
+            str(root / "fetchids"),
+            "--nosyslog",
+            "-v",
+            "--pidfile",
+            str(root / "fetchmail.pid"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "HOME": str(root), "FETCHMAILHOME": str(root)},
+    )
 
 
 def delivered(outdir: Path) -> list[bytes]:

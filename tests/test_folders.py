@@ -26,8 +26,9 @@ def tree(tmp_path: Path) -> FolderTree:
 
 def put(tree: FolderTree, name: str, count: int = 1) -> list[int]:
     box = Mailbox(tree.path(name))
-    return [box.append(f"Subject: {name} {n}\n\nbody\n".encode(), "S", None)[1]
-            for n in range(count)]
+    return [
+        box.append(f"Subject: {name} {n}\n\nbody\n".encode(), "S", None)[1] for n in range(count)
+    ]
 
 
 def dirs(tree: FolderTree) -> list[str]:
@@ -145,8 +146,10 @@ def test_rename_inbox_moves_messages_out(tree: FolderTree) -> None:
     old = Mailbox(tree.path("Old Mail"))
     snap = old.sync()
     assert len(snap.entries) == 2
-    assert sorted(old.read(e) for e in snap.entries) == [b"Subject: one\n\nbody\n",
-                                                         b"Subject: two\n\nbody\n"]
+    assert sorted(old.read(e) for e in snap.entries) == [
+        b"Subject: one\n\nbody\n",
+        b"Subject: two\n\nbody\n",
+    ]
     flagged = next(e for e in snap.entries if "S" in e.letters)
     assert old.keywords.decode(flagged.letters) == ["Work"], "keywords moved with the messages"
     # INBOX is still there, empty, and takes new mail.
@@ -156,9 +159,27 @@ def test_rename_inbox_moves_messages_out(tree: FolderTree) -> None:
         tree.rename("INBOX", "Keep")
 
 
-@pytest.mark.parametrize("name", ["..", "../x", "a..b", ".hidden", "trailing.", "a/b", "/etc",
-                                  "a\\b", "tab\there", "nl\nx", "nul\x00", "del\x7f", "",
-                                  "x" * 201, "INBOX.child", "inbox.Child"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "..",
+        "../x",
+        "a..b",
+        ".hidden",
+        "trailing.",
+        "a/b",
+        "/etc",
+        "a\\b",
+        "tab\there",
+        "nl\nx",
+        "nul\x00",
+        "del\x7f",
+        "",
+        "x" * 201,
+        "INBOX.child",
+        "inbox.Child",
+    ],
+)
 def test_unsafe_folder_names_are_refused(tree: FolderTree, name: str) -> None:
     with pytest.raises(MailboxRefused):
         tree.create(name)
@@ -183,8 +204,9 @@ def test_check_username(name: str) -> None:
 def test_folder_names_are_modified_utf7_on_disk(tree: FolderTree) -> None:
     for name in ("Entwürfe", "A&B", "日本語.子", "Ärger & Freude"):
         tree.create(name)
-    assert dirs(tree) == sorted([".Entw&APw-rfe", ".A&-B", ".&ZeVnLIqe-.&W1A-",
-                                 ".&AMQ-rger &- Freude"])
+    assert dirs(tree) == sorted(
+        [".Entw&APw-rfe", ".A&-B", ".&ZeVnLIqe-.&W1A-", ".&AMQ-rger &- Freude"]
+    )
     assert tree.names() == ["INBOX", "A&B", "Entwürfe", "Ärger & Freude", "日本語.子"]
     put(tree, "Entwürfe")
     assert len(Mailbox(tree.root / ".Entw&APw-rfe").sync().entries) == 1
@@ -220,20 +242,26 @@ def test_special_use_set_by_create(tree: FolderTree) -> None:
     assert tree.special_use("Other") is None
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("10000000S,1000C\n", {"S": (0, 10000000), "C": (0, 1000)}),
-    # Courier pads lines to 14 bytes; deletions are negative lines.
-    ("10000000S,1000C\n      3734 1\n        2048 2\n     -3734 -1\n",
-     {"S": (2048, 10000000), "C": (2, 1000)}),
-    ("500C\n100 1\n", {"C": (1, 500)}),
-    ("5000S\n100 1\ngarbage\n1 2 3\n", {"S": (100, 5000)}),
-    # More deleted than counted (a recount is due): never negative.
-    ("5000S\n-100 -1\n", {"S": (0, 5000)}),
-    ("", {}),
-    ("no quota here\n", {}),
-])
-def test_quota_from_maildirsize(tree: FolderTree, text: str,
-                                expected: dict[str, tuple[int, int]]) -> None:
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("10000000S,1000C\n", {"S": (0, 10000000), "C": (0, 1000)}),
+        # Courier pads lines to 14 bytes; deletions are negative lines.
+        (
+            "10000000S,1000C\n      3734 1\n        2048 2\n     -3734 -1\n",
+            {"S": (2048, 10000000), "C": (2, 1000)},
+        ),
+        ("500C\n100 1\n", {"C": (1, 500)}),
+        ("5000S\n100 1\ngarbage\n1 2 3\n", {"S": (100, 5000)}),
+        # More deleted than counted (a recount is due): never negative.
+        ("5000S\n-100 -1\n", {"S": (0, 5000)}),
+        ("", {}),
+        ("no quota here\n", {}),
+    ],
+)
+def test_quota_from_maildirsize(
+    tree: FolderTree, text: str, expected: dict[str, tuple[int, int]]
+) -> None:
     (tree.root / "maildirsize").write_text(text)
     assert tree.quota() == expected
 

@@ -48,18 +48,27 @@ from imapd.gwclient import EMPTY_MAILBOX, GatewayError, astring
 BANNER = b"OK IMAP daemon client ready (DMIS Rulez!)...\n"
 PASSWORD = "Sekr3t#Pw0rd"  # bob's: it holds a '#', the field separator
 USERS = {"alice": "pw", "carol": "pw", "bob": PASSWORD}
-BIG_BODY = b"".join(b"line %05d of a long message body, beyond the seed's 64 KiB buffer\r\n" % i
-                    for i in range(2000))
+BIG_BODY = b"".join(
+    b"line %05d of a long message body, beyond the seed's 64 KiB buffer\r\n" % i
+    for i in range(2000)
+)
 MESSAGES = [
-    (b"From: Bob <bob@example.com>\r\nTo: alice@example.com\r\nSubject: first one\r\n"
-     b"Date: Mon, 01 Jan 2024 10:00:00 +0000\r\nMessage-ID: <1@example.com>\r\n\r\n"
-     b"Hello Alice.\r\nSecond line.\r\n"),
+    (
+        b"From: Bob <bob@example.com>\r\nTo: alice@example.com\r\nSubject: first one\r\n"
+        b"Date: Mon, 01 Jan 2024 10:00:00 +0000\r\nMessage-ID: <1@example.com>\r\n\r\n"
+        b"Hello Alice.\r\nSecond line.\r\n"
+    ),
     # The seed stopped reading at the first "OK FETCH": this body holds it, and a tagged line.
-    (b"From: Carol <carol@example.net>\r\nSubject: tricky body\r\n"
-     b"Date: Tue, 02 Jan 2024 11:30:00 +0100\r\n\r\n"
-     b"This body says OK FETCH early.\r\n3 OK FETCH completed\r\n* 9 FETCH (FLAGS ())\r\nEnd.\r\n"),
-    (b"From: Dave <dave@example.org>\r\nSubject: big one\r\n"
-     b"Date: Wed, 03 Jan 2024 12:00:00 +0000\r\n\r\n" + BIG_BODY),
+    (
+        b"From: Carol <carol@example.net>\r\nSubject: tricky body\r\n"
+        b"Date: Tue, 02 Jan 2024 11:30:00 +0100\r\n\r\n"
+        b"This body says OK FETCH early.\r\n3 OK FETCH completed\r\n"
+        b"* 9 FETCH (FLAGS ())\r\nEnd.\r\n"
+    ),
+    (
+        b"From: Dave <dave@example.org>\r\nSubject: big one\r\n"
+        b"Date: Wed, 03 Jan 2024 12:00:00 +0000\r\n\r\n" + BIG_BODY
+    ),
 ]
 HEADERS_FETCH = b"(body[header.fields (from subject date)])"
 NO_LINE = re.compile(rb"NO [^\r\n]+\n")
@@ -91,9 +100,9 @@ def pieces(data: bytes, mode: str) -> list[bytes]:
     if mode == "whole":
         return [data]
     if mode == "bytes":
-        return [data[i:i + 1] for i in range(len(data))]
+        return [data[i : i + 1] for i in range(len(data))]
     third = len(data) // 3
-    return [data[:third], data[third:2 * third], data[2 * third:-1], data[-1:]]
+    return [data[:third], data[third : 2 * third], data[2 * third : -1], data[-1:]]
 
 
 def connect(port: int) -> tuple[socket.socket, bytes]:
@@ -116,8 +125,14 @@ def ask(port: int, data: bytes, mode: str = "whole") -> bytes:
         return recv_all(sock, rest)
 
 
-def purpose(what: str, msgnum: int | str = 0, user: str = "alice", mailbox: str = "",
-            host: str = "127.0.0.1", password: str | None = None) -> bytes:
+def purpose(
+    what: str,
+    msgnum: int | str = 0,
+    user: str = "alice",
+    mailbox: str = "",
+    host: str = "127.0.0.1",
+    password: str | None = None,
+) -> bytes:
     password = USERS.get(user, "pw") if password is None else password
     return f"{what}#{msgnum}#{host}#{user}#{password}#{mailbox}$".encode()
 
@@ -164,8 +179,9 @@ class RawImap:
         self.io.close()
 
 
-def twin_transcript(port: int, user: str, what: str, msgnum: int,
-                    count: int = len(MESSAGES)) -> bytes:
+def twin_transcript(
+    port: int, user: str, what: str, msgnum: int, count: int = len(MESSAGES)
+) -> bytes:
     """What the gateway should return, from the seed's own commands sent straight to imapd."""
     imap = RawImap(port)
     try:
@@ -175,8 +191,9 @@ def twin_transcript(port: int, user: str, what: str, msgnum: int,
             return imap.command("3", f"FETCH 1:{count} ".encode() + HEADERS_FETCH)
         if what == "body":
             return imap.command("3", f"FETCH {msgnum} body[TEXT]".encode())
-        return (imap.command("3", f"STORE {msgnum} +FLAGS (\\Deleted)".encode())
-                + imap.command("4", b"EXPUNGE"))
+        return imap.command("3", f"STORE {msgnum} +FLAGS (\\Deleted)".encode()) + imap.command(
+            "4", b"EXPUNGE"
+        )
     finally:
         imap.close()
 
@@ -187,16 +204,21 @@ def gone(pid: int) -> bool:
 
 # -- a scripted fake IMAP server ---------------------------------------------------------------
 
+
 def literal(data: bytes) -> bytes:
     return b"{%d}\r\n" % len(data) + data
 
 
 # A literal that holds what looks like the tagged end must not end the response.
-FAKE_FETCH = (b"* 1 FETCH (BODY[HEADER.FIELDS (FROM SUBJECT DATE)] "
-              + literal(b"Subject: one\r\n3 OK FETCH completed\r\n\r\n") + b")\r\n"
-              b"* 2 FETCH (BODY[HEADER.FIELDS (FROM SUBJECT DATE)] "
-              + literal(b"Subject: two\r\n\r\n") + b" FLAGS (\\Seen))\r\n"
-              b"3 OK FETCH completed\r\n")
+FAKE_FETCH = (
+    b"* 1 FETCH (BODY[HEADER.FIELDS (FROM SUBJECT DATE)] "
+    + literal(b"Subject: one\r\n3 OK FETCH completed\r\n\r\n")
+    + b")\r\n"
+    b"* 2 FETCH (BODY[HEADER.FIELDS (FROM SUBJECT DATE)] "
+    + literal(b"Subject: two\r\n\r\n")
+    + b" FLAGS (\\Seen))\r\n"
+    b"3 OK FETCH completed\r\n"
+)
 
 
 @dataclass
@@ -290,13 +312,26 @@ def imapd_config(site: MailSite) -> str:
     return site.config("max_per_address = 200\n")
 
 
-def start_gateway(factory: DaemonFactory, site: MailSite, imap_port: int, *flags: str,
-                  section: str = "imap_timeout = 30\n") -> Daemon:
+def start_gateway(
+    factory: DaemonFactory,
+    site: MailSite,
+    imap_port: int,
+    *flags: str,
+    section: str = "imap_timeout = 30\n",
+) -> Daemon:
     """A gateway whose start-up probe (the factory's connect) has ended and been reaped, so a
     test can tell its own sessions' children apart."""
-    gw = factory.start("imapgw", "-l", "127.0.0.1", "--imap-port", str(imap_port),
-                       "--state-dir", str(site.state), *flags,
-                       config=site.config("max_per_address = 200\n[imapgw]\n" + section))
+    gw = factory.start(
+        "imapgw",
+        "-l",
+        "127.0.0.1",
+        "--imap-port",
+        str(imap_port),
+        "--state-dir",
+        str(site.state),
+        *flags,
+        config=site.config("max_per_address = 200\n[imapgw]\n" + section),
+    )
     wait_for(lambda: "Dead Child pid: " in gw.log(), what="the start-up probe's child reaped")
     return gw
 
@@ -329,8 +364,9 @@ def build_stack(factory: DaemonFactory, site: MailSite) -> Stack:
     users["dora"] = "pw"  # an empty Maildir
     seed_maildir(site.mail / "dora", [])
     flags = [arg for name, pw in users.items() for arg in ("-u", f"{name}:{pw}")]
-    imapd = factory.start("imapd", "-l", "127.0.0.1", *site.common_args(), *flags,
-                          config=imapd_config(site))
+    imapd = factory.start(
+        "imapd", "-l", "127.0.0.1", *site.common_args(), *flags, config=imapd_config(site)
+    )
     return Stack(factory, site, imapd, start_gateway(factory, site, imapd.port))
 
 
@@ -358,50 +394,67 @@ def gateway(daemons: DaemonFactory, site: MailSite) -> Callable[..., Daemon]:
 # -- unit: the purpose string ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    (b"headers#0#127.0.0.1#alice#pw#", Purpose("headers", "0", "127.0.0.1", "alice", "pw", "")),
-    (b"body#2#localhost#alice#pw#INBOX", Purpose("body", "2", "localhost", "alice", "pw", "INBOX")),
-    (b"delete#7#127.0.0.1#bob#p#ss#w#Archive",
-     Purpose("delete", "7", "127.0.0.1", "bob", "p#ss#w", "Archive")),
-    (b"HEADERS##127.0.0.1#alice#pw#\r\n", Purpose("headers", "", "127.0.0.1", "alice", "pw", "")),
-    (b"body#0012#127.0.0.1#alice#pw#", Purpose("body", "12", "127.0.0.1", "alice", "pw", "")),
-    (b"body#1#127.0.0.1#alice##", Purpose("body", "1", "127.0.0.1", "alice", "", "")),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"headers#0#127.0.0.1#alice#pw#", Purpose("headers", "0", "127.0.0.1", "alice", "pw", "")),
+        (
+            b"body#2#localhost#alice#pw#INBOX",
+            Purpose("body", "2", "localhost", "alice", "pw", "INBOX"),
+        ),
+        (
+            b"delete#7#127.0.0.1#bob#p#ss#w#Archive",
+            Purpose("delete", "7", "127.0.0.1", "bob", "p#ss#w", "Archive"),
+        ),
+        (
+            b"HEADERS##127.0.0.1#alice#pw#\r\n",
+            Purpose("headers", "", "127.0.0.1", "alice", "pw", ""),
+        ),
+        (b"body#0012#127.0.0.1#alice#pw#", Purpose("body", "12", "127.0.0.1", "alice", "pw", "")),
+        (b"body#1#127.0.0.1#alice##", Purpose("body", "1", "127.0.0.1", "alice", "", "")),
+    ],
+)
 def test_parse_purpose(raw: bytes, expected: Purpose) -> None:
     assert parse_purpose(raw) == expected
 
 
-@pytest.mark.parametrize(("raw", "reason"), [
-    (b"list#0#127.0.0.1#alice#pw#", "unknown purpose"),
-    (b"#0#127.0.0.1#alice#pw#", "unknown purpose"),
-    (b"body#1#127.0.0.1#alice", "missing fields"),
-    (b"body#1#127.0.0.1#alice#pw", "missing fields"),
-    (b"", "missing fields"),
-    (b"body#x#127.0.0.1#alice#pw#", "message number"),
-    (b"body##127.0.0.1#alice#pw#", "message number"),
-    (b"delete#0#127.0.0.1#alice#pw#", "message number"),
-    (b"delete#-1#127.0.0.1#alice#pw#", "message number"),
-    (b"body#1.5#127.0.0.1#alice#pw#", "message number"),
-    ("body#\u00b2#127.0.0.1#alice#pw#".encode(), "message number"),  # isdigit(), not a number
-    ("body#\u0661#127.0.0.1#alice#pw#".encode(), "message number"),  # an Arabic-Indic one
-    (b"body#1#127.0.0.1##pw#", "missing user"),
-    (b"body#1##alice#pw#", "missing host"),
-])
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"list#0#127.0.0.1#alice#pw#", "unknown purpose"),
+        (b"#0#127.0.0.1#alice#pw#", "unknown purpose"),
+        (b"body#1#127.0.0.1#alice", "missing fields"),
+        (b"body#1#127.0.0.1#alice#pw", "missing fields"),
+        (b"", "missing fields"),
+        (b"body#x#127.0.0.1#alice#pw#", "message number"),
+        (b"body##127.0.0.1#alice#pw#", "message number"),
+        (b"delete#0#127.0.0.1#alice#pw#", "message number"),
+        (b"delete#-1#127.0.0.1#alice#pw#", "message number"),
+        (b"body#1.5#127.0.0.1#alice#pw#", "message number"),
+        ("body#\u00b2#127.0.0.1#alice#pw#".encode(), "message number"),  # isdigit(), not a number
+        ("body#\u0661#127.0.0.1#alice#pw#".encode(), "message number"),  # an Arabic-Indic one
+        (b"body#1#127.0.0.1##pw#", "missing user"),
+        (b"body#1##alice#pw#", "missing host"),
+    ],
+)
 def test_parse_purpose_errors(raw: bytes, reason: str) -> None:
     with pytest.raises(GatewayError, match=reason):
         parse_purpose(raw)
 
 
-@pytest.mark.parametrize(("raw", "logged"), [
-    (b"headers#0#127.0.0.1#alice#pw#INBOX", "headers#0#127.0.0.1#alice#****#INBOX$"),
-    (b"body#1#127.0.0.1#bob#Sekr3t#Pw0rd#", "body#1#127.0.0.1#bob#****#$"),
-    # A field missing: which one is the password is unknown, so all but the purpose is masked.
-    (b"body#1#127.0.0.1#bob#Sekr3t", "body#****$"),
-    (b"headers#127.0.0.1#bob#Sekr3t#INBOX", "headers#****$"),
-    (b"headers#127.0.0.1#bob#Sekr3t#Pw0rd#INBOX", "headers#****$"),
-    (b"headers", "headers$"),
-    (b"body#1#127.0.0.1#al\r\nice\x00#pw#", "body#1#127.0.0.1#al\\r\\nice\\x00#****#$"),
-])
+@pytest.mark.parametrize(
+    ("raw", "logged"),
+    [
+        (b"headers#0#127.0.0.1#alice#pw#INBOX", "headers#0#127.0.0.1#alice#****#INBOX$"),
+        (b"body#1#127.0.0.1#bob#Sekr3t#Pw0rd#", "body#1#127.0.0.1#bob#****#$"),
+        # A field missing: which one is the password is unknown, so all but the purpose is masked.
+        (b"body#1#127.0.0.1#bob#Sekr3t", "body#****$"),
+        (b"headers#127.0.0.1#bob#Sekr3t#INBOX", "headers#****$"),
+        (b"headers#127.0.0.1#bob#Sekr3t#Pw0rd#INBOX", "headers#****$"),
+        (b"headers", "headers$"),
+        (b"body#1#127.0.0.1#al\r\nice\x00#pw#", "body#1#127.0.0.1#al\\r\\nice\\x00#****#$"),
+    ],
+)
 def test_masked(raw: bytes, logged: str) -> None:
     assert masked(raw) == logged
 
@@ -410,15 +463,18 @@ def test_masked_is_bounded() -> None:
     assert len(masked(b"headers#0#127.0.0.1#alice#pw#" + b"A" * 5000)) <= MAX_PURPOSE + 1
 
 
-@pytest.mark.parametrize(("value", "wire"), [
-    ("alice", b"alice"),
-    ("INBOX", b"INBOX"),
-    ("/var/spool/mail/alice", b"/var/spool/mail/alice"),
-    ("two words", b'"two words"'),
-    ('q"uo\\te', b'"q\\"uo\\\\te"'),
-    ("a%b*c(d)", b'"a%b*c(d)"'),
-    ("", b'""'),
-])
+@pytest.mark.parametrize(
+    ("value", "wire"),
+    [
+        ("alice", b"alice"),
+        ("INBOX", b"INBOX"),
+        ("/var/spool/mail/alice", b"/var/spool/mail/alice"),
+        ("two words", b'"two words"'),
+        ('q"uo\\te', b'"q\\"uo\\\\te"'),
+        ("a%b*c(d)", b'"a%b*c(d)"'),
+        ("", b'""'),
+    ],
+)
 def test_astring(value: str, wire: bytes) -> None:
     assert astring(value) == wire
 
@@ -481,9 +537,22 @@ def test_defaults_and_flags(tmp_path: Path) -> None:
     assert settings.get_int("imap_port") == 143
     assert settings.get("imap_host_allow").split() == ["127.0.0.1", "localhost"]
     assert not settings.get_bool("join_mailbox_user")
-    args = docopt(gw_module.__doc__, argv=["-c", str(conf), "-p", "4712", "-l", "::1",
-                                         "--imap-port", "1143", "--imap-host-allow", "a,b",
-                                         "--join-mailbox-user"])
+    args = docopt(
+        gw_module.__doc__,
+        argv=[
+            "-c",
+            str(conf),
+            "-p",
+            "4712",
+            "-l",
+            "::1",
+            "--imap-port",
+            "1143",
+            "--imap-host-allow",
+            "a,b",
+            "--join-mailbox-user",
+        ],
+    )
     settings = service.load_settings(gw_module.PROTOCOL, args)
     assert settings.get_int("port") == 4712
     assert settings.listen_addresses() == ["::1"]
@@ -497,8 +566,9 @@ def test_defaults_and_flags(tmp_path: Path) -> None:
 def test_mailbox_name_is_an_imap_name(tmp_path: Path) -> None:
     conf = tmp_path / "empty.conf"
     conf.write_text("")
-    settings = service.load_settings(gw_module.PROTOCOL, docopt(gw_module.__doc__,
-                                                              argv=["-c", str(conf)]))
+    settings = service.load_settings(
+        gw_module.PROTOCOL, docopt(gw_module.__doc__, argv=["-c", str(conf)])
+    )
     gw = gw_module.Gateway(settings, None)  # type: ignore[arg-type]
     assert gw.mailbox_name(parse_purpose(b"headers#0#a#bob#pw#")) == "INBOX"
     assert gw.mailbox_name(parse_purpose(b"headers#0#a#bob#pw#Archive")) == "Archive"
@@ -512,8 +582,11 @@ def test_mailbox_name_is_an_imap_name(tmp_path: Path) -> None:
 def test_purpose_end_to_end(shared: Stack, what: str, msgnum: int, mode: str) -> None:
     """The CGI sees the banner, then exactly what imapd answers the seed's commands, then EOF."""
     user, twin = f"a{what}{mode}", f"t{what}{mode}"
-    got = ask(shared.gw.port, purpose(what, msgnum, user=user,
-                                      mailbox="INBOX" if mode == "split" else ""), mode)
+    got = ask(
+        shared.gw.port,
+        purpose(what, msgnum, user=user, mailbox="INBOX" if mode == "split" else ""),
+        mode,
+    )
     assert got == twin_transcript(shared.imapd.port, twin, what, msgnum)
     if what == "headers":
         assert fetch_numbers(got) == [1, 2, 3]
@@ -528,8 +601,11 @@ def test_purpose_end_to_end(shared: Stack, what: str, msgnum: int, mode: str) ->
         assert b"BODY[TEXT] {%d}\r\n" % len(body) + body in got
         assert got.endswith(b"\r\n3 OK FETCH completed\r\n")
     else:
-        assert re.fullmatch(rb"\* 2 FETCH \(FLAGS \([^)]*\\Deleted[^)]*\)\)\r\n3 OK [^\r\n]*\r\n"
-                            rb"\* 2 EXPUNGE\r\n4 OK [^\r\n]*\r\n", got), got
+        assert re.fullmatch(
+            rb"\* 2 FETCH \(FLAGS \([^)]*\\Deleted[^)]*\)\)\r\n3 OK [^\r\n]*\r\n"
+            rb"\* 2 EXPUNGE\r\n4 OK [^\r\n]*\r\n",
+            got,
+        ), got
         left = sorted(p.name.split(".")[0] for p in (shared.site.mail / user).glob("*/17*"))
         assert left == ["1700000001", "1700000003"]
         after = ask(shared.gw.port, purpose("headers", user=user))
@@ -553,12 +629,18 @@ def test_headers_of_empty_mailbox(shared: Stack) -> None:
 def test_headers_of_5000_messages(daemons: DaemonFactory, site: MailSite) -> None:
     """More than the seed's 64 KiB buffer held: all 5,000 FETCH responses, through the end."""
     count = 5000
-    seed_maildir(site.mail / "alice", [
-        b"From: Sender %d <s%d@example.com>\r\nSubject: message %d\r\n"
-        b"Date: Mon, 01 Jan 2024 00:00:00 +0000\r\n\r\nBody %d\r\n" % (i, i, i, i)
-        for i in range(1, count + 1)], sub="cur")
-    imapd = daemons.start("imapd", "-l", "127.0.0.1", *site.common_args(), "-u", "alice:pw",
-                          config=imapd_config(site))
+    seed_maildir(
+        site.mail / "alice",
+        [
+            b"From: Sender %d <s%d@example.com>\r\nSubject: message %d\r\n"
+            b"Date: Mon, 01 Jan 2024 00:00:00 +0000\r\n\r\nBody %d\r\n" % (i, i, i, i)
+            for i in range(1, count + 1)
+        ],
+        sub="cur",
+    )
+    imapd = daemons.start(
+        "imapd", "-l", "127.0.0.1", *site.common_args(), "-u", "alice:pw", config=imapd_config(site)
+    )
     gw = start_gateway(daemons, site, imapd.port)
     got = ask(gw.port, purpose("headers"))
     assert len(got) > 65535
@@ -616,8 +698,9 @@ def test_imap_server_unreachable(gateway: Callable[..., Daemon]) -> None:
     assert ask(gw.port, purpose("headers")) == b"NO IMAP server unreachable\n"
 
 
-def test_imap_server_timing_out(gateway: Callable[..., Daemon],
-                                fake_imap: Callable[..., FakeImap]) -> None:
+def test_imap_server_timing_out(
+    gateway: Callable[..., Daemon], fake_imap: Callable[..., FakeImap]
+) -> None:
     silent = fake_imap(greeting=None)
     gw = gateway(silent.port, section="imap_timeout = 0.5\n")
     assert ask(gw.port, purpose("headers", host="localhost")) == b"NO IMAP server timed out\n"
@@ -625,8 +708,9 @@ def test_imap_server_timing_out(gateway: Callable[..., Daemon],
     wait_for(lambda: not child_pids(gw.pid), timeout=TIMEOUT, what="the child reaped")
 
 
-def test_imap_server_hangs_up(gateway: Callable[..., Daemon],
-                              fake_imap: Callable[..., FakeImap]) -> None:
+def test_imap_server_hangs_up(
+    gateway: Callable[..., Daemon], fake_imap: Callable[..., FakeImap]
+) -> None:
     rude = fake_imap(replies={"SELECT": lambda tag: None})
     gw = gateway(rude.port)
     assert ask(gw.port, purpose("headers")) == b"NO IMAP server closed the connection\n"
@@ -643,8 +727,11 @@ def test_client_gives_up(shared: Stack) -> None:
     sock.sendall(b"headers#0#127.0.0.1#ali")
     sock.close()
     for pid in kids:
-        wait_for(lambda p=pid: f"Dead Child pid: {p}\n" in shared.gw.log(), timeout=TIMEOUT,
-                 what=f"Dead Child pid: {pid}")
+        wait_for(
+            lambda p=pid: f"Dead Child pid: {p}\n" in shared.gw.log(),
+            timeout=TIMEOUT,
+            what=f"Dead Child pid: {pid}",
+        )
     assert fetch_numbers(ask(shared.gw.port, purpose("headers", user="carol"))) == [1, 2, 3]
 
 
@@ -659,12 +746,20 @@ def test_trailing_newline_after_dollar(shared: Stack) -> None:
         sock.connect(("127.0.0.1", shared.gw.port))
         kid = wait_for(lambda: set(child_pids(shared.gw.pid)) - before, what="the child").pop()
         sock.sendall(purpose("body", 3, user="carol"))
-        wait_for(lambda: f"imapgw[{kid}]: " in shared.gw.log() and "Command Received" in
-                 shared.gw.log().split(f"imapgw[{kid}]: ", 1)[1], what="the purpose read")
+        wait_for(
+            lambda: (
+                f"imapgw[{kid}]: " in shared.gw.log()
+                and "Command Received" in shared.gw.log().split(f"imapgw[{kid}]: ", 1)[1]
+            ),
+            what="the purpose read",
+        )
         sock.sendall(b"\r\n")
         sock.shutdown(socket.SHUT_WR)
-        wait_for(lambda: f"Dead Child pid: {kid}\n" in shared.gw.log(), timeout=TIMEOUT,
-                 what="the child gone before the client reads")
+        wait_for(
+            lambda: f"Dead Child pid: {kid}\n" in shared.gw.log(),
+            timeout=TIMEOUT,
+            what="the child gone before the client reads",
+        )
         got = recv_all(sock)
     assert got.startswith(BANNER + b"* 3 FETCH (")
     assert BIG_BODY in got and got.endswith(b"\r\n3 OK FETCH completed\r\n")
@@ -688,35 +783,47 @@ def test_no_reset_when_the_client_sent_more(shared: Stack) -> None:
     with sock:
         sock.sendall(b"x" * 3000)
         sock.shutdown(socket.SHUT_WR)
-        wait_for(lambda: f"Dead Child pid: {kid}\n" in shared.gw.log(), timeout=TIMEOUT,
-                 what="the child gone before the client reads")
+        wait_for(
+            lambda: f"Dead Child pid: {kid}\n" in shared.gw.log(),
+            timeout=TIMEOUT,
+            what="the child gone before the client reads",
+        )
         assert recv_all(sock, rest) == b"NO purpose string too long or not terminated by $\n"
 
 
 # -- end to end: the exact commands (fake server) ----------------------------------------------
 
 
-def test_seed_commands_and_literals(gateway: Callable[..., Daemon],
-                                    fake_imap: Callable[..., FakeImap]) -> None:
+def test_seed_commands_and_literals(
+    gateway: Callable[..., Daemon], fake_imap: Callable[..., FakeImap]
+) -> None:
     """The seed's command sequence; a literal holding '3 OK FETCH' does not end the response."""
     fake = fake_imap()
     gw = gateway(fake.port)
     assert ask(gw.port, purpose("headers", password="two words")) == FAKE_FETCH
-    assert fake.commands == [b'1 LOGIN alice "two words"\r\n', b"2 SELECT INBOX\r\n",
-                             b"3 FETCH 1:2 " + HEADERS_FETCH + b"\r\n", b"4 LOGOUT\r\n"]
+    assert fake.commands == [
+        b'1 LOGIN alice "two words"\r\n',
+        b"2 SELECT INBOX\r\n",
+        b"3 FETCH 1:2 " + HEADERS_FETCH + b"\r\n",
+        b"4 LOGOUT\r\n",
+    ]
 
 
-def test_join_mailbox_user(gateway: Callable[..., Daemon],
-                           fake_imap: Callable[..., FakeImap]) -> None:
+def test_join_mailbox_user(
+    gateway: Callable[..., Daemon], fake_imap: Callable[..., FakeImap]
+) -> None:
     fake = fake_imap()
     gw = gateway(fake.port, "--join-mailbox-user")
     ask(gw.port, purpose("body", 1, mailbox="/var/spool/mail"))
-    assert fake.commands[1:3] == [b"2 SELECT /var/spool/mail/alice\r\n",
-                                  b"3 FETCH 1 body[TEXT]\r\n"]
+    assert fake.commands[1:3] == [
+        b"2 SELECT /var/spool/mail/alice\r\n",
+        b"3 FETCH 1 body[TEXT]\r\n",
+    ]
 
 
-def test_imap_host_allow_flag(gateway: Callable[..., Daemon],
-                              fake_imap: Callable[..., FakeImap]) -> None:
+def test_imap_host_allow_flag(
+    gateway: Callable[..., Daemon], fake_imap: Callable[..., FakeImap]
+) -> None:
     fake = fake_imap()
     gw = gateway(fake.port, "--imap-host-allow", "127.0.0.2,localhost")
     assert ask(gw.port, purpose("headers", host="LocalHost")) == FAKE_FETCH
@@ -724,8 +831,9 @@ def test_imap_host_allow_flag(gateway: Callable[..., Daemon],
     assert len(fake.commands) == 4, "nothing was sent for the refused host"
 
 
-def test_non_ascii_mailbox_is_modified_utf7(gateway: Callable[..., Daemon],
-                                            fake_imap: Callable[..., FakeImap]) -> None:
+def test_non_ascii_mailbox_is_modified_utf7(
+    gateway: Callable[..., Daemon], fake_imap: Callable[..., FakeImap]
+) -> None:
     fake = fake_imap()
     gw = gateway(fake.port)
     ask(gw.port, purpose("headers", mailbox="Entw\u00fcrfe"))
@@ -734,24 +842,35 @@ def test_non_ascii_mailbox_is_modified_utf7(gateway: Callable[..., Daemon],
     assert selects == [b"2 SELECT Entw&APw-rfe\r\n", b'2 SELECT "Tom & Jerry"\r\n']
 
 
-def test_result_survives_a_failed_logout(gateway: Callable[..., Daemon],
-                                         fake_imap: Callable[..., FakeImap]) -> None:
+def test_result_survives_a_failed_logout(
+    gateway: Callable[..., Daemon], fake_imap: Callable[..., FakeImap]
+) -> None:
     fake = fake_imap(replies={"LOGOUT": lambda tag: None})
     gw = gateway(fake.port)
     assert ask(gw.port, purpose("headers")) == FAKE_FETCH
 
 
-def test_delete_sends_store_expunge_logout(gateway: Callable[..., Daemon],
-                                           fake_imap: Callable[..., FakeImap]) -> None:
-    fake = fake_imap(replies={
-        "STORE": lambda tag: f"* 2 FETCH (FLAGS (\\Deleted))\r\n{tag} OK STORE done\r\n".encode(),
-        "EXPUNGE": lambda tag: f"* 2 EXPUNGE\r\n{tag} OK EXPUNGE done\r\n".encode()})
+def test_delete_sends_store_expunge_logout(
+    gateway: Callable[..., Daemon], fake_imap: Callable[..., FakeImap]
+) -> None:
+    fake = fake_imap(
+        replies={
+            "STORE": lambda tag: (
+                f"* 2 FETCH (FLAGS (\\Deleted))\r\n{tag} OK STORE done\r\n".encode()
+            ),
+            "EXPUNGE": lambda tag: f"* 2 EXPUNGE\r\n{tag} OK EXPUNGE done\r\n".encode(),
+        }
+    )
     gw = gateway(fake.port)
     got = ask(gw.port, purpose("delete", 2))
-    assert got == (b"* 2 FETCH (FLAGS (\\Deleted))\r\n3 OK STORE done\r\n"
-                   b"* 2 EXPUNGE\r\n4 OK EXPUNGE done\r\n")
-    assert fake.commands[2:] == [b"3 STORE 2 +FLAGS (\\Deleted)\r\n", b"4 EXPUNGE\r\n",
-                                 b"5 LOGOUT\r\n"]
+    assert got == (
+        b"* 2 FETCH (FLAGS (\\Deleted))\r\n3 OK STORE done\r\n* 2 EXPUNGE\r\n4 OK EXPUNGE done\r\n"
+    )
+    assert fake.commands[2:] == [
+        b"3 STORE 2 +FLAGS (\\Deleted)\r\n",
+        b"4 EXPUNGE\r\n",
+        b"5 LOGOUT\r\n",
+    ]
 
 
 # -- end to end: logging -----------------------------------------------------------------------
@@ -766,13 +885,15 @@ def test_log_lines_and_no_password(shared: Stack, gateway: Callable[..., Daemon]
     assert fetch_numbers(recv_all(sock)) == [1]
     sock.close()
     wait_for(lambda: f"Dead Child pid: {kid}\n" in gw.log(), timeout=TIMEOUT, what="Dead Child")
-    for data in (purpose("body", 1, user="bob"),
-                 purpose("delete", 9, user="bob"),
-                 purpose("headers", user="bob", password="Wr0ng#" + PASSWORD),
-                 purpose("nosuch", user="bob"),
-                 f"headers#127.0.0.1#bob#{PASSWORD}#INBOX$".encode(),  # msgnum left out
-                 b"headers#0#127.0.0.1#bob#Sekr3t$",  # mailbox left out
-                 purpose("headers", user="bob", host="192.0.2.9")):
+    for data in (
+        purpose("body", 1, user="bob"),
+        purpose("delete", 9, user="bob"),
+        purpose("headers", user="bob", password="Wr0ng#" + PASSWORD),
+        purpose("nosuch", user="bob"),
+        f"headers#127.0.0.1#bob#{PASSWORD}#INBOX$".encode(),  # msgnum left out
+        b"headers#0#127.0.0.1#bob#Sekr3t$",  # mailbox left out
+        purpose("headers", user="bob", host="192.0.2.9"),
+    ):
         assert ask(gw.port, data)
     log = gw.log()
     assert "Command Received: headers#0#127.0.0.1#bob#****#INBOX$" in log
@@ -812,13 +933,17 @@ def test_fifty_concurrent_clients(shared: Stack) -> None:
         answered = [int(n) for n in re.findall(rb"^\* (\d+) FETCH \([^\r\n]*BODY\[", got, re.M)]
         assert answered == ([1, 2, 3] if index % 2 else [1])
     for kid in kids:
-        wait_for(lambda k=kid: f"Dead Child pid: {k}\n" in gw.log(), timeout=TIMEOUT,
-                 what=f"Dead Child pid: {kid}")
+        wait_for(
+            lambda k=kid: f"Dead Child pid: {k}\n" in gw.log(),
+            timeout=TIMEOUT,
+            what=f"Dead Child pid: {kid}",
+        )
         wait_for(lambda k=kid: gone(k), what=f"child {kid} gone")
 
 
-def test_term_with_sessions_open(gateway: Callable[..., Daemon],
-                                 fake_imap: Callable[..., FakeImap]) -> None:
+def test_term_with_sessions_open(
+    gateway: Callable[..., Daemon], fake_imap: Callable[..., FakeImap]
+) -> None:
     """TERM: a client still sending and one waiting on a silent IMAP server each get one NO
     line; the master reaps both, exits 0 and leaves no child behind."""
     silent = fake_imap(greeting=None)
@@ -852,8 +977,19 @@ def test_daemon_mode(shared: Stack, tmp_path: Path) -> None:
     conf = tmp_path / "imapgw.conf"
     conf.write_text(shared.site.config(f"[imapgw]\nlog = {logfile}\n"))
     port = free_port()
-    cmd = [str(BIN / "imapgw"), "-c", str(conf), "-l", "127.0.0.1", "-p", str(port),
-           "--imap-port", str(shared.imapd.port), "--pidfile", str(pidfile)]
+    cmd = [
+        str(BIN / "imapgw"),
+        "-c",
+        str(conf),
+        "-l",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "--imap-port",
+        str(shared.imapd.port),
+        "--pidfile",
+        str(pidfile),
+    ]
     done = subprocess.run(cmd, capture_output=True, timeout=TIMEOUT, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     pid = int(pidfile.read_text())
@@ -865,15 +1001,21 @@ def test_daemon_mode(shared: Stack, tmp_path: Path) -> None:
         assert again.returncode == 1
         assert b"already running" in again.stderr
         assert fetch_numbers(ask(port, purpose("headers", user="bob"))) == [1]
-        wait_for(lambda: logfile.read_text().count("Dead Child pid: ") >= 2, timeout=TIMEOUT,
-                 what="Dead Child lines in the log file")
+        wait_for(
+            lambda: logfile.read_text().count("Dead Child pid: ") >= 2,
+            timeout=TIMEOUT,
+            what="Dead Child lines in the log file",
+        )
         log = logfile.read_text()
         assert "Command Received: headers#0#127.0.0.1#bob#****#$" in log
         assert "IMAP Message Received = " in log
         assert PASSWORD not in log
         os.kill(pid, signal.SIGTERM)
-        wait_for(lambda: gone(pid) and not pidfile.exists(), timeout=TIMEOUT,
-                 what="daemon gone and pidfile removed")
+        wait_for(
+            lambda: gone(pid) and not pidfile.exists(),
+            timeout=TIMEOUT,
+            what="daemon gone and pidfile removed",
+        )
         assert not port_open(port)
         assert logfile.read_text().rstrip().endswith("stopped")
     finally:

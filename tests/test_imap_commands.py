@@ -39,8 +39,10 @@ def account(shared):
 
 
 def message(subject: str, body: str = "body\n", extra: str = "") -> bytes:
-    return (f"From: Sender <sender@example.org>\nTo: rcpt@example.org\nSubject: {subject}\n"
-            f"Date: Mon, 01 Jan 2024 12:00:00 +0000\n{extra}\n{body}").encode()
+    return (
+        f"From: Sender <sender@example.org>\nTo: rcpt@example.org\nSubject: {subject}\n"
+        f"Date: Mon, 01 Jan 2024 12:00:00 +0000\n{extra}\n{body}"
+    ).encode()
 
 
 def imap_error(call, *args) -> str:
@@ -139,8 +141,7 @@ def test_select_reports_mailbox_state(account):
     assert info[b"UIDNEXT"] == 3
     assert info[b"UIDVALIDITY"] > 0
     assert info[b"READ-WRITE"] is True
-    assert set(info[b"FLAGS"]) >= {b"\\Answered", b"\\Flagged", b"\\Deleted", b"\\Seen",
-                                   b"\\Draft"}
+    assert set(info[b"FLAGS"]) >= {b"\\Answered", b"\\Flagged", b"\\Deleted", b"\\Seen", b"\\Draft"}
     assert b"\\*" in info[b"PERMANENTFLAGS"]
     assert b"\\Seen" in info[b"PERMANENTFLAGS"]
     client.logout()
@@ -247,8 +248,17 @@ def test_list_wildcards(account):
     assert set(listing("a.", "%")) == {"a.b"}
     assert set(listing("", "%.%")) == {"a.b", "x.y"}
     assert set(listing("", "inbox")) == {"INBOX"}
-    assert set(listing("", "%")) == {"INBOX", "a", "ab", "x", "Archive", "Drafts", "Junk",
-                                     "Sent", "Trash"}
+    assert set(listing("", "%")) == {
+        "INBOX",
+        "a",
+        "ab",
+        "x",
+        "Archive",
+        "Drafts",
+        "Junk",
+        "Sent",
+        "Trash",
+    }
     assert listing("", "%")["x"] >= {b"\\Noselect", b"\\HasChildren"}
     assert listing("", "*")["a.b.c"] >= {b"\\HasNoChildren"}
     assert listing("", "nothing*") == {}
@@ -272,8 +282,7 @@ def test_a_recreated_name_gets_a_new_uidvalidity(account):
     client.create_folder("Box")
     third = client.folder_status("Box", ["UIDVALIDITY"])[b"UIDVALIDITY"]
     assert third not in (first, second[b"UIDVALIDITY"])
-    assert client.folder_status("Moved", ["UIDVALIDITY"])[b"UIDVALIDITY"] == \
-        second[b"UIDVALIDITY"]
+    assert client.folder_status("Moved", ["UIDVALIDITY"])[b"UIDVALIDITY"] == second[b"UIDVALIDITY"]
     client.logout()
 
 
@@ -337,8 +346,9 @@ def test_status(account):
     deliver(maildir, message("unseen, new"))
     deliver(maildir, message("seen"), subdir="cur", name="1700000100.M1P1.host:2,S")
     client = server.client()
-    status = client.folder_status("INBOX", ["MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY",
-                                            "UNSEEN"])
+    status = client.folder_status(
+        "INBOX", ["MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN"]
+    )
     assert status[b"MESSAGES"] == 2
     assert status[b"RECENT"] == 1
     assert status[b"UNSEEN"] == 1
@@ -346,8 +356,7 @@ def test_status(account):
     validity = status[b"UIDVALIDITY"]
     assert client.select_folder("INBOX")[b"UIDVALIDITY"] == validity
     client.create_folder("Empty")
-    assert client.folder_status("Empty", ["MESSAGES", "UIDNEXT"]) == {b"MESSAGES": 0,
-                                                                      b"UIDNEXT": 1}
+    assert client.folder_status("Empty", ["MESSAGES", "UIDNEXT"]) == {b"MESSAGES": 0, b"UIDNEXT": 1}
     assert "NONEXISTENT" in imapclient_error(client.folder_status, "Nope", ["MESSAGES"])
     client.logout()
 
@@ -359,8 +368,9 @@ def test_append_flags_date_and_literal(account):
     server = account
     client = server.client()
     when = datetime.datetime(2023, 5, 17, 8, 30, 15, tzinfo=UTC)
-    reply = client.append("INBOX", message("appended"), flags=[b"\\Seen", b"$Label1"],
-                          msg_time=when)
+    reply = client.append(
+        "INBOX", message("appended"), flags=[b"\\Seen", b"$Label1"], msg_time=when
+    )
     assert re.match(rb"\[APPENDUID \d+ 1\] ", reply)
     client.select_folder("INBOX")
     data = client.fetch([1], ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "BODY.PEEK[]"])[1]
@@ -447,18 +457,27 @@ def test_uid_expunge(account):
 SEARCH_MESSAGES = [
     # (message, flags, internal date): internal dates at noon UTC, so any server zone within
     # +-11 hours gives the same day.
-    (b"From: Alice Example <alice@example.org>\nTo: bob@example.com\nCc: carol@example.net\n"
-     b"Subject: Lunch plans\nDate: Mon, 01 Jan 2024 12:00:00 +0000\n"
-     b"Message-ID: <m1@example.org>\n\nLet us meet at noon.\n",
-     "(\\Seen)", "01-Jan-2024 12:00:00 +0000"),
-    (b"From: Bob <bob@example.com>\nTo: alice@example.org\nBcc: secret@example.net\n"
-     b"Subject: Re: Lunch plans\nDate: Tue, 02 Jan 2024 12:00:00 +0000\n"
-     b"In-Reply-To: <m1@example.org>\nX-Priority: 1\n\nNoon works. Bring the report.\n",
-     "(\\Answered \\Flagged)", "15-Feb-2024 12:00:00 +0000"),
-    (b"From: Carol <carol@example.net>\nTo: Alice <alice@example.org>\n"
-     b"Subject: =?UTF-8?B?w5xiZXJ3ZWlzdW5n?= done\nDate: Sun, 10 Mar 2024 12:00:00 +0000\n"
-     b"\n" + b"lorem ipsum dolor\n" * 300,
-     "(\\Deleted \\Draft $Work)", "10-Mar-2024 12:00:00 +0000"),
+    (
+        b"From: Alice Example <alice@example.org>\nTo: bob@example.com\nCc: carol@example.net\n"
+        b"Subject: Lunch plans\nDate: Mon, 01 Jan 2024 12:00:00 +0000\n"
+        b"Message-ID: <m1@example.org>\n\nLet us meet at noon.\n",
+        "(\\Seen)",
+        "01-Jan-2024 12:00:00 +0000",
+    ),
+    (
+        b"From: Bob <bob@example.com>\nTo: alice@example.org\nBcc: secret@example.net\n"
+        b"Subject: Re: Lunch plans\nDate: Tue, 02 Jan 2024 12:00:00 +0000\n"
+        b"In-Reply-To: <m1@example.org>\nX-Priority: 1\n\nNoon works. Bring the report.\n",
+        "(\\Answered \\Flagged)",
+        "15-Feb-2024 12:00:00 +0000",
+    ),
+    (
+        b"From: Carol <carol@example.net>\nTo: Alice <alice@example.org>\n"
+        b"Subject: =?UTF-8?B?w5xiZXJ3ZWlzdW5n?= done\nDate: Sun, 10 Mar 2024 12:00:00 +0000\n"
+        b"\n" + b"lorem ipsum dolor\n" * 300,
+        "(\\Deleted \\Draft $Work)",
+        "10-Mar-2024 12:00:00 +0000",
+    ),
 ]
 FOURTH = b"From: dave@example.com\nSubject: hello world\n\nZebra crossing\n"
 
@@ -499,7 +518,7 @@ SEARCH_TABLE = [
     ("SENTON 2-Jan-2024", "2"),
     ("SENTSINCE 2-Jan-2024", "2 3"),
     ("SUBJECT lunch", "1 2"),
-    ("SUBJECT \"re: lunch\"", "2"),
+    ('SUBJECT "re: lunch"', "2"),
     ("TEXT zebra", "4"),
     ("TEXT alice@example.org", "1 2 3"),
     ("TO alice", "2 3"),
@@ -543,7 +562,7 @@ def test_search_every_key(account):
     for criteria, expected in SEARCH_TABLE:
         lines = client.ok(f"SEARCH {criteria}")
         found = [line for line in lines if line.startswith(b"* SEARCH")]
-        got = found[0][len(b"* SEARCH"):].strip().decode() if len(found) == 1 else lines
+        got = found[0][len(b"* SEARCH") :].strip().decode() if len(found) == 1 else lines
         if got != expected:
             wrong.append((criteria, expected, got))
     assert wrong == []
@@ -576,16 +595,20 @@ def test_search_charsets_and_uid_search(account):
 
 # -- FETCH ----------------------------------------------------------------------------------
 
-THREAD_REPLY = (b"From: Replier <re@example.net>\nTo: list@example.net\nCc: a@x.org, b@y.org\n"
-                b"Subject: Re: thread\nDate: Mon, 15 Jul 2024 18:30:00 -0700\n"
-                b"Message-ID: <reply-2@example.net>\nIn-Reply-To: <reply-1@example.net>\n"
-                b"\nThreaded reply.\n")
-MULTIPART = (b"From: a@example.org\nSubject: parts\nMIME-Version: 1.0\n"
-             b"Content-Type: multipart/mixed; boundary=BB\n\npreamble\n--BB\n"
-             b"Content-Type: text/plain; charset=us-ascii\n\nfirst part\n--BB\n"
-             b"Content-Type: application/octet-stream; name=x.bin\n"
-             b"Content-Transfer-Encoding: base64\nContent-Disposition: attachment; filename=x.bin\n"
-             b"\nAAECAw==\n--BB--\nepilogue\n")
+THREAD_REPLY = (
+    b"From: Replier <re@example.net>\nTo: list@example.net\nCc: a@x.org, b@y.org\n"
+    b"Subject: Re: thread\nDate: Mon, 15 Jul 2024 18:30:00 -0700\n"
+    b"Message-ID: <reply-2@example.net>\nIn-Reply-To: <reply-1@example.net>\n"
+    b"\nThreaded reply.\n"
+)
+MULTIPART = (
+    b"From: a@example.org\nSubject: parts\nMIME-Version: 1.0\n"
+    b"Content-Type: multipart/mixed; boundary=BB\n\npreamble\n--BB\n"
+    b"Content-Type: text/plain; charset=us-ascii\n\nfirst part\n--BB\n"
+    b"Content-Type: application/octet-stream; name=x.bin\n"
+    b"Content-Transfer-Encoding: base64\nContent-Disposition: attachment; filename=x.bin\n"
+    b"\nAAECAw==\n--BB--\nepilogue\n"
+)
 
 
 def test_fetch_items(account):
@@ -595,8 +618,19 @@ def test_fetch_items(account):
     client.append("INBOX", MULTIPART)
     client.select_folder("INBOX")
     client.use_uid = False
-    data = client.fetch([1], ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "UID", "ENVELOPE",
-                              "BODY", "BODYSTRUCTURE", "BODY.PEEK[]"])[1]
+    data = client.fetch(
+        [1],
+        [
+            "FLAGS",
+            "INTERNALDATE",
+            "RFC822.SIZE",
+            "UID",
+            "ENVELOPE",
+            "BODY",
+            "BODYSTRUCTURE",
+            "BODY.PEEK[]",
+        ],
+    )[1]
     assert data[b"UID"] == 1
     assert data[b"FLAGS"] == ()
     assert isinstance(data[b"INTERNALDATE"], datetime.datetime)
@@ -612,12 +646,23 @@ def test_fetch_items(account):
     assert envelope.bcc is None
     assert data[b"BODYSTRUCTURE"][:2] == (b"TEXT", b"PLAIN")
     assert data[b"BODY"][:2] == (b"TEXT", b"PLAIN")
-    parts = client.fetch([2], ["BODY.PEEK[1]", "BODY.PEEK[2]", "BODY.PEEK[2.MIME]",
-                               "BODY.PEEK[TEXT]", "BODY.PEEK[HEADER]",
-                               "BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)]",
-                               "BODY.PEEK[HEADER.FIELDS.NOT (SUBJECT FROM)]",
-                               "BODY.PEEK[]<10.9>", "BODY.PEEK[1]<5.100>", "BODY.PEEK[]<9999.5>",
-                               "RFC822.HEADER", "BODYSTRUCTURE"])[2]
+    parts = client.fetch(
+        [2],
+        [
+            "BODY.PEEK[1]",
+            "BODY.PEEK[2]",
+            "BODY.PEEK[2.MIME]",
+            "BODY.PEEK[TEXT]",
+            "BODY.PEEK[HEADER]",
+            "BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)]",
+            "BODY.PEEK[HEADER.FIELDS.NOT (SUBJECT FROM)]",
+            "BODY.PEEK[]<10.9>",
+            "BODY.PEEK[1]<5.100>",
+            "BODY.PEEK[]<9999.5>",
+            "RFC822.HEADER",
+            "BODYSTRUCTURE",
+        ],
+    )[2]
     assert parts[b"BODY[1]"] == b"first part"
     assert parts[b"BODY[2]"] == b"AAECAw=="
     assert parts[b"BODY[2.MIME]"].startswith(b"Content-Type: application/octet-stream")
@@ -635,8 +680,10 @@ def test_fetch_items(account):
     structure = parts[b"BODYSTRUCTURE"]
     assert structure.is_multipart
     assert structure[1] == b"MIXED"
-    assert [part[:2] for part in structure[0]] == [(b"TEXT", b"PLAIN"),
-                                                   (b"APPLICATION", b"OCTET-STREAM")]
+    assert [part[:2] for part in structure[0]] == [
+        (b"TEXT", b"PLAIN"),
+        (b"APPLICATION", b"OCTET-STREAM"),
+    ]
     assert client.get_flags([1, 2]) == {1: (), 2: ()}  # PEEK and RFC822.HEADER set nothing
     client.logout()
 
@@ -694,18 +741,23 @@ def test_store_variants(account):
         client.ok(b"APPEND INBOX {%d+}\r\n" % len(wire) + wire)
     client.ok("SELECT INBOX")
     assert client.ok("STORE 1 FLAGS (\\Seen \\Flagged)") == [
-        b"* 1 FETCH (FLAGS (\\Flagged \\Seen))\r\n"]
+        b"* 1 FETCH (FLAGS (\\Flagged \\Seen))\r\n"
+    ]
     lines = client.ok("STORE 1 +FLAGS (\\Answered $Label)")
     assert lines[0] == b"* 1 FETCH (FLAGS (\\Flagged \\Answered \\Seen $Label))\r\n"
     assert lines[1:] == [  # a new keyword: the defined flags again (RFC 3501 7.2.6)
         b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $Label)\r\n",
         b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded \\* "
-        b"$Label)] Flags permitted\r\n"]
+        b"$Label)] Flags permitted\r\n",
+    ]
     assert client.ok("STORE 1 -FLAGS (\\Flagged $Label)") == [
-        b"* 1 FETCH (FLAGS (\\Answered \\Seen))\r\n"]
+        b"* 1 FETCH (FLAGS (\\Answered \\Seen))\r\n"
+    ]
     assert client.ok("STORE 1:2 +FLAGS.SILENT (\\Draft)") == []
-    assert client.ok("FETCH 1:2 FLAGS") == [b"* 1 FETCH (FLAGS (\\Draft \\Answered \\Seen))\r\n",
-                                            b"* 2 FETCH (FLAGS (\\Draft))\r\n"]
+    assert client.ok("FETCH 1:2 FLAGS") == [
+        b"* 1 FETCH (FLAGS (\\Draft \\Answered \\Seen))\r\n",
+        b"* 2 FETCH (FLAGS (\\Draft))\r\n",
+    ]
     assert client.ok("STORE 2 FLAGS.SILENT ()") == []
     assert client.ok("STORE 2 +FLAGS \\Deleted") == [b"* 2 FETCH (FLAGS (\\Deleted))\r\n"]
     assert client.ok("UID STORE 3 +FLAGS (\\Seen)") == [b"* 3 FETCH (UID 3 FLAGS (\\Seen))\r\n"]
@@ -713,7 +765,8 @@ def test_store_variants(account):
     assert client.ok("UID FETCH 1:* (FLAGS)") == [
         b"* 1 FETCH (UID 1 FLAGS (\\Draft \\Answered))\r\n",
         b"* 2 FETCH (UID 2 FLAGS (\\Deleted))\r\n",
-        b"* 3 FETCH (UID 3 FLAGS ())\r\n"]
+        b"* 3 FETCH (UID 3 FLAGS ())\r\n",
+    ]
     # \Recent cannot be stored; unknown system flags neither.
     assert client.status("STORE 1 +FLAGS (\\Recent)") == b"BAD"
     assert client.status("STORE 1 +FLAGS (\\Bogus)") == b"BAD"
@@ -792,12 +845,14 @@ def test_uid_fetch_store_search_with_gaps(account):
     client.ok("SELECT INBOX")
     client.ok("STORE 2 +FLAGS (\\Deleted)")
     client.ok("EXPUNGE")
-    assert client.ok("UID FETCH 1:* UID") == [b"* 1 FETCH (UID 1)\r\n", b"* 2 FETCH (UID 3)\r\n",
-                                              b"* 3 FETCH (UID 4)\r\n"]
+    assert client.ok("UID FETCH 1:* UID") == [
+        b"* 1 FETCH (UID 1)\r\n",
+        b"* 2 FETCH (UID 3)\r\n",
+        b"* 3 FETCH (UID 4)\r\n",
+    ]
     assert client.ok("UID FETCH 2 UID") == []
     assert client.ok("UID FETCH 10:* UID") == [b"* 3 FETCH (UID 4)\r\n"]
-    assert client.ok("UID STORE 2:3 +FLAGS (\\Seen)") == [
-        b"* 2 FETCH (UID 3 FLAGS (\\Seen))\r\n"]
+    assert client.ok("UID STORE 2:3 +FLAGS (\\Seen)") == [b"* 2 FETCH (UID 3 FLAGS (\\Seen))\r\n"]
     assert client.ok("UID SEARCH SEEN") == [b"* SEARCH 3\r\n"]
     assert client.ok("UID SEARCH UID 2") == [b"* SEARCH\r\n"]
     client.ok("CREATE Bin")
@@ -847,12 +902,26 @@ def test_foreign_maildir(account):
     server = account
     root = server.maildir()
     first = message("read and flagged")
-    deliver(root, first, subdir="cur",
-            name=f"1600000001.M100P200.mx1,S={len(first)},W={len(crlf(first))}:2,FS")
-    deliver(root, message("keywords", extra="X-Mailer: mutt\n"), subdir="cur",
-            name="1600000002.M101P200.mx1:2,Sab")
-    deliver(root, message("crlf on disk", body="line one\r\nline two\r\n").replace(b"\n", b"\r\n")
-            .replace(b"\r\r\n", b"\r\n"), subdir="cur", name="1600000003.M102P200.mx1:2,")
+    deliver(
+        root,
+        first,
+        subdir="cur",
+        name=f"1600000001.M100P200.mx1,S={len(first)},W={len(crlf(first))}:2,FS",
+    )
+    deliver(
+        root,
+        message("keywords", extra="X-Mailer: mutt\n"),
+        subdir="cur",
+        name="1600000002.M101P200.mx1:2,Sab",
+    )
+    deliver(
+        root,
+        message("crlf on disk", body="line one\r\nline two\r\n")
+        .replace(b"\n", b"\r\n")
+        .replace(b"\r\r\n", b"\r\n"),
+        subdir="cur",
+        name="1600000003.M102P200.mx1:2,",
+    )
     deliver(root, message("passed"), subdir="cur", name="1600000004.M103P200.mx1:2,PT")
     (root / "dovecot-keywords").write_bytes(DOVECOT_KEYWORDS)
     sent = root / ".Sent"
@@ -899,7 +968,8 @@ def test_dovecot_uidlist_is_imported(account):
     deliver(root, message("a"), subdir="cur", name="1600000001.M1P1.mx:2,S")
     deliver(root, message("b"), subdir="cur", name="1600000002.M2P1.mx:2,")
     (root / "dovecot-uidlist").write_text(
-        "3 V1234567 N40 G0123456789abcdef\n17 :1600000001.M1P1.mx\n35 :1600000002.M2P1.mx\n")
+        "3 V1234567 N40 G0123456789abcdef\n17 :1600000001.M1P1.mx\n35 :1600000002.M2P1.mx\n"
+    )
     client = server.client()
     info = client.select_folder("INBOX")
     assert info[b"UIDVALIDITY"] == 1234567

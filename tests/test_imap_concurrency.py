@@ -13,7 +13,6 @@ import pytest
 from conftest import deliver, wait_for
 from imap_support import Raw, crlf, message_files, shared_imapd
 
-
 shared = shared_imapd("imap-concurrency", "idle_keepalive = 0\n")
 
 
@@ -40,8 +39,11 @@ def pair(account):
 
 def uid_map(client: Raw) -> list[tuple[int, int]]:
     lines = client.ok("FETCH 1:* (UID)")
-    return [(int(m.group(1)), int(m.group(2))) for line in lines
-            if (m := re.match(rb"\* (\d+) FETCH \(UID (\d+)\)", line))]
+    return [
+        (int(m.group(1)), int(m.group(2)))
+        for line in lines
+        if (m := re.match(rb"\* (\d+) FETCH \(UID (\d+)\)", line))
+    ]
 
 
 def test_flag_changes_reach_the_other_session(pair):
@@ -63,10 +65,12 @@ def test_flag_changes_reach_the_other_session(pair):
 
 def quiet(maildir, seconds: float = 1.2) -> None:
     """Wait until nothing in the folder changed for `seconds` (servers trust mtimes then)."""
+
     def still() -> bool:
         newest = max(os.stat(maildir / sub).st_mtime for sub in ("cur", "new"))
         newest = max([newest, *(p.stat().st_mtime for p in maildir.glob("maildaemons-*"))])
         return time.time() - newest > seconds
+
     wait_for(still, timeout=10, interval=0.1, what="a quiet folder")
 
 
@@ -88,8 +92,12 @@ def test_changes_after_a_quiet_spell_are_seen(pair):
     assert b.ok("NOOP") == [b"* 1 EXPUNGE\r\n"]
     quiet(maildir)
     # A hears it all at once, numbered as it goes: message 2 is message 1 after the EXPUNGE.
-    assert a.ok("NOOP") == [b"* 1 EXPUNGE\r\n", b"* 1 FETCH (FLAGS (\\Flagged))\r\n",
-                            b"* 4 EXISTS\r\n", b"* 0 RECENT\r\n"]
+    assert a.ok("NOOP") == [
+        b"* 1 EXPUNGE\r\n",
+        b"* 1 FETCH (FLAGS (\\Flagged))\r\n",
+        b"* 4 EXISTS\r\n",
+        b"* 0 RECENT\r\n",
+    ]
 
 
 def test_a_new_keyword_is_announced_to_every_session(pair):
@@ -158,8 +166,10 @@ def test_uid_commands_may_carry_expunge(pair):
     a.ok("EXPUNGE")
     lines = b.ok("UID FETCH 4 (UID)")
     assert lines[0] == b"* 4 FETCH (UID 4)\r\n"
-    assert lines[1:] in ([b"* 3 EXPUNGE\r\n", b"* 1 EXPUNGE\r\n"],
-                         [b"* 1 EXPUNGE\r\n", b"* 2 EXPUNGE\r\n"])
+    assert lines[1:] in (
+        [b"* 3 EXPUNGE\r\n", b"* 1 EXPUNGE\r\n"],
+        [b"* 1 EXPUNGE\r\n", b"* 2 EXPUNGE\r\n"],
+    )
     assert b.ok("FETCH 1:* (UID)") == [b"* 1 FETCH (UID 2)\r\n", b"* 2 FETCH (UID 4)\r\n"]
 
 
@@ -167,8 +177,10 @@ def test_close_of_one_session_expunges_for_the_other(pair):
     _server, a, b = pair
     a.ok("STORE 4 +FLAGS.SILENT (\\Deleted)")
     assert a.ok("CLOSE") == []
-    assert b.ok("NOOP") == [b"* 4 FETCH (FLAGS (\\Deleted))\r\n", b"* 4 EXPUNGE\r\n"] or \
-        b.ok("NOOP") == []
+    assert (
+        b.ok("NOOP") == [b"* 4 FETCH (FLAGS (\\Deleted))\r\n", b"* 4 EXPUNGE\r\n"]
+        or b.ok("NOOP") == []
+    )
     assert uid_map(b) == [(1, 1), (2, 2), (3, 3)]
 
 
@@ -176,7 +188,9 @@ def test_append_and_copy_by_another_session(pair):
     server, a, b = pair
     wire = crlf(body(5))
     assert a.ok(b"APPEND INBOX (\\Seen) {%d+}\r\n" % len(wire) + wire) == [
-        b"* 5 EXISTS\r\n", b"* 0 RECENT\r\n"]  # the appending session is told at once
+        b"* 5 EXISTS\r\n",
+        b"* 0 RECENT\r\n",
+    ]  # the appending session is told at once
     assert b.ok("NOOP") == [b"* 5 EXISTS\r\n", b"* 0 RECENT\r\n"]
     assert a.ok("NOOP") == []
     c = server.raw_login()
@@ -221,13 +235,15 @@ def test_recent_count_in_select_and_status(account):
         deliver(maildir, body(n))
     watcher = server.raw_login()
     assert watcher.ok("STATUS INBOX (RECENT MESSAGES)") == [
-        b"* STATUS INBOX (RECENT 3 MESSAGES 3)\r\n"]
+        b"* STATUS INBOX (RECENT 3 MESSAGES 3)\r\n"
+    ]
     first = server.raw_login()
     lines = first.ok("SELECT INBOX")
     assert b"* 3 RECENT\r\n" in lines
     assert first.ok("STATUS INBOX (RECENT)") == [b"* STATUS INBOX (RECENT 3)\r\n"]
     assert watcher.ok("STATUS INBOX (RECENT MESSAGES)") == [
-        b"* STATUS INBOX (RECENT 0 MESSAGES 3)\r\n"]
+        b"* STATUS INBOX (RECENT 0 MESSAGES 3)\r\n"
+    ]
     second = server.raw_login()
     assert b"* 0 RECENT\r\n" in second.ok("EXAMINE INBOX")
 
@@ -274,8 +290,11 @@ def test_many_sessions_append_at_once_uids_stay_unique(account):
     clients = [server.raw_login() for _ in range(4)]
     wire = crlf(body(0))
     for client in clients:
-        client.send(b"".join(b"a%d APPEND INBOX {%d+}\r\n" % (n, len(wire)) + wire + b"\r\n"
-                             for n in range(10)))
+        client.send(
+            b"".join(
+                b"a%d APPEND INBOX {%d+}\r\n" % (n, len(wire)) + wire + b"\r\n" for n in range(10)
+            )
+        )
     uids = []
     for client in clients:
         for n in range(10):

@@ -11,7 +11,6 @@ import pytest
 from conftest import deliver, wait_for
 from imap_support import Raw, crlf, shared_imapd
 
-
 shared = shared_imapd("imap-ext-compress", "idle_keepalive = 0\n")
 
 
@@ -53,12 +52,14 @@ def test_compressed_session_with_literals_both_ways(account):
     body = b"Subject: big\n\n" + b"All work and no play makes a dull message.\n" * 4000
     deliver(maildir, body, subdir="cur", name="1700000000.M1P12.z:2,")
     client = compressed(account.raw_login())
-    assert re.fullmatch(rb"t\d+ OK \[READ-WRITE\] SELECT completed\r\n",
-                        client.cmd("SELECT INBOX")[1])
+    assert re.fullmatch(
+        rb"t\d+ OK \[READ-WRITE\] SELECT completed\r\n", client.cmd("SELECT INBOX")[1]
+    )
     lines = client.ok("FETCH 1 (RFC822.SIZE BODY.PEEK[])")
     wire = crlf(body)
-    assert lines == [b"* 1 FETCH (RFC822.SIZE %d BODY[] {%d}\r\n%s)\r\n" % (len(wire), len(wire),
-                                                                             wire)]
+    assert lines == [
+        b"* 1 FETCH (RFC822.SIZE %d BODY[] {%d}\r\n%s)\r\n" % (len(wire), len(wire), wire)
+    ]
     assert len(client.wire) < len(wire) // 10  # it really is compressed on the wire
     # A literal from the client: synchronizing (the `+` arrives compressed) and LITERAL+.
     client.send(b"a1 APPEND INBOX {%d}\r\n" % len(wire))

@@ -111,8 +111,12 @@ def test_two_idlers_and_a_busy_third_session_agree(shared):
     server = shared.account()
     maildir = server.maildir()
     for n in range(SEEDED):
-        deliver(maildir, message(f"seed{n}@example.org"), subdir="cur",
-                name=f"{1700000000 + n}.M{n}P3.conc:2,")
+        deliver(
+            maildir,
+            message(f"seed{n}@example.org"),
+            subdir="cur",
+            name=f"{1700000000 + n}.M{n}P3.conc:2,",
+        )
     worker = server.raw_login()
     worker.ok("CREATE Archive")
     plain = Idler(server.raw_select(), qresync=False)
@@ -149,8 +153,11 @@ def test_two_idlers_and_a_busy_third_session_agree(shared):
         expected[mids[uids[6]]] += 1
 
     truth = fetch_uids(worker)
-    wait_for(lambda: len(plain.model) == len(truth) and len(qresync.model) == len(truth),
-             timeout=20, what="both idlers to catch up")
+    wait_for(
+        lambda: len(plain.model) == len(truth) and len(qresync.model) == len(truth),
+        timeout=20,
+        what="both idlers to catch up",
+    )
     assert plain.finish() == qresync.finish() == fetch_uids(worker) == truth
 
     # On disk: every message as many times as it should be, in the folder it should be in.
@@ -162,8 +169,9 @@ def test_two_idlers_and_a_busy_third_session_agree(shared):
 
 
 def mids_of(client: Raw, uids: list[int]) -> dict[int, str]:
-    lines = client.ok(f"UID FETCH {','.join(map(str, uids))} (BODY.PEEK[HEADER.FIELDS "
-                      "(MESSAGE-ID)])")
+    lines = client.ok(
+        f"UID FETCH {','.join(map(str, uids))} (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
+    )
     out = {}
     for line in lines:
         uid = re.search(rb"UID (\d+)", line)
@@ -186,8 +194,12 @@ def test_idlers_see_deliveries_racing_with_expunges(shared):
     server = shared.account()
     maildir = server.maildir()
     for n in range(10):
-        deliver(maildir, message(f"r{n}@example.org"), subdir="cur",
-                name=f"{1700001000 + n}.M{n}P4.race:2,")
+        deliver(
+            maildir,
+            message(f"r{n}@example.org"),
+            subdir="cur",
+            name=f"{1700001000 + n}.M{n}P4.race:2,",
+        )
     worker = server.raw_select()
     modern = server.raw_login()
     modern.ok("ENABLE QRESYNC")
@@ -204,6 +216,9 @@ def test_idlers_see_deliveries_racing_with_expunges(shared):
     worker.ok("NOOP")
     truth = fetch_uids(worker)
     assert len(truth) == 10 + 20 - 10
-    wait_for(lambda: all(len(i.model) == len(truth) for i in idlers), timeout=20,
-             what="both idlers to catch up")
+    wait_for(
+        lambda: all(len(i.model) == len(truth) for i in idlers),
+        timeout=20,
+        what="both idlers to catch up",
+    )
     assert [i.finish() for i in idlers] == [truth, truth]

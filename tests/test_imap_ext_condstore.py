@@ -11,7 +11,6 @@ import pytest
 from conftest import deliver
 from imap_support import shared_imapd, start_imapd
 
-
 shared = shared_imapd("imap-ext-condstore")
 
 
@@ -20,8 +19,12 @@ def account(shared):
     server = shared.account()
     maildir = server.maildir()
     for n in range(1, 5):
-        deliver(maildir, f"Subject: c{n}\n\nbody {n}\n".encode(), subdir="cur",
-                name=f"{1700000000 + n}.M{n}P8.cs:2,")
+        deliver(
+            maildir,
+            f"Subject: c{n}\n\nbody {n}\n".encode(),
+            subdir="cur",
+            name=f"{1700000000 + n}.M{n}P8.cs:2,",
+        )
     return server
 
 
@@ -49,13 +52,15 @@ def test_select_condstore_and_status_highestmodseq(account):
     start = highest(lines)
     assert client.ok("FETCH 1:* (FLAGS)") == [
         f"* {n} FETCH (FLAGS () MODSEQ ({m}))\r\n".encode()
-        for n, m in modseqs(client.ok("FETCH 1:* (MODSEQ)")).items()]
+        for n, m in modseqs(client.ok("FETCH 1:* (MODSEQ)")).items()
+    ]
     lines = client.ok("STORE 2 +FLAGS (\\Seen)")
     changed = modseqs(lines)[2]
     assert changed > start
     assert lines == [f"* 2 FETCH (FLAGS (\\Seen) MODSEQ ({changed}))\r\n".encode()]
     assert client.ok("STATUS INBOX (HIGHESTMODSEQ MESSAGES)") == [
-        f"* STATUS INBOX (HIGHESTMODSEQ {changed} MESSAGES 4)\r\n".encode()]
+        f"* STATUS INBOX (HIGHESTMODSEQ {changed} MESSAGES 4)\r\n".encode()
+    ]
     # EXAMINE (CONDSTORE) too; read-only, same values.
     lines = client.ok("EXAMINE INBOX (CONDSTORE)")
     assert highest(lines) == changed
@@ -66,8 +71,12 @@ def test_modseqs_persist_with_the_uids_across_restarts(daemons, site):
     server = start_imapd(daemons, site)
     maildir = server.maildir()
     for n in range(1, 4):
-        deliver(maildir, f"Subject: p{n}\n\nbody\n".encode(), subdir="cur",
-                name=f"{1700000000 + n}.M{n}P8.persist:2,")
+        deliver(
+            maildir,
+            f"Subject: p{n}\n\nbody\n".encode(),
+            subdir="cur",
+            name=f"{1700000000 + n}.M{n}P8.persist:2,",
+        )
     client = server.raw_login()
     client.ok("SELECT INBOX (CONDSTORE)")
     client.ok("STORE 2 +FLAGS (\\Flagged)")
@@ -82,22 +91,29 @@ def test_modseqs_persist_with_the_uids_across_restarts(daemons, site):
     assert client.ok("UID FETCH 1:* (MODSEQ FLAGS)") == before
 
 
-@pytest.mark.parametrize("enabler", [
-    "FETCH 1 (MODSEQ)", "FETCH 1 (FLAGS) (CHANGEDSINCE 1)", "SEARCH MODSEQ 1",
-    "STORE 1 (UNCHANGEDSINCE 99999) +FLAGS (\\Answered)", "STATUS INBOX (HIGHESTMODSEQ)",
-    "ENABLE CONDSTORE"])
+@pytest.mark.parametrize(
+    "enabler",
+    [
+        "FETCH 1 (MODSEQ)",
+        "FETCH 1 (FLAGS) (CHANGEDSINCE 1)",
+        "SEARCH MODSEQ 1",
+        "STORE 1 (UNCHANGEDSINCE 99999) +FLAGS (\\Answered)",
+        "STATUS INBOX (HIGHESTMODSEQ)",
+        "ENABLE CONDSTORE",
+    ],
+)
 def test_every_enabling_command_turns_on_modseq_in_unsolicited_fetch(account, enabler):
     client, other = account.raw_select(), account.raw_select()
     other.ok("STORE 3 +FLAGS (\\Flagged)")
     assert client.ok("NOOP") == [b"* 3 FETCH (FLAGS (\\Flagged))\r\n"]  # not enabled yet
     lines = client.ok(enabler)
     # The first enabling command with a mailbox selected reports its HIGHESTMODSEQ.
-    assert any(re.fullmatch(rb"\* OK \[HIGHESTMODSEQ \d+\] .*\r\n", line) for line in lines), \
-        lines
+    assert any(re.fullmatch(rb"\* OK \[HIGHESTMODSEQ \d+\] .*\r\n", line) for line in lines), lines
     other.ok("STORE 4 +FLAGS (\\Flagged)")
     lines = client.ok("NOOP")
     assert len(lines) == 1 and re.fullmatch(
-        rb"\* 4 FETCH \(UID 4 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)\r\n", lines[0]), lines
+        rb"\* 4 FETCH \(UID 4 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)\r\n", lines[0]
+    ), lines
     # Solicited FETCH responses carry MODSEQ too, asked for or not.
     assert re.fullmatch(rb"\* 1 FETCH \(UID 1 MODSEQ \(\d+\)\)\r\n", client.ok("FETCH 1 UID")[0])
 
@@ -137,8 +153,9 @@ def test_store_unchangedsince(account):
     assert re.fullmatch(rb"t\d+ OK \[MODIFIED 2\] Conditional STORE failed\r\n", done), done
     # First the other session's change (unsolicited, with UID and MODSEQ); then, .SILENT or
     # not, each message changed with its new MODSEQ (RFC 7162 3.1.3).
-    assert re.fullmatch(rb"\* 2 FETCH \(UID 2 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)\r\n",
-                        lines[0]), lines
+    assert re.fullmatch(
+        rb"\* 2 FETCH \(UID 2 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)\r\n", lines[0]
+    ), lines
     assert sorted(modseqs(lines[1:])) == [1, 3, 4]
     assert all(b"\\Answered" in line for line in lines[1:])
     lines = client.ok("FETCH 2 (FLAGS)")
@@ -159,7 +176,8 @@ def test_search_modseq(account):
     top = modseqs(lines)[3]
     assert client.ok(f"SEARCH MODSEQ {base + 1}") == [f"* SEARCH 3 (MODSEQ {top})\r\n".encode()]
     assert client.ok(f'UID SEARCH MODSEQ "/flags/\\\\seen" all {base + 1}') == [
-        f"* SEARCH 3 (MODSEQ {top})\r\n".encode()]
+        f"* SEARCH 3 (MODSEQ {top})\r\n".encode()
+    ]
     assert client.ok(f"SEARCH MODSEQ {top + 1}") == [b"* SEARCH\r\n"]
     assert client.status("SEARCH MODSEQ x") == b"BAD"
     assert client.status('SEARCH MODSEQ "/flags/x" bogus 5') == b"BAD"

@@ -9,7 +9,6 @@ import pytest
 from conftest import deliver
 from imap_support import shared_imapd
 
-
 shared = shared_imapd("imap-ext-esearch")
 
 
@@ -19,8 +18,12 @@ def client(shared):
     server = shared.account()
     maildir = server.maildir()
     for n in range(1, 8):
-        deliver(maildir, f"Subject: e{n}\n\nbody {n}\n".encode(), subdir="cur",
-                name=f"{1700000000 + n}.M{n}P7.es:2,{'S' if n in (2, 5, 7) else ''}")
+        deliver(
+            maildir,
+            f"Subject: e{n}\n\nbody {n}\n".encode(),
+            subdir="cur",
+            name=f"{1700000000 + n}.M{n}P7.es:2,{'S' if n in (2, 5, 7) else ''}",
+        )
     client = server.raw_select()
     client.ok("UID STORE 3 +FLAGS.SILENT (\\Deleted)")
     client.ok("EXPUNGE")
@@ -30,16 +33,20 @@ def client(shared):
 def test_return_options(client):
     tag = f"t{client.counter + 1}"
     assert client.ok("SEARCH RETURN (MIN MAX COUNT ALL) UNSEEN") == [
-        f'* ESEARCH (TAG "{tag}") MIN 1 MAX 5 ALL 1,3,5 COUNT 3\r\n'.encode()]
+        f'* ESEARCH (TAG "{tag}") MIN 1 MAX 5 ALL 1,3,5 COUNT 3\r\n'.encode()
+    ]
     tag = f"t{client.counter + 1}"
     assert client.ok("UID SEARCH RETURN (MIN MAX COUNT ALL) UNSEEN") == [
-        f'* ESEARCH (TAG "{tag}") UID MIN 1 MAX 6 ALL 1,4,6 COUNT 3\r\n'.encode()]
+        f'* ESEARCH (TAG "{tag}") UID MIN 1 MAX 6 ALL 1,4,6 COUNT 3\r\n'.encode()
+    ]
     tag = f"t{client.counter + 1}"
     assert client.ok("SEARCH RETURN () SEEN") == [  # RETURN () means ALL
-        f'* ESEARCH (TAG "{tag}") ALL 2,4,6\r\n'.encode()]
+        f'* ESEARCH (TAG "{tag}") ALL 2,4,6\r\n'.encode()
+    ]
     tag = f"t{client.counter + 1}"
     assert client.ok("UID SEARCH RETURN (COUNT) ALL") == [
-        f'* ESEARCH (TAG "{tag}") UID COUNT 6\r\n'.encode()]
+        f'* ESEARCH (TAG "{tag}") UID COUNT 6\r\n'.encode()
+    ]
     # A plain SEARCH still answers the RFC 3501 way.
     assert client.ok("SEARCH UNSEEN") == [b"* SEARCH 1 3 5\r\n"]
 
@@ -47,10 +54,12 @@ def test_return_options(client):
 def test_no_match(client):
     tag = f"t{client.counter + 1}"
     assert client.ok("SEARCH RETURN (MIN MAX) SUBJECT nothing-like-this") == [
-        f'* ESEARCH (TAG "{tag}")\r\n'.encode()]
+        f'* ESEARCH (TAG "{tag}")\r\n'.encode()
+    ]
     tag = f"t{client.counter + 1}"
     assert client.ok("UID SEARCH RETURN (MIN ALL COUNT) SUBJECT nothing-like-this") == [
-        f'* ESEARCH (TAG "{tag}") UID COUNT 0\r\n'.encode()]
+        f'* ESEARCH (TAG "{tag}") UID COUNT 0\r\n'.encode()
+    ]
 
 
 def test_modseq_return_data(client):
@@ -63,16 +72,20 @@ def test_modseq_return_data(client):
     assert high > low
     tag = f"t{client.counter + 1}"
     assert client.ok(f"SEARCH RETURN (MIN) MODSEQ {low}") == [
-        f'* ESEARCH (TAG "{tag}") MIN 3 MODSEQ {low}\r\n'.encode()]
+        f'* ESEARCH (TAG "{tag}") MIN 3 MODSEQ {low}\r\n'.encode()
+    ]
     tag = f"t{client.counter + 1}"
     assert client.ok(f"SEARCH RETURN (MAX) MODSEQ {low}") == [
-        f'* ESEARCH (TAG "{tag}") MAX 5 MODSEQ {high}\r\n'.encode()]
+        f'* ESEARCH (TAG "{tag}") MAX 5 MODSEQ {high}\r\n'.encode()
+    ]
     tag = f"t{client.counter + 1}"
     assert client.ok(f"UID SEARCH RETURN (ALL) MODSEQ {low}") == [
-        f'* ESEARCH (TAG "{tag}") UID ALL 4,6 MODSEQ {high}\r\n'.encode()]
+        f'* ESEARCH (TAG "{tag}") UID ALL 4,6 MODSEQ {high}\r\n'.encode()
+    ]
     tag = f"t{client.counter + 1}"
     assert client.ok(f"SEARCH RETURN (COUNT) MODSEQ {high + 1}") == [
-        f'* ESEARCH (TAG "{tag}") COUNT 0\r\n'.encode()]
+        f'* ESEARCH (TAG "{tag}") COUNT 0\r\n'.encode()
+    ]
     assert client.ok(f"SEARCH MODSEQ {low}") == [f"* SEARCH 3 5 (MODSEQ {high})\r\n".encode()]
     assert client.ok(f"SEARCH MODSEQ {high + 1}") == [b"* SEARCH\r\n"]
 

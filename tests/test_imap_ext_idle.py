@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import deliver, wait_for
-from imap_support import Raw, TIMEOUT, shared_imapd, start_imapd
+from imap_support import TIMEOUT, Raw, shared_imapd, start_imapd
 
 PUSH_DEADLINE = 10.0  # generous: a loaded test machine must not fail a test
 
@@ -46,8 +46,10 @@ class Latency:
     def report(self) -> str:
         lines = ["IDLE push latency (change made -> untagged response read), seconds:"]
         for label, values in sorted(self.figures.items()):
-            lines.append(f"  {label:<36} n={len(values):<3} "
-                         f"median={statistics.median(values):.3f} max={max(values):.3f}")
+            lines.append(
+                f"  {label:<36} n={len(values):<3} "
+                f"median={statistics.median(values):.3f} max={max(values):.3f}"
+            )
         return "\n".join(lines)
 
 
@@ -70,8 +72,8 @@ def account(shared):
 
 
 def body(n: int) -> bytes:
-    return f"From: x@example.org\nSubject: idle {n}\nMessage-ID: <idle{n}@example.org>\n\n{n}\n"\
-        .encode()
+    head = f"From: x@example.org\nSubject: idle {n}\nMessage-ID: <idle{n}@example.org>\n"
+    return f"{head}\n{n}\n".encode()
 
 
 def seeded(server, count: int = 3) -> Path:
@@ -95,8 +97,9 @@ def test_idle_pushes_every_kind_of_change_and_ends_on_done(account, latency):
     # Another session's flag change.
     started = time.monotonic()
     other.ok("STORE 1 +FLAGS (\\Flagged)")
-    latency.pushed(idler, "flag change by a session", started,
-                   rb"\* 1 FETCH \(FLAGS \(\\Flagged\)\)\r\n")
+    latency.pushed(
+        idler, "flag change by a session", started, rb"\* 1 FETCH \(FLAGS \(\\Flagged\)\)\r\n"
+    )
     # An MTA delivering into new/.
     started = time.monotonic()
     deliver(maildir, body(4))
@@ -111,13 +114,13 @@ def test_idle_pushes_every_kind_of_change_and_ends_on_done(account, latency):
     path = next((maildir / "cur").glob("1700000002.*"))
     started = time.monotonic()
     os.rename(path, path.with_name(path.name.split(":", 1)[0] + ":2,S"))
-    latency.pushed(idler, "flag change by rename", started,
-                   rb"\* 2 FETCH \(FLAGS \(\\Seen\)\)\r\n")
+    latency.pushed(idler, "flag change by rename", started, rb"\* 2 FETCH \(FLAGS \(\\Seen\)\)\r\n")
     # An expunge by another session, then one by another program (unlink).
     started = time.monotonic()
     other.ok("STORE 3 +FLAGS.SILENT (\\Deleted)")
-    latency.pushed(idler, "flag change by a session", started,
-                   rb"\* 3 FETCH \(FLAGS \(\\Deleted\)\)\r\n")
+    latency.pushed(
+        idler, "flag change by a session", started, rb"\* 3 FETCH \(FLAGS \(\\Deleted\)\)\r\n"
+    )
     started = time.monotonic()
     other.ok("EXPUNGE")
     latency.pushed(idler, "expunge by a session", started, rb"\* 3 EXPUNGE\r\n")
@@ -209,8 +212,12 @@ def test_idle_reports_vanished_once_qresync_is_enabled(account, latency):
     start_idle(idler)
     started = time.monotonic()
     other.ok("UID STORE 2 +FLAGS.SILENT (\\Deleted)")
-    latency.pushed(idler, "flag change by a session (QRESYNC)", started,
-                   rb"\* 2 FETCH \(UID 2 FLAGS \(\\Deleted\) MODSEQ \(\d+\)\)\r\n")
+    latency.pushed(
+        idler,
+        "flag change by a session (QRESYNC)",
+        started,
+        rb"\* 2 FETCH \(UID 2 FLAGS \(\\Deleted\) MODSEQ \(\d+\)\)\r\n",
+    )
     started = time.monotonic()
     other.ok("EXPUNGE")
     latency.pushed(idler, "expunge by a session (QRESYNC)", started, rb"\* VANISHED 2\r\n")

@@ -10,8 +10,13 @@ import pytest
 from conftest import deliver
 from imap_support import shared_imapd
 
-DEFAULTS = {"Archive": "\\Archive", "Drafts": "\\Drafts", "Junk": "\\Junk", "Sent": "\\Sent",
-            "Trash": "\\Trash"}
+DEFAULTS = {
+    "Archive": "\\Archive",
+    "Drafts": "\\Drafts",
+    "Junk": "\\Junk",
+    "Sent": "\\Sent",
+    "Trash": "\\Trash",
+}
 
 
 shared = shared_imapd("imap-ext-list")
@@ -44,8 +49,9 @@ def test_a_new_account_gets_the_special_use_folders(account):
         assert use in found[name][0], found[name]
     assert found["INBOX"][0] == {"\\HasNoChildren"}
     # They are subscribed, as clients expect of a fresh account.
-    assert set(listing([line.replace(b"LSUB", b"LIST") for line in client.ok('LSUB "" *')])) \
-        == set(DEFAULTS)
+    assert set(listing([line.replace(b"LSUB", b"LIST") for line in client.ok('LSUB "" *')])) == set(
+        DEFAULTS
+    )
     # The selection option returns only those; the return option asks for the attributes.
     assert set(listing(client.ok('LIST (SPECIAL-USE) "" *'))) == set(DEFAULTS)
     found = listing(client.ok('LIST "" % RETURN (SPECIAL-USE)'))
@@ -87,11 +93,13 @@ def tree_for(account):
 def test_return_options_and_several_patterns(account):
     client = tree_for(account)
     found = listing(client.ok('LIST "" ("A*" "INBOX") RETURN (SUBSCRIBED CHILDREN)'))
-    assert found == {"INBOX": ({"\\HasNoChildren", "\\Subscribed"}, ""),
-                     "Archive": ({"\\HasNoChildren", "\\Archive", "\\Subscribed"}, ""),
-                     "A": ({"\\HasChildren"}, ""),
-                     "A.B": ({"\\HasChildren"}, ""),
-                     "A.B.C": ({"\\HasNoChildren", "\\Subscribed"}, "")}
+    assert found == {
+        "INBOX": ({"\\HasNoChildren", "\\Subscribed"}, ""),
+        "Archive": ({"\\HasNoChildren", "\\Archive", "\\Subscribed"}, ""),
+        "A": ({"\\HasChildren"}, ""),
+        "A.B": ({"\\HasChildren"}, ""),
+        "A.B.C": ({"\\HasNoChildren", "\\Subscribed"}, ""),
+    }
     # Without RETURN (SUBSCRIBED), no \Subscribed.
     assert listing(client.ok('LIST () "" "A.B.C"')) == {"A.B.C": ({"\\HasNoChildren"}, "")}
 
@@ -103,12 +111,13 @@ def test_nonexistent_names(account):
     assert listing(client.ok('LIST () "" D')) == {"D": ({"\\NonExistent", "\\HasChildren"}, "")}
     # SUBSCRIBED selects subscribed names, the one that is gone included (RFC 5258 3.1).
     found = listing(client.ok('LIST (SUBSCRIBED) "" *'))
-    assert found == {"INBOX": ({"\\HasNoChildren", "\\Subscribed"}, ""),
-                     "A.B.C": ({"\\HasNoChildren", "\\Subscribed"}, ""),
-                     "D.E": ({"\\HasNoChildren", "\\Subscribed"}, ""),
-                     "Gone": ({"\\NonExistent", "\\Subscribed"}, ""),
-                     **{name: ({"\\HasNoChildren", use, "\\Subscribed"}, "")
-                        for name, use in DEFAULTS.items()}}
+    assert found == {
+        "INBOX": ({"\\HasNoChildren", "\\Subscribed"}, ""),
+        "A.B.C": ({"\\HasNoChildren", "\\Subscribed"}, ""),
+        "D.E": ({"\\HasNoChildren", "\\Subscribed"}, ""),
+        "Gone": ({"\\NonExistent", "\\Subscribed"}, ""),
+        **{name: ({"\\HasNoChildren", use, "\\Subscribed"}, "") for name, use in DEFAULTS.items()},
+    }
 
 
 def test_recursivematch_and_childinfo(account):
@@ -143,8 +152,12 @@ def test_delimiter_query_and_empty_patterns(account):
 def test_list_status(account):
     maildir = account.maildir()
     for n in range(3):
-        deliver(maildir, b"Subject: s\n\nbody\n", subdir="cur",
-                name=f"{1700000000 + n}.M{n}P2.ls:2,{'S' if n else ''}")
+        deliver(
+            maildir,
+            b"Subject: s\n\nbody\n",
+            subdir="cur",
+            name=f"{1700000000 + n}.M{n}P2.ls:2,{'S' if n else ''}",
+        )
     client = account.raw_login()
     client.ok("CREATE Box.Sub")
     lines = client.ok('LIST "" * RETURN (STATUS (MESSAGES UNSEEN UIDNEXT))')
@@ -154,8 +167,10 @@ def test_list_status(account):
     assert b"* STATUS Box.Sub (MESSAGES 0 UNSEEN 0 UIDNEXT 1)\r\n" in statuses
     # Each STATUS follows its LIST line; none for the name that is no folder (Box).
     assert len(statuses) == 2 and len(names) == 3
-    assert lines.index(b"* STATUS INBOX (MESSAGES 3 UNSEEN 1 UIDNEXT 4)\r\n") == \
-        lines.index(b'* LIST (\\HasNoChildren) "." INBOX\r\n') + 1
+    assert (
+        lines.index(b"* STATUS INBOX (MESSAGES 3 UNSEEN 1 UIDNEXT 4)\r\n")
+        == lines.index(b'* LIST (\\HasNoChildren) "." INBOX\r\n') + 1
+    )
     # With HIGHESTMODSEQ (a CONDSTORE enabling command) and the selected mailbox too.
     client.ok("SELECT INBOX")
     lines = client.ok('LIST "" INBOX RETURN (STATUS (HIGHESTMODSEQ MESSAGES))')

@@ -14,8 +14,19 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_mbsync import (PASSWORD, USER, assert_in_step, deliver_local, find_local, imap_login,
-                         message, seeded, server, set_local_flags, uid_of)
+from test_mbsync import (
+    PASSWORD,
+    USER,
+    assert_in_step,
+    deliver_local,
+    find_local,
+    imap_login,
+    message,
+    seeded,
+    server,
+    set_local_flags,
+    uid_of,
+)
 
 from common import maildir
 
@@ -41,18 +52,25 @@ class DefaultMbsync:
             "IMAPStore remote\nAccount server\n\n"
             f"MaildirStore local\nPath {self.local}/\nInbox {self.local}/INBOX\n"
             "SubFolders Verbatim\n\n"  # needed for the nested folder (Work.2024) at all
-            "Channel mail\nFar :remote:\nNear :local:\nPatterns *\nCreate Both\nSyncState *\n")
+            "Channel mail\nFar :remote:\nNear :local:\nPatterns *\nCreate Both\nSyncState *\n"
+        )
         self.rc.chmod(0o600)
         self.runs = 0
 
     def run(self) -> str:
         self.runs += 1
-        proc = subprocess.run(["mbsync", "-c", str(self.rc), "-D", "-a"], capture_output=True,
-                              text=True, timeout=RUN_TIMEOUT, check=False,
-                              env={**os.environ, "HOME": str(self.root)})
+        proc = subprocess.run(
+            ["mbsync", "-c", str(self.rc), "-D", "-a"],
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            check=False,
+            env={**os.environ, "HOME": str(self.root)},
+        )
         log = proc.stdout + proc.stderr
-        assert proc.returncode == 0, f"mbsync run {self.runs} exited {proc.returncode}\n" \
-                                     f"{log[-4000:]}"
+        assert proc.returncode == 0, (
+            f"mbsync run {self.runs} exited {proc.returncode}\n{log[-4000:]}"
+        )
         return log
 
 
@@ -80,16 +98,24 @@ def test_mbsync_default_configuration_both_ways_twice(server, tmp_path: Path) ->
     client = imap_login(daemon.port)
     try:
         assert client.select("INBOX")[0] == "OK"
-        assert client.uid("STORE", uid_of(client, "s3@example.org"), "-FLAGS",
-                          "(\\Seen)")[0] == "OK"
-        assert client.append("Local", "(\\Draft)", None,
-                             message("s4@example.org", "server four")
-                             .replace(b"\n", b"\r\n"))[0] == "OK"
+        assert (
+            client.uid("STORE", uid_of(client, "s3@example.org"), "-FLAGS", "(\\Seen)")[0] == "OK"
+        )
+        assert (
+            client.append(
+                "Local",
+                "(\\Draft)",
+                None,
+                message("s4@example.org", "server four").replace(b"\n", b"\r\n"),
+            )[0]
+            == "OK"
+        )
     finally:
         client.logout()
     log = sync.run()
-    expected["INBOX"].update({"s1@example.org": "RS", "s3@example.org": "F",
-                              "mta1@example.org": ""})
+    expected["INBOX"].update(
+        {"s1@example.org": "RS", "s3@example.org": "F", "mta1@example.org": ""}
+    )
     expected["Work"]["l2@example.org"] = ""
     expected["Local"]["s4@example.org"] = "D"
     assert_in_step(root, local, expected, log)

@@ -13,7 +13,6 @@ from imap_support import shared_imapd
 
 from common.uidlist import UIDLIST
 
-
 shared = shared_imapd("imap-ext-qresync")
 
 
@@ -23,8 +22,12 @@ def account(shared):
     server = shared.account()
     maildir = server.maildir()
     for n in range(1, 11):
-        deliver(maildir, f"Subject: q{n}\n\nbody {n}\n".encode(), subdir="cur",
-                name=f"{1700000000 + n}.M{n}P10.qr:2,")
+        deliver(
+            maildir,
+            f"Subject: q{n}\n\nbody {n}\n".encode(),
+            subdir="cur",
+            name=f"{1700000000 + n}.M{n}P10.qr:2,",
+        )
     return server
 
 
@@ -60,10 +63,12 @@ def test_select_qresync_reports_what_changed(account):
     vanished = lines.index(b"* VANISHED (EARLIER) 5,7\r\n")
     fetched = [line for line in lines if b"FETCH" in line]
     assert len(fetched) == 2 and all(lines.index(f) > vanished for f in fetched)
-    assert re.fullmatch(rb"\* 2 FETCH \(UID 2 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)\r\n",
-                        fetched[0]), fetched
-    assert re.fullmatch(rb"\* 4 FETCH \(UID 4 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)\r\n",
-                        fetched[1]), fetched
+    assert re.fullmatch(
+        rb"\* 2 FETCH \(UID 2 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)\r\n", fetched[0]
+    ), fetched
+    assert re.fullmatch(
+        rb"\* 4 FETCH \(UID 4 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)\r\n", fetched[1]
+    ), fetched
     # With the known UIDs, only those are reported on; EXAMINE works the same way.
     lines = client.ok(f"EXAMINE INBOX (QRESYNC ({validity} {modseq} 1:4))")
     assert lines[0] == b"* OK [CLOSED] Previous mailbox closed\r\n"
@@ -91,8 +96,9 @@ def test_vanished_replaces_expunge_and_expunge_reports_highestmodseq(account):
     client.ok("STORE 1:2 +FLAGS.SILENT (\\Deleted)")
     lines, done = client.cmd("EXPUNGE")
     assert lines == [b"* VANISHED 1:2\r\n"]
-    top = int(re.fullmatch(rb"t\d+ OK \[HIGHESTMODSEQ (\d+)\] EXPUNGE completed\r\n",
-                           done).group(1))  # type: ignore[union-attr]
+    top = int(
+        re.fullmatch(rb"t\d+ OK \[HIGHESTMODSEQ (\d+)\] EXPUNGE completed\r\n", done).group(1)
+    )  # type: ignore[union-attr]
     assert state(client)[1] == top
     client.ok("UID STORE 9:10 +FLAGS.SILENT (\\Deleted)")
     lines, done = client.cmd("UID EXPUNGE 10")
@@ -104,8 +110,12 @@ def test_vanished_replaces_expunge_and_expunge_reports_highestmodseq(account):
     lines, done = client.cmd("CLOSE")
     assert lines == [] and re.fullmatch(rb"t\d+ OK CLOSE completed\r\n", done), done
     # A session without QRESYNC still gets EXPUNGE responses.
-    assert other.ok("NOOP") == [b"* 9 EXPUNGE\r\n", b"* 8 EXPUNGE\r\n", b"* 2 EXPUNGE\r\n",
-                                b"* 1 EXPUNGE\r\n"]  # 10 and 9 (CLOSE), 2 and 1
+    assert other.ok("NOOP") == [
+        b"* 9 EXPUNGE\r\n",
+        b"* 8 EXPUNGE\r\n",
+        b"* 2 EXPUNGE\r\n",
+        b"* 1 EXPUNGE\r\n",
+    ]  # 10 and 9 (CLOSE), 2 and 1
 
 
 def test_uid_fetch_vanished(account):
@@ -150,8 +160,9 @@ def test_dropped_tombstones_fall_back_to_every_missing_uid(account):
     lines = path.read_text().splitlines()
     _validity, now = state(client)
     head = lines[0] + f" E{now}"
-    path.write_text("\n".join([head] + [line for line in lines[1:] if not line.startswith("- ")])
-                    + "\n")
+    path.write_text(
+        "\n".join([head] + [line for line in lines[1:] if not line.startswith("- ")]) + "\n"
+    )
     lines = client.ok(f"SELECT INBOX (QRESYNC ({validity} {start}))")
     assert b"* VANISHED (EARLIER) 5,7,9\r\n" in lines
     # Sequence-match data: the client knew 1->1, 4->4, 6->6 (6 is now message 5: mismatch),
@@ -203,13 +214,17 @@ def test_expunges_held_back_lower_the_highestmodseq(account):
     lines = client.ok("FETCH 1:* (FLAGS)")
     assert not any(b"VANISHED" in line for line in lines)
     newest = max(int(m.group(1)) for line in lines if (m := re.search(rb"MODSEQ \((\d+)\)", line)))
-    held = [int(m.group(1)) for line in lines
-            if (m := re.fullmatch(rb"\* OK \[HIGHESTMODSEQ (\d+)\] Expunges pending\r\n", line))]
+    held = [
+        int(m.group(1))
+        for line in lines
+        if (m := re.fullmatch(rb"\* OK \[HIGHESTMODSEQ (\d+)\] Expunges pending\r\n", line))
+    ]
     assert len(held) == 1 and held[0] < newest, lines
     # Reconnecting from that value: the expunge is there.
     again = qresync_client(account)
-    assert b"* VANISHED (EARLIER) 3\r\n" in again.ok(f"SELECT INBOX (QRESYNC ({validity} "
-                                                      f"{held[0]}))")
+    assert b"* VANISHED (EARLIER) 3\r\n" in again.ok(
+        f"SELECT INBOX (QRESYNC ({validity} {held[0]}))"
+    )
     # Once reported, nothing is held back any more.
     assert client.ok("NOOP") == [b"* VANISHED 3\r\n"]
     assert not any(b"HIGHESTMODSEQ" in line for line in client.ok("FETCH 1:* (FLAGS)"))

@@ -9,7 +9,6 @@ import pytest
 from conftest import deliver
 from imap_support import shared_imapd
 
-
 shared = shared_imapd("imap-ext-quota")
 
 
@@ -32,8 +31,10 @@ def test_quota_from_maildirsize(account):
     (maildir / "maildirsize").write_text("10485760S,1000C\n5000 3\n2000 1\n-500 -1\n")
     client = account.raw_login()
     client.ok("CREATE Work")
-    assert client.ok("GETQUOTAROOT INBOX") == [b'* QUOTAROOT INBOX ""\r\n',
-                                               b'* QUOTA "" (STORAGE 7 10240 MESSAGE 3 1000)\r\n']
+    assert client.ok("GETQUOTAROOT INBOX") == [
+        b'* QUOTAROOT INBOX ""\r\n',
+        b'* QUOTA "" (STORAGE 7 10240 MESSAGE 3 1000)\r\n',
+    ]
     assert client.ok("GETQUOTAROOT Work")[0] == b'* QUOTAROOT Work ""\r\n'
     assert client.ok('GETQUOTA ""') == [b'* QUOTA "" (STORAGE 7 10240 MESSAGE 3 1000)\r\n']
     lines, done = client.cmd('GETQUOTA "user.other"')
@@ -47,8 +48,9 @@ def test_quota_from_maildirsize(account):
     assert client.ok('GETQUOTA ""') == [b'* QUOTA "" (STORAGE 5 2)\r\n']
     imapc = account.client()
     roots, quotas = imapc.get_quota_root("INBOX")
-    assert roots.quota_roots == [""] and [(q.resource, q.usage, q.limit) for q in quotas] == \
-        [("STORAGE", 5, 2)]
+    assert roots.quota_roots == [""] and [(q.resource, q.usage, q.limit) for q in quotas] == [
+        ("STORAGE", 5, 2)
+    ]
     imapc.logout()
 
 
@@ -73,14 +75,16 @@ def test_status_deleted_and_deleted_storage(account):
         deliver(maildir, big, subdir="cur", name=f"{1700000000 + n}.M{n}P11.q:2,")
     client = account.raw_select()
     assert client.ok("STATUS INBOX (DELETED DELETED-STORAGE)") == [
-        b"* STATUS INBOX (DELETED 0 DELETED-STORAGE 0)\r\n"]
+        b"* STATUS INBOX (DELETED 0 DELETED-STORAGE 0)\r\n"
+    ]
     client.ok("STORE 1:2 +FLAGS.SILENT (\\Deleted)")
     assert client.ok("STATUS INBOX (MESSAGES DELETED DELETED-STORAGE)") == [
-        f"* STATUS INBOX (MESSAGES 3 DELETED 2 DELETED-STORAGE {2 * len(big) // 1024})\r\n"
-        .encode()]
+        f"* STATUS INBOX (MESSAGES 3 DELETED 2 DELETED-STORAGE {2 * len(big) // 1024})\r\n".encode()
+    ]
     # A message that another folder shares (COPY makes a hard link) frees nothing.
     client.ok("CREATE Keep")
     client.ok("COPY 1 Keep")
     assert client.ok("STATUS INBOX (DELETED-STORAGE)") == [
-        f"* STATUS INBOX (DELETED-STORAGE {len(big) // 1024})\r\n".encode()]
+        f"* STATUS INBOX (DELETED-STORAGE {len(big) // 1024})\r\n".encode()
+    ]
     assert client.status("STATUS INBOX (SIZE)") == b"BAD"  # STATUS=SIZE is not offered

@@ -13,10 +13,32 @@ import pytest
 from conftest import deliver
 from imap_support import SHARED_PASSWORD, crlf, shared_imapd
 
-ADVERTISED = ["IMAP4rev1", "LITERAL+", "SASL-IR", "AUTH=PLAIN", "AUTH=LOGIN", "ID", "ENABLE",
-              "IDLE", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE",
-              "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "ESEARCH", "CONDSTORE",
-              "QRESYNC", "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE", "COMPRESS=DEFLATE"]
+ADVERTISED = [
+    "IMAP4rev1",
+    "LITERAL+",
+    "SASL-IR",
+    "AUTH=PLAIN",
+    "AUTH=LOGIN",
+    "ID",
+    "ENABLE",
+    "IDLE",
+    "NAMESPACE",
+    "UNSELECT",
+    "UIDPLUS",
+    "MOVE",
+    "CHILDREN",
+    "SPECIAL-USE",
+    "CREATE-SPECIAL-USE",
+    "LIST-EXTENDED",
+    "LIST-STATUS",
+    "ESEARCH",
+    "CONDSTORE",
+    "QRESYNC",
+    "QUOTA",
+    "QUOTA=RES-STORAGE",
+    "QUOTA=RES-MESSAGE",
+    "COMPRESS=DEFLATE",
+]
 
 
 shared = shared_imapd("imap-ext-small")
@@ -60,7 +82,8 @@ def test_id_in_every_state_and_logged(account):
     client = account.raw()
     lines = client.ok('ID ("name" "Thunderbird" "version" "128.0" "os" NIL)')
     assert len(lines) == 1 and re.fullmatch(
-        rb'\* ID \("name" "maildaemons" "version" "[^"]+"\)\r\n', lines[0])
+        rb'\* ID \("name" "maildaemons" "version" "[^"]+"\)\r\n', lines[0]
+    )
     assert client.ok("ID NIL") == lines
     client.ok(f'LOGIN {account.user} "{SHARED_PASSWORD}"')
     assert client.ok('ID ("name" "K-9 Mail")') == lines
@@ -134,8 +157,7 @@ def test_authenticate_plain_with_an_initial_response(account):
     client.ok("SELECT INBOX")
     # imaplib sends PLAIN without an initial response: one `+ ` round trip.
     lib = imaplib.IMAP4("127.0.0.1", account.port, timeout=10)
-    typ, _ = lib.authenticate("PLAIN",
-                              lambda _c: f"\0{account.user}\0{SHARED_PASSWORD}".encode())
+    typ, _ = lib.authenticate("PLAIN", lambda _c: f"\0{account.user}\0{SHARED_PASSWORD}".encode())
     assert typ == "OK"
     lib.logout()
 
@@ -195,13 +217,15 @@ def test_broken_authentication_gets_the_rfc_response_and_the_session_goes_on(acc
 def test_literal_plus_needs_no_continuation(account):
     client = account.raw()
     user, password = account.user.encode(), SHARED_PASSWORD.encode()
-    lines, done = client.cmd(b"LOGIN {%d+}\r\n%s {%d+}\r\n%s" % (len(user), user, len(password),
-                                                                 password))
+    lines, done = client.cmd(
+        b"LOGIN {%d+}\r\n%s {%d+}\r\n%s" % (len(user), user, len(password), password)
+    )
     assert re.match(rb"t\d+ OK ", done), done
     wire = crlf(b"Subject: literal plus\n\nbody\n")
     # Pipelined: three APPENDs in one write, no `+` awaited.
-    client.send(b"".join(b"p%d APPEND INBOX {%d+}\r\n%s\r\n" % (n, len(wire), wire)
-                         for n in range(3)))
+    client.send(
+        b"".join(b"p%d APPEND INBOX {%d+}\r\n%s\r\n" % (n, len(wire), wire) for n in range(3))
+    )
     for n in range(3):
         _lines, done = client.until_tagged(f"p{n}")
         assert re.match(rb"p\d OK \[APPENDUID \d+ %d\] " % (n + 1), done), done

@@ -15,7 +15,6 @@ from imap_support import crlf, shared_imapd
 from common.folders import FolderTree
 from common.mailbox import Mailbox
 
-
 shared = shared_imapd("imap-ext-uidplus")
 
 
@@ -31,8 +30,12 @@ def message(mid: str) -> bytes:
 def seeded(server, count: int, folders: tuple[str, ...] = ("Archive",)) -> None:
     maildir = server.maildir()
     for n in range(1, count + 1):
-        deliver(maildir, message(f"m{n}@example.org"), subdir="cur",
-                name=f"{1700000000 + n}.M{n}P5.uidplus:2,")
+        deliver(
+            maildir,
+            message(f"m{n}@example.org"),
+            subdir="cur",
+            name=f"{1700000000 + n}.M{n}P5.uidplus:2,",
+        )
     tree = FolderTree(maildir)
     for name in folders:
         tree.create(name)
@@ -67,13 +70,18 @@ def test_appenduid_names_the_new_message(account):
     server = account
     seeded(server, 2)
     client = server.raw_login()
-    lines, done = client.cmd(b"APPEND Archive (\\Seen) {%d+}\r\n" % len(crlf(message("a@x")))
-                             + crlf(message("a@x")))
-    validity = int(re.search(rb"UIDVALIDITY (\d+)", b"".join(
-        client.ok("STATUS Archive (UIDVALIDITY)"))).group(1))  # type: ignore[union-attr]
+    lines, done = client.cmd(
+        b"APPEND Archive (\\Seen) {%d+}\r\n" % len(crlf(message("a@x"))) + crlf(message("a@x"))
+    )
+    validity = int(
+        re.search(rb"UIDVALIDITY (\d+)", b"".join(client.ok("STATUS Archive (UIDVALIDITY)"))).group(
+            1
+        )
+    )  # type: ignore[union-attr]
     assert done.split(b" ", 1)[1] == f"OK [APPENDUID {validity} 1] APPEND completed\r\n".encode()
-    lines, done = client.cmd(b"APPEND Archive {%d+}\r\n" % len(crlf(message("b@x")))
-                             + crlf(message("b@x")))
+    lines, done = client.cmd(
+        b"APPEND Archive {%d+}\r\n" % len(crlf(message("b@x"))) + crlf(message("b@x"))
+    )
     assert done.split(b" ", 1)[1].startswith(f"OK [APPENDUID {validity} 2] ".encode())
     assert mid_by_uid(client, "Archive") == {1: "a@x", 2: "b@x"}
     # imaplib and imapclient read it too.
@@ -94,8 +102,7 @@ def test_copyuid_sets_pair_up_in_order(account):
     client.ok("STORE 3 +FLAGS.SILENT (\\Deleted)")
     client.ok("EXPUNGE")  # a hole in the UIDs: 1 2 4 5 6 7 8
     lines, done = client.cmd("UID COPY 8,1,4:6 Archive")
-    found = re.fullmatch(rb"t\d+ OK \[COPYUID (\d+) ([\d:,]+) ([\d:,]+)\] COPY completed\r\n",
-                         done)
+    found = re.fullmatch(rb"t\d+ OK \[COPYUID (\d+) ([\d:,]+) ([\d:,]+)\] COPY completed\r\n", done)
     assert found, done
     sources, targets = expand(found.group(2).decode()), expand(found.group(3).decode())
     assert len(sources) == len(targets) == 5
@@ -156,8 +163,7 @@ def test_move_answers_copyuid_before_the_expunges(account):
     assert re.fullmatch(rb"\* OK \[COPYUID \d+ 1,5 3:4\] Moved\r\n", lines[0]), lines
     assert lines[1:] == [b"* 3 EXPUNGE\r\n", b"* 1 EXPUNGE\r\n"], lines
     assert mid_by_uid(client, "INBOX") == {4: before[4]}
-    assert mid_by_uid(client, "Archive") == {1: before[2], 2: before[3], 3: before[1],
-                                             4: before[5]}
+    assert mid_by_uid(client, "Archive") == {1: before[2], 2: before[3], 3: before[1], 4: before[5]}
 
 
 def test_uid_move_with_qresync_sends_vanished_and_highestmodseq(account):
@@ -169,8 +175,9 @@ def test_uid_move_with_qresync_sends_vanished_and_highestmodseq(account):
     lines, done = client.cmd("UID MOVE 2:3 Archive")
     assert re.fullmatch(rb"\* OK \[COPYUID \d+ 2:3 1:2\] Moved\r\n", lines[0]), lines
     assert lines[1:] == [b"* VANISHED 2:3\r\n"], lines
-    highest = int(re.fullmatch(rb"t\d+ OK \[HIGHESTMODSEQ (\d+)\] MOVE completed\r\n",
-                               done).group(1))  # type: ignore[union-attr]
+    highest = int(
+        re.fullmatch(rb"t\d+ OK \[HIGHESTMODSEQ (\d+)\] MOVE completed\r\n", done).group(1)
+    )  # type: ignore[union-attr]
     status = b"".join(client.ok("STATUS INBOX (HIGHESTMODSEQ)"))
     assert f"HIGHESTMODSEQ {highest})".encode() in status
 
@@ -226,7 +233,8 @@ def test_a_move_killed_midway_loses_and_doubles_nothing(shared):
     count = 1000
     for n in range(count):
         (maildir / "cur" / f"{1700000000 + n}.M{n}P6.kill:2,S").write_bytes(
-            message(f"k{n}@example.org"))
+            message(f"k{n}@example.org")
+        )
     FolderTree(maildir).create("Archive")
     target = maildir / ".Archive" / "cur"
     before = set(child_pids(server.daemon.pid))
@@ -243,8 +251,11 @@ def test_a_move_killed_midway_loses_and_doubles_nothing(shared):
     seen: dict[str, str] = {}
     for folder in ("INBOX", "Archive"):
         client = server.raw_select(folder)
-        uids = [int(m.group(1)) for line in client.ok("UID SEARCH ALL")
-                for m in re.finditer(rb" (\d+)", line)]
+        uids = [
+            int(m.group(1))
+            for line in client.ok("UID SEARCH ALL")
+            for m in re.finditer(rb" (\d+)", line)
+        ]
         assert len(uids) == len(set(uids))
         for uid, mid in mid_by_uid(client, folder).items():
             assert mid not in seen, f"{mid} in {seen[mid]} and {folder} (UID {uid})"

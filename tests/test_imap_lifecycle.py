@@ -28,14 +28,17 @@ def alive(pid: int) -> bool:
 
 
 def run_imapd(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "imapd"), *args], capture_output=True, text=True,
-                          timeout=30, check=False)
+    return subprocess.run(
+        [str(BIN / "imapd"), *args], capture_output=True, text=True, timeout=30, check=False
+    )
 
 
 def session_child(server) -> int:
     """The pid of the one session child the master has now."""
-    return wait_for(lambda: (kids := child_pids(server.daemon.pid)) and len(kids) == 1
-                    and kids[0], what="one session child")
+    return wait_for(
+        lambda: (kids := child_pids(server.daemon.pid)) and len(kids) == 1 and kids[0],
+        what="one session child",
+    )
 
 
 # -- start-up contract ------------------------------------------------------------------------
@@ -58,11 +61,13 @@ def test_daemon_mode_returns_when_listening_and_term_removes_the_pidfile(site):
         assert client.raw_line().startswith(b"* OK ")
         client.ok("LOGIN alice pw")
         client.ok("LOGOUT")
-        again = run_imapd("-c", str(conf), "-l", "127.0.0.1", "-p", str(free_port()),
-                          "-u", "alice:pw")
+        again = run_imapd(
+            "-c", str(conf), "-l", "127.0.0.1", "-p", str(free_port()), "-u", "alice:pw"
+        )
         assert again.returncode != 0
         assert again.stderr.strip().splitlines() == [
-            f"imapd: already running as pid {pid} (pidfile {pidfile})"]
+            f"imapd: already running as pid {pid} (pidfile {pidfile})"
+        ]
         os.kill(pid, signal.SIGTERM)
         wait_for(lambda: not alive(pid), what="daemon gone after TERM")
         assert not pidfile.exists()
@@ -82,11 +87,23 @@ def test_port_in_use_is_one_line_and_exit_1(site, foreground):
         conf = site.root / "busy.conf"
         conf.write_text(site.config())
         pidfile = site.run / "busy.pid"
-        result = run_imapd(*(["-f"] if foreground else []), "-c", str(conf), "-l", "127.0.0.1",
-                           "-p", str(port), "--pidfile", str(pidfile), "-u", "a:b")
+        result = run_imapd(
+            *(["-f"] if foreground else []),
+            "-c",
+            str(conf),
+            "-l",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--pidfile",
+            str(pidfile),
+            "-u",
+            "a:b",
+        )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        f"imapd: cannot listen on 127.0.0.1 port {port}: Address already in use"]
+        f"imapd: cannot listen on 127.0.0.1 port {port}: Address already in use"
+    ]
     assert not pidfile.exists()
 
 
@@ -171,8 +188,9 @@ def test_sigkill_of_one_child_leaves_the_others(imapd, site):
     survivor = server.raw_select()
     survivor_kid = session_child(server)
     victim = server.raw_select()
-    kid = wait_for(lambda: [k for k in child_pids(server.daemon.pid) if k != survivor_kid],
-                   what="second child")[0]
+    kid = wait_for(
+        lambda: [k for k in child_pids(server.daemon.pid) if k != survivor_kid], what="second child"
+    )[0]
     wire = crlf(b"Subject: kept\n\nkept\n")
     survivor.ok(b"APPEND INBOX {%d+}\r\n" % len(wire) + wire)
     os.kill(kid, signal.SIGKILL)

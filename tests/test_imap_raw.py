@@ -65,8 +65,9 @@ def test_bare_lf_transcript(server):
     assert client.line() == b"a5 OK FETCH completed\r\n"
     client.send(b"a6 FETCH 1 BODY[]\n")
     wire = crlf(MESSAGE)
-    assert client.line() == (b"* 1 FETCH (BODY[] {%d}\r\n" % len(wire) + wire
-                             + b" FLAGS (\\Seen \\Recent))\r\n")
+    assert client.line() == (
+        b"* 1 FETCH (BODY[] {%d}\r\n" % len(wire) + wire + b" FLAGS (\\Seen \\Recent))\r\n"
+    )
     assert client.line() == b"a6 OK FETCH completed\r\n"
     client.send(b"a7 LOGOUT\n")
     assert client.line().startswith(b"* BYE ")
@@ -93,8 +94,9 @@ def test_synchronizing_literals(server):
     _lines, done = client.until_tagged("s3")
     assert done.startswith(b"s3 OK")
     lines = client.ok("FETCH 3 (FLAGS INTERNALDATE)")
-    found = re.fullmatch(rb'\* 3 FETCH \(FLAGS \(\\Flagged\) (INTERNALDATE "[^"]+")\)\r\n',
-                         lines[0])
+    found = re.fullmatch(
+        rb'\* 3 FETCH \(FLAGS \(\\Flagged\) (INTERNALDATE "[^"]+")\)\r\n', lines[0]
+    )
     assert found, lines
     when = datetime.datetime(2024, 6, 5, 8, 11, 12, tzinfo=datetime.UTC)
     assert time.mktime(imaplib.Internaldate2tuple(found.group(1))) == when.timestamp()
@@ -121,19 +123,20 @@ def test_literal_plus(server):
 def test_pipelined_batch_answered_in_order(server):
     client = server.raw()
     wire = crlf(MESSAGE)
-    batch = (b"b1 LOGIN %s pw\r\n" % server.user.encode() +
-             b"b2 SELECT INBOX\n"
-             b"b3 APPEND INBOX {%d+}\r\n" % len(wire) + wire + b"\r\n"
-             b"b4 NOOP\r\n"
-             b"b5 FETCH 1:* (UID)\r\n"
-             b"b6 STORE 1 +FLAGS (\\Deleted)\r\n"
-             b"b7 BOGUS\r\n"
-             b"b8 SEARCH DELETED\r\n"
-             b"b9 UID SEARCH UNDELETED\r\n"
-             b"b10 EXPUNGE\r\n"
-             b"b11 FETCH 1:* (UID)\r\n"
-             b"b12 STATUS INBOX (MESSAGES)\r\n"
-             b"b13 LOGOUT\r\n")
+    batch = (
+        b"b1 LOGIN %s pw\r\n" % server.user.encode() + b"b2 SELECT INBOX\n"
+        b"b3 APPEND INBOX {%d+}\r\n" % len(wire) + wire + b"\r\n"
+        b"b4 NOOP\r\n"
+        b"b5 FETCH 1:* (UID)\r\n"
+        b"b6 STORE 1 +FLAGS (\\Deleted)\r\n"
+        b"b7 BOGUS\r\n"
+        b"b8 SEARCH DELETED\r\n"
+        b"b9 UID SEARCH UNDELETED\r\n"
+        b"b10 EXPUNGE\r\n"
+        b"b11 FETCH 1:* (UID)\r\n"
+        b"b12 STATUS INBOX (MESSAGES)\r\n"
+        b"b13 LOGOUT\r\n"
+    )
     client.send(batch)
     tags = []
     everything = []
@@ -240,12 +243,12 @@ SELECTED_BAD = [
     (b"NOOP\x00", b"BAD", b""),
     (b"NOOP extra", b"BAD", b""),
     (b"CHECK now", b"BAD", b""),
-    (b'STATUS INBOX (MESSAGES', b"BAD", b""),
-    (b'STATUS INBOX (FRUIT)', b"BAD", b""),
-    (b'STATUS INBOX ()', b"BAD", b""),
+    (b"STATUS INBOX (MESSAGES", b"BAD", b""),
+    (b"STATUS INBOX (FRUIT)", b"BAD", b""),
+    (b"STATUS INBOX ()", b"BAD", b""),
     (b'LIST "" "unterminated', b"BAD", b""),
     (b'LIST ""', b"BAD", b""),
-    (b'LOGOUT now', b"BAD", b""),
+    (b"LOGOUT now", b"BAD", b""),
 ]
 
 AUTH_BAD = [
@@ -283,7 +286,7 @@ AUTH_BAD = [
     (b'APPEND "../x" {3+}\r\nabc', b"NO", b""),
     (b"APPEND Nonexistent {3+}\r\nabc", b"NO", b"TRYCREATE"),
     (b'APPEND INBOX "31-Feb-2024 00:00:00 +0000" {3+}\r\nabc', b"BAD", b""),
-    (b'APPEND INBOX (\\Seen {3+}\r\nabc', b"BAD", b""),
+    (b"APPEND INBOX (\\Seen {3+}\r\nabc", b"BAD", b""),
     (b"APPEND INBOX", b"BAD", b""),
     (b'APPEND INBOX "abc"', b"BAD", b""),
     (b"FETCH 1 FLAGS", b"BAD", b"not allowed"),
@@ -334,8 +337,10 @@ def run_cases(client: Raw, cases: list[tuple[bytes, bytes, bytes]]) -> list:
     return wrong
 
 
-@pytest.mark.parametrize("state, cases", [("selected", SELECTED_BAD), ("authenticated", AUTH_BAD),
-                                          ("not authenticated", UNAUTH_BAD)])
+@pytest.mark.parametrize(
+    "state, cases",
+    [("selected", SELECTED_BAD), ("authenticated", AUTH_BAD), ("not authenticated", UNAUTH_BAD)],
+)
 def test_bad_input_gets_bad_or_no_and_changes_nothing(server, state, cases):
     root = server.path
     before, folders_before = tree(root), folders(root)
@@ -347,7 +352,7 @@ def test_bad_input_gets_bad_or_no_and_changes_nothing(server, state, cases):
             client = server.raw_login()
         else:
             client = server.raw()
-        wrong += run_cases(client, cases[start:start + 12])
+        wrong += run_cases(client, cases[start : start + 12])
         client.ok("LOGOUT")
         client.close()
     assert wrong == [], "\n".join(map(repr, wrong))
@@ -514,8 +519,11 @@ def test_commands_made_of_endless_literals_are_refused(server):
 def test_big_sequence_sets(server):
     client = server.raw_login()
     wire = crlf(MESSAGE)
-    client.send(b"".join(b"a%d APPEND INBOX {%d+}\r\n" % (n, len(wire)) + wire + b"\r\n"
-                         for n in range(100)))
+    client.send(
+        b"".join(
+            b"a%d APPEND INBOX {%d+}\r\n" % (n, len(wire)) + wire + b"\r\n" for n in range(100)
+        )
+    )
     for n in range(100):
         assert client.until_tagged(f"a{n}")[1].startswith(b"a%d OK" % n)
     client.ok("SELECT INBOX")  # 102 messages, UIDs 1 to 102
@@ -547,8 +555,12 @@ def test_too_many_bad_commands_end_the_session(server):
 
 def test_children_end_after_bad_sessions(server):
     pid = server.daemon.pid
-    for payload in (b"a LOGIN {5}\r\n", b"a APPEND INBOX {100+}\r\nabc", b"\xff" * 1000,
-                    b"x" * 70_000):
+    for payload in (
+        b"a LOGIN {5}\r\n",
+        b"a APPEND INBOX {100+}\r\nabc",
+        b"\xff" * 1000,
+        b"x" * 70_000,
+    ):
         client = server.raw()
         client.send(payload)
         client.close()

@@ -84,14 +84,17 @@ def test_delivered_names_are_unique(folder):
 # -- names, keys, flags ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, key, flags, size_s, size_w", [
-    ("1700000000.M1P2.host", "1700000000.M1P2.host", "", None, None),
-    ("1700000000.M1P2.host:2,S", "1700000000.M1P2.host", "S", None, None),
-    ("1700000000.M1P2.host,S=10,W=12:2,FRS", "1700000000.M1P2.host,S=10,W=12", "FRS", 10, 12),
-    ("1700000000.M1P2.host,S=7:2,", "1700000000.M1P2.host,S=7", "", 7, None),
-    ("1700000000.M1P2.host:1,experimental", "1700000000.M1P2.host", "", None, None),
-    ("1700000000.M1P2.ho\\072st:2,T", "1700000000.M1P2.ho\\072st", "T", None, None),
-])
+@pytest.mark.parametrize(
+    "name, key, flags, size_s, size_w",
+    [
+        ("1700000000.M1P2.host", "1700000000.M1P2.host", "", None, None),
+        ("1700000000.M1P2.host:2,S", "1700000000.M1P2.host", "S", None, None),
+        ("1700000000.M1P2.host,S=10,W=12:2,FRS", "1700000000.M1P2.host,S=10,W=12", "FRS", 10, 12),
+        ("1700000000.M1P2.host,S=7:2,", "1700000000.M1P2.host,S=7", "", 7, None),
+        ("1700000000.M1P2.host:1,experimental", "1700000000.M1P2.host", "", None, None),
+        ("1700000000.M1P2.ho\\072st:2,T", "1700000000.M1P2.ho\\072st", "T", None, None),
+    ],
+)
 def test_message_file_parse(name, key, flags, size_s, size_w):
     message = MessageFile("cur", name)
     assert message.key == key
@@ -101,10 +104,17 @@ def test_message_file_parse(name, key, flags, size_s, size_w):
     assert message.relpath == f"cur/{name}"
 
 
-@pytest.mark.parametrize("given, suffix", [
-    ("", ":2,"), ("S", ":2,S"), ("TSRPFD", ":2,DFPRST"), ("SSS", ":2,S"), ("S!1 :,", ":2,S"),
-    ("baS", ":2,Sab"),  # keyword letters a-z follow the system flags
-])
+@pytest.mark.parametrize(
+    "given, suffix",
+    [
+        ("", ":2,"),
+        ("S", ":2,S"),
+        ("TSRPFD", ":2,DFPRST"),
+        ("SSS", ":2,S"),
+        ("S!1 :,", ":2,S"),
+        ("baS", ":2,Sab"),  # keyword letters a-z follow the system flags
+    ],
+)
 def test_flags_suffix(given, suffix):
     assert flags_suffix(given) == suffix
 

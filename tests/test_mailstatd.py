@@ -35,8 +35,9 @@ class Stats:
         self.start()
 
     def start(self) -> None:
-        self.daemon = self.daemons.start("mailstatd", config=self.site.config(self.extra),
-                                         wait=False)
+        self.daemon = self.daemons.start(
+            "mailstatd", config=self.site.config(self.extra), wait=False
+        )
         wait_for(self.ready, what="mailstatd answering")
 
     def ready(self) -> bool:
@@ -73,14 +74,28 @@ def test_events_make_the_figures(stats):
     c.child_ended("pop3", 1002)
     stats.settle()
     figures = stats.stat()
-    assert figures["totals"] == {"connections": 3, "current": 1, "max_concurrent": 3,
-                                 "bytes_in": 100, "bytes_out": 2000, "bytes": 2100,
-                                 "logins_ok": 2, "logins_failed": 1}
+    assert figures["totals"] == {
+        "connections": 3,
+        "current": 1,
+        "max_concurrent": 3,
+        "bytes_in": 100,
+        "bytes_out": 2000,
+        "bytes": 2100,
+        "logins_ok": 2,
+        "logins_failed": 1,
+    }
     assert figures["protocols"]["pop3"]["max_concurrent"] == 2
     assert figures["protocols"]["pop3"]["current"] == 0
     assert figures["protocols"]["imap"] == {
-        "connections": 1, "current": 1, "max_concurrent": 1, "bytes_in": 0, "bytes_out": 0,
-        "bytes": 0, "logins_ok": 1, "logins_failed": 0}
+        "connections": 1,
+        "current": 1,
+        "max_concurrent": 1,
+        "bytes_in": 0,
+        "bytes_out": 0,
+        "bytes": 0,
+        "logins_ok": 1,
+        "logins_failed": 0,
+    }
     # Who is logged in now: carol only (bob's session was reaped).
     assert [(s["user"], s["proto"]) for s in figures["logged_in"]] == [("carol", "imap")]
     assert stats_query.user_info(stats.socket, "bob")["sessions"] == []
@@ -136,8 +151,10 @@ def test_figures_survive_term_and_sigkill(stats, daemons, site):
     c.connection_opened("pop3", 5003, "192.0.2.6")
     c.child_ended("pop3", 5003)
     stats.settle()
-    wait_for(lambda: json.loads(stats.state_file.read_text())["totals"]["connections"] == 3,
-             what="state file saved")
+    wait_for(
+        lambda: json.loads(stats.state_file.read_text())["totals"]["connections"] == 3,
+        what="state file saved",
+    )
     stats.daemon.stop(signal.SIGKILL)
     assert stats.socket.exists()  # left behind: the next start must clear it
     stats.start()
@@ -148,29 +165,37 @@ def test_dump_prints_json_and_fails_when_down(stats, site):
     conf = stats.daemon.args[stats.daemon.args.index("-c") + 1]
     stats.client.connection_opened("pop3", 6001, "192.0.2.7")
     stats.settle()
-    result = subprocess.run([str(MAILSTATD), "--dump", "-c", conf], capture_output=True,
-                            text=True, timeout=30)
+    result = subprocess.run(
+        [str(MAILSTATD), "--dump", "-c", conf], capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
     assert figures["totals"]["connections"] == 1 and figures["totals"]["current"] == 1
     stats.daemon.stop()
-    result = subprocess.run([str(MAILSTATD), "--dump", "-c", conf], capture_output=True,
-                            text=True, timeout=30)
+    result = subprocess.run(
+        [str(MAILSTATD), "--dump", "-c", conf], capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith("mailstatd: mailstatd is not running")
     assert len(result.stderr.splitlines()) == 1
 
 
 def test_bad_datagrams_are_ignored(stats):
-    junk = [b"", b"\x00\xff" * 100, b"not json", b"[1, 2]", b'{"e": "open"}',
-            b'{"e": "open", "proto": "pop3", "pid": "12", "addr": "x"}',
-            b'{"e": "open", "proto": "pop3", "pid": -1, "addr": "x"}',
-            b'{"e": "bytes", "proto": "pop3", "pid": 7, "in": -5, "out": 1}',
-            b'{"e": "bytes", "proto": "pop3", "pid": 7, "in": true, "out": 1}',
-            b'{"e": "login", "proto": "pop3", "pid": 7, "user": "a b", "addr": "x", "ok": true}',
-            b'{"e": "nonsense", "proto": "pop3", "pid": 7}',
-            b'{"e": "open", "proto": "' + b"p" * 300 + b'", "pid": 7, "addr": "x"}',
-            json.dumps({"e": "open", "proto": "pop3", "pid": 7, "addr": "x" * 60000}).encode()]
+    junk = [
+        b"",
+        b"\x00\xff" * 100,
+        b"not json",
+        b"[1, 2]",
+        b'{"e": "open"}',
+        b'{"e": "open", "proto": "pop3", "pid": "12", "addr": "x"}',
+        b'{"e": "open", "proto": "pop3", "pid": -1, "addr": "x"}',
+        b'{"e": "bytes", "proto": "pop3", "pid": 7, "in": -5, "out": 1}',
+        b'{"e": "bytes", "proto": "pop3", "pid": 7, "in": true, "out": 1}',
+        b'{"e": "login", "proto": "pop3", "pid": 7, "user": "a b", "addr": "x", "ok": true}',
+        b'{"e": "nonsense", "proto": "pop3", "pid": 7}',
+        b'{"e": "open", "proto": "' + b"p" * 300 + b'", "pid": 7, "addr": "x"}',
+        json.dumps({"e": "open", "proto": "pop3", "pid": 7, "addr": "x" * 60000}).encode(),
+    ]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         for data in junk:
             sock.sendto(data, str(stats.socket))
@@ -221,8 +246,12 @@ def test_daemon_mode_start_up_contract(site):
         pid = int(pidfile.read_text())
         assert stats_query.ping(sock)
         StatsClient(sock).connection_opened("pop3", 7001, "192.0.2.10")
-        again = subprocess.run(run + ["--pidfile", str(site.run / "other.pid")],
-                               capture_output=True, text=True, timeout=30)
+        again = subprocess.run(
+            run + ["--pidfile", str(site.run / "other.pid")],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert again.returncode == 1
         assert again.stderr == f"mailstatd: another mailstatd is running on {sock}\n"
         assert not (site.run / "other.pid").exists()
@@ -256,16 +285,32 @@ def test_start_up_errors_are_one_line(site):
 def test_access_log_is_bounded_and_replies_fit_a_datagram():
     collector = Collector(max_log_entries=5)
     for n in range(8):
-        collector.event({"e": "login", "proto": "pop3", "pid": 10 + n, "user": "gina",
-                         "addr": f"192.0.2.{n}", "ok": True})
+        collector.event(
+            {
+                "e": "login",
+                "proto": "pop3",
+                "pid": 10 + n,
+                "user": "gina",
+                "addr": f"192.0.2.{n}",
+                "ok": True,
+            }
+        )
     reply = collector.answer({"q": "logs", "user": "gina", "id": "a"})
     assert [e[2] for e in reply["entries"]] == [f"192.0.2.{n}" for n in range(3, 8)]
     assert collector.answer({"q": "user", "user": "gina"})["logins"] == 8
 
     collector.set_max_log_entries(5000)
     for _ in range(4000):
-        collector.event({"e": "login", "proto": "pop3", "pid": 99, "user": "gina",
-                         "addr": "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", "ok": True})
+        collector.event(
+            {
+                "e": "login",
+                "proto": "pop3",
+                "pid": 99,
+                "user": "gina",
+                "addr": "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff",
+                "ok": True,
+            }
+        )
     reply = collector.answer({"q": "logs", "user": "gina"})
     assert reply["truncated"] is True
     assert len(json.dumps(reply)) <= stats_query.MAX_REPLY
@@ -275,8 +320,9 @@ def test_access_log_is_bounded_and_replies_fit_a_datagram():
 def test_state_round_trip():
     collector = Collector(10)
     collector.event({"e": "open", "proto": "pop3", "pid": 1, "addr": "a"})
-    collector.event({"e": "login", "proto": "pop3", "pid": 1, "user": "hal", "addr": "a",
-                     "ok": True})
+    collector.event(
+        {"e": "login", "proto": "pop3", "pid": 1, "user": "hal", "addr": "a", "ok": True}
+    )
     restored = Collector(10)
     restored.load_state(json.loads(json.dumps(collector.to_state())))
     assert restored.figures() | {"started": 0} == collector.figures() | {"started": 0}
@@ -294,8 +340,10 @@ def test_hup_rereads_the_config_and_keeps_the_figures(stats):
     for n in range(4):
         stats.client.login("pop3", 8001, "ivy", f"192.0.2.{n}", True)
     stats.settle()
-    assert [a for _, _, a in stats_query.access_log(stats.socket, "ivy")] == ["192.0.2.2",
-                                                                             "192.0.2.3"]
+    assert [a for _, _, a in stats_query.access_log(stats.socket, "ivy")] == [
+        "192.0.2.2",
+        "192.0.2.3",
+    ]
     assert stats.totals()["connections"] == 1
     # A broken config keeps the old one and the collector goes on.
     conf.write_text(conf.read_text() + "save_interval = soon\n")

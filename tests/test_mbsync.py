@@ -37,9 +37,11 @@ State = dict[str, dict[str, str]]  # folder -> Message-ID -> sorted flag letters
 
 
 def message(mid: str, subject: str) -> bytes:
-    return (f"From: sender@example.org\nTo: alice@example.org\nSubject: {subject}\n"
-            f"Message-ID: <{mid}>\nDate: Mon, 01 Jan 2024 10:00:00 +0000\n\n"
-            f"Body of {mid}.\n.\n..dots\nend\n").encode()
+    return (
+        f"From: sender@example.org\nTo: alice@example.org\nSubject: {subject}\n"
+        f"Message-ID: <{mid}>\nDate: Mon, 01 Jan 2024 10:00:00 +0000\n\n"
+        f"Body of {mid}.\n.\n..dots\nend\n"
+    ).encode()
 
 
 def message_id(data: bytes) -> str:
@@ -99,9 +101,14 @@ def local_state(base: Path, contents: dict[str, bytes] | None = None) -> State:
 
 def exchange(log: str) -> str:
     """The IMAP lines of an `mbsync -D` log: commands sent (>>>) and the server's responses."""
-    lines = [line for line in log.splitlines()
-             if re.match(r"^[FN]: (>>> |\* |\d+ (OK|NO|BAD)|\+ )", line) or "Error" in line
-             or "error" in line or line.startswith(("IMAP ", "Maildir "))]
+    lines = [
+        line
+        for line in log.splitlines()
+        if re.match(r"^[FN]: (>>> |\* |\d+ (OK|NO|BAD)|\+ )", line)
+        or "Error" in line
+        or "error" in line
+        or line.startswith(("IMAP ", "Maildir "))
+    ]
     return "\n".join(lines[-150:])
 
 
@@ -121,7 +128,8 @@ class Mbsync:
             f"MaildirStore local\nPath {self.local}/\nInbox {self.local}/INBOX\n"
             "SubFolders Verbatim\n\n"
             "Channel mail\nFar :remote:\nNear :local:\nPatterns *\n"
-            "Sync All\nCreate Both\nRemove None\nExpunge Both\nSyncState *\nCopyArrivalDate yes\n")
+            "Sync All\nCreate Both\nRemove None\nExpunge Both\nSyncState *\nCopyArrivalDate yes\n"
+        )
         self.rc.chmod(0o600)
         self.runs = 0
 
@@ -129,12 +137,18 @@ class Mbsync:
         self.runs += 1
         log_path = self.root / f"mbsync-{self.runs}.log"
         with open(log_path, "w") as out:
-            proc = subprocess.run(["mbsync", "-c", str(self.rc), "-D", "-a"], stdout=out,
-                                  stderr=subprocess.STDOUT, timeout=RUN_TIMEOUT, check=False,
-                                  env={**os.environ, "HOME": str(self.root)})
+            proc = subprocess.run(
+                ["mbsync", "-c", str(self.rc), "-D", "-a"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=RUN_TIMEOUT,
+                check=False,
+                env={**os.environ, "HOME": str(self.root)},
+            )
         log = log_path.read_text(errors="replace")
-        assert proc.returncode == 0, (f"mbsync run {self.runs} exited {proc.returncode}\n"
-                                      f"{exchange(log)}")
+        assert proc.returncode == 0, (
+            f"mbsync run {self.runs} exited {proc.returncode}\n{exchange(log)}"
+        )
         return log
 
 
@@ -170,14 +184,20 @@ def differences(found: dict[str, str] | None, wanted: dict[str, str]) -> str:
         return "folder missing"
     missing = sorted(set(wanted) - set(found))
     extra = sorted(set(found) - set(wanted))
-    flags = sorted(f"{m}: {found[m]!r} not {wanted[m]!r}" for m in set(found) & set(wanted)
-                   if found[m] != wanted[m])
-    return f"missing {missing[:10]} ({len(missing)}), extra {extra[:10]} ({len(extra)}), " \
-           f"flags {flags[:10]} ({len(flags)})"
+    flags = sorted(
+        f"{m}: {found[m]!r} not {wanted[m]!r}"
+        for m in set(found) & set(wanted)
+        if found[m] != wanted[m]
+    )
+    return (
+        f"missing {missing[:10]} ({len(missing)}), extra {extra[:10]} ({len(extra)}), "
+        f"flags {flags[:10]} ({len(flags)})"
+    )
 
 
-def assert_in_step(root: Path, local: Path, expected: State, log: str,
-                   exchange: Callable[[str], str] = exchange) -> None:
+def assert_in_step(
+    root: Path, local: Path, expected: State, log: str, exchange: Callable[[str], str] = exchange
+) -> None:
     """Both sides hold exactly `expected` (folder -> Message-ID -> flags), byte for byte alike."""
     far_contents: dict[str, bytes] = {}
     near_contents: dict[str, bytes] = {}
@@ -185,11 +205,14 @@ def assert_in_step(root: Path, local: Path, expected: State, log: str,
     detail = f"\nIMAP exchange of the last run:\n{exchange(log)}"
     for name, messages in expected.items():
         assert server.get(name) == messages, (
-            f"server {name}: {differences(server.get(name), messages)}{detail}")
+            f"server {name}: {differences(server.get(name), messages)}{detail}"
+        )
         assert near.get(name) == messages, (
-            f"local {name}: {differences(near.get(name), messages)}{detail}")
+            f"local {name}: {differences(near.get(name), messages)}{detail}"
+        )
     assert set(server) == set(near) == set(expected), (
-        f"folders: server {sorted(server)}, local {sorted(near)}{detail}")
+        f"folders: server {sorted(server)}, local {sorted(near)}{detail}"
+    )
     for key, data in far_contents.items():
         assert near_contents[key] == data, f"{key} differs: {near_contents[key][:300]!r}{detail}"
 
@@ -208,7 +231,8 @@ def server(daemons, site):
     work.append(message("w2@example.org", "work two"), "RS", None)
     # Awkward content: 8-bit text, a big attachment-like body, no final newline.
     big = message("big@example.org", "big").replace(
-        b"end\n", ("Grüße, naïve café\n".encode() + b"x" * 76 + b"\n") * 3000 + b"end")
+        b"end\n", ("Grüße, naïve café\n".encode() + b"x" * 76 + b"\n") * 3000 + b"end"
+    )
     inbox.append(big, "", None)
     maildir.deliver(root, message("nonl@example.org", "no final newline").rstrip(b"\n"))
     # A nested folder and a name that is modified UTF-7 on the wire and on disk.
@@ -216,16 +240,28 @@ def server(daemons, site):
         tree.create(name)
         tree.subscribe(name, True)
         Mailbox(tree.path(name)).append(message(mid, name), "S", None)
-    daemon = daemons.start("imapd", "-l", "127.0.0.1", *site.common_args(),
-                           "-u", f"{USER}:{PASSWORD}", config=site.config())
+    daemon = daemons.start(
+        "imapd",
+        "-l",
+        "127.0.0.1",
+        *site.common_args(),
+        "-u",
+        f"{USER}:{PASSWORD}",
+        config=site.config(),
+    )
     return daemon, root
 
 
 def seeded() -> State:
     """What the `server` fixture put on the server."""
     state: State = {name: {} for name in DEFAULT_FOLDERS}
-    state["INBOX"] = {"s1@example.org": "", "s2@example.org": "S", "s3@example.org": "FS",
-                      "big@example.org": "", "nonl@example.org": ""}
+    state["INBOX"] = {
+        "s1@example.org": "",
+        "s2@example.org": "S",
+        "s3@example.org": "FS",
+        "big@example.org": "",
+        "nonl@example.org": "",
+    }
     state["Work"] = {"w1@example.org": "", "w2@example.org": "RS"}
     state["Work.2024"] = {"w3@example.org": "S"}
     state[UTF7_FOLDER] = {"u1@example.org": "S"}
@@ -266,14 +302,23 @@ def test_mbsync_both_ways_with_flags_and_deletions(server, tmp_path: Path) -> No
     client = imap_login(daemon.port)
     try:
         assert client.select("INBOX")[0] == "OK"
-        assert client.uid("STORE", uid_of(client, "s3@example.org"), "-FLAGS",
-                          "(\\Seen)")[0] == "OK"
-        assert client.uid("STORE", uid_of(client, "l1@example.org"), "+FLAGS",
-                          "(\\Deleted)")[0] == "OK"
+        assert (
+            client.uid("STORE", uid_of(client, "s3@example.org"), "-FLAGS", "(\\Seen)")[0] == "OK"
+        )
+        assert (
+            client.uid("STORE", uid_of(client, "l1@example.org"), "+FLAGS", "(\\Deleted)")[0]
+            == "OK"
+        )
         assert client.expunge()[0] == "OK"
-        assert client.append("Local", "(\\Seen \\Draft)", None,
-                             message("s4@example.org", "server four")
-                             .replace(b"\n", b"\r\n"))[0] == "OK"
+        assert (
+            client.append(
+                "Local",
+                "(\\Seen \\Draft)",
+                None,
+                message("s4@example.org", "server four").replace(b"\n", b"\r\n"),
+            )[0]
+            == "OK"
+        )
     finally:
         client.logout()
 
@@ -291,8 +336,11 @@ def test_mbsync_both_ways_with_flags_and_deletions(server, tmp_path: Path) -> No
 
     # Run 4: a deletion made on the server side by another program (not through IMAP) and a
     # flag set locally on a message that came from the server are both carried over.
-    doomed = next(e for e in Mailbox(root / ".Work").sync().entries
-                  if b"<w1@example.org>" in Mailbox(root / ".Work").read(e))
+    doomed = next(
+        e
+        for e in Mailbox(root / ".Work").sync().entries
+        if b"<w1@example.org>" in Mailbox(root / ".Work").read(e)
+    )
     os.unlink(root / ".Work" / doomed.subdir / doomed.name)
     set_local_flags(find_local(local, "Local", "s4@example.org"), "DFS")
     log = sync.run()
@@ -311,7 +359,8 @@ def test_mbsync_many_messages_and_mail_arriving_meanwhile(server, tmp_path: Path
     for number in range(150):
         mid = f"bulk{number}@example.org"
         (root / "new" / f"{1700000000 + number}.M{number}P7.mta").write_bytes(
-            message(mid, f"bulk {number}"))
+            message(mid, f"bulk {number}")
+        )
         expected["INBOX"][mid] = ""
     for number in range(100):
         mid = f"near{number}@example.org"
@@ -333,8 +382,11 @@ def test_mbsync_many_messages_and_mail_arriving_meanwhile(server, tmp_path: Path
         changed = answered + b"," + deleted
         typ, data = client.uid("FETCH", changed, "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
         assert typ == "OK"
-        mids = {re.search(rb"UID (\d+)", item[0]).group(1): message_id(item[1])  # type: ignore[union-attr]
-                for item in data if isinstance(item, tuple)}
+        mids = {
+            re.search(rb"UID (\d+)", item[0]).group(1): message_id(item[1])  # type: ignore[union-attr]
+            for item in data
+            if isinstance(item, tuple)
+        }
         typ, data = client.uid("FETCH", changed, "(FLAGS)")
         assert typ == "OK" and len(mids) == len(set(all_uids[::3]) | set(all_uids[1::11]))
         for line in data:
@@ -362,8 +414,11 @@ def test_mbsync_many_messages_and_mail_arriving_meanwhile(server, tmp_path: Path
             expected["INBOX"][mid] = comparable(expected["INBOX"][mid] + "F")
     # An MTA delivers while mbsync runs; whatever the run missed, the next one brings.
     arrivals = [f"late{number}@example.org" for number in range(30)]
-    with subprocess.Popen(["mbsync", "-c", str(sync.rc), "-a", "-q"],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
+    with subprocess.Popen(
+        ["mbsync", "-c", str(sync.rc), "-a", "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    ) as proc:
         for number, mid in enumerate(arrivals):
             maildir.deliver(root, message(mid, f"late {number}"))
             expected["INBOX"][mid] = ""

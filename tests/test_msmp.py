@@ -46,8 +46,9 @@ class Stack:
         return self.site.run / "mailstatd.sock"
 
     def start_stats(self) -> None:
-        self.stats = self.daemons.start("mailstatd", config=self.site.config(self.extra),
-                                        wait=False)
+        self.stats = self.daemons.start(
+            "mailstatd", config=self.site.config(self.extra), wait=False
+        )
 
         def ready() -> bool:
             assert self.stats.proc.poll() is None, self.stats.log()
@@ -59,19 +60,36 @@ class Stack:
         self.pop3 = self.start_pop3(self.extra, users={}).daemon
 
     def start_msmpd(self) -> None:
-        self.msmpd = self.daemons.start("msmpd", "-L", "127.0.0.1", "-a", f"{ADMIN}:{ADMIN_PW}",
-                                        config=self.site.config(self.extra))
+        self.msmpd = self.daemons.start(
+            "msmpd",
+            "-L",
+            "127.0.0.1",
+            "-a",
+            f"{ADMIN}:{ADMIN_PW}",
+            config=self.site.config(self.extra),
+        )
 
     # -- clients ------------------------------------------------------------------------------
 
-    def msmp(self, *words: str, env: dict[str, str] | None = None, stdin: str | None = None,
-             port: int | None = None) -> subprocess.CompletedProcess:
+    def msmp(
+        self,
+        *words: str,
+        env: dict[str, str] | None = None,
+        stdin: str | None = None,
+        port: int | None = None,
+    ) -> subprocess.CompletedProcess:
         environ = {**os.environ, "MSMP_USER": ADMIN, "MSMP_PASSWORD": ADMIN_PW, **(env or {})}
         environ = {k: v for k, v in environ.items() if v is not None}
         return subprocess.run(
-            [str(MSMP), "-P", str(port or self.msmpd.port), *words], env=environ, text=True,
-            input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
-            capture_output=True, timeout=30, start_new_session=True)
+            [str(MSMP), "-P", str(port or self.msmpd.port), *words],
+            env=environ,
+            text=True,
+            input=stdin,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
+            capture_output=True,
+            timeout=30,
+            start_new_session=True,
+        )
 
     def ok(self, *words: str) -> str:
         result = self.msmp(*words)
@@ -128,8 +146,11 @@ def stat(client: LineClient) -> dict[str, int | dict[str, int]]:
     assert lines[0] == "+OK" and lines[-2:] == [".", ""], reply
     figures: dict = {}
     for line in lines[1:-2]:
-        proto = re.fullmatch(r"(\w+): (\d+) connections, (\d+) now, maximum (\d+), (\d+) bytes, "
-                             r"(\d+) logins ok, (\d+) failed", line)
+        proto = re.fullmatch(
+            r"(\w+): (\d+) connections, (\d+) now, maximum (\d+), (\d+) bytes, "
+            r"(\d+) logins ok, (\d+) failed",
+            line,
+        )
         if proto:
             names = ("connections", "now", "maximum", "bytes", "ok", "failed")
             figures[proto[1]] = dict(zip(names, map(int, proto.groups()[1:]), strict=True))
@@ -308,12 +329,17 @@ def test_logs_show_each_access_with_its_address(stack):
         client = stack.pop("bob", "pw", source=source)
         client.send(b"QUIT\r\n")
         assert client.line().startswith(b"+OK")
-        wait_for(lambda: stats_query.user_info(stack.socket, "bob")["sessions"] == [],
-                 what="session reaped")  # the maildrop lock is free again
+        wait_for(
+            lambda: stats_query.user_info(stack.socket, "bob")["sessions"] == [],
+            what="session reaped",
+        )  # the maildrop lock is free again
     assert stack.pop_fails("bob", "wrong")  # a failed login is no access
     lines = stack.ok("LOGS", "bob").splitlines()
-    assert [LOG_LINE.fullmatch(line)[1] for line in lines] == ["127.0.0.1", "127.0.0.2",
-                                                               "127.0.0.1"]
+    assert [LOG_LINE.fullmatch(line)[1] for line in lines] == [
+        "127.0.0.1",
+        "127.0.0.2",
+        "127.0.0.1",
+    ]
     assert stack.ok("LIST", "bob") == "bob 3 logs\n"
     missing = stack.msmp("LOGS", "nobody")
     assert (missing.returncode, missing.stderr) == (1, "msmp: Invalid user\n")
@@ -348,8 +374,9 @@ def test_mailstatd_restart_keeps_totals_and_outage_spares_pop3(stack, site):
     # SIGKILL: what was saved survives.
     saved = stats_query.stat(stack.socket)["totals"]
     state = site.state / "mailstatd.json"
-    wait_for(lambda: f'"connections":{saved["connections"]},' in state.read_text(),
-             what="state saved")
+    wait_for(
+        lambda: f'"connections":{saved["connections"]},' in state.read_text(), what="state saved"
+    )
     stack.stats.stop(signal.SIGKILL)
     stack.start_stats()
     assert stats_query.stat(stack.socket)["totals"]["connections"] == saved["connections"]
@@ -360,8 +387,16 @@ def test_mailstatd_restart_keeps_totals_and_outage_spares_pop3(stack, site):
 
 def test_commands_before_login_are_refused(msmpd_alone):
     client = msmpd_alone.raw()
-    for line in (b"ADD bob pw", b"DELE bob", b"LIST", b"LIST bob", b"SET maildir /x",
-                 b"GET maildir", b"STAT", b"LOGS bob"):
+    for line in (
+        b"ADD bob pw",
+        b"DELE bob",
+        b"LIST",
+        b"LIST bob",
+        b"SET maildir /x",
+        b"GET maildir",
+        b"STAT",
+        b"LOGS bob",
+    ):
         assert ask(client, line) == b"-ERR Log in first (USER, then PASS)\r\n", line
     assert ask(client, b"PASS x") == b"-ERR USER first\r\n"
     assert ask(client, b"USER") == b"-ERR Usage: USER <username>\r\n"
@@ -391,36 +426,55 @@ def test_login_failures_look_the_same(msmpd_alone, site):
 
 
 ARITY = [
-    (b"ADD", b"ADD <username> <password>"), (b"ADD bob", b"ADD <username> <password>"),
-    (b"ADD bob pw extra", b"ADD <username> <password>"), (b"DELE", b"DELE <username>"),
-    (b"DELE a b", b"DELE <username>"), (b"LIST a b", b"LIST [<username>]"),
-    (b"SET", b"SET <key> <value>"), (b"SET maildir", b"SET <key> <value>"),
-    (b"SET maildir /a /b", b"SET <key> <value>"), (b"GET", b"GET <key>"),
-    (b"GET maildir x", b"GET <key>"), (b"STAT x", b"STAT"), (b"LOGS", b"LOGS <username>"),
-    (b"LOGS a b", b"LOGS <username>"), (b"QUIT now", b"QUIT"),
+    (b"ADD", b"ADD <username> <password>"),
+    (b"ADD bob", b"ADD <username> <password>"),
+    (b"ADD bob pw extra", b"ADD <username> <password>"),
+    (b"DELE", b"DELE <username>"),
+    (b"DELE a b", b"DELE <username>"),
+    (b"LIST a b", b"LIST [<username>]"),
+    (b"SET", b"SET <key> <value>"),
+    (b"SET maildir", b"SET <key> <value>"),
+    (b"SET maildir /a /b", b"SET <key> <value>"),
+    (b"GET", b"GET <key>"),
+    (b"GET maildir x", b"GET <key>"),
+    (b"STAT x", b"STAT"),
+    (b"LOGS", b"LOGS <username>"),
+    (b"LOGS a b", b"LOGS <username>"),
+    (b"QUIT now", b"QUIT"),
 ]
 
 LONG = b"x" * 41
 ARGUMENTS = [
     (b"ADD " + LONG + b" pw", b"-ERR Unsafe username"),
-    (b"ADD ../etc pw", b"-ERR Unsafe username"), (b"ADD a/b pw", b"-ERR Unsafe username"),
-    (b"ADD .hidden pw", b"-ERR Unsafe username"), (b"ADD bad\x01name pw", b"-ERR Unsafe username"),
+    (b"ADD ../etc pw", b"-ERR Unsafe username"),
+    (b"ADD a/b pw", b"-ERR Unsafe username"),
+    (b"ADD .hidden pw", b"-ERR Unsafe username"),
+    (b"ADD bad\x01name pw", b"-ERR Unsafe username"),
     (b"ADD bob p\x7fw", b"-ERR Invalid password (no control characters)"),
-    (b"DELE " + LONG, b"-ERR Unsafe username"), (b"DELE nobody", b"-ERR User does not exist"),
-    (b"LIST " + LONG, b"-ERR Unsafe username"), (b"LOGS " + LONG, b"-ERR Unsafe username"),
-    (b"SET " + b"k" * 41 + b" v", b"-ERR Invalid key"), (b"SET MAILDIR /x", b"-ERR Invalid key"),
+    (b"DELE " + LONG, b"-ERR Unsafe username"),
+    (b"DELE nobody", b"-ERR User does not exist"),
+    (b"LIST " + LONG, b"-ERR Unsafe username"),
+    (b"LOGS " + LONG, b"-ERR Unsafe username"),
+    (b"SET " + b"k" * 41 + b" v", b"-ERR Invalid key"),
+    (b"SET MAILDIR /x", b"-ERR Invalid key"),
     (b"SET no_such_key /x", b"-ERR Invalid key"),
-    (b"SET maildir /" + b"v" * 100, b"-ERR Invalid value (at most 100 characters, no spaces or "
-                                     b"control characters)"),
-    (b"SET transformer a\x02b", b"-ERR Invalid value (at most 100 characters, no spaces or "
-                                b"control characters)"),
-    (b"GET " + b"k" * 41, b"-ERR Invalid key"), (b"GET Maildir", b"-ERR Invalid key"),
+    (
+        b"SET maildir /" + b"v" * 100,
+        b"-ERR Invalid value (at most 100 characters, no spaces or control characters)",
+    ),
+    (
+        b"SET transformer a\x02b",
+        b"-ERR Invalid value (at most 100 characters, no spaces or control characters)",
+    ),
+    (b"GET " + b"k" * 41, b"-ERR Invalid key"),
+    (b"GET Maildir", b"-ERR Invalid key"),
     (b"GET " + b"k" * 506, b"-ERR Invalid key"),  # 510 characters: the longest line allowed
     (b"GET " + b"k" * 507, b"-ERR Line too long (at most 512 characters with CRLF)"),
     (b"x" * 10_000, b"-ERR Line too long (at most 512 characters with CRLF)"),
     (b"\x00\xff\xfe\x80 junk", b"-ERR Invalid characters in command"),
     (b"\x16\x03\x01\x02\x00\x01", b"-ERR Unknown command"),
-    (b"", b"-ERR Unknown command"), (b"   ", b"-ERR Unknown command"),
+    (b"", b"-ERR Unknown command"),
+    (b"   ", b"-ERR Unknown command"),
     (b"FLY away", b"-ERR Unknown command"),
 ]
 
@@ -453,10 +507,14 @@ def test_too_many_bad_commands_end_the_session(msmpd_alone):
 
 def test_bare_lf_pipelined_session(stack, site):
     client = stack.raw()
-    client.send(f"USER {ADMIN}\nPASS {ADMIN_PW}\nADD bob pw\nLIST\nGET maildir\n"
-                "STAT\nQUIT\n".encode())
-    expected = (b"+OK\r\n+OK Logged in\r\n+OK Added user\r\n+OK\r\nbob\r\n.\r\n"
-                + f"+OK {site.mail}\r\n".encode() + b"+OK\r\nTotal connections: ")
+    client.send(
+        f"USER {ADMIN}\nPASS {ADMIN_PW}\nADD bob pw\nLIST\nGET maildir\nSTAT\nQUIT\n".encode()
+    )
+    expected = (
+        b"+OK\r\n+OK Logged in\r\n+OK Added user\r\n+OK\r\nbob\r\n.\r\n"
+        + f"+OK {site.mail}\r\n".encode()
+        + b"+OK\r\nTotal connections: "
+    )
     assert client.closed(timeout=10)
     data = client.buf
     assert data.startswith(expected)
@@ -468,10 +526,15 @@ def test_bare_lf_pipelined_session(stack, site):
 def test_netcat(msmpd_alone):
     stack = msmpd_alone
     script = f"USER {ADMIN}\nPASS {ADMIN_PW}\nLIST\nQUIT\n"
-    result = subprocess.run(["nc", "-w", "10", "127.0.0.1", str(stack.msmpd.port)],
-                            input=script.encode(), capture_output=True, timeout=30)
-    assert result.stdout == (b"+OK MSMP1 server ready\r\n+OK\r\n+OK Logged in\r\n+OK\r\n.\r\n"
-                             b"+OK Goodbye\r\n")
+    result = subprocess.run(
+        ["nc", "-w", "10", "127.0.0.1", str(stack.msmpd.port)],
+        input=script.encode(),
+        capture_output=True,
+        timeout=30,
+    )
+    assert result.stdout == (
+        b"+OK MSMP1 server ready\r\n+OK\r\n+OK Logged in\r\n+OK\r\n.\r\n+OK Goodbye\r\n"
+    )
 
 
 # -- the msmp client ---------------------------------------------------------------------------
@@ -482,14 +545,18 @@ def test_msmp_client_output_and_exit_statuses(stack, site):
     assert stack.ok("GET", "maildir") == f"{site.mail}\n"  # just the value, for scripts
     missing = stack.msmp("DELE", "nobody")
     assert (missing.returncode, missing.stdout, missing.stderr) == (
-        1, "", "msmp: User does not exist\n")
+        1,
+        "",
+        "msmp: User does not exist\n",
+    )
     bad = stack.msmp("STAT", env={"MSMP_PASSWORD": "wrong"})
     assert (bad.returncode, bad.stderr) == (1, "msmp: login failed: Invalid credentials\n")
     closed = free_port()
     refused = stack.msmp("STAT", port=closed)
     assert refused.returncode == 2
-    assert refused.stderr == (f"msmp: cannot connect to 127.0.0.1 port {closed}: "
-                              "Connection refused\n")
+    assert refused.stderr == (
+        f"msmp: cannot connect to 127.0.0.1 port {closed}: Connection refused\n"
+    )
     assert stack.msmp("-P", "notaport", "STAT").returncode == 2
     no_password = stack.msmp("STAT", env={"MSMP_PASSWORD": None})
     assert no_password.returncode == 2 and "MSMP_PASSWORD" in no_password.stderr
@@ -517,8 +584,9 @@ def test_msmpd_daemon_mode(site):
     pid = int(pidfile.read_text())
     try:
         assert port_open(port)
-        again = subprocess.run(run + ["--pidfile", str(site.run / "x.pid")], capture_output=True,
-                               text=True, timeout=30)
+        again = subprocess.run(
+            run + ["--pidfile", str(site.run / "x.pid")], capture_output=True, text=True, timeout=30
+        )
         assert again.returncode == 1 and len(again.stderr.splitlines()) == 1
         assert f"port {port}" in again.stderr
     finally:

@@ -14,39 +14,108 @@ from common.names import (
 )
 
 
-@pytest.mark.parametrize("name", [
-    "alice", "a", "bob.smith", "user_1", "x-y", "UPPER", "a@example.org", "1234", "a+tag",
-    "n" * MAX_USERNAME,
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "alice",
+        "a",
+        "bob.smith",
+        "user_1",
+        "x-y",
+        "UPPER",
+        "a@example.org",
+        "1234",
+        "a+tag",
+        "n" * MAX_USERNAME,
+    ],
+)
 def test_good_usernames(name):
     assert check_username(name) == name
     assert is_valid_username(name)
 
 
-@pytest.mark.parametrize("name", [
-    "", ".", "..", ".hidden", "-rf", "../etc", "a/b", "a\\b", "a:b", "a b", "a\tb", "a\nb",
-    "a\x00b", "a\x7fb", "ümlaut", "a*", "a?", "a;b", "a|b", "a$b", "a`b", "a'b", 'a"b', "a~",
-    "a,b", "a=b", "a%b", "a{b}", "a[b]", "a(b)", "a<b>", "a&b", "a!b", "a#b",
-    "n" * (MAX_USERNAME + 1),
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        ".",
+        "..",
+        ".hidden",
+        "-rf",
+        "../etc",
+        "a/b",
+        "a\\b",
+        "a:b",
+        "a b",
+        "a\tb",
+        "a\nb",
+        "a\x00b",
+        "a\x7fb",
+        "ümlaut",
+        "a*",
+        "a?",
+        "a;b",
+        "a|b",
+        "a$b",
+        "a`b",
+        "a'b",
+        'a"b',
+        "a~",
+        "a,b",
+        "a=b",
+        "a%b",
+        "a{b}",
+        "a[b]",
+        "a(b)",
+        "a<b>",
+        "a&b",
+        "a!b",
+        "a#b",
+        "n" * (MAX_USERNAME + 1),
+    ],
+)
 def test_bad_usernames(name):
     with pytest.raises(InvalidName):
         check_username(name)
     assert not is_valid_username(name)
 
 
-@pytest.mark.parametrize("name", [
-    "Sent", "Drafts", "Lists.python", "a.b.c", "with space", "Ümlauts", "&AOQ-", "x" * 50,
-    "dash-and_underscore", "a~b",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Sent",
+        "Drafts",
+        "Lists.python",
+        "a.b.c",
+        "with space",
+        "Ümlauts",
+        "&AOQ-",
+        "x" * 50,
+        "dash-and_underscore",
+        "a~b",
+    ],
+)
 def test_good_folders(name):
     assert check_folder(name) == name
 
 
-@pytest.mark.parametrize("name", [
-    "", ".", "..", ".Sent", "Sent.", "a..b", "a/b", "a\\b", "a\x00b", "a\nb", "a\x7fb",
-    "é" * (MAX_FOLDER // 2 + 1),
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        ".",
+        "..",
+        ".Sent",
+        "Sent.",
+        "a..b",
+        "a/b",
+        "a\\b",
+        "a\x00b",
+        "a\nb",
+        "a\x7fb",
+        "é" * (MAX_FOLDER // 2 + 1),
+    ],
+)
 def test_bad_folders(name):
     with pytest.raises(InvalidName):
         check_folder(name)

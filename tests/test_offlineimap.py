@@ -14,8 +14,19 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_mbsync import (PASSWORD, USER, assert_in_step, deliver_local, find_local, imap_login,
-                         message, seeded, server, set_local_flags, uid_of)
+from test_mbsync import (
+    PASSWORD,
+    USER,
+    assert_in_step,
+    deliver_local,
+    find_local,
+    imap_login,
+    message,
+    seeded,
+    server,
+    set_local_flags,
+    uid_of,
+)
 
 from common.mailbox import Mailbox
 
@@ -31,9 +42,15 @@ RUN_TIMEOUT = 60
 
 def exchange(log: str) -> str:
     """The IMAP lines of an `offlineimap -d imap` log, plus its errors and warnings."""
-    lines = [line for line in log.splitlines()
-             if " writer > " in line or " reader < " in line or "ERROR" in line
-             or "WARNING" in line or "Traceback" in line]
+    lines = [
+        line
+        for line in log.splitlines()
+        if " writer > " in line
+        or " reader < " in line
+        or "ERROR" in line
+        or "WARNING" in line
+        or "Traceback" in line
+    ]
     return "\n".join(lines[-150:])
 
 
@@ -53,7 +70,8 @@ class OfflineImap:
             f"[Repository remote]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\n"
             f"remoteuser = {USER}\nremotepass = {PASSWORD}\nssl = no\nstarttls = no\n"
             "auth_mechanisms = LOGIN\nmaxconnections = 1\nholdconnectionopen = no\n"
-            "timeout = 20\n")
+            "timeout = 20\n"
+        )
         self.rc.chmod(0o600)
         self.runs = 0
 
@@ -61,15 +79,31 @@ class OfflineImap:
         self.runs += 1
         log_path = self.root / f"offlineimap-{self.runs}.log"
         proc = subprocess.run(
-            ["offlineimap", "-c", str(self.rc), "-o", "-1", "-u", "basic", "-d", "imap",
-             "-l", str(log_path)],
-            capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
-            env={**os.environ, "HOME": str(self.root)})
+            [
+                "offlineimap",
+                "-c",
+                str(self.rc),
+                "-o",
+                "-1",
+                "-u",
+                "basic",
+                "-d",
+                "imap",
+                "-l",
+                str(log_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            check=False,
+            env={**os.environ, "HOME": str(self.root)},
+        )
         log = (log_path.read_text(errors="replace") if log_path.exists() else "") + proc.stdout
         output = proc.stdout + proc.stderr
         assert proc.returncode == 0 and "ERROR" not in output, (
             f"offlineimap run {self.runs} exited {proc.returncode}\n{output[-3000:]}\n"
-            f"{exchange(log)}")
+            f"{exchange(log)}"
+        )
         return log
 
 
@@ -92,21 +126,32 @@ def test_offlineimap_both_ways_with_flags_and_deletions(server, tmp_path: Path) 
     client = imap_login(daemon.port)
     try:
         assert client.select("Work")[0] == "OK"
-        assert client.uid("STORE", uid_of(client, "w2@example.org"), "+FLAGS",
-                          "(\\Flagged)")[0] == "OK"
-        assert client.uid("STORE", uid_of(client, "w1@example.org"), "+FLAGS",
-                          "(\\Deleted)")[0] == "OK"
+        assert (
+            client.uid("STORE", uid_of(client, "w2@example.org"), "+FLAGS", "(\\Flagged)")[0]
+            == "OK"
+        )
+        assert (
+            client.uid("STORE", uid_of(client, "w1@example.org"), "+FLAGS", "(\\Deleted)")[0]
+            == "OK"
+        )
         assert client.expunge()[0] == "OK"
-        assert client.append("INBOX", "(\\Seen \\Draft)", None,
-                             message("s4@example.org", "server four")
-                             .replace(b"\n", b"\r\n"))[0] == "OK"
+        assert (
+            client.append(
+                "INBOX",
+                "(\\Seen \\Draft)",
+                None,
+                message("s4@example.org", "server four").replace(b"\n", b"\r\n"),
+            )[0]
+            == "OK"
+        )
     finally:
         client.logout()
 
     # Run 2: the changes cross over.
     log = sync.run()
-    expected["INBOX"].update({"s1@example.org": "RS", "l1@example.org": "S",
-                              "s4@example.org": "DS"})
+    expected["INBOX"].update(
+        {"s1@example.org": "RS", "l1@example.org": "S", "s4@example.org": "DS"}
+    )
     del expected["INBOX"]["s2@example.org"]
     expected["Work"] = {"w2@example.org": "FRS", "l2@example.org": ""}
     expected["Local"] = {"x1@example.org": "F"}

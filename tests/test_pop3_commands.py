@@ -161,8 +161,17 @@ def test_wrong_state_commands(pop3d, site):
     server = pop3d()
     fill(site.maildir("alice"))
     client = server.raw()
-    for command in (b"STAT", b"LIST", b"LIST 1", b"UIDL", b"RETR 1", b"TOP 1 1", b"DELE 1",
-                    b"NOOP", b"RSET"):
+    for command in (
+        b"STAT",
+        b"LIST",
+        b"LIST 1",
+        b"UIDL",
+        b"RETR 1",
+        b"TOP 1 1",
+        b"DELE 1",
+        b"NOOP",
+        b"RSET",
+    ):
         client.send(command + b"\r\n")
         assert client.line() == b"-ERR Command not valid in this state\r\n", command
     client.send(b"PASS secret\r\n")
@@ -173,8 +182,7 @@ def test_wrong_state_commands(pop3d, site):
     client.send(b"USER alice\r\nPASS secret\r\n")
     assert client.line() == b"+OK\r\n"
     assert client.line().startswith(b"+OK Logged in, 3 messages")
-    for command in (b"USER alice", b"PASS secret", b"APOP alice 0123", b"AUTH PLAIN",
-                    b"AUTH"):
+    for command in (b"USER alice", b"PASS secret", b"APOP alice 0123", b"AUTH PLAIN", b"AUTH"):
         client.send(command + b"\r\n")
         assert client.line() == b"-ERR Command not valid in this state\r\n", command
     client.send(b"STAT\r\nQUIT\r\n")

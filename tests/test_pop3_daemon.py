@@ -36,8 +36,11 @@ def strays(port: int, marker: str) -> list[int]:
             cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:
             continue
-        if (marker.encode() in cmdline or inodes.intersection(targets)
-                or any(t.startswith(marker) for t in targets)):
+        if (
+            marker.encode() in cmdline
+            or inodes.intersection(targets)
+            or any(t.startswith(marker) for t in targets)
+        ):
             found.append(int(entry))
     return found
 
@@ -54,8 +57,9 @@ def alive(pid: int) -> bool:
 
 
 def run_pop3d(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "pop3d"), *args], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [str(BIN / "pop3d"), *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 @pytest.fixture
@@ -63,12 +67,14 @@ def detached(site):
     """Start pop3d without -f (the real start-up contract); kill what is left at the end."""
     pids: list[int] = []
 
-    def start(port: int, *extra: str,
-              config: str = "") -> tuple[subprocess.CompletedProcess[str], Path]:
+    def start(
+        port: int, *extra: str, config: str = ""
+    ) -> tuple[subprocess.CompletedProcess[str], Path]:
         conf = site.root / f"detached-{port}.conf"
         conf.write_text(site.config(f"log = {site.root / 'pop3d.log'}\n{config}"))
-        result = run_pop3d("-c", str(conf), "-l", "127.0.0.1", "-p", str(port),
-                           "-u", "alice:secret", *extra)
+        result = run_pop3d(
+            "-c", str(conf), "-l", "127.0.0.1", "-p", str(port), "-u", "alice:secret", *extra
+        )
         pidfile = site.run / "pop3d.pid"
         with contextlib.suppress(OSError, ValueError):
             pids.append(int(pidfile.read_text()))
@@ -113,7 +119,8 @@ def test_already_running_is_refused(detached, site):
     second, _ = detached(free_port())
     assert second.returncode != 0
     assert second.stderr.strip().splitlines() == [
-        f"pop3d: already running as pid {pid} (pidfile {pidfile})"]
+        f"pop3d: already running as pid {pid} (pidfile {pidfile})"
+    ]
     assert int(pidfile.read_text()) == pid and alive(pid)
     os.kill(pid, signal.SIGTERM)
     wait_for(lambda: not alive(pid), what="daemon gone")
@@ -140,11 +147,23 @@ def test_port_in_use(site, foreground):
         conf = site.root / "busy.conf"
         conf.write_text(site.config())
         pidfile = site.run / "busy.pid"
-        result = run_pop3d(*(["-f"] if foreground else []), "-c", str(conf), "-l", "127.0.0.1",
-                           "-p", str(port), "--pidfile", str(pidfile), "-u", "a:b")
+        result = run_pop3d(
+            *(["-f"] if foreground else []),
+            "-c",
+            str(conf),
+            "-l",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--pidfile",
+            str(pidfile),
+            "-u",
+            "a:b",
+        )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
-        f"pop3d: cannot listen on 127.0.0.1 port {port}: Address already in use"]
+        f"pop3d: cannot listen on 127.0.0.1 port {port}: Address already in use"
+    ]
     assert not pidfile.exists()
     assert_no_strays(port, str(site.root))
 
@@ -162,10 +181,15 @@ BAD_CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("case, foreground", [
-    *((case, False) for case in BAD_CONFIGS),
-    ("malformed number", True), ("malformed backlog", True), ("unreadable users file", True),
-])
+@pytest.mark.parametrize(
+    "case, foreground",
+    [
+        *((case, False) for case in BAD_CONFIGS),
+        ("malformed number", True),
+        ("malformed backlog", True),
+        ("unreadable users file", True),
+    ],
+)
 def test_bad_config_is_one_line_and_nothing_left(site, case, foreground):
     extra, flags, words = BAD_CONFIGS[case]
     conf = site.root / "bad.conf"
@@ -177,8 +201,16 @@ def test_bad_config_is_one_line_and_nothing_left(site, case, foreground):
     port = free_port()
     args = ["-c", str(conf), *flags] if "-c" not in flags else flags
     try:
-        result = run_pop3d(*(["-f"] if foreground else []), *args, "-l", "127.0.0.1",
-                           "-p", str(port), "--pidfile", str(pidfile))
+        result = run_pop3d(
+            *(["-f"] if foreground else []),
+            *args,
+            "-l",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--pidfile",
+            str(pidfile),
+        )
         assert result.returncode != 0
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("pop3d: "), result.stderr
@@ -203,8 +235,10 @@ def test_term_says_goodbye_to_open_sessions_and_removes_the_pidfile(pop3d, site)
     pidfile = site.run / "fg.pid"
     server = pop3d("", "--pidfile", str(pidfile))
     path = deliver(site.maildir("alice"), b"Subject: t\n\nx\n")
-    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() == str(server.daemon.pid),
-             what="the pidfile")
+    wait_for(
+        lambda: pidfile.exists() and pidfile.read_text().strip() == str(server.daemon.pid),
+        what="the pidfile",
+    )
     logged_in = server.raw_login()
     logged_in.send(b"DELE 1\r\n")
     assert logged_in.line() == b"+OK Message 1 deleted\r\n"
@@ -224,8 +258,10 @@ def test_term_says_goodbye_to_open_sessions_and_removes_the_pidfile(pop3d, site)
 
 def test_term_kills_a_session_that_cannot_finish(pop3d, site):
     server = pop3d("[pop3d]\nshutdown_grace = 0.5\n")
-    path = deliver(site.maildir("alice"), b"Subject: big\n\n" + b"y" * 64 + b"\n" * 100_000
-                   + b"z" * 8_000_000 + b"\n")
+    path = deliver(
+        site.maildir("alice"),
+        b"Subject: big\n\n" + b"y" * 64 + b"\n" * 100_000 + b"z" * 8_000_000 + b"\n",
+    )
     client = server.raw_login()
     client.send(b"RETR 1\r\n")
     assert client.line().startswith(b"+OK ")  # then stop reading: the child blocks in send
@@ -260,8 +296,10 @@ def test_hup_rereads_config_and_users_and_keeps_serving(pop3d, site):
     # A bad new config keeps the old one.
     server.config_file.write_text(site.config("[pop3d]\nmax_line = twenty\n"))
     server.daemon.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: "reload failed, keeping the old configuration" in server.daemon.log(),
-             what="failed reload")
+    wait_for(
+        lambda: "reload failed, keeping the old configuration" in server.daemon.log(),
+        what="failed reload",
+    )
     client = server.raw()
     client.send(b"USER " + b"a" * 30 + b"\r\n")
     assert client.line() == b"-ERR Line too long\r\n"
@@ -269,8 +307,9 @@ def test_hup_rereads_config_and_users_and_keeps_serving(pop3d, site):
 
 
 def find_session_child(server, timeout: float = 10.0) -> int:
-    return wait_for(lambda: (child_pids(server.daemon.pid) or [0])[0], timeout,
-                    what="the session's child")
+    return wait_for(
+        lambda: (child_pids(server.daemon.pid) or [0])[0], timeout, what="the session's child"
+    )
 
 
 def test_sigkill_in_the_middle_of_retr(pop3d, site):
@@ -370,8 +409,10 @@ def test_sessions_go_on_while_the_master_is_hupped(pop3d, site):
     client = server.raw_login()
     for reloads in range(1, 4):  # one at a time: signals that arrive together may coalesce
         server.daemon.proc.send_signal(signal.SIGHUP)
-        wait_for(lambda n=reloads: server.daemon.log().count("configuration reloaded") == n,
-                 what="the reload")
+        wait_for(
+            lambda n=reloads: server.daemon.log().count("configuration reloaded") == n,
+            what="the reload",
+        )
         client.send(b"STAT\r\n")
         assert client.line() == b"+OK 1 17\r\n"
     client.send(b"QUIT\r\n")

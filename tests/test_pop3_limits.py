@@ -110,8 +110,9 @@ def test_max_per_address(pop3d):
     server.wait_idle()
     clients = [server.raw(), server.raw()]
     refused = LineClient(server.daemon.connect())
-    assert refused.line() == (b"-ERR [SYS/TEMP] Too many connections from your address, "
-                              b"try again later\r\n")
+    assert refused.line() == (
+        b"-ERR [SYS/TEMP] Too many connections from your address, try again later\r\n"
+    )
     assert refused.closed()
     other = server.raw(source="127.0.0.2")  # another address still gets in
     other.send(b"USER probe\r\nPASS probe\r\nQUIT\r\n")
@@ -155,8 +156,14 @@ def test_one_fail2ban_line_per_failed_login_and_no_passwords(pop3d):
         ("nosuchuser", [b"USER nosuchuser", f"PASS {secret}-unknown".encode()]),
         ("alice", [b"APOP alice " + hashlib.md5(secret.encode()).hexdigest().encode()]),
         ("bob", [b"AUTH PLAIN " + plain]),
-        ("carol", [b"AUTH LOGIN", base64.b64encode(b"carol"),
-                   base64.b64encode(f"{secret}-login".encode())]),
+        (
+            "carol",
+            [
+                b"AUTH LOGIN",
+                base64.b64encode(b"carol"),
+                base64.b64encode(f"{secret}-login".encode()),
+            ],
+        ),
         ("we?ird", [b"USER we\x1bird", f"PASS {secret}-weird".encode()]),
     ]
     for _, lines in attempts:
@@ -169,7 +176,8 @@ def test_one_fail2ban_line_per_failed_login_and_no_passwords(pop3d):
     log = server.daemon.log()
     failures = [FAIL2BAN.search(line) for line in log.splitlines() if "auth failed" in line]
     assert [(m.group(1), m.group(2)) for m in failures] == [
-        (user, "127.0.0.1") for user, _ in attempts]
+        (user, "127.0.0.1") for user, _ in attempts
+    ]
     assert secret not in log
     assert plain.decode() not in log
     assert "secret" not in log, "nor the good password"
@@ -179,10 +187,17 @@ def test_unknown_commands_and_binary_junk(pop3d, site):
     server = pop3d()
     rng = random.Random(1939)
     client = server.raw()
-    junk_lines = [b"\x00", b"\xff\xfe\xfd", b"\x00USER alice", b"HELO there", b"\x1b[2J",
-                  b"USER\x00alice"]
-    junk_lines += [bytes(rng.randrange(256) for _ in range(200)).replace(b"\n", b"")
-                   for _ in range(5)]
+    junk_lines = [
+        b"\x00",
+        b"\xff\xfe\xfd",
+        b"\x00USER alice",
+        b"HELO there",
+        b"\x1b[2J",
+        b"USER\x00alice",
+    ]
+    junk_lines += [
+        bytes(rng.randrange(256) for _ in range(200)).replace(b"\n", b"") for _ in range(5)
+    ]
     for junk in junk_lines:
         client.send(junk + b"\r\n")
         assert client.line().startswith(b"-ERR "), junk
@@ -214,8 +229,13 @@ def test_too_many_bad_commands_close_cleanly(pop3d, authorized):
 def test_abrupt_disconnects_do_not_hurt_the_master(pop3d, site):
     server = pop3d()
     deliver(site.maildir("alice"), b"Subject: x\n\ny\n")
-    for payload in (b"", b"USER alice\r\n", b"USER alice\r\nPASS secret\r\nRETR 1\r\n",
-                    b"AUTH PLAIN\r\n", b"\xff" * 5000):
+    for payload in (
+        b"",
+        b"USER alice\r\n",
+        b"USER alice\r\nPASS secret\r\nRETR 1\r\n",
+        b"AUTH PLAIN\r\n",
+        b"\xff" * 5000,
+    ):
         sock = server.daemon.connect()
         sock.sendall(payload)
         sock.shutdown(socket.SHUT_RDWR)

@@ -36,8 +36,10 @@ MEGA_WIRE = b"S: one very long line\r\n\r\n" + b"x" * (1024 * 1024) + b"\r\n.end
 def stuffed(wire: bytes) -> bytes:
     """RFC 1939 section 3 byte-stuffing plus the terminating line."""
     lines = wire.split(b"\r\n")[:-1] if wire else []
-    return b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n"
-                    for line in lines) + b".\r\n"
+    return (
+        b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines)
+        + b".\r\n"
+    )
 
 
 def test_stuffed_helper_itself():
@@ -93,8 +95,22 @@ def test_pipelined_batch_in_one_write(pop3d, site, eol):
     maildir = site.maildir("alice")
     first = deliver(maildir, b"Subject: a\n\nbody a\n")
     second = deliver(maildir, b"Subject: b\n\n.\n")
-    commands = [b"CAPA", b"USER alice", b"PASS secret", b"STAT", b"LIST", b"UIDL 2", b"RETR 2",
-                b"TOP 1 0", b"DELE 1", b"LIST 1", b"RSET", b"NOOP", b"DELE 1", b"QUIT"]
+    commands = [
+        b"CAPA",
+        b"USER alice",
+        b"PASS secret",
+        b"STAT",
+        b"LIST",
+        b"UIDL 2",
+        b"RETR 2",
+        b"TOP 1 0",
+        b"DELE 1",
+        b"LIST 1",
+        b"RSET",
+        b"NOOP",
+        b"DELE 1",
+        b"QUIT",
+    ]
     client = server.raw()
     client.send(eol.join(commands) + eol)
     replies = []
@@ -178,14 +194,29 @@ def test_netcat_session(pop3d, site):
     server = pop3d()
     deliver(site.maildir("alice"), b"Subject: nc\n\n.hidden\n")
     script = b"USER alice\nPASS secret\nLIST\nRETR 1\nQUIT\n"
-    result = subprocess.run(["nc", "-N", "127.0.0.1", str(server.port)], input=script,
-                            capture_output=True, timeout=20, check=False)
+    result = subprocess.run(
+        ["nc", "-N", "127.0.0.1", str(server.port)],
+        input=script,
+        capture_output=True,
+        timeout=20,
+        check=False,
+    )
     lines = result.stdout.split(b"\r\n")
     assert lines[0].startswith(b"+OK maildaemons POP3 server ready")
-    assert lines[1:] == [b"+OK", b"+OK Logged in, 1 messages (24 octets)",
-                         b"+OK 1 messages", b"1 24", b".", b"+OK 24 octets",
-                         b"Subject: nc", b"", b"..hidden", b".",
-                         b"+OK maildaemons POP3 server signing off (1 messages left)", b""]
+    assert lines[1:] == [
+        b"+OK",
+        b"+OK Logged in, 1 messages (24 octets)",
+        b"+OK 1 messages",
+        b"1 24",
+        b".",
+        b"+OK 24 octets",
+        b"Subject: nc",
+        b"",
+        b"..hidden",
+        b".",
+        b"+OK maildaemons POP3 server signing off (1 messages left)",
+        b"",
+    ]
 
 
 def test_half_closed_socket_still_gets_every_reply(pop3d, site):

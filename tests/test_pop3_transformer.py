@@ -42,8 +42,10 @@ def test_transformer_success(pop3d, site):
     client = server.raw_login()
     client.send(b"LIST 1\r\n")
     assert client.line() == b"+OK 1 %d\r\n" % SIZE, "LIST has the stored size"
-    assert retr(client) == (b"+OK %d octets\r\n" % SIZE
-                            + b"SUBJECT: LOWER CASE\r\n\r\nHELLO WORLD\r\n..DOT LINE\r\n.\r\n")
+    assert retr(client) == (
+        b"+OK %d octets\r\n" % SIZE
+        + b"SUBJECT: LOWER CASE\r\n\r\nHELLO WORLD\r\n..DOT LINE\r\n.\r\n"
+    )
     assert path.read_bytes() == MESSAGE, "the stored message is untouched"
     client.send(b"TOP 1 1\r\n")
     assert client.until(b".\r\n") == b"+OK\r\nSubject: lower case\r\n\r\nhello world\r\n.\r\n"
@@ -87,14 +89,14 @@ def test_transformer_that_cannot_run(pop3d, site):
 
 def test_transformer_timeout_kills_what_it_started(pop3d, site):
     marker = "29.4711"
-    server = pop3d("[pop3d]\ntransformer_timeout = 1\n", "-t",
-                   f"sleep {marker} & sleep {marker}; cat")
+    server = pop3d(
+        "[pop3d]\ntransformer_timeout = 1\n", "-t", f"sleep {marker} & sleep {marker}; cat"
+    )
     deliver(site.maildir("alice"), MESSAGE)
     client = server.raw_login()
     started = time.monotonic()
     client.send(b"RETR 1\r\n")
-    assert client.line() == (b"-ERR [SYS/TEMP] Message transformation failed, "
-                             b"try again later\r\n")
+    assert client.line() == (b"-ERR [SYS/TEMP] Message transformation failed, try again later\r\n")
     assert time.monotonic() - started >= 0.9
     assert leftover(marker) == [], "the transformer's whole process group is killed"
     client.send(b"STAT\r\n")

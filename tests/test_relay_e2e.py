@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import BIN, Daemon, DaemonFactory, LineClient, MailSite, port_open, wait_for
 
 pytestmark = [
@@ -157,16 +156,22 @@ class RelaySite:
     def lock(self) -> Path:
         return self.site.state / "open-smtp.lock"
 
-    def start(self, name: str, listen: str = "127.0.0.1",
-              users: tuple[str, ...] = (USER,)) -> Daemon:
+    def start(
+        self, name: str, listen: str = "127.0.0.1", users: tuple[str, ...] = (USER,)
+    ) -> Daemon:
         logins = [arg for user in users for arg in ("-u", f"{user}:{PASSWORD}")]
-        return self.daemons.start(name, "-l", listen, *self.site.common_args(), *logins,
-                                  config=self.text)
+        return self.daemons.start(
+            name, "-l", listen, *self.site.common_args(), *logins, config=self.text
+        )
 
     def clear(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """The installed console script, as cron runs it."""
-        return subprocess.run([str(CLEAROPENSMTP), "-c", str(self.conf), *args],
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [str(CLEAROPENSMTP), "-c", str(self.conf), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def lines(self) -> list[str]:
         return self.open_smtp.read_text().splitlines() if self.open_smtp.exists() else []
@@ -185,8 +190,11 @@ class RelaySite:
         self.open_smtp.write_text("".join(f"{line}\n" for line in lines))
 
     def relay_files(self) -> list[str]:
-        return sorted(p.name for p in self.site.state.iterdir()
-                      if p.name.startswith(("open-smtp", "tcp.smtp")))
+        return sorted(
+            p.name
+            for p in self.site.state.iterdir()
+            if p.name.startswith(("open-smtp", "tcp.smtp"))
+        )
 
 
 @pytest.fixture
@@ -205,8 +213,13 @@ def relay_site(site: MailSite, daemons: DaemonFactory) -> Callable[..., RelaySit
 
 def tcprulescheck(cdb: Path, ip: str) -> list[str]:
     """What tcpserver would do for a client at `ip`, in tcprulescheck's words."""
-    proc = subprocess.run(["tcprulescheck", str(cdb)], capture_output=True, text=True,
-                          timeout=TIMEOUT, env={"PATH": os.environ["PATH"], "TCPREMOTEIP": ip})
+    proc = subprocess.run(
+        ["tcprulescheck", str(cdb)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env={"PATH": os.environ["PATH"], "TCPREMOTEIP": ip},
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.splitlines()
 
@@ -231,14 +244,18 @@ def not_opened(ip: str, *daemons: Daemon) -> list[str]:
 
 def wait_relay_done(ip: str, *daemons: Daemon) -> None:
     """Until the login hook for `ip` has finished one way or the other."""
-    wait_for(lambda: opened(ip, *daemons) or not_opened(ip, *daemons),
-             what=f"relay hook for {ip}\n" + "\n".join(log_lines(*daemons)))
+    wait_for(
+        lambda: opened(ip, *daemons) or not_opened(ip, *daemons),
+        what=f"relay hook for {ip}\n" + "\n".join(log_lines(*daemons)),
+    )
 
 
 def wait_sessions_ended(daemon: Daemon, ip: str, count: int) -> None:
     """Until `count` sessions from `ip` have logged their end (hooks run before that)."""
-    wait_for(lambda: daemon.log().count(f" {ip} session end ") >= count,
-             what=f"{count} session ends from {ip}:\n{daemon.log()}")
+    wait_for(
+        lambda: daemon.log().count(f" {ip} session end ") >= count,
+        what=f"{count} session ends from {ip}:\n{daemon.log()}",
+    )
 
 
 def unwritable_dir(root: Path) -> Path:
@@ -260,8 +277,14 @@ def test_logins_from_several_addresses_appear_in_open_smtp_and_cdb(relay_site) -
     rs = relay_site()
     rs.site.state.joinpath("tcp.smtp").write_text('10.:deny\n127.0.0.1:allow,RELAYCLIENT=""\n')
     pop3d, imapd = rs.start("pop3d"), rs.start("imapd")
-    logins = [(pop3d, "127.0.0.2"), (pop3d, "127.0.0.3"), (imapd, "127.0.0.4"),
-              (imapd, "127.0.0.5"), (pop3d, "127.0.0.6"), (imapd, "127.0.0.7")]
+    logins = [
+        (pop3d, "127.0.0.2"),
+        (pop3d, "127.0.0.3"),
+        (imapd, "127.0.0.4"),
+        (imapd, "127.0.0.5"),
+        (pop3d, "127.0.0.6"),
+        (imapd, "127.0.0.7"),
+    ]
     before = int(time.time())
     for daemon, ip in logins:
         log_in(daemon, ip)
@@ -269,8 +292,10 @@ def test_logins_from_several_addresses_appear_in_open_smtp_and_cdb(relay_site) -
         assert opened(ip, daemon), not_opened(ip, daemon)
     # a returning client, over the other protocol, keeps one entry with a new stamp
     log_in(imapd, "127.0.0.2")
-    wait_for(lambda: sum(line.endswith("opened for 127.0.0.2") for line in log_lines(imapd)),
-             what="second login of 127.0.0.2")
+    wait_for(
+        lambda: sum(line.endswith("opened for 127.0.0.2") for line in log_lines(imapd)),
+        what="second login of 127.0.0.2",
+    )
 
     entries = rs.entries()
     assert sorted(entries) == sorted(ip for _, ip in logins)
@@ -307,8 +332,9 @@ def test_failed_and_unauthenticated_sessions_record_nothing(relay_site, protocol
 def test_msmp_admin_login_records_nothing(relay_site) -> None:
     """An MSMP session (the admin protocol) logs in too, but is no mail client to relay for."""
     rs = relay_site()
-    msmpd = rs.daemons.start("msmpd", "-L", "127.0.0.1", "-a", "admin:pw", *rs.site.common_args(),
-                             config=rs.text)
+    msmpd = rs.daemons.start(
+        "msmpd", "-L", "127.0.0.1", "-a", "admin:pw", *rs.site.common_args(), config=rs.text
+    )
     client = LineClient(msmpd.connect(TIMEOUT, source="127.0.0.2"))
     try:
         assert client.line().startswith(b"+OK")
@@ -329,8 +355,9 @@ def test_sasl_and_pipelined_logins_are_recorded(relay_site, protocol: str) -> No
     daemon = rs.start(protocol)
     plain = base64.b64encode(f"\0{USER}\0{PASSWORD}".encode()).decode()
     with connected(daemon, "127.0.0.2") as client:
-        reply = client.command(f"AUTH PLAIN {plain}" if client.pop
-                               else f"AUTHENTICATE PLAIN {plain}")
+        reply = client.command(
+            f"AUTH PLAIN {plain}" if client.pop else f"AUTHENTICATE PLAIN {plain}"
+        )
         assert client.ok(reply), reply
         assert client.ok(client.in_session())
     client = Client(protocol, daemon.port, "127.0.0.3")
@@ -373,8 +400,11 @@ def ipv4_mapped_works() -> bool:
             server.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             server.bind(("::", 0))
             server.listen()
-            with socket.create_connection(("::ffff:127.0.0.1", server.getsockname()[1]),
-                                          timeout=2, source_address=("::ffff:127.0.0.5", 0)):
+            with socket.create_connection(
+                ("::ffff:127.0.0.1", server.getsockname()[1]),
+                timeout=2,
+                source_address=("::ffff:127.0.0.5", 0),
+            ):
                 server.settimeout(2)
                 server.accept()[0].close()
         return True
@@ -406,8 +436,10 @@ def test_ipv4_mapped_client_is_recorded_as_ipv4(relay_site, protocol: str) -> No
     if ipv6_loopback_works():
         # a real IPv6 client has no place in open-smtp: logged, not recorded, login fine
         log_in(daemon, "::1", host="::1")
-        wait_for(lambda: "relay: ::1 is not an IPv4 client, not recorded" in daemon.log(),
-                 what="the IPv6 client's log line")
+        wait_for(
+            lambda: "relay: ::1 is not an IPv4 client, not recorded" in daemon.log(),
+            what="the IPv6 client's log line",
+        )
         assert list(rs.entries()) == ["127.0.0.5"]
 
 
@@ -472,10 +504,20 @@ def test_bad_relay_settings_never_break_the_login(relay_site, protocol: str, bad
     """A daemon refuses a bad [relay] section at start-up with one clear line, or it serves
     and every login works (without relaying, the problem logged): never a broken session."""
     rs = relay_site(f"[relay]\n{BAD_SECTIONS[bad]}\n", enabled=False)
-    daemon = rs.daemons.start(protocol, "-l", "127.0.0.1", *rs.site.common_args(),
-                              "-u", f"{USER}:{PASSWORD}", config=rs.text, wait=False)
-    wait_for(lambda: daemon.proc.poll() is not None or port_open(daemon.port),
-             what=f"{protocol} to start or refuse")
+    daemon = rs.daemons.start(
+        protocol,
+        "-l",
+        "127.0.0.1",
+        *rs.site.common_args(),
+        "-u",
+        f"{USER}:{PASSWORD}",
+        config=rs.text,
+        wait=False,
+    )
+    wait_for(
+        lambda: daemon.proc.poll() is not None or port_open(daemon.port),
+        what=f"{protocol} to start or refuse",
+    )
     if daemon.proc.poll() is not None:
         assert daemon.proc.returncode != 0
         assert "[relay]" in daemon.log() and "Traceback" not in daemon.log(), daemon.log()
@@ -496,8 +538,10 @@ def test_bad_relay_settings_on_hup_never_break_the_login(relay_site, protocol: s
     conf = Path(daemon.args[daemon.args.index("-c") + 1])
     conf.write_text(rs.site.config(f"[relay]\n{BAD_SECTIONS['lock_timeout']}\n"))
     daemon.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: "configuration reloaded" in daemon.log() or "reload failed" in daemon.log(),
-             what="the reload")
+    wait_for(
+        lambda: "configuration reloaded" in daemon.log() or "reload failed" in daemon.log(),
+        what="the reload",
+    )
     login_works_despite_bad_section(rs, daemon, "127.0.0.3")
     if "reload failed" in daemon.log():
         assert "[relay]" in daemon.log()
@@ -519,9 +563,7 @@ exec '{tcprules}' "$@"
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_login_reply_comes_before_the_relay_work(
-    relay_site, site: MailSite, protocol: str
-) -> None:
+def test_login_reply_comes_before_the_relay_work(relay_site, site: MailSite, protocol: str) -> None:
     gate = site.root / "gate"
     gate.mkdir()
     script = gate / "slow-tcprules"
@@ -552,9 +594,13 @@ def test_login_reply_comes_before_the_relay_work(
 def test_expired_entries_go_and_fresh_ones_stay(relay_site) -> None:
     rs = relay_site("clear_minutes = 60\n")
     now = int(time.time())
-    rs.write_open_smtp([f"127.0.0.20:{RULE}\t{now - 3 * 3600}",  # expired
-                        f"127.0.0.21:{RULE}\t{now - 61 * 60}",  # just expired
-                        f"127.0.0.22:{RULE}\t{now - 30 * 60}"])  # fresh
+    rs.write_open_smtp(
+        [
+            f"127.0.0.20:{RULE}\t{now - 3 * 3600}",  # expired
+            f"127.0.0.21:{RULE}\t{now - 61 * 60}",  # just expired
+            f"127.0.0.22:{RULE}\t{now - 30 * 60}",
+        ]
+    )  # fresh
     pop3d, imapd = rs.start("pop3d"), rs.start("imapd")
     log_in(pop3d, "127.0.0.2")
     log_in(imapd, "127.0.0.3")
@@ -591,8 +637,9 @@ def test_fifty_parallel_logins_while_clearopensmtp_runs(relay_site) -> None:
     rs = relay_site("lock_timeout = 20\n")
     now = int(time.time())
     stale = [f"10.9.0.{i}" for i in range(1, 11)]
-    rs.write_open_smtp([f"{ip}:{RULE}\t{now - 4 * 3600}" for ip in stale]
-                       + [f"10.9.1.1:{RULE}\t{now - 60}"])
+    rs.write_open_smtp(
+        [f"{ip}:{RULE}\t{now - 4 * 3600}" for ip in stale] + [f"10.9.1.1:{RULE}\t{now - 60}"]
+    )
     # one user each: a POP3 maildrop is locked by its session
     users = tuple(f"user{i}" for i in range(1, 51))
     pop3d, imapd = rs.start("pop3d", users=users), rs.start("imapd", users=users)
@@ -658,8 +705,12 @@ sys.stdin.read()
 @contextlib.contextmanager
 def lock_held(path: Path) -> Iterator[None]:
     """Another process (not ours: fcntl locks belong to a process) holds the relay lock."""
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdin is not None and holder.stdout is not None
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -703,8 +754,12 @@ def test_lock_held_by_another_process(relay_site, protocol: str) -> None:
             failures = wait_for(lambda: not_opened("127.0.0.3", daemon), what="the busy line")
         assert "still locked" in failures[0], failures
         # a patient clearopensmtp waits for the lock
-        waiter = subprocess.Popen([str(CLEAROPENSMTP), "-c", str(rs.conf), "--wait", "30"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        waiter = subprocess.Popen(
+            [str(CLEAROPENSMTP), "-c", str(rs.conf), "--wait", "30"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             time.sleep(0.5)  # give it time to reach the lock (no assertion about time)
             assert waiter.poll() is None, waiter.communicate()  # cannot be done: the lock is held

@@ -23,8 +23,10 @@ CTX = multiprocessing.get_context("fork")
 
 
 def message(number: int, body: str = "hello") -> bytes:
-    return (f"From: a@example.org\nTo: b@example.org\nSubject: test {number}\n"
-            f"Message-ID: <m{number}@example.org>\n\n{body} {number}\n").encode()
+    return (
+        f"From: a@example.org\nTo: b@example.org\nSubject: test {number}\n"
+        f"Message-ID: <m{number}@example.org>\n\n{body} {number}\n"
+    ).encode()
 
 
 def make_folder(path: Path) -> Path:
@@ -201,8 +203,12 @@ def test_concurrent_syncs_while_delivering(inbox: Path) -> None:
 def test_courier_style_cur_files_and_flags(inbox: Path) -> None:
     """Files another server left in cur/ with `:2,` info (Courier's name form, ,S= file size)."""
     body = message(1).replace(b"\n", b"\r\n")
-    names = [f"1600000000.M1P1.courier,S={len(body)}:2,S", "1600000001.M2P1.courier:2,FRS",
-             "1600000002.M3P1.courier:2,", "1600000003.M4P1.courier"]
+    names = [
+        f"1600000000.M1P1.courier,S={len(body)}:2,S",
+        "1600000001.M2P1.courier:2,FRS",
+        "1600000002.M3P1.courier:2,",
+        "1600000003.M4P1.courier",
+    ]
     for name in names:
         (inbox / "cur" / name).write_bytes(body)
     box = Mailbox(inbox)
@@ -433,16 +439,18 @@ def test_move_is_atomic_per_message(tmp_path: Path) -> None:
     target = Mailbox(make_folder(tmp_path / "dst"))
     for number in range(500):  # seeded as an MTA would, without an fsync per message
         (source.path / "cur" / f"{1700000000 + number}.M{number}P1.mta:2,").write_bytes(
-            message(number))
+            message(number)
+        )
     entries = source.sync().entries
     stop, results = CTX.Event(), CTX.Queue()
-    observer = CTX.Process(target=_move_observer,
-                           args=(str(source.path), str(target.path), stop, results))
+    observer = CTX.Process(
+        target=_move_observer, args=(str(source.path), str(target.path), stop, results)
+    )
     observer.start()
     try:
         new_uids: list[int] = []
         for start in range(0, 500, 25):  # MOVE commands of 25 messages each
-            new_uids += target.copy_in(source, entries[start:start + 25], move=True)
+            new_uids += target.copy_in(source, entries[start : start + 25], move=True)
     finally:
         stop.set()
     rounds, problems = results.get(timeout=60)

@@ -40,29 +40,49 @@ def test_serialize_and_parse_round_trip() -> None:
     assert back.records == uids.records
 
 
-@pytest.mark.parametrize("data", [b"", b"3 V1 N2\n", b"M1 N2 H1\n", b"M1 V1 N2\nx 1 - key\n",
-                                  b"M1 V1 N2\n1 1 -\n", b"M1 Vx N2\n"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"3 V1 N2\n",
+        b"M1 N2 H1\n",
+        b"M1 V1 N2\nx 1 - key\n",
+        b"M1 V1 N2\n1 1 -\n",
+        b"M1 Vx N2\n",
+    ],
+)
 def test_damaged_or_foreign_files_are_not_ours(data: bytes) -> None:
     assert parse(data) is None
 
 
-@pytest.mark.parametrize(("text", "validity", "uidnext", "expected"), [
-    # Version 3 as Dovecot 1.1+ writes it: extension fields, then " :" and the base name.
-    (f"3 V1275660208 N25022 {GUID}\n25017 :{NAMES[0]}\n25018 W124 :{NAMES[1]}\n"
-     f"25020 GFFFF0000 W103 S99 :{NAMES[2]}\n",
-     1275660208, 25022, {NAMES[0]: 25017, NAMES[1]: 25018, NAMES[2]: 25020}),
-    # Header fields in another order, an unknown header field, blank lines.
-    (f"3 {GUID} N30 V99 X7\n\n5 :{NAMES[0]}\n\n", 99, 30, {NAMES[0]: 5}),
-    # A name that kept its flags (older writers): the key stops at ':'.
-    (f"3 V1 N10 {GUID}\n4 :{NAMES[1]}:2,S\n", 1, 10, {NAMES[1]: 4}),
-    # An extension value with ':' in it (a POP3 UIDL) is not the file name.
-    (f"3 V1 N10\n4 Pab:cd W5 :{NAMES[2]}\n", 1, 10, {NAMES[2]: 4}),
-    # N lower than the highest UID (a damaged header): never hand out a UID twice.
-    (f"3 V1 N2\n4 :{NAMES[0]}\n", 1, 5, {NAMES[0]: 4}),
-    # Version 1 (Courier-compatible).
-    (f"1 1275660208 8\n3 {NAMES[0]}\n7 {NAMES[1]}:2,FS\n", 1275660208, 8,
-     {NAMES[0]: 3, NAMES[1]: 7}),
-])
+@pytest.mark.parametrize(
+    ("text", "validity", "uidnext", "expected"),
+    [
+        # Version 3 as Dovecot 1.1+ writes it: extension fields, then " :" and the base name.
+        (
+            f"3 V1275660208 N25022 {GUID}\n25017 :{NAMES[0]}\n25018 W124 :{NAMES[1]}\n"
+            f"25020 GFFFF0000 W103 S99 :{NAMES[2]}\n",
+            1275660208,
+            25022,
+            {NAMES[0]: 25017, NAMES[1]: 25018, NAMES[2]: 25020},
+        ),
+        # Header fields in another order, an unknown header field, blank lines.
+        (f"3 {GUID} N30 V99 X7\n\n5 :{NAMES[0]}\n\n", 99, 30, {NAMES[0]: 5}),
+        # A name that kept its flags (older writers): the key stops at ':'.
+        (f"3 V1 N10 {GUID}\n4 :{NAMES[1]}:2,S\n", 1, 10, {NAMES[1]: 4}),
+        # An extension value with ':' in it (a POP3 UIDL) is not the file name.
+        (f"3 V1 N10\n4 Pab:cd W5 :{NAMES[2]}\n", 1, 10, {NAMES[2]: 4}),
+        # N lower than the highest UID (a damaged header): never hand out a UID twice.
+        (f"3 V1 N2\n4 :{NAMES[0]}\n", 1, 5, {NAMES[0]: 4}),
+        # Version 1 (Courier-compatible).
+        (
+            f"1 1275660208 8\n3 {NAMES[0]}\n7 {NAMES[1]}:2,FS\n",
+            1275660208,
+            8,
+            {NAMES[0]: 3, NAMES[1]: 7},
+        ),
+    ],
+)
 def test_parse_dovecot(text: str, validity: int, uidnext: int, expected: dict[str, int]) -> None:
     result = parse_dovecot(text.encode())
     assert result is not None
@@ -70,8 +90,18 @@ def test_parse_dovecot(text: str, validity: int, uidnext: int, expected: dict[st
     assert {key: rec.uid for key, rec in result.records.items()} == expected
 
 
-@pytest.mark.parametrize("text", ["", "2 V1 N1\n", "3 N5\n", "3 V1 N5\n1 W5\n",
-                                  "3 V1 N5\nfoo :bar\n", "1 5\n", "3 V1 N5\n2 :a/b\n"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "2 V1 N1\n",
+        "3 N5\n",
+        "3 V1 N5\n1 W5\n",
+        "3 V1 N5\nfoo :bar\n",
+        "1 5\n",
+        "3 V1 N5\n2 :a/b\n",
+    ],
+)
 def test_parse_dovecot_refuses_broken_files(text: str) -> None:
     assert parse_dovecot(text.encode()) is None
 
@@ -84,7 +114,8 @@ def dovecot_folder(path: Path) -> Path:
     (path / "new" / NAMES[2]).write_bytes(b"Subject: three\n\nbody\n")
     (path / DOVECOT_UIDLIST).write_text(
         f"3 V1275660208 N25022 {GUID}\n25017 :{NAMES[0]}\n25018 W124 :{NAMES[1]}\n"
-        f"25020 :{NAMES[2]}\n25021 :1275660303.M1P1.gone,S=5\n")
+        f"25020 :{NAMES[2]}\n25021 :1275660303.M1P1.gone,S=5\n"
+    )
     (path / "dovecot-keywords").write_text("0 $Forwarded\n1 Work\n")
     return path
 
@@ -94,8 +125,11 @@ def test_dovecot_folder_keeps_uids_uidvalidity_and_keywords(tmp_path: Path) -> N
     box = Mailbox(folder)
     snap = box.sync(claim_recent=True)
     assert snap.uidvalidity == 1275660208
-    assert [(e.uid, e.key) for e in snap.entries] == [(25017, NAMES[0]), (25018, NAMES[1]),
-                                                      (25020, NAMES[2])]
+    assert [(e.uid, e.key) for e in snap.entries] == [
+        (25017, NAMES[0]),
+        (25018, NAMES[1]),
+        (25020, NAMES[2]),
+    ]
     assert [e.letters for e in snap.entries] == ["S", "FSab", ""]
     assert box.keywords.decode(snap.entries[1].letters) == ["$Forwarded", "Work"]
     # New mail continues after Dovecot's next UID; the vanished 25021 is never reused.

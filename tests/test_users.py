@@ -46,27 +46,30 @@ def salted(name: str, password: str, salt: bytes = b"NaCl1234") -> str:
     return base64.b64encode(digest + salt).decode()
 
 
-@pytest.mark.parametrize("stored, password, ok", [
-    ("{PLAIN}secret", "secret", True),
-    ("{PLAIN}secret", "Secret", False),
-    ("{PLAIN}secret", "", False),
-    ("{plain}pw with spaces", "pw with spaces", True),
-    ("{CLEARTEXT}x", "x", True),
-    ("{PLAIN}", "", True),
-    (pbkdf2("pw"), "pw", True),
-    (pbkdf2("pw"), "pw2", False),
-    ("{PBKDF2}$1$salt$notanumber$00", "pw", False),
-    ("{PBKDF2}garbage", "pw", False),
-    ("{SSHA512}" + salted("sha512", "pw"), "pw", True),
-    ("{SSHA512}" + salted("sha512", "pw"), "px", False),
-    ("{SSHA256}" + salted("sha256", "pw"), "pw", True),
-    ("{SHA256}" + base64.b64encode(hashlib.sha256(b"pw").digest()).decode(), "pw", True),
-    ("{SHA256.HEX}" + hashlib.sha256(b"pw").hexdigest(), "pw", True),
-    ("{SHA1}" + base64.b64encode(hashlib.sha1(b"pw").digest()).decode(), "pw", True),
-    ("{SSHA512}!!!not base64", "pw", False),
-    ("{NOSUCHSCHEME}pw", "pw", False),
-    ("{SHA512-CRYPT}$6$broken", "pw", False),
-])
+@pytest.mark.parametrize(
+    "stored, password, ok",
+    [
+        ("{PLAIN}secret", "secret", True),
+        ("{PLAIN}secret", "Secret", False),
+        ("{PLAIN}secret", "", False),
+        ("{plain}pw with spaces", "pw with spaces", True),
+        ("{CLEARTEXT}x", "x", True),
+        ("{PLAIN}", "", True),
+        (pbkdf2("pw"), "pw", True),
+        (pbkdf2("pw"), "pw2", False),
+        ("{PBKDF2}$1$salt$notanumber$00", "pw", False),
+        ("{PBKDF2}garbage", "pw", False),
+        ("{SSHA512}" + salted("sha512", "pw"), "pw", True),
+        ("{SSHA512}" + salted("sha512", "pw"), "px", False),
+        ("{SSHA256}" + salted("sha256", "pw"), "pw", True),
+        ("{SHA256}" + base64.b64encode(hashlib.sha256(b"pw").digest()).decode(), "pw", True),
+        ("{SHA256.HEX}" + hashlib.sha256(b"pw").hexdigest(), "pw", True),
+        ("{SHA1}" + base64.b64encode(hashlib.sha1(b"pw").digest()).decode(), "pw", True),
+        ("{SSHA512}!!!not base64", "pw", False),
+        ("{NOSUCHSCHEME}pw", "pw", False),
+        ("{SHA512-CRYPT}$6$broken", "pw", False),
+    ],
+)
 def test_verify_password(stored, password, ok):
     assert verify_password(stored, password) is ok
 

@@ -11,16 +11,38 @@ from __future__ import annotations
 
 from common.proctitle import set_title
 from imapd import responses as r
-from imapd.commands import (append, auth, compress, copy, fetch, general, idle, mailboxes, search,
-                            select, store)
+from imapd.commands import (
+    append,
+    auth,
+    compress,
+    copy,
+    fetch,
+    general,
+    idle,
+    mailboxes,
+    search,
+    select,
+    store,
+)
 from imapd.commands.base import SELECTED, Spec, report
 from imapd.parser import Command
 from imapd.responses import ImapError
 from imapd.session import Session
 
 COMMANDS: dict[str, Spec] = {}
-for _module in (general, auth, mailboxes, select, append, fetch, store, copy, search, idle,
-                compress):
+for _module in (
+    general,
+    auth,
+    mailboxes,
+    select,
+    append,
+    fetch,
+    store,
+    copy,
+    search,
+    idle,
+    compress,
+):
     COMMANDS.update(_module.COMMANDS)
 
 

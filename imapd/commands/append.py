@@ -7,7 +7,7 @@ from common.mailbox import Mailbox, TooManyKeywords
 from common.maildir import to_lf
 from imapd import flags as imapflags
 from imapd import responses as r
-from imapd.commands.base import expect, AUTHENTICATED, Result, Spec, store_errors
+from imapd.commands.base import AUTHENTICATED, Result, Spec, expect, store_errors
 from imapd.parser import AppendArgs, Command
 from imapd.responses import ImapError
 from imapd.session import Session

@@ -11,12 +11,12 @@ import binascii
 import os
 
 from common.atomic import LockBusy
-from common.sessionbase import delay_failed_login
 from common.folders import DEFAULT_FOLDERS, FolderTree
 from common.lineio import LineTooLong
 from common.maildir import StoreError, user_maildir
+from common.sessionbase import delay_failed_login
 from imapd import responses as r
-from imapd.commands.base import expect, NOT_AUTHENTICATED, Result, Spec
+from imapd.commands.base import NOT_AUTHENTICATED, Result, Spec, expect
 from imapd.parser import AuthenticateArgs, Command, LoginArgs
 from imapd.responses import ImapError, bad
 from imapd.session import MAX_AUTH_FAILURES, PROTOCOL, Abort, Session, State
@@ -45,8 +45,9 @@ def cmd_authenticate(session: Session, command: Command) -> Result:
     if mechanism == "LOGIN":
         user_raw = initial if initial is not None else challenge(session, LOGIN_USERNAME)
         password_raw = challenge(session, LOGIN_PASSWORD)
-        return log_in(session, user_raw.decode("utf-8", "replace"),
-                      password_raw.decode("utf-8", "replace"))
+        return log_in(
+            session, user_raw.decode("utf-8", "replace"), password_raw.decode("utf-8", "replace")
+        )
     raise ImapError("Unsupported authentication mechanism")
 
 
@@ -84,8 +85,15 @@ def log_in(session: Session, user: str, password: str | None) -> Result:
 
 
 def failed(session: Session, user: str) -> None:
-    delay_failed_login(session.services.stats, session.settings, session.log, session.io,
-                       PROTOCOL, user, session.address)
+    delay_failed_login(
+        session.services.stats,
+        session.settings,
+        session.log,
+        session.io,
+        PROTOCOL,
+        user,
+        session.address,
+    )
     session.auth_failures += 1
     if session.auth_failures >= MAX_AUTH_FAILURES:
         session.send(r.tagged("*", "NO", "Too many failed logins"))

@@ -11,9 +11,8 @@ from typing import TypeVar
 from common.atomic import LockBusy
 from common.maildir import MailboxExists, MailboxNotFound, MailboxRefused, StoreBusy, StoreError
 from imapd import responses as r
-from imapd.responses import ImapError
-
 from imapd.parser import Command
+from imapd.responses import ImapError
 from imapd.selected import Selected
 from imapd.session import Abort, Session, State
 

@@ -6,7 +6,7 @@ session compresses already, BAD for any other mechanism.
 
 from __future__ import annotations
 
-from imapd.commands.base import expect, AUTHENTICATED, Result, Spec
+from imapd.commands.base import AUTHENTICATED, Result, Spec, expect
 from imapd.parser import Command, CompressArgs
 from imapd.responses import ImapError, bad
 from imapd.session import Session

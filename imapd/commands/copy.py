@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from common.mailbox import Mailbox
 from imapd import responses as r
-from imapd.commands.base import expect, highestmodseq_code, SELECTED, Result, Spec, store_errors
+from imapd.commands.base import SELECTED, Result, Spec, expect, highestmodseq_code, store_errors
 from imapd.parser import Command, CopyArgs, SeqSet
 from imapd.responses import ImapError
 from imapd.session import Session
@@ -44,8 +44,10 @@ def transfer(session: Session, command: Command, move: bool) -> Result:
         destination.sync()  # earlier deliveries get their UIDs before the copies do
         new_uids = destination.copy_in(view.mailbox, entries, move=move)
         validity = destination.sync().uidvalidity
-    code = (f"COPYUID {validity} {SeqSet.from_values(e.uid for e in entries)} "
-            f"{SeqSet.from_values(new_uids)}")
+    code = (
+        f"COPYUID {validity} {SeqSet.from_values(e.uid for e in entries)} "
+        f"{SeqSet.from_values(new_uids)}"
+    )
     if not move:
         return ("COPY completed", code)
     session.untagged(f"OK [{code}] Moved")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from common.mailbox import Entry
 from common.maildir import StoreError, read_header, to_crlf
 from imapd import responses as r
-from imapd.commands.base import expect, enable_condstore, SELECTED, Result, Spec, store_errors
+from imapd.commands.base import SELECTED, Result, Spec, enable_condstore, expect, store_errors
 from imapd.message import MessageView
 from imapd.parser import BodySection, Command, FetchArgs
 from imapd.qresync import vanished_earlier
@@ -73,8 +73,7 @@ def cmd_fetch(session: Session, command: Command) -> Result:
             # RFC 7162 3.2.6: the expunged UIDs of the set come before any FETCH response.
             highest = max(view.uidnext - 1, 1)
             with store_errors():
-                line = vanished_earlier(view, list(args.seqset.resolve(highest)),
-                                        args.changedsince)
+                line = vanished_earlier(view, list(args.seqset.resolve(highest)), args.changedsince)
             if line is not None:
                 session.send(line)
         targets = [(seq, e) for seq, e in targets if e.modseq > args.changedsince]
@@ -110,14 +109,14 @@ def mark_seen(view: Selected, entries: list[Entry]) -> None:
             view.reported[entry.uid] = entry.letters
 
 
-def render(view: Selected, seq: int, entry: Entry, items: list, content: Content,
-           flags_changed: bool) -> bytes:
+def render(
+    view: Selected, seq: int, entry: Entry, items: list, content: Content, flags_changed: bool
+) -> bytes:
     parts: list[bytes] = []
     has_flags = False
     for item in items:
         if isinstance(item, BodySection):
-            parts.append(item.label.encode() + b" "
-                         + r.literal(section_data(content.full(), item)))
+            parts.append(item.label.encode() + b" " + r.literal(section_data(content.full(), item)))
             continue
         if item == "FLAGS":
             has_flags = True
@@ -153,7 +152,7 @@ def section_data(message: MessageView, item: BodySection) -> bytes:
     data = message.section(item.parts, item.text, item.fields) or b""
     if item.partial is not None:
         start, count = item.partial
-        data = data[start:start + count]
+        data = data[start : start + count]
     return data
 
 

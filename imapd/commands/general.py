@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
+from common.logs import printable
 from common.version import VERSION
 from imapd import responses as r
-from common.logs import printable
-from imapd.commands.base import expect, enable_condstore, ANY, AUTHENTICATED, SELECTED, Result, Spec
+from imapd.commands.base import ANY, AUTHENTICATED, SELECTED, Result, Spec, enable_condstore, expect
 from imapd.parser import Command, EnableArgs, IdArgs
 from imapd.session import Session, State
 
@@ -34,8 +34,10 @@ def cmd_id(session: Session, command: Command) -> Result:
     """RFC 2971: the client's fields go to the log (printable, bounded); ours are answered."""
     expect(command, IdArgs)
     if command.args.params:
-        fields = " ".join(f"{printable(k, 60)}={printable(v or 'NIL', 60)}"
-                          for k, v in command.args.params[:MAX_ID_LOGGED])
+        fields = " ".join(
+            f"{printable(k, 60)}={printable(v or 'NIL', 60)}"
+            for k, v in command.args.params[:MAX_ID_LOGGED]
+        )
         session.log.info("client id: %s", fields)
     session.untagged(f'ID ("name" "maildaemons" "version" "{VERSION}")')
     return "ID completed"

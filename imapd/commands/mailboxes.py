@@ -14,10 +14,17 @@ from common.folders import SEPARATOR, FolderTree
 from common.mailbox import Entry, Mailbox
 from common.maildir import StoreError
 from imapd import responses as r
-from imapd.commands.base import expect, enable_condstore, AUTHENTICATED, Result, Spec, store_errors
+from imapd.commands.base import AUTHENTICATED, Result, Spec, enable_condstore, expect, store_errors
+from imapd.parser import (
+    Command,
+    CreateArgs,
+    ListArgs,
+    MailboxArgs,
+    QuotaArgs,
+    RenameArgs,
+    StatusArgs,
+)
 from imapd.patterns import compile_pattern
-from imapd.parser import (Command, CreateArgs, ListArgs, MailboxArgs, QuotaArgs, RenameArgs,
-                          StatusArgs)
 from imapd.responses import ImapError
 from imapd.session import Session
 
@@ -53,8 +60,9 @@ def cmd_delete(session: Session, command: Command) -> Result:
 def cmd_rename(session: Session, command: Command) -> Result:
     expect(command, RenameArgs)
     with store_errors():
-        session.require_tree().rename(command.args.old,
-                                      without_trailing_separator(command.args.new))
+        session.require_tree().rename(
+            command.args.old, without_trailing_separator(command.args.new)
+        )
     return "RENAME completed"
 
 
@@ -99,8 +107,9 @@ class Listing:
         """The selection criteria (RFC 5258 3.1): all the options given must hold."""
         if "SUBSCRIBED" in self.select_opts and name not in self.subscribed:
             return False
-        return ("SPECIAL-USE" not in self.select_opts
-                or (name in self.existing and bool(self.tree.special_use(name))))
+        return "SPECIAL-USE" not in self.select_opts or (
+            name in self.existing and bool(self.tree.special_use(name))
+        )
 
     @property
     def criteria(self) -> tuple[str, ...]:
@@ -121,8 +130,9 @@ def list_mailboxes(session: Session, args: ListArgs) -> Result:
         candidates |= view.subscribed  # a subscribed name that is gone is \\NonExistent
     if "STATUS" in args.return_opts and "HIGHESTMODSEQ" in args.status_items:
         enable_condstore(session)
-    everything = sorted(candidates | {p for n in candidates for p in parents(n)},
-                        key=lambda n: (n != "INBOX", n))
+    everything = sorted(
+        candidates | {p for n in candidates for p in parents(n)}, key=lambda n: (n != "INBOX", n)
+    )
     matched = [compile_pattern(args.reference + p, SEPARATOR) for p in patterns]
     for name in everything:
         if not any(m(name) for m in matched):
@@ -131,7 +141,7 @@ def list_mailboxes(session: Session, args: ListArgs) -> Result:
         if view.criteria and not view.meets(name) and not childinfo:
             continue
         attrs = attributes(view, name, names, args)
-        line = f"LIST ({' '.join(attrs)}) \".\" ".encode() + r.mailbox(name)
+        line = f'LIST ({" ".join(attrs)}) "." '.encode() + r.mailbox(name)
         if childinfo:
             line += b' ("CHILDINFO" (' + " ".join(f'"{c}"' for c in childinfo).encode() + b"))"
         session.untagged(line)
@@ -141,8 +151,9 @@ def list_mailboxes(session: Session, args: ListArgs) -> Result:
     return "LIST completed"
 
 
-def child_info(view: Listing, name: str, everything: list[str], matched: list,
-               args: ListArgs) -> tuple[str, ...]:
+def child_info(
+    view: Listing, name: str, everything: list[str], matched: list, args: ListArgs
+) -> tuple[str, ...]:
     """RFC 5258 3.5 with RECURSIVEMATCH: the criteria met by a descendant of `name` that the
     patterns do not list themselves, so the client learns why a parent is there."""
     if "RECURSIVEMATCH" not in args.select_opts:
@@ -169,8 +180,9 @@ def attributes(view: Listing, name: str, names: list[str], args: ListArgs) -> li
     use = view.tree.special_use(name) if exists else None
     if use:
         attrs.append(use)
-    if name in view.subscribed and ("SUBSCRIBED" in args.return_opts
-                                    or "SUBSCRIBED" in args.select_opts):
+    if name in view.subscribed and (
+        "SUBSCRIBED" in args.return_opts or "SUBSCRIBED" in args.select_opts
+    ):
         attrs.append("\\Subscribed")
     return attrs
 
@@ -185,7 +197,7 @@ def cmd_lsub(session: Session, command: Command) -> Result:
         # A parent that is listed only for a subscribed child is not itself subscribed, and a
         # subscribed name that no longer exists cannot be selected: both \Noselect (6.3.9).
         attrs = ["\\Noselect"] if parent or name not in existing else []
-        session.untagged(f"LSUB ({' '.join(attrs)}) \".\" ".encode() + r.mailbox(name))
+        session.untagged(f'LSUB ({" ".join(attrs)}) "." '.encode() + r.mailbox(name))
     return "LSUB completed"
 
 

@@ -4,7 +4,7 @@ criterion (RFC 7162 3.1.5)."""
 from __future__ import annotations
 
 from common.mailbox import Entry
-from imapd.commands.base import expect, enable_condstore, SELECTED, Result, Spec
+from imapd.commands.base import SELECTED, Result, Spec, enable_condstore, expect
 from imapd.parser import Command, SearchArgs, SeqSet
 from imapd.responses import ImapError
 from imapd.search import search
@@ -34,8 +34,9 @@ def cmd_search(session: Session, command: Command) -> Result:
     return "SEARCH completed"
 
 
-def esearch_line(command: Command, options: tuple[str, ...], found: list[tuple[int, Entry]],
-                 uses_modseq: bool) -> bytes:
+def esearch_line(
+    command: Command, options: tuple[str, ...], found: list[tuple[int, Entry]], uses_modseq: bool
+) -> bytes:
     """RFC 4731 3.1-3.2: `* ESEARCH (TAG "t") [UID] MIN MAX ALL COUNT [MODSEQ]`. Without a match
     only COUNT 0 is there (MIN, MAX and ALL are left out); MODSEQ (RFC 7162 3.1.10) is that of
     the messages returned: MIN's or MAX's alone, or the highest of all that matched."""

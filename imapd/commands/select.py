@@ -5,8 +5,15 @@ from __future__ import annotations
 
 from common.mailbox import Mailbox
 from imapd import responses as r
-from imapd.commands.base import (expect, highestmodseq_code, AUTHENTICATED, SELECTED, Result,
-                                 Spec, store_errors)
+from imapd.commands.base import (
+    AUTHENTICATED,
+    SELECTED,
+    Result,
+    Spec,
+    expect,
+    highestmodseq_code,
+    store_errors,
+)
 from imapd.parser import Command, ExpungeArgs, QResync, SelectArgs
 from imapd.qresync import vanished_earlier
 from imapd.responses import ImapError, bad
@@ -74,8 +81,11 @@ def resynchronize(session: Session, view: Selected, qresync: QResync) -> None:
     """RFC 7162 3.2.5.1: what was expunged since the client's MODSEQ (VANISHED (EARLIER)), then
     the flags of what changed, as `UID FETCH <known-uids> (FLAGS) (CHANGEDSINCE m VANISHED)`."""
     highest = max(view.uidnext - 1, 1)
-    wanted = (list(qresync.known_uids.resolve(highest)) if qresync.known_uids is not None
-              else [(1, highest)])
+    wanted = (
+        list(qresync.known_uids.resolve(highest))
+        if qresync.known_uids is not None
+        else [(1, highest)]
+    )
     line = vanished_earlier(view, wanted, qresync.modseq, qresync.seq_match)
     if line is not None:
         session.send(line)

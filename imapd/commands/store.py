@@ -6,7 +6,7 @@ from __future__ import annotations
 from common.mailbox import Entry, TooManyKeywords
 from imapd import flags as imapflags
 from imapd import responses as r
-from imapd.commands.base import expect, enable_condstore, SELECTED, Result, Spec, store_errors
+from imapd.commands.base import SELECTED, Result, Spec, enable_condstore, expect, store_errors
 from imapd.parser import Command, SeqSet, StoreArgs
 from imapd.responses import ImapError
 from imapd.selected import Selected
