@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from common.atomic import atomic_write, locked
+from common.store.atomic import atomic_write, locked
 
 DEFAULT_CONFIG = Path("/etc/maildaemons/maildaemons.conf")
 RUNTIME_FILE = "runtime.json"

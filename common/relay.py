@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from docopt import DocoptExit, docopt
 
 from common import cdb, tcprules
-from common.atomic import fsync_dir
+from common.store.atomic import fsync_dir
 from common.version import VERSION
 
 # How this differs from seed 002 and vpopmail, on purpose:

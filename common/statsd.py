@@ -47,7 +47,6 @@ from typing import Any
 from docopt import docopt
 
 from common import daemon, logs
-from common.atomic import atomic_write
 from common.config import ConfigError, Settings, one_line, read_config
 from common.proctitle import set_title
 from common.server import Wakeup
@@ -55,6 +54,7 @@ from common.service import COMMON_FLAGS
 from common.stats_collector import Collector, encode
 from common.stats_query import StatsError
 from common.stats_query import stat as query_stat
+from common.store.atomic import atomic_write
 from common.version import VERSION
 
 STATE_FILE = "mailstatd.json"

@@ -18,8 +18,8 @@ import secrets
 import warnings
 from pathlib import Path
 
-from common.atomic import atomic_write, locked
-from common.names import check_username
+from common.store.atomic import atomic_write, locked
+from common.store.names import check_username
 
 DEFAULT_SCHEME = "PBKDF2"
 PBKDF2_ROUNDS = 50000

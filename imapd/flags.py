@@ -2,22 +2,23 @@
 
 \\Draft D, \\Flagged F, \\Answered R, \\Seen S, \\Deleted T; `P` (passed) is shown as the keyword
 $Forwarded, as mutt and Dovecot-using clients expect. Other keywords are letters a-z kept in the
-folder's `dovecot-keywords` (common/mailbox.Keywords). \\Recent is per session, never stored.
+folder's `dovecot-keywords` (common/store Keywords). The letters are the store's; only their IMAP
+names live here. \\Recent is per session, never stored.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from common.mailbox import Keywords
+from common.store import DRAFT, FLAGGED, PASSED, REPLIED, SEEN, TRASHED, Keywords, keyword_letters
 
 LETTER_FLAGS = {
-    "D": "\\Draft",
-    "F": "\\Flagged",
-    "R": "\\Answered",
-    "S": "\\Seen",
-    "T": "\\Deleted",
-    "P": "$Forwarded",
+    DRAFT: "\\Draft",
+    FLAGGED: "\\Flagged",
+    REPLIED: "\\Answered",
+    SEEN: "\\Seen",
+    TRASHED: "\\Deleted",
+    PASSED: "$Forwarded",
 }
 FLAG_LETTERS = {flag.lower(): letter for letter, flag in LETTER_FLAGS.items()}
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
@@ -27,7 +28,7 @@ PERMANENT_FLAGS = (*SYSTEM_FLAGS, "$Forwarded", "\\*")
 def to_imap(letters: str, keywords: Keywords, recent: bool = False) -> list[str]:
     """IMAP flags of a message from its file-name letters."""
     flags = [LETTER_FLAGS[c] for c in letters if c in LETTER_FLAGS]
-    flags.extend(keywords.decode("".join(c for c in letters if c.islower())))
+    flags.extend(keywords.decode(keyword_letters(letters)))
     if recent:
         flags.append("\\Recent")
     return flags

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from common.store import canonical_name
 from common.utf7 import decode_mutf7
 
 __all__ = ["ATOM_RE", "MAX_DEPTH", "ParseError", "Reader", "SeqSet"]
@@ -227,12 +228,13 @@ def parse_flag(token: bytes) -> str:
 
 
 def decode_mailbox(raw: bytes) -> str:
-    """mailbox (RFC 3501 9, 5.1): modified UTF-7 decoded; only the whole name INBOX is folded."""
+    """mailbox (RFC 3501 9, 5.1): modified UTF-7 decoded; only the whole name INBOX is folded
+    (by the store's one rule for it)."""
     try:
         name = decode_mutf7(raw)
     except ValueError:
         raise ParseError(None, "Mailbox name is not valid modified UTF-7") from None
-    return "INBOX" if len(name) == 5 and name.upper() == "INBOX" else name
+    return canonical_name(name)
 
 
 def _unexpected(byte: int) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from common.store import INBOX, is_inbox
+
 WILDCARDS = frozenset("*%")
 
 
@@ -19,12 +21,12 @@ def compile_pattern(pattern: str, separator: str) -> Callable[[str], bool]:
     literals = sum(1 for char in pattern if char not in WILDCARDS)
     # Only the name INBOX itself is case-insensitive (RFC 3501 5.1): `inbox%` lists INBOX, but
     # not a folder called `INBOXES` that `INBOX%` would list.
-    folded = "INBOX" + pattern[5:] if pattern[:5].upper() == "INBOX" else pattern
+    folded = INBOX + pattern[5:] if is_inbox(pattern[:5]) else pattern
 
     def matches(name: str) -> bool:
         if literals > len(name):  # each literal character needs a character of its own
             return False
-        if name == "INBOX" and walk(folded, name, separator):
+        if name == INBOX and walk(folded, name, separator):
             return True
         return walk(pattern, name, separator)
 

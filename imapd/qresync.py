@@ -1,7 +1,7 @@
 """QRESYNC (RFC 7162 3.2): which UIDs vanished since a MODSEQ, for `SELECT ... (QRESYNC ...)`
 (3.2.5) and `UID FETCH ... (CHANGEDSINCE n VANISHED)` (3.2.6), as `* VANISHED (EARLIER)`.
 
-The folder's uidlist keeps tombstones (common/uidlist.py), so the answer is exact. When the
+The folder's uidlist keeps tombstones (common/store/uidlist.py), so the answer is exact. When the
 tombstones that old were dropped, the answer is every UID in the client's range that is not in the
 mailbox (RFC 7162 allows UIDs the client never knew; it ignores them), narrowed by the client's
 sequence-match data (3.2.5.2) when it sent some.

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import datetime
 
-from common.mailbox import Entry
-from common.maildir import StoreError, to_crlf
+from common.store import Entry, StoreError, to_crlf
 from imapd import flags as imapflags
 from imapd.message import MessageView
 from imapd.parser import And, Key, Not, Or, SearchNode, SeqSet

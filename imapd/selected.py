@@ -12,11 +12,9 @@ QRESYNC is enabled (3.2.10.2), expunges are reported as one `VANISHED <uids>` in
 from __future__ import annotations
 
 import bisect
-import os
-import time
 from dataclasses import dataclass, field
 
-from common.mailbox import MTIME_TRUST_AGE, Entry, Mailbox, Snapshot
+from common.store import SEEN, Entry, Mailbox, Snapshot
 from imapd import flags as imapflags
 from imapd.parser import SeqSet
 from imapd.responses import PERMANENT_TEXT, ImapError, bad, flag_list, untagged
@@ -39,14 +37,13 @@ class Selected:
     uidvalidity: int = 0
     uidnext: int = 1
     highestmodseq: int = 1
-    stamp: tuple[int, ...] | None = None  # folder_stamp at the last refresh
     keywords: tuple[str, ...] = ()  # as last announced in FLAGS
 
     @classmethod
-    def open(cls, name: str, mailbox: Mailbox, readonly: bool) -> Selected:
-        view = cls(name, mailbox, readonly)
-        view.stamp = folder_stamp(mailbox)
-        snap = mailbox.sync(claim_recent=not readonly)
+    def open(cls, mailbox: Mailbox, snap: Snapshot, readonly: bool) -> Selected:
+        """The view of a mailbox just opened (FolderTree.open), from the snapshot of that open,
+        which claimed \\Recent unless `readonly`."""
+        view = cls(mailbox.name, mailbox, readonly)
         view._take(snap)
         view.entries = list(snap.entries)
         view.by_uid = {e.uid: e for e in view.entries}
@@ -63,16 +60,13 @@ class Selected:
     def refresh(self, allow_expunge: bool, force: bool = False) -> list[bytes]:
         """Untagged responses for what changed since the last refresh. `force` reads the folder
         even when its stamp says nothing moved (the caller needs a fresh HIGHESTMODSEQ)."""
-        stamp = folder_stamp(self.mailbox)
-        if (
-            not force
-            and stamp is not None
-            and stamp == self.stamp
-            and not (allow_expunge and self.gone)
-        ):
-            return []  # nothing moved: every command need not list a big folder twice
-        self.stamp = stamp
-        snap = self.mailbox.sync(claim_recent=not self.readonly)
+        if force or (allow_expunge and self.gone):
+            snap = self.mailbox.resync(claim_recent=not self.readonly)
+        else:
+            polled = self.mailbox.poll(claim_recent=not self.readonly)
+            if polled is None:
+                return []  # nothing moved
+            snap = polled
         self._take(snap)
         current = {e.uid: e for e in snap.entries}
         out = self.new_keywords()
@@ -144,7 +138,7 @@ class Selected:
             fresh = current.get(entry.uid)
             if fresh is None:
                 continue
-            entry.subdir, entry.name, entry.modseq = fresh.subdir, fresh.name, fresh.modseq
+            entry.follow(fresh)
             if self.reported.get(entry.uid) != fresh.letters:
                 self.reported[entry.uid] = fresh.letters
                 # RFC 7162 3.1 and 3.2.4: with CONDSTORE, unsolicited FETCH carries UID too.
@@ -201,7 +195,7 @@ class Selected:
 
     def unseen_first(self) -> int | None:
         for seq, entry in enumerate(self.entries, 1):
-            if "S" not in entry.letters:
+            if SEEN not in entry.letters:
                 return seq
         return None
 
@@ -217,19 +211,3 @@ def member(ranges: tuple[tuple[int, int], ...], value: int) -> bool:
     thousand ranges against a big mailbox costs milliseconds, not minutes."""
     index = bisect.bisect_right(ranges, (value, MAX_RANGE_END)) - 1
     return index >= 0 and ranges[index][0] <= value <= ranges[index][1]
-
-
-def folder_stamp(mailbox: Mailbox) -> tuple[int, ...] | None:
-    """What changes whenever anyone changes the folder: the mtimes of new/ and cur/ (deliveries,
-    flag renames, expunges) and the uidlist's identity. None when something changed within the
-    last MTIME_TRUST_AGE seconds, since a second change within one mtime tick would not show."""
-    try:
-        new = os.stat(mailbox.path / "new").st_mtime_ns
-        cur = os.stat(mailbox.path / "cur").st_mtime_ns
-        uids = os.stat(mailbox.uids.path)
-    except OSError:
-        return None
-    newest = max(new, cur, uids.st_mtime_ns)
-    if time.time_ns() - newest < MTIME_TRUST_AGE * 1e9:
-        return None
-    return (new, cur, uids.st_mtime_ns, uids.st_ino, uids.st_size)

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from common.config import Settings
-from common.folders import FolderTree
 from common.lineio import (
     CompressionError,
     ConnectionClosed,
@@ -26,6 +25,7 @@ from common.lineio import (
 )
 from common.logs import SessionLog
 from common.sessionbase import Services
+from common.store import FolderTree
 from imapd import responses as r
 from imapd.parser import ParseError, literal_at_end, parse_command
 from imapd.selected import Selected

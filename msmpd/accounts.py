@@ -1,23 +1,17 @@
 """Mail accounts as MSMP changes them: list, add (user and maildir), delete (maildir moved aside).
 
 The users file is changed only through common/users.py (lock, atomic rename), so every daemon sees
-the change at its next login. A deleted user's maildir is never destroyed: it is renamed to
-`<mail_base>/.deleted/<user>.<YYYYmmddTHHMMSS>` (`.deleted` can never be a user, since user names
-never start with a dot, and it is not a Maildir++ folder, since those live inside a user's maildir).
-Typed errors only; msmpd/commands.py turns them into replies.
+the change at its next login. A deleted user's maildir is never destroyed: the store moves it
+aside (common/store/accounts.py). Typed errors only; msmpd/commands.py turns them into replies.
 """
 
 from __future__ import annotations
 
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import maildir, users
-from common.atomic import LockBusy, fsync_dir
-
-DELETED_DIR = ".deleted"
+from common import users
+from common.store import LockBusy, StoreError, create_user_maildir, retire_user_maildir
 
 
 class AccountError(Exception):
@@ -69,8 +63,8 @@ class Accounts:
         if new:
             # The maildir first: a login right after +OK must find it.
             try:
-                maildir.ensure_maildir(maildir.user_maildir(self.mail_base, name))
-            except (OSError, maildir.StoreError) as exc:
+                create_user_maildir(self.mail_base, name)
+            except StoreError as exc:
                 raise MaildirError(f"cannot create the maildir of {name}: {exc}") from None
         try:
             return users.add_or_update(self.users_file, name, password, limit=self.max_users)
@@ -91,29 +85,7 @@ class Accounts:
             raise AccountError(str(exc)) from None
         if not removed:
             raise NoSuchUserError(name)
-        return move_aside(self.mail_base, name)
-
-
-def move_aside(base: Path, name: str) -> Path | None:
-    """Rename `<base>/<name>` into `<base>/.deleted/` under a name no other deletion used."""
-    try:
-        source = maildir.user_maildir(base, name)
-    except maildir.StoreError as exc:
-        raise MoveAsideError(str(exc)) from None
-    if not os.path.lexists(source):
-        return None
-    attic = base / DELETED_DIR
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    try:
-        attic.mkdir(mode=0o700, exist_ok=True)
-        target = attic / f"{name}.{stamp}"
-        serial = 1
-        while os.path.lexists(target):
-            serial += 1
-            target = attic / f"{name}.{stamp}.{serial}"
-        os.rename(source, target)
-    except OSError as exc:
-        raise MoveAsideError(f"cannot move {source} aside: {exc.strerror}") from None
-    fsync_dir(base)
-    fsync_dir(attic)
-    return target
+        try:
+            return retire_user_maildir(self.mail_base, name)
+        except StoreError as exc:
+            raise MoveAsideError(str(exc)) from None

@@ -13,8 +13,8 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from common.maildir import to_crlf
 from common.proctitle import set_title
+from common.store import to_crlf
 from common.users import split_scheme
 from pop3d import replies
 from pop3d.session import Pop3Error, Session, State
@@ -203,10 +203,8 @@ def cmd_uidl(session: Session, args: list[str]) -> bytes:
     """Unique-id listing: the Maildir name up to ':', stable across sessions and flag changes."""
     if args:
         message = session.message(args[0])
-        return replies.uidl_line(int(args[0]), unique_id(message.file.key))
-    lines = [
-        f"{n} {unique_id(m.file.key)}" for n, m in enumerate(session.messages, 1) if not m.deleted
-    ]
+        return replies.uidl_line(int(args[0]), unique_id(message.key))
+    lines = [f"{n} {unique_id(m.key)}" for n, m in enumerate(session.messages, 1) if not m.deleted]
     return replies.multiline(replies.ok(), lines)
 
 
@@ -227,7 +225,7 @@ def cmd_retr(session: Session, args: list[str]) -> bytes:
         try:
             data = transform(command, data, timeout)
         except TransformerError as exc:
-            session.log.error("transformer failed on %s: %s", message.file.key, exc)
+            session.log.error("transformer failed on %s: %s", message.key, exc)
             raise Pop3Error(replies.TRANSFORMER_FAILED) from None
     wire = to_crlf(data)
     # A transformed message has its own size; LIST can only know the stored one.

@@ -6,26 +6,23 @@ dropped connection, a timeout, a TERM or a crash never reaches UPDATE, so nothin
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 
-from common import maildir
 from common.config import Settings
 from common.lineio import LineIO, LineTooLong
 from common.logs import SessionLog
 from common.sessionbase import Goodbyes, LineSession, ReplyError, Services, delay_failed_login
+from common.store import DropMessage, Maildrop, StoreBusy, StoreError
 from pop3d import replies
 
 PROTOCOL = "pop3"
 HARD_MAX_LINE = 8192  # the cap for SASL responses; commands are held to `max_line` (RFC 2449)
 MAX_BAD_COMMANDS = 20
 MAX_AUTH_FAILURES = 3
-LOGIN_STAMP = "maildaemons-pop3-lastlogin"
 
 
 class State(Enum):
@@ -36,13 +33,6 @@ class State(Enum):
 
 class Pop3Error(ReplyError):
     """A POP3 command failed; carries the `-ERR` reply. `close` ends the session after it."""
-
-
-@dataclass
-class Message:
-    file: maildir.MessageFile
-    size: int
-    deleted: bool = False
 
 
 @dataclass
@@ -59,9 +49,7 @@ class Session(LineSession):
     state: State = State.AUTHORIZATION
     pending_user: str | None = None
     user: str | None = None
-    folder: Path | None = None
-    lock: maildir.MaildropLock | None = None
-    messages: list[Message] = field(default_factory=list)
+    drop: Maildrop | None = None  # the locked maildrop, from login on
     bad_commands: int = 0
     auth_failures: int = 0
     finished: bool = False
@@ -104,9 +92,8 @@ class Session(LineSession):
         self.unlock()
 
     def unlock(self) -> None:
-        if self.lock is not None:
-            self.lock.release()
-            self.lock = None
+        if self.drop is not None:
+            self.drop.release()
 
     # -- authentication --------------------------------------------------------------------
 
@@ -120,10 +107,10 @@ class Session(LineSession):
             return delay_reply
         try:
             self.open_maildrop(user)
-        except maildir.StoreBusy:
+        except StoreBusy:
             self.log.info("maildrop of %s in use", user)
             raise Pop3Error(replies.IN_USE) from None
-        except maildir.StoreError as exc:
+        except StoreError as exc:
             self.log.error("maildrop of %s unavailable: %s", user, exc)
             raise Pop3Error(replies.MAILDROP_UNAVAILABLE) from None
         self.stamp_login()
@@ -147,47 +134,29 @@ class Session(LineSession):
         delay = self.settings.get("login_delay")
         if not delay.isdigit() or int(delay) == 0:
             return None
-        with contextlib.suppress(OSError, maildir.StoreError):
-            stamp = self.user_folder(user) / LOGIN_STAMP
-            if time.time() - stamp.stat().st_mtime < int(delay):
-                return replies.login_delay(int(delay))
+        last = Maildrop.last_login(self.settings.path("mail_base"), user)
+        if last is not None and time.time() - last < int(delay):
+            return replies.login_delay(int(delay))
         return None
 
     def stamp_login(self) -> None:
-        """Record a successful login for LOGIN-DELAY: only once the maildrop exists and is ours
-        (stamping before that missed every first login and counted [IN-USE] refusals)."""
+        """Record a successful login for LOGIN-DELAY: only once the maildrop exists and is ours,
+        so every first login counts and an [IN-USE] refusal does not."""
         delay = self.settings.get("login_delay")
-        if self.folder is not None and delay.isdigit() and int(delay):
-            with contextlib.suppress(OSError):
-                (self.folder / LOGIN_STAMP).touch()
-
-    def user_folder(self, user: str) -> Path:
-        return maildir.user_maildir(self.settings.path("mail_base"), user)
+        if self.drop is not None and delay.isdigit() and int(delay):
+            self.drop.stamp_login()
 
     def open_maildrop(self, user: str) -> None:
-        folder = self.user_folder(user)
-        try:
-            maildir.ensure_maildir(folder)
-        except OSError as exc:
-            raise maildir.StoreError(str(exc)) from None
-        lock = maildir.MaildropLock(folder)
-        lock.acquire()
-        try:
-            files = maildir.list_messages(folder)
-            # Sizes of files without ,W= come from the folder's disposable cache, so a login
-            # does not read every message (Postfix and most MTAs name files without sizes).
-            sizes = maildir.SizeCache(folder)
-            self.messages = [Message(f, sizes.get(folder, f)) for f in files]
-            sizes.keep_only({f.key for f in files})
-            sizes.save()
-        except BaseException:
-            lock.release()
-            raise
-        self.folder, self.lock = folder, lock
+        self.drop = Maildrop.open(self.settings.path("mail_base"), user)
 
     # -- messages ----------------------------------------------------------------------------
 
-    def message(self, number_text: str) -> Message:
+    @property
+    def messages(self) -> list[DropMessage]:
+        """The listing taken at login, deletion marks and all (empty before login)."""
+        return self.drop.messages if self.drop is not None else []
+
+    def message(self, number_text: str) -> DropMessage:
         """The live message with this 1-based number, or a Pop3Error."""
         # isascii(): str.isdigit() is also true for '\u00b2' and other digits int() refuses.
         if not (number_text.isascii() and number_text.isdigit()) or len(number_text) > 9:
@@ -201,25 +170,25 @@ class Session(LineSession):
         return message
 
     @property
-    def maildrop(self) -> Path:
+    def maildrop(self) -> Maildrop:
         """The open maildrop (TRANSACTION only, which the dispatcher sees to)."""
-        if self.folder is None:
-            raise maildir.StoreError("no maildrop open")
-        return self.folder
+        if self.drop is None:
+            raise StoreError("no maildrop open")
+        return self.drop
 
-    def read(self, message: Message) -> bytes:
+    def read(self, message: DropMessage) -> bytes:
         try:
-            return maildir.read_message(self.maildrop, message.file)
-        except maildir.StoreError as exc:
-            self.log.error("cannot read %s: %s", message.file.key, exc)
+            return self.maildrop.read(message)
+        except StoreError as exc:
+            self.log.error("cannot read %s: %s", message.key, exc)
             raise Pop3Error(replies.READ_FAILED) from None
 
     def commit_deletions(self) -> bool:
         """UPDATE state (RFC 1939 section 6): remove what was marked; True when all went."""
-        doomed = [m.file for m in self.messages if m.deleted]
-        failed = maildir.remove_messages(self.maildrop, doomed) if doomed else []
+        doomed = sum(1 for m in self.messages if m.deleted)
+        failed = self.maildrop.commit()
         if doomed:
-            self.log.info("deleted %d messages", len(doomed) - len(failed))
+            self.log.info("deleted %d messages", doomed - len(failed))
         return not failed
 
 

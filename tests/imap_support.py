@@ -22,7 +22,7 @@ _LITERAL_AT_END = re.compile(rb"\{(\d+)\}\r?\n$")
 
 
 def crlf(data: bytes) -> bytes:
-    """The wire form of stored bytes, computed independently of common.maildir."""
+    """The wire form of stored bytes, computed independently of common.store."""
     out = re.sub(rb"\r?\n", b"\r\n", data)
     return out + b"\r\n" if out and not out.endswith(b"\r\n") else out
 

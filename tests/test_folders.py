@@ -1,6 +1,6 @@
-"""The Maildir++ folder tree (common/folders.py, common/names.py): folders `.Name`, modified UTF-7
-on disk, create/delete/rename with inferiors, RENAME INBOX, refused names, subscriptions, special
-use and quota from `maildirsize`."""
+"""The Maildir++ folder tree (common/store/folders.py, common/store/names.py): folders `.Name`,
+modified UTF-7 on disk, create/delete/rename with inferiors, RENAME INBOX, refused names,
+subscriptions, special use and quota from `maildirsize`."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from common import maildir
-from common.folders import DEFAULT_FOLDERS, FolderTree
-from common.mailbox import Mailbox
-from common.maildir import MailboxExists, MailboxNotFound, MailboxRefused
-from common.names import InvalidName, check_folder, check_username
+from common.store import maildir
+from common.store.errors import MailboxExists, MailboxNotFound, MailboxRefused
+from common.store.folders import DEFAULT_FOLDERS, FolderTree
+from common.store.mailbox import Mailbox
+from common.store.names import InvalidName, check_folder, check_username
 
 
 @pytest.fixture

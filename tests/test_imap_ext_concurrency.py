@@ -13,8 +13,8 @@ from collections import Counter
 from conftest import deliver, wait_for
 from imap_support import Raw, shared_imapd
 
-from common.folders import FolderTree
-from common.mailbox import Mailbox
+from common.store.folders import FolderTree
+from common.store.mailbox import Mailbox
 
 SEEDED = 30
 

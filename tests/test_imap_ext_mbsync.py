@@ -28,7 +28,7 @@ from test_mbsync import (
     uid_of,
 )
 
-from common import maildir
+from common.store import maildir
 
 __all__ = ["server"]  # the shared fixture: a seeded server maildir and a running imapd
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import deliver
 from imap_support import shared_imapd
 
-from common.uidlist import UIDLIST
+from common.store.uidlist import UIDLIST
 
 shared = shared_imapd("imap-ext-qresync")
 

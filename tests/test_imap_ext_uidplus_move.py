@@ -12,8 +12,8 @@ import pytest
 from conftest import child_pids, deliver, wait_for
 from imap_support import crlf, shared_imapd
 
-from common.folders import FolderTree
-from common.mailbox import Mailbox
+from common.store.folders import FolderTree
+from common.store.mailbox import Mailbox
 
 shared = shared_imapd("imap-ext-uidplus")
 

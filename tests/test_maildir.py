@@ -1,4 +1,4 @@
-"""common/maildir.py: delivery only through tmp/, names, flags and keys, CRLF sizes, listing,
+"""common/store/maildir.py: delivery only through tmp/, names, flags and keys, CRLF sizes, listing,
 reading and removing across renames, and the POP3 maildrop lock."""
 
 from __future__ import annotations
@@ -10,19 +10,11 @@ import signal
 
 import pytest
 
-from common import maildir
-from common.maildir import (
-    MailboxNotFound,
-    MaildropLock,
-    MessageFile,
-    StoreBusy,
-    StoreError,
-    crlf_size,
-    deliver,
-    flags_suffix,
-    to_crlf,
-    to_lf,
-)
+from common.store import maildir
+from common.store.errors import MailboxNotFound, StoreBusy, StoreError
+from common.store.flags import flags_suffix
+from common.store.maildir import MessageFile, crlf_size, deliver, to_crlf, to_lf
+from common.store.maildrop import MaildropLock
 
 
 @pytest.fixture
@@ -52,7 +44,7 @@ def test_deliver_goes_through_tmp(folder, monkeypatch):
     assert os.path.dirname(dst) == str(folder / "new")
     assert os.listdir(folder / "tmp") == []
     assert (folder / message.relpath).read_bytes() == data
-    assert message.subdir == "new" and message.flags == ""
+    assert message.subdir == "new" and message.letters == ""
     assert message.stored_size("S") == len(data)
     assert message.stored_size("W") == len(to_crlf(data))
     assert maildir.message_size(folder, message) == len(to_crlf(data))
@@ -61,7 +53,7 @@ def test_deliver_goes_through_tmp(folder, monkeypatch):
 def test_deliver_with_flags_goes_to_cur(folder):
     message = deliver(folder, b"x\n", flags="S!FS")
     assert message.subdir == "cur"
-    assert message.name.endswith(":2,FS") and message.flags == "FS"
+    assert message.name.endswith(":2,FS") and message.letters == "FS"
     assert deliver(folder, b"y\n", subdir="cur").name.endswith(":2,")
 
 
@@ -98,7 +90,7 @@ def test_delivered_names_are_unique(folder):
 def test_message_file_parse(name, key, flags, size_s, size_w):
     message = MessageFile("cur", name)
     assert message.key == key
-    assert message.flags == flags
+    assert message.letters == flags
     assert message.stored_size("S") == size_s
     assert message.stored_size("W") == size_w
     assert message.relpath == f"cur/{name}"

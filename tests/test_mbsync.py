@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from common import maildir
-from common.folders import DEFAULT_FOLDERS, FolderTree
-from common.mailbox import Mailbox
+from common.store import maildir
+from common.store.folders import DEFAULT_FOLDERS, FolderTree
+from common.store.mailbox import Mailbox
 from common.utf7 import decode_mutf7
 
 pytestmark = [
@@ -92,7 +92,7 @@ def local_state(base: Path, contents: dict[str, bytes] | None = None) -> State:
             data = (path / message_file.relpath).read_bytes()
             mid = message_id(data)
             assert mid not in seen, f"local {name}: {mid} twice"
-            seen[mid] = comparable(message_file.flags)
+            seen[mid] = comparable(message_file.letters)
             if contents is not None:
                 contents[f"{name}/{mid}"] = normalized(data)
         state[name] = seen
@@ -409,7 +409,7 @@ def test_mbsync_many_messages_and_mail_arriving_meanwhile(server, tmp_path: Path
         mid = f"near{number}@example.org"
         if mid in expected["INBOX"]:
             path = find_local(local, "INBOX", mid)
-            set_local_flags(path, comparable(maildir.MessageFile("cur", path.name).flags + "F"))
+            set_local_flags(path, comparable(maildir.MessageFile("cur", path.name).letters + "F"))
             # Both sides changed some of these (R on the server): mbsync merges the changes.
             expected["INBOX"][mid] = comparable(expected["INBOX"][mid] + "F")
     # An MTA delivers while mbsync runs; whatever the run missed, the next one brings.

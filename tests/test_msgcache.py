@@ -1,11 +1,11 @@
-"""The disposable per-folder message cache (common/msgcache.py) and header-only reads."""
+"""The disposable per-folder message cache (common/store/msgcache.py) and header-only reads."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from common import maildir
-from common.msgcache import CACHE_FILE, MessageCache, parse, serialize
+from common.store import maildir
+from common.store.msgcache import CACHE_FILE, MessageCache, parse, serialize
 
 
 def test_round_trip_with_crlf_values_and_spaces_in_keys(tmp_path: Path) -> None:

@@ -1,10 +1,10 @@
-"""common/names.py: user and folder names are checked before they become paths."""
+"""common/store/names.py: user and folder names are checked before they become paths."""
 
 from __future__ import annotations
 
 import pytest
 
-from common.names import (
+from common.store.names import (
     MAX_FOLDER,
     MAX_USERNAME,
     InvalidName,

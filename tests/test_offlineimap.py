@@ -28,7 +28,7 @@ from test_mbsync import (
     uid_of,
 )
 
-from common.mailbox import Mailbox
+from common.store.mailbox import Mailbox
 
 __all__ = ["server"]  # the shared fixture: a seeded server maildir and a running imapd
 

@@ -22,7 +22,7 @@ MESSAGES = [
 
 
 def crlf(data: bytes) -> bytes:
-    """The wire form, computed independently of common.maildir."""
+    """The wire form, computed independently of common.store."""
     out = re.sub(rb"\r?\n", b"\r\n", data)
     return out + b"\r\n" if out and not out.endswith(b"\r\n") else out
 

@@ -1,4 +1,4 @@
-"""Unit tests of the Maildir++ store (common/maildir.py, common/mailbox.py) on tmp_path, no sockets.
+"""Unit tests of the Maildir++ store (common/store/maildir.py, mailbox.py) on tmp_path, no sockets.
 
 UIDs: strictly ascending, never reused, stable across new Mailbox objects ("restarts") and under
 concurrent syncs; flags as file-name letters, changed by anyone; keywords in dovecot-keywords;
@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from common import maildir
-from common.mailbox import Mailbox, Snapshot, TooManyKeywords, letters_of
-from common.maildir import StoreError
-from common.uidlist import UIDLIST, parse
+from common.store import maildir
+from common.store.errors import StoreError, TooManyKeywords
+from common.store.flags import letters_of
+from common.store.mailbox import Mailbox, Snapshot
+from common.store.uidlist import UIDLIST, parse
 
 CTX = multiprocessing.get_context("fork")
 

@@ -1,4 +1,4 @@
-"""The per-folder uidlist (common/uidlist.py) and the import of Dovecot's dovecot-uidlist and
+"""The per-folder uidlist (common/store/uidlist.py) and the import of Dovecot's dovecot-uidlist and
 dovecot-keywords, so a folder that Dovecot served keeps its UIDs, UIDVALIDITY and keywords.
 
 Dovecot's format (maildir-uidlist.c, doc "Maildir Mailbox Format"): header
@@ -15,9 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from common import maildir
-from common.mailbox import Mailbox
-from common.uidlist import DOVECOT_UIDLIST, UIDLIST, Record, UidList, UidStore, parse, parse_dovecot
+from common.store import maildir
+from common.store.mailbox import Mailbox
+from common.store.uidlist import (
+    DOVECOT_UIDLIST,
+    UIDLIST,
+    Record,
+    UidList,
+    UidStore,
+    parse,
+    parse_dovecot,
+)
 
 GUID = "G3085f01b7f11094c501100008c4a11c1"
 NAMES = [

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from common import users
-from common.names import InvalidName
+from common.store.names import InvalidName
 from common.users import (
     UserDB,
     UserFileError,

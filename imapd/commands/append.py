@@ -1,10 +1,9 @@
 """APPEND (RFC 3501 6.3.11) with APPENDUID (RFC 4315): the message appears atomically, written
-to tmp/, fsynced and renamed into cur/ (common/maildir.deliver)."""
+to tmp/, fsynced and renamed into cur/ (common/store Mailbox.append)."""
 
 from __future__ import annotations
 
-from common.mailbox import Mailbox, TooManyKeywords
-from common.maildir import to_lf
+from common.store import MailboxNotFound, TooManyKeywords, to_lf
 from imapd import flags as imapflags
 from imapd import responses as r
 from imapd.commands.base import AUTHENTICATED, Result, Spec, expect, store_errors
@@ -17,15 +16,14 @@ def cmd_append(session: Session, command: Command) -> Result:
     expect(command, AppendArgs)
     args = command.args
     tree = session.require_tree()
-    name = "INBOX" if args.mailbox.upper() == "INBOX" else args.mailbox
     if not args.message:
         raise ImapError("Empty message", "CANNOT")
     with store_errors():
-        if not tree.exists(name):
-            raise ImapError(*r.TRYCREATE)
-        mailbox = Mailbox(tree.path(name))
-        # Messages delivered since anyone looked get their UIDs first: they arrived earlier.
-        mailbox.sync()
+        try:
+            # Opening syncs: messages delivered since anyone looked get their UIDs first.
+            mailbox, _snap = tree.open(args.mailbox)
+        except MailboxNotFound:
+            raise ImapError(*r.TRYCREATE) from None
         try:
             letters = imapflags.to_letters(args.flags, mailbox.keywords, create=True)
         except TooManyKeywords:

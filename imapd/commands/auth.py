@@ -10,11 +10,9 @@ import base64
 import binascii
 import os
 
-from common.atomic import LockBusy
-from common.folders import DEFAULT_FOLDERS, FolderTree
 from common.lineio import LineTooLong
-from common.maildir import StoreError, user_maildir
 from common.sessionbase import delay_failed_login
+from common.store import DEFAULT_FOLDERS, FolderTree, LockBusy, StoreError
 from imapd import responses as r
 from imapd.commands.base import NOT_AUTHENTICATED, Result, Spec, expect
 from imapd.parser import AuthenticateArgs, Command, LoginArgs
@@ -72,7 +70,7 @@ def log_in(session: Session, user: str, password: str | None) -> Result:
     if not ok:
         failed(session, user)
     try:
-        tree = FolderTree(user_maildir(session.settings.path("mail_base"), user))
+        tree = FolderTree.for_user(session.settings.path("mail_base"), user)
         tree.ensure_inbox(DEFAULT_FOLDERS)
     except (StoreError, LockBusy, OSError) as exc:
         session.log.error("mailbox of %s unavailable: %s", user, exc)

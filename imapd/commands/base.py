@@ -8,8 +8,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from common.atomic import LockBusy
-from common.maildir import MailboxExists, MailboxNotFound, MailboxRefused, StoreBusy, StoreError
+from common.store import (
+    LockBusy,
+    MailboxExists,
+    MailboxNotFound,
+    MailboxRefused,
+    StoreBusy,
+    StoreError,
+)
 from imapd import responses as r
 from imapd.parser import Command
 from imapd.responses import ImapError

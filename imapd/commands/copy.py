@@ -8,7 +8,7 @@ VANISHED with QRESYNC, and the new HIGHESTMODSEQ in the tagged OK: RFC 6851 4.3,
 
 from __future__ import annotations
 
-from common.mailbox import Mailbox
+from common.store import MailboxNotFound
 from imapd import responses as r
 from imapd.commands.base import SELECTED, Result, Spec, expect, highestmodseq_code, store_errors
 from imapd.parser import Command, CopyArgs, SeqSet
@@ -30,18 +30,21 @@ def transfer(session: Session, command: Command, move: bool) -> Result:
     if move and view.readonly:
         raise ImapError(*r.READ_ONLY)
     tree = session.require_tree()
-    name = "INBOX" if command.args.mailbox.upper() == "INBOX" else command.args.mailbox
+    name = command.args.mailbox
     entries = [e for _seq, e in view.resolve(command.args.seqset, command.uid)]
     if any(e.uid in view.gone for e in entries):
         # Expunged by another session, the EXPUNGE not sent yet: copy none (RFC 5530).
         raise ImapError(*r.EXPUNGE_ISSUED)
     with store_errors():
-        if not tree.exists(name):
-            raise ImapError(*r.TRYCREATE)
         if not entries:
+            if not tree.exists(name):
+                raise ImapError(*r.TRYCREATE)
             return f"{'MOVE' if move else 'COPY'} completed"
-        destination = Mailbox(tree.path(name))
-        destination.sync()  # earlier deliveries get their UIDs before the copies do
+        try:
+            # Opening syncs: earlier deliveries get their UIDs before the copies do.
+            destination, _snap = tree.open(name)
+        except MailboxNotFound:
+            raise ImapError(*r.TRYCREATE) from None
         new_uids = destination.copy_in(view.mailbox, entries, move=move)
         validity = destination.sync().uidvalidity
     code = (

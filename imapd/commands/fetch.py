@@ -8,8 +8,7 @@ without PEEK sets \\Seen (read-write mailboxes) and the response then carries th
 
 from __future__ import annotations
 
-from common.mailbox import Entry
-from common.maildir import StoreError, read_header, to_crlf
+from common.store import SEEN, Entry, StoreError, to_crlf
 from imapd import responses as r
 from imapd.commands.base import SELECTED, Result, Spec, enable_condstore, expect, store_errors
 from imapd.message import MessageView
@@ -19,7 +18,7 @@ from imapd.responses import bad
 from imapd.selected import Selected
 from imapd.session import Session
 
-# Derived once per message and kept in the folder's disposable cache (common/msgcache.py).
+# Derived once per message and kept in the folder's disposable cache (common/store/msgcache.py).
 CACHED_ITEMS = {"ENVELOPE": "envelope", "BODYSTRUCTURE": "bodystructure", "BODY": "body"}
 
 
@@ -52,7 +51,7 @@ class Content:
         if item == "ENVELOPE":
             if self._full is not None:
                 return self._full.envelope()
-            header = read_header(self.view.mailbox.path, self.entry.file)
+            header = self.view.mailbox.read_header(self.entry)
             return MessageView(to_crlf(header)).envelope()
         message = self.full()
         return message.bodystructure() if item == "BODYSTRUCTURE" else message.body()
@@ -101,7 +100,7 @@ def cmd_fetch(session: Session, command: Command) -> Result:
 def mark_seen(view: Selected, entries: list[Entry]) -> None:
     changed = []
     for entry in entries:
-        if "S" not in entry.letters and view.mailbox.set_letters(entry, entry.letters + "S"):
+        if SEEN not in entry.letters and view.mailbox.set_letters(entry, entry.letters + SEEN):
             changed.append(entry)
     if changed:
         view.mailbox.commit_flags(changed)

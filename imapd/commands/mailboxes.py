@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from dataclasses import dataclass
 
-from common.folders import SEPARATOR, FolderTree
-from common.mailbox import Entry, Mailbox
-from common.maildir import StoreError
+from common.store import (
+    SEEN,
+    SEPARATOR,
+    TRASHED,
+    FolderTree,
+    StoreError,
+    canonical_name,
+    is_inbox,
+)
 from imapd import responses as r
 from imapd.commands.base import AUTHENTICATED, Result, Spec, enable_condstore, expect, store_errors
 from imapd.parser import (
@@ -33,7 +38,7 @@ def cmd_create(session: Session, command: Command) -> Result:
     expect(command, CreateArgs)
     tree = session.require_tree()
     name = without_trailing_separator(command.args.mailbox)
-    if name.upper() == "INBOX":
+    if is_inbox(name):
         raise ImapError(*r.MAILBOX_EXISTS)
     for use in command.args.use:
         if use not in tree.SPECIAL_USE_ATTRIBUTES:
@@ -72,14 +77,14 @@ def cmd_subscribe(session: Session, command: Command) -> Result:
     with store_errors():
         if not tree.exists(command.args.mailbox):
             raise ImapError(*r.NO_SUCH_MAILBOX)
-        tree.subscribe(canonical(command.args.mailbox), True)
+        tree.subscribe(command.args.mailbox, True)
     return "SUBSCRIBE completed"
 
 
 def cmd_unsubscribe(session: Session, command: Command) -> Result:
     expect(command, MailboxArgs)
     with store_errors():
-        session.require_tree().subscribe(canonical(command.args.mailbox), False)
+        session.require_tree().subscribe(command.args.mailbox, False)
     return "UNSUBSCRIBE completed"
 
 
@@ -221,10 +226,6 @@ def parents(name: str) -> list[str]:
     return [SEPARATOR.join(levels[:i]) for i in range(1, len(levels))]
 
 
-def canonical(name: str) -> str:
-    return "INBOX" if name.upper() == "INBOX" else name
-
-
 # -- STATUS --------------------------------------------------------------------------------------
 
 
@@ -232,52 +233,39 @@ def cmd_status(session: Session, command: Command) -> Result:
     """RFC 3501 6.3.10, with HIGHESTMODSEQ (RFC 7162 3.1.7, a CONDSTORE enabling command) and
     DELETED and DELETED-STORAGE (RFC 9208 4.1.4, for QUOTA=RES-MESSAGE and RES-STORAGE)."""
     expect(command, StatusArgs)
-    tree = session.require_tree()
-    name = canonical(command.args.mailbox)
+    name = canonical_name(command.args.mailbox)
     if "HIGHESTMODSEQ" in command.args.items:
         enable_condstore(session)
     with store_errors():
-        if not tree.exists(name):
-            raise ImapError(*r.NO_SUCH_MAILBOX)
         session.send(status_line(session, name, command.args.items))
     return "STATUS completed"
 
 
 def status_line(session: Session, name: str, items: tuple[str, ...]) -> bytes:
+    """The STATUS response for folder `name` (MailboxNotFound when there is none)."""
     selected = session.selected
     mine: set[int] = set()  # \Recent claimed by this session (moved out of new/)
     if selected is not None and selected.name == name:
         mailbox = selected.mailbox
         mine = selected.recent
+        snap = mailbox.sync(claim_recent=False)
     else:
-        mailbox = Mailbox(session.require_tree().path(name))
-    snap = mailbox.sync(claim_recent=False)
-    deleted = [e for e in snap.entries if "T" in e.letters]
+        mailbox, snap = session.require_tree().open(name)
+    deleted = [e for e in snap.entries if TRASHED in e.letters]
     values = {
         "MESSAGES": len(snap.entries),
-        "RECENT": sum(1 for e in snap.entries if e.subdir == "new" or e.uid in mine),
+        "RECENT": sum(1 for e in snap.entries if e.recent or e.uid in mine),
         "UIDNEXT": snap.uidnext,
         "UIDVALIDITY": snap.uidvalidity,
-        "UNSEEN": sum(1 for e in snap.entries if "S" not in e.letters),
+        "UNSEEN": sum(1 for e in snap.entries if SEEN not in e.letters),
         "HIGHESTMODSEQ": snap.highestmodseq,
         "DELETED": len(deleted),
     }
     if "DELETED-STORAGE" in items:
-        values["DELETED-STORAGE"] = reclaimable(mailbox, deleted)
+        # What an EXPUNGE would free, in the 1024-octet units of the STORAGE resource (RFC 9208).
+        values["DELETED-STORAGE"] = mailbox.reclaimable_size(deleted) // 1024
     pairs = " ".join(f"{item} {values[item]}" for item in items if item in values)
     return b"* STATUS " + r.mailbox(name) + f" ({pairs})\r\n".encode()
-
-
-def reclaimable(mailbox: Mailbox, deleted: list[Entry]) -> int:
-    """What an EXPUNGE would free, in the 1024-octet units of the STORAGE resource (RFC 9208):
-    the files no other folder shares (COPY makes hard links, and those stay)."""
-    total = 0
-    for entry in deleted:
-        with contextlib.suppress(OSError):
-            info = os.stat(mailbox.path / entry.subdir / entry.name)
-            if info.st_nlink == 1:
-                total += info.st_size
-    return total // 1024
 
 
 # -- QUOTA (read-only, from Maildir++ maildirsize) -----------------------------------------
@@ -287,7 +275,7 @@ def cmd_getquotaroot(session: Session, command: Command) -> Result:
     """RFC 9208 4.3: one quota root, "", for the whole account, when `maildirsize` has limits."""
     expect(command, MailboxArgs)
     tree = session.require_tree()
-    name = canonical(command.args.mailbox)
+    name = canonical_name(command.args.mailbox)
     with store_errors():
         if not tree.exists(name):
             raise ImapError(*r.NO_SUCH_MAILBOX)

@@ -3,7 +3,7 @@ criterion (RFC 7162 3.1.5)."""
 
 from __future__ import annotations
 
-from common.mailbox import Entry
+from common.store import Entry
 from imapd.commands.base import SELECTED, Result, Spec, enable_condstore, expect
 from imapd.parser import Command, SearchArgs, SeqSet
 from imapd.responses import ImapError

@@ -3,7 +3,7 @@ UNSELECT (RFC 3691), EXPUNGE and UID EXPUNGE (RFC 3501 6.4.3, RFC 4315 2.1, RFC 
 
 from __future__ import annotations
 
-from common.mailbox import Mailbox
+from common.store import TRASHED
 from imapd import responses as r
 from imapd.commands.base import (
     AUTHENTICATED,
@@ -44,11 +44,9 @@ def open_mailbox(session: Session, command: Command, readonly: bool) -> Result:
     # A SELECT that fails leaves no mailbox selected (RFC 3501 6.3.1).
     session.selected, session.state = None, State.AUTHENTICATED
     tree = session.require_tree()
-    name = "INBOX" if args.mailbox.upper() == "INBOX" else args.mailbox
     with store_errors():
-        if not tree.exists(name):
-            raise ImapError(*r.NO_SUCH_MAILBOX)
-        view = Selected.open(name, Mailbox(tree.path(name)), readonly)
+        mailbox, snap = tree.open(args.mailbox, claim_recent=not readonly)
+        view = Selected.open(mailbox, snap, readonly)
     if args.condstore or args.qresync is not None:
         session.enabled.add("CONDSTORE")
     view.condstore = "CONDSTORE" in session.enabled
@@ -102,7 +100,7 @@ def cmd_close(session: Session, command: Command) -> Result:
     if not view.readonly:
         with store_errors():
             view.refresh(allow_expunge=False)
-            view.mailbox.expunge([e for e in view.entries if "T" in e.letters])
+            view.mailbox.expunge([e for e in view.entries if TRASHED in e.letters])
     view.save_caches()
     session.selected, session.state = None, State.AUTHENTICATED
     return "CLOSE completed"
@@ -126,7 +124,7 @@ def cmd_expunge(session: Session, command: Command) -> Result:
     with store_errors():
         for line in view.refresh(allow_expunge=True):
             session.send(line)
-        doomed = [e for e in view.entries if "T" in e.letters]
+        doomed = [e for e in view.entries if TRASHED in e.letters]
         if command.args.seqset is not None:
             named = {e.uid for _seq, e in view.resolve(command.args.seqset, uid=True)}
             doomed = [e for e in doomed if e.uid in named]

@@ -3,7 +3,7 @@ since the given MODSEQ are left alone and named in `OK [MODIFIED set]`."""
 
 from __future__ import annotations
 
-from common.mailbox import Entry, TooManyKeywords
+from common.store import Entry, TooManyKeywords
 from imapd import flags as imapflags
 from imapd import responses as r
 from imapd.commands.base import SELECTED, Result, Spec, enable_condstore, expect, store_errors

@@ -3,6 +3,7 @@
 INBOX is the Maildir itself; folder `A.B` is the directory `.A.B` (`.` is the hierarchy separator).
 Names on disk are modified UTF-7, as Courier and Dovecot store them, so either server can take over
 the other's tree. Subscriptions are the `subscriptions` file (one name a line), as both keep it.
+Callers name folders, never paths: `FolderTree.open(name)` gives the folder as a synced Mailbox.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import shutil
 import time
 from pathlib import Path
 
-from common import maildir
-from common.atomic import atomic_write, locked
-from common.mailbox import KEYWORDS_FILE
-from common.maildir import MailboxExists, MailboxNotFound, MailboxRefused, StoreError
-from common.names import InvalidName, check_folder
+import common.store.maildir as maildir
+from common.store.atomic import atomic_write, locked
+from common.store.errors import MailboxExists, MailboxNotFound, MailboxRefused, StoreError
+from common.store.keywords import KEYWORDS_FILE
+from common.store.mailbox import Mailbox, Snapshot
+from common.store.names import INBOX, InvalidName, canonical_name, check_folder, is_inbox
 from common.utf7 import decode_mutf7, encode_mutf7
 
 SEPARATOR = "."
@@ -39,26 +41,41 @@ class FolderTree:
     def __init__(self, root: Path) -> None:
         self.root = root
 
+    @classmethod
+    def for_user(cls, base: Path, user: str) -> FolderTree:
+        """The tree of `<base>/<user>`; StoreError for a user name that is unsafe as a path."""
+        return cls(maildir.user_maildir(base, user))
+
     # -- names and paths -----------------------------------------------------------------------
 
     def path(self, name: str) -> Path:
         """Directory of a folder by its IMAP name (already decoded from modified UTF-7)."""
-        if name.upper() == "INBOX":
+        if is_inbox(name):
             return self.root
         try:
             check_folder(name)
         except InvalidName as exc:
             raise MailboxRefused(f"Invalid mailbox name: {exc}") from None
-        if name.upper().startswith("INBOX."):
+        if name.upper().startswith(INBOX + SEPARATOR):
             raise MailboxRefused("INBOX has no inferiors here")
         return self.root / ("." + encode_mutf7(name).decode("ascii"))
 
     def exists(self, name: str) -> bool:
         return maildir.is_maildir(self.path(name))
 
+    def open(self, name: str, claim_recent: bool = False) -> tuple[Mailbox, Snapshot]:
+        """The folder `name` (INBOX in any case) and the snapshot of its first sync; with
+        `claim_recent` its new messages become \\Recent for this caller alone (SELECT).
+        MailboxNotFound when there is no such folder, MailboxRefused for a bad name."""
+        path = self.path(name)
+        if not maildir.is_maildir(path):
+            raise MailboxNotFound(name)
+        mailbox = Mailbox(path, canonical_name(name))
+        return mailbox, mailbox.resync(claim_recent)
+
     def names(self) -> list[str]:
         """Every selectable folder, INBOX first."""
-        result = ["INBOX"]
+        result = [INBOX]
         try:
             entries = os.listdir(self.root)
         except FileNotFoundError:
@@ -201,8 +218,8 @@ class FolderTree:
         if new == old or new.startswith(old + SEPARATOR):
             raise MailboxRefused("Cannot rename a mailbox into itself")
         children = [n for n in self.names() if n.startswith(old + SEPARATOR)]
-        # FIX: an inferior's new name could exist already (`B.x` without `B`); the rename then
-        # failed half-way, with the parent moved and that child not. Refuse before moving.
+        # An inferior's new name may exist already (`B.x` without `B`): refuse before moving
+        # anything, or the rename would fail half-way with the parent moved and that child not.
         for child in children:
             if maildir.is_maildir(self.path(new + child[len(old) :])):
                 raise MailboxExists(new + child[len(old) :])
@@ -217,8 +234,8 @@ class FolderTree:
     def _rename_inbox(self, new: str) -> None:
         self.create(new)
         target = self.path(new)
-        # FIX: keyword letters in the moved file names index INBOX's dovecot-keywords; the new
-        # folder had none, so every keyword was lost. It is empty: give it a copy of the file.
+        # Keyword letters in the moved file names index INBOX's dovecot-keywords: the new
+        # folder, empty so far, gets a copy of that file.
         with contextlib.suppress(FileNotFoundError):
             keywords = (self.root / KEYWORDS_FILE).read_bytes()
             atomic_write(target / KEYWORDS_FILE, keywords)
@@ -236,6 +253,7 @@ class FolderTree:
         return [line for line in text.splitlines() if line.strip()]
 
     def subscribe(self, name: str, on: bool) -> None:
+        name = canonical_name(name)
         path = self.root / SUBSCRIPTIONS
         with locked(path):
             current = self.subscriptions()

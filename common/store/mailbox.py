@@ -1,13 +1,14 @@
 """One Maildir folder as IMAP sees it: messages with UIDs, flags, keywords, MODSEQs and \\Recent.
 
-`Mailbox.sync()` reconciles the directory with the uidlist (common/uidlist.py): new files get the
-next UIDs, vanished ones are dropped, flag changes made by anyone get a new MODSEQ. A session calls
-it before answering each command and compares snapshots to report EXISTS, EXPUNGE and FETCH FLAGS.
+`Mailbox.sync()` reconciles the directory with the uidlist (common/store/uidlist.py): new files get
+the next UIDs, vanished ones are dropped, flag changes made by anyone get a new MODSEQ. A session
+polls it before answering each command (`Mailbox.poll()`, which skips the work while the folder's
+change stamp stays the same) and compares snapshots to report EXISTS, EXPUNGE and FETCH FLAGS.
 
-System flags are the Maildir letters D F R S T (Draft, Flagged, Replied, Seen, Trashed=Deleted)
-plus P (Passed); keywords are lower-case letters a-z whose names live in `dovecot-keywords`, the
-format Dovecot uses, so both servers read each other's keywords. Message content never changes:
-flags are renames, COPY is a hard link, MOVE is a rename, all atomic per message.
+Flags are the file-name letters of common/store/flags.py; keyword names live in the folder's
+`dovecot-keywords` (common/store/keywords.py), the format Dovecot uses, so both servers read each
+other's keywords. Message content never changes: flags are renames, COPY is a hard link, MOVE is a
+rename, all atomic per message.
 """
 
 from __future__ import annotations
@@ -15,25 +16,22 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import maildir
-from common.atomic import atomic_write, fsync_dir, locked
-from common.maildir import MailboxNotFound, MessageFile, SizeCache, StoreError
-from common.msgcache import MessageCache
-from common.uidlist import Record, UidList, UidStore
+import common.store.maildir as maildir
+from common.store.atomic import fsync_dir
+from common.store.errors import MailboxNotFound, StoreError
+from common.store.flags import INFO, SEEN, letters_of, system_letters, with_letters
+from common.store.keywords import Keywords
+from common.store.maildir import MessageFile, SizeCache
+from common.store.msgcache import MessageCache
+from common.store.uidlist import Record, UidList, UidStore
 
-SYSTEM_LETTERS = "DFPRST"
-KEYWORDS_FILE = "dovecot-keywords"
-KEYWORD_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 # A directory changed within this many seconds may change again within the same mtime tick.
 MTIME_TRUST_AGE = 1.0
-
-
-class TooManyKeywords(StoreError):
-    """Maildir file names hold at most 26 keywords per folder."""
+# What changes whenever anyone changes the folder (Mailbox.change_stamp).
+Stamp = tuple[int, int, int, int, int]
 
 
 @dataclass(slots=True)
@@ -49,12 +47,15 @@ class Entry:
 
     @property
     def letters(self) -> str:
-        _, sep, info = self.name.partition(":2,")
-        return info if sep else ""
+        return letters_of(self.name)
 
     @property
     def file(self) -> MessageFile:
         return MessageFile(self.subdir, self.name)
+
+    def follow(self, fresh: Entry) -> None:
+        """Take the file name and MODSEQ of the same message in a newer snapshot."""
+        self.subdir, self.name, self.modseq = fresh.subdir, fresh.name, fresh.modseq
 
 
 @dataclass
@@ -65,95 +66,12 @@ class Snapshot:
     entries: list[Entry] = field(default_factory=list)
 
 
-class Keywords:
-    """Keyword name <-> file-name letter for one folder (`dovecot-keywords`: `<index> <name>`)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / KEYWORDS_FILE
-        self._stamp: tuple[int, int] | None = None
-        self.names: list[str | None] = []
-
-    def refresh(self) -> None:
-        try:
-            info = os.stat(self.path)
-        except FileNotFoundError:
-            self.names, self._stamp = [], None
-            return
-        stamp = (info.st_mtime_ns, info.st_size)
-        if stamp == self._stamp:
-            return
-        names: list[str | None] = [None] * len(KEYWORD_LETTERS)
-        with contextlib.suppress(OSError):
-            for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
-                index, _, name = line.partition(" ")
-                if index.isdigit() and int(index) < len(names) and name:
-                    names[int(index)] = name
-        while names and names[-1] is None:
-            names.pop()
-        self.names, self._stamp = names, stamp
-
-    def decode(self, letters: str) -> list[str]:
-        self.refresh()
-        result = []
-        for letter in letters:
-            index = KEYWORD_LETTERS.find(letter)
-            if 0 <= index < len(self.names) and self.names[index]:
-                result.append(self.names[index])  # type: ignore[arg-type]
-        return result
-
-    def letters_for(self, keywords: Iterable[str], create: bool) -> str:
-        """Letters for keyword names (case-insensitive, as RFC 3501 flags are)."""
-        wanted = list(keywords)
-        if not wanted:
-            return ""
-        self.refresh()
-        letters = []
-        missing = []
-        for name in wanted:
-            index = self._index(name)
-            if index is None:
-                missing.append(name)
-            else:
-                letters.append(KEYWORD_LETTERS[index])
-        if missing and create:
-            letters.extend(self._add(missing))
-        return "".join(letters)
-
-    def all(self) -> list[str]:
-        self.refresh()
-        return [n for n in self.names if n]
-
-    def _index(self, name: str) -> int | None:
-        lowered = name.lower()
-        for index, known in enumerate(self.names):
-            if known is not None and known.lower() == lowered:
-                return index
-        return None
-
-    def _add(self, names: list[str]) -> list[str]:
-        with locked(self.path):
-            self._stamp = None
-            self.refresh()
-            letters = []
-            for name in names:
-                index = self._index(name)
-                if index is None:
-                    if len(self.names) >= len(KEYWORD_LETTERS):
-                        raise TooManyKeywords(name)
-                    self.names.append(name)
-                    index = len(self.names) - 1
-                letters.append(KEYWORD_LETTERS[index])
-            text = "".join(f"{i} {n}\n" for i, n in enumerate(self.names) if n)
-            atomic_write(self.path, text.encode(), mode=0o600)
-            self._stamp = None
-        return letters
-
-
 class Mailbox:
     """A folder's messages as a sequence of UIDs, kept in step with the directory."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, name: str = "") -> None:
         self.path = path
+        self.name = name  # the folder's name in its tree (FolderTree.open gives it)
         self.uids = UidStore(path)
         self.keywords = Keywords(path)
         self.sizes = SizeCache(path)
@@ -161,6 +79,7 @@ class Mailbox:
         self._dir_stamp: tuple[int, int] | None = None  # None: list at the next scan
         self._stamp_settled = False
         self._locations: dict[str, tuple[str, str]] = {}
+        self._polled: Stamp | None = None  # change stamp at the last poll
 
     # -- reading the directory -------------------------------------------------------------
 
@@ -195,6 +114,37 @@ class Mailbox:
         self._locations[key] = (subdir, name)
         self._dir_stamp, self._stamp_settled = self._stamp()
 
+    def change_stamp(self) -> Stamp | None:
+        """What changes whenever anyone changes the folder: the mtimes of new/ and cur/
+        (deliveries, flag renames, expunges) and the uidlist's identity. None when something
+        changed within the last MTIME_TRUST_AGE seconds, since a second change within one mtime
+        tick would not show."""
+        try:
+            new = os.stat(self.path / "new").st_mtime_ns
+            cur = os.stat(self.path / "cur").st_mtime_ns
+            uids = os.stat(self.uids.path)
+        except OSError:
+            return None
+        newest = max(new, cur, uids.st_mtime_ns)
+        if time.time_ns() - newest < MTIME_TRUST_AGE * 1e9:
+            return None
+        return (new, cur, uids.st_mtime_ns, uids.st_ino, uids.st_size)
+
+    def poll(self, claim_recent: bool = False) -> Snapshot | None:
+        """The folder now, or None when its change stamp is the same as at the last poll: nothing
+        moved, and a big folder need not be listed again for every command."""
+        stamp = self.change_stamp()
+        if stamp is not None and stamp == self._polled:
+            return None
+        self._polled = stamp
+        return self.sync(claim_recent)
+
+    def resync(self, claim_recent: bool = False) -> Snapshot:
+        """The folder now, whatever its stamp says; the next poll compares with the stamp taken
+        before this sync, so it misses no change made during it."""
+        self._polled = self.change_stamp()
+        return self.sync(claim_recent)
+
     def sync(self, claim_recent: bool = False) -> Snapshot:
         """The folder now. With `claim_recent`, messages in new/ move to cur/ and are \\Recent
         here."""
@@ -205,10 +155,10 @@ class Mailbox:
         current = self.uids.read()
         if current is None or self._needs_update(current, locations):
             with self.uids.update() as current:
-                # FIX: list the directory again under the lock. `locations` was read before
-                # it: another session may since have added files and given them UIDs, and
-                # reconciling with the older listing dropped those records, so the files got
-                # a second UID at the next sync (and UIDNEXT jumped).
+                # List the directory again under the lock: `locations` was read before it,
+                # and another session may since have added files and given them UIDs;
+                # reconciling with the older listing would drop those records and give the
+                # files a second UID at the next sync.
                 locations = self._locked_scan(current)
                 self._reconcile(current, locations)
         return self._snapshot(current, locations, recent)
@@ -230,13 +180,13 @@ class Mailbox:
         for key, (subdir, name) in list(locations.items()):
             if subdir != "new":
                 continue
-            target = name if ":2," in name else name + ":2,"
+            target = name if INFO in name else name + INFO
             try:
                 os.rename(self.path / "new" / name, self.path / "cur" / target)
             except FileNotFoundError:
-                # Another session claimed it first: recent there, not here. FIX (imapd): the
-                # listing still said new/, and _snapshot counts new/ as \Recent, so both
-                # sessions saw \Recent. The claimer used the same target name.
+                # Another session claimed it first: recent there, not here. The listing still
+                # says new/, which _snapshot would count as \Recent; the claimer used the same
+                # target name.
                 locations[key] = ("cur", target)
                 self._dir_stamp = None
                 continue
@@ -301,10 +251,15 @@ class Mailbox:
     # -- messages ------------------------------------------------------------------------------
 
     def read(self, entry: Entry) -> bytes:
+        """The stored bytes (LF line ends); follows a rename by another session."""
         message = entry.file
         data = maildir.read_message(self.path, message)
         entry.subdir, entry.name = message.subdir, message.name
         return data
+
+    def read_header(self, entry: Entry) -> bytes:
+        """The message up to and including its blank line, reading no more of a large one."""
+        return maildir.read_header(self.path, entry.file)
 
     def save_caches(self, keep: set[str] | None = None) -> None:
         """Write the derived caches (sizes, envelopes) if they changed, forgetting messages that
@@ -333,7 +288,7 @@ class Mailbox:
         wanted = "".join(sorted(set(letters)))
         if entry.letters == wanted and entry.subdir == "cur":
             return True
-        target = f"{entry.key}:2,{wanted}"
+        target = with_letters(entry.key, wanted)
         for _attempt in range(3):
             try:
                 os.rename(self.path / entry.subdir / entry.name, self.path / "cur" / target)
@@ -372,7 +327,7 @@ class Mailbox:
                 record = current.records.get(message.key)
                 if record is None:
                     record = Record(
-                        current.uidnext, current.next_modseq(), message.flags, message.key
+                        current.uidnext, current.next_modseq(), message.letters, message.key
                     )
                     current.records[message.key] = record
                     current.uidnext += 1
@@ -390,9 +345,9 @@ class Mailbox:
             for entry in entries:
                 placed.append(self._place(source, entry, move))
         except StoreError:
-            # FIX (imapd): a COPY that fails must leave the target as it was (RFC 3501 6.4.7);
-            # the copies already made were left behind. A MOVE keeps what it moved: each of
-            # those messages is in exactly one folder, as the docstring promises.
+            # A COPY that fails leaves the target as it was (RFC 3501 6.4.7): the copies
+            # already made go. A MOVE keeps what it moved: each of those messages is in
+            # exactly one folder, as the docstring promises.
             if not move:
                 for message in placed:
                     with contextlib.suppress(OSError):
@@ -408,10 +363,9 @@ class Mailbox:
             for kind in ("S", "W")
             if (value := entry.file.stored_size(kind)) is not None
         )
-        system = "".join(c for c in entry.letters if c in SYSTEM_LETTERS)
         keywords = source.keywords.decode(entry.letters)
-        letters = system + self.keywords.letters_for(keywords, create=True)
-        name = f"{base}{size_tags}:2,{''.join(sorted(set(letters)))}"
+        letters = system_letters(entry.letters) + self.keywords.letters_for(keywords, create=True)
+        name = with_letters(base + size_tags, letters)
         src = source.path / entry.subdir / entry.name
         dst = self.path / "cur" / name
         try:
@@ -483,10 +437,16 @@ class Mailbox:
         """(messages, recent, unseen) without claiming anything: for STATUS."""
         locations = self.scan()
         recent = sum(1 for subdir, _ in locations.values() if subdir == "new")
-        unseen = sum(1 for _, name in locations.values() if "S" not in letters_of(name))
+        unseen = sum(1 for _, name in locations.values() if SEEN not in letters_of(name))
         return len(locations), recent, unseen
 
-
-def letters_of(name: str) -> str:
-    _, sep, info = name.partition(":2,")
-    return info if sep else ""
+    def reclaimable_size(self, entries: list[Entry]) -> int:
+        """The octets an expunge of `entries` would free: the sizes of their files that no other
+        folder shares (COPY makes hard links, and those stay)."""
+        total = 0
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                info = os.stat(self.path / entry.subdir / entry.name)
+                if info.st_nlink == 1:
+                    total += info.st_size
+        return total

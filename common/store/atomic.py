@@ -45,9 +45,9 @@ def locked(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
 def _acquire(lock: LinkLockFile, timeout: float) -> bool:
     """Try link(2) until `timeout`, backing off from 1 ms to 20 ms between tries.
 
-    FIX: `LinkLockFile.acquire(timeout)` sleeps timeout/10 (1 s) between tries, so every
-    contended uidlist update cost a waiter at least a second (8 syncing sessions crawled).
-    One try per call (timeout=0 raises AlreadyLocked at once) and our own short back-off."""
+    Not `LinkLockFile.acquire(timeout)`: it sleeps timeout/10 (1 s) between tries, so every
+    contended uidlist update would cost a waiter a second. One try per call (timeout=0 raises
+    AlreadyLocked at once) and our own short back-off."""
     deadline = time.monotonic() + timeout
     delay = 0.001
     while True:

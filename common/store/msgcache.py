@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from common.atomic import atomic_write
+from common.store.atomic import atomic_write
 
 CACHE_FILE = "maildaemons-cache"
 HEADER = b"maildaemons-cache 1\n"

@@ -1,7 +1,9 @@
-"""Checks on user and folder names before they become paths (DESIGN.md "Storage").
+"""Checks on user and folder names before they become paths (DESIGN.md "Storage"), and the one
+rule for the name INBOX.
 
 A name that passes can be joined to a directory without escaping it: no `/`, no `..`, no control
-bytes, no leading dot, bounded length.
+bytes, no leading dot, bounded length. INBOX is the only folder name matched in any case
+(RFC 3501 5.1); every other name is case-sensitive.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ MAX_USERNAME = 40  # seed 003, MSMP section 4: "the limit set by POP3"
 MAX_FOLDER = 200
 USERNAME_FORBIDDEN = set("/\\:#$ \t\"'`*?[]{}()<>|;&!~,=%")
 FOLDER_FORBIDDEN = set("/\\")
+INBOX = "INBOX"
 
 
 class InvalidName(ValueError):
@@ -46,3 +49,13 @@ def check_folder(name: str) -> str:
         if ord(char) < 0x20 or ord(char) == 0x7F or char in FOLDER_FORBIDDEN:
             raise InvalidName(f"character {char!r} not allowed")
     return name
+
+
+def is_inbox(name: str) -> bool:
+    """Whether a folder name means INBOX (in any case)."""
+    return name.upper() == INBOX
+
+
+def canonical_name(name: str) -> str:
+    """The folder name as stored and reported: INBOX in capitals, any other name unchanged."""
+    return INBOX if is_inbox(name) else name

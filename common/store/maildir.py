@@ -1,10 +1,12 @@
-"""Maildir++ store: message files, flags in names, delivery, sizes, the POP3 maildrop lock.
+"""Maildir files: message files and their names, delivery, reading, removal, CRLF sizes.
 
 A user's mail is `<base>/<user>/` (`cur/ new/ tmp/`); folders are `.Name` subdirectories. Flags live
-in the file name after `:2,` as sorted letters. New mail is written to `tmp/`, fsynced and renamed
-into `new/` or `cur/`, so a crash never leaves half a message visible. On disk a message has LF line
-ends; every size reported is of the CRLF form actually sent (`,W=` in the name when we delivered it,
-computed otherwise). UIDs and folders for IMAP live in `common/uidlist.py` and `common/folders.py`.
+in the file name after `:2,` as sorted letters (common/store/flags.py). New mail is written to
+`tmp/`, fsynced and renamed into `new/` or `cur/`, so a crash never leaves half a message visible.
+On disk a message has LF line ends; every size reported is of the CRLF form actually sent (`,W=` in
+the name when we delivered it, computed otherwise). UIDs and folders for IMAP live in
+`common/store/uidlist.py` and `common/store/folders.py`, the POP3 maildrop in
+`common/store/maildrop.py`.
 
 This module raises typed errors and never formats protocol text.
 """
@@ -12,7 +14,6 @@ This module raises typed errors and never formats protocol text.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import itertools
 import os
 import re
@@ -21,37 +22,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.atomic import atomic_write, fsync_dir
-from common.names import InvalidName, check_username
+from common.store.atomic import atomic_write, fsync_dir
+from common.store.errors import MailboxNotFound, StoreError
+from common.store.flags import flags_suffix, letters_of
+from common.store.names import InvalidName, check_username
 
 SUBDIRS = ("cur", "new", "tmp")
-FLAG_LETTERS = "DFPRST"
-KEYWORD_LETTERS = "abcdefghijklmnopqrstuvwxyz"
-POP3_LOCK = "maildaemons-pop3.lock"
 SIZES_FILE = "maildaemons-sizes"
 _SIZE_FIELD = re.compile(r",([SW])=(\d+)")
 _counter = itertools.count(1)
 _HOSTNAME = socket.gethostname().replace("/", "\\057").replace(":", "\\072") or "localhost"
-
-
-class StoreError(Exception):
-    """The store cannot do what was asked; the mail is as it was."""
-
-
-class MailboxNotFound(StoreError):
-    pass
-
-
-class MailboxExists(StoreError):
-    pass
-
-
-class StoreBusy(StoreError):
-    """Another session holds the lock."""
-
-
-class MailboxRefused(StoreError):
-    """The request is not allowed (bad name, INBOX, inferiors); the text is safe to show."""
 
 
 @dataclass(slots=True)
@@ -67,9 +47,8 @@ class MessageFile:
         return self.name.split(":", 1)[0]
 
     @property
-    def flags(self) -> str:
-        _, sep, info = self.name.partition(":2,")
-        return info if sep else ""
+    def letters(self) -> str:
+        return letters_of(self.name)
 
     @property
     def relpath(self) -> str:
@@ -101,14 +80,6 @@ def unique_name() -> str:
     usec = int((now - secs) * 1_000_000)
     # Zero-padded microseconds: names of one second sort in delivery order (UIDs follow it).
     return f"{secs}.M{usec:06d}P{os.getpid()}Q{next(_counter)}.{_HOSTNAME}"
-
-
-def flags_suffix(flags: str) -> str:
-    """`:2,` and the sorted letters: system flags, then keyword letters a-z (dovecot-keywords).
-
-    FIX: only the system letters were kept, so a message APPENDed with keywords silently lost
-    them."""
-    return ":2," + "".join(sorted(set(flags) & set(FLAG_LETTERS + KEYWORD_LETTERS)))
 
 
 def to_crlf(data: bytes) -> bytes:
@@ -155,8 +126,8 @@ def list_messages(folder: Path) -> list[MessageFile]:
             continue
         except OSError as exc:
             raise StoreError(f"cannot list {folder / sub}: {exc.strerror}") from None
-        # FIX: a name with CR or LF (as Dovecot does, ignore it) would split its uidlist line
-        # in two and make the whole uidlist unreadable, so every UID and UIDVALIDITY changed.
+        # A name with CR or LF is ignored (as Dovecot does): it would split its uidlist line in
+        # two and make the whole uidlist unreadable.
         messages.extend(
             MessageFile(sub, n)
             for n in names
@@ -269,33 +240,6 @@ def remove_messages(folder: Path, messages: list[MessageFile]) -> list[MessageFi
     for sub in ("cur", "new"):
         fsync_dir(folder / sub)
     return failed
-
-
-class MaildropLock:
-    """The exclusive POP3 lock on one maildrop: an fcntl lock, released when the process dies."""
-
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / POP3_LOCK
-        self.fd: int | None = None
-
-    def acquire(self) -> None:
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        except FileNotFoundError:
-            raise MailboxNotFound(str(self.path.parent)) from None
-        except OSError as exc:
-            raise StoreError(f"cannot open {self.path}: {exc.strerror}") from None
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise StoreBusy("maildrop in use") from None
-        self.fd = fd
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
 
 
 class SizeCache:

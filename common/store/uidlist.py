@@ -1,7 +1,7 @@
 """Per-folder UID list: UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ and one record per message.
 
 File `maildaemons-uidlist` in the folder, changed only under the NFS-safe link lock and replaced by
-atomic rename (common/atomic.py). Format, one record a line after the header:
+atomic rename (common/store/atomic.py). Format, one record a line after the header:
 
     M1 V<uidvalidity> N<uidnext> H<highestmodseq>[ E<horizon>]
     <uid> <modseq> <flags or -> <key>
@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.atomic import LockBusy, atomic_write, locked
+from common.store.atomic import LockBusy, atomic_write, locked
 
 UIDLIST = "maildaemons-uidlist"
 DOVECOT_UIDLIST = "dovecot-uidlist"
@@ -155,8 +155,8 @@ def parse_dovecot(data: bytes) -> UidList | None:
             if not line.strip():
                 continue
             uid_text, _, rest = line.partition(" ")
-            # FIX: the name was taken after the *last* ':' of the line, so a name that kept its
-            # `:2,<flags>` gave the key "2,S", and a line without ':' used its last field.
+            # v3: the name follows the first field that starts with ':', not the last ':' (a
+            # name may keep its `:2,<flags>`); v1: the rest of the line.
             name = _v3_name(rest) if head[0] == "3" else rest.strip()
             key = name.split(":", 1)[0]
             uid = int(uid_text)
@@ -246,9 +246,9 @@ class UidStore:
 
     def _initial(self) -> UidList:
         if self.path.exists():
-            # FIX: our file is there but damaged. The Dovecot file was imported long ago:
-            # importing it again handed out UIDs we had since given to other messages, under the
-            # same UIDVALIDITY. UIDs are lost, so the UIDVALIDITY changes (RFC 3501 2.3.1.1).
+            # Our file is there but damaged. The Dovecot file was imported long ago: importing
+            # it again would hand out UIDs we have since given to other messages, under the same
+            # UIDVALIDITY. UIDs are lost, so the UIDVALIDITY changes (RFC 3501 2.3.1.1).
             return UidList(max(next_uidvalidity(self.folder), _salvage_uidvalidity(self.path) + 1))
         dovecot = self.folder / DOVECOT_UIDLIST
         with contextlib.suppress(OSError):
@@ -258,10 +258,10 @@ class UidStore:
         return UidList(next_uidvalidity(self.folder))
 
 
-# FIX (imapd): a folder deleted (or renamed away) and created again within the same second got
-# the same time-based UIDVALIDITY with UIDs starting over at 1, so a client's cached UIDs named
-# other messages (RFC 3501 2.3.1.1). The user's Maildir++ root now remembers the last value
-# handed out, and each new folder gets a larger one, as Dovecot's dovecot-uidvalidity does.
+# A folder deleted (or renamed away) and created again within the same second must not get the
+# same time-based UIDVALIDITY with UIDs starting over at 1, or a client's cached UIDs would name
+# other messages (RFC 3501 2.3.1.1). The user's Maildir++ root remembers the last value handed
+# out, and each new folder gets a larger one, as Dovecot's dovecot-uidvalidity does.
 UIDVALIDITY_FILE = "maildaemons-uidvalidity"
 
 

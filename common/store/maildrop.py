@@ -1,0 +1,134 @@
+"""The POP3 maildrop (RFC 1939): a user's INBOX locked for one session, listed once at login.
+
+`Maildrop.open` creates the maildir when it is missing, takes the exclusive lock (an fcntl lock on
+`maildaemons-pop3.lock`, released when the process dies, so a killed session frees its maildrop)
+and lists the messages with their CRLF sizes, from `,W=` in the name or the folder's size cache, so
+a login does not read every message. DELE only marks; `commit()` removes what is marked, at QUIT
+(UPDATE) and never before. The LOGIN-DELAY stamp (RFC 2449) is the mtime of a file in the maildir.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.store.errors import MailboxNotFound, StoreBusy, StoreError
+from common.store.maildir import (
+    MessageFile,
+    SizeCache,
+    ensure_maildir,
+    list_messages,
+    read_message,
+    remove_messages,
+    user_maildir,
+)
+
+POP3_LOCK = "maildaemons-pop3.lock"
+LOGIN_STAMP = "maildaemons-pop3-lastlogin"
+
+
+class MaildropLock:
+    """The exclusive POP3 lock on one maildrop: an fcntl lock, released when the process dies."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / POP3_LOCK
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            raise MailboxNotFound(str(self.path.parent)) from None
+        except OSError as exc:
+            raise StoreError(f"cannot open {self.path}: {exc.strerror}") from None
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StoreBusy("maildrop in use") from None
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+@dataclass(slots=True)
+class DropMessage:
+    """One message of the listing: its file, its CRLF size, and whether DELE marked it."""
+
+    file: MessageFile
+    size: int
+    deleted: bool = False
+
+    @property
+    def key(self) -> str:
+        """The stable identity (the name up to ':'), POP3's unique-id."""
+        return self.file.key
+
+
+class Maildrop:
+    """A user's maildrop, locked for this session from `open()` until `release()`."""
+
+    def __init__(self, path: Path, lock: MaildropLock, messages: list[DropMessage]) -> None:
+        self.path = path
+        self.lock = lock
+        self.messages = messages
+
+    @classmethod
+    def open(cls, base: Path, user: str) -> Maildrop:
+        """Lock and list `<base>/<user>`, creating it when missing. StoreBusy when another
+        session holds it, StoreError when it cannot be made, locked or listed."""
+        path = user_maildir(base, user)
+        try:
+            ensure_maildir(path)
+        except OSError as exc:
+            raise StoreError(str(exc)) from None
+        lock = MaildropLock(path)
+        lock.acquire()
+        try:
+            files = list_messages(path)
+            # Sizes of files without ,W= come from the folder's disposable cache, so a login
+            # does not read every message (Postfix and most MTAs name files without sizes).
+            sizes = SizeCache(path)
+            messages = [DropMessage(f, sizes.get(path, f)) for f in files]
+            sizes.keep_only({f.key for f in files})
+            sizes.save()
+        except BaseException:
+            lock.release()
+            raise
+        return cls(path, lock, messages)
+
+    @staticmethod
+    def last_login(base: Path, user: str) -> float | None:
+        """When `user` last logged in (stamp_login), or None when that is not known."""
+        with contextlib.suppress(OSError, StoreError):
+            return os.stat(user_maildir(base, user) / LOGIN_STAMP).st_mtime
+        return None
+
+    def stamp_login(self) -> None:
+        """Record a login for LOGIN-DELAY; only a session that holds the maildrop does, so a
+        refused login ([IN-USE]) is not counted."""
+        with contextlib.suppress(OSError):
+            (self.path / LOGIN_STAMP).touch()
+
+    def read(self, message: DropMessage) -> bytes:
+        """The stored bytes (LF line ends); StoreError when the message cannot be read."""
+        return read_message(self.path, message.file)
+
+    def commit(self) -> list[DropMessage]:
+        """UPDATE (RFC 1939 section 6): remove every message marked deleted. Returns those that
+        could not be removed (empty: all went); they stay on disk, marks and all."""
+        doomed = [m for m in self.messages if m.deleted]
+        if not doomed:
+            return []
+        failed = {id(f) for f in remove_messages(self.path, [m.file for m in doomed])}
+        return [m for m in doomed if id(m.file) in failed]
+
+    def release(self) -> None:
+        """Let other sessions in; the listing stays readable. Safe to call more than once."""
+        self.lock.release()
