@@ -10,14 +10,16 @@ from __future__ import annotations
 import logging
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from common import daemon, logs, relay
 from common.config import ConfigError, Settings, read_config
+from common.lineio import LineIO
+from common.logs import SessionLog
 from common.server import BusyReply, ForkingServer, Handler, bind_listeners
-from common.sessionbase import Services
+from common.session import Services, Session
 from common.stats import StatsClient
 from common.users import UserDB, UserFileError
 
@@ -36,8 +38,15 @@ COMMON_FLAGS: dict[str, str] = {
 class Protocol:
     name: str  # 'pop3': stats and logs
     daemon: str  # 'pop3d': config section, pidfile, log tag
-    make_handler: Callable[[MasterState], Handler]
     busy_reply: BusyReply
+    # A session protocol names its Session class (or a factory with the same arguments), its
+    # one command table and the longest line its LineIO reads; a daemon that is no session
+    # protocol (the 4711 gateway) brings its own connection handler instead.
+    session: Callable[..., Session] | None = None
+    commands: Mapping[str, Any] = field(default_factory=dict)
+    max_line: Callable[[Settings], int] | None = None
+    make_handler: Callable[[MasterState], Handler] | None = None
+    opens_relay: bool = False  # POP3 and IMAP logins open the SMTP relay (seed 002)
     flags: dict[str, str] = field(default_factory=dict)  # daemon-specific docopt flag -> key
     users_key: str | None = "users_file"  # None: the daemon authenticates nobody itself
     inline_users_flag: str = "-u"
@@ -66,12 +75,12 @@ class MasterState:
         )
 
     def session_services(self) -> Services:
-        """A session's view of the master's state, with the after-login relay hook when
-        relaying is on (POP3 and IMAP call this; MSMP logins never open the relay)."""
-        hooks = [] if self.relay is None else [self.open_relay]
+        """A session's view of the master's state, with the after-login relay hook when this
+        protocol's logins open the relay and relaying is on."""
+        hooks = [self.open_relay] if self.protocol.opens_relay and self.relay is not None else []
         return Services(self.settings, self.users, self.stats, self.log, hooks)
 
-    def open_relay(self, session: Any) -> None:
+    def open_relay(self, session: Session) -> None:
         if self.relay is not None:
             relay.open_relay(self.relay, session.address, session.log)
 
@@ -91,6 +100,25 @@ class MasterState:
             logs.setup(settings.daemon, target, settings.get("log_level"))
         logs.reopen()
         self.log.info("configuration reloaded")
+
+
+def session_handler(state: MasterState) -> Handler:
+    """The connection handler of a session protocol: a LineIO on the socket, the session's log,
+    the session from the protocol's class and command table, run to its end."""
+    protocol = state.protocol
+    if protocol.session is None or protocol.max_line is None:
+        raise TypeError(f"{protocol.daemon} has no session class")
+    make_session, max_line = protocol.session, protocol.max_line
+
+    def handle(conn: socket.socket, address: str, number: int, interrupt_fd: int) -> int:
+        settings = state.settings
+        io = LineIO(conn, max_line(settings), settings.get_float("idle_timeout"), interrupt_fd)
+        log = SessionLog(state.log, number, address)
+        log.info("connect")
+        services = state.session_services()
+        return make_session(io, services, address, number, log, protocol.commands).run()
+
+    return handle
 
 
 def check_relay(settings: Settings) -> None:
@@ -173,7 +201,7 @@ def main(protocol: Protocol, args: dict[str, Any]) -> int:
         server = ForkingServer(
             protocol=protocol.name,
             listeners=listeners,
-            handler=protocol.make_handler(state),
+            handler=(protocol.make_handler or session_handler)(state),
             log=state.log,
             stats=state.stats,
             max_children=settings.get_int("max_children"),

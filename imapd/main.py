@@ -27,45 +27,24 @@ Stop with `kill -TERM $(cat PIDFILE)`; `kill -HUP` re-reads the config and users
 
 from __future__ import annotations
 
-import socket
 import sys
 
 from docopt import docopt
 
 from common import service
-from common.lineio import LineIO
-from common.logs import SessionLog
-from common.server import Handler
 from common.version import VERSION
-from imapd import commands  # noqa: F401 (imported before the first fork)
+from imapd import responses
+from imapd.commands import COMMANDS
 from imapd.session import Session
-
-
-def busy_reply(reason: str) -> bytes:
-    if reason == "address":
-        return b"* BYE Too many connections from your address, try again later\r\n"
-    return b"* BYE Too many connections, try again later\r\n"
-
-
-def make_handler(state: service.MasterState) -> Handler:
-    def handle(conn: socket.socket, address: str, number: int, interrupt_fd: int) -> int:
-        settings = state.settings
-        services = state.session_services()
-        io = LineIO(
-            conn, settings.get_int("max_line"), settings.get_float("idle_timeout"), interrupt_fd
-        )
-        log = SessionLog(state.log, number, address)
-        log.info("connect")
-        return Session(io, services, address, number, log).run()
-
-    return handle
-
 
 PROTOCOL = service.Protocol(
     name="imap",
     daemon="imapd",
-    make_handler=make_handler,
-    busy_reply=busy_reply,
+    busy_reply=responses.busy,
+    session=Session,
+    commands=COMMANDS,
+    max_line=lambda settings: settings.get_int("max_line"),
+    opens_relay=True,
     check=service.check_relay,
     flags={"-l": "listen", "-p": "port"},
     int_keys=("port", "max_children", "max_per_address", "idle_timeout", "max_line", "max_literal"),

@@ -21,8 +21,9 @@ import base64
 import binascii
 import datetime
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from common.utf7 import decode_mutf7, encode_mutf7
 from imapd.parser_base import (
@@ -56,6 +57,7 @@ __all__ = [
     "SIMPLE_ITEMS",
     "And",
     "AppendArgs",
+    "ArgParser",
     "Args",
     "AuthenticateArgs",
     "BodySection",
@@ -67,6 +69,7 @@ __all__ = [
     "ExpungeArgs",
     "FetchArgs",
     "FetchItem",
+    "Grammar",
     "IdArgs",
     "Key",
     "ListArgs",
@@ -88,10 +91,33 @@ __all__ = [
     "encode_mailbox",
     "encode_mutf7",
     "literal_at_end",
+    "parse_append",
+    "parse_authenticate",
     "parse_command",
+    "parse_compress",
+    "parse_copy",
+    "parse_create",
     "parse_date",
     "parse_date_time",
+    "parse_enable",
+    "parse_expunge",
+    "parse_fetch_command",
+    "parse_search_command",
+    "parse_fetch",
+    "parse_getquota",
+    "parse_id",
+    "parse_list",
+    "parse_login",
+    "parse_lsub",
+    "parse_mailbox_only",
+    "parse_no_args",
+    "parse_rename",
     "parse_sasl_response",
+    "parse_search",
+    "parse_select",
+    "parse_setquota",
+    "parse_status",
+    "parse_store",
 ]
 
 # tag = 1*<any ASTRING-CHAR except "+"> (RFC 3501 9).
@@ -225,6 +251,8 @@ Args = (
     | CompressArgs
     | None
 )
+# Parses a command's arguments after its name: (reader, UID-prefixed) -> the arguments.
+ArgParser = Callable[[Reader, bool], Args]
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,8 +268,19 @@ class Command:
 # -- entry points -------------------------------------------------------------------------------
 
 
-def parse_command(raw: bytes) -> Command:
-    """Parse one assembled command (see the module docstring); raise ParseError."""
+class Grammar(Protocol):
+    """What the parser needs of a command table entry (imapd/states.Spec)."""
+
+    @property
+    def parse(self) -> ArgParser: ...
+
+    @property
+    def uid(self) -> bool: ...
+
+
+def parse_command(raw: bytes, grammar: Mapping[str, Grammar]) -> Command:
+    """Parse one assembled command (see the module docstring) with the commands `grammar`
+    knows (the command table); raise ParseError."""
     if not raw.strip(b" "):
         raise ParseError(None, "Empty command line")
     space = raw.find(b" ")
@@ -250,14 +289,14 @@ def parse_command(raw: bytes) -> Command:
         raise ParseError(None, "Invalid tag")
     tag = tag_bytes.decode("ascii")
     try:
-        return _parse_after_tag(tag, Reader(raw, len(tag_bytes)))
+        return _parse_after_tag(tag, Reader(raw, len(tag_bytes)), grammar)
     except ParseError as error:
         if error.tag is None:
             raise ParseError(tag, error.message) from None
         raise
 
 
-def _parse_after_tag(tag: str, reader: Reader) -> Command:
+def _parse_after_tag(tag: str, reader: Reader, grammar: Mapping[str, Grammar]) -> Command:
     if reader.at_end():
         raise ParseError(tag, "Missing command")
     reader.sp()
@@ -266,12 +305,12 @@ def _parse_after_tag(tag: str, reader: Reader) -> Command:
     if uid:
         reader.sp()
         name = _command_name(reader)
-        if name not in _UID_COMMANDS:
-            raise ParseError(tag, "Unknown UID command")
-    parser = _COMMANDS.get(name)
-    if parser is None:
+    entry = grammar.get(name)
+    if uid and (entry is None or not entry.uid):
+        raise ParseError(tag, "Unknown UID command")
+    if entry is None:
         raise ParseError(tag, "Unknown command")
-    return Command(tag, name, parser(reader, uid), uid)
+    return Command(tag, name, entry.parse(reader, uid), uid)
 
 
 def _command_name(reader: Reader) -> str:
@@ -332,12 +371,12 @@ def _decode_base64(data: bytes) -> bytes:
 # -- per-command parsers: each starts right after the command name -----------------------------
 
 
-def _no_args(reader: Reader, uid: bool) -> None:
+def parse_no_args(reader: Reader, uid: bool) -> None:
     """CAPABILITY NOOP LOGOUT CHECK CLOSE UNSELECT IDLE NAMESPACE."""
     reader.end()
 
 
-def _login(reader: Reader, uid: bool) -> LoginArgs:
+def parse_login(reader: Reader, uid: bool) -> LoginArgs:
     """login = "LOGIN" SP userid SP password (RFC 3501 6.2.3)."""
     reader.sp()
     user = reader.astring()
@@ -347,7 +386,7 @@ def _login(reader: Reader, uid: bool) -> LoginArgs:
     return LoginArgs(reader.utf8(user, "user name"), reader.utf8(password, "password"))
 
 
-def _authenticate(reader: Reader, uid: bool) -> AuthenticateArgs:
+def parse_authenticate(reader: Reader, uid: bool) -> AuthenticateArgs:
     """authenticate = "AUTHENTICATE" SP auth-type [SP (base64 / "=")] (RFC 4959 7)."""
     reader.sp()
     mechanism = reader.keyword()
@@ -359,7 +398,7 @@ def _authenticate(reader: Reader, uid: bool) -> AuthenticateArgs:
     return AuthenticateArgs(mechanism, response)
 
 
-def _mailbox_only(reader: Reader, uid: bool) -> MailboxArgs:
+def parse_mailbox_only(reader: Reader, uid: bool) -> MailboxArgs:
     """DELETE / SUBSCRIBE / UNSUBSCRIBE / GETQUOTAROOT SP mailbox."""
     reader.sp()
     mailbox = reader.mailbox()
@@ -367,7 +406,7 @@ def _mailbox_only(reader: Reader, uid: bool) -> MailboxArgs:
     return MailboxArgs(mailbox)
 
 
-def _rename(reader: Reader, uid: bool) -> RenameArgs:
+def parse_rename(reader: Reader, uid: bool) -> RenameArgs:
     """rename = "RENAME" SP mailbox SP mailbox (RFC 3501 6.3.5)."""
     reader.sp()
     old = reader.mailbox()
@@ -377,7 +416,7 @@ def _rename(reader: Reader, uid: bool) -> RenameArgs:
     return RenameArgs(old, new)
 
 
-def _append(reader: Reader, uid: bool) -> AppendArgs:
+def parse_append(reader: Reader, uid: bool) -> AppendArgs:
     """append = "APPEND" SP mailbox [SP flag-list] [SP date-time] SP literal (RFC 3501 6.3.11)."""
     reader.sp()
     mailbox = reader.mailbox()
@@ -397,7 +436,7 @@ def _append(reader: Reader, uid: bool) -> AppendArgs:
     return AppendArgs(mailbox, flags, internal_date, message)
 
 
-def _store(reader: Reader, uid: bool) -> StoreArgs:
+def parse_store(reader: Reader, uid: bool) -> StoreArgs:
     """store = "STORE" SP sequence-set [store-modifiers] SP store-att-flags (RFC 7162 3.1.3)."""
     reader.sp()
     seqset = reader.seqset()
@@ -426,7 +465,7 @@ def _store(reader: Reader, uid: bool) -> StoreArgs:
     return StoreArgs(seqset, mode, action.endswith(".SILENT"), flags, unchangedsince)
 
 
-def _copy(reader: Reader, uid: bool) -> CopyArgs:
+def parse_copy(reader: Reader, uid: bool) -> CopyArgs:
     """copy / move = verb SP sequence-set SP mailbox (RFC 3501 6.4.7, RFC 6851 3.1)."""
     reader.sp()
     seqset = reader.seqset()
@@ -436,7 +475,7 @@ def _copy(reader: Reader, uid: bool) -> CopyArgs:
     return CopyArgs(seqset, mailbox)
 
 
-def _search(reader: Reader, uid: bool) -> SearchArgs:
+def parse_search_command(reader: Reader, uid: bool) -> SearchArgs:
     """SEARCH SP ... (RFC 3501 6.4.4): see `parse_search`."""
     reader.sp()
     args = parse_search(reader, uid)
@@ -444,13 +483,13 @@ def _search(reader: Reader, uid: bool) -> SearchArgs:
     return args
 
 
-def _fetch(reader: Reader, uid: bool) -> FetchArgs:
+def parse_fetch_command(reader: Reader, uid: bool) -> FetchArgs:
     """FETCH SP ... (RFC 3501 6.4.5): see `parse_fetch`."""
     reader.sp()
     return parse_fetch(reader, uid)
 
 
-def _expunge(reader: Reader, uid: bool) -> ExpungeArgs:
+def parse_expunge(reader: Reader, uid: bool) -> ExpungeArgs:
     """EXPUNGE, or UID EXPUNGE SP sequence-set (RFC 4315 2.1)."""
     seqset = None
     if uid:
@@ -460,7 +499,7 @@ def _expunge(reader: Reader, uid: bool) -> ExpungeArgs:
     return ExpungeArgs(seqset)
 
 
-def _id(reader: Reader, uid: bool) -> IdArgs:
+def parse_id(reader: Reader, uid: bool) -> IdArgs:
     """id = "ID" SP id-params-list; "(" *(string SP nstring) ")" / nil (RFC 2971 4)."""
     reader.sp()
     if reader.peek() != 0x28:
@@ -478,7 +517,7 @@ def _id(reader: Reader, uid: bool) -> IdArgs:
     return IdArgs(tuple(params))
 
 
-def _enable(reader: Reader, uid: bool) -> EnableArgs:
+def parse_enable(reader: Reader, uid: bool) -> EnableArgs:
     """enable = "ENABLE" 1*(SP capability) (RFC 5161 4)."""
     reader.sp()
     capabilities = [reader.keyword()]
@@ -487,7 +526,7 @@ def _enable(reader: Reader, uid: bool) -> EnableArgs:
     return EnableArgs(tuple(dict.fromkeys(capabilities)))
 
 
-def _getquota(reader: Reader, uid: bool) -> QuotaArgs:
+def parse_getquota(reader: Reader, uid: bool) -> QuotaArgs:
     """getquota = "GETQUOTA" SP quota-root-name (RFC 9208 4.2)."""
     reader.sp()
     root = reader.utf8(reader.astring(), "quota root")
@@ -495,7 +534,7 @@ def _getquota(reader: Reader, uid: bool) -> QuotaArgs:
     return QuotaArgs(root)
 
 
-def _setquota(reader: Reader, uid: bool) -> QuotaArgs:
+def parse_setquota(reader: Reader, uid: bool) -> QuotaArgs:
     """setquota = "SETQUOTA" SP quota-root-name SP "(" [resource SP limit *(...)] ")" (RFC 9208
     4.1); the limits are checked for syntax only (quotas are read-only here)."""
     reader.sp()
@@ -509,47 +548,9 @@ def _setquota(reader: Reader, uid: bool) -> QuotaArgs:
     return QuotaArgs(root)
 
 
-def _compress(reader: Reader, uid: bool) -> CompressArgs:
+def parse_compress(reader: Reader, uid: bool) -> CompressArgs:
     """compress = "COMPRESS" SP algorithm (RFC 4978 4)."""
     reader.sp()
     mechanism = reader.keyword()
     reader.end()
     return CompressArgs(mechanism)
-
-
-_COMMANDS: dict[str, Callable[[Reader, bool], Args]] = {
-    "CAPABILITY": _no_args,
-    "NOOP": _no_args,
-    "LOGOUT": _no_args,
-    "CHECK": _no_args,
-    "CLOSE": _no_args,
-    "UNSELECT": _no_args,
-    "IDLE": _no_args,
-    "NAMESPACE": _no_args,
-    "LOGIN": _login,
-    "AUTHENTICATE": _authenticate,
-    "SELECT": parse_select,
-    "EXAMINE": parse_select,
-    "CREATE": parse_create,
-    "DELETE": _mailbox_only,
-    "RENAME": _rename,
-    "SUBSCRIBE": _mailbox_only,
-    "UNSUBSCRIBE": _mailbox_only,
-    "LIST": parse_list,
-    "LSUB": parse_lsub,
-    "STATUS": parse_status,
-    "APPEND": _append,
-    "EXPUNGE": _expunge,
-    "SEARCH": _search,
-    "FETCH": _fetch,
-    "STORE": _store,
-    "COPY": _copy,
-    "MOVE": _copy,
-    "ID": _id,
-    "ENABLE": _enable,
-    "GETQUOTA": _getquota,
-    "GETQUOTAROOT": _mailbox_only,
-    "SETQUOTA": _setquota,
-    "COMPRESS": _compress,
-}
-_UID_COMMANDS = frozenset({"COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE"})

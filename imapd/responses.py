@@ -58,6 +58,13 @@ class ImapError(Exception):
         self.status = status
 
 
+def busy(reason: str) -> bytes:
+    """The refusal at the session limits (common/server.py)."""
+    if reason == "address":
+        return b"* BYE Too many connections from your address, try again later\r\n"
+    return b"* BYE Too many connections, try again later\r\n"
+
+
 def bad(text: str) -> ImapError:
     return ImapError(text, status="BAD")
 

@@ -8,27 +8,18 @@ session goes on. Pipelined commands are answered in order and flushed together (
 
 from __future__ import annotations
 
-import contextlib
-import os
-import time
-from dataclasses import dataclass, field
-from enum import Enum
+from collections.abc import Mapping
 
-from common.config import Settings
-from common.lineio import (
-    CompressionError,
-    ConnectionClosed,
-    Interrupted,
-    LineIO,
-    LineTooLong,
-    SessionTimeout,
-)
+from common.lineio import LineIO
 from common.logs import SessionLog
-from common.sessionbase import Services
-from common.store import FolderTree
+from common.session import Goodbyes, ReplyError, Services
+from common.session import Session as BaseSession
+from common.store import FolderTree, LockBusy, MailboxNotFound, StoreError
 from imapd import responses as r
-from imapd.parser import ParseError, literal_at_end, parse_command
+from imapd.parser import Command, ParseError, literal_at_end, parse_command
+from imapd.responses import ImapError
 from imapd.selected import Selected
+from imapd.states import SELECTED, Abort, Spec, State
 
 PROTOCOL = "imap"
 MAX_BAD_COMMANDS = 30
@@ -41,47 +32,41 @@ MAX_DISCARD = 1 << 30
 DISCARD_CHUNK = 1 << 20
 
 
-class State(Enum):
-    NOT_AUTHENTICATED = "not authenticated"
-    AUTHENTICATED = "authenticated"
-    SELECTED = "selected"
-    LOGOUT = "logout"
+def bye(text: str) -> bytes:
+    return r.untagged(f"BYE {text}")
 
 
-class Abort(Exception):  # noqa: N818 (names the condition, as STYLE allows)
-    """End the session after sending `* BYE text`."""
+class Session(BaseSession):
+    PROTOCOL = PROTOCOL
+    PROGRAM = "imapd"
+    GOODBYES = Goodbyes(
+        line_too_long=r.tagged("*", "BAD", r.LINE_TOO_LONG),
+        too_many_bad=bye(r.BYE_TOO_MANY_BAD),
+        timeout=bye(r.BYE_TIMEOUT),
+        shutdown=bye(r.BYE_SHUTDOWN),
+        internal_error=bye(r.BYE_INTERNAL),
+        bad_compression=bye(r.BYE_COMPRESSION),
+    )
+    MAX_BAD_COMMANDS = MAX_BAD_COMMANDS
+    MAX_AUTH_FAILURES = MAX_AUTH_FAILURES
 
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
-
-
-@dataclass
-class Session:
-    io: LineIO
-    services: Services
-    address: str
-    number: int
-    log: SessionLog
-    state: State = State.NOT_AUTHENTICATED
-    user: str | None = None
-    tree: FolderTree | None = None
-    selected: Selected | None = None
-    enabled: set[str] = field(default_factory=set)
-    hooks_due: bool = False  # a login succeeded: run the after-login hooks once OK is sent
-    compress_due: bool = False  # COMPRESS succeeded: compress from right after its tagged OK
-    bad_commands: int = 0
-    auth_failures: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def settings(self) -> Settings:
-        return self.services.settings
+    def __init__(
+        self,
+        io: LineIO,
+        services: Services,
+        address: str,
+        number: int,
+        log: SessionLog,
+        commands: Mapping[str, Spec],
+    ) -> None:
+        super().__init__(io, services, address, number, log, commands)
+        self.state = State.NOT_AUTHENTICATED
+        self.tree: FolderTree | None = None
+        self.selected: Selected | None = None
+        self.enabled: set[str] = set()
+        self.compress_due = False  # COMPRESS succeeded: compress from right after its tagged OK
 
     # -- output ----------------------------------------------------------------------------
-
-    def send(self, data: bytes) -> None:
-        self.io.write(data)
 
     def untagged(self, text: str | bytes) -> None:
         self.io.write(r.untagged(text))
@@ -90,6 +75,21 @@ class Session:
         if self.selected is not None:
             for line in self.selected.refresh(allow_expunge):
                 self.io.write(line)
+
+    def report(self, allow_expunge: bool, final: bool = False) -> None:
+        """Unilateral updates before the completion; a selected folder deleted under us ends
+        the session. When the folder cannot be read just now, the changes wait for a later
+        command. `final`: the report just before the tagged completion, which also tells a
+        QRESYNC client about expunges still held back (Selected.held_back)."""
+        try:
+            self.report_changes(allow_expunge)
+            if final and self.selected is not None:
+                for line in self.selected.held_back():
+                    self.send(line)
+        except MailboxNotFound:
+            raise Abort(r.BYE_MAILBOX_DELETED) from None
+        except (StoreError, LockBusy, OSError) as exc:
+            self.log.warning("cannot check the selected mailbox: %s", exc)
 
     # -- input -----------------------------------------------------------------------------
 
@@ -122,7 +122,7 @@ class Session:
         if non_sync:
             self.discard_literal(size)
             self.skip_rest_of_command()
-        raise ParseError(tag, r.LITERAL_TOO_LARGE)
+        raise ReplyError(r.tagged(tag or "*", "BAD", r.LITERAL_TOO_LARGE))
 
     def discard_literal(self, size: int) -> None:
         if size > MAX_DISCARD:
@@ -144,72 +144,71 @@ class Session:
         self.io.flush()
         return self.io.readline()
 
-    # -- the loop ------------------------------------------------------------------------------
+    # -- the session core (common/session.py) ----------------------------------------------
 
-    def run(self) -> int:
-        from imapd.commands import dispatch
+    def greeting(self) -> bytes:
+        return r.untagged(f"OK [CAPABILITY {r.capability_line()}] {r.GREETING_NAME}")
 
-        self.send(r.untagged(f"OK [CAPABILITY {r.capability_line()}] {r.GREETING_NAME}"))
-        try:
-            while self.state is not State.LOGOUT:
-                try:
-                    raw = self.read_command()
-                    if raw.strip().upper() == b"DONE":
-                        # RFC 2177: DONE only ends an IDLE; here there is none to end.
-                        self.bad_command(None, r.DONE_WITHOUT_IDLE)
-                        continue
-                    command = parse_command(raw)
-                except LineTooLong:
-                    self.bad_command(None, r.LINE_TOO_LONG)
-                    continue
-                except ParseError as exc:
-                    self.bad_command(exc.tag, exc.message)
-                    continue
-                dispatch(self, command)
-            self.io.flush()
-        except Abort as exc:
-            self.goodbye(exc.text)
-        except SessionTimeout:
-            self.goodbye(r.BYE_TIMEOUT)
-        except Interrupted:
-            self.goodbye(r.BYE_SHUTDOWN)
-        except CompressionError as exc:
-            self.log.info("bad compressed data: %s", exc)
-            self.goodbye(r.BYE_COMPRESSION)
-        except ConnectionClosed:
-            self.log.info("connection closed by client")
-        except Exception:
-            self.log.exception("internal error")
-            self.goodbye(r.BYE_INTERNAL)
-            return 1
-        finally:
-            self.end()
-        return 0
+    def line_too_long(self) -> None:
+        self.bad_command(self.GOODBYES.line_too_long)
 
-    def bad_command(self, tag: str | None, text: str) -> None:
-        self.bad_commands += 1
-        self.send(r.tagged(tag or "*", "BAD", text))
-        if self.bad_commands >= MAX_BAD_COMMANDS:
-            raise Abort(r.BYE_TOO_MANY_BAD)
+    def last_bad_reply(self, reply: bytes) -> bytes:
+        # The client sees the BAD for its command, then the BYE.
+        return reply + self.GOODBYES.too_many_bad
 
-    def goodbye(self, text: str) -> None:
-        self.log.info("closing: %s", text)
-        with contextlib.suppress(ConnectionClosed):
-            self.untagged(f"BYE {text}")
-            self.io.flush()
-
-    def end(self) -> None:
-        self.services.stats.transfer(PROTOCOL, os.getpid(), self.io.bytes_in, self.io.bytes_out)
+    def save(self) -> None:
         if self.selected is not None:
             self.selected.save_caches()
-        self.log.info(
-            "session end user=%s in=%d out=%d duration=%.3fs",
-            self.user or "-",
-            self.io.bytes_in,
-            self.io.bytes_out,
-            time.monotonic() - self.started,
-        )
-        self.io.close()
+
+    def dispatch(self, raw: bytes) -> None:
+        if raw.strip().upper() == b"DONE":
+            # RFC 2177: DONE only ends an IDLE; here there is none to end.
+            self.bad(None, r.DONE_WITHOUT_IDLE)
+            return
+        try:
+            command = parse_command(raw, self.commands)
+        except ParseError as exc:
+            self.bad(exc.tag, exc.message)
+            return
+        self.execute(command)
+
+    def execute(self, command: Command) -> None:
+        """Check the state, report mailbox changes before a selected-state command runs (never
+        EXPUNGE then) and again before the tagged completion (without EXPUNGE where RFC 3501
+        7.4.1 forbids it; with QRESYNC, a lower HIGHESTMODSEQ for the expunges held back), run
+        the handler and turn ImapError into `tag NO/BAD`. After the tagged OK of COMPRESS the
+        connection switches to DEFLATE (RFC 4978)."""
+        spec: Spec = self.commands[command.name]
+        if self.state not in spec.states:
+            self.bad(command.tag, f"{command.name} not allowed now")
+            return
+        self.title(command.name)
+        if spec.states == SELECTED:
+            # The command acts on the mailbox as it is now: new messages and flags changed by
+            # others are announced first (expunges wait for the report after, when allowed), so
+            # a FETCH never returns stale flags and a STORE never undoes another session's
+            # change.
+            self.report(allow_expunge=False)
+        try:
+            result = spec.handler(self, command)
+        except ImapError as exc:
+            if exc.status == "BAD":
+                self.bad(command.tag, exc.text)
+                return
+            self.report(command.uid or spec.may_expunge, final=True)
+            self.send(r.tagged(command.tag, "NO", exc.text, exc.code))
+            return
+        text, code = (result, "") if isinstance(result, str) else result
+        self.report(command.uid or spec.may_expunge, final=True)
+        self.send(r.tagged(command.tag, "OK", text, code))
+        if self.compress_due:
+            self.start_compression()
+        if self.state is State.LOGOUT:
+            self.finished = True
+
+    def bad(self, tag: str | None, text: str) -> None:
+        """`tag BAD text` (untagged when the tag could not be read)."""
+        self.bad_command(r.tagged(tag or "*", "BAD", text))
 
     # -- helpers for handlers ------------------------------------------------------------
 
@@ -228,12 +227,3 @@ class Session:
         self.compress_due = False
         self.io.start_compression()
         self.log.info("compression active")
-
-    def dispatch_hooks(self) -> None:
-        """After-login work (the SMTP relay): runs once the tagged OK has been flushed, so the
-        client never waits for it."""
-        self.hooks_due = False
-        self.io.flush()
-        for hook in self.services.after_login:
-            with contextlib.suppress(Exception):
-                hook(self)

@@ -9,13 +9,12 @@ in the RFC) ends the session in any state.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 from common import stats_query
 from common.config import MAX_RUNTIME_KEY, MAX_RUNTIME_VALUE, RUNTIME_KEYS, ConfigError, Settings
+from common.session import Command
 from common.store import InvalidName, LockBusy, check_username
 from msmpd import replies
 from msmpd.accounts import (
@@ -28,57 +27,10 @@ from msmpd.accounts import (
 from msmpd.session import MsmpError, Session, State
 
 T = TypeVar("T")
-SEPARATOR = re.compile(r"[ \t]+")  # only these: a control byte stays in its word and is refused
 
 AUTH = frozenset({State.AUTHORIZATION})
 ADMIN = frozenset({State.ADMIN})
 ANY = frozenset({State.AUTHORIZATION, State.ADMIN})
-
-
-@dataclass(frozen=True)
-class Command:
-    handler: Callable[[Session, list[str]], bytes]
-    states: frozenset[State]
-    syntax: str
-    min_args: int = 0
-    max_args: int = 0
-    raw_args: bool = False  # the rest of the line is one argument
-
-
-def dispatch(session: Session, line: bytes) -> None:
-    """Parse one command line, check state and arity, run the handler, send its reply."""
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError:
-        session.bad_command(replies.BAD_CHARACTERS)
-        return
-    stripped = text.strip(" \t")
-    words = SEPARATOR.split(stripped) if stripped else []
-    command = COMMANDS.get(words[0].upper()) if words else None
-    if command is None:
-        session.bad_command(replies.UNKNOWN_COMMAND)
-        return
-    args = words[1:]
-    if command.raw_args:
-        rest = text.lstrip(" \t")[len(words[0]) + 1 :]  # after the verb and one separator
-        args = [rest] if rest else []
-    if session.state not in command.states:
-        wrong = (
-            replies.LOGIN_FIRST
-            if session.state is State.AUTHORIZATION
-            else replies.ALREADY_LOGGED_IN
-        )
-        session.bad_command(wrong)
-        return
-    if not command.min_args <= len(args) <= command.max_args:
-        session.bad_command(replies.usage(command.syntax))
-        return
-    try:
-        session.send(command.handler(session, args))
-    except MsmpError as exc:
-        session.send(exc.reply)
-        if exc.close:
-            session.finished = True
 
 
 def username(name: str) -> str:
@@ -149,7 +101,7 @@ def cmd_add(session: Session, args: list[str]) -> bytes:
         session.log.error("ADD %s failed: %s", name, exc)
         raise MsmpError(replies.USERS_UNAVAILABLE) from None
     session.log.info(
-        "%s user %s (admin %s)", "added" if created else "new password for", name, session.admin
+        "%s user %s (admin %s)", "added" if created else "new password for", name, session.user
     )
     return replies.ADDED if created else replies.UPDATED
 
@@ -171,7 +123,7 @@ def cmd_dele(session: Session, args: list[str]) -> bytes:
         session.log.error("DELE %s failed: %s", name, exc)
         raise MsmpError(replies.USERS_UNAVAILABLE) from None
     session.log.info(
-        "deleted user %s (admin %s), maildir %s", name, session.admin, moved or "absent"
+        "deleted user %s (admin %s), maildir %s", name, session.user, moved or "absent"
     )
     return replies.DELETED
 
@@ -208,13 +160,13 @@ def cmd_set(session: Session, args: list[str]) -> bytes:
         raise MsmpError(replies.INVALID_VALUE)
     if key == "maildir":
         # The daemons run in "/": a relative maildir is taken from msmpd's start-up directory.
-        value = os.path.normpath(session.services.start_dir / value)
+        value = os.path.normpath(session.start_dir / value)
     try:
         session.settings.runtime.set(key, value)
     except (ConfigError, LockBusy, OSError) as exc:
         session.log.error("SET %s failed: %s", key, exc)
         raise MsmpError(replies.SAVE_FAILED) from None
-    session.log.info("SET %s=%s (admin %s)", key, value, session.admin)
+    session.log.info("SET %s=%s (admin %s)", key, value, session.user)
     return replies.CHANGED
 
 
@@ -252,14 +204,14 @@ def cmd_logs(session: Session, args: list[str]) -> bytes:
 
 
 COMMANDS: dict[str, Command] = {
-    "USER": Command(cmd_user, AUTH, "USER <username>", 1, 1),
-    "PASS": Command(cmd_pass, AUTH, "PASS <password>", 1, 1, raw_args=True),
-    "QUIT": Command(cmd_quit, ANY, "QUIT"),
-    "ADD": Command(cmd_add, ADMIN, "ADD <username> <password>", 2, 2),
-    "DELE": Command(cmd_dele, ADMIN, "DELE <username>", 1, 1),
-    "LIST": Command(cmd_list, ADMIN, "LIST [<username>]", 0, 1),
-    "SET": Command(cmd_set, ADMIN, "SET <key> <value>", 2, 2),
-    "GET": Command(cmd_get, ADMIN, "GET <key>", 1, 1),
-    "STAT": Command(cmd_stat, ADMIN, "STAT"),
-    "LOGS": Command(cmd_logs, ADMIN, "LOGS <username>", 1, 1),
+    "USER": Command(cmd_user, AUTH, 1, 1, syntax="USER <username>"),
+    "PASS": Command(cmd_pass, AUTH, 1, 1, raw_args=True, syntax="PASS <password>"),
+    "QUIT": Command(cmd_quit, ANY, syntax="QUIT"),
+    "ADD": Command(cmd_add, ADMIN, 2, 2, syntax="ADD <username> <password>"),
+    "DELE": Command(cmd_dele, ADMIN, 1, 1, syntax="DELE <username>"),
+    "LIST": Command(cmd_list, ADMIN, 0, 1, syntax="LIST [<username>]"),
+    "SET": Command(cmd_set, ADMIN, 2, 2, syntax="SET <key> <value>"),
+    "GET": Command(cmd_get, ADMIN, 1, 1, syntax="GET <key>"),
+    "STAT": Command(cmd_stat, ADMIN, syntax="STAT"),
+    "LOGS": Command(cmd_logs, ADMIN, 1, 1, syntax="LOGS <username>"),
 }

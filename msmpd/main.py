@@ -31,43 +31,27 @@ Stop with `kill -TERM $(cat PIDFILE)`; `kill -HUP` re-reads the config and admin
 
 from __future__ import annotations
 
-import socket
+import functools
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from docopt import docopt
 
-from common import service, stats_query  # noqa: F401 (imported before the first fork)
-from common.lineio import LineIO
-from common.logs import SessionLog
-from common.server import Handler
+from common import service
 from common.version import VERSION
-from msmpd import accounts, commands, replies  # noqa: F401 (imported before the first fork)
-from msmpd.session import Services, Session
-
-
-def handler_factory(start_dir: Path) -> Callable[[service.MasterState], Handler]:
-    def make_handler(state: service.MasterState) -> Handler:
-        def handle(conn: socket.socket, address: str, number: int, interrupt_fd: int) -> int:
-            settings = state.settings
-            services = Services(settings, state.users, state.stats, state.log, start_dir)
-            io = LineIO(conn, replies.MAX_LINE, settings.get_float("idle_timeout"), interrupt_fd)
-            log = SessionLog(state.log, number, address)
-            log.info("connect")
-            return Session(io, services, address, log).run()
-
-        return handle
-
-    return make_handler
+from msmpd import replies
+from msmpd.commands import COMMANDS
+from msmpd.session import Session
 
 
 def protocol(start_dir: Path) -> service.Protocol:
     return service.Protocol(
         name="msmp",
         daemon="msmpd",
-        make_handler=handler_factory(start_dir),
         busy_reply=replies.busy,
+        session=functools.partial(Session, start_dir=start_dir),
+        commands=COMMANDS,
+        max_line=lambda settings: replies.MAX_LINE,
         flags={"-L": "listen", "-P": "port", "--admins": "admins_file"},
         users_key="admins_file",
         inline_users_flag="-a",

@@ -6,25 +6,21 @@ Seed 003, appendix 9.1 section 3: the greeting, then USER and PASS against the a
 
 from __future__ import annotations
 
-import logging
-import os
-import time
-from dataclasses import dataclass, field
+import re
+from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
 
-from common.config import Settings
-from common.lineio import LineIO
-from common.logs import SessionLog, printable
-from common.sessionbase import Goodbyes, LineSession, ReplyError, delay_failed_login
-from common.stats import StatsClient
-from common.users import UserDB
+from common.lineio import LineIO, LineTooLong
+from common.logs import SessionLog
+from common.session import Command, Goodbyes, LineSession, ReplyError, Services
 from msmpd import replies
 from msmpd.accounts import Accounts
 
 PROTOCOL = "msmp"
 MAX_BAD_COMMANDS = 30
 MAX_AUTH_FAILURES = 3
+SEPARATOR = re.compile(r"[ \t]+")
 
 
 class State(Enum):
@@ -36,38 +32,28 @@ class MsmpError(ReplyError):
     """An MSMP command failed; carries the `-ERR` reply. `close` ends the session after it."""
 
 
-@dataclass
-class Services:
-    """What the master prepared before forking; a child only reads it."""
-
-    settings: Settings
-    admins: UserDB
-    stats: StatsClient
-    log: logging.Logger
-    start_dir: Path  # relative SET maildir values are taken from here
-
-
-@dataclass
 class Session(LineSession):
     PROTOCOL = PROTOCOL
-    MAX_BAD_COMMANDS = MAX_BAD_COMMANDS
+    PROGRAM = "msmpd"
     GOODBYES = Goodbyes.of(replies)
+    MAX_BAD_COMMANDS = MAX_BAD_COMMANDS
+    MAX_AUTH_FAILURES = MAX_AUTH_FAILURES
+    USER_LABEL = "admin"
 
-    io: LineIO
-    services: Services
-    address: str
-    log: SessionLog
-    state: State = State.AUTHORIZATION
-    pending_user: str | None = None
-    admin: str | None = None
-    bad_commands: int = 0
-    auth_failures: int = 0
-    finished: bool = False
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def settings(self) -> Settings:
-        return self.services.settings
+    def __init__(
+        self,
+        io: LineIO,
+        services: Services,
+        address: str,
+        number: int,
+        log: SessionLog,
+        commands: Mapping[str, Command],
+        start_dir: Path,
+    ) -> None:
+        super().__init__(io, services, address, number, log, commands)
+        self.state = State.AUTHORIZATION
+        self.pending_user: str | None = None
+        self.start_dir = start_dir  # relative SET maildir values are taken from here
 
     @property
     def stats_socket(self) -> Path:
@@ -81,35 +67,51 @@ class Session(LineSession):
             self.settings.get_int("max_users"),
         )
 
-    # -- the loop (common/sessionbase.py) --------------------------------------------------
+    # -- the session core (common/session.py) ------------------------------------------------
 
     def greeting(self) -> bytes:
         return replies.GREETING
 
-    def line_limit(self) -> int:
-        return replies.MAX_LINE
+    def read_command(self) -> bytes:
+        line = self.io.readline()
+        if len(line) > replies.MAX_LINE:
+            raise LineTooLong
+        return line
 
-    def dispatch(self, line: bytes) -> None:
-        from msmpd.commands import dispatch
+    def decode(self, line: bytes) -> str | None:
+        try:
+            return line.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
 
-        dispatch(self, line)
+    def split(self, text: str) -> list[str]:
+        # Only spaces and tabs: a control byte stays in its word and is refused.
+        stripped = text.strip(" \t")
+        return SEPARATOR.split(stripped) if stripped else []
 
-    def who(self) -> str:
-        return f"admin={self.admin or '-'}"
+    def undecodable(self) -> bytes:
+        return replies.BAD_CHARACTERS
+
+    def unknown_command(self) -> bytes:
+        return replies.UNKNOWN_COMMAND
+
+    def wrong_state(self) -> bytes:
+        if self.state is State.AUTHORIZATION:
+            return replies.LOGIN_FIRST
+        return replies.ALREADY_LOGGED_IN
+
+    def wrong_arguments(self, command: Command) -> bytes:
+        return replies.usage(command.syntax)
 
     # -- authentication ------------------------------------------------------------------------
 
     def login(self, user: str, password: str) -> bytes:
         """PASS (RFC section 3.2): the same reply for an unknown admin and a wrong password."""
-        stats = self.services.stats
-        if self.services.admins.verify(user, password):
-            self.admin, self.state, self.pending_user = user, State.ADMIN, None
-            stats.login(PROTOCOL, os.getpid(), user, self.address, True)
-            self.log.info("login admin=%s", printable(user))
-            return replies.LOGGED_IN
-        delay_failed_login(stats, self.settings, self.log, self.io, PROTOCOL, user, self.address)
-        self.auth_failures += 1
         self.pending_user = None
-        if self.auth_failures >= MAX_AUTH_FAILURES:
+        if self.services.users.verify(user, password):
+            self.state = State.ADMIN
+            self.logged_in(user)
+            return replies.LOGGED_IN
+        if self.login_failed(user):
             raise MsmpError(replies.TOO_MANY_FAILURES, close=True)
         return replies.INVALID_CREDENTIALS

@@ -1,7 +1,7 @@
 """POP3 commands: one `cmd_<verb>` per verb (RFC 1939, RFC 2449 CAPA, RFC 5034 AUTH), and the table.
 
-The dispatcher checks the state before it calls a handler, so handlers never re-check it. A handler
-returns its reply bytes or raises Pop3Error.
+The dispatcher (common/session.LineSession) checks the state and the arity before it calls a
+handler, so handlers never re-check them. A handler returns its reply bytes or raises Pop3Error.
 """
 
 from __future__ import annotations
@@ -10,10 +10,8 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Callable
-from dataclasses import dataclass
 
-from common.proctitle import set_title
+from common.session import Command
 from common.store import to_crlf
 from common.users import split_scheme
 from pop3d import replies
@@ -23,49 +21,6 @@ from pop3d.transformer import TransformerError, transform
 AUTH = frozenset({State.AUTHORIZATION})
 TRANSACTION = frozenset({State.TRANSACTION})
 ANY = frozenset({State.AUTHORIZATION, State.TRANSACTION})
-
-
-@dataclass(frozen=True)
-class Command:
-    handler: Callable[[Session, list[str]], bytes]
-    states: frozenset[State]
-    min_args: int = 0
-    max_args: int = 0
-    raw_args: bool = False  # the rest of the line is one argument (passwords hold spaces)
-
-
-def dispatch(session: Session, line: bytes) -> None:
-    """Parse one command line, check state and arity, run the handler, send its reply."""
-    text = line.decode("utf-8", "replace")
-    words = text.split()
-    if not words:
-        session.bad_command(replies.UNKNOWN_COMMAND)
-        return
-    verb, args = words[0].upper(), words[1:]
-    command = COMMANDS.get(verb)
-    if command is None:
-        session.bad_command(replies.UNKNOWN_COMMAND)
-        return
-    if command.raw_args:
-        rest = text.lstrip().split(" ", 1)[1] if " " in text.lstrip() else ""
-        args = [rest] if rest else []
-    if session.state not in command.states:
-        session.bad_command(replies.WRONG_STATE)
-        return
-    if not command.min_args <= len(args) <= command.max_args:
-        session.bad_command(replies.BAD_ARGUMENTS)
-        return
-    set_title("pop3d", f"{session.user or '-'} {session.address} {verb}")
-    try:
-        session.send(command.handler(session, args))
-    except Pop3Error as exc:
-        session.send(exc.reply)
-        if exc.close:
-            session.finished = True
-        return
-    for hook in session.services.after_login if verb in LOGIN_VERBS and session.user else ():
-        session.io.flush()
-        hook(session)
 
 
 # -- AUTHORIZATION ---------------------------------------------------------------------------
@@ -272,8 +227,6 @@ def dot_stuff(wire: bytes) -> bytes:
         stuffed += b"\r\n"
     return stuffed + b".\r\n"
 
-
-LOGIN_VERBS = frozenset({"PASS", "APOP", "AUTH"})
 
 COMMANDS: dict[str, Command] = {
     "USER": Command(cmd_user, AUTH, 1, 1),

@@ -28,32 +28,16 @@ Stop with `kill -TERM $(cat PIDFILE)`; `kill -HUP` re-reads the config and users
 
 from __future__ import annotations
 
-import socket
 import sys
 
 from docopt import docopt
 
 from common import service
 from common.config import ConfigError, Settings
-from common.lineio import LineIO
-from common.logs import SessionLog
-from common.server import Handler
 from common.version import VERSION
-from pop3d import commands, replies  # noqa: F401 (imported before the first fork)
-from pop3d.session import HARD_MAX_LINE, Session, make_timestamp
-
-
-def make_handler(state: service.MasterState) -> Handler:
-    def handle(conn: socket.socket, address: str, number: int, interrupt_fd: int) -> int:
-        settings = state.settings
-        services = state.session_services()
-        io = LineIO(conn, HARD_MAX_LINE, settings.get_float("idle_timeout"), interrupt_fd)
-        log = SessionLog(state.log, number, address)
-        log.info("connect")
-        session = Session(io, services, address, number, log, timestamp=make_timestamp())
-        return session.run()
-
-    return handle
+from pop3d import replies
+from pop3d.commands import COMMANDS
+from pop3d.session import HARD_MAX_LINE, Session
 
 
 def check_settings(settings: Settings) -> None:
@@ -67,8 +51,12 @@ def check_settings(settings: Settings) -> None:
 PROTOCOL = service.Protocol(
     name="pop3",
     daemon="pop3d",
-    make_handler=make_handler,
     busy_reply=replies.busy,
+    session=Session,
+    commands=COMMANDS,
+    # Commands are held to `max_line` by the session; SASL responses may be longer.
+    max_line=lambda settings: HARD_MAX_LINE,
+    opens_relay=True,
     flags={"-l": "listen", "-p": "port", "-t": "transformer"},
     int_keys=("port", "max_children", "max_per_address", "idle_timeout", "max_line"),
     float_keys=("auth_failure_delay", "shutdown_grace", "transformer_timeout"),

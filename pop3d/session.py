@@ -1,4 +1,4 @@
-"""One POP3 session in a child: the state machine of RFC 1939 section 3 and the command loop.
+"""One POP3 session: the state machine of RFC 1939 section 3 on the shared session core.
 
 AUTHORIZATION -> TRANSACTION (maildrop locked) -> UPDATE (only on QUIT: deletions applied). A
 dropped connection, a timeout, a TERM or a crash never reaches UPDATE, so nothing is deleted.
@@ -9,13 +9,12 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from enum import Enum
 
-from common.config import Settings
 from common.lineio import LineIO, LineTooLong
 from common.logs import SessionLog
-from common.sessionbase import Goodbyes, LineSession, ReplyError, Services, delay_failed_login
+from common.session import Command, Goodbyes, LineSession, ReplyError, Services
 from common.store import DropMessage, Maildrop, StoreBusy, StoreError
 from pop3d import replies
 
@@ -35,30 +34,27 @@ class Pop3Error(ReplyError):
     """A POP3 command failed; carries the `-ERR` reply. `close` ends the session after it."""
 
 
-@dataclass
 class Session(LineSession):
     PROTOCOL = PROTOCOL
-    MAX_BAD_COMMANDS = MAX_BAD_COMMANDS
+    PROGRAM = "pop3d"
     GOODBYES = Goodbyes.of(replies)
+    MAX_BAD_COMMANDS = MAX_BAD_COMMANDS
+    MAX_AUTH_FAILURES = MAX_AUTH_FAILURES
 
-    io: LineIO
-    services: Services
-    address: str
-    number: int
-    log: SessionLog
-    state: State = State.AUTHORIZATION
-    pending_user: str | None = None
-    user: str | None = None
-    drop: Maildrop | None = None  # the locked maildrop, from login on
-    bad_commands: int = 0
-    auth_failures: int = 0
-    finished: bool = False
-    started: float = field(default_factory=time.monotonic)
-    timestamp: str = ""
-
-    @property
-    def settings(self) -> Settings:
-        return self.services.settings
+    def __init__(
+        self,
+        io: LineIO,
+        services: Services,
+        address: str,
+        number: int,
+        log: SessionLog,
+        commands: Mapping[str, Command],
+    ) -> None:
+        super().__init__(io, services, address, number, log, commands)
+        self.state = State.AUTHORIZATION
+        self.pending_user: str | None = None
+        self.drop: Maildrop | None = None  # the locked maildrop, from login on
+        self.timestamp = make_timestamp()
 
     def read_continuation(self) -> bytes:
         """A SASL client response line (may exceed the command limit)."""
@@ -72,21 +68,25 @@ class Session(LineSession):
         finally:
             self.io.max_line = saved
 
-    # -- the loop (common/sessionbase.py) --------------------------------------------------
+    # -- the session core (common/session.py) ------------------------------------------------
 
     def greeting(self) -> bytes:
         return replies.greeting(self.timestamp)
 
-    def line_limit(self) -> int:
-        return self.settings.get_int("max_line")
+    def read_command(self) -> bytes:
+        line = self.io.readline()
+        if len(line) > self.settings.get_int("max_line"):
+            raise LineTooLong
+        return line
 
-    def dispatch(self, line: bytes) -> None:
-        from pop3d.commands import dispatch
+    def unknown_command(self) -> bytes:
+        return replies.UNKNOWN_COMMAND
 
-        dispatch(self, line)
+    def wrong_state(self) -> bytes:
+        return replies.WRONG_STATE
 
-    def who(self) -> str:
-        return f"user={self.user or '-'}"
+    def wrong_arguments(self, command: Command) -> bytes:
+        return replies.BAD_ARGUMENTS
 
     def release(self) -> None:
         self.unlock()
@@ -99,9 +99,8 @@ class Session(LineSession):
 
     def authenticate(self, user: str, password_ok: bool) -> bytes:
         """Finish a login attempt (USER/PASS, APOP, AUTH): open the maildrop or fail."""
-        stats = self.services.stats
         if not password_ok:
-            return self.login_failed(user)
+            return self.refuse_login(user)
         delay_reply = self.check_login_delay(user)
         if delay_reply:
             return delay_reply
@@ -114,19 +113,14 @@ class Session(LineSession):
             self.log.error("maildrop of %s unavailable: %s", user, exc)
             raise Pop3Error(replies.MAILDROP_UNAVAILABLE) from None
         self.stamp_login()
-        self.user, self.state = user, State.TRANSACTION
-        stats.login(PROTOCOL, os.getpid(), user, self.address, True)
-        self.log.info("login user=%s", user)
+        self.state = State.TRANSACTION
+        self.logged_in(user)
         live = [m for m in self.messages if not m.deleted]
         return replies.logged_in(len(live), sum(m.size for m in live))
 
-    def login_failed(self, user: str) -> bytes:
-        delay_failed_login(
-            self.services.stats, self.settings, self.log, self.io, PROTOCOL, user, self.address
-        )
-        self.auth_failures += 1
+    def refuse_login(self, user: str) -> bytes:
         self.pending_user = None
-        if self.auth_failures >= MAX_AUTH_FAILURES:
+        if self.login_failed(user):
             raise Pop3Error(replies.TOO_MANY_FAILURES, close=True)
         return replies.AUTH_FAILED
 

@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from imapd.commands import COMMANDS
 from imapd.parser import (
     MAX_DEPTH,
     And,
@@ -45,6 +46,12 @@ from imapd.parser import (
     parse_date_time,
     parse_sasl_response,
 )
+
+
+def parse(raw: bytes) -> Command:
+    """The parser over imapd's own command table."""
+    return parse_command(raw, COMMANDS)
+
 
 S = SeqSet.parse
 
@@ -543,7 +550,7 @@ VALID = SIMPLE + LOGIN + MAILBOXES + LISTS + APPENDS + MESSAGES + FETCHES + SEAR
 
 @pytest.mark.parametrize(("raw", "expected"), VALID, ids=[repr(raw)[:60] for raw, _ in VALID])
 def test_valid_command(raw: bytes, expected: Command) -> None:
-    assert parse_command(raw) == expected
+    assert parse(raw) == expected
 
 
 # -- errors: (raw bytes, expected tag, part of the message) ----------------------------------
@@ -748,7 +755,7 @@ ERRORS = [
 )
 def test_parse_error(raw: bytes, tag: str | None, message: str) -> None:
     with pytest.raises(ParseError) as caught:
-        parse_command(raw)
+        parse(raw)
     assert caught.value.tag == tag
     assert message.lower() in caught.value.message.lower()
     assert str(caught.value) == caught.value.message
@@ -759,26 +766,26 @@ def test_parse_error(raw: bytes, tag: str | None, message: str) -> None:
 
 def test_search_nesting_at_the_limit() -> None:
     raw = b"a SEARCH " + b"(" * MAX_DEPTH + b"ALL" + b")" * MAX_DEPTH
-    assert parse_command(raw).args == SearchArgs(Key("ALL"))
+    assert parse(raw).args == SearchArgs(Key("ALL"))
 
 
 def test_search_long_or_chain_is_flat() -> None:
     raw = b"a SEARCH " + b"OR " * 500 + b" ".join(b"%d" % n for n in range(1, 502))
-    criteria = parse_command(raw).args.criteria  # type: ignore[union-attr]
+    criteria = parse(raw).args.criteria  # type: ignore[union-attr]
     assert isinstance(criteria, Or)
     assert len(criteria.items) == 501
 
 
 def test_search_right_nested_or_chain_is_flat() -> None:
     raw = b"a SEARCH " + b"OR SEEN " * 500 + b"DRAFT"
-    criteria = parse_command(raw).args.criteria  # type: ignore[union-attr]
+    criteria = parse(raw).args.criteria  # type: ignore[union-attr]
     assert isinstance(criteria, Or)
     assert len(criteria.items) == 501
 
 
 def test_search_many_nots_cancel() -> None:
     raw = b"a SEARCH " + b"NOT " * 1001 + b"SEEN"
-    assert parse_command(raw).args == SearchArgs(Not(flag("\\Seen")))
+    assert parse(raw).args == SearchArgs(Not(flag("\\Seen")))
 
 
 # -- sequence sets ------------------------------------------------------------------------------
@@ -856,7 +863,7 @@ def test_seqset_invalid(text: str) -> None:
     ],
 )
 def test_body_section_label(item: bytes, label: str) -> None:
-    args = parse_command(b"a FETCH 1 " + item).args
+    args = parse(b"a FETCH 1 " + item).args
     assert isinstance(args, FetchArgs)
     (section,) = args.items
     assert isinstance(section, BodySection)
@@ -875,7 +882,7 @@ def test_body_section_label(item: bytes, label: str) -> None:
     ],
 )
 def test_fetch_marks_seen(items: bytes, marks_seen: bool) -> None:
-    args = parse_command(b"a FETCH 1 " + items).args
+    args = parse(b"a FETCH 1 " + items).args
     assert isinstance(args, FetchArgs)
     assert args.marks_seen is marks_seen
 
@@ -922,7 +929,7 @@ def test_mutf7_invalid(wire: bytes) -> None:
 )
 def test_encode_mailbox(name: str, wire: bytes) -> None:
     assert encode_mailbox(name) == wire
-    assert parse_command(b"a SELECT " + wire).args == SelectArgs(name or "")
+    assert parse(b"a SELECT " + wire).args == SelectArgs(name or "")
 
 
 # -- literals, SASL, dates ------------------------------------------------------------------------
@@ -972,8 +979,8 @@ def test_dates() -> None:
 
 
 def test_results_are_frozen_and_hashable() -> None:
-    command = parse_command(b"a UID FETCH 1:* (FLAGS BODY.PEEK[HEADER])")
-    assert hash(command) == hash(parse_command(b"a UID FETCH 1:* (FLAGS BODY.PEEK[HEADER])"))
+    command = parse(b"a UID FETCH 1:* (FLAGS BODY.PEEK[HEADER])")
+    assert hash(command) == hash(parse(b"a UID FETCH 1:* (FLAGS BODY.PEEK[HEADER])"))
     with pytest.raises(AttributeError):
         command.tag = "b"  # type: ignore[misc]
 
@@ -985,7 +992,7 @@ _ALPHABET = b' ()[]{}<>"\\*%+-.:,0123456789\r\nAaBFLHXYZ\x00\x7f\xff'
 
 def _check_total(raw: bytes) -> None:
     try:
-        result = parse_command(raw)
+        result = parse(raw)
     except ParseError as error:
         assert error.tag is None or isinstance(error.tag, str)
         assert error.message

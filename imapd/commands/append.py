@@ -6,10 +6,11 @@ from __future__ import annotations
 from common.store import MailboxNotFound, TooManyKeywords, to_lf
 from imapd import flags as imapflags
 from imapd import responses as r
-from imapd.commands.base import AUTHENTICATED, Result, Spec, expect, store_errors
-from imapd.parser import AppendArgs, Command
+from imapd.commands.base import expect, store_errors
+from imapd.parser import AppendArgs, Command, parse_append
 from imapd.responses import ImapError
 from imapd.session import Session
+from imapd.states import AUTHENTICATED, Result, Spec
 
 
 def cmd_append(session: Session, command: Command) -> Result:
@@ -33,4 +34,4 @@ def cmd_append(session: Session, command: Command) -> Result:
     return ("APPEND completed", f"APPENDUID {validity} {uid}")
 
 
-COMMANDS = {"APPEND": Spec(cmd_append, AUTHENTICATED)}
+COMMANDS = {"APPEND": Spec(parse_append, cmd_append, AUTHENTICATED)}

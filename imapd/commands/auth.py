@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 
 from common.lineio import LineTooLong
-from common.sessionbase import delay_failed_login
 from common.store import DEFAULT_FOLDERS, FolderTree, LockBusy, StoreError
 from imapd import responses as r
-from imapd.commands.base import NOT_AUTHENTICATED, Result, Spec, expect
-from imapd.parser import AuthenticateArgs, Command, LoginArgs
+from imapd.commands.base import expect
+from imapd.parser import AuthenticateArgs, Command, LoginArgs, parse_authenticate, parse_login
 from imapd.responses import ImapError, bad
-from imapd.session import MAX_AUTH_FAILURES, PROTOCOL, Abort, Session, State
+from imapd.session import Session
+from imapd.states import NOT_AUTHENTICATED, Abort, Result, Spec, State
 
 LOGIN_USERNAME = b"+ VXNlcm5hbWU6\r\n"  # base64 "Username:"
 LOGIN_PASSWORD = b"+ UGFzc3dvcmQ6\r\n"  # base64 "Password:"
@@ -65,8 +64,7 @@ def challenge(session: Session, prompt: bytes) -> bytes:
 
 
 def log_in(session: Session, user: str, password: str | None) -> Result:
-    services = session.services
-    ok = password is not None and services.users.verify(user, password)
+    ok = password is not None and session.services.users.verify(user, password)
     if not ok:
         failed(session, user)
     try:
@@ -75,31 +73,19 @@ def log_in(session: Session, user: str, password: str | None) -> Result:
     except (StoreError, LockBusy, OSError) as exc:
         session.log.error("mailbox of %s unavailable: %s", user, exc)
         raise ImapError("Mailbox unavailable, try again later", "UNAVAILABLE") from None
-    session.user, session.tree, session.state = user, tree, State.AUTHENTICATED
-    services.stats.login(PROTOCOL, os.getpid(), user, session.address, True)
-    session.log.info("login user=%s", user)
-    session.hooks_due = True
+    session.tree, session.state = tree, State.AUTHENTICATED
+    session.logged_in(user)
     return (r.LOGGED_IN, f"CAPABILITY {r.capability_line()}")
 
 
 def failed(session: Session, user: str) -> None:
-    delay_failed_login(
-        session.services.stats,
-        session.settings,
-        session.log,
-        session.io,
-        PROTOCOL,
-        user,
-        session.address,
-    )
-    session.auth_failures += 1
-    if session.auth_failures >= MAX_AUTH_FAILURES:
+    if session.login_failed(user):
         session.send(r.tagged("*", "NO", "Too many failed logins"))
         raise Abort("Too many failed logins")
     raise ImapError(*r.AUTH_FAILED)
 
 
 COMMANDS = {
-    "LOGIN": Spec(cmd_login, NOT_AUTHENTICATED),
-    "AUTHENTICATE": Spec(cmd_authenticate, NOT_AUTHENTICATED),
+    "LOGIN": Spec(parse_login, cmd_login, NOT_AUTHENTICATED),
+    "AUTHENTICATE": Spec(parse_authenticate, cmd_authenticate, NOT_AUTHENTICATED),
 }

@@ -1,11 +1,11 @@
-"""What every command module shares: the spec each handler declares, and the state sets."""
+"""What every command module shares: the store's errors as IMAP replies, the arguments' type
+check, and the CONDSTORE/QRESYNC steps several commands take."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import TypeVar
 
 from common.store import (
@@ -20,26 +20,9 @@ from imapd import responses as r
 from imapd.parser import Command
 from imapd.responses import ImapError
 from imapd.selected import Selected
-from imapd.session import Abort, Session, State
+from imapd.session import Session
 
 T = TypeVar("T")
-
-# A handler returns its tagged OK text, or (text, response code); it raises ImapError for NO/BAD.
-Result = str | tuple[str, str]
-Handler = Callable[[Session, Command], Result]
-
-ANY = frozenset({State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED})
-NOT_AUTHENTICATED = frozenset({State.NOT_AUTHENTICATED})
-AUTHENTICATED = frozenset({State.AUTHENTICATED, State.SELECTED})
-SELECTED = frozenset({State.SELECTED})
-
-
-@dataclass(frozen=True)
-class Spec:
-    handler: Handler
-    states: frozenset[State]
-    # RFC 3501 7.4.1: no EXPUNGE responses while FETCH, STORE or SEARCH run (their UID forms may).
-    may_expunge: bool = True
 
 
 @contextlib.contextmanager
@@ -96,19 +79,3 @@ def highestmodseq_code(session: Session, view: Selected) -> str:
         session.send(line)
     highest = view.safe_highestmodseq()
     return "" if highest is None else f"HIGHESTMODSEQ {highest}"
-
-
-def report(session: Session, allow_expunge: bool, final: bool = False) -> None:
-    """Unilateral updates before the completion; a selected folder deleted under us ends it.
-    When the folder cannot be read just now, the changes wait for a later command. `final`: the
-    report just before the tagged completion, which also tells a QRESYNC client about expunges
-    still held back (Selected.held_back)."""
-    try:
-        session.report_changes(allow_expunge)
-        if final and session.selected is not None:
-            for line in session.selected.held_back():
-                session.send(line)
-    except MailboxNotFound:
-        raise Abort(r.BYE_MAILBOX_DELETED) from None
-    except (StoreError, LockBusy, OSError) as exc:
-        session.log.warning("cannot check the selected mailbox: %s", exc)

@@ -6,10 +6,11 @@ session compresses already, BAD for any other mechanism.
 
 from __future__ import annotations
 
-from imapd.commands.base import AUTHENTICATED, Result, Spec, expect
-from imapd.parser import Command, CompressArgs
+from imapd.commands.base import expect
+from imapd.parser import Command, CompressArgs, parse_compress
 from imapd.responses import ImapError, bad
 from imapd.session import Session
+from imapd.states import AUTHENTICATED, Result, Spec
 
 
 def cmd_compress(session: Session, command: Command) -> Result:
@@ -22,4 +23,4 @@ def cmd_compress(session: Session, command: Command) -> Result:
     return "DEFLATE active"
 
 
-COMMANDS = {"COMPRESS": Spec(cmd_compress, AUTHENTICATED)}
+COMMANDS = {"COMPRESS": Spec(parse_compress, cmd_compress, AUTHENTICATED)}

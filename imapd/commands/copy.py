@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from common.store import MailboxNotFound
 from imapd import responses as r
-from imapd.commands.base import SELECTED, Result, Spec, expect, highestmodseq_code, store_errors
-from imapd.parser import Command, CopyArgs, SeqSet
+from imapd.commands.base import expect, highestmodseq_code, store_errors
+from imapd.parser import Command, CopyArgs, SeqSet, parse_copy
 from imapd.responses import ImapError
 from imapd.session import Session
+from imapd.states import SELECTED, Result, Spec
 
 
 def cmd_copy(session: Session, command: Command) -> Result:
@@ -62,6 +63,6 @@ def transfer(session: Session, command: Command, move: bool) -> Result:
 
 
 COMMANDS = {
-    "COPY": Spec(cmd_copy, SELECTED),
-    "MOVE": Spec(cmd_move, SELECTED),
+    "COPY": Spec(parse_copy, cmd_copy, SELECTED, uid=True),
+    "MOVE": Spec(parse_copy, cmd_move, SELECTED, uid=True),
 }

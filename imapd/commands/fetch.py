@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from common.store import SEEN, Entry, StoreError, to_crlf
 from imapd import responses as r
-from imapd.commands.base import SELECTED, Result, Spec, enable_condstore, expect, store_errors
+from imapd.commands.base import enable_condstore, expect, store_errors
 from imapd.message import MessageView
-from imapd.parser import BodySection, Command, FetchArgs
+from imapd.parser import BodySection, Command, FetchArgs, parse_fetch_command
 from imapd.qresync import vanished_earlier
 from imapd.responses import bad
 from imapd.selected import Selected
 from imapd.session import Session
+from imapd.states import SELECTED, Result, Spec
 
 # Derived once per message and kept in the folder's disposable cache (common/store/msgcache.py).
 CACHED_ITEMS = {"ENVELOPE": "envelope", "BODYSTRUCTURE": "bodystructure", "BODY": "body"}
@@ -155,4 +156,4 @@ def section_data(message: MessageView, item: BodySection) -> bytes:
     return data
 
 
-COMMANDS = {"FETCH": Spec(cmd_fetch, SELECTED, may_expunge=False)}
+COMMANDS = {"FETCH": Spec(parse_fetch_command, cmd_fetch, SELECTED, uid=True, may_expunge=False)}

@@ -6,9 +6,10 @@ from __future__ import annotations
 from common.logs import printable
 from common.version import VERSION
 from imapd import responses as r
-from imapd.commands.base import ANY, AUTHENTICATED, SELECTED, Result, Spec, enable_condstore, expect
-from imapd.parser import Command, EnableArgs, IdArgs
-from imapd.session import Session, State
+from imapd.commands.base import enable_condstore, expect
+from imapd.parser import Command, EnableArgs, IdArgs, parse_enable, parse_id, parse_no_args
+from imapd.session import Session
+from imapd.states import ANY, AUTHENTICATED, SELECTED, Result, Spec, State
 
 ENABLEABLE = frozenset({"CONDSTORE", "QRESYNC"})
 MAX_ID_LOGGED = 10  # ID fields logged, each cut to 60 characters
@@ -68,11 +69,11 @@ def cmd_check(session: Session, command: Command) -> Result:
 
 
 COMMANDS = {
-    "CAPABILITY": Spec(cmd_capability, ANY),
-    "NOOP": Spec(cmd_noop, ANY),
-    "LOGOUT": Spec(cmd_logout, ANY),
-    "ID": Spec(cmd_id, ANY),
-    "ENABLE": Spec(cmd_enable, AUTHENTICATED),
-    "NAMESPACE": Spec(cmd_namespace, AUTHENTICATED),
-    "CHECK": Spec(cmd_check, SELECTED),
+    "CAPABILITY": Spec(parse_no_args, cmd_capability, ANY),
+    "NOOP": Spec(parse_no_args, cmd_noop, ANY),
+    "LOGOUT": Spec(parse_no_args, cmd_logout, ANY),
+    "ID": Spec(parse_id, cmd_id, ANY),
+    "ENABLE": Spec(parse_enable, cmd_enable, AUTHENTICATED),
+    "NAMESPACE": Spec(parse_no_args, cmd_namespace, AUTHENTICATED),
+    "CHECK": Spec(parse_no_args, cmd_check, SELECTED),
 }

@@ -18,10 +18,10 @@ import time
 
 from common.lineio import LineTooLong
 from imapd import responses as r
-from imapd.commands.base import AUTHENTICATED, Result, Spec, report
-from imapd.parser import Command, literal_at_end
+from imapd.parser import Command, literal_at_end, parse_no_args
 from imapd.responses import bad
-from imapd.session import Abort, Session
+from imapd.session import Session
+from imapd.states import AUTHENTICATED, Abort, Result, Spec
 
 POLL_INTERVAL = 0.25
 
@@ -39,7 +39,7 @@ def cmd_idle(session: Session, command: Command) -> Result:
         if session.io.wait_readable(min(POLL_INTERVAL, deadline - now)):
             return end_of_idle(session)
         before = session.io.bytes_out
-        report(session, allow_expunge=True)
+        session.report(allow_expunge=True)
         if keepalive > 0 and time.monotonic() - last_sent >= keepalive:
             session.untagged("OK Still here")
         session.io.flush()
@@ -63,4 +63,4 @@ def end_of_idle(session: Session) -> Result:
     raise bad("Expected DONE")
 
 
-COMMANDS = {"IDLE": Spec(cmd_idle, AUTHENTICATED)}
+COMMANDS = {"IDLE": Spec(parse_no_args, cmd_idle, AUTHENTICATED)}

@@ -19,7 +19,7 @@ from common.store import (
     is_inbox,
 )
 from imapd import responses as r
-from imapd.commands.base import AUTHENTICATED, Result, Spec, enable_condstore, expect, store_errors
+from imapd.commands.base import enable_condstore, expect, store_errors
 from imapd.parser import (
     Command,
     CreateArgs,
@@ -28,10 +28,19 @@ from imapd.parser import (
     QuotaArgs,
     RenameArgs,
     StatusArgs,
+    parse_create,
+    parse_getquota,
+    parse_list,
+    parse_lsub,
+    parse_mailbox_only,
+    parse_rename,
+    parse_setquota,
+    parse_status,
 )
 from imapd.patterns import compile_pattern
 from imapd.responses import ImapError
 from imapd.session import Session
+from imapd.states import AUTHENTICATED, Result, Spec
 
 
 def cmd_create(session: Session, command: Command) -> Result:
@@ -316,15 +325,15 @@ def quota_line(quota: dict[str, tuple[int, int]]) -> str:
 
 
 COMMANDS = {
-    "CREATE": Spec(cmd_create, AUTHENTICATED),
-    "DELETE": Spec(cmd_delete, AUTHENTICATED),
-    "RENAME": Spec(cmd_rename, AUTHENTICATED),
-    "SUBSCRIBE": Spec(cmd_subscribe, AUTHENTICATED),
-    "UNSUBSCRIBE": Spec(cmd_unsubscribe, AUTHENTICATED),
-    "LIST": Spec(cmd_list, AUTHENTICATED),
-    "LSUB": Spec(cmd_lsub, AUTHENTICATED),
-    "STATUS": Spec(cmd_status, AUTHENTICATED),
-    "GETQUOTAROOT": Spec(cmd_getquotaroot, AUTHENTICATED),
-    "GETQUOTA": Spec(cmd_getquota, AUTHENTICATED),
-    "SETQUOTA": Spec(cmd_setquota, AUTHENTICATED),
+    "CREATE": Spec(parse_create, cmd_create, AUTHENTICATED),
+    "DELETE": Spec(parse_mailbox_only, cmd_delete, AUTHENTICATED),
+    "RENAME": Spec(parse_rename, cmd_rename, AUTHENTICATED),
+    "SUBSCRIBE": Spec(parse_mailbox_only, cmd_subscribe, AUTHENTICATED),
+    "UNSUBSCRIBE": Spec(parse_mailbox_only, cmd_unsubscribe, AUTHENTICATED),
+    "LIST": Spec(parse_list, cmd_list, AUTHENTICATED),
+    "LSUB": Spec(parse_lsub, cmd_lsub, AUTHENTICATED),
+    "STATUS": Spec(parse_status, cmd_status, AUTHENTICATED),
+    "GETQUOTAROOT": Spec(parse_mailbox_only, cmd_getquotaroot, AUTHENTICATED),
+    "GETQUOTA": Spec(parse_getquota, cmd_getquota, AUTHENTICATED),
+    "SETQUOTA": Spec(parse_setquota, cmd_setquota, AUTHENTICATED),
 }

@@ -4,11 +4,12 @@ criterion (RFC 7162 3.1.5)."""
 from __future__ import annotations
 
 from common.store import Entry
-from imapd.commands.base import SELECTED, Result, Spec, enable_condstore, expect
-from imapd.parser import Command, SearchArgs, SeqSet
+from imapd.commands.base import enable_condstore, expect
+from imapd.parser import Command, SearchArgs, SeqSet, parse_search_command
 from imapd.responses import ImapError
 from imapd.search import search
 from imapd.session import Session
+from imapd.states import SELECTED, Result, Spec
 
 CHARSETS = frozenset({"US-ASCII", "UTF-8"})
 
@@ -61,4 +62,4 @@ def esearch_line(
     return (" ".join(parts) + "\r\n").encode()
 
 
-COMMANDS = {"SEARCH": Spec(cmd_search, SELECTED, may_expunge=False)}
+COMMANDS = {"SEARCH": Spec(parse_search_command, cmd_search, SELECTED, uid=True, may_expunge=False)}

@@ -5,20 +5,21 @@ from __future__ import annotations
 
 from common.store import TRASHED
 from imapd import responses as r
-from imapd.commands.base import (
-    AUTHENTICATED,
-    SELECTED,
-    Result,
-    Spec,
-    expect,
-    highestmodseq_code,
-    store_errors,
+from imapd.commands.base import expect, highestmodseq_code, store_errors
+from imapd.parser import (
+    Command,
+    ExpungeArgs,
+    QResync,
+    SelectArgs,
+    parse_expunge,
+    parse_no_args,
+    parse_select,
 )
-from imapd.parser import Command, ExpungeArgs, QResync, SelectArgs
 from imapd.qresync import vanished_earlier
 from imapd.responses import ImapError, bad
 from imapd.selected import Selected, member
-from imapd.session import Session, State
+from imapd.session import Session
+from imapd.states import AUTHENTICATED, SELECTED, Result, Spec, State
 
 
 def cmd_select(session: Session, command: Command) -> Result:
@@ -135,9 +136,9 @@ def cmd_expunge(session: Session, command: Command) -> Result:
 
 
 COMMANDS = {
-    "SELECT": Spec(cmd_select, AUTHENTICATED),
-    "EXAMINE": Spec(cmd_examine, AUTHENTICATED),
-    "CLOSE": Spec(cmd_close, SELECTED),
-    "UNSELECT": Spec(cmd_unselect, SELECTED),
-    "EXPUNGE": Spec(cmd_expunge, SELECTED),
+    "SELECT": Spec(parse_select, cmd_select, AUTHENTICATED),
+    "EXAMINE": Spec(parse_select, cmd_examine, AUTHENTICATED),
+    "CLOSE": Spec(parse_no_args, cmd_close, SELECTED),
+    "UNSELECT": Spec(parse_no_args, cmd_unselect, SELECTED),
+    "EXPUNGE": Spec(parse_expunge, cmd_expunge, SELECTED, uid=True),
 }

@@ -6,11 +6,12 @@ from __future__ import annotations
 from common.store import Entry, TooManyKeywords
 from imapd import flags as imapflags
 from imapd import responses as r
-from imapd.commands.base import SELECTED, Result, Spec, enable_condstore, expect, store_errors
-from imapd.parser import Command, SeqSet, StoreArgs
+from imapd.commands.base import enable_condstore, expect, store_errors
+from imapd.parser import Command, SeqSet, StoreArgs, parse_store
 from imapd.responses import ImapError
 from imapd.selected import Selected
 from imapd.session import Session
+from imapd.states import SELECTED, Result, Spec
 
 
 def cmd_store(session: Session, command: Command) -> Result:
@@ -61,4 +62,4 @@ def apply(view: Selected, entries: list[Entry], mode: str, wanted: str) -> list[
     return changed
 
 
-COMMANDS = {"STORE": Spec(cmd_store, SELECTED, may_expunge=False)}
+COMMANDS = {"STORE": Spec(parse_store, cmd_store, SELECTED, uid=True, may_expunge=False)}

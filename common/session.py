@@ -1,0 +1,327 @@
+"""The one session core every protocol builds on: the run loop, the goodbyes, the bad-command and
+failed-login limits, the after-login routine, and the command dispatcher of the line protocols.
+
+A protocol subclasses `Session` and provides its greeting, how one command is read (the line
+protocols read a line; IMAP also reads the literals that follow it: `read_command`, the loop's one
+input hook) and how one command is dispatched. The loop ends every session the same way: an idle
+timeout, a TERM from the master, a vanished client, a protocol's own reason (`SessionEnd`) or a
+crash each get their goodbye, and the session's bytes reach the stats collector (STYLE.md "Error
+handling"). The connection itself is `common/lineio.LineIO`; a session never touches the socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, ClassVar
+
+from common.config import Settings
+from common.lineio import (
+    CompressionError,
+    ConnectionClosed,
+    Interrupted,
+    LineIO,
+    LineTooLong,
+    SessionTimeout,
+)
+from common.logs import SessionLog, printable
+from common.proctitle import set_title
+from common.stats import StatsClient
+from common.users import UserDB
+
+
+@dataclass
+class Services:
+    """What the master prepared before forking; a session only reads it."""
+
+    settings: Settings
+    users: UserDB
+    stats: StatsClient
+    log: logging.Logger
+    # Run once the login's success reply has been sent (the SMTP relay, seed 002).
+    after_login: list[Callable[[Session], None]] = field(default_factory=list)
+
+
+class ReplyError(Exception):
+    """A command failed; carries its error reply. `close` ends the session after it is sent."""
+
+    def __init__(self, reply: bytes, close: bool = False) -> None:
+        super().__init__(reply)
+        self.reply = reply
+        self.close = close
+
+
+class SessionEnd(Exception):
+    """End the session now with `reply` as its goodbye; `why` goes to the log."""
+
+    def __init__(self, reply: bytes, why: str) -> None:
+        super().__init__(why)
+        self.reply = reply
+        self.why = why
+
+
+@dataclass(frozen=True)
+class Goodbyes:
+    """A protocol's last words for the loop's own events."""
+
+    line_too_long: bytes
+    too_many_bad: bytes
+    timeout: bytes
+    shutdown: bytes
+    internal_error: bytes
+    bad_compression: bytes = b""
+
+    @classmethod
+    def of(cls, replies: object) -> Goodbyes:
+        """From a protocol's replies module (LINE_TOO_LONG, TOO_MANY_BAD, TIMEOUT, ...)."""
+        names = [n for n in cls.__dataclass_fields__ if hasattr(replies, n.upper())]
+        return cls(**{name: getattr(replies, name.upper()) for name in names})
+
+
+class Session:
+    """One client connection, from greeting to goodbye."""
+
+    PROTOCOL: ClassVar[str]  # 'pop3': stats and logs
+    PROGRAM: ClassVar[str]  # 'pop3d': the process title
+    GOODBYES: ClassVar[Goodbyes]
+    MAX_BAD_COMMANDS: ClassVar[int]
+    MAX_AUTH_FAILURES: ClassVar[int]
+    USER_LABEL: ClassVar[str] = "user"  # `login user=alice`, `session end user=alice`
+
+    def __init__(
+        self,
+        io: LineIO,
+        services: Services,
+        address: str,
+        number: int,
+        log: SessionLog,
+        commands: Mapping[str, Any],
+    ) -> None:
+        self.io = io
+        self.commands = commands  # the protocol's one command table
+        self.services = services
+        self.address = address
+        self.number = number
+        self.log = log
+        self.user: str | None = None
+        self.bad_commands = 0
+        self.auth_failures = 0
+        self.finished = False
+        self.hooks_due = False
+        self.started = time.monotonic()
+
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
+
+    # -- what a protocol provides ------------------------------------------------------------
+
+    def greeting(self) -> bytes:
+        raise NotImplementedError
+
+    def read_command(self) -> bytes:
+        """One whole command as the dispatcher takes it: a line here."""
+        return self.io.readline()
+
+    def dispatch(self, raw: bytes) -> None:
+        raise NotImplementedError
+
+    def line_too_long(self) -> None:
+        """An over-long command line was read and dropped."""
+        self.bad_command(self.GOODBYES.line_too_long)
+
+    def release(self) -> None:
+        """Give back what the session holds (locks) before the connection closes."""
+
+    def save(self) -> None:
+        """Write what the session may keep for next time (caches) as it ends."""
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        self.io.write(data)
+
+    def run(self) -> int:
+        """Serve the connection to its end; returns the process exit status."""
+        self.send(self.greeting())
+        try:
+            while not self.finished:
+                self.next_command()
+            self.io.flush()
+        except SessionEnd as end:
+            self.goodbye(end.reply, end.why)
+        except SessionTimeout:
+            self.goodbye(self.GOODBYES.timeout, "idle timeout")
+        except Interrupted:
+            self.goodbye(self.GOODBYES.shutdown, "server shutting down")
+        except CompressionError as exc:
+            self.goodbye(self.GOODBYES.bad_compression, f"bad compressed data: {exc}")
+        except ConnectionClosed:
+            self.log.info("connection closed by client")
+        except Exception:
+            self.log.exception("internal error")
+            self.goodbye(self.GOODBYES.internal_error, "internal error")
+            return 1
+        finally:
+            self.end()
+        return 0
+
+    def next_command(self) -> None:
+        try:
+            raw = self.read_command()
+        except LineTooLong:
+            self.line_too_long()
+            return
+        except ReplyError as refused:  # refused while it was read (IMAP: a literal too large)
+            self.bad_command(refused.reply)
+            return
+        self.dispatch(raw)
+        if self.hooks_due:
+            self.run_after_login_hooks()
+
+    def bad_command(self, reply: bytes) -> None:
+        """Answer a command that could not run; too many of them end the session, the goodbye
+        then taking the place of the reply."""
+        self.bad_commands += 1
+        if self.bad_commands >= self.MAX_BAD_COMMANDS:
+            raise SessionEnd(self.last_bad_reply(reply), "too many bad commands")
+        self.send(reply)
+
+    def last_bad_reply(self, reply: bytes) -> bytes:
+        """What the bad command that reaches the limit gets: the goodbye, in place of `reply`."""
+        return self.GOODBYES.too_many_bad
+
+    def goodbye(self, reply: bytes, why: str) -> None:
+        self.log.info("closing: %s", why)
+        with contextlib.suppress(ConnectionClosed):
+            self.send(reply)
+            self.io.flush()
+
+    def end(self) -> None:
+        self.release()
+        self.save()
+        self.services.stats.transfer(
+            self.PROTOCOL, os.getpid(), self.io.bytes_in, self.io.bytes_out
+        )
+        self.log.info(
+            "session end %s=%s in=%d out=%d duration=%.3fs",
+            self.USER_LABEL,
+            self.user or "-",
+            self.io.bytes_in,
+            self.io.bytes_out,
+            time.monotonic() - self.started,
+        )
+        self.io.close()
+
+    def title(self, doing: str) -> None:
+        """The process title: who, from where, doing what (`ps` shows each session)."""
+        set_title(self.PROGRAM, f"{self.user or '-'} {self.address} {doing}")
+
+    # -- logins --------------------------------------------------------------------------------
+
+    def logged_in(self, user: str) -> None:
+        """The one after-login routine: stats, log, title; the after-login hooks (the SMTP
+        relay) run once the success reply is on the wire."""
+        self.user = user
+        self.services.stats.login(self.PROTOCOL, os.getpid(), user, self.address, True)
+        self.log.info("login %s=%s", self.USER_LABEL, printable(user))
+        self.title("logged in")
+        self.hooks_due = bool(self.services.after_login)
+
+    def run_after_login_hooks(self) -> None:
+        """A hook's failure is logged and never reaches the client, who is logged in already."""
+        self.hooks_due = False
+        self.io.flush()
+        for hook in self.services.after_login:
+            try:
+                hook(self)
+            except Exception:
+                self.log.exception("after-login hook failed")
+
+    def login_failed(self, user: str) -> bool:
+        """Count, log and delay one failed login; True when that was one too many and the
+        session must close. The log line is stable for fail2ban:
+        "<protocol> auth failed for user <user> from <address>" (no password, ever)."""
+        self.services.stats.login(self.PROTOCOL, os.getpid(), user, self.address, False)
+        self.log.warning(
+            "%s auth failed for user %s from %s", self.PROTOCOL, printable(user), self.address
+        )
+        self.io.flush()
+        time.sleep(self.settings.get_float("auth_failure_delay"))
+        self.auth_failures += 1
+        return self.auth_failures >= self.MAX_AUTH_FAILURES
+
+
+# -- the line protocols (POP3, MSMP) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    """One verb of a line protocol: its handler, the states it is allowed in, its arity."""
+
+    handler: Callable[..., bytes]  # (session, args) -> reply
+    states: frozenset[Enum]
+    min_args: int = 0
+    max_args: int = 0
+    raw_args: bool = False  # the rest of the line is one argument (passwords hold spaces)
+    syntax: str = ""  # for a usage reply
+
+
+class LineSession(Session):
+    """A session of a line protocol: one command a line, `VERB args...`, one table of verbs."""
+
+    commands: Mapping[str, Command]
+    state: Enum
+
+    # -- what a line protocol provides ---------------------------------------------------------
+
+    def decode(self, line: bytes) -> str | None:
+        """The command line as text; None when it cannot be read (a bad command)."""
+        return line.decode("utf-8", "replace")
+
+    def split(self, text: str) -> list[str]:
+        return text.split()
+
+    def unknown_command(self) -> bytes:
+        raise NotImplementedError
+
+    def wrong_state(self) -> bytes:
+        raise NotImplementedError
+
+    def wrong_arguments(self, command: Command) -> bytes:
+        raise NotImplementedError
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    def dispatch(self, raw: bytes) -> None:
+        """Parse one command line, check state and arity, run the handler, send its reply."""
+        text = self.decode(raw)
+        words = self.split(text) if text is not None else []
+        command = self.commands.get(words[0].upper()) if words else None
+        if text is None or command is None:
+            self.bad_command(self.unknown_command() if text is not None else self.undecodable())
+            return
+        args = words[1:]
+        if command.raw_args:
+            rest = text.lstrip(" \t")[len(words[0]) + 1 :]  # after the verb and one separator
+            args = [rest] if rest else []
+        if self.state not in command.states:
+            self.bad_command(self.wrong_state())
+            return
+        if not command.min_args <= len(args) <= command.max_args:
+            self.bad_command(self.wrong_arguments(command))
+            return
+        self.title(words[0].upper())
+        try:
+            self.send(command.handler(self, args))
+        except ReplyError as exc:
+            self.send(exc.reply)
+            self.finished = self.finished or exc.close
+
+    def undecodable(self) -> bytes:
+        return self.unknown_command()
