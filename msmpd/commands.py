@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from common import stats_query
 from common.atomic import LockBusy
 from common.config import MAX_RUNTIME_KEY, MAX_RUNTIME_VALUE, RUNTIME_KEYS, ConfigError, Settings
 from common.names import InvalidName, check_username
+from common.stats import query as stats_query
 from msmpd import replies
 from msmpd.accounts import (
     AccountError,

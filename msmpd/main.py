@@ -38,10 +38,11 @@ from pathlib import Path
 
 from docopt import docopt
 
-from common import service, stats_query  # noqa: F401 (imported before the first fork)
+from common import service
 from common.lineio import LineIO
 from common.logs import SessionLog
 from common.server import Handler
+from common.stats import query  # noqa: F401 (imported before the first fork)
 from common.version import VERSION
 from msmpd import accounts, commands, replies  # noqa: F401 (imported before the first fork)
 from msmpd.session import Services, Session
