@@ -49,7 +49,7 @@ TIMED = {
     "pop3d": [
         "common.server:ForkingServer._become_child",
         "common.service:MasterState.session_services",
-        "common.relay:RelaySettings.from_config",
+        "common.relay.settings:RelaySettings.from_config",
         "common.lineio:LineIO.__init__",
         "pop3d.session:make_timestamp",
         "logging:Logger._log",
