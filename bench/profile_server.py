@@ -38,7 +38,7 @@ from typing import Any
 MODULES = {
     "pop3d": "pop3d.main",
     "imapd": "imapd.main",
-    "imapgw": "imapd.gateway",
+    "imapgw": "imapd.gateway.main",
     "msmpd": "msmpd.main",
 }
 
