@@ -38,7 +38,7 @@ from typing import Any
 MODULES = {
     "pop3d": "pop3d.main",
     "imapd": "imapd.main",
-    "imapgw": "imapd.gateway",
+    "imapgw": "imapd.gateway.main",
     "msmpd": "msmpd.main",
 }
 
@@ -49,7 +49,7 @@ TIMED = {
     "pop3d": [
         "common.server:ForkingServer._become_child",
         "common.service:MasterState.session_services",
-        "common.relay:RelaySettings.from_config",
+        "common.relay.settings:RelaySettings.from_config",
         "common.lineio:LineIO.__init__",
         "pop3d.session:make_timestamp",
         "logging:Logger._log",

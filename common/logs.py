@@ -80,6 +80,13 @@ def printable(text: str, limit: int = 64) -> str:
     return "".join(c if c.isprintable() and not c.isspace() else "?" for c in text)[:limit]
 
 
+def escaped(text: str) -> str:
+    """Client-supplied text (a purpose string, a server's reply) made safe for one log line:
+    spaces kept, every other unprintable character written as its escape (`\\r`, `\\x00`), so a
+    client cannot forge or split a log line. `printable()` is for one value, this for text."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     """Prefixes every line with `{session} address`."""
 

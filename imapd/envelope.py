@@ -19,6 +19,8 @@ import re
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+from imapd.strings import literal, string
+
 MISSING_DOMAIN = "MISSING_DOMAIN"
 MISSING_MAILBOX = "MISSING_MAILBOX"
 
@@ -73,16 +75,14 @@ class Token(NamedTuple):
 
 
 def imap_string(text: str) -> bytes:
-    """An octet string as an IMAP string: quoted when every octet is a TEXT-CHAR, else a literal.
-    NUL cannot be sent in either form (CHAR8 excludes it) and is dropped."""
+    """An octet string as an IMAP string: quoted (at any length) when every octet is a 7-bit
+    TEXT-CHAR, else a literal. NUL cannot be sent in either form (CHAR8 excludes it) and is
+    dropped."""
     if "\x00" in text:
         text = text.replace("\x00", "")
-    if text.isascii() and "\r" not in text and "\n" not in text:
-        if "\\" in text or '"' in text:
-            text = text.replace("\\", "\\\\").replace('"', '\\"')
-        return b'"' + text.encode("ascii") + b'"'
-    data = text.encode("latin-1", "replace")
-    return b"{%d}\r\n" % len(data) + data
+    if text.isascii():
+        return string(text.encode("ascii"), limit=None)
+    return literal(text.encode("latin-1", "replace"))
 
 
 def nstring(text: str | None) -> bytes:

@@ -50,6 +50,7 @@ from imapd.parser_mailbox import (
     parse_status,
 )
 from imapd.parser_search import And, Key, Not, Or, SearchArgs, SearchNode, parse_search
+from imapd.strings import quoted
 
 __all__ = [
     "MACROS",
@@ -356,7 +357,7 @@ def encode_mailbox(name: str) -> bytes:
     encoded = encode_mutf7(name)
     if ATOM_RE.fullmatch(encoded) is not None:
         return encoded
-    return b'"' + encoded.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    return quoted(encoded)
 
 
 def _decode_base64(data: bytes) -> bytes:

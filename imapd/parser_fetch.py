@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from imapd.parser_base import MAX_NUMBER64, ParseError, Reader, SeqSet
+from imapd.strings import quoted
 
 __all__ = ["BodySection", "FetchArgs", "FetchItem", "parse_fetch"]
 
@@ -111,7 +112,7 @@ def _field_text(name: str) -> str:
     """A header field name as an astring for the response label."""
     if _ATOM_TEXT_RE.fullmatch(name) is not None:
         return name
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return quoted(name.encode()).decode()
 
 
 def parse_fetch(reader: Reader, uid: bool) -> FetchArgs:

@@ -1,20 +1,19 @@
 """IMAP response text: tagged and untagged lines, strings, literals, flag lists, capabilities.
 
-Every client-visible string the IMAP server sends is built here (RFC 3501 section 7 and 9).
+Every client-visible string the IMAP server sends is built here (RFC 3501 section 7 and 9); the
+string forms themselves (quoted, literal) come from imapd/strings.py.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterable
 
 from common.version import VERSION
 from imapd.parser import encode_mailbox
+from imapd.strings import literal as literal  # re-exported: handlers write r.literal()
 
 GREETING_NAME = f"maildaemons IMAP4rev1 server {VERSION} ready"
-_QUOTABLE = re.compile(rb"[\x01-\x09\x0b\x0c\x0e-\x7f]*")
-_ATOM = re.compile(rb"[!#$&'+-Z^-z|~]+")
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 # Only what is complete is advertised (issue 6); each is proven by tests/test_imap_ext_*.py.
@@ -81,25 +80,6 @@ def tagged(tag: str, status: str, text: str, code: str = "") -> bytes:
 def untagged(text: str | bytes) -> bytes:
     data = text.encode("utf-8", "replace") if isinstance(text, str) else text
     return b"* " + data + b"\r\n"
-
-
-def string(value: bytes | str | None) -> bytes:
-    """nstring: NIL, a quoted string, or a literal when quoting cannot carry the bytes."""
-    if value is None:
-        return b"NIL"
-    data = value.encode("utf-8") if isinstance(value, str) else value
-    if len(data) < 1024 and _QUOTABLE.fullmatch(data):
-        return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
-    return literal(data)
-
-
-def literal(data: bytes) -> bytes:
-    return b"{%d}\r\n" % len(data) + data
-
-
-def astring(value: str) -> bytes:
-    data = value.encode("utf-8")
-    return data if _ATOM.fullmatch(data) else string(data)
 
 
 def mailbox(name: str) -> bytes:

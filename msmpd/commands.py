@@ -12,9 +12,9 @@ import os
 from collections.abc import Callable
 from typing import TypeVar
 
-from common import stats_query
 from common.config import MAX_RUNTIME_KEY, MAX_RUNTIME_VALUE, RUNTIME_KEYS, ConfigError, Settings
 from common.session import Command
+from common.stats import query as stats_query
 from common.store import InvalidName, LockBusy, check_username
 from msmpd import replies
 from msmpd.accounts import (

@@ -41,9 +41,11 @@ from conftest import (
 from docopt import docopt
 
 from common import service
-from imapd import gateway as gw_module
-from imapd.gateway import MAX_PURPOSE, Purpose, masked, parse_purpose, read_purpose
-from imapd.gwclient import EMPTY_MAILBOX, GatewayError, astring
+from imapd.gateway import main as gw_main
+from imapd.gateway.client import command_arg
+from imapd.gateway.purpose import MAX_PURPOSE, Purpose, masked, parse_purpose, read_purpose
+from imapd.gateway.replies import EMPTY_MAILBOX, GatewayError
+from imapd.gateway.session import Gateway
 
 BANNER = b"OK IMAP daemon client ready (DMIS Rulez!)...\n"
 PASSWORD = "Sekr3t#Pw0rd"  # bob's: it holds a '#', the field separator
@@ -475,14 +477,14 @@ def test_masked_is_bounded() -> None:
         ("", b'""'),
     ],
 )
-def test_astring(value: str, wire: bytes) -> None:
-    assert astring(value) == wire
+def test_command_arg(value: str, wire: bytes) -> None:
+    assert command_arg(value) == wire
 
 
 @pytest.mark.parametrize("value", ["alice\r\n9 DELETE INBOX", "a\nb", "a\x00b"])
-def test_astring_refuses_command_injection(value: str) -> None:
+def test_command_arg_refuses_command_injection(value: str) -> None:
     with pytest.raises(GatewayError, match="invalid characters"):
-        astring(value)
+        command_arg(value)
 
 
 def feed(chunks: list[bytes], close: bool = False) -> bytes:
@@ -531,14 +533,14 @@ def test_read_purpose_eof_without_dollar() -> None:
 def test_defaults_and_flags(tmp_path: Path) -> None:
     conf = tmp_path / "empty.conf"
     conf.write_text("")
-    args = docopt(gw_module.__doc__, argv=["-c", str(conf)])
-    settings = service.load_settings(gw_module.PROTOCOL, args)
+    args = docopt(gw_main.__doc__, argv=["-c", str(conf)])
+    settings = service.load_settings(gw_main.PROTOCOL, args)
     assert settings.get_int("port") == 4711
     assert settings.get_int("imap_port") == 143
     assert settings.get("imap_host_allow").split() == ["127.0.0.1", "localhost"]
     assert not settings.get_bool("join_mailbox_user")
     args = docopt(
-        gw_module.__doc__,
+        gw_main.__doc__,
         argv=[
             "-c",
             str(conf),
@@ -553,12 +555,12 @@ def test_defaults_and_flags(tmp_path: Path) -> None:
             "--join-mailbox-user",
         ],
     )
-    settings = service.load_settings(gw_module.PROTOCOL, args)
+    settings = service.load_settings(gw_main.PROTOCOL, args)
     assert settings.get_int("port") == 4712
     assert settings.listen_addresses() == ["::1"]
     assert settings.get_int("imap_port") == 1143
     assert settings.get_bool("join_mailbox_user")
-    gw = gw_module.Gateway(settings, None)  # type: ignore[arg-type]
+    gw = Gateway(settings, None)  # type: ignore[arg-type]
     assert gw.allowed_host("A") and gw.allowed_host("b") and not gw.allowed_host("127.0.0.1")
     assert gw.mailbox_name(parse_purpose(b"headers#0#a#bob#pw#/var/mail")) == "/var/mail/bob"
 
@@ -567,9 +569,9 @@ def test_mailbox_name_is_an_imap_name(tmp_path: Path) -> None:
     conf = tmp_path / "empty.conf"
     conf.write_text("")
     settings = service.load_settings(
-        gw_module.PROTOCOL, docopt(gw_module.__doc__, argv=["-c", str(conf)])
+        gw_main.PROTOCOL, docopt(gw_main.__doc__, argv=["-c", str(conf)])
     )
-    gw = gw_module.Gateway(settings, None)  # type: ignore[arg-type]
+    gw = Gateway(settings, None)  # type: ignore[arg-type]
     assert gw.mailbox_name(parse_purpose(b"headers#0#a#bob#pw#")) == "INBOX"
     assert gw.mailbox_name(parse_purpose(b"headers#0#a#bob#pw#Archive")) == "Archive"
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import wait_for
 
-from common import stats_query
 from common.stats import StatsClient
-from common.stats_collector import ADMIN_PROTOCOLS, Collector
+from common.stats import query as stats_query
+from common.stats.collector import ADMIN_PROTOCOLS, Collector
 
 MAILSTATD = Path(sys.executable).with_name("mailstatd")
 NO_SWEEP = "[mailstatd]\nsweep_interval = 0\n"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import Daemon, LineClient, child_pids, deliver, free_port, port_open, wait_for
 
-from common import stats_query
+from common.stats import query as stats_query
 
 MSMP = Path(sys.executable).with_name("msmp")
 MSMPD = Path(sys.executable).with_name("msmpd")

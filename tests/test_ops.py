@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from common import relay
 from common.config import COMMON_DEFAULTS, DAEMON_DEFAULTS
+from common.relay import settings as relay_settings
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -251,9 +251,9 @@ def test_config_man_page_documents_every_key_with_its_default() -> None:
             assert key in code or sample.has_option(name, key), f"[{name}] {key} is unknown"
             if key in code:
                 assert value == code[key], f"[{name}] {key}: man {value!r}, code {code[key]!r}"
-    assert documented["relay"]["rule"] == relay.DEFAULT_RULE
-    assert int(documented["relay"]["clear_minutes"]) == relay.DEFAULT_CLEAR_MINUTES
-    assert float(documented["relay"]["lock_timeout"]) == relay.DEFAULT_LOCK_TIMEOUT
+    assert documented["relay"]["rule"] == relay_settings.DEFAULT_RULE
+    assert int(documented["relay"]["clear_minutes"]) == relay_settings.DEFAULT_CLEAR_MINUTES
+    assert float(documented["relay"]["lock_timeout"]) == relay_settings.DEFAULT_LOCK_TIMEOUT
 
 
 def test_setup_cfg_installs_every_man_page() -> None:

@@ -26,8 +26,11 @@ from pathlib import Path
 
 import pytest
 
-from common import cdb, relay, tcprules
-from common.relay import Exit, RelaySettings, open_relay
+from common.relay import cdb, clearopensmtp, opensmtp, tcprules
+from common.relay import settings as relay_settings
+from common.relay.errors import Exit, RelayConfigError
+from common.relay.hook import open_relay
+from common.relay.settings import RelaySettings
 from common.version import VERSION
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,7 +72,7 @@ def make_site(tmp_path: Path, extra: str = "", enabled: str = "yes") -> Site:
     state.mkdir(parents=True, exist_ok=True)
     conf = tmp_path / "maildaemons.conf"
     conf.write_text(f"[common]\nstate_dir = {state}\n\n[relay]\nenabled = {enabled}\n{extra}")
-    return Site(state, conf, relay.load_settings(str(conf), None))
+    return Site(state, conf, relay_settings.load_settings(str(conf), None))
 
 
 @pytest.fixture
@@ -92,10 +95,10 @@ def relays(cdb_path: Path, ip: str) -> bool:
     return out[-1] == "allow connection" and "set environment variable RELAYCLIENT=" in out
 
 
-def entries_of(site: Site) -> list[relay.Entry]:
-    lines = relay.read_open_smtp(site.settings.open_smtp)
-    assert not relay.malformed(lines)
-    return relay.entries(lines)
+def entries_of(site: Site) -> list[opensmtp.Entry]:
+    lines = opensmtp.read_open_smtp(site.settings.open_smtp)
+    assert not opensmtp.malformed(lines)
+    return opensmtp.entries(lines)
 
 
 def write_open_smtp(site: Site, lines: list[str]) -> None:
@@ -113,7 +116,7 @@ def clear(site: Site, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def run_main(site: Site, *args: str) -> int:
-    return relay.main(["-c", str(site.conf), *args])
+    return clearopensmtp.main(["-c", str(site.conf), *args])
 
 
 HOLDER = """
@@ -348,7 +351,7 @@ def test_settings_from_config(tmp_path: Path) -> None:
     ],
 )
 def test_bad_settings(tmp_path: Path, extra: str) -> None:
-    with pytest.raises(relay.RelayConfigError):
+    with pytest.raises(RelayConfigError):
         make_site(tmp_path, extra)
 
 
@@ -652,18 +655,18 @@ def test_cli_arguments_and_config(
 ) -> None:
     assert run_main(site, "--minutes", "soon") == Exit.USAGE
     assert run_main(site, "--wait", "-1") == Exit.USAGE
-    assert relay.main(["--bogus"]) == Exit.USAGE
+    assert clearopensmtp.main(["--bogus"]) == Exit.USAGE
     capsys.readouterr()
-    assert relay.main(["-c", str(tmp_path / "missing.conf")]) == Exit.CONFIG
+    assert clearopensmtp.main(["-c", str(tmp_path / "missing.conf")]) == Exit.CONFIG
     err = capsys.readouterr().err
     assert err == f"clearopensmtp: config file {tmp_path / 'missing.conf'} does not exist\n"
     bad = tmp_path / "bad.conf"
     bad.write_text("[relay\nenabled = yes\n")
-    assert relay.main(["-c", str(bad)]) == Exit.CONFIG
+    assert clearopensmtp.main(["-c", str(bad)]) == Exit.CONFIG
     assert capsys.readouterr().err.count("\n") == 1
     # a missing default config is fine: --state-dir alone will do
-    monkeypatch.setattr(relay, "DEFAULT_CONFIG", tmp_path / "absent.conf")
-    assert relay.main(["--state-dir", str(site.state)]) == Exit.OK
+    monkeypatch.setattr(relay_settings, "DEFAULT_CONFIG", tmp_path / "absent.conf")
+    assert clearopensmtp.main(["--state-dir", str(site.state)]) == Exit.OK
 
 
 def test_help_and_version() -> None:

@@ -1,7 +1,7 @@
 """Reader and writer for D. J. Bernstein's cdb ("constant database") format.
 
 tcpserver (ucspi-tcp) reads its access rules from a cdb that `tcprules` compiles; the relay support
-(`common/relay.py`, seed 002, vpopmail's `open_smtp_relay()`) rebuilds that file on every new
+(`common/relay/`, seed 002, vpopmail's `open_smtp_relay()`) rebuilds that file on every new
 relay client. The format is small and fixed (https://cr.yp.to/cdb/cdb.txt):
 
 - a 2048-byte header of 256 (position, slot count) pairs, one per hash table;

@@ -1,6 +1,6 @@
 """tcprules's rule language, its cdb encoding and tcpserver's lookup order (ucspi-tcp 0.88).
 
-The relay support (`common/relay.py`, seed 002) compiles `tcp.smtp` plus the open-smtp entries the
+The relay support (`common/relay/`, seed 002) compiles `tcp.smtp` plus the open-smtp entries the
 way vpopmail's `update_rules()` has `tcprules` do it, so this module follows tcprules.c and
 tcpserver's rules.c to the byte; the tests compare against Debian's `tcprules` and `tcprulescheck`.
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from common.cdb import CdbReader
+from common.relay.cdb import CdbReader
 
 MAX_COMPONENT = 255  # tcprules caps the top of a range here
 

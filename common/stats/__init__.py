@@ -1,5 +1,10 @@
 """Stats events: the client every daemon uses to tell `mailstatd` what happened.
 
+The package holds the stats side of the suite (DESIGN.md "Stats collector"): this module is the
+client and nothing else, so the master and the sessions import no part of the collector;
+`collector.py` holds the figures, `query.py` asks the running collector for them (msmpd,
+`mailstatd --dump`) and `mailstatd.py` is the collector program.
+
 Events are one JSON object per Unix datagram, sent non-blocking to the collector's socket. Nobody
 waits on stats or sees its errors: when the collector is down or its queue is full, the event is
 dropped and the session goes on (DESIGN.md "Stats collector").
@@ -57,10 +62,3 @@ class StatsClient:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-
-
-def main() -> None:
-    """Console script `mailstatd`: the collector lives in common/statsd.py."""
-    from common.statsd import main as collector_main
-
-    collector_main()

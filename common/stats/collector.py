@@ -1,9 +1,10 @@
 """The figures `mailstatd` keeps: counters per protocol and in total, the live sessions, who is
 logged in, each user's access log; changed by events, read by queries, saved and restored as one
-JSON document. No I/O here: common/statsd.py owns the socket, the state file and the loop.
+JSON document. No I/O here: common/stats/mailstatd.py owns the socket, the state file and the
+loop.
 
-Events are those of common/stats.py; queries those of common/stats_query.py. A malformed event is
-counted in `ignored` and changes nothing, so a bad sender cannot corrupt the figures.
+Events are those of common/stats/__init__.py; queries those of common/stats/query.py. A malformed
+event is counted in `ignored` and changes nothing, so a bad sender cannot corrupt the figures.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any, TypeGuard
 
-from common.stats_query import MAX_REPLY
+from common.stats.query import MAX_REPLY
 
 STATE_VERSION = 1
 # Logins to these protocols are administrators, not mail users: they are counted, but they have no

@@ -20,10 +20,10 @@ Options:
   --dump                Do not start: ask the running collector for its figures, print them
                         as JSON on stdout and exit (1 when it does not answer).
 
-The daemons send events (common/stats.py) and never wait for the collector. It keeps, per protocol
+The daemons send events (common/stats/) and never wait for the collector. It keeps, per protocol
 and in total, connections ever and now, the historical maximum of concurrent connections, bytes,
 logins ok/failed, who is logged in now, and each user's access log; msmpd asks it for STAT, LIST
-<user>, LOGS and "is logged in" (common/stats_query.py). The figures survive a restart: they are
+<user>, LOGS and "is logged in" (common/stats/query.py). The figures survive a restart: they are
 written to the state file by atomic rename at most once every `save_interval` seconds and on TERM.
 Stop with `kill -TERM $(cat PIDFILE)`; `kill -HUP` re-reads the config and reopens the log.
 """
@@ -51,9 +51,9 @@ from common.config import ConfigError, Settings, one_line, read_config
 from common.proctitle import set_title
 from common.server import Wakeup
 from common.service import COMMON_FLAGS
-from common.stats_collector import Collector, encode
-from common.stats_query import StatsError
-from common.stats_query import stat as query_stat
+from common.stats.collector import Collector, encode
+from common.stats.query import StatsError
+from common.stats.query import stat as query_stat
 from common.store.atomic import atomic_write
 from common.version import VERSION
 
