@@ -14,22 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from common import daemon, logs, relay
+from common import cli, daemon, logs, relay
 from common.config import ConfigError, Settings, read_config
 from common.server import BusyReply, ForkingServer, Handler, bind_listeners
 from common.sessionbase import Services
 from common.stats import StatsClient
 from common.users import UserDB, UserFileError
-
-# docopt option -> config key, for the flags every daemon shares (DESIGN.md "Commands").
-COMMON_FLAGS: dict[str, str] = {
-    "--pidfile": "pidfile",
-    "--stats-socket": "stats_socket",
-    "--state-dir": "state_dir",
-    "--users": "users_file",
-    "--log": "log",
-    "-d": "mail_base",
-}
 
 
 @dataclass
@@ -102,22 +92,10 @@ def check_relay(settings: Settings) -> None:
         raise ConfigError(str(exc)) from None
 
 
-def overrides(protocol: Protocol, args: dict[str, Any]) -> dict[str, str | None]:
-    mapping = {**COMMON_FLAGS, **protocol.flags}
-    result: dict[str, str | None] = {}
-    for flag, key in mapping.items():
-        value = args.get(flag)
-        if isinstance(value, str):
-            result[key] = value
-        elif value is True:  # a boolean flag such as --join-mailbox-user
-            result[key] = "yes"
-    return result
-
-
 def load_settings(protocol: Protocol, args: dict[str, Any]) -> Settings:
     config_path = args.get("--config")
     parser = read_config(config_path)
-    settings = Settings(protocol.daemon, parser, overrides(protocol, args), config_path)
+    settings = Settings(protocol.daemon, parser, cli.overrides(args, protocol.flags), config_path)
     settings.validate(protocol.int_keys, protocol.float_keys)
     if protocol.check is not None:
         protocol.check(settings)

@@ -48,10 +48,10 @@ from docopt import docopt
 
 from common import daemon, logs
 from common.atomic import atomic_write
+from common.cli import COMMON_FLAGS
 from common.config import ConfigError, Settings, one_line, read_config
 from common.proctitle import set_title
 from common.server import Wakeup
-from common.service import COMMON_FLAGS
 from common.stats_collector import Collector, encode
 from common.stats_query import StatsError
 from common.stats_query import stat as query_stat

@@ -6,21 +6,11 @@ Usage:
   pop3d -v | --version
 
 Options:
-  -h --help             Show this help and exit.
-  -v --version          Show the version and exit.
-  -f --foreground       Stay attached and log to stderr (tests, systemd Type=simple).
-  -c FILE --config=FILE
-                        Config file (default /etc/maildaemons/maildaemons.conf).
   -l ADDR               Address to listen on; '*' is every interface, v4 and v6 (default *).
   -p PORT               Port to listen on (default 110).
-  -d DIR                Maildir base: a user's mail is DIR/<user>/.
   -u NAME:PASS          A user and password (repeatable), besides the users file.
   -t CMD                Transformer: RETR pipes each message through `/bin/sh -c CMD`.
-  --users=FILE          Users file (Dovecot passwd-file format).
-  --state-dir=DIR       State directory (runtime settings from MSMP SET).
-  --pidfile=FILE        Pidfile (default <run_dir>/pop3d.pid).
-  --stats-socket=PATH   mailstatd's socket (default <run_dir>/mailstatd.sock).
-  --log=TARGET          Log to 'syslog', 'stderr' or a file path.
+{common_options}
 
 Flags override the config file; MSMP SET values (maildir, transformer) override both.
 Stop with `kill -TERM $(cat PIDFILE)`; `kill -HUP` re-reads the config and users.
@@ -34,6 +24,7 @@ import sys
 from docopt import docopt
 
 from common import service
+from common.cli import usage
 from common.config import ConfigError, Settings
 from common.lineio import LineIO
 from common.logs import SessionLog
@@ -41,6 +32,8 @@ from common.server import Handler
 from common.version import VERSION
 from pop3d import commands, replies  # noqa: F401 (imported before the first fork)
 from pop3d.session import HARD_MAX_LINE, Session, make_timestamp
+
+__doc__ = usage(__doc__, "pop3d")
 
 
 def make_handler(state: service.MasterState) -> Handler:

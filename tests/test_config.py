@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from docopt import docopt
 
+import imapd.main
+import msmpd.main
 import pop3d.main
-from common import service
+from common import cli, service
 from common.config import (
     COMMON_DEFAULTS,
     DAEMON_DEFAULTS,
@@ -223,3 +225,29 @@ def test_inline_users(values, error):
             service.parse_inline_users(values)
     else:
         assert service.parse_inline_users(values) == {"alice": "pw", "bob": "pw:with:colons"}
+
+
+# -- the shared usage block --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", [pop3d.main, imapd.main, msmpd.main])
+def test_usage_texts_hold_every_shared_option_once(module):
+    options = [option for option, _ in cli.option_entries(module.__doc__)]
+    assert len(options) == len(set(options)), options
+    shared = {option for option, _ in cli.option_entries(cli.COMMON_OPTIONS)}
+    assert shared <= set(options)
+    assert cli.MARKER not in module.__doc__
+    name = module.__name__.split(".")[0]
+    assert f"<run_dir>/{name}.pid" in module.__doc__
+
+
+def test_usage_keeps_a_daemons_own_description():
+    doc = "Usage:\n  x [options]\n\nOptions:\n  -d DIR   Mine.\n  {common_options}\n\nEnd.\n"
+    text = cli.usage(doc, "x")
+    assert text.count("-d DIR") == 1 and "Mine." in text
+    assert "  --pidfile=FILE        Pidfile (default <run_dir>/x.pid)." in text
+    assert text.endswith(
+        "--log=TARGET          Log to 'syslog', 'stderr' or a file path.\n\nEnd.\n"
+    )
+    with pytest.raises(ValueError, match="common_options"):
+        cli.usage("Usage:\n  x\n", "x")
