@@ -31,9 +31,7 @@ class Protocol:
     flags: dict[str, str] = field(default_factory=dict)  # daemon-specific docopt flag -> key
     users_key: str | None = "users_file"  # None: the daemon authenticates nobody itself
     inline_users_flag: str = "-u"
-    int_keys: tuple[str, ...] = ("port", "max_children", "max_per_address", "idle_timeout")
-    float_keys: tuple[str, ...] = ("auth_failure_delay", "shutdown_grace")
-    # More start-up (and HUP) checks of the daemon's own settings; raises ConfigError.
+    # Start-up (and HUP) checks beyond the schema's types; raises ConfigError.
     check: Callable[[Settings], None] | None = None
 
 
@@ -96,7 +94,7 @@ def load_settings(protocol: Protocol, args: dict[str, Any]) -> Settings:
     config_path = args.get("--config")
     parser = read_config(config_path)
     settings = Settings(protocol.daemon, parser, cli.overrides(args, protocol.flags), config_path)
-    settings.validate(protocol.int_keys, protocol.float_keys)
+    settings.validate()
     if protocol.check is not None:
         protocol.check(settings)
     return settings

@@ -370,7 +370,7 @@ def load_settings(args: dict[str, Any]) -> Settings:
     settings = Settings(
         "mailstatd", read_config(args.get("--config")), overrides, args.get("--config")
     )
-    settings.validate(("max_log_entries",), ("save_interval", "sweep_interval"))
+    settings.validate()
     return settings
 
 

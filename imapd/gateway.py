@@ -313,8 +313,6 @@ PROTOCOL = service.Protocol(
         "--imap-host-allow": "imap_host_allow",
         "--join-mailbox-user": "join_mailbox_user",
     },
-    int_keys=("port", "max_children", "max_per_address", "imap_port"),
-    float_keys=("shutdown_grace", "imap_timeout", "idle_timeout"),
 )
 
 

@@ -61,8 +61,6 @@ PROTOCOL = service.Protocol(
     busy_reply=busy_reply,
     check=service.check_relay,
     flags={"-l": "listen", "-p": "port"},
-    int_keys=("port", "max_children", "max_per_address", "idle_timeout", "max_line", "max_literal"),
-    float_keys=("auth_failure_delay", "shutdown_grace", "idle_keepalive"),
 )
 
 

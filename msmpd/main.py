@@ -68,7 +68,6 @@ def protocol(start_dir: Path) -> service.Protocol:
         flags={"-L": "listen", "-P": "port", "--admins": "admins_file"},
         users_key="admins_file",
         inline_users_flag="-a",
-        int_keys=("port", "max_children", "max_per_address", "idle_timeout", "max_users"),
     )
 
 

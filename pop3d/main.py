@@ -25,7 +25,6 @@ from docopt import docopt
 
 from common import service
 from common.cli import usage
-from common.config import ConfigError, Settings
 from common.lineio import LineIO
 from common.logs import SessionLog
 from common.server import Handler
@@ -49,23 +48,13 @@ def make_handler(state: service.MasterState) -> Handler:
     return handle
 
 
-def check_settings(settings: Settings) -> None:
-    """Start-up and HUP: [relay], and the CAPA values that must be numbers."""
-    service.check_relay(settings)
-    delay = settings.get("login_delay")
-    if delay and not (delay.isascii() and delay.isdigit()):
-        raise ConfigError(f"setting login_delay must be a whole number of seconds, not {delay!r}")
-
-
 PROTOCOL = service.Protocol(
     name="pop3",
     daemon="pop3d",
     make_handler=make_handler,
     busy_reply=replies.busy,
     flags={"-l": "listen", "-p": "port", "-t": "transformer"},
-    int_keys=("port", "max_children", "max_per_address", "idle_timeout", "max_line"),
-    float_keys=("auth_failure_delay", "shutdown_grace", "transformer_timeout"),
-    check=check_settings,
+    check=service.check_relay,
 )
 
 
