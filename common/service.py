@@ -16,7 +16,7 @@ from typing import Any
 
 from common import cli, daemon, logs, relay
 from common.config import ConfigError, Settings, read_config
-from common.server import BusyReply, ForkingServer, Handler, bind_listeners
+from common.server import BusyReply, ForkingServer, Handler, Limits, bind_listeners
 from common.sessionbase import Services
 from common.stats import StatsClient
 from common.users import UserDB, UserFileError
@@ -67,10 +67,12 @@ class MasterState:
         """In a fresh child: read the runtime settings once for the whole session."""
         self.settings.runtime.pin()
 
-    def reload(self) -> None:
-        """HUP: re-read config and users; a bad new config raises and the old one stays."""
+    def reload(self) -> tuple[Limits, StatsClient]:
+        """HUP: re-read config and users; a bad new config raises and the old one stays.
+        Returns what the master swaps whole: its new limits and stats client."""
         settings = load_settings(self.protocol, self.args)
         users = load_users(self.protocol, settings, self.args)
+        new_limits = limits(settings)
         self.settings, self.users = settings, users
         self.relay = relay.daemon_settings(settings.parser, settings.path("state_dir"), self.log)
         self.stats = StatsClient(settings.stats_socket)
@@ -79,6 +81,7 @@ class MasterState:
             logs.setup(settings.daemon, target, settings.get("log_level"))
         logs.reopen()
         self.log.info("configuration reloaded")
+        return new_limits, self.stats
 
 
 def check_relay(settings: Settings) -> None:
@@ -152,11 +155,9 @@ def main(protocol: Protocol, args: dict[str, Any]) -> int:
             handler=protocol.make_handler(state),
             log=state.log,
             stats=state.stats,
-            max_children=settings.get_int("max_children"),
-            max_per_address=settings.get_int("max_per_address"),
-            shutdown_grace=settings.get_float("shutdown_grace"),
+            limits=limits(settings),
             busy_reply=protocol.busy_reply,
-            on_reload=lambda: reload_into(state, server),
+            on_reload=state.reload,
             on_child_start=state.child_started,
             program=protocol.daemon,
         )
@@ -165,9 +166,10 @@ def main(protocol: Protocol, args: dict[str, Any]) -> int:
     return daemon.run(settings, bool(args.get("--foreground")), prepare, serve)
 
 
-def reload_into(state: MasterState, server: ForkingServer) -> None:
-    state.reload()
-    server.stats = state.stats
-    server.max_children = state.settings.get_int("max_children")
-    server.max_per_address = state.settings.get_int("max_per_address")
-    server.shutdown_grace = state.settings.get_float("shutdown_grace")
+def limits(settings: Settings) -> Limits:
+    """The master's limits; HUP builds them again and the server swaps them whole."""
+    return Limits(
+        max_children=settings.get_int("max_children"),
+        max_per_address=settings.get_int("max_per_address"),
+        shutdown_grace=settings.get_float("shutdown_grace"),
+    )

@@ -3,7 +3,9 @@ their errors, the runtime state file, and a HUP-style reload through common/serv
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,8 @@ from common.config import (
     Settings,
     read_config,
 )
+from common.server import ForkingServer, Limits
+from common.stats import StatsClient
 
 
 def settings_for(
@@ -341,6 +345,46 @@ def test_runtime_in_force_asks_the_section_that_declares_the_key(tmp_path):
     )
     RuntimeState(tmp_path / "state").set("transformer", "from-set")
     assert msmpd.runtime_in_force("transformer") == "from-set"
+
+
+def test_hup_builds_new_limits(tmp_path):
+    conf = tmp_path / "pop3d.conf"
+    conf.write_text(f"[common]\nstate_dir = {tmp_path}\nmax_children = 5\n")
+    args = pop3d_args("-f", "-c", str(conf), "-u", "a:b")
+    settings = service.load_settings(pop3d.main.PROTOCOL, args)
+    users = service.load_users(pop3d.main.PROTOCOL, settings, args)
+    state = service.MasterState(
+        pop3d.main.PROTOCOL, settings, users, StatsClient(None), logging.getLogger("t"), args
+    )
+    assert service.limits(settings) == Limits(5, 20, 10.0)
+    conf.write_text(f"[common]\nstate_dir = {tmp_path}\nmax_per_address = 2\n")
+    limits, stats = state.reload()
+    assert limits == Limits(1000, 2, 10.0) and stats is state.stats
+
+
+def test_the_server_swaps_its_limits_whole_on_hup():
+    new = Limits(1, 1, 1.0)
+    reloads = [lambda: (new, StatsClient(None))]
+
+    def on_reload():
+        return reloads.pop()()
+
+    server = ForkingServer(
+        protocol="test",
+        listeners=[],
+        handler=lambda *args: 0,
+        log=logging.getLogger("t"),
+        stats=StatsClient(None),
+        limits=Limits(10, 10, 10.0),
+        busy_reply=lambda reason: b"",
+        on_reload=on_reload,
+    )
+    server.on_sighup()
+    assert server.limits is new
+    server.on_sighup()  # a failing reload (IndexError here) keeps the old limits
+    assert server.limits is new
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        new.max_children = 2  # type: ignore[misc]
 
 
 # -- the shared usage block --------------------------------------------------------------------
