@@ -1,85 +1,236 @@
-"""Configuration: built-in defaults, the INI file, command-line overrides and runtime settings.
+"""Configuration: the one schema of every key, and the settings each daemon reads through it.
 
-Precedence, lowest first (DESIGN.md "Configuration"): built-in default, config file (`[common]`,
-then the daemon's own section), command-line flag, runtime setting (MSMP SET, kept in a state file
-under the state directory). One `Settings` object answers every lookup by key, so each daemon reads
-the same names the same way.
+Every key is declared once below (`KEYS`): its section, type, default and one line of help, and,
+for the two MSMP may SET, its runtime name. A new key is one line there, read with the getter of
+its type (`settings.get_int("port")`), and one entry each in `etc/maildaemons.conf` and
+maildaemons.conf(5), which list exactly these keys with these defaults (tests/test_ops.py).
+
+Lookup of a daemon's key, highest first (DESIGN.md "Configuration"): runtime setting (MSMP SET,
+kept in a state file under the state directory), command-line flag, the daemon's own section,
+`[common]`, the built-in default. A daemon reads the keys of `[common]` and of its own section;
+its own section may set a `[common]` key again for that daemon alone, and `[common]` may hold a
+daemon key as the fallback for every daemon that has it.
+
+`Settings.validate()` runs at start-up and on HUP: a section or key the schema does not know is an
+error (as in Dovecot: a typo must not be ignored silently), and so is a value that does not parse
+as its key's type. Each error is one line naming the key and where its value came from.
 """
 
 from __future__ import annotations
 
 import configparser
+import copy
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import cast
 
 from common.store.atomic import atomic_write, locked
 
 DEFAULT_CONFIG = Path("/etc/maildaemons/maildaemons.conf")
 RUNTIME_FILE = "runtime.json"
-
-# MSMP SET keys and the config key each one overrides (seed 003, appendix 9.1 section 7).
-RUNTIME_KEYS: dict[str, str] = {"maildir": "mail_base", "transformer": "transformer"}
 MAX_RUNTIME_KEY = 40
 MAX_RUNTIME_VALUE = 100
-
-COMMON_DEFAULTS: dict[str, str] = {
-    "mail_base": "/var/mail/maildaemons",
-    "users_file": "/etc/maildaemons/users",
-    "admins_file": "/etc/maildaemons/admins",
-    "state_dir": "/var/lib/maildaemons",
-    "run_dir": "/run/maildaemons",
-    "stats_socket": "",
-    "pidfile": "",
-    "log": "syslog",
-    "log_level": "info",
-    "user": "",
-    "group": "",
-    "auth_failure_delay": "2",
-    "max_children": "1000",
-    "max_per_address": "20",
-    "shutdown_grace": "10",
-    "backlog": "1024",
-}
-
-DAEMON_DEFAULTS: dict[str, dict[str, str]] = {
-    "pop3d": {
-        "listen": "*",
-        "port": "110",
-        "idle_timeout": "600",
-        "max_line": "255",
-        "transformer": "",
-        "transformer_timeout": "60",
-        "expire": "",
-        "login_delay": "",
-    },
-    "imapd": {
-        "listen": "*",
-        "port": "143",
-        "idle_timeout": "1800",
-        "max_line": "65536",
-        "max_literal": "67108864",
-        "idle_keepalive": "300",
-    },
-    "imapgw": {
-        "listen": "*",
-        "port": "4711",
-        "imap_host": "127.0.0.1",
-        "imap_port": "143",
-        "imap_host_allow": "127.0.0.1 localhost",
-        "imap_timeout": "30",
-        "idle_timeout": "60",
-        "log": "",
-        "join_mailbox_user": "no",
-    },
-    "msmpd": {"listen": "127.0.0.1", "port": "4321", "idle_timeout": "600", "max_users": "10000"},
-    "mailstatd": {"max_log_entries": "1000", "save_interval": "1", "sweep_interval": "30"},
-}
+TRUE_WORDS = ("1", "yes", "true", "on")
+FALSE_WORDS = ("0", "no", "false", "off", "")
 
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message is one line for stderr or the log."""
+
+
+# -- types ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyType:
+    """How a value is parsed; `parse` raises ValueError, and `expected` says what was wanted."""
+
+    name: str
+    expected: str
+    parse: Callable[[str], object]
+
+
+def parse_bool(text: str) -> bool:
+    value = text.lower()
+    if value in TRUE_WORDS:
+        return True
+    if value in FALSE_WORDS:
+        return False
+    raise ValueError(text)
+
+
+def parse_list(text: str) -> list[str]:
+    """Items separated by commas or white space."""
+    return text.replace(",", " ").split()
+
+
+def parse_optional_seconds(text: str) -> int | None:
+    """Empty, or digits only (RFC 2449 announces the number as it is written)."""
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(text)
+    return int(text)
+
+
+STR = KeyType("str", "text", str)
+INT = KeyType("int", "a whole number", int)
+FLOAT = KeyType("float", "a number", float)
+BOOL = KeyType("bool", "yes or no", parse_bool)
+PATH = KeyType("path", "a path", lambda text: Path(text).expanduser())
+LIST = KeyType("list", "a list", parse_list)
+OPTIONAL_SECONDS = KeyType("seconds", "a whole number of seconds", parse_optional_seconds)
+
+
+# -- the schema ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key. `runtime` is the name MSMP SET and GET use for it, if they may."""
+
+    section: str
+    name: str
+    type: KeyType
+    default: str
+    help: str
+    runtime: str | None = None
+
+
+_common = partial(Key, "common")
+_pop3d = partial(Key, "pop3d")
+_imapd = partial(Key, "imapd")
+_imapgw = partial(Key, "imapgw")
+_msmpd = partial(Key, "msmpd")
+_mailstatd = partial(Key, "mailstatd")
+_relay = partial(Key, "relay")
+
+KEYS: tuple[Key, ...] = (
+    _common(
+        "mail_base",
+        PATH,
+        "/var/mail/maildaemons",
+        "a user's mail is <mail_base>/<user>/",
+        runtime="maildir",
+    ),
+    _common("users_file", PATH, "/etc/maildaemons/users", "users, Dovecot passwd-file format"),
+    _common("admins_file", PATH, "/etc/maildaemons/admins", "MSMP administrators, same format"),
+    _common("state_dir", PATH, "/var/lib/maildaemons", "runtime settings, stats, relay files"),
+    _common("run_dir", PATH, "/run/maildaemons", "pidfiles and mailstatd's socket"),
+    _common("stats_socket", PATH, "", "mailstatd's socket (empty: <run_dir>/mailstatd.sock)"),
+    _common("pidfile", PATH, "", "the pidfile (empty: <run_dir>/<daemon>.pid)"),
+    _common("log", STR, "syslog", "syslog, stderr or a file path"),
+    _common("log_level", STR, "info", "debug, info, warning or error"),
+    _common("user", STR, "", "drop to this user after binding, when started as root"),
+    _common("group", STR, "", "and to this group (empty: the user's primary group)"),
+    _common("auth_failure_delay", FLOAT, "2", "seconds a failed login waits for its answer"),
+    _common("max_children", INT, "1000", "sessions per daemon at most (0: no limit)"),
+    _common("max_per_address", INT, "20", "sessions per client address at most (0: no limit)"),
+    _common("shutdown_grace", FLOAT, "10", "seconds TERM waits for sessions to finish"),
+    _common("backlog", INT, "1024", "the listen(2) backlog"),
+    _pop3d("listen", LIST, "*", "addresses to listen on ('*': every interface)"),
+    _pop3d("port", INT, "110", "the TCP port"),
+    _pop3d("idle_timeout", INT, "600", "seconds an idle session is kept"),
+    _pop3d("max_line", INT, "255", "the longest command line, in octets"),
+    _pop3d(
+        "transformer",
+        STR,
+        "",
+        "RETR pipes each message through /bin/sh -c <transformer>",
+        runtime="transformer",
+    ),
+    _pop3d("transformer_timeout", FLOAT, "60", "seconds a transformer may run per message"),
+    _pop3d("expire", STR, "", "the EXPIRE policy announced in CAPA (empty: none)"),
+    _pop3d("login_delay", OPTIONAL_SECONDS, "", "LOGIN-DELAY seconds, announced and enforced"),
+    _imapd("listen", LIST, "*", "addresses to listen on ('*': every interface)"),
+    _imapd("port", INT, "143", "the TCP port"),
+    _imapd("idle_timeout", INT, "1800", "seconds before an idle session is logged out"),
+    _imapd("max_line", INT, "65536", "the longest command line, in octets"),
+    _imapd("max_literal", INT, "67108864", "the largest literal (APPEND message), in octets"),
+    _imapd("idle_keepalive", FLOAT, "300", "seconds between keep-alives during IDLE"),
+    _imapgw("listen", LIST, "*", "addresses to listen on ('*': every interface)"),
+    _imapgw("port", INT, "4711", "the TCP port"),
+    _imapgw("imap_host", STR, "127.0.0.1", "the IMAP server's host"),
+    _imapgw("imap_port", INT, "143", "the port of the IMAP server a purpose string names"),
+    _imapgw("imap_host_allow", LIST, "127.0.0.1 localhost", "hosts a purpose string may name"),
+    _imapgw("imap_timeout", FLOAT, "30", "seconds to wait for each answer of the IMAP server"),
+    _imapgw("idle_timeout", FLOAT, "60", "seconds to wait for the client's purpose string"),
+    _imapgw("join_mailbox_user", BOOL, "no", "select <mailbox>/<user> as seed 000 did"),
+    _msmpd("listen", LIST, "127.0.0.1", "addresses to listen on"),
+    _msmpd("port", INT, "4321", "the TCP port"),
+    _msmpd("idle_timeout", INT, "600", "seconds an idle session is kept"),
+    _msmpd("max_users", INT, "10000", "ADD refuses new users beyond this count"),
+    _mailstatd("max_log_entries", INT, "1000", "access-log entries kept per user"),
+    _mailstatd("save_interval", FLOAT, "1", "seconds between saves of the figures"),
+    _mailstatd("sweep_interval", FLOAT, "30", "seconds between sweeps of gone sessions (0: never)"),
+    _relay("enabled", BOOL, "no", "record POP3 and IMAP clients for relaying"),
+    _relay("open_smtp", PATH, "open-smtp", "the relay entries (relative: under state_dir)"),
+    _relay("lock_file", PATH, "", "the relay lock (empty: <open_smtp>.lock)"),
+    _relay("tcp_rules", PATH, "tcp.smtp", "the site's own tcpserver rules"),
+    _relay("tcp_cdb", PATH, "tcp.smtp.cdb", "the database tcpserver reads"),
+    _relay("rule", STR, 'allow,RELAYCLIENT=""', "tcprules instructions for each entry"),
+    _relay("clear_minutes", INT, "180", "clearopensmtp drops entries older than this"),
+    _relay("lock_timeout", FLOAT, "5", "seconds to wait for the relay lock"),
+    _relay("tcprules", STR, "", "build the cdb with this command (empty: built in)"),
+)
+
+SCHEMA: dict[tuple[str, str], Key] = {(key.section, key.name): key for key in KEYS}
+SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(key.section for key in KEYS))
+DAEMONS = ("pop3d", "imapd", "imapgw", "msmpd", "mailstatd")  # the sections a program reads
+# MSMP SET keys and the key each one overrides (seed 003, appendix 9.1 section 7).
+RUNTIME: dict[str, Key] = {key.runtime: key for key in KEYS if key.runtime}
+RUNTIME_KEYS: dict[str, str] = {name: key.name for name, key in RUNTIME.items()}
+
+
+def declared(section: str) -> list[Key]:
+    """The keys declared in `section`, in schema order."""
+    return [key for key in KEYS if key.section == section]
+
+
+def key_for(daemon: str, name: str) -> Key | None:
+    """The declaration a daemon reads `name` by: its own section's, else `[common]`'s."""
+    return SCHEMA.get((daemon, name)) or SCHEMA.get(("common", name))
+
+
+def keys_of(daemon: str) -> list[Key]:
+    """Every key a daemon reads: `[common]`'s (unless its own section declares one again) and
+    its own section's."""
+    own = declared(daemon)
+    names = {key.name for key in own}
+    return [key for key in declared("common") if key.name not in names] + own
+
+
+def allowed_in(section: str) -> set[str]:
+    """The keys the file may set in `section`: a daemon section takes `[common]`'s too, and
+    `[common]` takes every daemon's (as their shared fallback)."""
+    names = {key.name for key in declared(section)}
+    if section in DAEMONS:
+        names |= {key.name for key in declared("common")}
+    if section == "common":
+        names |= {key.name for daemon in DAEMONS for key in declared(daemon)}
+    return names
+
+
+def check_file(parser: configparser.ConfigParser, path: str | os.PathLike[str]) -> None:
+    """ConfigError for the first section or key of the file the schema does not know."""
+    for section in parser.sections():
+        if section not in SECTIONS:
+            raise ConfigError(f"config file {path}: unknown section [{section}]")
+        allowed = allowed_in(section)
+        for name in parser.options(section):
+            if name not in allowed:
+                owners = [s for s in SECTIONS if (s, name) in SCHEMA]
+                hint = f" (a key of {', '.join(f'[{s}]' for s in owners)})" if owners else ""
+                raise ConfigError(
+                    f"config file {path}: unknown setting {name!r} in [{section}]{hint}"
+                )
+
+
+# -- the file ------------------------------------------------------------------------------------
 
 
 def read_config(path: str | os.PathLike[str] | None) -> configparser.ConfigParser:
@@ -101,6 +252,9 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+# -- settings ------------------------------------------------------------------------------------
+
+
 class Settings:
     """Every setting of one daemon, looked up by key through all layers of precedence."""
 
@@ -117,51 +271,71 @@ class Settings:
         self.overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
         self.runtime = RuntimeState(Path(self.raw("state_dir")).expanduser())
 
-    def raw(self, key: str) -> str:
-        """The value from config layers only (no runtime setting)."""
-        if key in self.overrides:
-            return str(self.overrides[key])
+    def view(self, section: str) -> Settings:
+        """The file and the defaults as `section` reads them (this daemon's flags do not apply);
+        runtime settings are shared. msmpd reads `[pop3d]`'s transformer through one."""
+        other = copy.copy(self)
+        other.daemon = section
+        other.overrides = {}
+        return other
+
+    def key(self, name: str) -> Key:
+        key = key_for(self.daemon, name)
+        if key is None:
+            raise ConfigError(f"unknown setting {name!r}")
+        return key
+
+    def _lookup(self, name: str) -> tuple[str, str]:
+        """The value from the config layers only, and where it came from."""
+        key = self.key(name)
+        if name in self.overrides:
+            return str(self.overrides[name]), "from the command line"
         for section in (self.daemon, "common"):
-            if self.parser.has_option(section, key):
-                return self.parser.get(section, key).strip()
-        if key in DAEMON_DEFAULTS.get(self.daemon, {}):
-            return DAEMON_DEFAULTS[self.daemon][key]
-        if key in COMMON_DEFAULTS:
-            return COMMON_DEFAULTS[key]
-        raise ConfigError(f"unknown setting {key!r}")
+            if self.parser.has_option(section, name):
+                return self.parser.get(section, name).strip(), f"in [{section}]"
+        return key.default, "by default"
 
-    def get(self, key: str) -> str:
-        runtime_value = self.runtime.value_for(key)
-        return runtime_value if runtime_value is not None else self.raw(key)
+    def raw(self, name: str) -> str:
+        """The value from config layers only (no runtime setting)."""
+        return self._lookup(name)[0]
 
-    def get_int(self, key: str) -> int:
+    def get(self, name: str) -> str:
+        runtime_value = self.runtime.value_for(name)
+        return runtime_value if runtime_value is not None else self.raw(name)
+
+    def _typed(self, name: str, *types: KeyType) -> object:
+        """The value parsed by its declared type, which must be one of `types` (when given)."""
+        key = self.key(name)
+        if types and key.type not in types:
+            raise TypeError(f"setting {name} is declared {key.type.name}")
+        runtime_value = self.runtime.value_for(name)
+        if runtime_value is not None:
+            text, origin = runtime_value, "from MSMP SET"
+        else:
+            text, origin = self._lookup(name)
         try:
-            return int(self.get(key))
+            return key.type.parse(text)
         except ValueError:
             raise ConfigError(
-                f"setting {key} must be a whole number, not {self.get(key)!r}"
+                f"setting {name} must be {key.type.expected}, not {text!r} ({origin})"
             ) from None
 
-    def get_float(self, key: str) -> float:
-        try:
-            return float(self.get(key))
-        except ValueError:
-            raise ConfigError(f"setting {key} must be a number, not {self.get(key)!r}") from None
+    # The declared type decides what `_typed` returns, so these casts hold.
+    def get_int(self, name: str) -> int:
+        return cast(int, self._typed(name, INT))
 
-    def get_bool(self, key: str) -> bool:
-        value = self.get(key).lower()
-        if value in ("1", "yes", "true", "on"):
-            return True
-        if value in ("0", "no", "false", "off", ""):
-            return False
-        raise ConfigError(f"setting {key} must be yes or no, not {value!r}")
+    def get_float(self, name: str) -> float:
+        return float(cast(float, self._typed(name, INT, FLOAT)))
 
-    def path(self, key: str) -> Path:
-        return Path(self.get(key)).expanduser()
+    def get_bool(self, name: str) -> bool:
+        return cast(bool, self._typed(name, BOOL))
 
-    def optional_path(self, key: str) -> Path | None:
-        value = self.get(key)
-        return Path(value).expanduser() if value else None
+    def path(self, name: str) -> Path:
+        return cast(Path, self._typed(name, PATH))
+
+    def optional_path(self, name: str) -> Path | None:
+        """The path, or None when the value is empty."""
+        return self.path(name) if self.get(name) else None
 
     @property
     def pidfile(self) -> Path:
@@ -172,17 +346,25 @@ class Settings:
         return self.optional_path("stats_socket") or self.path("run_dir") / "mailstatd.sock"
 
     def listen_addresses(self) -> list[str]:
-        return [a for a in self.get("listen").replace(",", " ").split() if a]
+        return parse_list(self.get("listen"))
 
-    def section(self, name: str) -> Mapping[str, str]:
-        return self.parser[name] if self.parser.has_section(name) else {}
+    def validate(self) -> None:
+        """Start-up and HUP: the file names only known sections and keys, and every key this
+        daemon reads parses as its type. ConfigError says what is wrong, in one line."""
+        check_file(self.parser, self.config_path or DEFAULT_CONFIG)
+        for key in keys_of(self.daemon):
+            self._typed(key.name)
 
-    def validate(self, int_keys: tuple[str, ...] = (), float_keys: tuple[str, ...] = ()) -> None:
-        """Fail at start-up, not in a child, when a number is malformed."""
-        for key in int_keys:
-            self.get_int(key)
-        for key in float_keys:
-            self.get_float(key)
+    def runtime_in_force(self, name: str) -> str:
+        """MSMP GET: SET's value when there is one, else the config's as the daemon that reads
+        the key sees it (a key of `[common]` as this daemon sees it). A daemon's own
+        command-line flag (pop3d -t) is not visible from here."""
+        value = self.runtime.refresh().get(name)
+        if value is not None:
+            return value
+        key = RUNTIME[name]
+        reader = self if key.section == "common" else self.view(key.section)
+        return str(reader.path(key.name)) if key.type is PATH else reader.raw(key.name)
 
 
 class RuntimeState:

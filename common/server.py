@@ -43,6 +43,15 @@ class BindError(OSError):
         return str(self.strerror)
 
 
+@dataclass(frozen=True)
+class Limits:
+    """The master's limits from the config (0: no limit); HUP replaces the whole object."""
+
+    max_children: int
+    max_per_address: int
+    shutdown_grace: float
+
+
 @dataclass
 class Child:
     pid: int
@@ -138,11 +147,10 @@ class ForkingServer:
         handler: Handler,
         log: logging.Logger,
         stats: StatsClient,
-        max_children: int,
-        max_per_address: int,
-        shutdown_grace: float,
+        limits: Limits,
         busy_reply: BusyReply,
-        on_reload: Callable[[], None] | None = None,
+        # HUP: returns the new limits and stats client (raises to keep the old ones).
+        on_reload: Callable[[], tuple[Limits, StatsClient]] | None = None,
         on_child_start: Callable[[], None] | None = None,
         program: str | None = None,
     ) -> None:
@@ -152,9 +160,7 @@ class ForkingServer:
         self.handler = handler
         self.log = log
         self.stats = stats
-        self.max_children = max_children
-        self.max_per_address = max_per_address
-        self.shutdown_grace = shutdown_grace
+        self.limits = limits
         self.busy_reply = busy_reply
         self.on_reload = on_reload
         self.on_child_start = on_child_start
@@ -229,7 +235,7 @@ class ForkingServer:
 
     def on_sigterm(self) -> None:
         self.log.info("TERM received: finishing %d sessions", len(self.children))
-        self.stop_grace = self.shutdown_grace
+        self.stop_grace = self.limits.shutdown_grace
 
     def on_sigint(self) -> None:
         self.log.info("stopping now")
@@ -240,7 +246,7 @@ class ForkingServer:
         if self.on_reload is None:
             return
         try:
-            self.on_reload()
+            self.limits, self.stats = self.on_reload()
         except Exception as exc:  # a bad new config keeps the old one
             self.log.error("reload failed, keeping the old configuration: %s", exc)
 
@@ -289,9 +295,9 @@ class ForkingServer:
 
     def _refusal(self, address: str) -> str:
         # 0 means no limit, for either.
-        if 0 < self.max_children <= len(self.children):
+        if 0 < self.limits.max_children <= len(self.children):
             return "children"
-        if 0 < self.max_per_address <= self.per_address[address]:
+        if 0 < self.limits.max_per_address <= self.per_address[address]:
             return "address"
         return ""
 

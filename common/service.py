@@ -14,24 +14,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from common import daemon, logs, relay
+from common import cli, daemon, logs, relay
 from common.config import ConfigError, Settings, read_config
 from common.lineio import LineIO
 from common.logs import SessionLog
-from common.server import BusyReply, ForkingServer, Handler, bind_listeners
+from common.server import BusyReply, ForkingServer, Handler, Limits, bind_listeners
 from common.session import Services, Session
 from common.stats import StatsClient
 from common.users import UserDB, UserFileError
-
-# docopt option -> config key, for the flags every daemon shares (DESIGN.md "Commands").
-COMMON_FLAGS: dict[str, str] = {
-    "--pidfile": "pidfile",
-    "--stats-socket": "stats_socket",
-    "--state-dir": "state_dir",
-    "--users": "users_file",
-    "--log": "log",
-    "-d": "mail_base",
-}
 
 
 @dataclass
@@ -50,9 +40,7 @@ class Protocol:
     flags: dict[str, str] = field(default_factory=dict)  # daemon-specific docopt flag -> key
     users_key: str | None = "users_file"  # None: the daemon authenticates nobody itself
     inline_users_flag: str = "-u"
-    int_keys: tuple[str, ...] = ("port", "max_children", "max_per_address", "idle_timeout")
-    float_keys: tuple[str, ...] = ("auth_failure_delay", "shutdown_grace")
-    # More start-up (and HUP) checks of the daemon's own settings; raises ConfigError.
+    # Start-up (and HUP) checks beyond the schema's types; raises ConfigError.
     check: Callable[[Settings], None] | None = None
 
 
@@ -88,10 +76,12 @@ class MasterState:
         """In a fresh child: read the runtime settings once for the whole session."""
         self.settings.runtime.pin()
 
-    def reload(self) -> None:
-        """HUP: re-read config and users; a bad new config raises and the old one stays."""
+    def reload(self) -> tuple[Limits, StatsClient]:
+        """HUP: re-read config and users; a bad new config raises and the old one stays.
+        Returns what the master swaps whole: its new limits and stats client."""
         settings = load_settings(self.protocol, self.args)
         users = load_users(self.protocol, settings, self.args)
+        new_limits = limits(settings)
         self.settings, self.users = settings, users
         self.relay = relay.daemon_settings(settings.parser, settings.path("state_dir"), self.log)
         self.stats = StatsClient(settings.stats_socket)
@@ -100,6 +90,7 @@ class MasterState:
             logs.setup(settings.daemon, target, settings.get("log_level"))
         logs.reopen()
         self.log.info("configuration reloaded")
+        return new_limits, self.stats
 
 
 def session_handler(state: MasterState) -> Handler:
@@ -130,23 +121,11 @@ def check_relay(settings: Settings) -> None:
         raise ConfigError(str(exc)) from None
 
 
-def overrides(protocol: Protocol, args: dict[str, Any]) -> dict[str, str | None]:
-    mapping = {**COMMON_FLAGS, **protocol.flags}
-    result: dict[str, str | None] = {}
-    for flag, key in mapping.items():
-        value = args.get(flag)
-        if isinstance(value, str):
-            result[key] = value
-        elif value is True:  # a boolean flag such as --join-mailbox-user
-            result[key] = "yes"
-    return result
-
-
 def load_settings(protocol: Protocol, args: dict[str, Any]) -> Settings:
     config_path = args.get("--config")
     parser = read_config(config_path)
-    settings = Settings(protocol.daemon, parser, overrides(protocol, args), config_path)
-    settings.validate(protocol.int_keys, protocol.float_keys)
+    settings = Settings(protocol.daemon, parser, cli.overrides(args, protocol.flags), config_path)
+    settings.validate()
     if protocol.check is not None:
         protocol.check(settings)
     return settings
@@ -204,11 +183,9 @@ def main(protocol: Protocol, args: dict[str, Any]) -> int:
             handler=(protocol.make_handler or session_handler)(state),
             log=state.log,
             stats=state.stats,
-            max_children=settings.get_int("max_children"),
-            max_per_address=settings.get_int("max_per_address"),
-            shutdown_grace=settings.get_float("shutdown_grace"),
+            limits=limits(settings),
             busy_reply=protocol.busy_reply,
-            on_reload=lambda: reload_into(state, server),
+            on_reload=state.reload,
             on_child_start=state.child_started,
             program=protocol.daemon,
         )
@@ -217,9 +194,10 @@ def main(protocol: Protocol, args: dict[str, Any]) -> int:
     return daemon.run(settings, bool(args.get("--foreground")), prepare, serve)
 
 
-def reload_into(state: MasterState, server: ForkingServer) -> None:
-    state.reload()
-    server.stats = state.stats
-    server.max_children = state.settings.get_int("max_children")
-    server.max_per_address = state.settings.get_int("max_per_address")
-    server.shutdown_grace = state.settings.get_float("shutdown_grace")
+def limits(settings: Settings) -> Limits:
+    """The master's limits; HUP builds them again and the server swaps them whole."""
+    return Limits(
+        max_children=settings.get_int("max_children"),
+        max_per_address=settings.get_int("max_per_address"),
+        shutdown_grace=settings.get_float("shutdown_grace"),
+    )

@@ -6,20 +6,10 @@ Usage:
   imapd -v | --version
 
 Options:
-  -h --help             Show this help and exit.
-  -v --version          Show the version and exit.
-  -f --foreground       Stay attached and log to stderr (tests, systemd Type=simple).
-  -c FILE --config=FILE
-                        Config file (default /etc/maildaemons/maildaemons.conf).
   -l ADDR               Address to listen on; '*' is every interface, v4 and v6 (default *).
   -p PORT               Port to listen on (default 143).
-  -d DIR                Maildir base: a user's mail is DIR/<user>/.
   -u NAME:PASS          A user and password (repeatable), besides the users file.
-  --users=FILE          Users file (Dovecot passwd-file format).
-  --state-dir=DIR       State directory (runtime settings from MSMP SET).
-  --pidfile=FILE        Pidfile (default <run_dir>/imapd.pid).
-  --stats-socket=PATH   mailstatd's socket (default <run_dir>/mailstatd.sock).
-  --log=TARGET          Log to 'syslog', 'stderr' or a file path.
+{common_options}
 
 Flags override the config file; MSMP SET maildir overrides both.
 Stop with `kill -TERM $(cat PIDFILE)`; `kill -HUP` re-reads the config and users.
@@ -32,10 +22,14 @@ import sys
 from docopt import docopt
 
 from common import service
+from common.cli import usage
 from common.version import VERSION
 from imapd import responses
 from imapd.commands import COMMANDS
 from imapd.session import Session
+
+__doc__ = usage(__doc__, "imapd")
+
 
 PROTOCOL = service.Protocol(
     name="imap",
@@ -47,8 +41,6 @@ PROTOCOL = service.Protocol(
     opens_relay=True,
     check=service.check_relay,
     flags={"-l": "listen", "-p": "port"},
-    int_keys=("port", "max_children", "max_per_address", "idle_timeout", "max_line", "max_literal"),
-    float_keys=("auth_failure_delay", "shutdown_grace", "idle_keepalive"),
 )
 
 

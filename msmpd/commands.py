@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from typing import TypeVar
 
-from common.config import MAX_RUNTIME_KEY, MAX_RUNTIME_VALUE, RUNTIME_KEYS, ConfigError, Settings
+from common.config import MAX_RUNTIME_KEY, MAX_RUNTIME_VALUE, RUNTIME_KEYS, ConfigError
 from common.session import Command
 from common.stats import query as stats_query
 from common.store import InvalidName, LockBusy, check_username
@@ -172,19 +172,7 @@ def cmd_set(session: Session, args: list[str]) -> bytes:
 
 def cmd_get(session: Session, args: list[str]) -> bytes:
     """Section 8: GET <key>; the value in force (SET's, else the config file's)."""
-    return replies.value(value_in_force(session.settings, runtime_key(args[0])))
-
-
-def value_in_force(settings: Settings, key: str) -> str:
-    """SET's value when there is one; else the config's as the daemons read it. A daemon's own
-    command-line flag (pop3d -t) is not visible from here."""
-    runtime = settings.runtime.refresh().get(key)
-    if runtime is not None:
-        return runtime
-    target = RUNTIME_KEYS[key]
-    if key == "maildir":
-        return str(settings.path(target))
-    return Settings("pop3d", settings.parser).raw(target)
+    return replies.value(session.settings.runtime_in_force(runtime_key(args[0])))
 
 
 # -- ADMIN: statistics (sections 9 and 10) -----------------------------------------------------

@@ -6,11 +6,6 @@ Usage:
   msmpd -v | --version
 
 Options:
-  -h --help             Show this help and exit.
-  -v --version          Show the version and exit.
-  -f --foreground       Stay attached and log to stderr (tests, systemd Type=simple).
-  -c FILE --config=FILE
-                        Config file (default /etc/maildaemons/maildaemons.conf).
   -L ADDR               Address to listen on (default 127.0.0.1).
   -P PORT               Port to listen on (default 4321).
   -a NAME:PASS          An administrator and password (repeatable), besides the admins file.
@@ -18,10 +13,9 @@ Options:
   --users=FILE          Users file that ADD, DELE and LIST change (Dovecot passwd-file format).
   --admins=FILE         Admins file (same format) that USER/PASS are checked against.
   --state-dir=DIR       State directory: SET values are kept in DIR/runtime.json.
-  --pidfile=FILE        Pidfile (default <run_dir>/msmpd.pid).
   --stats-socket=PATH   mailstatd's socket (default <run_dir>/mailstatd.sock): STAT, LOGS,
                         LIST <user> and DELE's "is logged in" are asked of mailstatd.
-  --log=TARGET          Log to 'syslog', 'stderr' or a file path.
+{common_options}
 
 SET values (maildir, transformer) take effect for the next connection of every daemon and
 override the config file and flags until set again. Our one addition to the RFC: every
@@ -38,10 +32,13 @@ from pathlib import Path
 from docopt import docopt
 
 from common import service
+from common.cli import usage
 from common.version import VERSION
 from msmpd import replies
 from msmpd.commands import COMMANDS
 from msmpd.session import Session
+
+__doc__ = usage(__doc__, "msmpd")
 
 
 def protocol(start_dir: Path) -> service.Protocol:
@@ -55,7 +52,6 @@ def protocol(start_dir: Path) -> service.Protocol:
         flags={"-L": "listen", "-P": "port", "--admins": "admins_file"},
         users_key="admins_file",
         inline_users_flag="-a",
-        int_keys=("port", "max_children", "max_per_address", "idle_timeout", "max_users"),
     )
 
 

@@ -24,12 +24,13 @@ from typing import Any
 
 import pytest
 
-from common.config import COMMON_DEFAULTS, DAEMON_DEFAULTS
+from common import config
 from common.relay import settings as relay_settings
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 MAN = REPO / "man"
+SAMPLE_CONFIG = REPO / "etc/maildaemons.conf"
 COMMANDS = {  # console script -> its man page
     "pop3d": "pop3d.8",
     "imapd": "imapd.8",
@@ -235,25 +236,53 @@ def man_config_keys() -> dict[str, dict[str, str]]:
     return keys
 
 
-def test_config_man_page_documents_every_key_with_its_default() -> None:
-    sample = configparser.ConfigParser(interpolation=None)
-    sample.read(REPO / "etc/maildaemons.conf", encoding="utf-8")
-    documented = man_config_keys()
-    for name in sample.sections():
-        assert name in documented, f"[{name}] is not documented"
-        for key, value in sample.items(name):
-            assert key in documented[name], f"[{name}] {key} is not documented"
-            # The sample writes rule = allow,RELAYCLIENT="" as the man page shows it.
-            assert documented[name][key] == value.strip(), f"[{name}] {key}"
-    for name, keys in documented.items():
-        code = COMMON_DEFAULTS if name == "common" else DAEMON_DEFAULTS.get(name, {})
-        for key, value in keys.items():
-            assert key in code or sample.has_option(name, key), f"[{name}] {key} is unknown"
-            if key in code:
-                assert value == code[key], f"[{name}] {key}: man {value!r}, code {code[key]!r}"
-    assert documented["relay"]["rule"] == relay_settings.DEFAULT_RULE
-    assert int(documented["relay"]["clear_minutes"]) == relay_settings.DEFAULT_CLEAR_MINUTES
-    assert float(documented["relay"]["lock_timeout"]) == relay_settings.DEFAULT_LOCK_TIMEOUT
+def declared_config_keys() -> dict[str, dict[str, str]]:
+    """common/config.py's schema: section -> key -> default."""
+    keys: dict[str, dict[str, str]] = {}
+    for key in config.KEYS:
+        keys.setdefault(key.section, {})[key.name] = key.default
+    return keys
+
+
+def sample_config_keys() -> dict[str, dict[str, str]]:
+    """etc/maildaemons.conf: each key is an active `key = default` line under its section."""
+    sample = config.read_config(SAMPLE_CONFIG)
+    return {name: dict(sample.items(name)) for name in sample.sections()}
+
+
+def test_sample_config_names_exactly_the_declared_keys_with_their_defaults() -> None:
+    assert sample_config_keys() == declared_config_keys()
+
+
+def test_sample_config_examples_name_keys_of_their_section() -> None:
+    """Commented `#key = value` lines are examples (an override of a [common] key in a daemon's
+    section): each names a key its section may hold."""
+    section = None
+    for line in SAMPLE_CONFIG.read_text().splitlines():
+        if line.startswith("["):
+            section = line.strip("[]")
+        elif match := re.match(r"#(\w+) = ", line):
+            assert section and match.group(1) in config.allowed_in(section), line
+
+
+@pytest.mark.parametrize("daemon", config.DAEMONS)
+def test_sample_config_is_valid_for_every_daemon(daemon: str) -> None:
+    parser = config.read_config(SAMPLE_CONFIG)
+    config.Settings(daemon, parser, {"state_dir": "/nonexistent"}).validate()
+
+
+def test_config_man_page_names_exactly_the_declared_keys_with_their_defaults() -> None:
+    assert man_config_keys() == declared_config_keys()
+
+
+def test_relay_defaults_are_the_schemas() -> None:
+    assert config.SCHEMA["relay", "rule"].default == relay_settings.DEFAULT_RULE
+    assert (
+        int(config.SCHEMA["relay", "clear_minutes"].default) == relay_settings.DEFAULT_CLEAR_MINUTES
+    )
+    assert (
+        float(config.SCHEMA["relay", "lock_timeout"].default) == relay_settings.DEFAULT_LOCK_TIMEOUT
+    )
 
 
 def test_setup_cfg_installs_every_man_page() -> None:

@@ -6,19 +6,13 @@ Usage:
   mailstatd -v | --version
 
 Options:
-  -h --help             Show this help and exit.
-  -v --version          Show the version and exit.
-  -f --foreground       Stay attached and log to stderr (tests, systemd Type=simple).
-  -c FILE --config=FILE
-                        Config file (default /etc/maildaemons/maildaemons.conf).
   --stats-socket=PATH   The collector's socket (default <run_dir>/mailstatd.sock).
   --state-dir=DIR       State directory: the figures are kept in DIR/mailstatd.json.
-  --pidfile=FILE        Pidfile (default <run_dir>/mailstatd.pid).
-  --log=TARGET          Log to 'syslog', 'stderr' or a file path.
   -d DIR                Maildir base (shared by every daemon; mailstatd does not use it).
   --users=FILE          Users file (shared by every daemon; mailstatd does not use it).
   --dump                Do not start: ask the running collector for its figures, print them
                         as JSON on stdout and exit (1 when it does not answer).
+{common_options}
 
 The daemons send events (common/stats/) and never wait for the collector. It keeps, per protocol
 and in total, connections ever and now, the historical maximum of concurrent connections, bytes,
@@ -47,15 +41,17 @@ from typing import Any
 from docopt import docopt
 
 from common import daemon, logs
+from common.cli import COMMON_FLAGS, usage
 from common.config import ConfigError, Settings, one_line, read_config
 from common.proctitle import set_title
 from common.server import Wakeup
-from common.service import COMMON_FLAGS
 from common.stats.collector import Collector, encode
 from common.stats.query import StatsError
 from common.stats.query import stat as query_stat
 from common.store.atomic import atomic_write
 from common.version import VERSION
+
+__doc__ = usage(__doc__, "mailstatd")
 
 STATE_FILE = "mailstatd.json"
 MAX_DATAGRAM = 65536
@@ -370,7 +366,7 @@ def load_settings(args: dict[str, Any]) -> Settings:
     settings = Settings(
         "mailstatd", read_config(args.get("--config")), overrides, args.get("--config")
     )
-    settings.validate(("max_log_entries",), ("save_interval", "sweep_interval"))
+    settings.validate()
     return settings
 
 

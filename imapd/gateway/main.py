@@ -6,11 +6,6 @@ Usage:
   imapgw -v | --version
 
 Options:
-  -h --help             Show this help and exit.
-  -v --version          Show the version and exit.
-  -f --foreground       Stay attached and log to stderr (tests, systemd Type=simple).
-  -c FILE --config=FILE
-                        Config file (default /etc/maildaemons/maildaemons.conf).
   -l ADDR               Address to listen on; '*' is every interface, v4 and v6 (default *).
   -p PORT               Port to listen on (default 4711).
   --imap-port=PORT      Port of the IMAP server a purpose string names (default 143).
@@ -21,9 +16,7 @@ Options:
   -d DIR                Maildir base (shared setting; the gateway itself reads no mail).
   --users=FILE          Users file (shared setting; the IMAP server checks passwords).
   --state-dir=DIR       State directory.
-  --pidfile=FILE        Pidfile (default <run_dir>/imapgw.pid).
-  --stats-socket=PATH   mailstatd's socket (default <run_dir>/mailstatd.sock).
-  --log=TARGET          Log to 'syslog', 'stderr' or a file path.
+{common_options}
 
 Web CGI clients ("recvcgi") connect, read `OK IMAP daemon client ready (DMIS Rulez!)...`, send
 `purpose#msgnum#host#user#pass#mailbox$` and get the IMAP server's response, or one line
@@ -43,9 +36,12 @@ import sys
 from docopt import docopt
 
 from common import service
+from common.cli import usage
 from common.version import VERSION
 from imapd.gateway import replies
 from imapd.gateway.session import make_handler
+
+__doc__ = usage(__doc__, "imapgw")
 
 
 def busy_reply(reason: str) -> bytes:
@@ -65,8 +61,6 @@ PROTOCOL = service.Protocol(
         "--imap-host-allow": "imap_host_allow",
         "--join-mailbox-user": "join_mailbox_user",
     },
-    int_keys=("port", "max_children", "max_per_address", "imap_port"),
-    float_keys=("shutdown_grace", "imap_timeout", "idle_timeout"),
 )
 
 
