@@ -58,9 +58,7 @@ class MasterState:
     relay: relay.RelaySettings | None = None
 
     def __post_init__(self) -> None:
-        self.relay = relay.daemon_settings(
-            self.settings.parser, self.settings.path("state_dir"), self.log
-        )
+        self.relay = relay.daemon_settings(self.settings, self.log)
 
     def session_services(self) -> Services:
         """A session's view of the master's state, with the after-login relay hook when this
@@ -83,7 +81,7 @@ class MasterState:
         users = load_users(self.protocol, settings, self.args)
         new_limits = limits(settings)
         self.settings, self.users = settings, users
-        self.relay = relay.daemon_settings(settings.parser, settings.path("state_dir"), self.log)
+        self.relay = relay.daemon_settings(settings, self.log)
         self.stats = StatsClient(settings.stats_socket)
         target = settings.get("log") if not self.args.get("--foreground") else "stderr"
         if target and target != "stderr":
@@ -116,7 +114,7 @@ def check_relay(settings: Settings) -> None:
     """Start-up and HUP check for daemons that open the relay: a bad [relay] is refused here,
     not discovered in every child."""
     try:
-        relay.RelaySettings.from_config(settings.parser, settings.path("state_dir"))
+        relay.RelaySettings.from_settings(settings)
     except relay.RelayConfigError as exc:
         raise ConfigError(str(exc)) from None
 

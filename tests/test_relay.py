@@ -7,7 +7,6 @@ Checked against the real tools from Debian (tests/apt-packages): ucspi-tcp's `tc
 
 from __future__ import annotations
 
-import configparser
 import contextlib
 import dataclasses
 import logging
@@ -26,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from common import config
+from common.config import Settings
 from common.relay import cdb, clearopensmtp, opensmtp, tcprules
 from common.relay import settings as relay_settings
 from common.relay.errors import Exit, RelayConfigError
@@ -73,6 +74,11 @@ def make_site(tmp_path: Path, extra: str = "", enabled: str = "yes") -> Site:
     conf = tmp_path / "maildaemons.conf"
     conf.write_text(f"[common]\nstate_dir = {state}\n\n[relay]\nenabled = {enabled}\n{extra}")
     return Site(state, conf, relay_settings.load_settings(str(conf), None))
+
+
+def state_dir_only(state: Path) -> Settings:
+    """Settings with nothing but the state directory: every [relay] key at its default."""
+    return Settings("relay", overrides={"state_dir": str(state)})
 
 
 @pytest.fixture
@@ -306,7 +312,7 @@ def test_lookup_agrees_with_tcprulescheck(tmp_path: Path) -> None:
 
 
 def test_settings_defaults(tmp_path: Path) -> None:
-    settings = RelaySettings.from_config(configparser.ConfigParser(), tmp_path)
+    settings = RelaySettings.from_settings(state_dir_only(tmp_path))
     assert settings == RelaySettings(
         enabled=False,
         open_smtp=tmp_path / "open-smtp",
@@ -409,7 +415,7 @@ def test_disabled_records_nothing(tmp_path: Path) -> None:
 
 def test_failure_is_logged_never_raised(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     site = make_site(tmp_path)
-    gone = RelaySettings.from_config(configparser.ConfigParser(), tmp_path / "no such dir")
+    gone = RelaySettings.from_settings(state_dir_only(tmp_path / "no such dir"))
     settings = dataclasses.replace(gone, enabled=True)
     assert not open_relay(settings, "127.0.0.2", LOG)
     assert "relay: not opened for 127.0.0.2: cannot open lock file" in caplog.text
@@ -659,13 +665,13 @@ def test_cli_arguments_and_config(
     capsys.readouterr()
     assert clearopensmtp.main(["-c", str(tmp_path / "missing.conf")]) == Exit.CONFIG
     err = capsys.readouterr().err
-    assert err == f"clearopensmtp: config file {tmp_path / 'missing.conf'} does not exist\n"
+    assert err == f"clearopensmtp: config file {tmp_path / 'missing.conf'} not found\n"
     bad = tmp_path / "bad.conf"
     bad.write_text("[relay\nenabled = yes\n")
     assert clearopensmtp.main(["-c", str(bad)]) == Exit.CONFIG
     assert capsys.readouterr().err.count("\n") == 1
     # a missing default config is fine: --state-dir alone will do
-    monkeypatch.setattr(relay_settings, "DEFAULT_CONFIG", tmp_path / "absent.conf")
+    monkeypatch.setattr(config, "DEFAULT_CONFIG", tmp_path / "absent.conf")
     assert clearopensmtp.main(["--state-dir", str(site.state)]) == Exit.OK
 
 

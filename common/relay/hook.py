@@ -7,14 +7,13 @@ the login goes on.
 
 from __future__ import annotations
 
-import configparser
 import ipaddress
 import logging
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from common.config import Settings
 from common.relay.errors import LockBusyError, RelayConfigError, RelayError
 from common.relay.files import replace_file
 from common.relay.lock import relay_lock
@@ -40,20 +39,18 @@ if TYPE_CHECKING:
 _THREAD_LOCK = threading.Lock()
 
 
-def daemon_settings(
-    cp: configparser.ConfigParser, state_dir: Path, log: LogLike
-) -> RelaySettings | None:
+def daemon_settings(settings: Settings, log: LogLike) -> RelaySettings | None:
     """The settings a daemon's login hook uses; None when relaying is off or `[relay]` is bad.
 
     A bad section is logged, never raised: the daemons read it for every session, and a typo
     there must cost the users their relaying, not their mail.
     """
     try:
-        settings = RelaySettings.from_config(cp, state_dir)
+        relay = RelaySettings.from_settings(settings)
     except RelayConfigError as exc:
         log.error("relay: bad configuration, not relaying: %s", exc)
         return None
-    return settings if settings.enabled else None
+    return relay if relay.enabled else None
 
 
 def relay_address(client_ip: str) -> str | None:

@@ -1,24 +1,23 @@
 """The `[relay]` settings: where the relay files are, the rule an entry gets, the timeouts.
 
-Relative paths are taken from the state directory. `load_settings()` is clearopensmtp's reading
-of the config file; the daemons pass their own parsed config to `RelaySettings.from_config()`.
+The keys and their defaults are declared in the one config schema (common/config.py); this module
+turns a daemon's (or clearopensmtp's) `Settings` into the typed values the relay code uses.
+Relative paths are taken from the state directory.
 """
 
 from __future__ import annotations
 
-import configparser
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.config import SCHEMA, ConfigError, Settings, read_config
 from common.relay.errors import RelayConfigError
 from common.relay.opensmtp import rule_problem
 
-DEFAULT_CONFIG = Path("/etc/maildaemons/maildaemons.conf")
-DEFAULT_STATE_DIR = Path("/var/lib/maildaemons")
-DEFAULT_RULE = 'allow,RELAYCLIENT=""'
-DEFAULT_CLEAR_MINUTES = 180
-DEFAULT_LOCK_TIMEOUT = 5.0
 SECTION = "relay"
+DEFAULT_RULE = SCHEMA[SECTION, "rule"].default
+DEFAULT_CLEAR_MINUTES = int(SCHEMA[SECTION, "clear_minutes"].default)
+DEFAULT_LOCK_TIMEOUT = float(SCHEMA[SECTION, "lock_timeout"].default)
 
 
 @dataclass(frozen=True)
@@ -36,30 +35,31 @@ class RelaySettings:
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
 
     @classmethod
-    def from_config(cls, cp: configparser.ConfigParser, state_dir: Path) -> RelaySettings:
-        """Read `[relay]` (all keys optional); RelayConfigError names a bad value."""
-
-        def path(key: str, default: Path) -> Path:
-            value = cp.get(SECTION, key, fallback="").strip()
-            return state_dir / value if value else default
-
-        open_smtp = path("open_smtp", state_dir / "open-smtp")
+    def from_settings(cls, settings: Settings) -> RelaySettings:
+        """`[relay]` as any daemon's settings see it; RelayConfigError names a bad value."""
+        relay = settings.view(SECTION)
         try:
-            settings = cls(
-                enabled=cp.getboolean(SECTION, "enabled", fallback=False),
+            state_dir = settings.path("state_dir")
+
+            def path(key: str) -> Path | None:
+                return state_dir / relay.path(key) if relay.get(key) else None
+
+            open_smtp = path("open_smtp") or state_dir / "open-smtp"
+            result = cls(
+                enabled=relay.get_bool("enabled"),
                 open_smtp=open_smtp,
-                lock_file=path("lock_file", open_smtp.with_name(open_smtp.name + ".lock")),
-                tcp_rules=path("tcp_rules", state_dir / "tcp.smtp"),
-                tcp_cdb=path("tcp_cdb", state_dir / "tcp.smtp.cdb"),
-                rule=cp.get(SECTION, "rule", fallback=DEFAULT_RULE).strip(),
-                clear_minutes=cp.getint(SECTION, "clear_minutes", fallback=DEFAULT_CLEAR_MINUTES),
-                tcprules=cp.get(SECTION, "tcprules", fallback="").strip() or None,
-                lock_timeout=cp.getfloat(SECTION, "lock_timeout", fallback=DEFAULT_LOCK_TIMEOUT),
+                lock_file=path("lock_file") or open_smtp.with_name(open_smtp.name + ".lock"),
+                tcp_rules=path("tcp_rules") or state_dir / "tcp.smtp",
+                tcp_cdb=path("tcp_cdb") or state_dir / "tcp.smtp.cdb",
+                rule=relay.get("rule"),
+                clear_minutes=relay.get_int("clear_minutes"),
+                tcprules=relay.get("tcprules") or None,
+                lock_timeout=relay.get_float("lock_timeout"),
             )
-        except ValueError as exc:
+        except ConfigError as exc:
             raise RelayConfigError(f"[{SECTION}]: {exc}") from None
-        settings.validate()
-        return settings
+        result.validate()
+        return result
 
     def validate(self) -> None:
         """RelayConfigError unless the rule is one tcprules accepts and the numbers make sense."""
@@ -73,17 +73,12 @@ class RelaySettings:
 
 
 def load_settings(config: str | None, state_dir: str | None) -> RelaySettings:
-    """Settings from the config file (a missing default file is fine) and --state-dir."""
-    cp = configparser.ConfigParser(interpolation=None)
-    path = Path(config) if config else DEFAULT_CONFIG
+    """clearopensmtp's settings: the config file (a missing default file is fine) and
+    --state-dir, read through the schema as every daemon reads them."""
     try:
-        with path.open(encoding="utf-8") as fp:
-            cp.read_file(fp, str(path))
-    except FileNotFoundError:
-        if config:
-            raise RelayConfigError(f"config file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, configparser.Error) as exc:
-        one_line = " ".join(str(exc).split())
-        raise RelayConfigError(f"cannot read config file {path}: {one_line}") from None
-    state = state_dir or cp.get("common", "state_dir", fallback="") or str(DEFAULT_STATE_DIR)
-    return RelaySettings.from_config(cp, Path(state))
+        parser = read_config(config)
+        settings = Settings(SECTION, parser, {"state_dir": state_dir}, config)
+        settings.validate()
+    except ConfigError as exc:
+        raise RelayConfigError(str(exc)) from None
+    return RelaySettings.from_settings(settings)
