@@ -39,6 +39,8 @@ from pathlib import Path
 import bigmailbox
 import load
 
+from common.daemon import process_alive
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 REFERENCE = REPO.parent / "shared" / "reference" / "dovecot"
@@ -194,16 +196,6 @@ def wait_for_greeting(port: int, alive: Callable[[], bool], timeout: float) -> b
     return False
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def kill_tree(root: int) -> None:
     """SIGKILL what is left of a server tree, each process by its pid."""
     for pid in reversed(load.descendants(root)):
@@ -278,7 +270,7 @@ def start_ours(
             kill_tree(proc.pid)
             proc.wait(5)
         for pid in tree[1:]:
-            if pid_alive(pid):
+            if process_alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
 
@@ -302,7 +294,7 @@ def system_dovecot_running() -> int:
     for pidfile in (Path("/run/dovecot/master.pid"), Path("/var/run/dovecot/master.pid")):
         with contextlib.suppress(OSError, ValueError):
             pid = int(pidfile.read_text().strip())
-            if pid_alive(pid):
+            if process_alive(pid):
                 return pid
     return 0
 
@@ -347,7 +339,7 @@ def start_dovecot(
 
     def stop() -> None:
         pid = master_pid()
-        if not pid or not pid_alive(pid):
+        if not pid or not process_alive(pid):
             return
         tree = load.descendants(pid)
         with contextlib.suppress(subprocess.SubprocessError, OSError):
@@ -360,7 +352,7 @@ def start_dovecot(
                 check=False,
             )
         for child in tree:
-            if pid_alive(child):
+            if process_alive(child):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child, signal.SIGKILL)
 
@@ -387,7 +379,7 @@ def start_dovecot(
     version = dovecot_version()
     label = f"dovecot {version} ({'tuned' if tuned else 'default'})"
     server = Server("dovecot", label, ports[protocol], pid, stop, log_path)
-    if not wait_for_greeting(server.port, lambda: pid_alive(pid), START_TIMEOUT):
+    if not wait_for_greeting(server.port, lambda: process_alive(pid), START_TIMEOUT):
         stop()
         raise RuntimeError(f"dovecot does not answer on port {server.port}:\n{tail(log_path)}")
     return server

@@ -16,6 +16,7 @@ import pwd
 import socket
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import daemon
@@ -121,38 +122,38 @@ def run(
     except (StartupError, ConfigError, OSError) as exc:  # ConfigError: a setting read in prepare
         print(f"{program}: {one_line(exc)}", file=sys.stderr)
         return 1
-    if foreground:
-        return run_foreground(settings, keep, serve, uid, gid)
-    return launch(settings, keep, serve, uid, gid)
+    start = Start(settings, keep, serve, uid, gid)
+    return run_foreground(start) if foreground else launch(start)
 
 
-def run_foreground(
-    settings: Settings,
-    keep: list[socket.socket],
-    serve: Callable[[list[socket.socket]], int],
-    uid: int | None,
-    gid: int | None,
-) -> int:
+@dataclass(frozen=True)
+class Start:
+    """What the serving process needs: its settings, the sockets bound before detaching, the
+    master loop, and the user and group to become."""
+
+    settings: Settings
+    keep: list[socket.socket]
+    serve: Callable[[list[socket.socket]], int]
+    uid: int | None
+    gid: int | None
+
+
+def run_foreground(start: Start) -> int:
+    settings = start.settings
     logs.setup(settings.daemon, "stderr", settings.get("log_level"))
-    drop_privileges(uid, gid)
+    drop_privileges(start.uid, start.gid)
     pidfile = settings.optional_path("pidfile")
     if pidfile:
         pidfile.write_text(f"{os.getpid()}\n")
     try:
-        return serve(keep)
+        return start.serve(start.keep)
     finally:
         if pidfile:
             with contextlib.suppress(OSError):
                 pidfile.unlink()
 
 
-def launch(
-    settings: Settings,
-    keep: list[socket.socket],
-    serve: Callable[[list[socket.socket]], int],
-    uid: int | None,
-    gid: int | None,
-) -> int:
+def launch(start: Start) -> int:
     """Fork; the launcher waits for the daemon's readiness line."""
     sys.stdout.flush()
     sys.stderr.flush()
@@ -160,9 +161,9 @@ def launch(
     pid = os.fork()
     if pid:
         os.close(ready_w)
-        return wait_until_ready(settings.daemon, pid, ready_r)
+        return wait_until_ready(start.settings.daemon, pid, ready_r)
     os.close(ready_r)
-    os._exit(become_daemon(settings, keep, serve, uid, gid, ready_w))
+    os._exit(become_daemon(start, ready_w))
 
 
 def wait_until_ready(program: str, pid: int, ready_r: int) -> int:
@@ -180,21 +181,15 @@ def wait_until_ready(program: str, pid: int, ready_r: int) -> int:
     return 1
 
 
-def become_daemon(
-    settings: Settings,
-    keep: list[socket.socket],
-    serve: Callable[[list[socket.socket]], int],
-    uid: int | None,
-    gid: int | None,
-    ready_w: int,
-) -> int:
+def become_daemon(start: Start, ready_w: int) -> int:
     """Runs in the launcher's child; returns only in the final daemon process."""
+    settings, uid, gid = start.settings, start.uid, start.gid
     pidfile = settings.pidfile
     context = daemon.DaemonContext(
         detach_process=True,
         umask=0o077,
         working_directory="/",
-        files_preserve=[s.fileno() for s in keep] + [ready_w],
+        files_preserve=[s.fileno() for s in start.keep] + [ready_w],
         pidfile=daemon.pidfile.TimeoutPIDLockFile(str(pidfile), PIDFILE_TIMEOUT),
         signal_map={},
         uid=uid,
@@ -212,7 +207,7 @@ def become_daemon(
     os.write(ready_w, READY)
     os.close(ready_w)
     try:
-        return serve(keep)
+        return start.serve(start.keep)
     finally:
         with contextlib.suppress(Exception):
             context.close()

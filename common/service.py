@@ -12,6 +12,7 @@ import socket
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from common import cli, daemon, logs, relay
@@ -56,6 +57,8 @@ class MasterState:
     args: dict[str, Any]
     # Built once here and on HUP, not per connection: a child only reads it.
     relay: relay.RelaySettings | None = None
+    # Taken before detaching: the daemon's working directory becomes "/".
+    start_dir: Path = field(default_factory=Path.cwd)
 
     def __post_init__(self) -> None:
         self.relay = relay.daemon_settings(self.settings, self.log)
@@ -64,7 +67,7 @@ class MasterState:
         """A session's view of the master's state, with the after-login relay hook when this
         protocol's logins open the relay and relaying is on."""
         hooks = [self.open_relay] if self.protocol.opens_relay and self.relay is not None else []
-        return Services(self.settings, self.users, self.stats, self.log, hooks)
+        return Services(self.settings, self.users, self.stats, self.log, self.start_dir, hooks)
 
     def open_relay(self, session: Session) -> None:
         if self.relay is not None:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any, ClassVar
 
 from common.config import Settings
@@ -43,6 +44,7 @@ class Services:
     users: UserDB
     stats: StatsClient
     log: logging.Logger
+    start_dir: Path  # the daemon's start-up directory (a daemon's own working directory is /)
     # Run once the login's success reply has been sent (the SMTP relay, seed 002).
     after_login: list[Callable[[Session], None]] = field(default_factory=list)
 
@@ -114,12 +116,16 @@ class Session:
         self.finished = False
         self.hooks_due = False
         self.started = time.monotonic()
+        self.prepare()
 
     @property
     def settings(self) -> Settings:
         return self.services.settings
 
     # -- what a protocol provides ------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Set the protocol's own fields of a new session (its state first of all)."""
 
     def greeting(self) -> bytes:
         raise NotImplementedError

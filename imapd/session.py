@@ -8,11 +8,7 @@ session goes on. Pipelined commands are answered in order and flushed together (
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from common.lineio import LineIO
-from common.logs import SessionLog
-from common.session import Goodbyes, ReplyError, Services
+from common.session import Goodbyes, ReplyError
 from common.session import Session as BaseSession
 from common.store import FolderTree, LockBusy, MailboxNotFound, StoreError
 from imapd import responses as r
@@ -50,21 +46,18 @@ class Session(BaseSession):
     MAX_BAD_COMMANDS = MAX_BAD_COMMANDS
     MAX_AUTH_FAILURES = MAX_AUTH_FAILURES
 
-    def __init__(
-        self,
-        io: LineIO,
-        services: Services,
-        address: str,
-        number: int,
-        log: SessionLog,
-        commands: Mapping[str, Spec],
-    ) -> None:
-        super().__init__(io, services, address, number, log, commands)
+    state: State
+    tree: FolderTree | None
+    selected: Selected | None
+    enabled: set[str]
+    compress_due: bool  # COMPRESS succeeded: compress from right after its tagged OK
+
+    def prepare(self) -> None:
         self.state = State.NOT_AUTHENTICATED
-        self.tree: FolderTree | None = None
-        self.selected: Selected | None = None
-        self.enabled: set[str] = set()
-        self.compress_due = False  # COMPRESS succeeded: compress from right after its tagged OK
+        self.tree = None
+        self.selected = None
+        self.enabled = set()
+        self.compress_due = False
 
     # -- output ----------------------------------------------------------------------------
 

@@ -160,7 +160,7 @@ def cmd_set(session: Session, args: list[str]) -> bytes:
         raise MsmpError(replies.INVALID_VALUE)
     if key == "maildir":
         # The daemons run in "/": a relative maildir is taken from msmpd's start-up directory.
-        value = os.path.normpath(session.start_dir / value)
+        value = os.path.normpath(session.services.start_dir / value)
     try:
         session.settings.runtime.set(key, value)
     except (ConfigError, LockBusy, OSError) as exc:

@@ -25,9 +25,7 @@ Stop with `kill -TERM $(cat PIDFILE)`; `kill -HUP` re-reads the config and admin
 
 from __future__ import annotations
 
-import functools
 import sys
-from pathlib import Path
 
 from docopt import docopt
 
@@ -41,24 +39,22 @@ from msmpd.session import Session
 __doc__ = usage(__doc__, "msmpd")
 
 
-def protocol(start_dir: Path) -> service.Protocol:
-    return service.Protocol(
-        name="msmp",
-        daemon="msmpd",
-        busy_reply=replies.busy,
-        session=functools.partial(Session, start_dir=start_dir),
-        commands=COMMANDS,
-        max_line=lambda settings: replies.MAX_LINE,
-        flags={"-L": "listen", "-P": "port", "--admins": "admins_file"},
-        users_key="admins_file",
-        inline_users_flag="-a",
-    )
+PROTOCOL = service.Protocol(
+    name="msmp",
+    daemon="msmpd",
+    busy_reply=replies.busy,
+    session=Session,
+    commands=COMMANDS,
+    max_line=lambda settings: replies.MAX_LINE,
+    flags={"-L": "listen", "-P": "port", "--admins": "admins_file"},
+    users_key="admins_file",
+    inline_users_flag="-a",
+)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = docopt(__doc__, argv=argv, version=f"msmpd (maildaemons) {VERSION}")
-    # Before detaching: the daemon's working directory becomes "/".
-    sys.exit(service.main(protocol(Path.cwd()), args))
+    sys.exit(service.main(PROTOCOL, args))
 
 
 if __name__ == "__main__":

@@ -7,13 +7,11 @@ Seed 003, appendix 9.1 section 3: the greeting, then USER and PASS against the a
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
 
-from common.lineio import LineIO, LineTooLong
-from common.logs import SessionLog
-from common.session import Command, Goodbyes, LineSession, ReplyError, Services
+from common.lineio import LineTooLong
+from common.session import Command, Goodbyes, LineSession, ReplyError
 from msmpd import replies
 from msmpd.accounts import Accounts
 
@@ -40,20 +38,12 @@ class Session(LineSession):
     MAX_AUTH_FAILURES = MAX_AUTH_FAILURES
     USER_LABEL = "admin"
 
-    def __init__(
-        self,
-        io: LineIO,
-        services: Services,
-        address: str,
-        number: int,
-        log: SessionLog,
-        commands: Mapping[str, Command],
-        start_dir: Path,
-    ) -> None:
-        super().__init__(io, services, address, number, log, commands)
+    state: State
+    pending_user: str | None
+
+    def prepare(self) -> None:
         self.state = State.AUTHORIZATION
-        self.pending_user: str | None = None
-        self.start_dir = start_dir  # relative SET maildir values are taken from here
+        self.pending_user = None
 
     @property
     def stats_socket(self) -> Path:

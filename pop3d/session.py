@@ -9,12 +9,10 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Mapping
 from enum import Enum
 
-from common.lineio import LineIO, LineTooLong
-from common.logs import SessionLog
-from common.session import Command, Goodbyes, LineSession, ReplyError, Services
+from common.lineio import LineTooLong
+from common.session import Command, Goodbyes, LineSession, ReplyError
 from common.store import DropMessage, Maildrop, StoreBusy, StoreError
 from pop3d import replies
 
@@ -41,19 +39,15 @@ class Session(LineSession):
     MAX_BAD_COMMANDS = MAX_BAD_COMMANDS
     MAX_AUTH_FAILURES = MAX_AUTH_FAILURES
 
-    def __init__(
-        self,
-        io: LineIO,
-        services: Services,
-        address: str,
-        number: int,
-        log: SessionLog,
-        commands: Mapping[str, Command],
-    ) -> None:
-        super().__init__(io, services, address, number, log, commands)
+    state: State
+    pending_user: str | None
+    drop: Maildrop | None  # the locked maildrop, from login on
+    timestamp: str  # the APOP banner's
+
+    def prepare(self) -> None:
         self.state = State.AUTHORIZATION
-        self.pending_user: str | None = None
-        self.drop: Maildrop | None = None  # the locked maildrop, from login on
+        self.pending_user = None
+        self.drop = None
         self.timestamp = make_timestamp()
 
     def read_continuation(self) -> bytes:
