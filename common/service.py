@@ -66,7 +66,9 @@ class MasterState:
     def session_services(self) -> Services:
         """A session's view of the master's state, with the after-login relay hook when this
         protocol's logins open the relay and relaying is on."""
-        hooks = [self.open_relay] if self.protocol.opens_relay and self.relay is not None else []
+        hooks: list[Callable[[Session], None]] = []
+        if self.protocol.opens_relay and self.relay is not None:
+            hooks.append(self.open_relay)
         return Services(self.settings, self.users, self.stats, self.log, self.start_dir, hooks)
 
     def open_relay(self, session: Session) -> None:

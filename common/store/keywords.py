@@ -52,8 +52,9 @@ class Keywords:
         result = []
         for letter in letters:
             index = KEYWORD_LETTERS.find(letter)
-            if 0 <= index < len(self.names) and self.names[index]:
-                result.append(self.names[index])  # type: ignore[arg-type]
+            name = self.names[index] if 0 <= index < len(self.names) else None
+            if name:
+                result.append(name)
         return result
 
     def letters_for(self, keywords: Iterable[str], create: bool) -> str:

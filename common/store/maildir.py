@@ -116,7 +116,7 @@ def is_maildir(path: Path) -> bool:
 
 def list_messages(folder: Path) -> list[MessageFile]:
     """Every message in new/ and cur/, oldest first (maildir names start with the time)."""
-    messages = []
+    messages: list[MessageFile] = []
     for sub in ("new", "cur"):
         try:
             names = os.listdir(folder / sub)

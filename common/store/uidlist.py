@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -226,7 +227,7 @@ class UidStore:
         return (info.st_mtime_ns, info.st_ino, info.st_size)
 
     @contextlib.contextmanager
-    def update(self):  # type: ignore[no-untyped-def]
+    def update(self) -> Iterator[UidList]:
         """Lock, yield the freshest list for changing, write it back atomically."""
         with locked(self.path):
             # The stamp (mtime, inode, size) tells whether another process replaced the file
