@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("common", "imapd", "pop3d", "msmpd")
 PROTOCOLS = ("pop3d", "imapd", "msmpd")
 # File-system calls that protocol code must leave to common/store.

@@ -26,19 +26,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import (
+from docopt import docopt
+from support.clients import LineClient
+from support.daemons import (
     BIN,
     Daemon,
     DaemonFactory,
-    LineClient,
-    MailSite,
     child_pids,
     free_port,
     is_zombie,
     port_open,
     wait_for,
 )
-from docopt import docopt
+from support.site import MailSite
 
 from common import service
 from imapd.gateway import main as gw_main
@@ -346,15 +346,6 @@ class Stack:
     gw: Daemon
 
 
-def make_site(root: Path) -> MailSite:
-    site = MailSite(root, root / "mail", root / "state", root / "run")
-    for path in (site.mail, site.state, site.run):
-        path.mkdir()
-    (root / "users").write_text("")
-    (root / "admins").write_text("")
-    return site
-
-
 def build_stack(factory: DaemonFactory, site: MailSite) -> Stack:
     users = dict(USERS)
     for user in ("alice", "carol", *(name for pair in PAIRS for name in pair)):
@@ -378,7 +369,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("gateway")
     factory = DaemonFactory(root)
     try:
-        yield build_stack(factory, make_site(root))
+        yield build_stack(factory, MailSite.create(root))
     finally:
         factory.stop_all()
 

@@ -11,22 +11,12 @@ import re
 
 import imapclient
 import pytest
-from conftest import deliver
-from imap_support import crlf, message_files, shared_imapd, start_imapd, tree
+from support.imap import crlf, message_files, shared_imapd, tree
+from support.site import deliver
 
 UTC = datetime.UTC
 
 SIMPLE = b"From: a@example.org\nTo: b@example.org\nSubject: simple\n\nhello\n"
-
-
-@pytest.fixture
-def imapd(daemons, site):
-    """A server of the test's own (for the tests that restart it)."""
-
-    def start(extra: str = "", users: dict[str, str] | None = None):
-        return start_imapd(daemons, site, extra, users)
-
-    return start
 
 
 shared = shared_imapd("imap-commands")

@@ -10,8 +10,9 @@ import re
 import time
 
 import pytest
-from conftest import deliver, wait_for
-from imap_support import Raw, crlf, message_files, shared_imapd
+from support.daemons import wait_for
+from support.imap import Raw, crlf, message_files, shared_imapd
+from support.site import deliver
 
 shared = shared_imapd("imap-concurrency", "idle_keepalive = 0\n")
 

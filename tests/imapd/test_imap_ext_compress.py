@@ -8,8 +8,9 @@ import re
 import zlib
 
 import pytest
-from conftest import deliver, wait_for
-from imap_support import Raw, crlf, shared_imapd
+from support.daemons import wait_for
+from support.imap import Raw, crlf, shared_imapd
+from support.site import deliver
 
 shared = shared_imapd("imap-ext-compress", "idle_keepalive = 0\n")
 

@@ -10,8 +10,9 @@ import threading
 import time
 from collections import Counter
 
-from conftest import deliver, wait_for
-from imap_support import Raw, shared_imapd
+from support.daemons import wait_for
+from support.imap import Raw, shared_imapd
+from support.site import deliver
 
 from common.store.folders import FolderTree
 from common.store.mailbox import Mailbox

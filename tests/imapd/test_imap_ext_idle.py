@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import deliver, wait_for
-from imap_support import TIMEOUT, Raw, shared_imapd, start_imapd
+from support.daemons import wait_for
+from support.imap import TIMEOUT, Raw, shared_imapd, start_imapd
+from support.site import deliver
 
 PUSH_DEADLINE = 10.0  # generous: a loaded test machine must not fail a test
 

@@ -3,7 +3,7 @@
 folders need, and one channel); everything else is
 mbsync's default: its authentication choice, pipelining, COMPRESS=DEFLATE when advertised,
 UIDPLUS for what it stores, Expunge None. Synced both ways, twice over, nothing lost or
-duplicated. (tests/test_mbsync.py runs a tuned configuration with deletions; CONDSTORE is used by
+duplicated. (test_mbsync.py runs a tuned configuration with deletions; CONDSTORE is used by
 mbsync from 1.5 on, when advertised; the Debian 1.4 here does not.)"""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_mbsync import (
+from support.sync import (
     PASSWORD,
     USER,
     assert_in_step,
@@ -23,14 +23,11 @@ from test_mbsync import (
     imap_login,
     message,
     seeded,
-    server,
     set_local_flags,
     uid_of,
 )
 
 from common.store import maildir
-
-__all__ = ["server"]  # the shared fixture: a seeded server maildir and a running imapd
 
 pytestmark = [
     pytest.mark.client,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import deliver
-from imap_support import shared_imapd
+from support.imap import shared_imapd
+from support.site import deliver
 
 shared = shared_imapd("imap-ext-quota")
 

@@ -10,8 +10,8 @@ import imaplib
 import re
 
 import pytest
-from conftest import deliver
-from imap_support import SHARED_PASSWORD, crlf, shared_imapd
+from support.imap import SHARED_PASSWORD, crlf, shared_imapd
+from support.site import deliver
 
 ADVERTISED = [
     "IMAP4rev1",

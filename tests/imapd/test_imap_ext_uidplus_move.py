@@ -9,8 +9,9 @@ import re
 import signal
 
 import pytest
-from conftest import child_pids, deliver, wait_for
-from imap_support import crlf, shared_imapd
+from support.daemons import child_pids, wait_for
+from support.imap import crlf, shared_imapd
+from support.site import deliver
 
 from common.store.folders import FolderTree
 from common.store.mailbox import Mailbox

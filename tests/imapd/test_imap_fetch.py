@@ -9,13 +9,13 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-from pathlib import Path
 
 import pytest
-from conftest import deliver
-from imap_support import Raw, crlf, start_imapd
+from support.daemons import DaemonFactory
+from support.imap import Raw, crlf, start_imapd
+from support.paths import CORPUS
+from support.site import MailSite, deliver
 
-CORPUS = Path(__file__).parent / "corpus"
 FILES = sorted(CORPUS.glob("*.eml"))
 WELL_FORMED = [
     "base64_rfc2231",
@@ -37,14 +37,8 @@ WELL_FORMED = [
 @pytest.fixture(scope="module")
 def corpus_server(tmp_path_factory):
     """One server for the module, alice's INBOX holding the corpus in file-name order."""
-    from conftest import DaemonFactory, MailSite
-
     root = tmp_path_factory.mktemp("fetch")
-    site = MailSite(root, root / "mail", root / "state", root / "run")
-    for path in (site.mail, site.state, site.run):
-        path.mkdir()
-    (root / "users").write_text("")
-    (root / "admins").write_text("")
+    site = MailSite.create(root)
     maildir = site.maildir("alice")
     for number, path in enumerate(FILES, 1):
         deliver(

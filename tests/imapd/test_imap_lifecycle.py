@@ -11,16 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BIN, child_pids, free_port, is_zombie, port_open, wait_for
-from imap_support import Raw, crlf, message_files, start_imapd
-
-
-@pytest.fixture
-def imapd(daemons, site):
-    def start(extra: str = "", users: dict[str, str] | None = None):
-        return start_imapd(daemons, site, extra, users)
-
-    return start
+from support.daemons import BIN, child_pids, free_port, is_zombie, port_open, wait_for
+from support.imap import Raw, crlf, message_files
 
 
 def alive(pid: int) -> bool:

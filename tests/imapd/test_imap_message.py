@@ -13,10 +13,10 @@ from __future__ import annotations
 import datetime
 import random
 import re
-from pathlib import Path
 
 import pytest
 from imapclient.response_parser import parse_fetch_response
+from support.paths import CORPUS
 
 from imapd import envelope as env
 from imapd.message import MessageView, parse_date
@@ -24,7 +24,6 @@ from imapd.mime import MAX_DEPTH, find_parts, split_header
 from imapd.mimefields import parse_content_type, parse_params
 from imapd.mimetext import decode_base64, header_text
 
-CORPUS = Path(__file__).parent / "corpus"
 NAMES = sorted(p.name for p in CORPUS.glob("*.eml"))
 
 

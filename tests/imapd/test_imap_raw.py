@@ -11,8 +11,9 @@ import re
 import time
 
 import pytest
-from conftest import child_pids, deliver, wait_for
-from imap_support import Raw, crlf, folders, message_files, shared_imapd, tree
+from support.daemons import child_pids, wait_for
+from support.imap import Raw, crlf, folders, message_files, shared_imapd, tree
+from support.site import deliver
 
 MESSAGE = b"From: a@example.org\nSubject: raw\n\nhello raw\n"
 MAX_LITERAL = 65536

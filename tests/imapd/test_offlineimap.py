@@ -1,9 +1,9 @@
 """A real IMAP client against a running imapd: offlineimap (Debian package offlineimap3) syncing
 an account both ways, with flags, deletions and new folders, over several runs.
 
-The same checks as tests/test_mbsync.py (whose helpers this module shares): after every run both
-sides hold the same messages, each exactly once, with the same flags. On failure the assertion
-shows the IMAP exchange from `offlineimap -d imap`.
+The same checks as tests/imapd/test_mbsync.py (the helpers both use are in tests/support/sync.py):
+after every run both sides hold the same messages, each exactly once, with the same flags. On
+failure the assertion shows the IMAP exchange from `offlineimap -d imap`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_mbsync import (
+from support.sync import (
     PASSWORD,
     USER,
     assert_in_step,
@@ -23,14 +23,11 @@ from test_mbsync import (
     imap_login,
     message,
     seeded,
-    server,
     set_local_flags,
     uid_of,
 )
 
 from common.store.mailbox import Mailbox
-
-__all__ = ["server"]  # the shared fixture: a seeded server maildir and a running imapd
 
 pytestmark = [
     pytest.mark.client,

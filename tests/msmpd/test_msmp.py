@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, LineClient, child_pids, deliver, free_port, port_open, wait_for
+from support.clients import LineClient
+from support.daemons import Daemon, child_pids, free_port, port_open, wait_for
+from support.site import deliver
 
 from common.stats import query as stats_query
 

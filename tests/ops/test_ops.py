@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.paths import REPO
 
 from common import config
 from common.relay import settings as relay_settings
 
-REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 MAN = REPO / "man"
 SAMPLE_CONFIG = REPO / "etc/maildaemons.conf"

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import deliver
+from support.site import deliver
 
 pytestmark = [
     pytest.mark.client,

@@ -12,7 +12,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import POP3_USERS, deliver, wait_for
+from support.daemons import wait_for
+from support.pop3 import POP3_USERS
+from support.site import deliver
 
 MESSAGES = [
     b"From: a@example.org\nSubject: one\n\nfirst body\nsecond line\n",

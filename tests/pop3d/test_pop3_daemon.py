@@ -11,7 +11,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BIN, LineClient, child_pids, deliver, free_port, is_zombie, port_open, wait_for
+from support.clients import LineClient
+from support.daemons import BIN, child_pids, free_port, is_zombie, port_open, wait_for
+from support.site import deliver
 
 from common.config import RuntimeState
 

@@ -12,7 +12,9 @@ import socket
 import time
 
 import pytest
-from conftest import LineClient, deliver, wait_for
+from support.clients import LineClient
+from support.daemons import wait_for
+from support.site import deliver
 
 FAIL2BAN = re.compile(r"pop3 auth failed for user (\S+) from (\S+)$")
 

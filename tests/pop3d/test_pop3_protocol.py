@@ -9,7 +9,9 @@ import struct
 import subprocess
 
 import pytest
-from conftest import POP3_USERS, deliver, wait_for
+from support.daemons import wait_for
+from support.pop3 import POP3_USERS
+from support.site import deliver
 
 # (stored bytes, the CRLF form sent and counted): written out by hand, not computed.
 WIRE_TABLE = [

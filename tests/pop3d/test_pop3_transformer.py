@@ -7,7 +7,8 @@ import os
 import time
 from pathlib import Path
 
-from conftest import deliver, wait_for
+from support.daemons import wait_for
+from support.site import deliver
 
 from common.config import RuntimeState
 

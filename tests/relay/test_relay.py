@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.paths import REPO
 
 from common import config
 from common.config import Settings
@@ -34,7 +35,6 @@ from common.relay.hook import open_relay
 from common.relay.settings import RelaySettings
 from common.version import VERSION
 
-REPO = Path(__file__).resolve().parent.parent
 CLEAROPENSMTP = Path(sys.executable).with_name("clearopensmtp")
 CRON_WRAPPER = REPO / "scripts" / "clearopensmtp-cron"
 RULE = 'allow,RELAYCLIENT=""'

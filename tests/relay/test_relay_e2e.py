@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import BIN, Daemon, DaemonFactory, LineClient, MailSite, port_open, wait_for
+from support.clients import LineClient
+from support.daemons import BIN, Daemon, DaemonFactory, port_open, wait_for
+from support.site import MailSite
 
 pytestmark = [
     pytest.mark.timeout(90),

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
+from support.daemons import wait_for
 
 from common.stats import StatsClient
 from common.stats import query as stats_query

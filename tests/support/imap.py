@@ -1,5 +1,6 @@
 """Helpers for the imapd end-to-end tests: starting a server, raw IMAP transcripts that read
-literals in responses, imaplib/imapclient sessions, and snapshots of a Maildir on disk."""
+literals in responses, imaplib/imapclient sessions, and snapshots of a Maildir on disk. (The
+`imapd` fixture in tests/imapd/conftest.py starts a server of a test's own.)"""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from typing import Any
 
 import imapclient
 import pytest
-from conftest import Daemon, DaemonFactory, LineClient, MailSite, wait_for
+
+from support.clients import LineClient
+from support.daemons import Daemon, DaemonFactory, wait_for
+from support.site import MailSite
 
 IMAP_USERS = {"alice": "pw", "bob": "b0b pass", "carol": "c"}
 SHARED_PASSWORD = "s3cret pass"  # a space: every client must quote it
@@ -187,11 +191,7 @@ class SharedImapd:
     def __init__(
         self, root: Path, extra: str = "", prefix: str = "u", password: str = SHARED_PASSWORD
     ) -> None:
-        self.site = MailSite(root, root / "mail", root / "state", root / "run")
-        for path in (self.site.mail, self.site.state, self.site.run):
-            path.mkdir()
-        (root / "users").write_text("")
-        (root / "admins").write_text("")
+        self.site = MailSite.create(root)
         self.factory = DaemonFactory(root)
         users = {f"{prefix}{n:03d}": password for n in range(1, self.ACCOUNTS + 1)}
         self.server = start_imapd(self.factory, self.site, extra, users)
