@@ -3,7 +3,7 @@
 Every key is declared once below (`KEYS`): its section, type, default and one line of help, and,
 for the two MSMP may SET, its runtime name. A new key is one line there, read with the getter of
 its type (`settings.get_int("port")`), and one entry each in `etc/maildaemons.conf` and
-maildaemons.conf(5), which list exactly these keys with these defaults (tests/test_ops.py).
+maildaemons.conf(5), which list exactly these keys with these defaults (tests/ops/test_ops.py).
 
 Lookup of a daemon's key, highest first (DESIGN.md "Configuration"): runtime setting (MSMP SET,
 kept in a state file under the state directory), command-line flag, the daemon's own section,

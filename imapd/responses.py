@@ -16,7 +16,7 @@ from imapd.strings import literal as literal  # re-exported: handlers write r.li
 GREETING_NAME = f"maildaemons IMAP4rev1 server {VERSION} ready"
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
-# Only what is complete is advertised (issue 6); each is proven by tests/test_imap_ext_*.py.
+# Only what is complete is advertised (issue 6); each is proven by tests/imapd/test_imap_ext_*.py.
 CAPABILITIES = (
     "IMAP4rev1",
     "LITERAL+",

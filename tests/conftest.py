@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from support.daemons import DaemonFactory
 from support.pop3 import POP3_USERS, Pop3Server
 from support.site import MailSite

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from support.paths import REPO
 
 PACKAGES = ("common", "imapd", "pop3d", "msmpd")

@@ -27,6 +27,13 @@ from pathlib import Path
 
 import pytest
 from docopt import docopt
+
+from common import service
+from imapd.gateway import main as gw_main
+from imapd.gateway.client import command_arg
+from imapd.gateway.purpose import MAX_PURPOSE, Purpose, masked, parse_purpose, read_purpose
+from imapd.gateway.replies import EMPTY_MAILBOX, GatewayError
+from imapd.gateway.session import Gateway
 from support.clients import LineClient
 from support.daemons import (
     BIN,
@@ -39,13 +46,6 @@ from support.daemons import (
     wait_for,
 )
 from support.site import MailSite
-
-from common import service
-from imapd.gateway import main as gw_main
-from imapd.gateway.client import command_arg
-from imapd.gateway.purpose import MAX_PURPOSE, Purpose, masked, parse_purpose, read_purpose
-from imapd.gateway.replies import EMPTY_MAILBOX, GatewayError
-from imapd.gateway.session import Gateway
 
 BANNER = b"OK IMAP daemon client ready (DMIS Rulez!)...\n"
 PASSWORD = "Sekr3t#Pw0rd"  # bob's: it holds a '#', the field separator

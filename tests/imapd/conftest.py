@@ -4,6 +4,7 @@ clients (mbsync, offlineimap) sync with. A module-wide server is `support.imap.s
 from __future__ import annotations
 
 import pytest
+
 from support.imap import start_imapd
 from support.sync import PASSWORD, USER, seed_server
 

@@ -11,6 +11,7 @@ import re
 
 import imapclient
 import pytest
+
 from support.imap import crlf, message_files, shared_imapd, tree
 from support.site import deliver
 

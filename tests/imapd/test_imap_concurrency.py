@@ -10,6 +10,7 @@ import re
 import time
 
 import pytest
+
 from support.daemons import wait_for
 from support.imap import Raw, crlf, message_files, shared_imapd
 from support.site import deliver

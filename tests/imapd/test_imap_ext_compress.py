@@ -8,6 +8,7 @@ import re
 import zlib
 
 import pytest
+
 from support.daemons import wait_for
 from support.imap import Raw, crlf, shared_imapd
 from support.site import deliver

@@ -10,12 +10,11 @@ import threading
 import time
 from collections import Counter
 
+from common.store.folders import FolderTree
+from common.store.mailbox import Mailbox
 from support.daemons import wait_for
 from support.imap import Raw, shared_imapd
 from support.site import deliver
-
-from common.store.folders import FolderTree
-from common.store.mailbox import Mailbox
 
 SEEDED = 30
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from support.imap import shared_imapd
 from support.site import deliver
 

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from support.daemons import wait_for
 from support.imap import TIMEOUT, Raw, shared_imapd, start_imapd
 from support.site import deliver

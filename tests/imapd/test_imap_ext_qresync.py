@@ -8,10 +8,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from support.imap import shared_imapd
-from support.site import deliver
 
 from common.store.uidlist import UIDLIST
+from support.imap import shared_imapd
+from support.site import deliver
 
 shared = shared_imapd("imap-ext-qresync")
 

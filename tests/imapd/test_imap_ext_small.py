@@ -10,6 +10,7 @@ import imaplib
 import re
 
 import pytest
+
 from support.imap import SHARED_PASSWORD, crlf, shared_imapd
 from support.site import deliver
 

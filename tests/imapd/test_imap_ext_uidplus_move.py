@@ -9,12 +9,12 @@ import re
 import signal
 
 import pytest
-from support.daemons import child_pids, wait_for
-from support.imap import crlf, shared_imapd
-from support.site import deliver
 
 from common.store.folders import FolderTree
 from common.store.mailbox import Mailbox
+from support.daemons import child_pids, wait_for
+from support.imap import crlf, shared_imapd
+from support.site import deliver
 
 shared = shared_imapd("imap-ext-uidplus")
 

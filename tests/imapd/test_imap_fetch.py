@@ -11,6 +11,7 @@ import email.policy
 import re
 
 import pytest
+
 from support.daemons import DaemonFactory
 from support.imap import Raw, crlf, start_imapd
 from support.paths import CORPUS

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from support.daemons import BIN, child_pids, free_port, is_zombie, port_open, wait_for
 from support.imap import Raw, crlf, message_files
 

@@ -16,13 +16,13 @@ import re
 
 import pytest
 from imapclient.response_parser import parse_fetch_response
-from support.paths import CORPUS
 
 from imapd import envelope as env
 from imapd.message import MessageView, parse_date
 from imapd.mime import MAX_DEPTH, find_parts, split_header
 from imapd.mimefields import parse_content_type, parse_params
 from imapd.mimetext import decode_base64, header_text
+from support.paths import CORPUS
 
 NAMES = sorted(p.name for p in CORPUS.glob("*.eml"))
 

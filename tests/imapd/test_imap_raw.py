@@ -11,6 +11,7 @@ import re
 import time
 
 import pytest
+
 from support.daemons import child_pids, wait_for
 from support.imap import Raw, crlf, folders, message_files, shared_imapd, tree
 from support.site import deliver

@@ -16,6 +16,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from common.store import maildir
+from common.store.mailbox import Mailbox
 from support.sync import (
     PASSWORD,
     USER,
@@ -31,9 +34,6 @@ from support.sync import (
     set_local_flags,
     uid_of,
 )
-
-from common.store import maildir
-from common.store.mailbox import Mailbox
 
 pytestmark = [
     pytest.mark.client,

@@ -14,6 +14,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from common.store.mailbox import Mailbox
 from support.sync import (
     PASSWORD,
     USER,
@@ -26,8 +28,6 @@ from support.sync import (
     set_local_flags,
     uid_of,
 )
-
-from common.store.mailbox import Mailbox
 
 pytestmark = [
     pytest.mark.client,

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from common.stats import query as stats_query
 from support.clients import LineClient
 from support.daemons import Daemon, child_pids, free_port, port_open, wait_for
 from support.site import deliver
-
-from common.stats import query as stats_query
 
 MSMP = Path(sys.executable).with_name("msmp")
 MSMPD = Path(sys.executable).with_name("msmpd")

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.paths import REPO
 
 from common import config
 from common.relay import settings as relay_settings
+from support.paths import REPO
 
 BIN = Path(sys.executable).parent
 MAN = REPO / "man"

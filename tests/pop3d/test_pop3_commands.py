@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from support.daemons import wait_for
 from support.pop3 import POP3_USERS
 from support.site import deliver

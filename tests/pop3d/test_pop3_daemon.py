@@ -11,11 +11,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from common.config import RuntimeState
 from support.clients import LineClient
 from support.daemons import BIN, child_pids, free_port, is_zombie, port_open, wait_for
 from support.site import deliver
-
-from common.config import RuntimeState
 
 
 def strays(port: int, marker: str) -> list[int]:

@@ -12,6 +12,7 @@ import socket
 import time
 
 import pytest
+
 from support.clients import LineClient
 from support.daemons import wait_for
 from support.site import deliver

@@ -9,6 +9,7 @@ import struct
 import subprocess
 
 import pytest
+
 from support.daemons import wait_for
 from support.pop3 import POP3_USERS
 from support.site import deliver

@@ -7,10 +7,9 @@ import os
 import time
 from pathlib import Path
 
+from common.config import RuntimeState
 from support.daemons import wait_for
 from support.site import deliver
-
-from common.config import RuntimeState
 
 MESSAGE = b"Subject: lower case\n\nhello world\n.dot line\n"
 SIZE = len(MESSAGE) + MESSAGE.count(b"\n")  # the CRLF form

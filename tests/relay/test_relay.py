@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support.paths import REPO
 
 from common import config
 from common.config import Settings
@@ -34,6 +33,7 @@ from common.relay.errors import Exit, RelayConfigError
 from common.relay.hook import open_relay
 from common.relay.settings import RelaySettings
 from common.version import VERSION
+from support.paths import REPO
 
 CLEAROPENSMTP = Path(sys.executable).with_name("clearopensmtp")
 CRON_WRAPPER = REPO / "scripts" / "clearopensmtp-cron"

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from support.clients import LineClient
 from support.daemons import BIN, Daemon, DaemonFactory, port_open, wait_for
 from support.site import MailSite

@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-from support.daemons import wait_for
 
 from common.stats import StatsClient
 from common.stats import query as stats_query
 from common.stats.collector import ADMIN_PROTOCOLS, Collector
+from support.daemons import wait_for
 
 MAILSTATD = Path(sys.executable).with_name("mailstatd")
 NO_SWEEP = "[mailstatd]\nsweep_interval = 0\n"
