@@ -1,6 +1,7 @@
 """Fixtures every component folder uses: a DaemonFactory that stops what it started, a temporary
-mail site, and pop3d (MSMP's tests drive one too). The helpers behind them live in
-tests/support/; component fixtures live in each folder's conftest.py."""
+mail site, a test CA with a server certificate, and pop3d (MSMP's tests drive one too). The
+helpers behind them live in tests/support/; component fixtures live in each folder's
+conftest.py."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from support.daemons import DaemonFactory
 from support.pop3 import POP3_USERS, Pop3Server
 from support.site import MailSite
+from support.tls import Pki, make_pki
 
 
 @pytest.fixture
@@ -21,6 +23,12 @@ def daemons(tmp_path: Path) -> Iterator[DaemonFactory]:
         yield factory
     finally:
         factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A test CA and a server certificate (chain in the file) for localhost and 127.0.0.x."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture
