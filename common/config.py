@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import configparser
 import copy
+import ipaddress
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -77,6 +78,24 @@ def parse_optional_seconds(text: str) -> int | None:
     return int(text)
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str) -> list[Network]:
+    """Addresses or networks (`127.0.0.0/8`, `::1`, `192.0.2.7`), as parse_list separates
+    them; host bits may be set (`10.1.2.3/8` is 10.0.0.0/8)."""
+    return [ipaddress.ip_network(item, strict=False) for item in parse_list(text)]
+
+
+def parse_optional_port(text: str) -> int | None:
+    """Empty (no such listener), or a TCP port."""
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
+        raise ValueError(text)
+    return int(text)
+
+
 STR = KeyType("str", "text", str)
 INT = KeyType("int", "a whole number", int)
 FLOAT = KeyType("float", "a number", float)
@@ -84,6 +103,8 @@ BOOL = KeyType("bool", "yes or no", parse_bool)
 PATH = KeyType("path", "a path", lambda text: Path(text).expanduser())
 LIST = KeyType("list", "a list", parse_list)
 OPTIONAL_SECONDS = KeyType("seconds", "a whole number of seconds", parse_optional_seconds)
+NETWORKS = KeyType("networks", "IP addresses or networks", parse_networks)
+OPTIONAL_PORT = KeyType("port", "a TCP port or empty", parse_optional_port)
 
 
 # -- the schema ----------------------------------------------------------------------------------
@@ -127,6 +148,20 @@ KEYS: tuple[Key, ...] = (
     _common("log_level", STR, "info", "debug, info, warning or error"),
     _common("user", STR, "", "drop to this user after binding, when started as root"),
     _common("group", STR, "", "and to this group (empty: the user's primary group)"),
+    _common("tls_cert", PATH, "", "TLS certificate, PEM, chain after it (empty: no TLS)"),
+    _common("tls_key", PATH, "", "TLS private key, PEM, not readable by everyone"),
+    _common(
+        "disable_plaintext_auth",
+        BOOL,
+        "yes",
+        "refuse passwords in clear outside TLS, except from trusted_networks",
+    ),
+    _common(
+        "trusted_networks",
+        NETWORKS,
+        "127.0.0.0/8 ::1",
+        "client networks where passwords may be sent in clear",
+    ),
     _common("auth_failure_delay", FLOAT, "2", "seconds a failed login waits for its answer"),
     _common("max_children", INT, "1000", "sessions per daemon at most (0: no limit)"),
     _common("max_per_address", INT, "20", "sessions per client address at most (0: no limit)"),
@@ -134,6 +169,7 @@ KEYS: tuple[Key, ...] = (
     _common("backlog", INT, "1024", "the listen(2) backlog"),
     _pop3d("listen", LIST, "*", "addresses to listen on ('*': every interface)"),
     _pop3d("port", INT, "110", "the TCP port"),
+    _pop3d("tls_port", OPTIONAL_PORT, "", "the implicit-TLS port, 995 by custom (empty: none)"),
     _pop3d("idle_timeout", INT, "600", "seconds an idle session is kept"),
     _pop3d("max_line", INT, "255", "the longest command line, in octets"),
     _pop3d(
@@ -148,6 +184,7 @@ KEYS: tuple[Key, ...] = (
     _pop3d("login_delay", OPTIONAL_SECONDS, "", "LOGIN-DELAY seconds, announced and enforced"),
     _imapd("listen", LIST, "*", "addresses to listen on ('*': every interface)"),
     _imapd("port", INT, "143", "the TCP port"),
+    _imapd("tls_port", OPTIONAL_PORT, "", "the implicit-TLS port, 993 by custom (empty: none)"),
     _imapd("idle_timeout", INT, "1800", "seconds before an idle session is logged out"),
     _imapd("max_line", INT, "65536", "the longest command line, in octets"),
     _imapd("max_literal", INT, "67108864", "the largest literal (APPEND message), in octets"),
@@ -164,6 +201,7 @@ KEYS: tuple[Key, ...] = (
     _msmpd("port", INT, "4321", "the TCP port"),
     _msmpd("idle_timeout", INT, "600", "seconds an idle session is kept"),
     _msmpd("max_users", INT, "10000", "ADD refuses new users beyond this count"),
+    _msmpd("require_tls", BOOL, "no", "USER/PASS only over TLS, from trusted_networks too"),
     _mailstatd("max_log_entries", INT, "1000", "access-log entries kept per user"),
     _mailstatd("save_interval", FLOAT, "1", "seconds between saves of the figures"),
     _mailstatd("sweep_interval", FLOAT, "30", "seconds between sweeps of gone sessions (0: never)"),
@@ -332,6 +370,12 @@ class Settings:
 
     def path(self, name: str) -> Path:
         return cast(Path, self._typed(name, PATH))
+
+    def networks(self, name: str) -> list[Network]:
+        return cast(list[Network], self._typed(name, NETWORKS))
+
+    def optional_port(self, name: str) -> int | None:
+        return cast(int | None, self._typed(name, OPTIONAL_PORT))
 
     def optional_path(self, name: str) -> Path | None:
         """The path, or None when the value is empty."""

@@ -140,7 +140,17 @@ class Session(BaseSession):
     # -- the session core (common/session.py) ----------------------------------------------
 
     def greeting(self) -> bytes:
-        return r.untagged(f"OK [CAPABILITY {r.capability_line()}] {r.GREETING_NAME}")
+        return r.untagged(f"OK [CAPABILITY {self.capabilities()}] {r.GREETING_NAME}")
+
+    def capabilities(self) -> str:
+        """What this session may use now: STARTTLS and the login capabilities only before
+        login (RFC 3501 6.2.1, 6.2.3), COMPRESS until it is on (RFC 4978)."""
+        before_login = self.state is State.NOT_AUTHENTICATED
+        return r.capability_line(
+            compressed=self.io.compressed,
+            starttls=before_login and self.tls_offered,
+            plaintext=self.plaintext_allowed or not before_login,
+        )
 
     def line_too_long(self) -> None:
         self.bad_command(self.GOODBYES.line_too_long)

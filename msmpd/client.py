@@ -13,6 +13,9 @@ Options:
   -u ADMIN              Administrator name (default: $MSMP_USER, else a prompt).
   -t SECONDS --timeout=SECONDS
                         Give up on a silent server after this long [default: 30].
+  --tls                 Send STLS first and verify the server's certificate and name (-L)
+                        before the password is sent (needed where msmpd refuses it in clear).
+  --cafile=FILE         With --tls: trust the CA certificates in FILE, not the system's.
 
 With a COMMAND it logs in, sends that one command, prints the reply and exits:
   msmp STAT
@@ -32,6 +35,7 @@ import contextlib
 import getpass
 import os
 import socket
+import ssl
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,6 +74,20 @@ class Connection:
         except OSError as exc:
             reason = exc.strerror or str(exc) or type(exc).__name__
             raise ClientError(f"cannot connect to {host} port {port}: {reason}") from None
+        self.reader = self.sock.makefile("rb")
+
+    def start_tls(self, context: ssl.SSLContext, host: str) -> None:
+        """STLS (msmpd's, as POP3's RFC 2595 4), then the handshake; the name checked is the
+        address the client was given (-L), as for any TLS client."""
+        reply = self.command("STLS")
+        if not reply.ok:
+            raise ClientError(f"the server refused STLS: {reply.text}")
+        try:
+            self.sock = context.wrap_socket(self.sock, server_hostname=host)
+        except ssl.SSLCertVerificationError as exc:
+            raise ClientError(f"TLS failed: {exc.verify_message}") from None
+        except (ssl.SSLError, OSError) as exc:
+            raise ClientError(f"TLS failed: {getattr(exc, 'reason', None) or exc}") from None
         self.reader = self.sock.makefile("rb")
 
     def readline(self) -> str:
@@ -156,10 +174,14 @@ def complete(words: list[str]) -> list[str]:
     return words
 
 
-def login(conn: Connection, admin: str, password: str) -> Reply:
+def login(
+    conn: Connection, admin: str, password: str, tls: tuple[ssl.SSLContext, str] | None = None
+) -> Reply:
     greeting = conn.reply()
     if not greeting.ok:
         raise ClientError(f"server refused the connection: {greeting.text}")
+    if tls is not None:
+        conn.start_tls(*tls)
     reply = conn.command(check_line(f"USER {admin}"))
     if not reply.ok:
         return reply
@@ -246,16 +268,34 @@ def run(args: dict[str, Any]) -> int:
     words = [str(w) for w in args["COMMAND"] or []]
     if words:
         check_line(" ".join(words))
+    tls = tls_settings(args)
     admin, password = credentials(args["-u"] if isinstance(args["-u"], str) else None)
     conn = Connection(str(args["-L"]), port, timeout)
     try:
-        reply = login(conn, admin, password)
+        reply = login(conn, admin, password, tls)
         if not reply.ok:
-            print(f"msmp: login failed: {reply.text}", file=sys.stderr)
+            hint = " (use --tls)" if tls is None and "STLS" in reply.text else ""
+            print(f"msmp: login failed: {reply.text}{hint}", file=sys.stderr)
             return EXIT_ERR
         return run_one(conn, words) if words else run_interactive(conn)
     finally:
         conn.close()
+
+
+def tls_settings(args: dict[str, Any]) -> tuple[ssl.SSLContext, str] | None:
+    """--tls: a verifying client context (the system's CAs, or --cafile's) and the name to check."""
+    cafile = args.get("--cafile")
+    if not args.get("--tls"):
+        if cafile:
+            raise ClientError("--cafile goes with --tls")
+        return None
+    try:
+        context = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ClientError(
+            f"cannot read --cafile {cafile}: {getattr(exc, 'strerror', exc)}"
+        ) from None
+    return context, str(args["-L"])
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 The dispatcher checks the state and the number of arguments before it calls a handler, so handlers
 never re-check them. A handler returns its reply bytes or raises MsmpError. Arguments are separated
 by spaces or tabs; PASS takes the rest of the line, so an admin password may hold spaces. QUIT (not
-in the RFC) ends the session in any state.
+in the RFC) ends the session in any state. STLS (not in the RFC either) is POP3's (RFC 2595 4):
+USER and PASS are refused in clear outside trusted_networks, and everywhere with require_tls.
 """
 
 from __future__ import annotations
@@ -65,15 +66,35 @@ def stats_call(session: Session, call: Callable[[], T]) -> T:
 
 def cmd_user(session: Session, args: list[str]) -> bytes:
     """Section 3.1: USER <username>. Always +OK: whether the admin exists is not revealed."""
+    require_plaintext(session)
     session.pending_user = args[0]
     return replies.USER_ACCEPTED
 
 
 def cmd_pass(session: Session, args: list[str]) -> bytes:
     """Section 3.2: PASS <password>; +OK Logged in or -ERR Invalid credentials."""
+    require_plaintext(session)
     if session.pending_user is None:
         raise MsmpError(replies.USER_FIRST)
     return session.login(session.pending_user, args[0])
+
+
+def require_plaintext(session: Session) -> None:
+    if not session.plaintext_allowed:
+        session.pending_user = None
+        session.log.info("plaintext login refused: TLS required")
+        raise MsmpError(replies.TLS_REQUIRED)
+
+
+def cmd_stls(session: Session, args: list[str]) -> bytes:
+    """STLS (POP3's, RFC 2595 4), AUTHORIZATION only: TLS from right after this +OK; what the
+    client sent after STLS is discarded (common/session.start_tls)."""
+    if session.tls:
+        raise MsmpError(replies.TLS_ACTIVE)
+    if not session.tls_offered:
+        raise MsmpError(replies.TLS_UNAVAILABLE)
+    session.tls_due = True
+    return replies.BEGIN_TLS
 
 
 def cmd_quit(session: Session, args: list[str]) -> bytes:
@@ -194,6 +215,7 @@ def cmd_logs(session: Session, args: list[str]) -> bytes:
 COMMANDS: dict[str, Command] = {
     "USER": Command(cmd_user, AUTH, 1, 1, syntax="USER <username>"),
     "PASS": Command(cmd_pass, AUTH, 1, 1, raw_args=True, syntax="PASS <password>"),
+    "STLS": Command(cmd_stls, AUTH, syntax="STLS"),
     "QUIT": Command(cmd_quit, ANY, syntax="QUIT"),
     "ADD": Command(cmd_add, ADMIN, 2, 2, syntax="ADD <username> <password>"),
     "DELE": Command(cmd_dele, ADMIN, 1, 1, syntax="DELE <username>"),

@@ -53,6 +53,11 @@ GOODBYE = ok("Goodbye")
 TIMEOUT = err("Idle timeout, closing connection")
 SHUTDOWN = err("Server shutting down, closing connection")
 INTERNAL_ERROR = err("Internal error, closing connection")
+# Not in the RFC: STLS as in POP3 (RFC 2595 4), and logins refused in clear.
+BEGIN_TLS = ok("Begin TLS negotiation now")
+TLS_ACTIVE = err("TLS is already active")
+TLS_UNAVAILABLE = err("TLS support isn't enabled")
+TLS_REQUIRED = err("Login needs TLS here: send STLS first")
 
 ADDED = ok("Added user")
 UPDATED = ok("Updated password")

@@ -155,7 +155,7 @@ def close_gently(conn: socket.socket) -> None:
 
 
 def make_handler(state: service.MasterState) -> Handler:
-    def handle(conn: socket.socket, address: str, number: int, interrupt_fd: int) -> int:
+    def handle(conn: socket.socket, address: str, number: int, interrupt_fd: int, tls: bool) -> int:
         settings = state.settings
         log = SessionLog(state.log, number, address)
         conn.settimeout(settings.get_float("idle_timeout"))  # bounds each send to the client
