@@ -278,7 +278,7 @@ class ForkingServer:
     def _start_session(self, conn: socket.socket, address: str, tls: bool = False) -> None:
         refusal = self._refusal(address)
         if refusal:
-            self._refuse(conn, address, refusal)
+            self._refuse(conn, address, refusal, tls)
             return
         self.sessions += 1
         session = self.sessions
@@ -293,7 +293,7 @@ class ForkingServer:
         except OSError as exc:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
             self.log.error("fork failed: %s", exc)
-            self._refuse(conn, address, "children")
+            self._refuse(conn, address, "children", tls)
             return
         if pid == 0:
             self._run_child(conn, address, session, tls)
@@ -312,11 +312,14 @@ class ForkingServer:
             return "address"
         return ""
 
-    def _refuse(self, conn: socket.socket, address: str, reason: str) -> None:
+    def _refuse(self, conn: socket.socket, address: str, reason: str, tls: bool = False) -> None:
+        """The protocol's busy line, then close. A TLS port's client expects a handshake, and
+        the master does none: it is closed without a word in clear."""
         self.log.warning("refused %s: %s limit reached", address, reason)
         try:
-            conn.setblocking(False)
-            conn.send(self.busy_reply(reason))
+            if not tls:
+                conn.setblocking(False)
+                conn.send(self.busy_reply(reason))
         except OSError:
             pass
         finally:

@@ -124,3 +124,37 @@ def test_hup_takes_a_renewed_certificate_and_keeps_the_old_for_a_bad_one(
     assert renewed != first
     assert daemon.log().count("TLS not reloaded") == 1
     assert daemon.proc.poll() is None
+
+
+def test_a_tls_port_at_its_limit_closes_without_a_word_in_clear(
+    daemons: DaemonFactory, site: MailSite, pki: Pki
+) -> None:
+    tls_port = free_port()
+    daemon = daemons.start(
+        "pop3d",
+        "-l",
+        "127.0.0.1",
+        "-u",
+        "alice:secret",
+        config=site.config(pki.config() + f"max_per_address = 1\n[pop3d]\ntls_port = {tls_port}\n"),
+    )
+
+    def greeted() -> ssl.SSLSocket | None:
+        """A TLS session that got its greeting (the start-up probe's may still be counted)."""
+        sock = socket.create_connection(("127.0.0.1", tls_port), timeout=10)
+        try:
+            tls = pki.wrap(sock)
+            if tls.recv(100).startswith(b"+OK"):
+                return tls
+        except (ssl.SSLError, OSError):
+            pass
+        sock.close()
+        return None
+
+    held = wait_for(greeted, what="a TLS session")
+    with socket.create_connection(("127.0.0.1", tls_port), timeout=10) as refused:
+        assert refused.recv(100) == b""  # no "-ERR ..." in clear on a TLS port
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as plain:
+        assert plain.recv(100).startswith(b"-ERR [SYS/TEMP] Too many connections from your")
+    held.close()
+    assert "refused 127.0.0.1: address limit reached" in daemon.log()
