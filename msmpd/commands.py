@@ -2,13 +2,16 @@
 
 The dispatcher checks the state and the number of arguments before it calls a handler, so handlers
 never re-check them. A handler returns its reply bytes or raises MsmpError. Arguments are separated
-by spaces or tabs; PASS takes the rest of the line, so an admin password may hold spaces. QUIT (not
-in the RFC) ends the session in any state.
+by spaces or tabs; PASS takes the rest of the line, so an admin password may hold spaces, and so
+does SET after its key (a transformer is a command line: `SET transformer spamassassin -e`).
+HELP and QUIT (not in the RFC) work in any state.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -24,7 +27,7 @@ from msmpd.accounts import (
     NoSuchUserError,
     UserLimitError,
 )
-from msmpd.session import MsmpError, Session, State
+from msmpd.session import SEPARATOR, MsmpError, Session, State
 
 T = TypeVar("T")
 
@@ -76,6 +79,11 @@ def cmd_pass(session: Session, args: list[str]) -> bytes:
     return session.login(session.pending_user, args[0])
 
 
+def cmd_help(session: Session, args: list[str]) -> bytes:
+    """Not in the RFC: the commands, one a line (a multi-line reply), in any state."""
+    return replies.multiline(replies.help_lines())
+
+
 def cmd_quit(session: Session, args: list[str]) -> bytes:
     """Not in the RFC: end the session politely, in any state."""
     session.finished = True
@@ -103,7 +111,7 @@ def cmd_add(session: Session, args: list[str]) -> bytes:
     session.log.info(
         "%s user %s (admin %s)", "added" if created else "new password for", name, session.user
     )
-    return replies.ADDED if created else replies.UPDATED
+    return replies.ADDED if created else replies.updated(name)
 
 
 def cmd_dele(session: Session, args: list[str]) -> bytes:
@@ -152,20 +160,65 @@ def runtime_key(key: str) -> str:
     return key
 
 
+# Words that start a shell command line without naming a program on the PATH.
+SHELL_WORDS = frozenset(
+    {":", ".", "[", "!", "{", "(", "case", "command", "echo", "eval", "exec", "false", "for"}
+    | {"if", "printf", "test", "true", "until", "while"}
+)
+
+
+def transformer_problem(command: str) -> str | None:
+    """Why pop3d could not run `command` as `/bin/sh -c <command>`, or None. A value naming no
+    program (`none`, a typo) would make every RETR fail, so SET refuses it; the program is
+    looked up as msmpd sees the system (its PATH, or the path given)."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return "not a shell command line: unbalanced quotes"
+    while words and "=" in words[0] and words[0].split("=", 1)[0].isidentifier():
+        words.pop(0)  # VAR=value before the program
+    if not words:
+        return "no program named"
+    program = words[0]
+    if program in SHELL_WORDS or program.startswith(("(", "{")):
+        return None
+    if "/" in program:
+        found = os.path.isfile(program) and os.access(program, os.X_OK)
+    else:
+        found = shutil.which(program) is not None
+    return None if found else f"no program {program!r} on the server"
+
+
 def cmd_set(session: Session, args: list[str]) -> bytes:
-    """Section 7: SET <key> <value>; kept in the runtime state file, in force for the next
-    connection of every daemon, over the config file and the flags, until set again."""
-    key, value = runtime_key(args[0]), args[1]
+    """Section 7: SET <key> <value>, the value being the rest of the line (a transformer is a
+    command line; the seed's "no spaces" is lifted); kept in the runtime state file, in force
+    for the next connection of every daemon, over the config file and the flags, until set
+    again. Ours: `SET <key>` alone removes the SET value, so the config file's is in force."""
+    key, *rest = SEPARATOR.split(args[0].strip(" \t"), maxsplit=1)
+    if not key:  # the rest of the line was blank
+        raise MsmpError(replies.usage(COMMANDS["SET"].syntax))
+    key, value = runtime_key(key), rest[0].rstrip(" \t") if rest else ""
+    if not value:
+        return save_runtime(session, key, None)
     if len(value) > MAX_RUNTIME_VALUE or not value.isprintable():
         raise MsmpError(replies.INVALID_VALUE)
     if key == "maildir":
         # The daemons run in "/": a relative maildir is taken from msmpd's start-up directory.
         value = os.path.normpath(session.services.start_dir / value)
+    elif problem := transformer_problem(value):
+        raise MsmpError(replies.invalid_transformer(problem))
+    return save_runtime(session, key, value)
+
+
+def save_runtime(session: Session, key: str, value: str | None) -> bytes:
     try:
         session.settings.runtime.set(key, value)
     except (ConfigError, LockBusy, OSError) as exc:
         session.log.error("SET %s failed: %s", key, exc)
         raise MsmpError(replies.SAVE_FAILED) from None
+    if value is None:
+        session.log.info("SET %s back to the config file's value (admin %s)", key, session.user)
+        return replies.RESET
     session.log.info("SET %s=%s (admin %s)", key, value, session.user)
     return replies.CHANGED
 
@@ -195,10 +248,11 @@ COMMANDS: dict[str, Command] = {
     "USER": Command(cmd_user, AUTH, 1, 1, syntax="USER <username>"),
     "PASS": Command(cmd_pass, AUTH, 1, 1, raw_args=True, syntax="PASS <password>"),
     "QUIT": Command(cmd_quit, ANY, syntax="QUIT"),
+    "HELP": Command(cmd_help, ANY, syntax="HELP"),
     "ADD": Command(cmd_add, ADMIN, 2, 2, syntax="ADD <username> <password>"),
     "DELE": Command(cmd_dele, ADMIN, 1, 1, syntax="DELE <username>"),
     "LIST": Command(cmd_list, ADMIN, 0, 1, syntax="LIST [<username>]"),
-    "SET": Command(cmd_set, ADMIN, 2, 2, syntax="SET <key> <value>"),
+    "SET": Command(cmd_set, ADMIN, 1, 1, raw_args=True, syntax="SET <key> [<value>]"),
     "GET": Command(cmd_get, ADMIN, 1, 1, syntax="GET <key>"),
     "STAT": Command(cmd_stat, ADMIN, syntax="STAT"),
     "LOGS": Command(cmd_logs, ADMIN, 1, 1, syntax="LOGS <username>"),

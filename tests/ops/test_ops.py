@@ -188,7 +188,7 @@ def test_man_page_has_the_sections(page: str) -> None:
     text = (MAN / page).read_text()
     name, number = page.rsplit(".", 1)
     assert text.startswith(f".TH {name.upper()} {number} ")
-    wanted = ["NAME", "SYNOPSIS", "DESCRIPTION", "FILES", "SEE ALSO"]
+    wanted = ["NAME", "SYNOPSIS", "DESCRIPTION", "ENVIRONMENT", "FILES", "SEE ALSO"]
     if page != "maildaemons.conf.5":
         wanted += ["OPTIONS", "EXIT STATUS", "EXAMPLES"]
     if name in DAEMONS:
@@ -202,8 +202,12 @@ def test_man_page_has_the_sections(page: str) -> None:
             assert signame in section(text, "SIGNALS"), (page, signame)
     for heading in wanted:
         assert re.search(rf"^\.SH \"?{heading}\"?$", text, re.M), (page, heading)
+    # Every program reads the config file $MAILDAEMONS_CONF names when -c is not given.
+    assert ".B MAILDAEMONS_CONF\n" in section(text, "ENVIRONMENT"), page
     if name != "maildaemons.conf":
-        assert "| nc \\-q 2 127.0.0.1 " in section(text, "EXAMPLES"), page
+        # netcat sessions that end once the server has answered (-N: shut down on EOF).
+        assert "| nc \\-N 127.0.0.1 " in section(text, "EXAMPLES"), page
+        assert "nc \\-q" not in text, page
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -218,6 +222,31 @@ def test_help_exits_0_and_matches_the_man_page(command: str) -> None:
     assert documented - listed == set(), f"{page.name} documents options --help lacks"
     synopsis = set(OPTION.findall(plain(section(page.read_text(), "SYNOPSIS"))))
     assert synopsis <= listed, f"{page.name} SYNOPSIS names {synopsis - listed}"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["pop3d", "-f"],
+        ["imapd", "-f"],
+        ["imapgw", "-f"],
+        ["msmpd", "-f"],
+        ["mailstatd", "-f"],
+        ["mailstatd", "--dump"],
+        ["msmp", "STAT"],
+        ["clearopensmtp", "--dry-run"],
+    ],
+    ids=" ".join,
+)
+def test_every_command_reads_the_file_maildaemons_conf_names(
+    argv: list[str], tmp_path: Path
+) -> None:
+    """Without -c, every program reads $MAILDAEMONS_CONF (a file named there must exist)."""
+    missing = tmp_path / "absent.conf"
+    env = {**os.environ, "MAILDAEMONS_CONF": str(missing), "MSMP_USER": "a", "MSMP_PASSWORD": "b"}
+    result = run([str(BIN / argv[0]), *argv[1:]], env=env)
+    assert result.returncode != 0
+    assert f"config file {missing} (from $MAILDAEMONS_CONF) not found" in result.stderr
 
 
 def man_config_keys() -> dict[str, dict[str, str]]:
