@@ -254,6 +254,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print(file=sys.stderr)
         sys.exit(EXIT_USAGE)
+    except BrokenPipeError:  # `msmp LIST | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_OK)
 
 
 def server(args: dict[str, Any]) -> tuple[str, int]:

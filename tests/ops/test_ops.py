@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import json
 import os
 import poplib
 import re
@@ -512,7 +513,7 @@ def test_quickstart_as_a_newcomer(tmp_path: Path) -> None:
             int(m.group(1)): line
             for line in lines
             if line.startswith("printf ")
-            and (m := re.search(r"\| nc -q 2 127\.0\.0\.1 (\d+)$", line))
+            and (m := re.search(r"\| nc -N 127\.0\.0\.1 (\d+)$", line))
         }
         assert set(sessions) == set(ports.values()), first.stdout
 
@@ -530,8 +531,15 @@ def test_quickstart_as_a_newcomer(tmp_path: Path) -> None:
         msmp = replay(sessions[ports["MSMP_PORT"]], top)
         assert msmp.startswith("+OK MSMP1") and "+OK Logged in" in msmp
         assert "Total connections:" in msmp and "+OK Goodbye" in msmp
-        client = [line for line in lines if line.startswith("MSMP_USER=")]
-        assert len(client) == 1 and "Total connections:" in replay(client[0], top)
+        # The export line puts the commands on PATH and names the config for every command.
+        exports = [line for line in lines if line.startswith("export PATH=")]
+        assert len(exports) == 1, first.stdout
+        assert replay("scripts/quickstart env", top).strip() == exports[0]
+        assert f'MAILDAEMONS_CONF="{top}/var/maildaemons.conf"' in exports[0]
+        assert "msmp STAT" in lines and "mailstatd --dump" in lines
+        assert "Total connections:" in replay(f"{exports[0]}; msmp STAT", top)
+        dump = json.loads(replay(f"{exports[0]}; mailstatd --dump", top))
+        assert dump["protocols"]["msmp"]["logins_ok"] >= 2
 
         second = run([str(top / "scripts/quickstart")], env=env, cwd=top, timeout=60)
         assert second.returncode == 0, second.stdout + second.stderr
@@ -553,6 +561,51 @@ def test_quickstart_as_a_newcomer(tmp_path: Path) -> None:
         for name in DAEMONS:
             stop_daemon(read_pid(run_dir / f"{name}.pid"), (name,))
             stop_daemon(pids.get(name), (name,))
+
+
+def test_quickstart_without_netcat_prints_the_apt_get_line(tmp_path: Path) -> None:
+    """On a machine without nc, and no way to install it (no apt-get it may run here), the quick
+    start still starts the suite and says exactly how to get netcat."""
+    if not (BIN / "pop3d").exists():
+        pytest.skip("the tests do not run from the project's venv")
+    top = repo_copy(tmp_path / "r")
+    hidden = {"nc", "nc.openbsd", "netcat", "apt-get"}
+    tools = tmp_path / "bin"  # every program of /usr/bin but those
+    tools.mkdir()
+    for program in Path("/usr/bin").iterdir():
+        if program.name not in hidden:
+            (tools / program.name).symlink_to(program)
+    ports = sorted({free_port() for _ in range(8)})[:4]
+    assert len(ports) == 4
+    env = {
+        **os.environ,
+        "PATH": str(tools),
+        **dict(
+            zip(("POP3_PORT", "IMAP_PORT", "GW_PORT", "MSMP_PORT"), map(str, ports), strict=True)
+        ),
+    }
+    run_dir = top / "var" / "run"
+    try:
+        result = run([str(top / "scripts/quickstart")], env=env, cwd=top, timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "netcat-openbsd (its Debian and Ubuntu name) is needed" in result.stderr
+        assert "The nc lines above need OpenBSD netcat" in result.stdout
+        assert all(read_pid(run_dir / f"{name}.pid") for name in DAEMONS)
+        # With apt-get there but no root and no sudo, the exact line is printed.
+        (tools / "apt-get").symlink_to("/usr/bin/apt-get")
+        (tools / "id").unlink()
+        (tools / "id").write_text("#!/bin/sh\necho 1000\n")
+        (tools / "id").chmod(0o755)
+        (tools / "sudo").unlink(missing_ok=True)
+        again = run([str(top / "scripts/quickstart")], env=env, cwd=top, timeout=60)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert (
+            "The Debian package netcat-openbsd is needed for the netcat sessions printed below;"
+            " install it with:\n  sudo apt-get install -y --no-install-recommends netcat-openbsd\n"
+        ) in again.stderr
+    finally:
+        for name in DAEMONS:
+            stop_daemon(read_pid(run_dir / f"{name}.pid"), (name,))
 
 
 # -- a pop3d in the background ------------------------------------------------------------------
