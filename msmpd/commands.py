@@ -10,13 +10,12 @@ HELP and QUIT (not in the RFC) work in any state.
 from __future__ import annotations
 
 import os
-import shlex
-import shutil
 from collections.abc import Callable
 from typing import TypeVar
 
 from common.config import MAX_RUNTIME_KEY, MAX_RUNTIME_VALUE, RUNTIME_KEYS, ConfigError
 from common.session import Command
+from common.shell import command_problem
 from common.stats import query as stats_query
 from common.store import InvalidName, LockBusy, check_username
 from msmpd import replies
@@ -160,35 +159,6 @@ def runtime_key(key: str) -> str:
     return key
 
 
-# Words that start a shell command line without naming a program on the PATH.
-SHELL_WORDS = frozenset(
-    {":", ".", "[", "!", "{", "(", "case", "command", "echo", "eval", "exec", "false", "for"}
-    | {"if", "printf", "test", "true", "until", "while"}
-)
-
-
-def transformer_problem(command: str) -> str | None:
-    """Why pop3d could not run `command` as `/bin/sh -c <command>`, or None. A value naming no
-    program (`none`, a typo) would make every RETR fail, so SET refuses it; the program is
-    looked up as msmpd sees the system (its PATH, or the path given)."""
-    try:
-        words = shlex.split(command)
-    except ValueError:
-        return "not a shell command line: unbalanced quotes"
-    while words and "=" in words[0] and words[0].split("=", 1)[0].isidentifier():
-        words.pop(0)  # VAR=value before the program
-    if not words:
-        return "no program named"
-    program = words[0]
-    if program in SHELL_WORDS or program.startswith(("(", "{")):
-        return None
-    if "/" in program:
-        found = os.path.isfile(program) and os.access(program, os.X_OK)
-    else:
-        found = shutil.which(program) is not None
-    return None if found else f"no program {program!r} on the server"
-
-
 def cmd_set(session: Session, args: list[str]) -> bytes:
     """Section 7: SET <key> <value>, the value being the rest of the line (a transformer is a
     command line; the seed's "no spaces" is lifted); kept in the runtime state file, in force
@@ -205,7 +175,7 @@ def cmd_set(session: Session, args: list[str]) -> bytes:
     if key == "maildir":
         # The daemons run in "/": a relative maildir is taken from msmpd's start-up directory.
         value = os.path.normpath(session.services.start_dir / value)
-    elif problem := transformer_problem(value):
+    elif problem := command_problem(value):  # it would make every RETR fail
         raise MsmpError(replies.invalid_transformer(problem))
     return save_runtime(session, key, value)
 

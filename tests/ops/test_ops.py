@@ -338,7 +338,7 @@ def unit_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     units = root / "units"
     units.mkdir()
     for name in UNITS:
-        text = (REPO / "etc/systemd" / name).read_text().replace("/usr/local/bin/", f"{BIN}/")
+        text = (REPO / "etc/systemd" / name).read_text().replace("/opt/maildaemons/bin/", f"{BIN}/")
         (units / name.removesuffix(".example")).write_text(text)
     for page in MAN_PAGES:
         target = root / "man" / f"man{page[-1]}"
