@@ -32,6 +32,9 @@ from typing import cast
 from common.store.atomic import atomic_write, locked
 
 DEFAULT_CONFIG = Path("/etc/maildaemons/maildaemons.conf")
+# Names the config file every command reads when -c is not given (the quick start's is
+# var/maildaemons.conf); a file named there must exist, as one named with -c must.
+CONFIG_ENV = "MAILDAEMONS_CONF"
 RUNTIME_FILE = "runtime.json"
 MAX_RUNTIME_KEY = 40
 MAX_RUNTIME_VALUE = 100
@@ -197,6 +200,7 @@ KEYS: tuple[Key, ...] = (
     _imapgw("imap_timeout", FLOAT, "30", "seconds to wait for each answer of the IMAP server"),
     _imapgw("idle_timeout", FLOAT, "60", "seconds to wait for the client's purpose string"),
     _imapgw("join_mailbox_user", BOOL, "no", "select <mailbox>/<user> as seed 000 did"),
+    _imapgw("peek", BOOL, "no", "fetch with BODY.PEEK, so headers and body leave \\Seen alone"),
     _msmpd("listen", LIST, "127.0.0.1", "addresses to listen on"),
     _msmpd("port", INT, "4321", "the TCP port"),
     _msmpd("idle_timeout", INT, "600", "seconds an idle session is kept"),
@@ -271,16 +275,29 @@ def check_file(parser: configparser.ConfigParser, path: str | os.PathLike[str]) 
 # -- the file ------------------------------------------------------------------------------------
 
 
+def config_file(path: str | os.PathLike[str] | None = None) -> tuple[Path, bool]:
+    """The config file a command reads, and whether it was named: `-c FILE` (`path`), else
+    $MAILDAEMONS_CONF, else DEFAULT_CONFIG. This is the one place that decides it."""
+    if path:
+        return Path(path), True
+    named = os.environ.get(CONFIG_ENV, "")
+    if named:
+        return Path(named), True
+    return DEFAULT_CONFIG, False
+
+
 def read_config(path: str | os.PathLike[str] | None) -> configparser.ConfigParser:
-    """Read the INI file. A missing default file is fine; a missing file named explicitly is not."""
+    """Read the INI file. A missing default file is fine; a missing file named explicitly (with
+    -c or $MAILDAEMONS_CONF) is not."""
     parser = configparser.ConfigParser(interpolation=None, default_section="__defaults__")
-    target = Path(path) if path else DEFAULT_CONFIG
+    target, named = config_file(path)
     try:
         with open(target, encoding="utf-8") as handle:
             parser.read_file(handle)
     except FileNotFoundError:
-        if path:
-            raise ConfigError(f"config file {target} not found") from None
+        if named:
+            how = f" (from ${CONFIG_ENV})" if not path else ""
+            raise ConfigError(f"config file {target}{how} not found") from None
     except (OSError, UnicodeDecodeError, configparser.Error) as exc:
         raise ConfigError(f"config file {target}: {one_line(exc)}") from None
     return parser
@@ -395,7 +412,7 @@ class Settings:
     def validate(self) -> None:
         """Start-up and HUP: the file names only known sections and keys, and every key this
         daemon reads parses as its type. ConfigError says what is wrong, in one line."""
-        check_file(self.parser, self.config_path or DEFAULT_CONFIG)
+        check_file(self.parser, config_file(self.config_path)[0])
         for key in keys_of(self.daemon):
             self._typed(key.name)
 
@@ -455,14 +472,18 @@ class RuntimeState:
                 return self.refresh().get(runtime_key)
         return None
 
-    def set(self, key: str, value: str) -> None:
-        """Store one runtime value atomically (read-modify-write under the state file's lock)."""
+    def set(self, key: str, value: str | None) -> None:
+        """Store one runtime value atomically (read-modify-write under the state file's lock);
+        None removes it, so the config file's value is in force again."""
         if key not in RUNTIME_KEYS:
             raise ConfigError(f"invalid runtime key {key!r}")
         self.file.parent.mkdir(parents=True, exist_ok=True)
         with locked(self.file):
             values = dict(self._load())
-            values[key] = value
+            if value is None:
+                values.pop(key, None)
+            else:
+                values[key] = value
             text = json.dumps(values, indent=1, sort_keys=True) + "\n"
             atomic_write(self.file, text.encode(), mode=0o644)
         self._stamp = None

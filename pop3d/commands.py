@@ -17,7 +17,7 @@ from common.store import to_crlf
 from common.users import split_scheme
 from pop3d import replies
 from pop3d.session import Pop3Error, Session, State
-from pop3d.transformer import TransformerError, transform
+from pop3d.transformer import TransformerError, in_force, transform
 
 AUTH = frozenset({State.AUTHORIZATION})
 TRANSACTION = frozenset({State.TRANSACTION})
@@ -206,7 +206,7 @@ def cmd_retr(session: Session, args: list[str]) -> bytes:
     """The whole message, through the transformer when one is configured."""
     message = session.message(args[0])
     data = session.read(message)
-    command = session.settings.get("transformer")
+    command = in_force(session.settings.get("transformer"))
     if command:
         timeout = session.settings.get_float("transformer_timeout")
         try:

@@ -5,15 +5,29 @@ conftest.py."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from support.daemons import DaemonFactory
+from support.figures import NOTED
 from support.pop3 import POP3_USERS, Pop3Server
 from support.site import MailSite
 from support.tls import Pki, make_pki
+
+# A shell that ran `scripts/quickstart` may export MAILDAEMONS_CONF: every command would read the
+# quick start's config where a test names none, so the tests never see it.
+os.environ.pop("MAILDAEMONS_CONF", None)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The figures tests noted for reading (support/figures.py), after the progress dots."""
+    for title, texts in sorted(NOTED.items()):
+        terminalreporter.write_sep("-", title)
+        for text in texts:
+            terminalreporter.write_line(text)
 
 
 @pytest.fixture
