@@ -19,7 +19,6 @@ from imapd.states import SELECTED, Abort, Spec, State
 
 PROTOCOL = "imap"
 MAX_BAD_COMMANDS = 30
-MAX_AUTH_FAILURES = 5
 CONTINUE = b"+ Ready for literal data\r\n"
 # A command may hold max_literal octets of literals plus this much of everything else.
 MAX_COMMAND_EXTRA = 1_000_000
@@ -44,7 +43,6 @@ class Session(BaseSession):
         bad_compression=bye(r.BYE_COMPRESSION),
     )
     MAX_BAD_COMMANDS = MAX_BAD_COMMANDS
-    MAX_AUTH_FAILURES = MAX_AUTH_FAILURES
 
     state: State
     tree: FolderTree | None

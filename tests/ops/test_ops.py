@@ -39,6 +39,7 @@ COMMANDS = {  # console script -> its man page
     "mailstatd": "mailstatd.8",
     "msmp": "msmp.1",
     "clearopensmtp": "clearopensmtp.8",
+    "maildaemons-passwd": "maildaemons-passwd.1",
 }
 DAEMONS = ("mailstatd", "pop3d", "imapd", "imapgw", "msmpd")
 FORKING = ("pop3d", "imapd", "imapgw", "msmpd")  # a child per connection; mailstatd has none
