@@ -17,6 +17,7 @@ import contextlib
 import os
 import select
 import socket
+import time
 import zlib
 
 RECV_SIZE = 65536
@@ -74,7 +75,11 @@ class LineIO:
     # -- input ---------------------------------------------------------------------------------
 
     def readline(self) -> bytes:
-        """Next line without its CRLF or LF; LineTooLong after discarding an over-long line."""
+        """Next line without its CRLF or LF; LineTooLong after discarding an over-long line.
+
+        The idle timeout bounds the whole line, not each piece of it: a client sending a byte
+        now and then (slowloris) cannot hold its session past the timeout without a command."""
+        deadline = time.monotonic() + self.timeout
         while True:
             end = self._inbuf.find(b"\n")
             if end >= 0:
@@ -85,9 +90,9 @@ class LineIO:
                 del self._inbuf[: end + 1]
                 return line[:-1] if line.endswith(b"\r") else line
             if len(self._inbuf) > self.max_line + 1:
-                self._discard_rest_of_line()
+                self._discard_rest_of_line(deadline)
                 raise LineTooLong
-            self._fill()
+            self._fill(deadline)
 
     def read_exact(self, size: int) -> bytes:
         """Exactly `size` bytes (an IMAP literal)."""
@@ -107,22 +112,24 @@ class LineIO:
         self.flush()
         return self._wait(timeout)
 
-    def _discard_rest_of_line(self) -> None:
+    def _discard_rest_of_line(self, deadline: float) -> None:
         self._inbuf.clear()
         while True:
-            self._fill()
+            self._fill(deadline)
             end = self._inbuf.find(b"\n")
             if end >= 0:
                 del self._inbuf[: end + 1]
                 return
             self._inbuf.clear()
 
-    def _fill(self) -> None:
+    def _fill(self, deadline: float | None = None) -> None:
+        """More input: within the idle timeout, or by `deadline` (monotonic) when given."""
         self.flush()
         if self._inflate_pending():
             self._inflate_into(b"")
             return
-        if not self._wait(self.timeout):
+        timeout = self.timeout if deadline is None else deadline - time.monotonic()
+        if timeout <= 0 or not self._wait(timeout):
             raise SessionTimeout
         try:
             data = self.sock.recv(RECV_SIZE)

@@ -445,6 +445,8 @@ def test_parse_purpose_errors(raw: bytes, reason: str) -> None:
         (b"headers#127.0.0.1#bob#Sekr3t#INBOX", "headers#****$"),
         (b"headers#127.0.0.1#bob#Sekr3t#Pw0rd#INBOX", "headers#****$"),
         (b"headers", "headers$"),
+        (b"Sekr3t", "****$"),  # the password alone, or first
+        (b"Sekr3t#headers#0", "****#****$"),
         (b"body#1#127.0.0.1#al\r\nice\x00#pw#", "body#1#127.0.0.1#al\\r\\nice\\x00#****#$"),
     ],
 )

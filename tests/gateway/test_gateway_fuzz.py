@@ -42,6 +42,8 @@ def purpose_strings(draw: st.DrawFn) -> tuple[bytes, str | None]:
 @given(purpose_strings())
 @example((b"body#1#127.0.0.1#alice#Zq#pass#with#hashes#INBOX", "Zq#pass#with#hashes"))
 @example((b"headers#0#127.0.0.1#alice#Zqsecret", "Zqsecret"))
+@example((b"Zqsecret", "Zqsecret"))  # the password alone
+@example((b"Zq#pw#body#1", "Zq#pw"))
 @example((b"body#x\nNO forged#h#u#Zqpw#INBOX", "Zqpw"))
 @example(("\u00b2#\u00b2#h#u#Zqpw#\u2028".encode(), "Zqpw"))
 def test_purpose_strings(case: tuple[bytes, str | None]) -> None:
