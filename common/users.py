@@ -332,9 +332,13 @@ class UserDB:
         self.cache = AuthCache(cache_size, cache_ttl)
 
     def load(self) -> None:
-        """Read the file now; raises UserFileError (start-up and HUP call this)."""
+        """Read the file now; raises UserFileError (start-up and HUP call this, in the master).
+        The dummy hash for unknown users is made here too: a forked child that had to make it
+        on its first unknown user would answer that one later than a wrong password, telling
+        which names exist."""
         self._stamp = None
         self.refresh(strict=True)
+        dummy_hash(self.usual_scheme())
 
     def refresh(self, strict: bool = False) -> None:
         if self.path is None:

@@ -427,6 +427,14 @@ def test_unknown_users_cost_a_verification_of_the_usual_scheme(tmp_path, monkeyp
     assert seen[-1].startswith("{ARGON2ID}")
 
 
+def test_load_makes_the_dummy_hash_before_any_fork(tmp_path, monkeypatch):
+    monkeypatch.setattr(users, "_dummy_hashes", {})
+    path = tmp_path / "users"
+    path.write_text(f"a:{pbkdf2('x')}\n")
+    UserDB(path).load()
+    assert list(users._dummy_hashes) == ["PBKDF2"]
+
+
 # -- maildaemons-passwd ----------------------------------------------------------------------
 
 PASSWD = [sys.executable, "-m", "common.passwd"]
