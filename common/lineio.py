@@ -74,12 +74,15 @@ class LineIO:
 
     # -- input ---------------------------------------------------------------------------------
 
-    def readline(self) -> bytes:
+    def readline(self, deadline: float | None = None) -> bytes:
         """Next line without its CRLF or LF; LineTooLong after discarding an over-long line.
 
         The idle timeout bounds the whole line, not each piece of it: a client sending a byte
-        now and then (slowloris) cannot hold its session past the timeout without a command."""
-        deadline = time.monotonic() + self.timeout
+        now and then (slowloris) cannot hold its session past the timeout without a command.
+        `deadline` (time.monotonic()) bounds a larger whole instead: a command of several
+        lines and literals."""
+        if deadline is None:
+            deadline = time.monotonic() + self.timeout
         while True:
             end = self._inbuf.find(b"\n")
             if end >= 0:
@@ -94,10 +97,11 @@ class LineIO:
                 raise LineTooLong
             self._fill(deadline)
 
-    def read_exact(self, size: int) -> bytes:
-        """Exactly `size` bytes (an IMAP literal)."""
+    def read_exact(self, size: int, deadline: float | None = None) -> bytes:
+        """Exactly `size` bytes (an IMAP literal). Without a `deadline` the idle timeout
+        applies to each wait: a large literal takes as long as it needs while it moves."""
         while len(self._inbuf) < size:
-            self._fill()
+            self._fill(deadline)
         data = bytes(self._inbuf[:size])
         del self._inbuf[:size]
         return data

@@ -8,6 +8,8 @@ session goes on. Pipelined commands are answered in order and flushed together (
 
 from __future__ import annotations
 
+import time
+
 from common.session import Goodbyes, ReplyError
 from common.session import Session as BaseSession
 from common.store import FolderTree, LockBusy, MailboxNotFound, StoreError
@@ -25,6 +27,9 @@ MAX_COMMAND_EXTRA = 1_000_000
 # A refused non-synchronizing literal is read and dropped up to this size, else the session ends.
 MAX_DISCARD = 1 << 30
 DISCARD_CHUNK = 1 << 20
+# Before login a literal can only be a user name or a password: a client nobody knows may not
+# make the child hold more, and one command must arrive whole within the idle timeout.
+PRE_LOGIN_LITERAL = 8192
 
 
 def bye(text: str) -> bytes:
@@ -85,9 +90,16 @@ class Session(BaseSession):
     # -- input -----------------------------------------------------------------------------
 
     def read_command(self) -> bytes:
-        """One whole command with its literals, as the parser wants it."""
+        """One whole command with its literals, as the parser wants it. Before login, literals
+        are small (PRE_LOGIN_LITERAL) and the whole command has one deadline; after it, the
+        idle timeout bounds each line and each wait of a literal (a large APPEND may take long
+        while it moves)."""
         max_literal = self.settings.get_int("max_literal")
-        line = self.io.readline()
+        deadline = None
+        if self.state is State.NOT_AUTHENTICATED:
+            max_literal = min(max_literal, PRE_LOGIN_LITERAL)
+            deadline = time.monotonic() + self.io.timeout
+        line = self.io.readline(deadline)
         parts = [line]
         total = len(line)
         while (found := literal_at_end(line)) is not None:
@@ -98,8 +110,8 @@ class Session(BaseSession):
             if not non_sync:
                 self.send(CONTINUE)
                 self.io.flush()
-            parts.append(b"\r\n" + self.io.read_exact(size))
-            line = self.io.readline()
+            parts.append(b"\r\n" + self.io.read_exact(size, deadline))
+            line = self.io.readline(deadline)
             parts.append(line)
             total += len(line)  # lines count too: `{0}` after `{0}` must not grow forever
         return b"".join(parts)
@@ -110,6 +122,10 @@ class Session(BaseSession):
         are read and dropped so that the next command is read as a command, not as data."""
         raw_tag = first_line.split(b" ", 1)[0].decode("ascii", "replace")
         tag = raw_tag if raw_tag.isprintable() and "\ufffd" not in raw_tag else None
+        if non_sync and self.state is State.NOT_AUTHENTICATED:
+            # Nobody known asked to send this much: not worth reading to drop.
+            self.send(r.tagged(tag or "*", "BAD", r.LITERAL_TOO_LARGE))
+            raise Abort(r.BYE_LITERAL)
         if non_sync:
             self.discard_literal(size)
             self.skip_rest_of_command()

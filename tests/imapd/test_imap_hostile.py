@@ -14,7 +14,6 @@ import time
 
 import pytest
 
-from support.daemons import child_pids
 from support.hostile import (
     HOSTILE_NAMES,
     MIB,
@@ -22,8 +21,8 @@ from support.hostile import (
     attacks,
     half_close,
     mail_snapshot,
-    newest_child,
     read_until_closed,
+    session_child,
     slowloris,
     vm_rss_kib,
 )
@@ -93,10 +92,9 @@ def test_literals_cost_no_memory_beyond_what_arrived(imap, site):
     child; one announcing more than the limit, non-synchronizing, is read and dropped in chunks
     (32 MiB sent: the child grows by a few MiB at most); a synchronizing one is refused unread."""
     server = imap()
-    known = set(child_pids(server.daemon.pid))
-    client = server.raw_login()
-    child = newest_child(server.daemon.pid, known)
+    client = server.raw_login("alice")
     client.ok("NOOP")
+    child = session_child(server.daemon.pid, "imapd: alice ")
     base = vm_rss_kib(child)
     client.send(b"b APPEND INBOX {%d}\r\n" % MAX_LITERAL)
     assert client.line().startswith(b"+ ")
@@ -106,10 +104,9 @@ def test_literals_cost_no_memory_beyond_what_arrived(imap, site):
     assert grown < 8 * 1024, f"{grown} KiB for 2 MiB received"
     client.close()
 
-    known = set(child_pids(server.daemon.pid))
-    client = server.raw_login()
-    child = newest_child(server.daemon.pid, known)
+    client = server.raw_login("bob")
     client.ok("NOOP")
+    child = session_child(server.daemon.pid, "imapd: bob ")
     base = vm_rss_kib(child)
     client.send(b"c APPEND INBOX {%d}\r\n" % (10 * MAX_LITERAL))
     assert client.line() == b"c BAD [TOOBIG] Literal too large\r\n"
@@ -268,3 +265,29 @@ def test_max_auth_failures_closes_the_connection(imap, site):
     assert client.line() == b"* NO Too many failed logins\r\n"
     assert client.line().startswith(b"* BYE ")
     assert client.closed()
+
+
+def test_before_login_literals_are_small_and_commands_arrive_whole(imap, site):
+    """A client nobody knows gets no large literal: a synchronizing one is refused unread, a
+    non-synchronizing one ends the session unread; a LOGIN trickled through a literal is cut
+    by the idle timeout like a line."""
+    server = imap("idle_timeout = 2\nidle_keepalive = 0\n")
+    client = server.raw()
+    client.send(b"a LOGIN alice {9000}\r\n")
+    assert client.line() == b"a BAD [TOOBIG] Literal too large\r\n"
+    lines, done = client.cmd(b"LOGIN alice {2+}\r\npw")  # a small one is fine
+    assert done.startswith(b"t1 OK ")
+    client.close()
+    client = server.raw()
+    client.send(b"b LOGIN alice {%d+}\r\n" % (4 * MIB) + b"p" * MIB)
+    assert client.line() == b"b BAD [TOOBIG] Literal too large\r\n"
+    assert client.line() == b"* BYE Literal too large\r\n"
+    assert client.closed()
+    client = server.raw()
+    client.send(b"c LOGIN alice {50}\r\n")
+    assert client.line().startswith(b"+ ")
+    started = time.monotonic()
+    received = slowloris(client.sock, b"p" * 50, interval=0.4, budget=12)
+    assert received == b"* BYE Autologout; idle for too long\r\n"
+    assert time.monotonic() - started < 12
+    server.assert_healthy()

@@ -120,12 +120,20 @@ def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def newest_child(master: int, known: set[int]) -> int:
-    """The master's child that was not in `known` (the session of the last connection)."""
-    return wait_for(
-        lambda: next((p for p in child_pids(master) if p not in known), None),
-        what="the new session's child",
-    )
+def session_child(master: int, title: str) -> int:
+    """The master's child whose process title holds `title` (`imapd: bob 127.0.0.1 NOOP`)."""
+
+    def find() -> int | None:
+        for pid in child_pids(master):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if title.encode() in cmdline:
+                return pid
+        return None
+
+    return wait_for(find, what=f"the session of {title!r}")
 
 
 def assert_no_secret(log: str, secrets: list[str]) -> None:
