@@ -17,7 +17,7 @@ from support.site import MailSite
 
 # The property-based fuzz tests (test_*_fuzz.py): bounded and reproducible by default, so the
 # whole set runs in seconds in CI and never flakes; HYPOTHESIS_PROFILE=deep explores far more,
-# at random, for a run by hand.
+# at random, for a run by hand (with --timeout=0: it takes minutes).
 settings.register_profile(
     "maildaemons",
     max_examples=150,

@@ -19,7 +19,11 @@ from common.users import UserDB
 
 
 class FakeIO:
-    """What a session needs of common.lineio.LineIO, without a socket."""
+    """What a session needs of common.lineio.LineIO, without a socket. What a command reads
+    beyond its own line (SASL answers, IDLE's DONE, literals to drop) comes from
+    `continuations`; their end is the client going away."""
+
+    timeout = 60.0
 
     def __init__(self, max_line: int, continuations: list[bytes] | None = None) -> None:
         self.max_line = max_line
@@ -27,21 +31,40 @@ class FakeIO:
         self.replies: list[bytes] = []
         self.bytes_in = 0
         self.bytes_out = 0
+        self.compressed = False
 
     def write(self, data: bytes) -> None:
         self.replies.append(data)
+        self.bytes_out += len(data)
 
     def flush(self) -> None:
         pass
 
-    def readline(self) -> bytes:
-        """A continuation (SASL) line; the end of the script is the client going away."""
+    def readline(self, deadline: float | None = None) -> bytes:
         if not self.continuations:
             raise ConnectionClosed("EOF")
         line = self.continuations.pop(0)
         if len(line) > self.max_line + 1:
             raise LineTooLong
         return line
+
+    def read_exact(self, size: int, deadline: float | None = None) -> bytes:
+        data = b""
+        while len(data) < size:
+            if not self.continuations:
+                raise ConnectionClosed("EOF")
+            data += self.continuations.pop(0)
+        self.continuations[:0] = [data[size:]] if len(data) > size else []
+        return data[:size]
+
+    def wait_readable(self, timeout: float) -> bool:
+        return True  # the client always speaks at once (IDLE ends)
+
+    def has_buffered_input(self) -> bool:
+        return bool(self.continuations)
+
+    def start_compression(self) -> None:
+        self.compressed = True
 
     def close(self) -> None:
         pass
