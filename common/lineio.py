@@ -23,6 +23,7 @@ import os
 import select
 import socket
 import ssl
+import time
 import zlib
 
 from common.tls import TlsChannel
@@ -95,8 +96,15 @@ class LineIO:
 
     # -- input ---------------------------------------------------------------------------------
 
-    def readline(self) -> bytes:
-        """Next line without its CRLF or LF; LineTooLong after discarding an over-long line."""
+    def readline(self, deadline: float | None = None) -> bytes:
+        """Next line without its CRLF or LF; LineTooLong after discarding an over-long line.
+
+        The idle timeout bounds the whole line, not each piece of it: a client sending a byte
+        now and then (slowloris) cannot hold its session past the timeout without a command.
+        `deadline` (time.monotonic()) bounds a larger whole instead: a command of several
+        lines and literals."""
+        if deadline is None:
+            deadline = time.monotonic() + self.timeout
         while True:
             end = self._inbuf.find(b"\n")
             if end >= 0:
@@ -107,14 +115,15 @@ class LineIO:
                 del self._inbuf[: end + 1]
                 return line[:-1] if line.endswith(b"\r") else line
             if len(self._inbuf) > self.max_line + 1:
-                self._discard_rest_of_line()
+                self._discard_rest_of_line(deadline)
                 raise LineTooLong
-            self._fill()
+            self._fill(deadline)
 
-    def read_exact(self, size: int) -> bytes:
-        """Exactly `size` bytes (an IMAP literal)."""
+    def read_exact(self, size: int, deadline: float | None = None) -> bytes:
+        """Exactly `size` bytes (an IMAP literal). Without a `deadline` the idle timeout
+        applies to each wait: a large literal takes as long as it needs while it moves."""
         while len(self._inbuf) < size:
-            self._fill()
+            self._fill(deadline)
         data = bytes(self._inbuf[:size])
         del self._inbuf[:size]
         return data
@@ -129,22 +138,24 @@ class LineIO:
         self.flush()
         return self._wait(timeout)
 
-    def _discard_rest_of_line(self) -> None:
+    def _discard_rest_of_line(self, deadline: float) -> None:
         self._inbuf.clear()
         while True:
-            self._fill()
+            self._fill(deadline)
             end = self._inbuf.find(b"\n")
             if end >= 0:
                 del self._inbuf[: end + 1]
                 return
             self._inbuf.clear()
 
-    def _fill(self) -> None:
+    def _fill(self, deadline: float | None = None) -> None:
+        """More input: within the idle timeout, or by `deadline` (monotonic) when given."""
         self.flush()
         if self._inflate_pending():
             self._inflate_into(b"")
             return
-        if not self._wait(self.timeout):
+        timeout = self.timeout if deadline is None else deadline - time.monotonic()
+        if timeout <= 0 or not self._wait(timeout):
             raise SessionTimeout
         data = self._receive()
         if data is None:  # a TLS record is not complete yet: wait for the rest

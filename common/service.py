@@ -226,9 +226,10 @@ def parse_inline_users(values: list[str] | None) -> dict[str, str]:
 
 def load_users(protocol: Protocol, settings: Settings, args: dict[str, Any]) -> UserDB:
     inline = parse_inline_users(args.get(protocol.inline_users_flag))
+    cache = (settings.get_int("auth_cache_size"), settings.get_float("auth_cache_ttl"))
     if protocol.users_key is None:
-        return UserDB(None, inline)
-    users = UserDB(settings.optional_path(protocol.users_key), inline)
+        return UserDB(None, inline, *cache)
+    users = UserDB(settings.optional_path(protocol.users_key), inline, *cache)
     try:
         users.load()
     except UserFileError as exc:

@@ -104,7 +104,6 @@ class Session:
     PROGRAM: ClassVar[str]  # 'pop3d': the process title
     GOODBYES: ClassVar[Goodbyes]
     MAX_BAD_COMMANDS: ClassVar[int]
-    MAX_AUTH_FAILURES: ClassVar[int]
     USER_LABEL: ClassVar[str] = "user"  # `login user=alice`, `session end user=alice`
 
     def __init__(
@@ -308,8 +307,8 @@ class Session:
                 self.log.exception("after-login hook failed")
 
     def login_failed(self, user: str) -> bool:
-        """Count, log and delay one failed login; True when that was one too many and the
-        session must close. The log line is stable for fail2ban:
+        """Count, log and delay one failed login; True when that was the `max_auth_failures`th
+        and the session must close. The log line is stable for fail2ban (etc/fail2ban/):
         "<protocol> auth failed for user <user> from <address>" (no password, ever)."""
         self.services.stats.login(self.PROTOCOL, os.getpid(), user, self.address, False)
         self.log.warning(
@@ -318,7 +317,8 @@ class Session:
         self.io.flush()
         time.sleep(self.settings.get_float("auth_failure_delay"))
         self.auth_failures += 1
-        return self.auth_failures >= self.MAX_AUTH_FAILURES
+        limit = self.settings.get_int("max_auth_failures")
+        return 0 < limit <= self.auth_failures
 
 
 def address_in(address: str, networks: list[Network]) -> bool:

@@ -8,6 +8,8 @@ session goes on. Pipelined commands are answered in order and flushed together (
 
 from __future__ import annotations
 
+import time
+
 from common.session import Goodbyes, ReplyError
 from common.session import Session as BaseSession
 from common.store import FolderTree, LockBusy, MailboxNotFound, StoreError
@@ -19,13 +21,15 @@ from imapd.states import SELECTED, Abort, Spec, State
 
 PROTOCOL = "imap"
 MAX_BAD_COMMANDS = 30
-MAX_AUTH_FAILURES = 5
 CONTINUE = b"+ Ready for literal data\r\n"
 # A command may hold max_literal octets of literals plus this much of everything else.
 MAX_COMMAND_EXTRA = 1_000_000
 # A refused non-synchronizing literal is read and dropped up to this size, else the session ends.
 MAX_DISCARD = 1 << 30
 DISCARD_CHUNK = 1 << 20
+# Before login a literal can only be a user name or a password: a client nobody knows may not
+# make the child hold more, and one command must arrive whole within the idle timeout.
+PRE_LOGIN_LITERAL = 8192
 
 
 def bye(text: str) -> bytes:
@@ -44,7 +48,6 @@ class Session(BaseSession):
         bad_compression=bye(r.BYE_COMPRESSION),
     )
     MAX_BAD_COMMANDS = MAX_BAD_COMMANDS
-    MAX_AUTH_FAILURES = MAX_AUTH_FAILURES
 
     state: State
     tree: FolderTree | None
@@ -87,9 +90,16 @@ class Session(BaseSession):
     # -- input -----------------------------------------------------------------------------
 
     def read_command(self) -> bytes:
-        """One whole command with its literals, as the parser wants it."""
+        """One whole command with its literals, as the parser wants it. Before login, literals
+        are small (PRE_LOGIN_LITERAL) and the whole command has one deadline; after it, the
+        idle timeout bounds each line and each wait of a literal (a large APPEND may take long
+        while it moves)."""
         max_literal = self.settings.get_int("max_literal")
-        line = self.io.readline()
+        deadline = None
+        if self.state is State.NOT_AUTHENTICATED:
+            max_literal = min(max_literal, PRE_LOGIN_LITERAL)
+            deadline = time.monotonic() + self.io.timeout
+        line = self.io.readline(deadline)
         parts = [line]
         total = len(line)
         while (found := literal_at_end(line)) is not None:
@@ -100,8 +110,8 @@ class Session(BaseSession):
             if not non_sync:
                 self.send(CONTINUE)
                 self.io.flush()
-            parts.append(b"\r\n" + self.io.read_exact(size))
-            line = self.io.readline()
+            parts.append(b"\r\n" + self.io.read_exact(size, deadline))
+            line = self.io.readline(deadline)
             parts.append(line)
             total += len(line)  # lines count too: `{0}` after `{0}` must not grow forever
         return b"".join(parts)
@@ -112,6 +122,10 @@ class Session(BaseSession):
         are read and dropped so that the next command is read as a command, not as data."""
         raw_tag = first_line.split(b" ", 1)[0].decode("ascii", "replace")
         tag = raw_tag if raw_tag.isprintable() and "\ufffd" not in raw_tag else None
+        if non_sync and self.state is State.NOT_AUTHENTICATED:
+            # Nobody known asked to send this much: not worth reading to drop.
+            self.send(r.tagged(tag or "*", "BAD", r.LITERAL_TOO_LARGE))
+            raise Abort(r.BYE_LITERAL)
         if non_sync:
             self.discard_literal(size)
             self.skip_rest_of_command()

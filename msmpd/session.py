@@ -17,7 +17,6 @@ from msmpd.accounts import Accounts
 
 PROTOCOL = "msmp"
 MAX_BAD_COMMANDS = 30
-MAX_AUTH_FAILURES = 3
 SEPARATOR = re.compile(r"[ \t]+")
 
 
@@ -35,7 +34,6 @@ class Session(LineSession):
     PROGRAM = "msmpd"
     GOODBYES = Goodbyes.of(replies)
     MAX_BAD_COMMANDS = MAX_BAD_COMMANDS
-    MAX_AUTH_FAILURES = MAX_AUTH_FAILURES
     USER_LABEL = "admin"
 
     state: State

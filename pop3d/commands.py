@@ -57,7 +57,8 @@ def cmd_apop(session: Session, args: list[str]) -> bytes:
                 (session.timestamp + secret).encode(),  # noqa: S324 (RFC 1939)
                 usedforsecurity=False,
             ).hexdigest()
-            matched = hmac.compare_digest(expected, digest.lower())
+            # As bytes: compare_digest refuses str with non-ASCII characters (a client's).
+            matched = hmac.compare_digest(expected.encode(), digest.lower().encode())
     return session.authenticate(user, matched)
 
 

@@ -19,7 +19,6 @@ from pop3d import replies
 PROTOCOL = "pop3"
 HARD_MAX_LINE = 8192  # the cap for SASL responses; commands are held to `max_line` (RFC 2449)
 MAX_BAD_COMMANDS = 20
-MAX_AUTH_FAILURES = 3
 
 
 class State(Enum):
@@ -37,7 +36,6 @@ class Session(LineSession):
     PROGRAM = "pop3d"
     GOODBYES = Goodbyes.of(replies)
     MAX_BAD_COMMANDS = MAX_BAD_COMMANDS
-    MAX_AUTH_FAILURES = MAX_AUTH_FAILURES
 
     state: State
     pending_user: str | None

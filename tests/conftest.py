@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from support.daemons import DaemonFactory
 from support.figures import NOTED
@@ -28,6 +29,26 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_sep("-", title)
         for text in texts:
             terminalreporter.write_line(text)
+
+
+# The property-based fuzz tests (test_*_fuzz.py): bounded and reproducible by default, so the
+# whole set runs in seconds in CI and never flakes; HYPOTHESIS_PROFILE=deep explores far more,
+# at random, for a run by hand (with --timeout=0: it takes minutes).
+settings.register_profile(
+    "maildaemons",
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "deep",
+    max_examples=5000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "maildaemons"))
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ from pathlib import Path
 from common.relay.files import read_optional
 from common.relay.tcprules import Instructions, RuleSyntaxError, parse_instructions
 
+MAX_STAMP_DIGITS = 18
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -81,6 +83,9 @@ def parse_entry(line: str, lineno: int) -> Line:
     problem = None
     if not tab or not stamp.isascii() or not stamp.isdigit():
         problem = "expected <ip>:<rule><TAB><unix time>"
+    elif len(stamp) > MAX_STAMP_DIGITS:  # int() refuses a str of over 4300 digits, and no
+        problem = "unix time out of range"  # time of ours has more than 18
+
     elif not colon:
         problem = "no ':' after the address"
     elif not _is_ipv4(ip):

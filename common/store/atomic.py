@@ -74,9 +74,16 @@ def break_if_stale(lock: LinkLockFile, path: Path, max_age: float = 300.0) -> No
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600, fsync: bool = True) -> None:
-    """Replace `path` with `data`: temp file in the same directory, fsync, rename, fsync dir."""
+    """Replace `path` with `data`: temp file in the same directory, fsync, rename, fsync dir.
+
+    The temp file's name can be guessed, and a directory of a user's mail is the user's to
+    write: whatever is found under that name (a link to a file elsewhere) is removed, and the
+    file is made new (O_EXCL), never written through a link."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(tmp, flags, mode)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

@@ -23,6 +23,7 @@ from common.store.names import INBOX, InvalidName, canonical_name, check_folder,
 from common.utf7 import decode_mutf7, encode_mutf7
 
 SEPARATOR = "."
+MAX_ENTRY = 255  # NAME_MAX: a folder's directory name, dot and modified UTF-7 included
 SUBSCRIPTIONS = "subscriptions"
 SPECIAL_USE_FILE = "maildaemons-special-use"
 SPECIAL_USE = {
@@ -49,7 +50,9 @@ class FolderTree:
     # -- names and paths -----------------------------------------------------------------------
 
     def path(self, name: str) -> Path:
-        """Directory of a folder by its IMAP name (already decoded from modified UTF-7)."""
+        """Directory of a folder by its IMAP name (already decoded from modified UTF-7).
+        MailboxRefused for a name that is no folder name, one too long for the file system once
+        encoded, and a folder that is a symbolic link (planted: never followed, see maildir.py)."""
         if is_inbox(name):
             return self.root
         try:
@@ -58,7 +61,13 @@ class FolderTree:
             raise MailboxRefused(f"Invalid mailbox name: {exc}") from None
         if name.upper().startswith(INBOX + SEPARATOR):
             raise MailboxRefused("INBOX has no inferiors here")
-        return self.root / ("." + encode_mutf7(name).decode("ascii"))
+        entry = "." + encode_mutf7(name).decode("ascii")
+        if len(entry) > MAX_ENTRY:
+            raise MailboxRefused("Invalid mailbox name: too long")
+        path = self.root / entry
+        if os.path.islink(path):
+            raise MailboxRefused("Invalid mailbox name: not a folder")
+        return path
 
     def exists(self, name: str) -> bool:
         return maildir.is_maildir(self.path(name))
@@ -85,6 +94,7 @@ class FolderTree:
                 entry.startswith(".")
                 and entry not in (".", "..")
                 and len(entry) > 1
+                and maildir.is_real_dir(self.root / entry)  # a link is no folder of ours
                 and maildir.is_maildir(self.root / entry)
             ):
                 with contextlib.suppress(ValueError):
@@ -128,7 +138,7 @@ class FolderTree:
 
     def _special_use_map(self) -> dict[str, str]:
         try:
-            text = (self.root / SPECIAL_USE_FILE).read_text(encoding="utf-8", errors="replace")
+            text = self._read(SPECIAL_USE_FILE)
         except OSError:
             return {}
         result = {}
@@ -141,7 +151,7 @@ class FolderTree:
     def quota(self) -> dict[str, tuple[int, int]]:
         """Maildir++ `maildirsize`: {'S': (bytes used, limit), 'C': (messages used, limit)}."""
         try:
-            lines = (self.root / "maildirsize").read_text(errors="replace").splitlines()
+            lines = self._read("maildirsize").splitlines()
         except OSError:
             return {}
         if not lines:
@@ -237,7 +247,7 @@ class FolderTree:
         # Keyword letters in the moved file names index INBOX's dovecot-keywords: the new
         # folder, empty so far, gets a copy of that file.
         with contextlib.suppress(FileNotFoundError):
-            keywords = (self.root / KEYWORDS_FILE).read_bytes()
+            keywords = maildir.read_file(self.root / KEYWORDS_FILE)
             atomic_write(target / KEYWORDS_FILE, keywords)
         for message in maildir.list_messages(self.root):
             with contextlib.suppress(FileNotFoundError):
@@ -247,10 +257,14 @@ class FolderTree:
 
     def subscriptions(self) -> list[str]:
         try:
-            text = (self.root / SUBSCRIPTIONS).read_text(encoding="utf-8", errors="replace")
+            text = self._read(SUBSCRIPTIONS)
         except FileNotFoundError:
             return []
         return [line for line in text.splitlines() if line.strip()]
+
+    def _read(self, name: str) -> str:
+        """A file of the tree's root as text, never through a symbolic link (OSError)."""
+        return maildir.read_file(self.root / name).decode("utf-8", "replace")
 
     def subscribe(self, name: str, on: bool) -> None:
         name = canonical_name(name)

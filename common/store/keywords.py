@@ -16,6 +16,7 @@ from pathlib import Path
 from common.store.atomic import atomic_write, locked
 from common.store.errors import TooManyKeywords
 from common.store.flags import KEYWORD_LETTERS
+from common.store.maildir import read_file
 
 KEYWORDS_FILE = "dovecot-keywords"
 
@@ -39,7 +40,8 @@ class Keywords:
             return
         names: list[str | None] = [None] * len(KEYWORD_LETTERS)
         with contextlib.suppress(OSError):
-            for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+            text = read_file(self.path).decode("utf-8", "replace")  # never through a link
+            for line in text.splitlines():
                 index, _, name = line.partition(" ")
                 if index.isdigit() and int(index) < len(names) and name:
                     names[int(index)] = name

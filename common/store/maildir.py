@@ -8,6 +8,13 @@ the name when we delivered it, computed otherwise). UIDs and folders for IMAP li
 `common/store/uidlist.py` and `common/store/folders.py`, the POP3 maildrop in
 `common/store/maildrop.py`.
 
+A symbolic link is never followed inside a Maildir (cur/ new/ tmp/ and every file in them): the
+daemons may run as root or as one user for every mailbox, so a link planted by a user who can
+write there (`cur/evil:2, -> /etc/passwd`, `cur -> /etc`) must not be served. Listing keeps only
+regular files, and a message is opened with O_NOFOLLOW. (Dovecot follows links and relies on the
+permissions of the user it runs as; its shared folders can be links.) The user's maildir itself
+may be a link: that one is the administrator's.
+
 This module raises typed errors and never formats protocol text.
 """
 
@@ -18,6 +25,7 @@ import itertools
 import os
 import re
 import socket
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,29 +118,54 @@ def ensure_maildir(path: Path) -> None:
         (path / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
 
 
+def is_real_dir(path: Path) -> bool:
+    """A directory and not a symbolic link to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def is_maildir(path: Path) -> bool:
-    return all((path / sub).is_dir() for sub in ("cur", "new"))
+    """`cur/` and `new/` are directories of their own (a link to elsewhere is no Maildir)."""
+    return all(is_real_dir(path / sub) for sub in ("cur", "new"))
+
+
+def open_nofollow(path: Path, flags: int = os.O_RDONLY) -> int:
+    """os.open that refuses a symbolic link as the last component (OSError ELOOP)."""
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
 
 
 def list_messages(folder: Path) -> list[MessageFile]:
-    """Every message in new/ and cur/, oldest first (maildir names start with the time)."""
+    """Every message in new/ and cur/, oldest first (maildir names start with the time). Only
+    regular files count: a link, a directory or a FIFO planted there is not mail."""
     messages: list[MessageFile] = []
     for sub in ("new", "cur"):
         try:
-            names = os.listdir(folder / sub)
+            fd = open_nofollow(folder / sub, os.O_RDONLY | os.O_DIRECTORY)
         except FileNotFoundError:
             if sub == "cur" and not folder.is_dir():
                 raise MailboxNotFound(str(folder)) from None
             continue
         except OSError as exc:
             raise StoreError(f"cannot list {folder / sub}: {exc.strerror}") from None
-        # A name with CR or LF is ignored (as Dovecot does): it would split its uidlist line in
-        # two and make the whole uidlist unreadable.
-        messages.extend(
-            MessageFile(sub, n)
-            for n in names
-            if not n.startswith(".") and "\n" not in n and "\r" not in n
-        )
+        try:
+            with os.scandir(fd) as entries:
+                # d_type says what each is: no stat(2) per message. A name with CR or LF is
+                # ignored (as Dovecot does): it would split its uidlist line in two and make
+                # the whole uidlist unreadable.
+                messages.extend(
+                    MessageFile(sub, entry.name)
+                    for entry in entries
+                    if entry.is_file(follow_symlinks=False)
+                    and not entry.name.startswith(".")
+                    and "\n" not in entry.name
+                    and "\r" not in entry.name
+                )
+        except OSError as exc:
+            raise StoreError(f"cannot list {folder / sub}: {exc.strerror}") from None
+        finally:
+            os.close(fd)
     messages.sort(key=sort_key)
     return messages
 
@@ -150,16 +183,23 @@ def find_by_key(folder: Path, key: str) -> MessageFile | None:
     return None
 
 
+def read_file(path: Path) -> bytes:
+    """The whole file, never through a symbolic link (OSError ELOOP)."""
+    with os.fdopen(open_nofollow(path), "rb") as handle:
+        return handle.read()
+
+
 def read_message(folder: Path, message: MessageFile) -> bytes:
     """The stored bytes; follows a rename by another session (flags changed, new/ -> cur/)."""
     try:
-        return (folder / message.relpath).read_bytes()
-    except FileNotFoundError:
-        moved = find_by_key(folder, message.key)
-        if moved is None:
-            raise StoreError(f"message {message.key} is gone") from None
-        message.subdir, message.name = moved.subdir, moved.name
-        return (folder / message.relpath).read_bytes()
+        try:
+            return read_file(folder / message.relpath)
+        except FileNotFoundError:
+            moved = find_by_key(folder, message.key)
+            if moved is None:
+                raise StoreError(f"message {message.key} is gone") from None
+            message.subdir, message.name = moved.subdir, moved.name
+            return read_file(folder / message.relpath)
     except OSError as exc:
         raise StoreError(f"cannot read {message.key}: {exc.strerror}") from None
 
@@ -168,7 +208,7 @@ def read_header(folder: Path, message: MessageFile, chunk: int = 8192) -> bytes:
     """The message up to and including its blank line (the whole message when it has none),
     reading no more of a large message than that."""
     try:
-        with open(folder / message.relpath, "rb") as handle:
+        with os.fdopen(open_nofollow(folder / message.relpath), "rb") as handle:
             data = handle.read(chunk)
             while b"\n\n" not in data and b"\r\n\r\n" not in data:
                 more = handle.read(chunk)
@@ -194,32 +234,53 @@ def message_size(folder: Path, message: MessageFile) -> int:
 def deliver(
     folder: Path, data: bytes, flags: str = "", subdir: str = "new", mtime: float | None = None
 ) -> MessageFile:
-    """Write a message into the folder atomically: tmp/, fsync, rename, fsync the directory."""
+    """Write a message into the folder atomically: tmp/, fsync, rename, fsync the directory.
+    Both directories are opened without following a link, and the file is made and renamed
+    relative to them, so a link planted as tmp/ or cur/ cannot send the message elsewhere."""
     base = unique_name()
     name = f"{base},S={len(data)},W={crlf_size(data)}"
     if subdir == "cur" or flags:
         subdir, name = "cur", name + flags_suffix(flags)
-    tmp = folder / "tmp" / base
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            if mtime is not None:
-                os.utime(tmp, (mtime, mtime))
-            os.rename(tmp, folder / subdir / name)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        tmp_dir = open_nofollow(folder / "tmp", os.O_RDONLY | os.O_DIRECTORY)
     except FileNotFoundError:
         raise MailboxNotFound(str(folder)) from None
     except OSError as exc:
         raise StoreError(f"cannot deliver into {folder}: {exc.strerror}") from None
-    fsync_dir(folder / subdir)
+    try:
+        target_dir = open_nofollow(folder / subdir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            _write_and_rename(tmp_dir, base, target_dir, name, data, mtime)
+            with contextlib.suppress(OSError):
+                os.fsync(target_dir)
+        finally:
+            os.close(target_dir)
+    except FileNotFoundError:
+        raise MailboxNotFound(str(folder)) from None
+    except OSError as exc:
+        raise StoreError(f"cannot deliver into {folder}: {exc.strerror}") from None
+    finally:
+        os.close(tmp_dir)
     return MessageFile(subdir, name)
+
+
+def _write_and_rename(
+    tmp_dir: int, base: str, target_dir: int, name: str, data: bytes, mtime: float | None
+) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(base, flags, 0o600, dir_fd=tmp_dir)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+            if mtime is not None:
+                os.utime(handle.fileno(), (mtime, mtime))
+        os.rename(base, name, src_dir_fd=tmp_dir, dst_dir_fd=target_dir)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(base, dir_fd=tmp_dir)
+        raise
 
 
 def remove_messages(folder: Path, messages: list[MessageFile]) -> list[MessageFile]:

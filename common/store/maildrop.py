@@ -39,7 +39,8 @@ class MaildropLock:
 
     def acquire(self) -> None:
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            # Never through a link: a lock file planted as one would lock (or create) its target.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except FileNotFoundError:
             raise MailboxNotFound(str(self.path.parent)) from None
         except OSError as exc:
@@ -107,14 +108,19 @@ class Maildrop:
     def last_login(base: Path, user: str) -> float | None:
         """When `user` last logged in (stamp_login), or None when that is not known."""
         with contextlib.suppress(OSError, StoreError):
-            return os.stat(user_maildir(base, user) / LOGIN_STAMP).st_mtime
+            return os.lstat(user_maildir(base, user) / LOGIN_STAMP).st_mtime
         return None
 
     def stamp_login(self) -> None:
         """Record a login for LOGIN-DELAY; only a session that holds the maildrop does, so a
         refused login ([IN-USE]) is not counted."""
+        stamp = self.path / LOGIN_STAMP
         with contextlib.suppress(OSError):
-            (self.path / LOGIN_STAMP).touch()
+            fd = os.open(stamp, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                os.utime(fd)
+            finally:
+                os.close(fd)
 
     def read(self, message: DropMessage) -> bytes:
         """The stored bytes (LF line ends); StoreError when the message cannot be read."""

@@ -7,6 +7,7 @@ the log (the seed logged it in clear); every problem is one `NO` line.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from common.logs import escaped
@@ -35,11 +36,15 @@ def masked(raw: bytes) -> str:
     that are not UTF-8 show as `\\xNN`, controls escaped (common.logs.escaped_bytes).
 
     Only a string with every field, and a number (or nothing) where the number goes, shows its
-    user, host and mailbox: when a field is missing nobody knows which one is the password.
+    user, host and mailbox: when a field is missing nobody knows which one is the password, and
+    only a known purpose is shown of it.
     """
     fields = raw.decode("utf-8", "backslashreplace").split("#")
     if len(fields) < 6 or not (fields[1].strip() == "" or fields[1].strip().isdigit()):
-        shown = fields[0] + "#****" if len(fields) > 1 else fields[0]
+        # Not even the first field is shown unless it is a purpose: a client that sent its
+        # password alone (or first) must not find it in the log.
+        first = fields[0] if fields[0].strip().lower() in PURPOSES else "****"
+        shown = first + "#****" if len(fields) > 1 else first
     else:
         shown = "#".join([*fields[:4], "****", fields[-1]])
     return escaped(shown)[:MAX_PURPOSE] + "$"
@@ -47,12 +52,15 @@ def masked(raw: bytes) -> str:
 
 def read_purpose(conn: Readable, timeout: float, interrupt_fd: int | None = None) -> bytes:
     """Bytes before the `$`, which may arrive in any number of segments; at most MAX_PURPOSE
-    bytes with the `$`. Bytes after the `$` are ignored (a CGI may end with a newline)."""
+    bytes with the `$`. Bytes after the `$` are ignored (a CGI may end with a newline).
+    `timeout` bounds the whole string: a byte now and then does not hold the child longer."""
     data = b""
+    deadline = time.monotonic() + timeout
     while b"$" not in data:
         if len(data) >= MAX_PURPOSE:
             raise GatewayError(replies.TOO_LONG)
-        if not wait_readable(conn, interrupt_fd, timeout):
+        left = deadline - time.monotonic()
+        if left <= 0 or not wait_readable(conn, interrupt_fd, left):
             raise GatewayError(replies.CLIENT_TIMEOUT)
         try:
             chunk = conn.recv(MAX_PURPOSE - len(data))

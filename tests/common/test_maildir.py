@@ -31,9 +31,13 @@ def test_deliver_goes_through_tmp(folder, monkeypatch):
     renames = []
     real_rename = os.rename
 
-    def recording_rename(src, dst):
-        renames.append((os.fspath(src), os.fspath(dst)))
-        real_rename(src, dst)
+    def recording_rename(src, dst, *, src_dir_fd=None, dst_dir_fd=None):
+        def where(name, dir_fd):  # relative to a directory fd: what that fd is
+            base = os.readlink(f"/proc/self/fd/{dir_fd}") if dir_fd is not None else ""
+            return os.path.join(base, os.fspath(name))
+
+        renames.append((where(src, src_dir_fd), where(dst, dst_dir_fd)))
+        real_rename(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
 
     monkeypatch.setattr(os, "rename", recording_rename)
     data = b"Subject: x\n\nbody\n"

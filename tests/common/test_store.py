@@ -304,7 +304,7 @@ def test_message_left_in_tmp_is_invisible(inbox: Path) -> None:
 
 
 def test_failed_rename_leaves_nothing(inbox: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken_rename(src, dst):  # type: ignore[no-untyped-def]
+    def broken_rename(src, dst, **dir_fds):  # type: ignore[no-untyped-def]
         raise OSError(28, "No space left on device")
 
     box = Mailbox(inbox)

@@ -448,9 +448,12 @@ def test_parse_purpose_errors(raw: bytes, reason: str) -> None:
         (b"headers#127.0.0.1#bob#Sekr3t#INBOX", "headers#****$"),
         (b"headers#127.0.0.1#bob#Sekr3t#Pw0rd#INBOX", "headers#****$"),
         (b"headers", "headers$"),
+        (b"Sekr3t", "****$"),  # the password alone, or first
+        (b"Sekr3t#headers#0", "****#****$"),
         (b"body#1#127.0.0.1#al\r\nice\x00#pw#", "body#1#127.0.0.1#al\\r\\nice\\x00#****#$"),
         # Bytes that are not UTF-8 are logged as \xNN, never as U+FFFD; UTF-8 stays as it is.
-        (b"\xff\xfe\x80junk", "\\xff\\xfe\\x80junk$"),
+        # Junk that is no purpose could be a password sent alone: it is masked like one.
+        (b"\xff\xfe\x80junk", "****$"),
         (b"body#1#127.0.0.1#j\xc3\xbcrg\xe9#pw#", "body#1#127.0.0.1#j\u00fcrg\\xe9#****#$"),
     ],
 )
@@ -959,10 +962,12 @@ def test_undecodable_bytes_are_logged_escaped(
     shared: Stack, gateway: Callable[..., Daemon]
 ) -> None:
     gw = gateway(shared.imapd.port)
-    assert ask(gw.port, b"\xfe\xff\x00garbage\x80#$").startswith(b"NO ")
+    raw = b"headers#0#127.0.0.1#\xfe\xff\x00garbage\x80#pw#INBOX$"
+    assert ask(gw.port, raw).startswith(b"NO ")
     wait_for(lambda: "Command Received: " in gw.log(), what="the purpose string logged")
     log = gw.log()
-    assert "Command Received: \\xfe\\xff\\x00garbage\\x80#****$" in log
+    expected = "Command Received: headers#0#127.0.0.1#\\xfe\\xff\\x00garbage\\x80#****#INBOX$"
+    assert expected in log
     assert "\ufffd" not in log
 
 
