@@ -32,7 +32,7 @@ class Selected:
     entries: list[Entry] = field(default_factory=list)  # by sequence number - 1
     by_uid: dict[int, Entry] = field(default_factory=dict)
     reported: dict[int, str] = field(default_factory=dict)  # uid -> letters last reported
-    recent: set[int] = field(default_factory=set)
+    recent: set[int] = field(default_factory=set)  # \Recent here: claimed by this session
     gone: set[int] = field(default_factory=set)  # vanished, EXPUNGE not yet sent
     uidvalidity: int = 0
     uidnext: int = 1
@@ -156,7 +156,13 @@ class Selected:
             self.reported[entry.uid] = entry.letters
             if entry.recent:
                 self.recent.add(entry.uid)
-        return [b"* %d EXISTS\r\n" % len(self.entries), b"* %d RECENT\r\n" % len(self.recent)]
+        return [b"* %d EXISTS\r\n" % len(self.entries), self.recent_line()]
+
+    def recent_line(self) -> bytes:
+        """`* n RECENT` (RFC 3501 7.3.2): the messages \\Recent in this session alone (the
+        store's claim, common/store Mailbox.sync), or in a read-only one those no session has
+        claimed yet (RFC 3501 2.3.2)."""
+        return b"* %d RECENT\r\n" % len(self.recent)
 
     # -- lookups -------------------------------------------------------------------------------
 

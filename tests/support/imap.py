@@ -136,6 +136,13 @@ class ImapServer:
         client.ok(f"SELECT {mailbox}")
         return client
 
+    def claim_recent(self, mailbox: str = "INBOX", user: str | None = None) -> None:
+        """Select `mailbox` in a session of its own and log out: its messages so far are
+        \\Recent no longer (RFC 3501 2.3.2), for tests about other things."""
+        client = self.raw_select(mailbox, user)
+        client.ok("LOGOUT")
+        client.close()
+
     def imaplib(self, user: str | None = None) -> imaplib.IMAP4:
         user = user or self.user
         client = imaplib.IMAP4("127.0.0.1", self.port, timeout=TIMEOUT)

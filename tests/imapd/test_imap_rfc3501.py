@@ -1,0 +1,107 @@
+"""RFC 3501 where imapd differed from it and from Dovecot, over real sockets: \\Recent for every
+message new to IMAP (APPEND, COPY, MOVE, delivery anywhere), claimed by one session."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from support.imap import Raw, crlf, shared_imapd
+
+shared = shared_imapd("imap-rfc3501")
+
+
+@pytest.fixture
+def account(shared):
+    return shared.account()
+
+
+def message(n: int, extra: str = "") -> bytes:
+    return f"From: a@example.org\nSubject: m{n}\n{extra}\nbody {n}\n".encode()
+
+
+def append(client: Raw, mailbox: str, data: bytes, flags: str = "") -> list[bytes]:
+    wire = crlf(data)
+    return client.ok(f"APPEND {mailbox} {flags} {{{len(wire)}+}}\r\n".encode() + wire)
+
+
+def searched(client: Raw, criteria: str) -> list[int]:
+    lines = [line for line in client.ok(f"SEARCH {criteria}") if line.startswith(b"* SEARCH")]
+    assert len(lines) == 1, lines
+    return [int(n) for n in lines[0].split()[2:]]
+
+
+def status(client: Raw, mailbox: str, items: str) -> bytes:
+    (line,) = client.ok(f"STATUS {mailbox} ({items})")
+    return line
+
+
+# -- \Recent (RFC 3501 2.3.2) -------------------------------------------------------------
+
+
+def test_appended_copied_and_moved_messages_are_recent_in_one_session(account):
+    """A message is \\Recent in the first session that sees it, however it came, STATUS
+    RECENT counts those no session has seen, and EXAMINE leaves them for the next SELECT."""
+    writer = account.raw_login()
+    append(writer, "INBOX", message(1))
+    append(writer, "INBOX", message(2), "(\\Seen)")
+    writer.ok("CREATE Box")
+    assert status(writer, "INBOX", "RECENT MESSAGES") == b"* STATUS INBOX (RECENT 2 MESSAGES 2)\r\n"
+
+    examiner = account.raw_login()
+    assert b"* 2 RECENT\r\n" in examiner.ok("EXAMINE INBOX")
+    assert examiner.ok("FETCH 1:* (FLAGS)") == [
+        b"* 1 FETCH (FLAGS (\\Recent))\r\n",
+        b"* 2 FETCH (FLAGS (\\Seen \\Recent))\r\n",
+    ]
+    assert searched(examiner, "RECENT") == [1, 2]
+    assert searched(examiner, "NEW") == [1]  # \Recent and not \Seen
+    assert searched(examiner, "OLD") == []
+    assert status(writer, "INBOX", "RECENT") == b"* STATUS INBOX (RECENT 2)\r\n"
+
+    first = account.raw_login()
+    assert b"* 2 RECENT\r\n" in first.ok("SELECT INBOX")
+    assert searched(first, "RECENT") == [1, 2]
+    assert status(first, "INBOX", "RECENT") == b"* STATUS INBOX (RECENT 2)\r\n"  # its own
+    assert status(writer, "INBOX", "RECENT") == b"* STATUS INBOX (RECENT 0)\r\n"
+    later = account.raw_login()
+    assert b"* 0 RECENT\r\n" in later.ok("SELECT INBOX")
+    assert later.ok("FETCH 1:* (FLAGS)") == [
+        b"* 1 FETCH (FLAGS ())\r\n",
+        b"* 2 FETCH (FLAGS (\\Seen))\r\n",
+    ]
+    assert searched(later, "OLD") == [1, 2] and searched(later, "NEW") == []
+
+    # COPY and MOVE make messages new to the target (RFC 3501 6.4.7, RFC 6851).
+    first.ok("COPY 1 Box")
+    first.ok("MOVE 2 Box")
+    assert status(writer, "Box", "RECENT MESSAGES") == b"* STATUS Box (RECENT 2 MESSAGES 2)\r\n"
+    lines = later.ok("SELECT Box")
+    assert b"* 2 RECENT\r\n" in lines
+    assert later.ok("FETCH 1:* (FLAGS)") == [
+        b"* 1 FETCH (FLAGS (\\Recent))\r\n",
+        b"* 2 FETCH (FLAGS (\\Seen \\Recent))\r\n",
+    ]
+    assert b"* 0 RECENT\r\n" in account.raw_login().ok("SELECT Box")
+
+    # An APPEND to the selected mailbox is \Recent in the appending session (6.3.11).
+    assert append(first, "INBOX", message(3)) == [b"* 2 EXISTS\r\n", b"* 2 RECENT\r\n"]
+    assert first.ok("FETCH 2 (FLAGS)") == [b"* 2 FETCH (FLAGS (\\Recent))\r\n"]
+    lines = later.ok("SELECT INBOX")
+    assert b"* 2 EXISTS\r\n" in lines and b"* 0 RECENT\r\n" in lines
+
+
+def test_a_delivery_into_cur_is_recent_once(account):
+    """Another program putting a file straight into cur/ (a second server, procmail, a backup
+    restore) has made a message new to IMAP as much as an MTA writing into new/."""
+    maildir = account.maildir()
+    a, b = account.raw_select(), account.raw_select()
+    path = maildir / "cur" / "1700000001.M1P1.elsewhere:2,S"
+    path.write_bytes(message(1))
+    lines_a, lines_b = a.ok("NOOP"), b.ok("NOOP")
+    assert b"* 1 EXISTS\r\n" in lines_a and b"* 1 EXISTS\r\n" in lines_b
+    counts = sorted(
+        int(m.group(1)) for line in lines_a + lines_b if (m := re.match(rb"\* (\d+) RECENT", line))
+    )
+    assert counts == [0, 1]
