@@ -69,13 +69,15 @@ class Selected:
             snap = polled
         self._take(snap)
         current = {e.uid: e for e in snap.entries}
-        out = self.new_keywords()
+        out = []
         self.gone |= {uid for uid in self.by_uid if uid not in current}
         if allow_expunge and self.gone:
             out.extend(self.expunged(self.gone))
         out.extend(self._flag_changes(current))
         out.extend(self._arrivals(snap.entries))
-        return out
+        # Keywords are read after the FETCH lines named theirs: whatever those show is
+        # announced first (RFC 3501 7.2.6), even a keyword created while they were made.
+        return self.new_keywords() + out
 
     def held_back(self) -> list[bytes]:
         """With QRESYNC, for a command that ends with expunges it could not report: the MODSEQs
@@ -95,13 +97,15 @@ class Selected:
         session creates a keyword in this folder."""
         keywords = self.mailbox.keywords.all()
         self.keywords = tuple(keywords)
-        permanent = () if self.readonly else (*imapflags.PERMANENT_FLAGS, *keywords)
+        permanent = () if self.readonly else (*imapflags.STORABLE_FLAGS, *keywords, "\\*")
         return [
             untagged(f"FLAGS {flag_list(imapflags.defined_flags(self.mailbox.keywords))}"),
             untagged(f"OK [PERMANENTFLAGS {flag_list(permanent)}] {PERMANENT_TEXT}"),
         ]
 
     def new_keywords(self) -> list[bytes]:
+        """FLAGS and PERMANENTFLAGS again when the folder has keywords this session was not
+        told about yet; sent before any response that shows them."""
         if tuple(self.mailbox.keywords.all()) == self.keywords:
             return []
         return self.flag_lines()

@@ -105,3 +105,73 @@ def test_a_delivery_into_cur_is_recent_once(account):
         int(m.group(1)) for line in lines_a + lines_b if (m := re.match(rb"\* (\d+) RECENT", line))
     )
     assert counts == [0, 1]
+
+
+# -- new keywords (RFC 3501 7.2.6, 7.1 PERMANENTFLAGS) --------------------------------------
+
+
+def announced_before_use(lines: list[bytes], keyword: bytes) -> None:
+    """`keyword` is in a FLAGS and a PERMANENTFLAGS line that come before any other line
+    naming it."""
+    flags = next(i for i, line in enumerate(lines) if line.startswith(b"* FLAGS ("))
+    permanent = next(i for i, line in enumerate(lines) if b"[PERMANENTFLAGS (" in line)
+    assert keyword in lines[flags].split(b"(", 1)[1], lines
+    assert re.search(rb"PERMANENTFLAGS \(.*\b" + keyword + rb"\b.* \\\*\)", lines[permanent]), lines
+    first_use = min(
+        (i for i, line in enumerate(lines) if keyword in line and i not in (flags, permanent)),
+        default=len(lines),
+    )
+    assert flags < first_use and permanent < first_use, lines
+
+
+def test_new_keywords_are_announced_before_any_fetch_in_every_session(account):
+    writer = account.raw_login()
+    append(writer, "INBOX", message(1))
+    writer.ok("CREATE Other")
+    append(writer, "Other", message(2))
+    account.claim_recent()
+    account.claim_recent("Other")
+    a, b = account.raw_select(), account.raw_select()
+    c = account.raw_select("Other")
+
+    # STORE creates one: the storing session hears FLAGS and PERMANENTFLAGS first.
+    lines = a.ok("STORE 1 +FLAGS (Fresh)")
+    announced_before_use(lines, b"Fresh")
+    assert lines[-1] == b"* 1 FETCH (FLAGS (Fresh))\r\n"
+    lines = b.ok("NOOP")
+    announced_before_use(lines, b"Fresh")
+    assert lines[-1] == b"* 1 FETCH (FLAGS (Fresh))\r\n"
+
+    # APPEND with a new keyword into a mailbox two other sessions have selected.
+    append(writer, "INBOX", message(3), "(Appended)")
+    last = []
+    for client in (a, b):
+        lines = client.ok("FETCH 2 (FLAGS)")
+        announced_before_use(lines, b"Appended")
+        last.append(lines[-1])
+    assert sorted(last) == [  # \Recent in whichever session claimed it
+        b"* 2 FETCH (FLAGS (Appended \\Recent))\r\n",
+        b"* 2 FETCH (FLAGS (Appended))\r\n",
+    ]
+
+    # COPY brings the source's keywords into a folder selected by another session.
+    a.ok("COPY 1:2 Other")
+    lines = c.ok("NOOP")
+    announced_before_use(lines, b"Fresh")
+    announced_before_use(lines, b"Appended")
+    assert b"* 3 EXISTS\r\n" in lines
+    assert c.ok("FETCH 2:3 (FLAGS)") == [
+        b"* 2 FETCH (FLAGS (Fresh \\Recent))\r\n",
+        b"* 3 FETCH (FLAGS (Appended \\Recent))\r\n",
+    ]
+    for client in (a, b, c):
+        assert client.ok("NOOP") == [], "announced once"
+    # A read-only session learns the names too, with an empty PERMANENTFLAGS.
+    examiner = account.raw_login()
+    examiner.ok("EXAMINE Other")
+    writer.ok("SELECT Other")
+    writer.ok("STORE 1 +FLAGS (Late)")
+    lines = examiner.ok("NOOP")
+    assert lines[0].startswith(b"* FLAGS (") and b"Late" in lines[0]
+    assert lines[1].startswith(b"* OK [PERMANENTFLAGS ()] ")
+    assert lines[2:] == [b"* 1 FETCH (FLAGS (Late))\r\n"]
