@@ -308,7 +308,16 @@ FETCHES = [
         cmd(
             "FETCH",
             FetchArgs(
-                S("2"), (BodySection(False, (), "HEADER.FIELDS.NOT", ("X-FOO", "RECEIVED")),)
+                S("2"),
+                (
+                    BodySection(
+                        False,
+                        (),
+                        "HEADER.FIELDS.NOT",
+                        ("X-FOO", "RECEIVED"),
+                        spelled="X-Foo Received",
+                    ),
+                ),
             ),
         ),
     ),
@@ -341,7 +350,12 @@ FETCHES = [
     ),
     (
         b"a FETCH 1 BODY[HEADER.FIELDS ({4}\r\nDate)]",
-        cmd("FETCH", FetchArgs(S("1"), (BodySection(False, (), "HEADER.FIELDS", ("DATE",)),))),
+        cmd(
+            "FETCH",
+            FetchArgs(
+                S("1"), (BodySection(False, (), "HEADER.FIELDS", ("DATE",), spelled='"Date"'),)
+            ),
+        ),
     ),
     (
         b"a FETCH 5:3,*,7 BODY.PEEK[]<0.4294967295>",
@@ -855,7 +869,14 @@ def test_seqset_invalid(text: str) -> None:
         (b"BODY[]", "BODY[]"),
         (b"BODY.PEEK[]<0.100>", "BODY[]<0>"),
         (b"body[1.2]<5.10>", "BODY[1.2]<5>"),
-        (b"BODY[header.fields (From Subject)]", "BODY[HEADER.FIELDS (FROM SUBJECT)]"),
+        # RFC 3501 7.4.2: the field list comes back as sent (case, repeats, strings quoted).
+        (b"BODY[header.fields (From Subject)]", "BODY[HEADER.FIELDS (From Subject)]"),
+        (b"BODY[HEADER.FIELDS (FROM FROM)]", "BODY[HEADER.FIELDS (FROM FROM)]"),
+        (b"BODY[HEADER.FIELDS (from From)]", "BODY[HEADER.FIELDS (from From)]"),
+        (
+            b'BODY[HEADER.FIELDS (to "Cc" {4}\r\nX-Y1)]',
+            'BODY[HEADER.FIELDS (to "Cc" "X-Y1")]',
+        ),
         (b"BODY.PEEK[2.HEADER.FIELDS.NOT (X-A)]", "BODY[2.HEADER.FIELDS.NOT (X-A)]"),
         (b"BODY[3.mime]", "BODY[3.MIME]"),
         (b"BODY[TEXT]", "BODY[TEXT]"),

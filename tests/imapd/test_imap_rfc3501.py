@@ -175,3 +175,29 @@ def test_new_keywords_are_announced_before_any_fetch_in_every_session(account):
     assert lines[0].startswith(b"* FLAGS (") and b"Late" in lines[0]
     assert lines[1].startswith(b"* OK [PERMANENTFLAGS ()] ")
     assert lines[2:] == [b"* 1 FETCH (FLAGS (Late))\r\n"]
+
+
+# -- BODY[HEADER.FIELDS] echoes the field list as sent (RFC 3501 7.4.2) ---------------------
+
+
+def test_header_fields_section_is_echoed_as_sent(account):
+    client = account.raw_login()
+    data = b"From: a@example.org\nSubject: hi\nX-Y1: z\nTo: b@example.org\n\nbody\n"
+    append(client, "INBOX", data)
+    client.ok("SELECT INBOX")
+    client.send(
+        b"f1 FETCH 1 (BODY.PEEK[HEADER.FIELDS (FROM FROM)] "
+        b'BODY.PEEK[HEADER.FIELDS (from "Subject" {4}\r\n'
+    )
+    assert client.line().startswith(b"+ ")
+    client.send(b"X-Y1)] BODY.PEEK[HEADER.FIELDS.NOT (to From to)])\r\n")
+    lines, done = client.until_tagged("f1")
+    assert done == b"f1 OK FETCH completed\r\n"
+    found = {
+        b"FROM FROM": b"From: a@example.org\r\n\r\n",
+        b'from "Subject" "X-Y1"': b"From: a@example.org\r\nSubject: hi\r\nX-Y1: z\r\n\r\n",
+    }
+    items = [b"BODY[HEADER.FIELDS (%s)] {%d}\r\n%s" % (k, len(v), v) for k, v in found.items()]
+    nots = b"Subject: hi\r\nX-Y1: z\r\n\r\n"
+    items.append(b"BODY[HEADER.FIELDS.NOT (to From to)] {%d}\r\n%s" % (len(nots), nots))
+    assert lines == [b"* 1 FETCH (" + b" ".join(items) + b")\r\n"]
