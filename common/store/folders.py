@@ -187,7 +187,8 @@ class FolderTree:
 
     def delete(self, name: str) -> None:
         """Remove a folder and its messages; one with inferiors is refused (Maildir++ has no
-        message-less parent to leave behind)."""
+        message-less parent to leave behind). Its subscription stays: RFC 3501 6.3.6 forbids
+        removing a name from the subscriptions because the mailbox is gone (as Dovecot)."""
         path = self.path(name)
         if path == self.root:
             raise MailboxRefused("INBOX cannot be deleted")
@@ -202,7 +203,6 @@ class FolderTree:
         except OSError as exc:
             raise StoreError(f"cannot delete {name}: {exc.strerror}") from None
         shutil.rmtree(doomed, ignore_errors=True)
-        self.subscribe(name, False)
         self.set_special_use(name, None)
 
     def rename(self, old: str, new: str) -> None:

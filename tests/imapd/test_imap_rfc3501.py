@@ -297,3 +297,65 @@ def test_search_to_cc_bcc_use_the_same_forms(account):
     assert searched(client, 'TO "<m@x>"') == [2]
     assert searched(client, 'FROM "<jd@example.com>"') == [2]
     assert searched(client, 'OR CC "John Doe" FROM "John Doe"') == [1, 2]
+
+
+# -- LSUB and LIST (SUBSCRIBED) of names whose mailbox is gone (RFC 3501 6.3.6, RFC 5258) ----
+
+
+def listing(client: Raw, command: str) -> dict[bytes, set[bytes]]:
+    """name -> attributes of the LIST or LSUB responses (special-use folders left out)."""
+    out = {}
+    for line in client.ok(command):
+        found = re.fullmatch(rb'\* (?:LIST|LSUB) \(([^)]*)\) "\." (\S+)(?: \(.*\))?\r\n', line)
+        assert found, line
+        if found.group(2) not in (b"Sent", b"Drafts", b"Trash", b"Junk", b"Archive"):
+            out[found.group(2)] = set(found.group(1).split())
+    return out
+
+
+def test_subscribed_names_of_deleted_mailboxes_are_listed(account):
+    client = account.raw_login()
+    for name in ("Gone", "Kept", "Old", "Parent", "Parent.Child"):
+        client.ok(f"CREATE {name}")
+        client.ok(f"SUBSCRIBE {name}")
+    client.ok("DELETE Gone")
+    client.ok("RENAME Old New")
+    client.ok("DELETE Parent.Child")
+    client.ok("DELETE Parent")
+    client.ok("UNSUBSCRIBE Parent")
+    # LSUB lists each name as subscribed: \Noselect there would mean "not subscribed".
+    assert listing(client, 'LSUB "" *') == {
+        b"Gone": set(),
+        b"Kept": set(),
+        b"Old": set(),
+        b"Parent.Child": set(),
+    }
+    assert listing(client, 'LSUB "" %') == {
+        b"Gone": set(),
+        b"Kept": set(),
+        b"Old": set(),
+        b"Parent": {b"\\Noselect"},
+    }
+    assert listing(client, 'LIST (SUBSCRIBED) "" *') == {
+        b"Gone": {b"\\Subscribed", b"\\NonExistent"},
+        b"Kept": {b"\\Subscribed", b"\\HasNoChildren"},
+        b"Old": {b"\\Subscribed", b"\\NonExistent"},
+        b"Parent.Child": {b"\\Subscribed", b"\\NonExistent"},
+    }
+    assert listing(client, 'LIST (SUBSCRIBED RECURSIVEMATCH) "" %') == {
+        b"Gone": {b"\\Subscribed", b"\\NonExistent"},
+        b"Kept": {b"\\Subscribed", b"\\HasNoChildren"},
+        b"Old": {b"\\Subscribed", b"\\NonExistent"},
+        b"Parent": {b"\\NonExistent"},  # no child exists either
+    }
+    lines = client.ok('LIST (SUBSCRIBED RECURSIVEMATCH) "" Par%')
+    assert lines == [b'* LIST (\\NonExistent) "." Parent ("CHILDINFO" ("SUBSCRIBED"))\r\n']
+    names = listing(client, 'LIST "" *')
+    assert b"Gone" not in names and b"New" in names and b"Old" not in names
+    # The name is still subscribed when its mailbox comes back; UNSUBSCRIBE works on it.
+    client.ok("CREATE Gone")
+    assert listing(client, 'LIST (SUBSCRIBED) "" Gone') == {
+        b"Gone": {b"\\Subscribed", b"\\HasNoChildren"}
+    }
+    client.ok("UNSUBSCRIBE Old")
+    assert b"Old" not in listing(client, 'LSUB "" *')
