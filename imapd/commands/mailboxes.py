@@ -60,8 +60,9 @@ def cmd_create(session: Session, command: Command) -> Result:
 
 
 def without_trailing_separator(name: str) -> str:
-    """One trailing separator only announces inferiors (RFC 3501 6.3.3); `a..` stays invalid."""
-    return name[:-1] if name.endswith(SEPARATOR) else name
+    """One trailing separator only announces inferiors (RFC 3501 6.3.3); `a..` stays invalid,
+    and a name that is not modified UTF-7 stays one (the store refuses it)."""
+    return type(name)(name[:-1]) if name.endswith(SEPARATOR) else name
 
 
 def cmd_delete(session: Session, command: Command) -> Result:

@@ -13,7 +13,7 @@ from common.store import maildir
 from common.store.errors import MailboxExists, MailboxNotFound, MailboxRefused
 from common.store.folders import DEFAULT_FOLDERS, FolderTree
 from common.store.mailbox import Mailbox
-from common.store.names import InvalidName, check_folder, check_username
+from common.store.names import InvalidName, UndecodableName, check_folder, check_username
 
 
 @pytest.fixture
@@ -202,6 +202,18 @@ def test_check_folder(name: str) -> None:
 def test_check_username(name: str) -> None:
     with pytest.raises(InvalidName):
         check_username(name)
+
+
+def test_a_name_that_is_not_modified_utf7_denotes_no_folder(tree: FolderTree) -> None:
+    """`a&b` as sent (UndecodableName) is not the folder `a&b` (sent as `a&-b`)."""
+    tree.create("a&b")
+    sent = UndecodableName("a&b")
+    for call in (tree.create, tree.delete, tree.exists, tree.open, tree.path):
+        with pytest.raises(MailboxRefused, match="modified UTF-7"):
+            call(sent)
+    with pytest.raises(MailboxRefused):
+        tree.rename("a&b", sent)
+    assert tree.names() == ["INBOX", "a&b"]
 
 
 def test_folder_names_are_modified_utf7_on_disk(tree: FolderTree) -> None:

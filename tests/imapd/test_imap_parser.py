@@ -37,6 +37,7 @@ from imapd.parser import (
     SeqSet,
     StatusArgs,
     StoreArgs,
+    UndecodableName,
     decode_mutf7,
     encode_mailbox,
     encode_mutf7,
@@ -624,13 +625,6 @@ ERRORS = [
     (b"a SELECT INBOX (QRESYNC (1 5 1:3 (1 *)))", "a", "*"),
     (b"a SELECT INBOX (QRESYNC (1))", "a", "Unexpected )"),
     (b"a SELECT INBOX (QRESYNC (1 ", "a", "Missing"),
-    (b"a SELECT &Jjo", "a", "UTF-7"),
-    (b"a SELECT &AGE", "a", "UTF-7"),
-    (b"a SELECT &AEE-", "a", "UTF-7"),
-    (b"a SELECT &2D3-", "a", "UTF-7"),
-    (b"a SELECT &AMl-", "a", "UTF-7"),
-    (b'a SELECT "caf\xc3\xa9"', "a", "UTF-7"),
-    (b'a SELECT "a\tb"', "a", "UTF-7"),
     (b"a SELECT a*b", "a", "space"),
     (b"a CREATE X (USE (Sent))", "a", "special-use"),
     (b"a CREATE X (FOO (x))", "a", "CREATE parameter"),
@@ -773,6 +767,22 @@ def test_parse_error(raw: bytes, tag: str | None, message: str) -> None:
     assert caught.value.tag == tag
     assert message.lower() in caught.value.message.lower()
     assert str(caught.value) == caught.value.message
+
+
+@pytest.mark.parametrize(
+    "name",
+    [b"&Jjo", b"&AGE", b"&AEE-", b"&2D3-", b"&AMl-", b'"caf\xc3\xa9"', b'"a\tb"', b"a&b"],
+)
+def test_a_name_that_is_not_modified_utf7_parses_and_names_nothing(name: bytes) -> None:
+    """Well-formed commands: the handler answers NO (as Dovecot), LIST and LSUB match nothing."""
+    for command in (b"a SELECT ", b"a DELETE ", b"a STATUS "):
+        args = parse(command + name + (b" (MESSAGES)" if b"STATUS" in command else b"")).args
+        assert isinstance(args.mailbox, UndecodableName)  # type: ignore[union-attr]
+    assert isinstance(parse(b"a RENAME x " + name).args.new, UndecodableName)  # type: ignore[union-attr]
+    assert parse(b'a LIST "" ' + name).args == ListArgs("", ())
+    assert parse(b'a LIST "" (' + name + b" %)").args == ListArgs("", ("%",), extended=True)
+    assert parse(b"a LIST " + name + b" *").args == ListArgs("", ())
+    assert parse(b'a LSUB "" ' + name).args == ListArgs("", ())
 
 
 # -- search trees -------------------------------------------------------------------------------
@@ -972,6 +982,17 @@ def test_encode_mailbox(name: str, wire: bytes) -> None:
         (b"a LOGIN 3}", None),
         (b"a LOGIN {3} ", None),
         (b"", None),
+        # Only where a token starts: after SP or "(" (or "~", literal8), never in a quoted string.
+        (b"a SELECT foo{5}", None),
+        (b"a SELECT {5}", (5, False)),
+        (b"a FETCH 1 BODY[HEADER.FIELDS ({4}", (4, False)),
+        (b"a APPEND INBOX ~{7}", (7, False)),
+        (b"a APPEND INBOX x~{7}", None),
+        (b'a SELECT "foo {5}', None),
+        (b'a SELECT "foo\\\\" {5}', (5, False)),
+        (b'a SELECT "fo\\"o {5}', None),
+        (b'a LOGIN "user" {5}', (5, False)),
+        (b"{5}", None),
     ],
 )
 def test_literal_at_end(line: bytes, expected: tuple[int, bool] | None) -> None:

@@ -359,3 +359,77 @@ def test_subscribed_names_of_deleted_mailboxes_are_listed(account):
     }
     client.ok("UNSUBSCRIBE Old")
     assert b"Old" not in listing(client, 'LSUB "" *')
+
+
+# -- mailbox names of atom characters (RFC 3501 9, 5.1.3) -------------------------------------
+
+ATOM_SPECIALS_IN_NAMES = "!#$&'+,-.0123456789:;<=>?@^_`|}~[]"
+ALL_ATOM_CHARS = "!#$&'+,-.0123456789:;<=>?@^_`|}~"  # not modified UTF-7: "&'" shifts nothing
+
+
+def test_a_name_of_any_atom_characters_gets_no_never_bad(account):
+    client = account.raw_login()
+    append(client, "INBOX", message(1))
+    client.ok("SELECT INBOX")
+    for command in (
+        f"COPY 1 {ALL_ATOM_CHARS}",
+        f"MOVE 1 {ALL_ATOM_CHARS}",
+        f"SELECT {ALL_ATOM_CHARS}",
+        f"EXAMINE {ALL_ATOM_CHARS}",
+        f"STATUS {ALL_ATOM_CHARS} (MESSAGES)",
+        f"CREATE {ALL_ATOM_CHARS}",
+        f"DELETE {ALL_ATOM_CHARS}",
+        f"RENAME {ALL_ATOM_CHARS} x",
+        f"RENAME INBOX {ALL_ATOM_CHARS}",
+        f"SUBSCRIBE {ALL_ATOM_CHARS}",
+        f"GETQUOTAROOT {ALL_ATOM_CHARS}",
+        "SELECT &Jjo",
+        'SELECT "caf\u00e9"',
+        "STATUS Nope&Stuff (MESSAGES)",
+        "SELECT no.such.box",
+    ):
+        lines, done = client.cmd(command.encode())
+        assert re.match(rb"t\d+ NO ", done), (command, lines, done)
+    lines, done = client.cmd(f"APPEND {ALL_ATOM_CHARS} {{3+}}\r\nabc".encode())
+    assert re.match(rb"t\d+ NO ", done), done
+    client.ok(f"UNSUBSCRIBE {ALL_ATOM_CHARS}")  # removes nothing, as for any name not listed
+    # A LIST pattern or reference of them answers at once, and matches nothing.
+    assert client.ok(f'LIST "" {ALL_ATOM_CHARS}') == []
+    assert client.ok(f"LIST {ALL_ATOM_CHARS} *") == []
+    assert client.ok(f'LSUB "" {ALL_ATOM_CHARS}') == []
+    assert client.ok(f'LIST "" ({ALL_ATOM_CHARS} INBOX)') == [
+        b'* LIST (\\HasNoChildren) "." INBOX\r\n'
+    ]
+    # A failed SELECT leaves no mailbox selected (RFC 3501 6.3.1); the session goes on.
+    assert client.status("FETCH 1 (UID)") == b"BAD"
+    client.ok("SELECT INBOX")
+    assert client.ok("FETCH 1 (UID)") == [b"* 1 FETCH (UID 1)\r\n"]
+
+
+def test_names_with_each_atom_character_work(account):
+    client = account.raw_login()
+    names = [f"x{c}y" if c != "&" else "x&-y" for c in ATOM_SPECIALS_IN_NAMES if c != "."]
+    for name in names:
+        client.ok(f"CREATE {name}")
+        client.ok(f"SELECT {name}")
+        wire = f'"{name}"' if "]" in name else name  # "]" is no atom character in responses
+        assert client.ok(f"STATUS {name} (MESSAGES)") == [
+            f"* STATUS {wire} (MESSAGES 0)\r\n".encode()
+        ]
+    listed = [line.rsplit(b" ", 1)[1].strip(b'"\r\n') for line in client.ok('LIST "" x*')]
+    assert sorted(listed) == sorted(n.encode() for n in names)
+
+
+def test_a_line_that_cannot_announce_a_literal_is_answered_at_once(account):
+    """`{n}` at the end of a line is a literal only where a token may start: otherwise the
+    server would wait for octets the client never meant to send."""
+    client = account.raw_login()
+    for line in (b"s1 SELECT foo{5}", b's2 SELECT "foo {5}', b's3 LOGIN "a\\" {2}'):
+        client.send(line + b"\r\n")
+        reply = client.line()
+        assert reply.startswith(line.split(b" ")[0] + b" BAD "), (line, reply)
+    client.send(b"s4 SELECT {5}\r\n")  # a real literal still is one
+    assert client.line().startswith(b"+ ")
+    client.send(b"INBOX\r\n")
+    _lines, done = client.until_tagged("s4")
+    assert done.startswith(b"s4 OK")
