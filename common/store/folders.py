@@ -176,9 +176,23 @@ class FolderTree:
                     self.subscribe(name, True)
 
     def create(self, name: str) -> None:
+        """A new folder, and any of its superiors that is missing (`a.b` creates `a` too, as
+        RFC 3501 6.3.3 asks): each level of the hierarchy is a folder of its own, which RENAME
+        and DELETE can then work on."""
         path = self.path(name)
         if path == self.root or maildir.is_maildir(path):
             raise MailboxExists(name)
+        self._create_superiors(name)
+        self._make(name, path)
+
+    def _create_superiors(self, name: str) -> None:
+        for superior in superiors(name):
+            path = self.path(superior)
+            if not maildir.is_maildir(path):
+                self._make(superior, path)
+
+    @staticmethod
+    def _make(name: str, path: Path) -> None:
         try:
             maildir.ensure_maildir(path)
             (path / "maildirfolder").touch()
@@ -206,25 +220,31 @@ class FolderTree:
         self.set_special_use(name, None)
 
     def rename(self, old: str, new: str) -> None:
-        """RFC 3501 6.3.5: inferiors move too; renaming INBOX moves its messages out."""
+        """RFC 3501 6.3.5: inferiors move too, missing superiors of the new name are created;
+        renaming INBOX moves its messages out. A level with inferiors but no folder of its own
+        (a tree another server left) can be renamed: its inferiors move."""
         source, target = self.path(old), self.path(new)
         if target == self.root or maildir.is_maildir(target):
             raise MailboxExists(new)
         if source == self.root:
             self._rename_inbox(new)
             return
-        if not maildir.is_maildir(source):
+        children = [n for n in self.names() if n.startswith(old + SEPARATOR)]
+        if not maildir.is_maildir(source) and not children:
             raise MailboxNotFound(old)
         if new == old or new.startswith(old + SEPARATOR):
             raise MailboxRefused("Cannot rename a mailbox into itself")
-        children = [n for n in self.names() if n.startswith(old + SEPARATOR)]
         # An inferior's new name may exist already (`B.x` without `B`): refuse before moving
         # anything, or the rename would fail half-way with the parent moved and that child not.
         for child in children:
             if maildir.is_maildir(self.path(new + child[len(old) :])):
                 raise MailboxExists(new + child[len(old) :])
+        self._create_superiors(new)
         try:
-            os.rename(source, target)
+            if maildir.is_maildir(source):
+                os.rename(source, target)
+            else:
+                self._make(new, target)
             for child in children:
                 os.rename(self.path(child), self.path(new + child[len(old) :]))
         except OSError as exc:
@@ -264,3 +284,9 @@ class FolderTree:
             else:
                 return
             atomic_write(path, "".join(f"{n}\n" for n in current).encode("utf-8"))
+
+
+def superiors(name: str) -> list[str]:
+    """The names above `name` in the hierarchy, outermost first: `a.b.c` -> `a`, `a.b`."""
+    levels = name.split(SEPARATOR)
+    return [SEPARATOR.join(levels[:i]) for i in range(1, len(levels))]

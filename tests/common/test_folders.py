@@ -112,9 +112,10 @@ def test_rename_moves_inferiors_and_messages(tree: FolderTree) -> None:
     after = Mailbox(tree.path("X.B")).sync()
     assert [e.uid for e in after.entries] == uids
     assert after.uidvalidity == before.uidvalidity
-    # Into a new hierarchy level, and onto names that exist.
+    # Into a new hierarchy level (its superior is created, RFC 3501 6.3.5), and onto names
+    # that exist.
     tree.rename("X.B.C", "Y.Z")
-    assert "Y.Z" in tree.names() and "X.B.C" not in tree.names()
+    assert {"Y", "Y.Z"} <= set(tree.names()) and "X.B.C" not in tree.names()
     with pytest.raises(MailboxExists):
         tree.rename("X", "AB")
     with pytest.raises(MailboxExists):
@@ -125,11 +126,45 @@ def test_rename_moves_inferiors_and_messages(tree: FolderTree) -> None:
         tree.rename("X", "X.Sub")
 
 
+def test_create_makes_every_superior_a_folder(tree: FolderTree) -> None:
+    """RFC 3501 6.3.3: `CREATE a.b.c` creates `a` and `a.b` too, so that RENAME and DELETE
+    can work on every level; a superior that exists is kept as it is."""
+    tree.create("Keep")
+    put(tree, "Keep")
+    tree.create("Keep.Sub.Leaf")
+    assert tree.names() == ["INBOX", "Keep", "Keep.Sub", "Keep.Sub.Leaf"]
+    assert all((tree.path(n) / "maildirfolder").exists() for n in tree.names()[1:])
+    assert len(Mailbox(tree.path("Keep")).sync().entries) == 1
+    with pytest.raises(MailboxExists):
+        tree.create("Keep.Sub")
+    tree.rename("Keep.Sub", "Moved")
+    assert tree.names() == ["INBOX", "Keep", "Moved", "Moved.Leaf"]
+    tree.delete("Moved.Leaf")
+    tree.delete("Moved")
+    assert tree.names() == ["INBOX", "Keep"]
+
+
+def test_a_level_without_a_folder_of_its_own_can_be_renamed(tree: FolderTree) -> None:
+    """`.Lists.Python` without `.Lists`, as Courier or Dovecot may leave a tree."""
+    maildir.ensure_maildir(tree.root / ".Lists.Python")
+    put(tree, "Lists.Python")
+    assert tree.names() == ["INBOX", "Lists.Python"]
+    with pytest.raises(MailboxNotFound):
+        tree.delete("Lists")
+    tree.rename("Lists", "Groups")
+    assert tree.names() == ["INBOX", "Groups", "Groups.Python"]
+    assert len(Mailbox(tree.path("Groups.Python")).sync().entries) == 1
+    with pytest.raises(MailboxNotFound):
+        tree.rename("Lists", "Other")
+
+
 def test_rename_onto_existing_inferior_changes_nothing(tree: FolderTree) -> None:
-    """`B.x` exists without `B`: renaming `A` (with `A.x`) to `B` would have to merge `A.x`
-    into `B.x`; it is refused before anything moves (it used to move `A` and then fail)."""
-    for name in ("A", "A.x", "B.x"):
+    """`B.x` exists without `B` (another server left it so): renaming `A` (with `A.x`) to `B`
+    would have to merge `A.x` into `B.x`; it is refused before anything moves (it used to move
+    `A` and then fail)."""
+    for name in ("A", "A.x"):
         tree.create(name)
+    maildir.ensure_maildir(tree.root / ".B.x")
     put(tree, "A.x")
     with pytest.raises(MailboxExists):
         tree.rename("A", "B")
@@ -220,9 +255,9 @@ def test_folder_names_are_modified_utf7_on_disk(tree: FolderTree) -> None:
     for name in ("Entwürfe", "A&B", "日本語.子", "Ärger & Freude"):
         tree.create(name)
     assert dirs(tree) == sorted(
-        [".Entw&APw-rfe", ".A&-B", ".&ZeVnLIqe-.&W1A-", ".&AMQ-rger &- Freude"]
+        [".Entw&APw-rfe", ".A&-B", ".&ZeVnLIqe-", ".&ZeVnLIqe-.&W1A-", ".&AMQ-rger &- Freude"]
     )
-    assert tree.names() == ["INBOX", "A&B", "Entwürfe", "Ärger & Freude", "日本語.子"]
+    assert tree.names() == ["INBOX", "A&B", "Entwürfe", "Ärger & Freude", "日本語", "日本語.子"]
     put(tree, "Entwürfe")
     assert len(Mailbox(tree.root / ".Entw&APw-rfe").sync().entries) == 1
     tree.rename("Entwürfe", "Brouillons été")

@@ -191,12 +191,15 @@ def test_create_list_delete(account):
     client = server.client()
     client.create_folder("Projects")
     client.create_folder("Projects.2024")
-    client.create_folder("Work.Reports")  # a parent that does not exist of its own
+    client.create_folder("Work.Reports")  # creates its superior too (RFC 3501 6.3.3)
+    (server.path / ".Lists.Python" / "cur").mkdir(parents=True)  # a level another server
+    (server.path / ".Lists.Python" / "new").mkdir()  # left without a folder of its own
     names = {name: set(flags) for flags, _sep, name in client.list_folders()}
     assert names["INBOX"] >= {b"\\HasNoChildren"}
     assert names["Projects"] >= {b"\\HasChildren"}
     assert names["Projects.2024"] >= {b"\\HasNoChildren"}
-    assert names["Work"] >= {b"\\Noselect", b"\\HasChildren"}
+    assert names["Work"] >= {b"\\HasChildren"} and b"\\Noselect" not in names["Work"]
+    assert names["Lists"] >= {b"\\Noselect", b"\\HasChildren"}
     assert names["Sent"] >= {b"\\HasNoChildren"}
     assert "ALREADYEXISTS" in imapclient_error(client.create_folder, "Projects")
     assert "ALREADYEXISTS" in imapclient_error(client.create_folder, "inbox")
@@ -226,8 +229,10 @@ def test_delete_removes_messages_and_a_selected_mailbox_fails_later(account):
 def test_list_wildcards(account):
     server = account
     client = server.client()
-    for name in ("a", "a.b", "a.b.c", "ab", "x.y"):
+    for name in ("a", "a.b", "a.b.c", "ab"):
         client.create_folder(name)
+    for sub in ("cur", "new"):  # `x.y` without `x`, as another server may leave it
+        (server.path / ".x.y" / sub).mkdir(parents=True)
 
     def listing(reference: str, pattern: str) -> dict[str, set[bytes]]:
         return {name: set(flags) for flags, _s, name in client.list_folders(reference, pattern)}

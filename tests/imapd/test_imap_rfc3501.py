@@ -433,3 +433,56 @@ def test_a_line_that_cannot_announce_a_literal_is_answered_at_once(account):
     client.send(b"INBOX\r\n")
     _lines, done = client.until_tagged("s4")
     assert done.startswith(b"s4 OK")
+
+
+# -- hierarchy (RFC 3501 6.3.3-6.3.5) --------------------------------------------------------
+
+
+def test_create_makes_superiors_so_rename_and_delete_work_on_them(account):
+    client = account.raw_login()
+    client.ok("CREATE a.b")
+    append(client, "a.b", message(1))
+    validity = re.search(rb"UIDVALIDITY (\d+)", status(client, "a.b", "UIDVALIDITY"))
+    assert listing(client, 'LIST "" a*') == {
+        b"a": {b"\\HasChildren"},  # a folder of its own: no \Noselect
+        b"a.b": {b"\\HasNoChildren"},
+    }
+    assert b"[READ-WRITE]" in client.cmd("SELECT a")[1]
+    client.ok("UNSELECT")
+    client.ok("RENAME a c")
+    assert listing(client, 'LIST "" *') == {
+        b"INBOX": {b"\\HasNoChildren"},
+        b"c": {b"\\HasChildren"},
+        b"c.b": {b"\\HasNoChildren"},
+    }
+    moved = status(client, "c.b", "MESSAGES UIDVALIDITY")
+    assert moved.startswith(b"* STATUS c.b (MESSAGES 1 UIDVALIDITY ")
+    assert validity is not None and validity.group(1) in moved
+    # RENAME into a new level creates its superiors too.
+    client.ok("RENAME c.b x.y.z")
+    assert set(listing(client, 'LIST "" *')) == {b"INBOX", b"c", b"x", b"x.y", b"x.y.z"}
+    # DELETE of a child and then of its parent both work; a parent with inferiors stays.
+    lines, done = client.cmd("DELETE x")
+    assert re.match(rb"t\d+ NO ", done), done
+    for name in ("x.y.z", "x.y", "x", "c"):
+        client.ok(f"DELETE {name}")
+    assert set(listing(client, 'LIST "" *')) == {b"INBOX"}
+
+
+def test_a_level_without_a_folder_of_its_own_can_be_renamed(account):
+    """A tree another server left (`.Lists.Python`, no `.Lists`): RENAME moves the inferiors,
+    as Dovecot does, instead of NO [NONEXISTENT]."""
+    maildir = account.maildir()
+    for sub in ("cur", "new", "tmp"):
+        (maildir / ".Lists.Python" / sub).mkdir(parents=True)
+    client = account.raw_login()
+    assert listing(client, 'LIST "" L*') == {
+        b"Lists": {b"\\Noselect", b"\\HasChildren"},
+        b"Lists.Python": {b"\\HasNoChildren"},
+    }
+    client.ok("RENAME Lists Groups")
+    assert listing(client, 'LIST "" *') == {
+        b"INBOX": {b"\\HasNoChildren"},
+        b"Groups": {b"\\HasChildren"},
+        b"Groups.Python": {b"\\HasNoChildren"},
+    }
