@@ -486,3 +486,28 @@ def test_a_level_without_a_folder_of_its_own_can_be_renamed(account):
         b"Groups": {b"\\HasChildren"},
         b"Groups.Python": {b"\\HasNoChildren"},
     }
+
+
+# -- octets are the stored octets (RFC 3501 2.3.4, 6.4.5) -----------------------------------
+
+
+def test_a_message_without_a_final_line_end_is_served_as_stored(account):
+    """BODY[], RFC822.SIZE and the sections agree with the stored message in CRLF form, with
+    no CRLF added at its end (as Dovecot serves it); APPEND keeps what the client sent."""
+    stored = b"From: a@example.org\nSubject: x\n\nline one\nline two"
+    wire = b"From: a@example.org\r\nSubject: x\r\n\r\nline one\r\nline two"
+    (account.maildir() / "new" / "1700000001.M1P1.mta").write_bytes(stored)
+    client = account.raw_select()
+    appended = b"Subject: y\r\n\r\nno end"
+    append(client, "INBOX", appended)
+    lines = client.ok("FETCH 1:2 (RFC822.SIZE BODY.PEEK[] BODY.PEEK[TEXT])")
+    texts = (b"line one\r\nline two", b"no end")
+    assert lines == [
+        b"* %d FETCH (RFC822.SIZE %d BODY[] {%d}\r\n%s BODY[TEXT] {%d}\r\n%s)\r\n"
+        % (n, len(data), len(data), data, len(text), text)
+        for n, (data, text) in enumerate(((wire, texts[0]), (appended, texts[1])), 1)
+    ]
+    lines = client.ok("FETCH 1 (BODYSTRUCTURE)")
+    assert b' "7BIT" 18 1 ' in lines[0], lines  # 18 octets, one line end: nothing added
+    assert client.ok("SEARCH LARGER 53") == [b"* SEARCH\r\n"]  # 53 octets, not 55
+    assert client.ok("SEARCH LARGER 52") == [b"* SEARCH 1\r\n"]

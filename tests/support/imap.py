@@ -26,9 +26,9 @@ _LITERAL_AT_END = re.compile(rb"\{(\d+)\}\r?\n$")
 
 
 def crlf(data: bytes) -> bytes:
-    """The wire form of stored bytes, computed independently of common.store."""
-    out = re.sub(rb"\r?\n", b"\r\n", data)
-    return out + b"\r\n" if out and not out.endswith(b"\r\n") else out
+    """The wire form of stored bytes, computed independently of common.store: every line end
+    CRLF, none added."""
+    return re.sub(rb"\r?\n", b"\r\n", data)
 
 
 class Raw(LineClient):
