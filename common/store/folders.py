@@ -33,6 +33,9 @@ SPECIAL_USE = {
     "Archive": "\\Archive",
 }
 DEFAULT_FOLDERS = ("Drafts", "Sent", "Trash", "Junk", "Archive")
+# Written on a user's first login: the default folders were made then if the account was new, and
+# are never made again (a default folder the user deletes stays deleted).
+DEFAULTS_MARKER = "maildaemons-defaults"
 
 
 class FolderTree:
@@ -166,14 +169,20 @@ class FolderTree:
     # -- changes -------------------------------------------------------------------------------
 
     def ensure_inbox(self, defaults: tuple[str, ...] = ()) -> None:
-        """Create the user's Maildir on first login, with the default special-use folders."""
-        fresh = not maildir.is_maildir(self.root)
+        """The user's Maildir, created if missing; on the first login of a new account also the
+        `defaults` folders, subscribed. An MTA usually makes INBOX before the user ever logs in,
+        so a new account is one without folders or subscriptions yet, whoever made its INBOX; an
+        account that has them (moved from another server) keeps just its own."""
         maildir.ensure_maildir(self.root)
-        if fresh:
+        marker = self.root / DEFAULTS_MARKER
+        if not defaults or marker.exists():
+            return
+        if self.names() == [INBOX] and not (self.root / SUBSCRIPTIONS).exists():
             for name in defaults:
                 with contextlib.suppress(StoreError):
                     self.create(name)
                     self.subscribe(name, True)
+        atomic_write(marker, b"", fsync=False)
 
     def create(self, name: str) -> None:
         """A new folder, and any of its superiors that is missing (`a.b` creates `a` too, as

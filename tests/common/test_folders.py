@@ -50,6 +50,34 @@ def test_inbox_and_defaults(tmp_path: Path) -> None:
     assert "Junk" not in tree.names()
 
 
+def test_defaults_when_an_mta_made_the_inbox_first(tmp_path: Path) -> None:
+    """A real server's new account: the MTA delivered before the first login."""
+    root = tmp_path / "carol"
+    maildir.ensure_maildir(root)
+    maildir.deliver(root, b"Subject: welcome\n\nhi\n")
+    tree = FolderTree(root)
+    tree.ensure_inbox(DEFAULT_FOLDERS)
+    assert tree.names() == ["INBOX", *sorted(DEFAULT_FOLDERS)]
+    assert sorted(tree.subscriptions()) == sorted(DEFAULT_FOLDERS)
+    assert len(Mailbox(root).sync().entries) == 1
+
+
+def test_no_defaults_for_an_account_that_has_folders(tmp_path: Path) -> None:
+    """An account moved from another server keeps its own folders and subscriptions only."""
+    root = tmp_path / "dave"
+    maildir.ensure_maildir(root / ".Sent Items")
+    (root / "subscriptions").write_text("Sent Items\n")
+    tree = FolderTree(root)
+    tree.ensure_inbox(DEFAULT_FOLDERS)
+    assert tree.names() == ["INBOX", "Sent Items"]
+    assert tree.subscriptions() == ["Sent Items"]
+    subscribed_only = FolderTree(tmp_path / "erin")
+    maildir.ensure_maildir(subscribed_only.root)
+    (subscribed_only.root / "subscriptions").write_text("INBOX\n")
+    subscribed_only.ensure_inbox(DEFAULT_FOLDERS)
+    assert subscribed_only.names() == ["INBOX"]
+
+
 def test_create_and_exists(tree: FolderTree) -> None:
     tree.create("Projects")
     tree.create("Projects.2024")

@@ -511,3 +511,29 @@ def test_a_message_without_a_final_line_end_is_served_as_stored(account):
     assert b' "7BIT" 18 1 ' in lines[0], lines  # 18 octets, one line end: nothing added
     assert client.ok("SEARCH LARGER 53") == [b"* SEARCH\r\n"]  # 53 octets, not 55
     assert client.ok("SEARCH LARGER 52") == [b"* SEARCH 1\r\n"]
+
+
+# -- a new account's special-use folders (RFC 6154) -------------------------------------------
+
+
+def test_first_login_makes_the_special_use_folders_though_an_mta_made_the_inbox(account):
+    maildir = account.maildir()  # as Postfix leaves it before the user's first login
+    (maildir / "new" / "1700000001.M1P1.mta").write_bytes(message(1))
+    client = account.raw_login()
+    lines = client.ok('LIST "" % RETURN (SUBSCRIBED SPECIAL-USE)')
+    assert sorted(lines) == sorted(
+        f'* LIST (\\HasNoChildren {use} \\Subscribed) "." {name}\r\n'.encode()
+        for name, use in (
+            ("Archive", "\\Archive"),
+            ("Drafts", "\\Drafts"),
+            ("Junk", "\\Junk"),
+            ("Sent", "\\Sent"),
+            ("Trash", "\\Trash"),
+        )
+    ) + [b'* LIST (\\HasNoChildren) "." INBOX\r\n']
+    assert b"* 1 EXISTS\r\n" in client.ok("SELECT INBOX")
+    client.ok("DELETE Junk")
+    client.ok("LOGOUT")
+    again = account.raw_login()  # only the first login makes them: Junk stays deleted
+    names = {line.rsplit(b" ", 1)[1].strip() for line in again.ok('LIST "" %')}
+    assert names == {b"INBOX", b"Archive", b"Drafts", b"Sent", b"Trash"}

@@ -116,7 +116,8 @@ class ImapServer:
         return self.site.mail / self.user
 
     def maildir(self, user: str | None = None) -> Path:
-        """The user's Maildir, created as an MTA would (then login adds no default folders)."""
+        """The user's Maildir, created as an MTA would (the first login adds the default
+        folders all the same)."""
         return self.site.maildir(user or self.user)
 
     def raw(self) -> Raw:
