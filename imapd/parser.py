@@ -94,6 +94,7 @@ __all__ = [
     "encode_mailbox",
     "encode_mutf7",
     "literal_at_end",
+    "tag_of",
     "parse_append",
     "parse_authenticate",
     "parse_command",
@@ -322,6 +323,15 @@ def _command_name(reader: Reader) -> str:
         raise ParseError(None, "Unknown command")
     reader.pos = match.end()
     return match.group().decode("ascii").upper()
+
+
+def tag_of(line: bytes) -> str | None:
+    """The tag a command line starts with, when it is a valid tag followed by a space: for a
+    reply to a line that cannot be read whole (too long)."""
+    tag, space, _rest = line.partition(b" ")
+    if not space or _TAG_RE.fullmatch(tag) is None:
+        return None
+    return tag.decode("ascii")
 
 
 def literal_at_end(line: bytes) -> tuple[int, bool] | None:

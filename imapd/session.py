@@ -8,11 +8,12 @@ session goes on. Pipelined commands are answered in order and flushed together (
 
 from __future__ import annotations
 
+from common.lineio import HEAD_SIZE, LineTooLong
 from common.session import Goodbyes, ReplyError
 from common.session import Session as BaseSession
 from common.store import FolderTree, LockBusy, MailboxNotFound, StoreError
 from imapd import responses as r
-from imapd.parser import Command, ParseError, literal_at_end, parse_command
+from imapd.parser import Command, ParseError, literal_at_end, parse_command, tag_of
 from imapd.responses import ImapError
 from imapd.selected import Selected
 from imapd.states import SELECTED, Abort, Spec, State
@@ -101,7 +102,10 @@ class Session(BaseSession):
                 self.send(CONTINUE)
                 self.io.flush()
             parts.append(b"\r\n" + self.io.read_exact(size))
-            line = self.io.readline()
+            try:
+                line = self.io.readline()
+            except LineTooLong:
+                raise LineTooLong(parts[0][:HEAD_SIZE]) from None  # the tag is on the first line
             parts.append(line)
             total += len(line)  # lines count too: `{0}` after `{0}` must not grow forever
         return b"".join(parts)
@@ -142,8 +146,14 @@ class Session(BaseSession):
     def greeting(self) -> bytes:
         return r.untagged(f"OK [CAPABILITY {r.capability_line()}] {r.GREETING_NAME}")
 
-    def line_too_long(self) -> None:
-        self.bad_command(self.GOODBYES.line_too_long)
+    def line_too_long(self, head: bytes) -> None:
+        """`tag BAD` when the tag can be read from the line's start (a client waits for its
+        tag, RFC 3501 2.2.2), else `* BAD`."""
+        tag = tag_of(head)
+        if tag is None:
+            self.bad_command(self.GOODBYES.line_too_long)
+        else:
+            self.bad_command(r.tagged(tag, "BAD", r.LINE_TOO_LONG))
 
     def last_bad_reply(self, reply: bytes) -> bytes:
         # The client sees the BAD for its command, then the BYE.

@@ -139,5 +139,5 @@ def test_a_line_that_inflates_enormously_is_cut_by_the_line_limit(account):
     (the limits apply to what the data inflates to), and the session goes on."""
     client = compressed(account.raw_login())
     client.send(b"a1 NOOP " + b"x" * 10_000_000 + b"\r\n")
-    assert client.line() == b"* BAD Command line too long\r\n"
+    assert client.line() == b"a1 BAD Command line too long\r\n"
     client.alive()

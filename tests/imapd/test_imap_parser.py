@@ -46,6 +46,7 @@ from imapd.parser import (
     parse_date,
     parse_date_time,
     parse_sasl_response,
+    tag_of,
 )
 
 
@@ -997,6 +998,24 @@ def test_encode_mailbox(name: str, wire: bytes) -> None:
 )
 def test_literal_at_end(line: bytes, expected: tuple[int, bool] | None) -> None:
     assert literal_at_end(line) == expected
+
+
+@pytest.mark.parametrize(
+    ("head", "tag"),
+    [
+        (b"a1 NOOP xxxx", "a1"),
+        (b"l4 FETCH 1,1,1", "l4"),
+        (b"x]y LOGIN", "x]y"),
+        (b"aaaaaaaa", None),  # the start of an over-long tag: no space, no tag
+        (b"+ NOOP", None),
+        (b"\xff NOOP", None),
+        (b" NOOP", None),
+        (b"", None),
+    ],
+)
+def test_tag_of(head: bytes, tag: str | None) -> None:
+    """The tag of a line that is too long to be read whole, for its tagged BAD."""
+    assert tag_of(head) == tag
 
 
 def test_parse_sasl_response() -> None:
