@@ -202,7 +202,10 @@ class Session(BaseSession):
             self.send(r.tagged(command.tag, "NO", exc.text, exc.code))
             return
         text, code = (result, "") if isinstance(result, str) else result
-        self.report(command.uid or spec.may_expunge, final=True)
+        if self.state is not State.LOGOUT:
+            # LOGOUT is answered by BYE and the tagged OK alone (RFC 3501 6.1.3): updates
+            # about a mailbox the client is leaving would be counted against a closed one.
+            self.report(command.uid or spec.may_expunge, final=True)
         self.send(r.tagged(command.tag, "OK", text, code))
         if self.compress_due:
             self.start_compression()

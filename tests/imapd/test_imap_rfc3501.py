@@ -537,3 +537,22 @@ def test_first_login_makes_the_special_use_folders_though_an_mta_made_the_inbox(
     again = account.raw_login()  # only the first login makes them: Junk stays deleted
     names = {line.rsplit(b" ", 1)[1].strip() for line in again.ok('LIST "" %')}
     assert names == {b"INBOX", b"Archive", b"Drafts", b"Sent", b"Trash"}
+
+
+# -- LOGOUT (RFC 3501 6.1.3) ---------------------------------------------------------------------
+
+
+def test_logout_answers_bye_and_ok_only_in_a_busy_folder(account):
+    maildir = account.maildir()
+    for n in range(3):
+        (maildir / "cur" / f"170000000{n}.M{n}P1.host:2,").write_bytes(message(n))
+    account.claim_recent()
+    leaving, busy = account.raw_select(), account.raw_select()
+    busy.ok("STORE 1 +FLAGS (\\Seen)")
+    busy.ok("STORE 2 +FLAGS (\\Deleted)")
+    busy.ok("EXPUNGE")
+    (maildir / "new" / "1700000009.M9P1.host").write_bytes(message(9))
+    lines, done = leaving.cmd("LOGOUT")
+    assert lines == [b"* BYE maildaemons IMAP4rev1 server logging out\r\n"]
+    assert re.fullmatch(rb"t\d+ OK Logout completed\r\n", done)
+    assert leaving.closed()
