@@ -3,10 +3,13 @@ message new to IMAP (APPEND, COPY, MOVE, delivery anywhere), claimed by one sess
 
 from __future__ import annotations
 
+import base64
 import re
+from pathlib import Path
 
 import pytest
 
+from support.daemons import child_pids, wait_for
 from support.imap import Raw, crlf, shared_imapd
 
 shared = shared_imapd("imap-rfc3501")
@@ -556,3 +559,41 @@ def test_logout_answers_bye_and_ok_only_in_a_busy_folder(account):
     assert lines == [b"* BYE maildaemons IMAP4rev1 server logging out\r\n"]
     assert re.fullmatch(rb"t\d+ OK Logout completed\r\n", done)
     assert leaving.closed()
+
+
+# -- the process title ------------------------------------------------------------------------
+
+
+def titles(account) -> list[str]:
+    """The process titles of the server's session children (/proc/<pid>/cmdline)."""
+    found = []
+    for pid in child_pids(account.daemon.pid):
+        try:
+            found.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue  # ended meanwhile
+    return [title.strip() for title in found]
+
+
+def test_process_title_shows_the_user_after_login(account):
+    """`ps` shows who each session is, from LOGIN or AUTHENTICATE on (setproctitle, read back
+    from /proc as ps reads it)."""
+    before = account.raw()
+    before.ok("CAPABILITY")
+    wait_for(
+        lambda: "imapd: - 127.0.0.1 CAPABILITY" in titles(account), what="a title before login"
+    )
+    before.ok(f'LOGIN {account.user} "{account.passwords[account.user]}"')
+    mine = f"imapd: {account.user} 127.0.0.1 "
+    wait_for(lambda: f"{mine}logged in" in titles(account), what="the title after LOGIN")
+    before.ok("SELECT INBOX")
+    wait_for(lambda: f"{mine}SELECT" in titles(account), what="the title after SELECT")
+    other = account.raw()
+    secret = f"\0{account.user}\0{account.passwords[account.user]}".encode()
+    other.ok(b"AUTHENTICATE PLAIN " + base64.b64encode(secret))
+    wait_for(
+        lambda: (
+            titles(account).count(f"{mine}logged in") == 1 and f"{mine}SELECT" in titles(account)
+        ),
+        what="the title after AUTHENTICATE",
+    )
