@@ -49,7 +49,16 @@ class Interrupted(Exception):
 
 
 class LineTooLong(Exception):
-    """A line exceeded the limit; the rest of it up to its newline was read and discarded."""
+    """A line exceeded the limit; the rest of it up to its newline was read and discarded.
+    `head` is its start (HEAD_SIZE octets at most), for a reply that names the command (an IMAP
+    tag)."""
+
+    def __init__(self, head: bytes = b"") -> None:
+        super().__init__("line too long")
+        self.head = head
+
+
+HEAD_SIZE = 256  # the start of an over-long line kept for its reply
 
 
 class CompressionError(Exception):
@@ -109,14 +118,16 @@ class LineIO:
             end = self._inbuf.find(b"\n")
             if end >= 0:
                 if end > self.max_line + 1:
+                    head = bytes(self._inbuf[:HEAD_SIZE])
                     del self._inbuf[: end + 1]
-                    raise LineTooLong
+                    raise LineTooLong(head)
                 line = bytes(self._inbuf[:end])
                 del self._inbuf[: end + 1]
                 return line[:-1] if line.endswith(b"\r") else line
             if len(self._inbuf) > self.max_line + 1:
+                head = bytes(self._inbuf[:HEAD_SIZE])
                 self._discard_rest_of_line(deadline)
-                raise LineTooLong
+                raise LineTooLong(head)
             self._fill(deadline)
 
     def read_exact(self, size: int, deadline: float | None = None) -> bytes:

@@ -152,8 +152,8 @@ class Session:
     def dispatch(self, raw: bytes) -> None:
         raise NotImplementedError
 
-    def line_too_long(self) -> None:
-        """An over-long command line was read and dropped."""
+    def line_too_long(self, head: bytes) -> None:
+        """An over-long command line was read and dropped; `head` is its start."""
         self.bad_command(self.GOODBYES.line_too_long)
 
     def release(self) -> None:
@@ -199,8 +199,8 @@ class Session:
     def next_command(self) -> None:
         try:
             raw = self.read_command()
-        except LineTooLong:
-            self.line_too_long()
+        except LineTooLong as exc:
+            self.line_too_long(exc.head)
             return
         except ReplyError as refused:  # refused while it was read (IMAP: a literal too large)
             self.bad_command(refused.reply)

@@ -269,6 +269,53 @@ def _phrase(items: Sequence[Token | list[Token]]) -> str:
     return "".join(out)
 
 
+# --- addresses as text, for SEARCH FROM/TO/CC/BCC ------------------------------------------
+
+_ATEXT_WORD = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")
+
+
+def addresses_text(addresses: list[Address]) -> str:
+    """An address list written out in one canonical form: `Name <local@domain>` (the name
+    quoted when it is more than one atom), `group: a, b;`, comments and folding gone. SEARCH
+    matches this as well as the field as written, so `John Doe <jd@x>` finds
+    `jd@x (John Doe)` and `"John  Doe" <jd@x>`, as Dovecot's search does."""
+    items: list[str] = []
+    group: tuple[str, list[str]] | None = None  # (name, members) while inside a group
+    for address in addresses:
+        if address.host is None:  # a group's start (its name in `mailbox`) or its end
+            if group is not None:
+                items.append(_group_text(*group))
+            group = None if address.mailbox is None else (address.mailbox, [])
+        elif group is not None:
+            group[1].append(_mailbox_text(address))
+        else:
+            items.append(_mailbox_text(address))
+    if group is not None:
+        items.append(_group_text(*group))
+    return ", ".join(items)
+
+
+def _group_text(name: str, members: list[str]) -> str:
+    return f"{_display_name(name)}:{' ' if members else ''}{', '.join(members)};"
+
+
+def _mailbox_text(address: Address) -> str:
+    local = "" if address.mailbox in (None, MISSING_MAILBOX) else address.mailbox
+    domain = "" if address.host in (None, MISSING_DOMAIN) else address.host
+    # `local@` without a domain, as Dovecot writes it: a search for "@" finds it there too.
+    spec = (f"{address.adl}:" if address.adl else "") + (f"{local}@{domain}" if local else "")
+    name = _display_name(address.name) if address.name else ""
+    return f"{name} <{spec}>" if name else f"<{spec}>"
+
+
+def _display_name(name: str) -> str:
+    """A phrase as written back: one atom as it is, encoded words left bare (RFC 2047 5 forbids
+    them inside quotes; the caller decodes them), anything else quoted."""
+    if _ATEXT_WORD.fullmatch(name) or "=?" in name:
+        return name
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 # --- ENVELOPE (RFC 3501 7.4.2) --------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ LETTER_FLAGS = {
 }
 FLAG_LETTERS = {flag.lower(): letter for letter, flag in LETTER_FLAGS.items()}
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
-PERMANENT_FLAGS = (*SYSTEM_FLAGS, "$Forwarded", "\\*")
+STORABLE_FLAGS = (*SYSTEM_FLAGS, "$Forwarded")  # then the keywords, then \* (PERMANENTFLAGS)
 
 
 def to_imap(letters: str, keywords: Keywords, recent: bool = False) -> list[str]:

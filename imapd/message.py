@@ -23,7 +23,13 @@ import datetime
 import re
 from collections.abc import Sequence
 
-from imapd.envelope import imap_string, nstring, render_envelope
+from imapd.envelope import (
+    addresses_text,
+    imap_string,
+    nstring,
+    parse_addresses,
+    render_envelope,
+)
 from imapd.mime import MAX_DEPTH, Entity
 from imapd.mimefields import parse_disposition, parse_encoding, parse_language
 from imapd.mimetext import decode_text, decode_transfer, header_text
@@ -119,6 +125,22 @@ class MessageView:
             return []
         wanted = name.upper()
         return [header_text(f.value) for f in self.root.fields if f.name == wanted]
+
+    def address_values(self, name: str) -> list[str]:
+        """SEARCH FROM/TO/CC/BCC (RFC 3501 6.4.4): each value of the field both as written and
+        as its address list written out canonically (imapd.envelope.addresses_text), encoded
+        words decoded in both. A substring of either matches: display names, group syntax,
+        comments and the `<local@domain>` form are all found, as with Dovecot (and more)."""
+        if not _FIELD_NAME.fullmatch(name):
+            return []
+        wanted = name.upper()
+        values = []
+        for field in self.root.fields:
+            if field.name == wanted:
+                value = field.value
+                values.append(header_text(value))
+                values.append(header_text(addresses_text(parse_addresses(value))))
+        return values
 
     def sent_date(self) -> datetime.date | None:
         """The date of the Date: field in its own time zone, for SENTBEFORE/SENTON/SENTSINCE

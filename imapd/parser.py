@@ -33,6 +33,7 @@ from imapd.parser_base import (
     ParseError,
     Reader,
     SeqSet,
+    UndecodableName,
     parse_date,
     parse_date_time,
 )
@@ -88,10 +89,12 @@ __all__ = [
     "SeqSet",
     "StatusArgs",
     "StoreArgs",
+    "UndecodableName",
     "decode_mutf7",
     "encode_mailbox",
     "encode_mutf7",
     "literal_at_end",
+    "tag_of",
     "parse_append",
     "parse_authenticate",
     "parse_command",
@@ -322,11 +325,23 @@ def _command_name(reader: Reader) -> str:
     return match.group().decode("ascii").upper()
 
 
+def tag_of(line: bytes) -> str | None:
+    """The tag a command line starts with, when it is a valid tag followed by a space: for a
+    reply to a line that cannot be read whole (too long)."""
+    tag, space, _rest = line.partition(b" ")
+    if not space or _TAG_RE.fullmatch(tag) is None:
+        return None
+    return tag.decode("ascii")
+
+
 def literal_at_end(line: bytes) -> tuple[int, bool] | None:
     """``(size, non_synchronizing)`` when ``line`` ends in ``{n}`` or ``{n+}`` (RFC 7888).
 
     Sizes are returned however large (over 18 digits reads as 10**18): the session enforces
-    its own maximum.
+    its own maximum. A literal starts a token (RFC 3501 9): after a space or "(" (or "~", a
+    literal8), never inside a quoted string. A line whose `{n}` cannot be a literal (`a SELECT
+    foo{5}`, `a SELECT "x {5}`) is no literal announcement: it goes to the parser, which answers
+    BAD at once, instead of the session waiting for octets the client will not send.
     """
     if not line.endswith(b"}"):
         return None
@@ -338,7 +353,24 @@ def literal_at_end(line: bytes) -> tuple[int, bool] | None:
     digits = body[:-1] if plus else body
     if not digits or not digits.isdigit():
         return None
+    token = start - 1 if line[start - 1 : start] == b"~" else start
+    if token < 1 or line[token - 1 : token] not in (b" ", b"(") or _in_quoted(line, token):
+        return None
     return (int(digits) if len(digits) <= 18 else 10**18), plus
+
+
+def _in_quoted(line: bytes, end: int) -> bool:
+    """Whether position `end` of a command line lies inside a quoted string."""
+    quoted, pos = False, 0
+    while pos < end:
+        byte = line[pos]
+        if quoted and byte == 0x5C:  # a quoted-special escaped inside the string
+            pos += 2
+            continue
+        if byte == 0x22:
+            quoted = not quoted
+        pos += 1
+    return quoted
 
 
 def parse_sasl_response(line: bytes) -> bytes | None:

@@ -14,10 +14,10 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from common.store import canonical_name
+from common.store import UndecodableName, canonical_name
 from common.utf7 import decode_mutf7
 
-__all__ = ["ATOM_RE", "MAX_DEPTH", "ParseError", "Reader", "SeqSet"]
+__all__ = ["ATOM_RE", "MAX_DEPTH", "ParseError", "Reader", "SeqSet", "UndecodableName"]
 
 MAX_DEPTH = 16
 """Deepest parenthesis nesting (and search-tree height) the parser accepts."""
@@ -229,11 +229,11 @@ def parse_flag(token: bytes) -> str:
 
 def decode_mailbox(raw: bytes) -> str:
     """mailbox (RFC 3501 9, 5.1): modified UTF-7 decoded; only the whole name INBOX is folded
-    (by the store's one rule for it)."""
+    (by the store's one rule for it). An UndecodableName when it is not modified UTF-7."""
     try:
         name = decode_mutf7(raw)
     except ValueError:
-        raise ParseError(None, "Mailbox name is not valid modified UTF-7") from None
+        return UndecodableName(raw.decode("latin-1"))
     return canonical_name(name)
 
 

@@ -52,8 +52,8 @@ class BodySection:
     """``BODY[section]<partial>`` or ``BODY.PEEK[...]`` (RFC 3501 6.4.5).
 
     ``parts`` are the part numbers (``()`` for the whole message); ``text`` is one of
-    ``SECTION_TEXTS``; ``fields`` are the upper-cased HEADER.FIELDS(.NOT) names; ``partial`` is
-    ``(start, count)``.
+    ``SECTION_TEXTS``; ``fields`` are the upper-cased HEADER.FIELDS(.NOT) names and ``spelled``
+    the list as the client wrote it (echoed in the response); ``partial`` is ``(start, count)``.
     """
 
     peek: bool = False
@@ -61,6 +61,7 @@ class BodySection:
     text: str = ""
     fields: tuple[str, ...] = ()
     partial: tuple[int, int] | None = None
+    spelled: str = ""
 
     @property
     def section(self) -> str:
@@ -69,7 +70,8 @@ class BodySection:
         if self.text:
             spec = f"{spec}.{self.text}" if spec else self.text
         if self.fields:
-            spec += " (" + " ".join(_field_text(name) for name in self.fields) + ")"
+            spelled = self.spelled or " ".join(_field_text(name) for name in self.fields)
+            spec += f" ({spelled})"
         return spec
 
     @property
@@ -171,12 +173,13 @@ def _body_section(reader: Reader, peek: bool) -> BodySection:
     reader.pos += len(spec)
     parts, text = _section_spec(spec.decode("ascii").upper())
     fields: tuple[str, ...] = ()
+    spelled = ""
     if text.startswith("HEADER.FIELDS"):
         reader.sp()
-        fields = _header_list(reader)
+        fields, spelled = _header_list(reader)
     reader.expect(0x5D, "]")
     partial = _partial(reader) if reader.peek() == 0x3C else None
-    return BodySection(peek, parts, text, fields, partial)
+    return BodySection(peek, parts, text, fields, partial, spelled)
 
 
 def _section_spec(spec: str) -> tuple[tuple[int, ...], str]:
@@ -196,17 +199,23 @@ def _section_spec(spec: str) -> tuple[tuple[int, ...], str]:
     return tuple(parts), text
 
 
-def _header_list(reader: Reader) -> tuple[str, ...]:
-    """header-list = "(" header-fld-name *(SP header-fld-name) ")", upper-cased."""
+def _header_list(reader: Reader) -> tuple[tuple[str, ...], str]:
+    """header-list = "(" header-fld-name *(SP header-fld-name) ")": the names upper-cased
+    without repeats, and the list as sent for the response (RFC 3501 7.4.2 echoes the section
+    spec: each name in its case and in its place, repeats kept, a string quoted)."""
     names: list[str] = []
+    spelled: list[str] = []
     for _ in reader.paren_list():
+        is_string = reader.peek() in (0x22, 0x7B)
         raw = reader.astring()
         if _FIELD_NAME_RE.fullmatch(raw) is None:
             raise ParseError(None, "Invalid header field name")
-        names.append(raw.decode("ascii").upper())
+        name = raw.decode("ascii")
+        names.append(name.upper())
+        spelled.append(quoted(raw).decode() if is_string else name)
     if not names:
         raise ParseError(None, "Empty header field list")
-    return tuple(dict.fromkeys(names))
+    return tuple(dict.fromkeys(names)), " ".join(spelled)
 
 
 def _partial(reader: Reader) -> tuple[int, int]:

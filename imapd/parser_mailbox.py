@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from common.utf7 import decode_mutf7
-from imapd.parser_base import MAX_NUMBER64, ParseError, Reader, SeqSet
+from imapd.parser_base import MAX_NUMBER64, ParseError, Reader, SeqSet, UndecodableName
 
 __all__ = [
     "CreateArgs",
@@ -87,9 +87,11 @@ class SelectArgs:
 class ListArgs:
     """LIST / LSUB (RFC 3501 6.3.8-9; RFC 5258; RFC 5819; RFC 6154).
 
-    ``patterns`` are decoded but not INBOX-folded. ``select_opts``/``return_opts`` are
-    upper-cased; ``status_items`` are the RETURN (STATUS (...)) items. ``extended`` is True when
-    any RFC 5258 syntax was used (options or a parenthesized pattern list).
+    ``patterns`` are decoded but not INBOX-folded; those that are not modified UTF-7 are left
+    out, and all of them when the reference is not (they match nothing). ``select_opts`` and
+    ``return_opts`` are upper-cased; ``status_items`` are the RETURN (STATUS (...)) items.
+    ``extended`` is True when any RFC 5258 syntax was used (options or a parenthesized pattern
+    list).
     """
 
     reference: str
@@ -210,16 +212,27 @@ def parse_list(reader: Reader, uid: bool) -> ListArgs:
         extended = True
         return_opts, status_items = _list_return_opts(reader)
     reader.end()
+    reference, patterns = _matchable(reference, patterns)
     return ListArgs(reference, patterns, select_opts, return_opts, status_items, extended)
 
 
 def _pattern(reader: Reader) -> str:
-    """list-mailbox, decoded from modified UTF-7 (wildcards pass through)."""
+    """list-mailbox, decoded from modified UTF-7 (wildcards pass through); an UndecodableName
+    when it is not modified UTF-7."""
     raw = reader.list_mailbox()
     try:
         return decode_mutf7(raw)
     except ValueError:
-        raise ParseError(None, "Mailbox name is not valid modified UTF-7") from None
+        return UndecodableName(raw.decode("latin-1"))
+
+
+def _matchable(reference: str, patterns: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """Reference and patterns without those that are not modified UTF-7: they can match no name,
+    so LIST and LSUB answer OK without them (as Dovecot), where another command naming such a
+    mailbox gets NO."""
+    if isinstance(reference, UndecodableName):
+        return "", ()
+    return reference, tuple(p for p in patterns if not isinstance(p, UndecodableName))
 
 
 def _list_select_opts(reader: Reader) -> tuple[str, ...]:
@@ -257,7 +270,7 @@ def parse_lsub(reader: Reader, uid: bool) -> ListArgs:
     reader.sp()
     pattern = _pattern(reader)
     reader.end()
-    return ListArgs(reference, (pattern,))
+    return ListArgs(*_matchable(reference, (pattern,)))
 
 
 def parse_status(reader: Reader, uid: bool) -> StatusArgs:

@@ -15,7 +15,7 @@ from imapd.parser import And, Key, Not, Or, SearchNode, SeqSet
 from imapd.selected import Selected, member
 
 RangeCache = dict[int, tuple[tuple[int, int], ...]]
-ADDRESS_KEYS = {"BCC": "Bcc", "CC": "Cc", "FROM": "From", "TO": "To", "SUBJECT": "Subject"}
+ADDRESS_KEYS = {"BCC": "Bcc", "CC": "Cc", "FROM": "From", "TO": "To"}
 
 
 class Candidate:
@@ -102,7 +102,10 @@ def key_matches(key: Key, item: Candidate) -> bool:  # noqa: PLR0911 (a table of
 def text_matches(key: Key, item: Candidate) -> bool:
     needle = key.text.lower()
     if key.name in ADDRESS_KEYS:
-        return any(needle in v.lower() for v in item.message.header_values(ADDRESS_KEYS[key.name]))
+        values = item.message.address_values(ADDRESS_KEYS[key.name])
+        return any(needle in v.lower() for v in values)
+    if key.name == "SUBJECT":
+        return any(needle in v.lower() for v in item.message.header_values("Subject"))
     if key.name == "HEADER":
         values = item.message.header_values(key.header)
         return bool(values) and (not needle or any(needle in v.lower() for v in values))

@@ -32,7 +32,7 @@ class Selected:
     entries: list[Entry] = field(default_factory=list)  # by sequence number - 1
     by_uid: dict[int, Entry] = field(default_factory=dict)
     reported: dict[int, str] = field(default_factory=dict)  # uid -> letters last reported
-    recent: set[int] = field(default_factory=set)
+    recent: set[int] = field(default_factory=set)  # \Recent here: claimed by this session
     gone: set[int] = field(default_factory=set)  # vanished, EXPUNGE not yet sent
     uidvalidity: int = 0
     uidnext: int = 1
@@ -69,13 +69,15 @@ class Selected:
             snap = polled
         self._take(snap)
         current = {e.uid: e for e in snap.entries}
-        out = self.new_keywords()
+        out = []
         self.gone |= {uid for uid in self.by_uid if uid not in current}
         if allow_expunge and self.gone:
             out.extend(self.expunged(self.gone))
         out.extend(self._flag_changes(current))
         out.extend(self._arrivals(snap.entries))
-        return out
+        # Keywords are read after the FETCH lines named theirs: whatever those show is
+        # announced first (RFC 3501 7.2.6), even a keyword created while they were made.
+        return self.new_keywords() + out
 
     def held_back(self) -> list[bytes]:
         """With QRESYNC, for a command that ends with expunges it could not report: the MODSEQs
@@ -95,13 +97,15 @@ class Selected:
         session creates a keyword in this folder."""
         keywords = self.mailbox.keywords.all()
         self.keywords = tuple(keywords)
-        permanent = () if self.readonly else (*imapflags.PERMANENT_FLAGS, *keywords)
+        permanent = () if self.readonly else (*imapflags.STORABLE_FLAGS, *keywords, "\\*")
         return [
             untagged(f"FLAGS {flag_list(imapflags.defined_flags(self.mailbox.keywords))}"),
             untagged(f"OK [PERMANENTFLAGS {flag_list(permanent)}] {PERMANENT_TEXT}"),
         ]
 
     def new_keywords(self) -> list[bytes]:
+        """FLAGS and PERMANENTFLAGS again when the folder has keywords this session was not
+        told about yet; sent before any response that shows them."""
         if tuple(self.mailbox.keywords.all()) == self.keywords:
             return []
         return self.flag_lines()
@@ -156,7 +160,13 @@ class Selected:
             self.reported[entry.uid] = entry.letters
             if entry.recent:
                 self.recent.add(entry.uid)
-        return [b"* %d EXISTS\r\n" % len(self.entries), b"* %d RECENT\r\n" % len(self.recent)]
+        return [b"* %d EXISTS\r\n" % len(self.entries), self.recent_line()]
+
+    def recent_line(self) -> bytes:
+        """`* n RECENT` (RFC 3501 7.3.2): the messages \\Recent in this session alone (the
+        store's claim, common/store Mailbox.sync), or in a read-only one those no session has
+        claimed yet (RFC 3501 2.3.2)."""
+        return b"* %d RECENT\r\n" % len(self.recent)
 
     # -- lookups -------------------------------------------------------------------------------
 

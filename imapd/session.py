@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import time
 
+from common.lineio import HEAD_SIZE, LineTooLong
 from common.session import Goodbyes, ReplyError
 from common.session import Session as BaseSession
 from common.store import FolderTree, LockBusy, MailboxNotFound, StoreError
 from imapd import responses as r
-from imapd.parser import Command, ParseError, literal_at_end, parse_command
+from imapd.parser import Command, ParseError, literal_at_end, parse_command, tag_of
 from imapd.responses import ImapError
 from imapd.selected import Selected
 from imapd.states import SELECTED, Abort, Spec, State
@@ -111,7 +112,10 @@ class Session(BaseSession):
                 self.send(CONTINUE)
                 self.io.flush()
             parts.append(b"\r\n" + self.io.read_exact(size, deadline))
-            line = self.io.readline(deadline)
+            try:
+                line = self.io.readline(deadline)
+            except LineTooLong:
+                raise LineTooLong(parts[0][:HEAD_SIZE]) from None  # the tag is on the first line
             parts.append(line)
             total += len(line)  # lines count too: `{0}` after `{0}` must not grow forever
         return b"".join(parts)
@@ -166,8 +170,14 @@ class Session(BaseSession):
             plaintext=self.plaintext_allowed or not before_login,
         )
 
-    def line_too_long(self) -> None:
-        self.bad_command(self.GOODBYES.line_too_long)
+    def line_too_long(self, head: bytes) -> None:
+        """`tag BAD` when the tag can be read from the line's start (a client waits for its
+        tag, RFC 3501 2.2.2), else `* BAD`."""
+        tag = tag_of(head)
+        if tag is None:
+            self.bad_command(self.GOODBYES.line_too_long)
+        else:
+            self.bad_command(r.tagged(tag, "BAD", r.LINE_TOO_LONG))
 
     def last_bad_reply(self, reply: bytes) -> bytes:
         # The client sees the BAD for its command, then the BYE.
@@ -216,7 +226,10 @@ class Session(BaseSession):
             self.send(r.tagged(command.tag, "NO", exc.text, exc.code))
             return
         text, code = (result, "") if isinstance(result, str) else result
-        self.report(command.uid or spec.may_expunge, final=True)
+        if self.state is not State.LOGOUT:
+            # LOGOUT is answered by BYE and the tagged OK alone (RFC 3501 6.1.3): updates
+            # about a mailbox the client is leaving would be counted against a closed one.
+            self.report(command.uid or spec.may_expunge, final=True)
         self.send(r.tagged(command.tag, "OK", text, code))
         if self.compress_due:
             self.start_compression()

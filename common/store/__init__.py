@@ -49,6 +49,7 @@ from common.store.maildrop import DropMessage, Maildrop
 from common.store.names import (
     INBOX,
     InvalidName,
+    UndecodableName,
     canonical_name,
     check_folder,
     check_username,
@@ -83,6 +84,7 @@ __all__ = [
     "StoreBusy",
     "StoreError",
     "TooManyKeywords",
+    "UndecodableName",
     "canonical_name",
     "check_folder",
     "check_username",

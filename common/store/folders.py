@@ -34,6 +34,9 @@ SPECIAL_USE = {
     "Archive": "\\Archive",
 }
 DEFAULT_FOLDERS = ("Drafts", "Sent", "Trash", "Junk", "Archive")
+# Written on a user's first login: the default folders were made then if the account was new, and
+# are never made again (a default folder the user deletes stays deleted).
+DEFAULTS_MARKER = "maildaemons-defaults"
 
 
 class FolderTree:
@@ -176,19 +179,39 @@ class FolderTree:
     # -- changes -------------------------------------------------------------------------------
 
     def ensure_inbox(self, defaults: tuple[str, ...] = ()) -> None:
-        """Create the user's Maildir on first login, with the default special-use folders."""
-        fresh = not maildir.is_maildir(self.root)
+        """The user's Maildir, created if missing; on the first login of a new account also the
+        `defaults` folders, subscribed. An MTA usually makes INBOX before the user ever logs in,
+        so a new account is one without folders or subscriptions yet, whoever made its INBOX; an
+        account that has them (moved from another server) keeps just its own."""
         maildir.ensure_maildir(self.root)
-        if fresh:
+        marker = self.root / DEFAULTS_MARKER
+        if not defaults or marker.exists():
+            return
+        if self.names() == [INBOX] and not (self.root / SUBSCRIPTIONS).exists():
             for name in defaults:
                 with contextlib.suppress(StoreError):
                     self.create(name)
                     self.subscribe(name, True)
+        atomic_write(marker, b"", fsync=False)
 
     def create(self, name: str) -> None:
+        """A new folder, and any of its superiors that is missing (`a.b` creates `a` too, as
+        RFC 3501 6.3.3 asks): each level of the hierarchy is a folder of its own, which RENAME
+        and DELETE can then work on."""
         path = self.path(name)
         if path == self.root or maildir.is_maildir(path):
             raise MailboxExists(name)
+        self._create_superiors(name)
+        self._make(name, path)
+
+    def _create_superiors(self, name: str) -> None:
+        for superior in superiors(name):
+            path = self.path(superior)
+            if not maildir.is_maildir(path):
+                self._make(superior, path)
+
+    @staticmethod
+    def _make(name: str, path: Path) -> None:
         try:
             maildir.ensure_maildir(path)
             (path / "maildirfolder").touch()
@@ -197,7 +220,8 @@ class FolderTree:
 
     def delete(self, name: str) -> None:
         """Remove a folder and its messages; one with inferiors is refused (Maildir++ has no
-        message-less parent to leave behind)."""
+        message-less parent to leave behind). Its subscription stays: RFC 3501 6.3.6 forbids
+        removing a name from the subscriptions because the mailbox is gone (as Dovecot)."""
         path = self.path(name)
         if path == self.root:
             raise MailboxRefused("INBOX cannot be deleted")
@@ -212,29 +236,34 @@ class FolderTree:
         except OSError as exc:
             raise StoreError(f"cannot delete {name}: {exc.strerror}") from None
         shutil.rmtree(doomed, ignore_errors=True)
-        self.subscribe(name, False)
         self.set_special_use(name, None)
 
     def rename(self, old: str, new: str) -> None:
-        """RFC 3501 6.3.5: inferiors move too; renaming INBOX moves its messages out."""
+        """RFC 3501 6.3.5: inferiors move too, missing superiors of the new name are created;
+        renaming INBOX moves its messages out. A level with inferiors but no folder of its own
+        (a tree another server left) can be renamed: its inferiors move."""
         source, target = self.path(old), self.path(new)
         if target == self.root or maildir.is_maildir(target):
             raise MailboxExists(new)
         if source == self.root:
             self._rename_inbox(new)
             return
-        if not maildir.is_maildir(source):
+        children = [n for n in self.names() if n.startswith(old + SEPARATOR)]
+        if not maildir.is_maildir(source) and not children:
             raise MailboxNotFound(old)
         if new == old or new.startswith(old + SEPARATOR):
             raise MailboxRefused("Cannot rename a mailbox into itself")
-        children = [n for n in self.names() if n.startswith(old + SEPARATOR)]
         # An inferior's new name may exist already (`B.x` without `B`): refuse before moving
         # anything, or the rename would fail half-way with the parent moved and that child not.
         for child in children:
             if maildir.is_maildir(self.path(new + child[len(old) :])):
                 raise MailboxExists(new + child[len(old) :])
+        self._create_superiors(new)
         try:
-            os.rename(source, target)
+            if maildir.is_maildir(source):
+                os.rename(source, target)
+            else:
+                self._make(new, target)
             for child in children:
                 os.rename(self.path(child), self.path(new + child[len(old) :]))
         except OSError as exc:
@@ -278,3 +307,9 @@ class FolderTree:
             else:
                 return
             atomic_write(path, "".join(f"{n}\n" for n in current).encode("utf-8"))
+
+
+def superiors(name: str) -> list[str]:
+    """The names above `name` in the hierarchy, outermost first: `a.b.c` -> `a`, `a.b`."""
+    levels = name.split(SEPARATOR)
+    return [SEPARATOR.join(levels[:i]) for i in range(1, len(levels))]

@@ -146,14 +146,18 @@ class Mailbox:
         return self.sync(claim_recent)
 
     def sync(self, claim_recent: bool = False) -> Snapshot:
-        """The folder now. With `claim_recent`, messages in new/ move to cur/ and are \\Recent
-        here."""
+        """The folder now. Messages no session has claimed yet (the uidlist's first recent UID
+        and up, and any file still in new/) are \\Recent in the snapshot; with `claim_recent`
+        (a read-write SELECT) this caller claims them, for itself alone: they are \\Recent only
+        in this snapshot, and files in new/ move to cur/."""
         locations = self.scan()
-        recent: set[str] = set()
-        if claim_recent:
-            recent = self._claim_new(locations)
         current = self.uids.read()
-        if current is None or self._needs_update(current, locations):
+        claimed: set[str] | None = None
+        if (
+            current is None
+            or self._needs_update(current, locations)
+            or (claim_recent and self._unclaimed(current, locations))
+        ):
             with self.uids.update() as current:
                 # List the directory again under the lock: `locations` was read before it,
                 # and another session may since have added files and given them UIDs;
@@ -161,7 +165,11 @@ class Mailbox:
                 # files a second UID at the next sync.
                 locations = self._locked_scan(current)
                 self._reconcile(current, locations)
-        return self._snapshot(current, locations, recent)
+                if claim_recent:
+                    claimed = self._claim(current, locations)
+        elif claim_recent:
+            claimed = set()
+        return self._snapshot(current, locations, claimed)
 
     def _locked_scan(self, current: UidList) -> dict[str, tuple[str, str]]:
         """The listing to reconcile with, taken under the uidlist lock.
@@ -175,24 +183,33 @@ class Mailbox:
             locations = {**locations, **self.scan()}
         return locations
 
-    def _claim_new(self, locations: dict[str, tuple[str, str]]) -> set[str]:
-        claimed = set()
+    @staticmethod
+    def _unclaimed(current: UidList, locations: dict[str, tuple[str, str]]) -> bool:
+        return current.first_recent < current.uidnext or any(
+            subdir == "new" for subdir, _name in locations.values()
+        )
+
+    def _claim(self, current: UidList, locations: dict[str, tuple[str, str]]) -> set[str]:
+        """Under the uidlist lock: take every unclaimed message for the caller. Both ways a
+        message can be unclaimed change only under this lock (the mark moves up, the file
+        leaves new/), so no two sessions ever claim the same message."""
+        claimed = {
+            key
+            for key, record in current.records.items()
+            if record.uid >= current.first_recent and key in locations
+        }
+        current.first_recent = current.uidnext
         for key, (subdir, name) in list(locations.items()):
             if subdir != "new":
                 continue
+            # Maildir's convention: a mail reader that has seen a message moves it to cur/.
             target = name if INFO in name else name + INFO
             try:
                 os.rename(self.path / "new" / name, self.path / "cur" / target)
             except FileNotFoundError:
-                # Another session claimed it first: recent there, not here. The listing still
-                # says new/, which _snapshot would count as \Recent; the claimer used the same
-                # target name.
-                locations[key] = ("cur", target)
-                self._dir_stamp = None
-                continue
+                continue  # gone meanwhile (the next sync drops its record), or moved by mutt
             locations[key] = ("cur", target)
             claimed.add(key)
-        if claimed:
             self._dir_stamp = None
         return claimed
 
@@ -228,23 +245,20 @@ class Mailbox:
 
     @staticmethod
     def _snapshot(
-        current: UidList, locations: dict[str, tuple[str, str]], recent: set[str]
+        current: UidList, locations: dict[str, tuple[str, str]], claimed: set[str] | None
     ) -> Snapshot:
+        """Entries by UID; \\Recent is what this caller claimed, or without a claim what is
+        still unclaimed."""
         entries = []
         for key, record in current.records.items():
             where = locations.get(key)
             if where is None:
                 continue
-            entries.append(
-                Entry(
-                    record.uid,
-                    key,
-                    where[0],
-                    where[1],
-                    record.modseq,
-                    key in recent or where[0] == "new",
-                )
-            )
+            if claimed is None:
+                recent = record.uid >= current.first_recent or where[0] == "new"
+            else:
+                recent = key in claimed
+            entries.append(Entry(record.uid, key, where[0], where[1], record.modseq, recent))
         entries.sort(key=lambda e: e.uid)
         return Snapshot(current.uidvalidity, current.uidnext, current.highestmodseq, entries)
 
@@ -434,9 +448,17 @@ class Mailbox:
         return current.vanished_since(modseq)
 
     def counts(self) -> tuple[int, int, int]:
-        """(messages, recent, unseen) without claiming anything: for STATUS."""
+        """(messages, recent, unseen) without claiming anything: for STATUS. A file the
+        uidlist does not know yet is unclaimed, hence \\Recent."""
         locations = self.scan()
-        recent = sum(1 for subdir, _ in locations.values() if subdir == "new")
+        current = self.uids.read()
+        records = current.records if current is not None else {}
+        first_recent = current.first_recent if current is not None else 1
+        recent = 0
+        for key, (subdir, _name) in locations.items():
+            record = records.get(key)
+            if subdir == "new" or record is None or record.uid >= first_recent:
+                recent += 1
         unseen = sum(1 for _, name in locations.values() if SEEN not in letters_of(name))
         return len(locations), recent, unseen
 

@@ -4,9 +4,9 @@ A user's mail is `<base>/<user>/` (`cur/ new/ tmp/`); folders are `.Name` subdir
 in the file name after `:2,` as sorted letters (common/store/flags.py). New mail is written to
 `tmp/`, fsynced and renamed into `new/` or `cur/`, so a crash never leaves half a message visible.
 On disk a message has LF line ends; every size reported is of the CRLF form actually sent (`,W=` in
-the name when we delivered it, computed otherwise). UIDs and folders for IMAP live in
-`common/store/uidlist.py` and `common/store/folders.py`, the POP3 maildrop in
-`common/store/maildrop.py`.
+the name when we delivered it, computed otherwise), which adds no line end the message lacks. UIDs
+and folders for IMAP live in `common/store/uidlist.py` and `common/store/folders.py`, the POP3
+maildrop in `common/store/maildrop.py`.
 
 A symbolic link is never followed inside a Maildir (cur/ new/ tmp/ and every file in them): the
 daemons may run as root or as one user for every mailbox, so a link planted by a user who can
@@ -37,6 +37,9 @@ from common.store.names import InvalidName, check_username
 
 SUBDIRS = ("cur", "new", "tmp")
 SIZES_FILE = "maildaemons-sizes"
+# The first line of the sizes file. A file without it was written when a message without a final
+# line end counted two octets more: it is dropped and rebuilt.
+SIZES_HEADER = "maildaemons-sizes 2"
 _SIZE_FIELD = re.compile(r",([SW])=(\d+)")
 _counter = itertools.count(1)
 _HOSTNAME = socket.gethostname().replace("/", "\\057").replace(":", "\\072") or "localhost"
@@ -91,18 +94,16 @@ def unique_name() -> str:
 
 
 def to_crlf(data: bytes) -> bytes:
-    """The octets sent for a message: every line end CRLF, and a final CRLF when missing."""
-    out = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    if out and not out.endswith(b"\n"):
-        out += b"\r\n"
-    return out
+    """The octets sent for a message: every line end CRLF, nothing added. A message stored
+    without a final line end is served without one (as Dovecot serves it): its size, BODY[] and
+    RFC822.SIZE all agree with the stored message. A protocol that frames the message (POP3's
+    terminating ".") adds its own line end."""
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 def crlf_size(data: bytes) -> int:
-    size = len(data) + data.count(b"\n") - data.count(b"\r\n")
-    if data and not data.endswith(b"\n"):
-        size += 2
-    return size
+    """len(to_crlf(data)), without building it."""
+    return len(data) + data.count(b"\n") - data.count(b"\r\n")
 
 
 def to_lf(data: bytes) -> bytes:
@@ -335,15 +336,18 @@ class SizeCache:
     def save(self) -> None:
         if not self.dirty or self.sizes is None:
             return
-        text = "".join(f"{size} {key}\n" for key, size in self.sizes.items())
+        text = SIZES_HEADER + "\n" + "".join(f"{size} {key}\n" for key, size in self.sizes.items())
         with contextlib.suppress(OSError):
             atomic_write(self.path, text.encode("utf-8", "surrogateescape"), fsync=False)
         self.dirty = False
 
     def _load(self) -> dict[str, int]:
-        sizes = {}
+        sizes: dict[str, int] = {}
         with contextlib.suppress(OSError):
-            for line in self.path.read_bytes().decode("utf-8", "surrogateescape").splitlines():
+            lines = self.path.read_bytes().decode("utf-8", "surrogateescape").splitlines()
+            if not lines or lines[0] != SIZES_HEADER:
+                return sizes
+            for line in lines[1:]:
                 size, _, key = line.partition(" ")
                 if size.isdigit() and key:
                     sizes[key] = int(size)

@@ -18,7 +18,9 @@ from pathlib import Path
 from common.store.atomic import atomic_write
 
 CACHE_FILE = "maildaemons-cache"
-HEADER = b"maildaemons-cache 1\n"
+# Version 2: a message without a final line end is no longer given one (common/store/maildir.py
+# to_crlf), which changes the last part's size in BODYSTRUCTURE; version 1 files are rebuilt.
+HEADER = b"maildaemons-cache 2\n"
 MAX_VALUE = 1 << 20
 
 

@@ -19,6 +19,15 @@ class InvalidName(ValueError):
     """A user or folder name that must not touch the file system."""
 
 
+class UndecodableName(str):
+    """A folder name as a client sent it that is not valid modified UTF-7 (RFC 3501 5.1.3), the
+    form names take on the wire and on disk (`a&b` is an atom, but no name): it denotes no
+    folder, so every operation on it is refused, as Dovecot refuses it, and a LIST pattern of it
+    matches nothing."""
+
+    __slots__ = ()
+
+
 def check_username(name: str) -> str:
     """Return `name` when it is safe as a Maildir directory name, else raise InvalidName."""
     if not name or len(name) > MAX_USERNAME:
@@ -41,6 +50,8 @@ def is_valid_username(name: str) -> bool:
 
 def check_folder(name: str) -> str:
     """A Maildir++ folder name (hierarchy separator '.'), not INBOX itself."""
+    if isinstance(name, UndecodableName):
+        raise InvalidName("not valid modified UTF-7")
     if not name or len(name.encode("utf-8")) > MAX_FOLDER:
         raise InvalidName("bad length")
     if name.startswith(".") or name.endswith(".") or ".." in name:

@@ -3,7 +3,7 @@
 File `maildaemons-uidlist` in the folder, changed only under the NFS-safe link lock and replaced by
 atomic rename (common/store/atomic.py). Format, one record a line after the header:
 
-    M1 V<uidvalidity> N<uidnext> H<highestmodseq>[ E<horizon>]
+    M1 V<uidvalidity> N<uidnext> H<highestmodseq> R<first recent uid>[ E<horizon>]
     <uid> <modseq> <flags or -> <key>
     - <modseq> <low uid>[:<high uid>]
 
@@ -13,6 +13,12 @@ letters of its `:2,` info as last seen, so a flag change made by any program is 
 new MODSEQ (RFC 7162). UIDs are strictly ascending and never reused; UIDVALIDITY stays the same
 for the life of the folder. A folder that Dovecot served keeps Dovecot's UIDs: when our file is
 missing, `dovecot-uidlist` (versions 1 and 3) is imported once.
+
+`R` is the lowest UID no session has yet claimed as \\Recent (RFC 3501 2.3.2): every message from it
+up to UIDNEXT is new to IMAP, whichever directory it is in and however it came (delivery, APPEND,
+COPY, MOVE). The first read-write session that syncs them claims them under the lock and moves R
+to UIDNEXT, so each message is \\Recent in exactly one session, as Dovecot's index does it. A file
+without R (an older one) means that nothing is left to claim.
 
 Lines starting `- ` are tombstones for QRESYNC (RFC 7162 3.2): the UIDs expunged at a MODSEQ, so
 a client can learn which of its UIDs vanished since the MODSEQ it last saw. Every expunge takes a
@@ -58,9 +64,13 @@ class UidList:
     # (modseq, low uid, high uid) of expunged UIDs, oldest first; see the module docstring.
     tombstones: list[tuple[int, int, int]] = field(default_factory=list)
     horizon: int = 0
+    first_recent: int = 1  # UIDs from here on are \Recent to the first session to claim them
 
     def serialize(self) -> bytes:
-        head = f"{HEADER_TAG} V{self.uidvalidity} N{self.uidnext} H{self.highestmodseq}"
+        head = (
+            f"{HEADER_TAG} V{self.uidvalidity} N{self.uidnext} H{self.highestmodseq}"
+            f" R{self.first_recent}"
+        )
         lines = [head + (f" E{self.horizon}\n" if self.horizon else "\n")]
         for rec in sorted(self.records.values(), key=lambda r: r.uid):
             lines.append(f"{rec.uid} {rec.modseq} {rec.flags or '-'} {rec.key}\n")
@@ -111,6 +121,7 @@ def parse(data: bytes) -> UidList | None:
             int(fields["N"]),
             int(fields.get("H", "1")),
             horizon=int(fields.get("E", "0")),
+            first_recent=int(fields.get("R", fields["N"])),
         )
         for line in lines[1:]:
             if line.startswith(TOMBSTONE_TAG + " "):
@@ -167,6 +178,9 @@ def parse_dovecot(data: bytes) -> UidList | None:
             result.uidnext = max(result.uidnext, uid + 1)
     except (IndexError, KeyError, ValueError):
         return None
+    # Dovecot's sessions saw its messages (its index says which were still \Recent; we do not
+    # read it): only files it never listed are new here.
+    result.first_recent = result.uidnext
     return result
 
 

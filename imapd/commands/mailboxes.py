@@ -60,8 +60,9 @@ def cmd_create(session: Session, command: Command) -> Result:
 
 
 def without_trailing_separator(name: str) -> str:
-    """One trailing separator only announces inferiors (RFC 3501 6.3.3); `a..` stays invalid."""
-    return name[:-1] if name.endswith(SEPARATOR) else name
+    """One trailing separator only announces inferiors (RFC 3501 6.3.3); `a..` stays invalid,
+    and a name that is not modified UTF-7 stays one (the store refuses it)."""
+    return type(name)(name[:-1]) if name.endswith(SEPARATOR) else name
 
 
 def cmd_delete(session: Session, command: Command) -> Result:
@@ -205,25 +206,27 @@ def cmd_lsub(session: Session, command: Command) -> Result:
     expect(command, ListArgs)
     tree = session.require_tree()
     with store_errors():
-        existing = set(tree.names())
         subscribed = tree.subscriptions()
     for name, parent in listed(subscribed, command.args.reference, command.args.patterns):
-        # A parent that is listed only for a subscribed child is not itself subscribed, and a
-        # subscribed name that no longer exists cannot be selected: both \Noselect (6.3.9).
-        attrs = ["\\Noselect"] if parent or name not in existing else []
+        # \Noselect in LSUB says "not subscribed itself, listed for a subscribed child"
+        # (6.3.9). A subscribed name whose mailbox is gone is still subscribed and listed as
+        # such (6.3.6 keeps it; Dovecot lists it so too): LIST tells whether it exists.
+        attrs = ["\\Noselect"] if parent else []
         session.untagged(f'LSUB ({" ".join(attrs)}) "." '.encode() + r.mailbox(name))
     return "LSUB completed"
 
 
 def listed(names: list[str], reference: str, patterns: tuple[str, ...]) -> list[tuple[str, bool]]:
-    """(name, is-a-missing-parent) for each match, in name order; a `%` match that falls on a
-    hierarchy level with no folder of its own is listed \\Noselect (RFC 3501 6.3.8)."""
+    """(name, is-a-missing-parent) for each match, in name order; a `%` match that stops at a
+    hierarchy level of a name, short of the name itself, is listed \\Noselect (RFC 3501
+    6.3.9); where the name matches too (`*`) it stands for itself."""
     found: dict[str, bool] = {}
     for pattern in patterns:
         matches = compile_pattern(reference + pattern, SEPARATOR)
         for name in names:
             if matches(name):
                 found.setdefault(name, False)
+                continue
             for parent in parents(name):
                 if parent not in found and parent not in names and matches(parent):
                     found[parent] = True

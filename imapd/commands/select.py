@@ -66,7 +66,7 @@ def announce(session: Session, view: Selected) -> None:
     for line in view.flag_lines():
         session.send(line)
     session.untagged(f"{len(view.entries)} EXISTS")
-    session.untagged(f"{len(view.recent)} RECENT")
+    session.send(view.recent_line())
     unseen = view.unseen_first()
     if unseen is not None:
         session.untagged(f"OK [UNSEEN {unseen}] First unseen")

@@ -35,6 +35,10 @@ def cmd_store(session: Session, command: Command) -> Result:
         changed = apply(view, [e for _seq, e in targets], args.mode, wanted)
         if changed:
             view.mailbox.commit_flags(changed)
+    # A keyword this STORE created is announced before the first FETCH that shows it, here
+    # and (at their next command) in every other session with the folder selected.
+    for line in view.new_keywords():
+        session.send(line)
     for seq, entry in targets:
         view.reported[entry.uid] = entry.letters
         # RFC 7162 3.1.3: a CONDSTORE client learns each new MODSEQ, even with .SILENT.

@@ -13,7 +13,7 @@ from common.store import maildir
 from common.store.errors import MailboxExists, MailboxNotFound, MailboxRefused
 from common.store.folders import DEFAULT_FOLDERS, FolderTree
 from common.store.mailbox import Mailbox
-from common.store.names import InvalidName, check_folder, check_username
+from common.store.names import InvalidName, UndecodableName, check_folder, check_username
 
 
 @pytest.fixture
@@ -50,6 +50,34 @@ def test_inbox_and_defaults(tmp_path: Path) -> None:
     assert "Junk" not in tree.names()
 
 
+def test_defaults_when_an_mta_made_the_inbox_first(tmp_path: Path) -> None:
+    """A real server's new account: the MTA delivered before the first login."""
+    root = tmp_path / "carol"
+    maildir.ensure_maildir(root)
+    maildir.deliver(root, b"Subject: welcome\n\nhi\n")
+    tree = FolderTree(root)
+    tree.ensure_inbox(DEFAULT_FOLDERS)
+    assert tree.names() == ["INBOX", *sorted(DEFAULT_FOLDERS)]
+    assert sorted(tree.subscriptions()) == sorted(DEFAULT_FOLDERS)
+    assert len(Mailbox(root).sync().entries) == 1
+
+
+def test_no_defaults_for_an_account_that_has_folders(tmp_path: Path) -> None:
+    """An account moved from another server keeps its own folders and subscriptions only."""
+    root = tmp_path / "dave"
+    maildir.ensure_maildir(root / ".Sent Items")
+    (root / "subscriptions").write_text("Sent Items\n")
+    tree = FolderTree(root)
+    tree.ensure_inbox(DEFAULT_FOLDERS)
+    assert tree.names() == ["INBOX", "Sent Items"]
+    assert tree.subscriptions() == ["Sent Items"]
+    subscribed_only = FolderTree(tmp_path / "erin")
+    maildir.ensure_maildir(subscribed_only.root)
+    (subscribed_only.root / "subscriptions").write_text("INBOX\n")
+    subscribed_only.ensure_inbox(DEFAULT_FOLDERS)
+    assert subscribed_only.names() == ["INBOX"]
+
+
 def test_create_and_exists(tree: FolderTree) -> None:
     tree.create("Projects")
     tree.create("Projects.2024")
@@ -77,7 +105,10 @@ def test_courier_sent_folder_is_served(tree: FolderTree) -> None:
     assert "Sent" in tree.names()
     assert tree.special_use("Sent") == "\\Sent"
     snap = Mailbox(tree.path("Sent")).sync(claim_recent=True)
-    assert [(e.uid, e.letters, e.recent) for e in snap.entries] == [(1, "S", False)]
+    # New to IMAP here, so \Recent to the first session, wherever the file is (as Dovecot).
+    assert [(e.uid, e.letters, e.recent) for e in snap.entries] == [(1, "S", True)]
+    again = Mailbox(tree.path("Sent")).sync(claim_recent=True)
+    assert [(e.uid, e.recent) for e in again.entries] == [(1, False)]
 
 
 def test_delete(tree: FolderTree) -> None:
@@ -85,7 +116,7 @@ def test_delete(tree: FolderTree) -> None:
     put(tree, "Old", 2)
     tree.subscribe("Old", True)
     tree.delete("Old")
-    assert dirs(tree) == [] and "Old" not in tree.subscriptions()
+    assert dirs(tree) == [] and "Old" in tree.subscriptions()  # RFC 3501 6.3.6
     with pytest.raises(MailboxNotFound):
         tree.delete("Old")
     with pytest.raises(MailboxRefused):
@@ -109,9 +140,10 @@ def test_rename_moves_inferiors_and_messages(tree: FolderTree) -> None:
     after = Mailbox(tree.path("X.B")).sync()
     assert [e.uid for e in after.entries] == uids
     assert after.uidvalidity == before.uidvalidity
-    # Into a new hierarchy level, and onto names that exist.
+    # Into a new hierarchy level (its superior is created, RFC 3501 6.3.5), and onto names
+    # that exist.
     tree.rename("X.B.C", "Y.Z")
-    assert "Y.Z" in tree.names() and "X.B.C" not in tree.names()
+    assert {"Y", "Y.Z"} <= set(tree.names()) and "X.B.C" not in tree.names()
     with pytest.raises(MailboxExists):
         tree.rename("X", "AB")
     with pytest.raises(MailboxExists):
@@ -122,11 +154,45 @@ def test_rename_moves_inferiors_and_messages(tree: FolderTree) -> None:
         tree.rename("X", "X.Sub")
 
 
+def test_create_makes_every_superior_a_folder(tree: FolderTree) -> None:
+    """RFC 3501 6.3.3: `CREATE a.b.c` creates `a` and `a.b` too, so that RENAME and DELETE
+    can work on every level; a superior that exists is kept as it is."""
+    tree.create("Keep")
+    put(tree, "Keep")
+    tree.create("Keep.Sub.Leaf")
+    assert tree.names() == ["INBOX", "Keep", "Keep.Sub", "Keep.Sub.Leaf"]
+    assert all((tree.path(n) / "maildirfolder").exists() for n in tree.names()[1:])
+    assert len(Mailbox(tree.path("Keep")).sync().entries) == 1
+    with pytest.raises(MailboxExists):
+        tree.create("Keep.Sub")
+    tree.rename("Keep.Sub", "Moved")
+    assert tree.names() == ["INBOX", "Keep", "Moved", "Moved.Leaf"]
+    tree.delete("Moved.Leaf")
+    tree.delete("Moved")
+    assert tree.names() == ["INBOX", "Keep"]
+
+
+def test_a_level_without_a_folder_of_its_own_can_be_renamed(tree: FolderTree) -> None:
+    """`.Lists.Python` without `.Lists`, as Courier or Dovecot may leave a tree."""
+    maildir.ensure_maildir(tree.root / ".Lists.Python")
+    put(tree, "Lists.Python")
+    assert tree.names() == ["INBOX", "Lists.Python"]
+    with pytest.raises(MailboxNotFound):
+        tree.delete("Lists")
+    tree.rename("Lists", "Groups")
+    assert tree.names() == ["INBOX", "Groups", "Groups.Python"]
+    assert len(Mailbox(tree.path("Groups.Python")).sync().entries) == 1
+    with pytest.raises(MailboxNotFound):
+        tree.rename("Lists", "Other")
+
+
 def test_rename_onto_existing_inferior_changes_nothing(tree: FolderTree) -> None:
-    """`B.x` exists without `B`: renaming `A` (with `A.x`) to `B` would have to merge `A.x`
-    into `B.x`; it is refused before anything moves (it used to move `A` and then fail)."""
-    for name in ("A", "A.x", "B.x"):
+    """`B.x` exists without `B` (another server left it so): renaming `A` (with `A.x`) to `B`
+    would have to merge `A.x` into `B.x`; it is refused before anything moves (it used to move
+    `A` and then fail)."""
+    for name in ("A", "A.x"):
         tree.create(name)
+    maildir.ensure_maildir(tree.root / ".B.x")
     put(tree, "A.x")
     with pytest.raises(MailboxExists):
         tree.rename("A", "B")
@@ -201,13 +267,25 @@ def test_check_username(name: str) -> None:
         check_username(name)
 
 
+def test_a_name_that_is_not_modified_utf7_denotes_no_folder(tree: FolderTree) -> None:
+    """`a&b` as sent (UndecodableName) is not the folder `a&b` (sent as `a&-b`)."""
+    tree.create("a&b")
+    sent = UndecodableName("a&b")
+    for call in (tree.create, tree.delete, tree.exists, tree.open, tree.path):
+        with pytest.raises(MailboxRefused, match="modified UTF-7"):
+            call(sent)
+    with pytest.raises(MailboxRefused):
+        tree.rename("a&b", sent)
+    assert tree.names() == ["INBOX", "a&b"]
+
+
 def test_folder_names_are_modified_utf7_on_disk(tree: FolderTree) -> None:
     for name in ("Entwürfe", "A&B", "日本語.子", "Ärger & Freude"):
         tree.create(name)
     assert dirs(tree) == sorted(
-        [".Entw&APw-rfe", ".A&-B", ".&ZeVnLIqe-.&W1A-", ".&AMQ-rger &- Freude"]
+        [".Entw&APw-rfe", ".A&-B", ".&ZeVnLIqe-", ".&ZeVnLIqe-.&W1A-", ".&AMQ-rger &- Freude"]
     )
-    assert tree.names() == ["INBOX", "A&B", "Entwürfe", "Ärger & Freude", "日本語.子"]
+    assert tree.names() == ["INBOX", "A&B", "Entwürfe", "Ärger & Freude", "日本語", "日本語.子"]
     put(tree, "Entwürfe")
     assert len(Mailbox(tree.root / ".Entw&APw-rfe").sync().entries) == 1
     tree.rename("Entwürfe", "Brouillons été")

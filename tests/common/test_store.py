@@ -143,11 +143,14 @@ def test_stale_listing_does_not_drop_records_of_others(inbox: Path) -> None:
 def _syncer(folder: str, stop, results, number: int) -> None:
     box = Mailbox(Path(folder))
     seen: dict[str, int] = {}
+    claimed: list[str] = []
     problems: list[str] = []
     try:
         while True:
             done = stop.is_set()
             snap = box.sync(claim_recent=number % 2 == 0)
+            if number % 2 == 0:
+                claimed.extend(e.key for e in snap.entries if e.recent)
             numbers = uids(snap)
             if numbers != sorted(set(numbers)):
                 problems.append(f"not strictly ascending: {numbers}")
@@ -160,13 +163,14 @@ def _syncer(folder: str, stop, results, number: int) -> None:
                 break
     except Exception as exc:  # reported to the parent, which fails the test
         problems.append(repr(exc))
-    results.put((number, seen, problems[:5]))
+    results.put((number, seen, claimed, problems[:5]))
 
 
 def _deliverer(folder: str, count: int, stop) -> None:
     try:
         for number in range(count):
-            maildir.deliver(Path(folder), message(number))
+            # An MTA delivers into new/; APPEND, COPY and other tools place files in cur/.
+            maildir.deliver(Path(folder), message(number), subdir=("new", "cur")[number % 2])
             if number % 7 == 0:
                 time.sleep(0.001)
     finally:
@@ -175,7 +179,8 @@ def _deliverer(folder: str, count: int, stop) -> None:
 
 def test_concurrent_syncs_while_delivering(inbox: Path) -> None:
     """8 processes sync (half claim \\Recent) while a 9th delivers 200 messages: every message
-    gets exactly one UID, no UID is given twice, the uidlist is never unreadable."""
+    gets exactly one UID, no UID is given twice, the uidlist is never unreadable, and every
+    message is \\Recent in exactly one claiming session (RFC 3501 2.3.2)."""
     stop, results = CTX.Event(), CTX.Queue()
     workers = [CTX.Process(target=_syncer, args=(str(inbox), stop, results, n)) for n in range(8)]
     for worker in workers:
@@ -191,7 +196,11 @@ def test_concurrent_syncs_while_delivering(inbox: Path) -> None:
     assert uids(final) == list(range(1, 201)), "a message got more than one UID"
     assert final.uidnext == 201
     final_map = by_key(final)
-    for number, seen, problems in reports:
+    claims = [key for _number, _seen, claimed, _problems in reports for key in claimed]
+    claims += [e.key for e in Mailbox(inbox).sync(claim_recent=True).entries if e.recent]
+    assert len(claims) == len(set(claims)), "a message was \\Recent in two sessions"
+    assert set(claims) == set(final_map), "a message was never \\Recent"
+    for number, seen, _claimed, problems in reports:
         assert problems == [], f"syncer {number}: {problems}"
         for key, uid in seen.items():
             assert final_map[key] == uid, f"syncer {number} saw {key} as UID {uid}"
@@ -213,9 +222,10 @@ def test_courier_style_cur_files_and_flags(inbox: Path) -> None:
     for name in names:
         (inbox / "cur" / name).write_bytes(body)
     box = Mailbox(inbox)
+    assert box.counts() == (4, 4, 2)  # new to IMAP: unclaimed, whatever their directory
     snap = box.sync(claim_recent=True)
     assert [e.letters for e in snap.entries] == ["S", "FRS", "", ""]
-    assert not any(e.recent for e in snap.entries), "cur/ files are not \\Recent"
+    assert all(e.recent for e in snap.entries), "\\Recent to the first session (as Dovecot)"
     assert uids(snap) == [1, 2, 3, 4]
     # Sizes are of the CRLF form, also for names without ,W= and for CRLF files.
     assert all(box.size(e) == len(body) for e in snap.entries)
@@ -263,6 +273,28 @@ def test_recent_is_claimed_once(inbox: Path) -> None:
     later = second.sync(claim_recent=True)
     assert not any(e.recent for e in later.entries)
     assert uids(later) == uids(claimed) == [1, 2]
+    assert not any(e.recent for e in Mailbox(inbox).sync().entries), "claimed: gone for all"
+
+
+def test_appended_copied_and_moved_messages_are_recent_once(tmp_path: Path) -> None:
+    """\\Recent is about being new to IMAP, not about new/: APPEND, COPY and MOVE place files
+    in cur/, and those messages are \\Recent to the first session that claims them."""
+    inbox, other = make_folder(tmp_path / "inbox"), make_folder(tmp_path / ".Other")
+    box, target = Mailbox(inbox), Mailbox(other)
+    assert box.sync(claim_recent=True).entries == []
+    box.append(message(1), "S", None)
+    box.append(message(2), "", None)
+    assert [e.recent for e in Mailbox(inbox).sync().entries] == [True, True]  # a peek
+    assert box.counts() == (2, 2, 1)
+    entries = box.sync(claim_recent=True).entries
+    assert [(e.uid, e.recent, e.subdir) for e in entries] == [(1, True, "cur"), (2, True, "cur")]
+    assert box.counts() == (2, 0, 1)
+    target.copy_in(box, entries[:1])
+    target.copy_in(box, entries[1:], move=True)
+    assert [e.recent for e in box.sync(claim_recent=True).entries] == [False]
+    moved = target.sync(claim_recent=True).entries
+    assert [(e.uid, e.recent) for e in moved] == [(1, True), (2, True)]
+    assert not any(e.recent for e in Mailbox(other).sync(claim_recent=True).entries)
 
 
 def test_keywords_in_dovecot_keywords(inbox: Path) -> None:
@@ -494,7 +526,7 @@ def test_crlf_sizes(inbox: Path) -> None:
     data = b"Subject: x\n\nline one\nline two"
     stored = maildir.deliver(inbox, data)
     assert stored.stored_size("W") == len(maildir.to_crlf(data)) == maildir.crlf_size(data)
-    assert maildir.to_crlf(data).endswith(b"line two\r\n")
+    assert maildir.to_crlf(data).endswith(b"\r\nline two")  # nothing added (as Dovecot)
     plain = inbox / "cur" / "1600000000.M9P9.other:2,S"
     plain.write_bytes(data)
     box = Mailbox(inbox)
@@ -502,6 +534,27 @@ def test_crlf_sizes(inbox: Path) -> None:
     assert set(sizes.values()) == {len(maildir.to_crlf(data))}
     box.sizes.save()
     assert (inbox / "maildaemons-sizes").exists()
+    assert Mailbox(inbox).size(box.sync().entries[0]) == len(maildir.to_crlf(data))
+
+
+def test_caches_written_when_a_missing_line_end_was_counted_are_rebuilt(inbox: Path) -> None:
+    """Sizes and BODYSTRUCTUREs cached before no line end was added any more (a message
+    without one counted two octets more) are not trusted: the files lack the new header."""
+    data = b"Subject: x\n\nno final newline"
+    (inbox / "cur" / "1600000000.M9P9.other:2,S").write_bytes(data)
+    (inbox / "maildaemons-sizes").write_text(f"{len(data) + 3} 1600000000.M9P9.other\n")
+    (inbox / "maildaemons-cache").write_bytes(
+        b"maildaemons-cache 1\n1600000000.M9P9.other bodystructure 3\nold\n"
+    )
+    box = Mailbox(inbox)
+    entry = box.sync().entries[0]
+    assert box.size(entry) == len(data) + 2 == len(maildir.to_crlf(data))
+    assert box.cache.get(entry.key, "bodystructure") is None
+    box.cache.put(entry.key, "bodystructure", b"new")
+    box.save_caches()
+    again = Mailbox(inbox)
+    assert again.size(entry) == len(data) + 2
+    assert again.cache.get(entry.key, "bodystructure") == b"new"
 
 
 def test_unique_names_differ() -> None:

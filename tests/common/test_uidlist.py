@@ -36,16 +36,23 @@ NAMES = [
 
 
 def test_serialize_and_parse_round_trip() -> None:
-    uids = UidList(1234567890, 7, 12)
+    uids = UidList(1234567890, 7, 12, first_recent=6)
     uids.records["a,S=1"] = Record(2, 5, "FS", "a,S=1")
     uids.records["name with space"] = Record(6, 12, "", "name with space")
     data = uids.serialize()
-    assert data.splitlines()[0] == b"M1 V1234567890 N7 H12"
+    assert data.splitlines()[0] == b"M1 V1234567890 N7 H12 R6"
     assert b"2 5 FS a,S=1\n" in data and b"6 12 - name with space\n" in data
     back = parse(data)
     assert back is not None
     assert (back.uidvalidity, back.uidnext, back.highestmodseq) == (1234567890, 7, 12)
+    assert back.first_recent == 6
     assert back.records == uids.records
+
+
+def test_file_without_recent_mark_has_nothing_to_claim() -> None:
+    """A uidlist written before the \\Recent mark existed: its messages were seen already."""
+    back = parse(b"M1 V5 N9 H3\n8 3 - key\n")
+    assert back is not None and back.first_recent == 9
 
 
 @pytest.mark.parametrize(

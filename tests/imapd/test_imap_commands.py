@@ -127,7 +127,7 @@ def test_select_reports_mailbox_state(account):
     client = server.client()
     info = client.select_folder("INBOX")
     assert info[b"EXISTS"] == 2
-    assert info[b"RECENT"] == 1
+    assert info[b"RECENT"] == 2  # both are new to IMAP, wherever the MTA put them (as Dovecot)
     assert info[b"UNSEEN"] == [b"2"]  # the first unseen message
     assert info[b"UIDNEXT"] == 3
     assert info[b"UIDVALIDITY"] > 0
@@ -191,12 +191,15 @@ def test_create_list_delete(account):
     client = server.client()
     client.create_folder("Projects")
     client.create_folder("Projects.2024")
-    client.create_folder("Work.Reports")  # a parent that does not exist of its own
+    client.create_folder("Work.Reports")  # creates its superior too (RFC 3501 6.3.3)
+    (server.path / ".Lists.Python" / "cur").mkdir(parents=True)  # a level another server
+    (server.path / ".Lists.Python" / "new").mkdir()  # left without a folder of its own
     names = {name: set(flags) for flags, _sep, name in client.list_folders()}
     assert names["INBOX"] >= {b"\\HasNoChildren"}
     assert names["Projects"] >= {b"\\HasChildren"}
     assert names["Projects.2024"] >= {b"\\HasNoChildren"}
-    assert names["Work"] >= {b"\\Noselect", b"\\HasChildren"}
+    assert names["Work"] >= {b"\\HasChildren"} and b"\\Noselect" not in names["Work"]
+    assert names["Lists"] >= {b"\\Noselect", b"\\HasChildren"}
     assert names["Sent"] >= {b"\\HasNoChildren"}
     assert "ALREADYEXISTS" in imapclient_error(client.create_folder, "Projects")
     assert "ALREADYEXISTS" in imapclient_error(client.create_folder, "inbox")
@@ -226,8 +229,10 @@ def test_delete_removes_messages_and_a_selected_mailbox_fails_later(account):
 def test_list_wildcards(account):
     server = account
     client = server.client()
-    for name in ("a", "a.b", "a.b.c", "ab", "x.y"):
+    for name in ("a", "a.b", "a.b.c", "ab"):
         client.create_folder(name)
+    for sub in ("cur", "new"):  # `x.y` without `x`, as another server may leave it
+        (server.path / ".x.y" / sub).mkdir(parents=True)
 
     def listing(reference: str, pattern: str) -> dict[str, set[bytes]]:
         return {name: set(flags) for flags, _s, name in client.list_folders(reference, pattern)}
@@ -305,7 +310,8 @@ def test_rename_inbox_moves_its_messages_and_keeps_an_empty_inbox(account):
     assert client.select_folder("INBOX")[b"EXISTS"] == 0
     client.select_folder("Archived")
     flags = client.get_flags(client.search())
-    assert sorted(flags.values()) == [(), (b"\\Flagged", b"Important")]
+    # Moved into a new folder: new to IMAP there, so \\Recent to this first session.
+    assert sorted(flags.values()) == [(b"\\Flagged", b"Important", b"\\Recent"), (b"\\Recent",)]
     client.logout()
 
 
@@ -341,7 +347,7 @@ def test_status(account):
         "INBOX", ["MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN"]
     )
     assert status[b"MESSAGES"] == 2
-    assert status[b"RECENT"] == 1
+    assert status[b"RECENT"] == 2  # no session has seen either yet
     assert status[b"UNSEEN"] == 1
     assert status[b"UIDNEXT"] == 3
     validity = status[b"UIDVALIDITY"]
@@ -365,7 +371,8 @@ def test_append_flags_date_and_literal(account):
     assert re.match(rb"\[APPENDUID \d+ 1\] ", reply)
     client.select_folder("INBOX")
     data = client.fetch([1], ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "BODY.PEEK[]"])[1]
-    assert set(data[b"FLAGS"]) == {b"\\Seen", b"$Label1"}
+    # "In either case, the Recent flag is also set" (RFC 3501 6.3.11).
+    assert set(data[b"FLAGS"]) == {b"\\Seen", b"$Label1", b"\\Recent"}
     assert data[b"INTERNALDATE"].astimezone(UTC).replace(tzinfo=UTC) == when
     assert data[b"BODY[]"] == crlf(message("appended"))
     assert data[b"RFC822.SIZE"] == len(data[b"BODY[]"])
@@ -539,6 +546,7 @@ def fill_search_mailbox(server) -> None:
     for data, flags, date in SEARCH_MESSAGES:
         wire = crlf(data)
         client.ok(f'APPEND INBOX {flags} "{date}" {{{len(wire)}+}}\r\n'.encode() + wire)
+    client.ok("SELECT INBOX")  # this session sees them first: \\Recent no more (OLD)
     client.ok("LOGOUT")
     path = deliver(server.maildir(), FOURTH)
     noon = datetime.datetime(2024, 3, 20, 12, tzinfo=UTC).timestamp()
@@ -607,6 +615,7 @@ def test_fetch_items(account):
     client = server.client()
     client.append("INBOX", THREAD_REPLY)
     client.append("INBOX", MULTIPART)
+    server.claim_recent()
     client.select_folder("INBOX")
     client.use_uid = False
     data = client.fetch(
@@ -708,6 +717,7 @@ def test_body_fetch_sets_seen_and_reports_flags(account):
     wire = crlf(SIMPLE)
     client.ok(b"APPEND INBOX {%d+}\r\n" % len(wire) + wire)
     client.ok(b"APPEND INBOX {%d+}\r\n" % len(wire) + wire)
+    server.claim_recent()
     client.ok("SELECT INBOX")
     lines = client.ok("FETCH 1 BODY[TEXT]")
     assert lines == [b"* 1 FETCH (BODY[TEXT] {7}\r\nhello\r\n FLAGS (\\Seen))\r\n"]
@@ -730,16 +740,17 @@ def test_store_variants(account):
     wire = crlf(SIMPLE)
     for _ in range(3):
         client.ok(b"APPEND INBOX {%d+}\r\n" % len(wire) + wire)
+    server.claim_recent()
     client.ok("SELECT INBOX")
     assert client.ok("STORE 1 FLAGS (\\Seen \\Flagged)") == [
         b"* 1 FETCH (FLAGS (\\Flagged \\Seen))\r\n"
     ]
     lines = client.ok("STORE 1 +FLAGS (\\Answered $Label)")
-    assert lines[0] == b"* 1 FETCH (FLAGS (\\Flagged \\Answered \\Seen $Label))\r\n"
-    assert lines[1:] == [  # a new keyword: the defined flags again (RFC 3501 7.2.6)
+    assert lines == [  # a new keyword: the defined flags again first (RFC 3501 7.2.6)
         b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $Label)\r\n",
-        b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded \\* "
-        b"$Label)] Flags permitted\r\n",
+        b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $Label "
+        b"\\*)] Flags permitted\r\n",
+        b"* 1 FETCH (FLAGS (\\Flagged \\Answered \\Seen $Label))\r\n",
     ]
     assert client.ok("STORE 1 -FLAGS (\\Flagged $Label)") == [
         b"* 1 FETCH (FLAGS (\\Answered \\Seen))\r\n"
@@ -820,7 +831,8 @@ def test_copy_and_uid_copy(account):
     got = client.fetch([1, 2, 3], ["FLAGS", "BODY.PEEK[HEADER.FIELDS (SUBJECT)]"])
     subjects = [got[u][b"BODY[HEADER.FIELDS (SUBJECT)]"].strip() for u in (1, 2, 3)]
     assert subjects == [b"Subject: m1", b"Subject: m2", b"Subject: m0"]
-    assert set(got[1][b"FLAGS"]) == {b"\\Flagged", b"Tag"}
+    # Flags are kept, and a copy is \\Recent (RFC 3501 6.4.7) to the first session there.
+    assert set(got[1][b"FLAGS"]) == {b"\\Flagged", b"Tag", b"\\Recent"}
     client.select_folder("INBOX")
     assert client.search() == [1, 2, 3]  # the originals stay
     client.logout()
@@ -833,6 +845,7 @@ def test_uid_fetch_store_search_with_gaps(account):
     wire = crlf(SIMPLE)
     for _ in range(4):
         client.ok(b"APPEND INBOX {%d+}\r\n" % len(wire) + wire)
+    server.claim_recent()
     client.ok("SELECT INBOX")
     client.ok("STORE 2 +FLAGS (\\Deleted)")
     client.ok("EXPUNGE")
@@ -928,9 +941,12 @@ def test_foreign_maildir(account):
     assert {"INBOX", "Sent", "Lists", "Lists.Python"} <= set(names)
     assert b"\\Noselect" in names["Lists"]
     info = client.select_folder("INBOX")
-    assert info[b"EXISTS"] == 4 and info[b"RECENT"] == 0
+    # No uidlist says an IMAP session saw them: \\Recent to the first one (as Dovecot).
+    assert info[b"EXISTS"] == 4 and info[b"RECENT"] == 4
     assert {b"$Label1", b"Work"} <= set(info[b"FLAGS"])
     flags = client.get_flags([1, 2, 3, 4])
+    assert all(b"\\Recent" in f for f in flags.values())
+    flags = {uid: tuple(f for f in found if f != b"\\Recent") for uid, found in flags.items()}
     assert set(flags[1]) == {b"\\Flagged", b"\\Seen"}
     assert set(flags[2]) == {b"\\Seen", b"$Label1", b"Work"}
     assert flags[3] == ()
@@ -943,7 +959,7 @@ def test_foreign_maildir(account):
     assert client.search(["UNSEEN"]) == [3, 4]
     client.select_folder("Sent", readonly=True)
     sent_data = client.fetch([1], ["FLAGS", "BODY.PEEK[HEADER.FIELDS (SUBJECT)]"])[1]
-    assert sent_data[b"FLAGS"] == (b"\\Seen",)
+    assert sent_data[b"FLAGS"] == (b"\\Seen", b"\\Recent")  # EXAMINE claims nothing
     client.select_folder("Lists.Python")
     assert client.search(["RECENT"]) == [1]
     client.logout()
@@ -965,6 +981,7 @@ def test_dovecot_uidlist_is_imported(account):
     info = client.select_folder("INBOX")
     assert info[b"UIDVALIDITY"] == 1234567
     assert info[b"UIDNEXT"] == 40
+    assert info[b"RECENT"] == 0  # Dovecot's sessions saw them
     assert client.search() == [17, 35]
     client.append("INBOX", message("c"))
     assert client.search() == [17, 35, 40]

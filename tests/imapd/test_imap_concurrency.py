@@ -30,11 +30,13 @@ def body(n: int) -> bytes:
 
 @pytest.fixture
 def pair(account):
-    """A server and two sessions A and B with INBOX selected, holding four messages."""
+    """A server and two sessions A and B with INBOX selected, holding four messages that an
+    earlier session saw (so they are not \\Recent)."""
     server = account
     maildir = server.maildir()
     for n in range(1, 5):
         deliver(maildir, body(n), subdir="cur", name=f"{1700000000 + n}.M{n}P1.host:2,")
+    server.claim_recent()
     a, b = server.raw_select(), server.raw_select()
     return server, a, b
 
@@ -104,10 +106,10 @@ def test_changes_after_a_quiet_spell_are_seen(pair):
 
 def test_a_new_keyword_is_announced_to_every_session(pair):
     _server, a, b = pair
-    lines = a.ok("STORE 1 +FLAGS (Fresh)")
-    assert lines[0] == b"* 1 FETCH (FLAGS (Fresh))\r\n"
-    assert re.fullmatch(rb"\* FLAGS \(\\Answered .*\bFresh\)\r\n", lines[1])
-    assert re.fullmatch(rb"\* OK \[PERMANENTFLAGS \(.*\\\* Fresh\)\] .*\r\n", lines[2])
+    lines = a.ok("STORE 1 +FLAGS (Fresh)")  # announced before the FETCH that shows it
+    assert re.fullmatch(rb"\* FLAGS \(\\Answered .*\bFresh\)\r\n", lines[0])
+    assert re.fullmatch(rb"\* OK \[PERMANENTFLAGS \(.* Fresh \\\*\)\] .*\r\n", lines[1])
+    assert lines[2] == b"* 1 FETCH (FLAGS (Fresh))\r\n"
     lines = b.ok("NOOP")
     assert lines[0].startswith(b"* FLAGS (") and b"Fresh" in lines[0]
     assert lines[2] == b"* 1 FETCH (FLAGS (Fresh))\r\n"
@@ -189,19 +191,23 @@ def test_close_of_one_session_expunges_for_the_other(pair):
 def test_append_and_copy_by_another_session(pair):
     server, a, b = pair
     wire = crlf(body(5))
+    # The appending session is told at once, and is the first to see the message: it is
+    # \\Recent there (RFC 3501 6.3.11), and only there.
     assert a.ok(b"APPEND INBOX (\\Seen) {%d+}\r\n" % len(wire) + wire) == [
         b"* 5 EXISTS\r\n",
-        b"* 0 RECENT\r\n",
-    ]  # the appending session is told at once
+        b"* 1 RECENT\r\n",
+    ]
     assert b.ok("NOOP") == [b"* 5 EXISTS\r\n", b"* 0 RECENT\r\n"]
     assert a.ok("NOOP") == []
+    assert a.ok("FETCH 5 (FLAGS)") == [b"* 5 FETCH (FLAGS (\\Seen \\Recent))\r\n"]
     c = server.raw_login()
     c.ok("CREATE Other")
     c.ok("SELECT Other")
     c.ok(b"APPEND Other {%d+}\r\n" % len(wire) + wire)
-    c.ok("COPY 1 INBOX")
-    assert b.ok("NOOP") == [b"* 6 EXISTS\r\n", b"* 0 RECENT\r\n"]
-    assert b.ok("FETCH 6 (UID FLAGS)") == [b"* 6 FETCH (UID 6 FLAGS ())\r\n"]
+    c.ok("COPY 1 INBOX")  # a copy is \\Recent too (RFC 3501 6.4.7): B asks first
+    assert b.ok("NOOP") == [b"* 6 EXISTS\r\n", b"* 1 RECENT\r\n"]
+    assert b.ok("FETCH 6 (UID FLAGS)") == [b"* 6 FETCH (UID 6 FLAGS (\\Recent))\r\n"]
+    assert a.ok("NOOP") == [b"* 6 EXISTS\r\n", b"* 1 RECENT\r\n"]
     assert uid_map(a) == uid_map(b)
 
 

@@ -68,7 +68,7 @@ def test_compressed_session_with_literals_both_ways(account):
     assert client.line() == b"+ Ready for literal data\r\n"
     client.send(wire + b"\r\n")
     lines, done = client.until_tagged("a1")
-    assert lines == [b"* 2 EXISTS\r\n", b"* 0 RECENT\r\n"]
+    assert lines == [b"* 2 EXISTS\r\n", b"* 2 RECENT\r\n"]
     assert re.match(rb"a1 OK \[APPENDUID \d+ 2\] ", done)
     client.ok(b"APPEND INBOX {%d+}\r\n" % len(wire) + wire)
     assert client.ok("STATUS INBOX (MESSAGES)") == [b"* STATUS INBOX (MESSAGES 3)\r\n"]
@@ -139,5 +139,5 @@ def test_a_line_that_inflates_enormously_is_cut_by_the_line_limit(account):
     (the limits apply to what the data inflates to), and the session goes on."""
     client = compressed(account.raw_login())
     client.send(b"a1 NOOP " + b"x" * 10_000_000 + b"\r\n")
-    assert client.line() == b"* BAD Command line too long\r\n"
+    assert client.line() == b"a1 BAD Command line too long\r\n"
     client.alive()

@@ -117,8 +117,7 @@ def test_two_idlers_and_a_busy_third_session_agree(shared):
             subdir="cur",
             name=f"{1700000000 + n}.M{n}P3.conc:2,",
         )
-    worker = server.raw_login()
-    worker.ok("CREATE Archive")
+    worker = server.raw_login()  # the first login makes the default folders, Archive too
     plain = Idler(server.raw_select(), qresync=False)
     modern = server.raw_login()
     modern.ok("ENABLE QRESYNC")

@@ -26,6 +26,7 @@ def account(shared):
             subdir="cur",
             name=f"{1700000000 + n}.M{n}P8.cs:2,",
         )
+    server.claim_recent()
     return server
 
 
@@ -78,6 +79,7 @@ def test_modseqs_persist_with_the_uids_across_restarts(daemons, site):
             subdir="cur",
             name=f"{1700000000 + n}.M{n}P8.persist:2,",
         )
+    server.claim_recent()  # \\Recent lasts one session; this test is about what persists
     client = server.raw_login()
     client.ok("SELECT INBOX (CONDSTORE)")
     client.ok("STORE 2 +FLAGS (\\Flagged)")

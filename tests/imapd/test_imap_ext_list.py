@@ -80,11 +80,14 @@ def test_create_special_use(account):
 
 
 def tree_for(account):
-    """Folders A, A.B, A.B.C, D.E (D does not exist: Maildir++ has no parent folders), and
-    subscriptions on INBOX, A.B.C, D.E and Gone, a name renamed away since."""
+    """Folders A, A.B, A.B.C, D.E (D does not exist: another server left the tree so; CREATE
+    would have made D too), and subscriptions on INBOX, A.B.C, D.E and Gone, a name renamed
+    away since."""
     client = account.raw_login()
-    for name in ("A", "A.B", "A.B.C", "D.E", "Gone"):
+    for name in ("A", "A.B", "A.B.C", "Gone"):
         client.ok(f"CREATE {name}")
+    for sub in ("cur", "new", "tmp"):
+        (account.path / ".D.E" / sub).mkdir(parents=True)
     for name in ("INBOX", "A.B.C", "D.E", "Gone"):
         client.ok(f"SUBSCRIBE {name}")
     client.ok("RENAME Gone Moved")  # the subscription stays with the old name
@@ -161,13 +164,17 @@ def test_list_status(account):
         )
     client = account.raw_login()
     client.ok("CREATE Box.Sub")
+    for sub in ("cur", "new"):  # a level without a folder of its own: Other.Sub, no Other
+        (account.path / ".Other.Sub" / sub).mkdir(parents=True)
     lines = client.ok('LIST "" * RETURN (STATUS (MESSAGES UNSEEN UIDNEXT))')
     statuses = [line for line in lines if line.startswith(b"* STATUS")]
     names = [line for line in lines if line.startswith(b"* LIST")]
     assert b"* STATUS INBOX (MESSAGES 3 UNSEEN 1 UIDNEXT 4)\r\n" in statuses
+    assert b"* STATUS Box (MESSAGES 0 UNSEEN 0 UIDNEXT 1)\r\n" in statuses
     assert b"* STATUS Box.Sub (MESSAGES 0 UNSEEN 0 UIDNEXT 1)\r\n" in statuses
-    # Each STATUS follows its LIST line; none for the name that is no folder (Box).
-    assert len(statuses) == 2 and len(names) == 3
+    # Each STATUS follows its LIST line; none for the name that is no folder (Other).
+    assert len(statuses) == len(names) - 1
+    assert b'* LIST (\\NonExistent \\HasChildren) "." Other\r\n' in names
     assert (
         lines.index(b"* STATUS INBOX (MESSAGES 3 UNSEEN 1 UIDNEXT 4)\r\n")
         == lines.index(b'* LIST (\\HasNoChildren) "." INBOX\r\n') + 1

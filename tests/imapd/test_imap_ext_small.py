@@ -136,11 +136,14 @@ def test_unselect_leaves_deleted_messages_alone(account):
 
 def test_children(account):
     client = account.raw_login()
-    client.ok("CREATE Projects.2024.Q1")  # Maildir++: Projects and Projects.2024 are no folders
-    client.ok("CREATE Projects.2024")
+    client.ok("CREATE Projects.2024.Q1")  # creates Projects and Projects.2024 too
+    assert client.status("CREATE Projects.2024") == b"NO"
     client.ok("CREATE Lone")
+    for sub in ("cur", "new"):  # a level another server left without a folder of its own
+        (account.path / ".Lists.Python" / sub).mkdir(parents=True)
     lines = client.ok('LIST "" *')
-    assert b'* LIST (\\Noselect \\HasChildren) "." Projects\r\n' in lines
+    assert b'* LIST (\\HasChildren) "." Projects\r\n' in lines
+    assert b'* LIST (\\Noselect \\HasChildren) "." Lists\r\n' in lines
     assert b'* LIST (\\HasChildren) "." Projects.2024\r\n' in lines
     assert b'* LIST (\\HasNoChildren) "." Projects.2024.Q1\r\n' in lines
     assert b'* LIST (\\HasNoChildren) "." Lone\r\n' in lines

@@ -137,7 +137,8 @@ EXACT_BODYSTRUCTURE = {
     "threading": b'("TEXT" "PLAIN" ("charset" "us-ascii") NIL NIL "7BIT" 17 1 NIL NIL NIL NIL)',
     "no_content_type": b'("TEXT" "PLAIN" ("charset" "us-ascii") NIL NIL "7BIT" 39 2 NIL NIL NIL '
     b"NIL)",
-    "no_final_newline": b'("TEXT" "PLAIN" ("charset" "us-ascii") NIL NIL "7BIT" 20 2 NIL NIL NIL '
+    # No line end is added: 18 octets and one line end, as Dovecot counts them.
+    "no_final_newline": b'("TEXT" "PLAIN" ("charset" "us-ascii") NIL NIL "7BIT" 18 1 NIL NIL NIL '
     b"NIL)",
     "empty_body": b'("TEXT" "PLAIN" ("charset" "us-ascii") NIL NIL "7BIT" 0 0 NIL NIL NIL NIL)',
     "quoted_printable": b'("TEXT" "PLAIN" ("charset" "utf-8") NIL NIL "QUOTED-PRINTABLE" 51 2 '

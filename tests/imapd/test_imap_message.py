@@ -706,6 +706,31 @@ def test_parse_addresses(value: str, expected: list[env.Address]) -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("John Doe <jd@x>", '"John Doe" <jd@x>'),
+        ("jd@x (John Doe)", '"John Doe" <jd@x>'),
+        ("John  Doe\r\n <jd@x>", '"John Doe" <jd@x>'),
+        ("Bee <b@x>, c@d", "Bee <b@x>, <c@d>"),
+        ('"J\\"o" <j@x>', '"J\\"o" <j@x>'),
+        ("=?utf-8?q?J=C3=B6rg?= M <j@x>", "=?utf-8?q?J=C3=B6rg?= M <j@x>"),
+        ("Mary (the boss) Smith <m@x> (comment)", '"Mary Smith" <m@x>'),
+        ("friends: a@x, Bee <b@x>;, z@y", "friends: <a@x>, Bee <b@x>;, <z@y>"),
+        ("undisclosed-recipients:;", "undisclosed-recipients:;"),
+        ("Open: a@b", "Open: <a@b>;"),
+        ("<@r.x,@s.x:a@b>", "<@r.x,@s.x:a@b>"),
+        ("< sp @ x >", "<sp@x>"),
+        ("<>", "<>"),
+        ('"Only"', "<Only@>"),
+        ("", ""),
+    ],
+)
+def test_addresses_text(value: str, text: str) -> None:
+    """The canonical form SEARCH FROM/TO/CC/BCC matches besides the field as written."""
+    assert env.addresses_text(env.parse_addresses(value)) == text
+
+
+@pytest.mark.parametrize(
     "value",
     [
         "a@b",
@@ -983,6 +1008,21 @@ def test_hostile_sizes_stay_linear() -> None:
         exercise(header + b"\r\n\r\nbody\r\n")
     parts = b"".join(b"--b\r\n\r\n%d\r\n" % i for i in range(20_000))
     exercise(b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + parts)
+
+
+def test_address_values_take_any_input() -> None:
+    """SEARCH FROM/TO/CC/BCC's view of a field (as written and written out canonically) on the
+    mutated corpus and on hostile address fields: strings, never an exception."""
+    rng = random.Random("imap-message-addresses")
+    for name in NAMES:
+        for _ in range(10):
+            message = MessageView(mutate(rng, load(name)))
+            for field in ("From", "To", "Cc"):
+                assert all(isinstance(v, str) for v in message.address_values(field))
+    big = 50_000
+    for field in (b"a " * big + b"@x" + b":" * big, b"<" * big, b"(" * big, b"g: " * big):
+        values = MessageView(b"To: " + field + b"\r\n\r\nbody\r\n").address_values("To")
+        assert len(values) == 2 and all(isinstance(v, str) for v in values)
 
 
 def test_base64_decoding_is_lenient() -> None:

@@ -14,20 +14,22 @@ from support.daemons import wait_for
 from support.pop3 import POP3_USERS
 from support.site import deliver
 
-# (stored bytes, the CRLF form sent and counted): written out by hand, not computed.
+# (stored bytes, the CRLF form sent and counted): written out by hand, not computed. A message
+# without a final line end gets none added (as Dovecot): RETR's multi-line response still ends it
+# with CRLF before the terminating "." (RFC 1939 3), and that CRLF is framing, not counted.
 WIRE_TABLE = [
     (b"", b""),
     (b"Subject: plain\n\nbody\n", b"Subject: plain\r\n\r\nbody\r\n"),
-    (b"Subject: no final newline\n\nbody", b"Subject: no final newline\r\n\r\nbody\r\n"),
+    (b"Subject: no final newline\n\nbody", b"Subject: no final newline\r\n\r\nbody"),
     (b"Subject: crlf on disk\r\n\r\nbody\r\n", b"Subject: crlf on disk\r\n\r\nbody\r\n"),
     (b"Subject: mixed\r\n\nline\r\r\nend\n", b"Subject: mixed\r\n\r\nline\r\r\nend\r\n"),
     (b"Subject: bare cr\n\na\rb\n\r\n", b"Subject: bare cr\r\n\r\na\rb\r\n\r\n"),
-    (b"\r", b"\r\r\n"),
-    (b"ends in bare cr\r", b"ends in bare cr\r\r\n"),
+    (b"\r", b"\r"),
+    (b"ends in bare cr\r", b"ends in bare cr\r"),
     (b"\n\n", b"\r\n\r\n"),
     (b".\n", b".\r\n"),
     (b"S: dots\n\n.\n..\n...\n. x\n.\r\n", b"S: dots\r\n\r\n.\r\n..\r\n...\r\n. x\r\n.\r\n"),
-    (b"S: last line a dot\n\n.", b"S: last line a dot\r\n\r\n.\r\n"),
+    (b"S: last line a dot\n\n.", b"S: last line a dot\r\n\r\n."),
     (b"S: cr before dot\n\na\r.b\n", b"S: cr before dot\r\n\r\na\r.b\r\n"),
     (b"S: binary\n\n\x00\xff\xfe\x1b[0m\n", b"S: binary\r\n\r\n\x00\xff\xfe\x1b[0m\r\n"),
 ]
@@ -37,8 +39,11 @@ MEGA_WIRE = b"S: one very long line\r\n\r\n" + b"x" * (1024 * 1024) + b"\r\n.end
 
 
 def stuffed(wire: bytes) -> bytes:
-    """RFC 1939 section 3 byte-stuffing plus the terminating line."""
-    lines = wire.split(b"\r\n")[:-1] if wire else []
+    """RFC 1939 section 3 byte-stuffing plus the terminating line; a last line without its
+    CRLF gets one."""
+    lines = wire.split(b"\r\n")
+    if lines[-1] == b"":
+        lines.pop()
     return (
         b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines)
         + b".\r\n"
@@ -48,6 +53,7 @@ def stuffed(wire: bytes) -> bytes:
 def test_stuffed_helper_itself():
     assert stuffed(b"") == b".\r\n"
     assert stuffed(b"a\r\n.\r\n..b\r\n") == b"a\r\n..\r\n...b\r\n.\r\n"
+    assert stuffed(b"a\r\n.") == b"a\r\n..\r\n.\r\n"
 
 
 def test_sizes_and_retr_bytes_are_exact(pop3d, site):

@@ -26,9 +26,9 @@ _LITERAL_AT_END = re.compile(rb"\{(\d+)\}\r?\n$")
 
 
 def crlf(data: bytes) -> bytes:
-    """The wire form of stored bytes, computed independently of common.store."""
-    out = re.sub(rb"\r?\n", b"\r\n", data)
-    return out + b"\r\n" if out and not out.endswith(b"\r\n") else out
+    """The wire form of stored bytes, computed independently of common.store: every line end
+    CRLF, none added."""
+    return re.sub(rb"\r?\n", b"\r\n", data)
 
 
 class Raw(LineClient):
@@ -116,7 +116,8 @@ class ImapServer:
         return self.site.mail / self.user
 
     def maildir(self, user: str | None = None) -> Path:
-        """The user's Maildir, created as an MTA would (then login adds no default folders)."""
+        """The user's Maildir, created as an MTA would (the first login adds the default
+        folders all the same)."""
         return self.site.maildir(user or self.user)
 
     def raw(self) -> Raw:
@@ -135,6 +136,13 @@ class ImapServer:
         client = self.raw_login(user)
         client.ok(f"SELECT {mailbox}")
         return client
+
+    def claim_recent(self, mailbox: str = "INBOX", user: str | None = None) -> None:
+        """Select `mailbox` in a session of its own and log out: its messages so far are
+        \\Recent no longer (RFC 3501 2.3.2), for tests about other things."""
+        client = self.raw_select(mailbox, user)
+        client.ok("LOGOUT")
+        client.close()
 
     def imaplib(self, user: str | None = None) -> imaplib.IMAP4:
         user = user or self.user
