@@ -46,6 +46,9 @@ def stack(daemons, site):
     ]
     imapd = daemons.start("imapd", "-l", "127.0.0.1", *site.common_args(), *users, config=config)
     gw = daemons.start("imapgw", "-l", "127.0.0.1", "--imap-port", str(imapd.port), config=config)
+    # alice as after her first session (default folders made, \Recent claimed): what the
+    # hostile requests must leave exactly as it was.
+    assert b" FETCH " in ask(gw, b"headers#0#127.0.0.1#alice#pw#INBOX$")
     return imapd, gw
 
 

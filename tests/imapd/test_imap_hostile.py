@@ -55,7 +55,13 @@ def imap(daemons, site):
     (site.root / "outside" / "secret").write_bytes(SECRET_FILE)
 
     def start(extra: str = "", users: dict[str, str] | None = None):
-        return start_imapd(daemons, site, f"max_literal = {MAX_LITERAL}\n" + extra, users)
+        server = start_imapd(daemons, site, f"max_literal = {MAX_LITERAL}\n" + extra, users)
+        # Each account as after its first session (default folders made, \Recent claimed):
+        # what an attack must leave exactly as it was.
+        for user in ("alice", "bob"):
+            if user in server.passwords:
+                server.claim_recent(user=user)
+        return server
 
     return start
 
