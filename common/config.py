@@ -77,6 +77,17 @@ def parse_optional_seconds(text: str) -> int | None:
     return int(text)
 
 
+def one_of(*words: str) -> KeyType:
+    """A value that must be one of `words` (lower case)."""
+
+    def parse(text: str) -> str:
+        if text.lower() not in words:
+            raise ValueError(text)
+        return text.lower()
+
+    return KeyType("choice", " or ".join(words), parse)
+
+
 STR = KeyType("str", "text", str)
 INT = KeyType("int", "a whole number", int)
 FLOAT = KeyType("float", "a number", float)
@@ -84,6 +95,7 @@ BOOL = KeyType("bool", "yes or no", parse_bool)
 PATH = KeyType("path", "a path", lambda text: Path(text).expanduser())
 LIST = KeyType("list", "a list", parse_list)
 OPTIONAL_SECONDS = KeyType("seconds", "a whole number of seconds", parse_optional_seconds)
+PROCESS_MODEL = one_of("fork", "pool")
 
 
 # -- the schema ----------------------------------------------------------------------------------
@@ -132,6 +144,12 @@ KEYS: tuple[Key, ...] = (
     _common("max_per_address", INT, "20", "sessions per client address at most (0: no limit)"),
     _common("shutdown_grace", FLOAT, "10", "seconds TERM waits for sessions to finish"),
     _common("backlog", INT, "1024", "the listen(2) backlog"),
+    _common("process_model", PROCESS_MODEL, "fork", "fork: a child per session; pool: workers"),
+    _common("workers", INT, "0", "pool: worker processes (0: one per CPU)"),
+    _common("worker_sessions", INT, "1000", "pool: sessions one worker serves at once"),
+    _common(
+        "worker_lifetime", INT, "0", "pool: replace a worker after this many sessions (0: never)"
+    ),
     _pop3d("listen", LIST, "*", "addresses to listen on ('*': every interface)"),
     _pop3d("port", INT, "110", "the TCP port"),
     _pop3d("idle_timeout", INT, "600", "seconds an idle session is kept"),
@@ -271,6 +289,14 @@ class Settings:
         self.overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
         self.runtime = RuntimeState(Path(self.raw("state_dir")).expanduser())
 
+    def snapshot(self) -> Settings:
+        """A session's own settings in the pool model: the runtime settings read once now and
+        kept, as a forked child keeps them (`RuntimeState.pin`), while the worker's own go on
+        following the state file for the next session."""
+        other = copy.copy(self)
+        other.runtime = self.runtime.pinned_copy()
+        return other
+
     def view(self, section: str) -> Settings:
         """The file and the defaults as `section` reads them (this daemon's flags do not apply);
         runtime settings are shared. msmpd reads `[pop3d]`'s transformer through one."""
@@ -330,6 +356,9 @@ class Settings:
     def get_bool(self, name: str) -> bool:
         return cast(bool, self._typed(name, BOOL))
 
+    def get_choice(self, name: str) -> str:
+        return cast(str, self._typed(name))
+
     def path(self, name: str) -> Path:
         return cast(Path, self._typed(name, PATH))
 
@@ -381,6 +410,14 @@ class RuntimeState:
         self._pinned = False
         self.refresh()
         self._pinned = True
+
+    def pinned_copy(self) -> RuntimeState:
+        """The values in force now, pinned, in a state of their own."""
+        values = self.refresh()
+        other = copy.copy(self)
+        other._values = dict(values)
+        other._pinned = True
+        return other
 
     def refresh(self) -> dict[str, str]:
         if self._pinned:

@@ -1,5 +1,7 @@
 """What every protocol daemon's `main` shares: flags to settings, start-up checks, the master's
-state, HUP reload, and the forking server wired to the daemon's session handler.
+state, HUP reload, and the server of the configured process model (`process_model`: the forking
+server of common/server.py or the worker pool of common/pool.py) wired to the daemon's session
+handler.
 
 A daemon supplies a `Protocol` (its name, how to build a per-connection handler and its refusal
 line); this module does the rest the same way for pop3d, imapd, imapgw and msmpd.
@@ -19,9 +21,11 @@ from common import cli, daemon, logs, relay
 from common.config import ConfigError, Settings, read_config
 from common.lineio import LineIO
 from common.logs import SessionLog
+from common.pool import PoolServer, Worker
 from common.server import BusyReply, ForkingServer, Handler, Limits, bind_listeners
 from common.session import Services, Session
 from common.stats import StatsClient
+from common.store import FolderWatcher
 from common.users import UserDB, UserFileError
 
 
@@ -59,17 +63,29 @@ class MasterState:
     relay: relay.RelaySettings | None = None
     # Taken before detaching: the daemon's working directory becomes "/".
     start_dir: Path = field(default_factory=Path.cwd)
+    # Pool model, in a worker: sessions share the process (common/pool.py).
+    pooled: bool = False
+    watcher: FolderWatcher | None = None
 
     def __post_init__(self) -> None:
         self.relay = relay.daemon_settings(self.settings, self.log)
 
-    def session_services(self) -> Services:
+    def session_services(self, settings: Settings | None = None) -> Services:
         """A session's view of the master's state, with the after-login relay hook when this
         protocol's logins open the relay and relaying is on."""
         hooks: list[Callable[[Session], None]] = []
         if self.protocol.opens_relay and self.relay is not None:
             hooks.append(self.open_relay)
-        return Services(self.settings, self.users, self.stats, self.log, self.start_dir, hooks)
+        return Services(
+            settings or self.settings,
+            self.users,
+            self.stats,
+            self.log,
+            self.start_dir,
+            hooks,
+            pooled=self.pooled,
+            watcher=self.watcher,
+        )
 
     def open_relay(self, session: Session) -> None:
         if self.relay is not None:
@@ -78,6 +94,18 @@ class MasterState:
     def child_started(self) -> None:
         """In a fresh child: read the runtime settings once for the whole session."""
         self.settings.runtime.pin()
+
+    def worker_started(self, worker: Worker) -> None:
+        """In a fresh pool worker: sessions share this process from now on; IDLE waits on one
+        folder watcher for all of them (or polls, when inotify cannot be had). The users
+        database stays this worker's for its lifetime (until HUP), with what it caches."""
+        self.pooled = True
+        try:
+            self.watcher = FolderWatcher()
+        except OSError as exc:
+            self.log.warning("no folder watcher, IDLE polls: %s", exc)
+            self.watcher = None
+        worker.watcher = self.watcher
 
     def reload(self) -> tuple[Limits, StatsClient]:
         """HUP: re-read config and users; a bad new config raises and the old one stays.
@@ -105,11 +133,12 @@ def session_handler(state: MasterState) -> Handler:
     make_session, max_line = protocol.session, protocol.max_line
 
     def handle(conn: socket.socket, address: str, number: int, interrupt_fd: int) -> int:
-        settings = state.settings
+        # A forked child pinned its settings; sessions of a pool worker each take a snapshot.
+        settings = state.settings.snapshot() if state.pooled else state.settings
         io = LineIO(conn, max_line(settings), settings.get_float("idle_timeout"), interrupt_fd)
         log = SessionLog(state.log, number, address)
         log.info("connect")
-        services = state.session_services()
+        services = state.session_services(settings)
         return make_session(io, services, address, number, log, protocol.commands).run()
 
     return handle
@@ -180,18 +209,22 @@ def main(protocol: Protocol, args: dict[str, Any]) -> int:
         )
 
     def serve(listeners: list[socket.socket]) -> int:
-        server = ForkingServer(
-            protocol=protocol.name,
-            listeners=listeners,
-            handler=(protocol.make_handler or session_handler)(state),
-            log=state.log,
-            stats=state.stats,
-            limits=limits(settings),
-            busy_reply=protocol.busy_reply,
-            on_reload=state.reload,
-            on_child_start=state.child_started,
-            program=protocol.daemon,
-        )
+        common: dict[str, Any] = {
+            "protocol": protocol.name,
+            "listeners": listeners,
+            "handler": (protocol.make_handler or session_handler)(state),
+            "log": state.log,
+            "stats": state.stats,
+            "limits": limits(settings),
+            "busy_reply": protocol.busy_reply,
+            "on_reload": state.reload,
+            "program": protocol.daemon,
+        }
+        server: ForkingServer
+        if settings.get_choice("process_model") == "pool":
+            server = PoolServer(on_worker_start=state.worker_started, **common)
+        else:
+            server = ForkingServer(on_child_start=state.child_started, **common)
         return server.serve_forever()
 
     return daemon.run(settings, bool(args.get("--foreground")), prepare, serve)
@@ -203,4 +236,7 @@ def limits(settings: Settings) -> Limits:
         max_children=settings.get_int("max_children"),
         max_per_address=settings.get_int("max_per_address"),
         shutdown_grace=settings.get_float("shutdown_grace"),
+        workers=settings.get_int("workers"),
+        worker_sessions=settings.get_int("worker_sessions"),
+        worker_lifetime=settings.get_int("worker_lifetime"),
     )

@@ -33,12 +33,14 @@ from common.lineio import (
 from common.logs import SessionLog, printable
 from common.proctitle import set_title
 from common.stats import StatsClient
+from common.store import FolderWatcher
 from common.users import UserDB
 
 
 @dataclass
 class Services:
-    """What the master prepared before forking; a session only reads it."""
+    """What the master prepared before forking (or the pool worker holds); a session only reads
+    it."""
 
     settings: Settings
     users: UserDB
@@ -47,6 +49,10 @@ class Services:
     start_dir: Path  # the daemon's start-up directory (a daemon's own working directory is /)
     # Run once the login's success reply has been sent (the SMTP relay, seed 002).
     after_login: list[Callable[[Session], None]] = field(default_factory=list)
+    # Pool model: many sessions share a process, so stats events carry the session number and
+    # the process title is the worker's (common/pool.py), not one session's.
+    pooled: bool = False
+    watcher: FolderWatcher | None = None  # pool model: the worker's folder watcher (IDLE)
 
 
 class ReplyError(Exception):
@@ -116,6 +122,7 @@ class Session:
         self.finished = False
         self.hooks_due = False
         self.started = time.monotonic()
+        self.sid = number if services.pooled else 0  # the stats session id (common/stats)
         self.prepare()
 
     @property
@@ -212,7 +219,7 @@ class Session:
         self.release()
         self.save()
         self.services.stats.transfer(
-            self.PROTOCOL, os.getpid(), self.io.bytes_in, self.io.bytes_out
+            self.PROTOCOL, os.getpid(), self.io.bytes_in, self.io.bytes_out, self.sid
         )
         self.log.info(
             "session end %s=%s in=%d out=%d duration=%.3fs",
@@ -225,8 +232,10 @@ class Session:
         self.io.close()
 
     def title(self, doing: str) -> None:
-        """The process title: who, from where, doing what (`ps` shows each session)."""
-        set_title(self.PROGRAM, f"{self.user or '-'} {self.address} {doing}")
+        """The process title: who, from where, doing what (`ps` shows each session). A pool
+        worker's title counts its sessions instead."""
+        if not self.services.pooled:
+            set_title(self.PROGRAM, f"{self.user or '-'} {self.address} {doing}")
 
     # -- logins --------------------------------------------------------------------------------
 
@@ -234,7 +243,7 @@ class Session:
         """The one after-login routine: stats, log, title; the after-login hooks (the SMTP
         relay) run once the success reply is on the wire."""
         self.user = user
-        self.services.stats.login(self.PROTOCOL, os.getpid(), user, self.address, True)
+        self.services.stats.login(self.PROTOCOL, os.getpid(), user, self.address, True, self.sid)
         self.log.info("login %s=%s", self.USER_LABEL, printable(user))
         self.title("logged in")
         self.hooks_due = bool(self.services.after_login)
@@ -253,7 +262,7 @@ class Session:
         """Count, log and delay one failed login; True when that was one too many and the
         session must close. The log line is stable for fail2ban:
         "<protocol> auth failed for user <user> from <address>" (no password, ever)."""
-        self.services.stats.login(self.PROTOCOL, os.getpid(), user, self.address, False)
+        self.services.stats.login(self.PROTOCOL, os.getpid(), user, self.address, False, self.sid)
         self.log.warning(
             "%s auth failed for user %s from %s", self.PROTOCOL, printable(user), self.address
         )

@@ -4,14 +4,35 @@ tests/support/; component fixtures live in each folder's conftest.py."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from support.daemons import DaemonFactory
+from support.daemons import MODEL_ENV, DaemonFactory
 from support.pop3 import POP3_USERS, Pop3Server
 from support.site import MailSite
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--process-model",
+        choices=("fork", "pool"),
+        default=None,
+        help="run every session daemon the tests start in this process model "
+        "(default: the daemons' own default, fork)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    model = config.getoption("--process-model")
+    if model:
+        os.environ[MODEL_ENV] = model
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"process model: {os.environ.get(MODEL_ENV) or 'fork (default)'}"
 
 
 @pytest.fixture

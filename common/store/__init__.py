@@ -43,7 +43,7 @@ from common.store.flags import (
 )
 from common.store.folders import DEFAULT_FOLDERS, SEPARATOR, FolderTree
 from common.store.keywords import Keywords
-from common.store.mailbox import Entry, Mailbox, Snapshot
+from common.store.mailbox import MTIME_TRUST_AGE, Entry, Mailbox, Snapshot
 from common.store.maildir import crlf_size, to_crlf, to_lf
 from common.store.maildrop import DropMessage, Maildrop
 from common.store.names import (
@@ -55,6 +55,7 @@ from common.store.names import (
     is_inbox,
     is_valid_username,
 )
+from common.store.watch import FolderWatcher, Watch
 
 __all__ = [
     "DEFAULT_FOLDERS",
@@ -62,6 +63,7 @@ __all__ = [
     "FLAGGED",
     "INBOX",
     "KEYWORD_LETTERS",
+    "MTIME_TRUST_AGE",
     "PASSED",
     "REPLIED",
     "SEEN",
@@ -71,6 +73,7 @@ __all__ = [
     "DropMessage",
     "Entry",
     "FolderTree",
+    "FolderWatcher",
     "InvalidName",
     "Keywords",
     "LockBusy",
@@ -83,6 +86,7 @@ __all__ = [
     "StoreBusy",
     "StoreError",
     "TooManyKeywords",
+    "Watch",
     "canonical_name",
     "check_folder",
     "check_username",

@@ -158,6 +158,7 @@ def make_handler(state: service.MasterState) -> Handler:
     def handle(conn: socket.socket, address: str, number: int, interrupt_fd: int) -> int:
         settings = state.settings
         log = SessionLog(state.log, number, address)
+        log.info("connect")
         conn.settimeout(settings.get_float("idle_timeout"))  # bounds each send to the client
         code = 0
         try:
