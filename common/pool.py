@@ -35,9 +35,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import gc
+import logging
 import mmap
 import os
 import queue
+import resource
 import selectors
 import signal
 import socket
@@ -72,6 +74,27 @@ RESPAWN_DELAY = 1.0  # a worker that died this young is replaced only after this
 ADDRESS_BUCKETS = 16384
 MAX_WORKERS = 256
 RETIRING = b"r"
+
+
+def raise_fd_limit(limits: Limits, log: logging.Logger) -> None:
+    """A worker holds a socket per session (and an eventfd per IDLE): raise the soft limit of
+    open files up to the hard one as far as `worker_sessions` needs, and say so when even the
+    hard limit is too low (README "Process models": ulimit -n, LimitNOFILE)."""
+    wanted = 2 * max(1, limits.worker_sessions) + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        log.warning(
+            "open files limited to %d; %d sessions a worker need about %d: raise ulimit -n "
+            "(LimitNOFILE in the systemd unit)",
+            target,
+            limits.worker_sessions,
+            wanted,
+        )
 
 
 def default_workers() -> int:
@@ -218,6 +241,7 @@ class PoolServer(ForkingServer):
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.wakeup, selectors.EVENT_READ)
         self.wanted = worker_count(self.limits)
+        raise_fd_limit(self.limits, self.log)
         # A row per worker, and as many again for workers retiring beside their replacements.
         self.shared = SharedCounts(max(2 * self.wanted + 4, 16))
         self.free_rows = list(range(self.shared.rows))
@@ -336,6 +360,7 @@ class PoolServer(ForkingServer):
 
     def on_sighup(self) -> None:
         super().on_sighup()
+        raise_fd_limit(self.limits, self.log)  # the workers forked from now on get it
         wanted = worker_count(self.limits)
         if self.shared is not None:
             wanted = min(wanted, (self.shared.rows - 2) // 2)
@@ -496,6 +521,7 @@ class Worker:
         except Exception as exc:
             self.log.error("reload failed, keeping the old configuration: %s", exc)
             return
+        raise_fd_limit(self.limits, self.log)
         if not (self.retiring or self.stopping):
             self.shared.set_capacity(self.row, self.capacity)
 
