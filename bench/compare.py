@@ -218,7 +218,9 @@ def users_text(users: list[str], scheme: str) -> str:
     return "".join(f"{u}:{stored}\n" for u in users)
 
 
-def our_config(mail: Path, users_file: Path, state: Path, run: Path, model: str, hold: int) -> str:
+def our_config(
+    mail: Path, users_file: Path, state: Path, run: Path, model: str, hold: int, workers: int = 0
+) -> str:
     limit = max(2000, hold + 100)
     text = (
         "# written by bench/compare.py: the defaults, except the connection limits that the\n"
@@ -230,7 +232,7 @@ def our_config(mail: Path, users_file: Path, state: Path, run: Path, model: str,
     if model == "pool":
         # A worker takes what comes (the kernel does not spread connections evenly): any one
         # of them may hold all the sessions of the hold test.
-        text += f"worker_sessions = {max(1000, hold)}\n"
+        text += f"worker_sessions = {max(1000, hold)}\nworkers = {workers}\n"
     return text
 
 
@@ -244,6 +246,7 @@ def start_ours(
     model: str = "fork",
     scheme: str = "PLAIN",
     hold: int = 0,
+    workers: int = 0,
 ) -> Server:
     daemon = OUR_DAEMONS[protocol]
     run = work / daemon
@@ -253,7 +256,7 @@ def start_ours(
     users_file.write_text(users_text(users, scheme))
     users_file.chmod(0o600)
     conf = run / "maildaemons.conf"
-    conf.write_text(our_config(mail, users_file, state, run, model, hold))
+    conf.write_text(our_config(mail, users_file, state, run, model, hold, workers))
     port = free_port()
     argv = [
         "-f",
@@ -754,6 +757,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="our daemon's process_model (default fork)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="pool model: our daemon's workers (default 0: one per CPU)",
+    )
+    parser.add_argument(
         "--hash",
         choices=SCHEMES,
         default="PLAIN",
@@ -934,6 +943,7 @@ def start_servers(
             args.process_model,
             args.hash,
             args.hold,
+            args.workers,
         )
     ]
     servers.append(started[0])

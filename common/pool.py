@@ -124,6 +124,10 @@ class SharedCounts:
     shared memory; every change under one lock (fcntl between processes, a thread lock within).
 
     Row layout (int32): sessions, capacity (0: not accepting), then ADDRESS_BUCKETS counts.
+    A row is written by its worker only (and cleared by the master once that worker is gone);
+    the fcntl lock makes a check of all rows and the increment of one row a single step, so
+    two workers cannot both take the last place. It is an fcntl lock, not a semaphore, so that
+    a worker killed while holding it cannot block the others.
     Addresses are hashed into buckets: two addresses that share one share its count, which only
     ever refuses early, never lets more in."""
 
@@ -164,14 +168,10 @@ class SharedCounts:
         bucket = self.bucket(address)
         cells = self.cells
         with self.locked():
-            if max_children > 0:
-                total = sum(cells[r * self.ROW] for r in range(self.rows))
-                if total >= max_children:
-                    return "children", 0
-            if max_per_address > 0:
-                same = sum(cells[r * self.ROW + bucket] for r in range(self.rows))
-                if same >= max_per_address:
-                    return "address", 0
+            if max_children > 0 and sum(cells[:: self.ROW]) >= max_children:
+                return "children", 0
+            if max_per_address > 0 and sum(cells[bucket :: self.ROW]) >= max_per_address:
+                return "address", 0
             base = self._base(row)
             cells[base] += 1
             cells[base + bucket] += 1
@@ -179,8 +179,10 @@ class SharedCounts:
             return "", self.header[0]
 
     def close_session(self, row: int, address: str) -> None:
+        """Only this worker writes its row, so the thread lock is enough: another worker that
+        reads the row meanwhile sees one session more, which can only refuse early."""
         base = self._base(row)
-        with self.locked():
+        with self.thread_lock:
             self.cells[base] = max(0, self.cells[base] - 1)
             self.cells[base + self.bucket(address)] -= 1
 
@@ -243,7 +245,7 @@ class PoolServer(ForkingServer):
         self.wanted = worker_count(self.limits)
         raise_fd_limit(self.limits, self.log)
         # A row per worker, and as many again for workers retiring beside their replacements.
-        self.shared = SharedCounts(max(2 * self.wanted + 4, 16))
+        self.shared = SharedCounts(2 * self.wanted + 2)
         self.free_rows = list(range(self.shared.rows))
         self.log.info(
             "listening on %s (pool: %d workers)",
@@ -408,6 +410,10 @@ class PoolServer(ForkingServer):
 # -- a worker ------------------------------------------------------------------------------------
 
 
+def session_socket(fd: int, family: int) -> socket.socket:
+    return socket.socket(family, socket.SOCK_STREAM, 0, fd)
+
+
 class Worker:
     """One pre-forked process: accepts, runs a thread per session, obeys TERM/HUP/USR1."""
 
@@ -428,7 +434,8 @@ class Worker:
         self.active = 0
         self.accepted = 0
         self.count_lock = threading.Lock()
-        self.jobs: queue.SimpleQueue[tuple[socket.socket, str, int] | None] = queue.SimpleQueue()
+        # (accepted fd and its family, client address, session number)
+        self.jobs: queue.SimpleQueue[tuple[tuple[int, int], str, int] | None] = queue.SimpleQueue()
         self.idle_threads = 0  # threads waiting in jobs.get(), each for exactly one job
         self.accepting = False
         self.retiring = False
@@ -570,21 +577,25 @@ class Worker:
         self._listen(not self._full() or not self.shared.room_elsewhere(self.row))
 
     def _accept(self, listener: socket.socket) -> None:
+        # The main thread accepts for every session of this worker, holding the interpreter
+        # while it does: it only takes the descriptor (socket._accept, without the socket
+        # object and its enum conversions) and counts; the session's thread does the rest.
+        family = int(listener.family)
         for _ in range(ACCEPTS_PER_WAKE):
             if self.stopping or self.retiring:
                 return
             try:
-                conn, peer = listener.accept()
+                fd, peer = listener._accept()  # type: ignore[attr-defined]
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 self.log.warning("accept failed: %s", exc)
                 return
-            self._start_session(conn, client_address(peer))
+            self._start_session((fd, family), client_address(peer))
             if self._full():
                 return
 
-    def _start_session(self, conn: socket.socket, address: str) -> None:
+    def _start_session(self, conn: tuple[int, int], address: str) -> None:
         limits = self.limits
         if self._full():
             self._refuse(conn, address, "children")
@@ -595,9 +606,6 @@ class Worker:
         if refusal:
             self._refuse(conn, address, refusal)
             return
-        conn.setblocking(True)
-        with contextlib.suppress(OSError):
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.count_lock:
             self.active += 1
             waiting = self.idle_threads > 0
@@ -616,23 +624,23 @@ class Worker:
                 self._session_done(address)
                 self._refuse(conn, address, "children")
                 return
-        self._title()
         if 0 < limits.worker_lifetime <= self.accepted:
             self._retire()
 
-    def _refuse(self, conn: socket.socket, address: str, reason: str) -> None:
+    def _refuse(self, conn: tuple[int, int], address: str, reason: str) -> None:
         self.log.warning("refused %s: %s limit reached", address, reason)
+        sock = session_socket(*conn)
         try:
-            conn.setblocking(False)
-            conn.send(self.busy_reply(reason))
+            sock.setblocking(False)
+            sock.send(self.busy_reply(reason))
         except OSError:
             pass
         finally:
-            conn.close()
+            sock.close()
 
     # -- a session's thread ------------------------------------------------------------------
 
-    def _thread(self, job: tuple[socket.socket, str, int] | None) -> None:
+    def _thread(self, job: tuple[tuple[int, int], str, int] | None) -> None:
         """Serve sessions, one at a time: the first, then whatever the main thread hands over
         while this thread waits (at most MAX_IDLE_THREADS wait)."""
         while job is not None:
@@ -643,10 +651,16 @@ class Worker:
                 self.idle_threads += 1
             job = self.jobs.get()
 
-    def _session(self, conn: socket.socket, address: str, number: int) -> None:
+    def _session(self, accepted: tuple[int, int], address: str, number: int) -> None:
         stats = self.stats
-        stats.connection_opened(self.protocol, self.pid, address, number)
+        self._title()
+        conn: socket.socket | None = None
         try:
+            conn = session_socket(*accepted)
+            stats.connection_opened(self.protocol, self.pid, address, number)
+            conn.setblocking(True)
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.handler(conn, address, number, self.stop_r.fileno())
         except BaseException:
             with contextlib.suppress(BaseException):
@@ -658,10 +672,11 @@ class Worker:
                 )
         finally:
             with contextlib.suppress(OSError):
-                conn.close()
+                if conn is None:
+                    os.close(accepted[0])
+                else:
+                    conn.close()
             stats.session_ended(self.protocol, self.pid, number)
-            # The pool's "Dead Child pid: N": every session's end, however it ended.
-            self.log.info("Session done: %d", number)
             self._session_done(address)  # last: a stopping worker exits when the count is 0
 
     def _session_done(self, address: str) -> None:

@@ -169,6 +169,7 @@ def make_handler(state: service.MasterState) -> Handler:
         except OSError:
             log.info("client went away")
             conn.close()
+            log.info("session end")
             return 0
         except Exception:
             log.error("internal error: %s", traceback.format_exc().replace("\n", " | "))
@@ -176,6 +177,7 @@ def make_handler(state: service.MasterState) -> Handler:
         with contextlib.suppress(OSError):
             conn.sendall(reply)
         close_gently(conn)
+        log.info("session end")
         return code
 
     return handle

@@ -40,13 +40,13 @@ from support.daemons import (
     Daemon,
     DaemonFactory,
     child_pids,
-    end_line,
     ended_sessions,
     free_port,
     is_zombie,
     new_session,
     pooled,
     port_open,
+    session_ended,
     session_log,
     session_tokens,
     sessions_running,
@@ -727,7 +727,7 @@ def test_client_gives_up(shared: Stack) -> None:
     token = new_session(shared.gw, before)
     sock.sendall(b"headers#0#127.0.0.1#ali")
     sock.close()
-    wait_for(lambda: end_line(token) in shared.gw.log(), timeout=TIMEOUT, what=end_line(token))
+    wait_for(lambda: session_ended(shared.gw, token), timeout=TIMEOUT, what="the session over")
     assert fetch_numbers(ask(shared.gw.port, purpose("headers", user="carol"))) == [1, 2, 3]
 
 
@@ -748,7 +748,7 @@ def test_trailing_newline_after_dollar(shared: Stack) -> None:
         sock.sendall(b"\r\n")
         sock.shutdown(socket.SHUT_WR)
         wait_for(
-            lambda: end_line(token) in shared.gw.log(),
+            lambda: session_ended(shared.gw, token),
             timeout=TIMEOUT,
             what="the session gone before the client reads",
         )
@@ -776,7 +776,7 @@ def test_no_reset_when_the_client_sent_more(shared: Stack) -> None:
         sock.sendall(b"x" * 3000)
         sock.shutdown(socket.SHUT_WR)
         wait_for(
-            lambda: end_line(token) in shared.gw.log(),
+            lambda: session_ended(shared.gw, token),
             timeout=TIMEOUT,
             what="the session gone before the client reads",
         )
@@ -876,7 +876,7 @@ def test_log_lines_and_no_password(shared: Stack, gateway: Callable[..., Daemon]
     sock.sendall(purpose("headers", user="bob", mailbox="INBOX"))
     assert fetch_numbers(recv_all(sock)) == [1]
     sock.close()
-    wait_for(lambda: end_line(token) in gw.log(), timeout=TIMEOUT, what=end_line(token))
+    wait_for(lambda: session_ended(gw, token), timeout=TIMEOUT, what="the session over")
     for data in (
         purpose("body", 1, user="bob"),
         purpose("delete", 9, user="bob"),
@@ -926,7 +926,7 @@ def test_fifty_concurrent_clients(shared: Stack) -> None:
         answered = [int(n) for n in re.findall(rb"^\* (\d+) FETCH \([^\r\n]*BODY\[", got, re.M)]
         assert answered == ([1, 2, 3] if index % 2 else [1])
     for kid in kids:
-        wait_for(lambda k=kid: end_line(k) in gw.log(), timeout=TIMEOUT, what=end_line(kid))
+        wait_for(lambda k=kid: session_ended(gw, k), timeout=TIMEOUT, what=f"session {kid} over")
         if not pooled():
             wait_for(lambda k=kid: gone(k), what=f"child {kid} gone")
 
@@ -954,7 +954,7 @@ def test_term_with_sessions_open(
         sock.close()
     log = gw.log()
     for kid in kids:
-        assert end_line(kid) in log
+        assert session_ended(gw, kid)
     for pid in workers:
         assert f"Dead Child pid: {pid}\n" in log
         wait_for(lambda k=pid: gone(k), timeout=TIMEOUT, what=f"child {pid} gone")

@@ -19,6 +19,7 @@ from support.daemons import (
     is_zombie,
     pooled,
     port_open,
+    reloads,
     session_process,
     sessions_running,
     wait_for,
@@ -147,7 +148,7 @@ def test_hup_rereads_users_and_sessions_go_on(imapd, site):
     during = server.raw_select()
     users_file.write_text("dave:{PLAIN}d4ve\n")
     server.daemon.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: "configuration reloaded" in server.log(), what="reload logged")
+    wait_for(lambda: reloads(server.daemon) == 1, what="reload logged")
     during.alive()
     fresh = server.raw()
     fresh.ok("LOGIN dave d4ve")

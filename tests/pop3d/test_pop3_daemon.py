@@ -21,6 +21,7 @@ from support.daemons import (
     free_port,
     is_zombie,
     port_open,
+    reloads,
     session_process,
     sessions_running,
     wait_for,
@@ -294,7 +295,7 @@ def test_hup_rereads_config_and_users_and_keeps_serving(pop3d, site):
     server.config_file.write_text(site.config("[pop3d]\nmax_line = 20\n"))
     (site.root / "users").write_text("carol:{PLAIN}pw-carol\n")
     server.daemon.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: "configuration reloaded" in server.daemon.log(), what="reload")
+    wait_for(lambda: reloads(server.daemon) == 1, what="reload")
     client = server.raw()
     client.send(b"USER " + b"a" * 30 + b"\r\n")
     assert client.line() == b"-ERR Line too long\r\n"
@@ -309,7 +310,7 @@ def test_hup_rereads_config_and_users_and_keeps_serving(pop3d, site):
     server.config_file.write_text(site.config("[pop3d]\nmax_line = twenty\n"))
     server.daemon.proc.send_signal(signal.SIGHUP)
     wait_for(
-        lambda: "reload failed, keeping the old configuration" in server.daemon.log(),
+        lambda: reloads(server.daemon, "reload failed, keeping the old configuration") == 1,
         what="failed reload",
     )
     client = server.raw()
@@ -419,10 +420,9 @@ def test_sessions_go_on_while_the_master_is_hupped(pop3d, site):
     server = pop3d()
     deliver(site.maildir("alice"), b"Subject: h\n\nx\n")
     client = server.raw_login()
-    for reloads in range(1, 4):  # one at a time: signals that arrive together may coalesce
+    for count in range(1, 4):  # one at a time: signals that arrive together may coalesce
         server.daemon.proc.send_signal(signal.SIGHUP)
-        master = f"[{server.daemon.pid}]: configuration reloaded"
-        wait_for(lambda n=reloads, m=master: server.daemon.log().count(m) == n, what="the reload")
+        wait_for(lambda n=count: reloads(server.daemon) == n, what="the reload")
         client.send(b"STAT\r\n")
         assert client.line() == b"+OK 1 17\r\n"
     client.send(b"QUIT\r\n")

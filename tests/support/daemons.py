@@ -143,13 +143,28 @@ def new_session(daemon: Daemon, before: set[int], timeout: float = 10.0) -> int:
     )
 
 
-def end_line(token: int) -> str:
-    """The line the daemon logs when the session `token` is over and gone."""
-    return f"Session done: {token}\n" if pooled() else f"Dead Child pid: {token}\n"
+def reloads(daemon: Daemon, line: str = "configuration reloaded") -> int:
+    """How many HUPs the daemon has taken in whole (`line` logged for each): by the master,
+    and in the pool model by every worker as well, each of which reloads on its own."""
+    log = daemon.log()
+    if not pooled():
+        return log.count(line)
+    pids = [daemon.pid, *workers(daemon.pid)]
+    return min(log.count(f"[{pid}]: {line}") for pid in pids)
+
+
+def session_ended(daemon: Daemon, token: int) -> bool:
+    """Whether the session `token` is over: its child reaped (fork model), or its own last
+    line logged (pool model: `{N} address session end`)."""
+    if pooled():
+        return re.search(rf"\{{{token}\}} \S+ session end", daemon.log()) is not None
+    return f"Dead Child pid: {token}\n" in daemon.log()
 
 
 def ended_sessions(daemon: Daemon) -> int:
-    return daemon.log().count("Session done: " if pooled() else "Dead Child pid: ")
+    if pooled():
+        return len(re.findall(r"\} \S+ session end", daemon.log()))
+    return daemon.log().count("Dead Child pid: ")
 
 
 def session_log(daemon: Daemon, token: int) -> str:
