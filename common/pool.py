@@ -73,6 +73,7 @@ PAUSE_RECHECK = 0.2  # a full worker looks again this often whether another stil
 RESPAWN_DELAY = 1.0  # a worker that died this young is replaced only after this long
 ADDRESS_BUCKETS = 16384
 MAX_WORKERS = 256
+GROWTH = 64  # workers HUP may raise `workers` to (more: restart)
 RETIRING = b"r"
 
 
@@ -244,8 +245,10 @@ class PoolServer(ForkingServer):
         self.selector.register(self.wakeup, selectors.EVENT_READ)
         self.wanted = worker_count(self.limits)
         raise_fd_limit(self.limits, self.log)
-        # A row per worker, and as many again for workers retiring beside their replacements.
-        self.shared = SharedCounts(2 * self.wanted + 2)
+        # A row per worker, and as many again for workers retiring beside their replacements,
+        # with room for HUP to raise `workers` (to GROWTH at least). Only rows in use are
+        # touched, so the rest costs address space, not memory.
+        self.shared = SharedCounts(2 * max(self.wanted, GROWTH) + 2)
         self.free_rows = list(range(self.shared.rows))
         self.log.info(
             "listening on %s (pool: %d workers)",
@@ -364,8 +367,9 @@ class PoolServer(ForkingServer):
         super().on_sighup()
         raise_fd_limit(self.limits, self.log)  # the workers forked from now on get it
         wanted = worker_count(self.limits)
-        if self.shared is not None:
-            wanted = min(wanted, (self.shared.rows - 2) // 2)
+        if self.shared is not None and wanted > (self.shared.rows - 2) // 2:
+            wanted = (self.shared.rows - 2) // 2
+            self.log.warning("workers capped at %d until a restart", wanted)
         self.wanted = wanted
         for info in list(self.workers.values()):
             with contextlib.suppress(ProcessLookupError):

@@ -80,7 +80,7 @@ def child_pids(pid: int) -> list[int]:
 
 
 WORKER_TITLE = re.compile(rb": worker \d+ \((\d+) sessions\)")
-SESSION_LINE = re.compile(r"\[(\d+)\]: \{\d+\} \S+ connect$", re.M)
+SESSION_LINE = re.compile(r"\[(\d+)\]: \{(\d+)\} \S+ connect$", re.M)
 
 
 def title(pid: int) -> bytes:
@@ -114,8 +114,9 @@ def session_process(daemon: Daemon, before: set[int] | None = None, timeout: flo
     if pooled():
 
         def newest() -> int:
+            # The highest session number, not the last line: workers log concurrently.
             found = SESSION_LINE.findall(daemon.log())
-            return int(found[-1]) if found else 0
+            return int(max(found, key=lambda f: int(f[1]))[0]) if found else 0
 
         return wait_for(newest, timeout, what="the session's worker")
     return wait_for(
