@@ -288,6 +288,9 @@ class Settings:
         self.config_path = config_path
         self.overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
         self.runtime = RuntimeState(Path(self.raw("state_dir")).expanduser())
+        # A session's settings do not change under it (`snapshot`): each typed value is parsed
+        # once, keyed by the runtime state's generation (a session's own SET starts a new one).
+        self._memo: dict[str, tuple[int, object]] | None = None
 
     def snapshot(self) -> Settings:
         """A session's own settings in the pool model: the runtime settings read once now and
@@ -295,6 +298,7 @@ class Settings:
         following the state file for the next session."""
         other = copy.copy(self)
         other.runtime = self.runtime.pinned_copy()
+        other._memo = {}
         return other
 
     def view(self, section: str) -> Settings:
@@ -303,6 +307,7 @@ class Settings:
         other = copy.copy(self)
         other.daemon = section
         other.overrides = {}
+        other._memo = {} if self._memo is not None else None
         return other
 
     def key(self, name: str) -> Key:
@@ -331,6 +336,20 @@ class Settings:
 
     def _typed(self, name: str, *types: KeyType) -> object:
         """The value parsed by its declared type, which must be one of `types` (when given)."""
+        memo = self._memo
+        if memo is not None:
+            found = memo.get(name)
+            if found is not None and found[0] == self.runtime.generation:
+                value = found[1]
+                if types and self.key(name).type not in types:
+                    raise TypeError(f"setting {name} is declared {self.key(name).type.name}")
+                return value
+            value = self._parse(name, *types)
+            memo[name] = (self.runtime.generation, value)
+            return value
+        return self._parse(name, *types)
+
+    def _parse(self, name: str, *types: KeyType) -> object:
         key = self.key(name)
         if types and key.type not in types:
             raise TypeError(f"setting {name} is declared {key.type.name}")
@@ -404,6 +423,7 @@ class RuntimeState:
         self._stamp: tuple[int, int] | None = None
         self._values: dict[str, str] = {}
         self._pinned = False
+        self.generation = 0  # changes whenever the values may have
 
     def pin(self) -> None:
         """Read once now and keep these values (a session's settings do not change under it)."""
@@ -459,5 +479,6 @@ class RuntimeState:
             text = json.dumps(values, indent=1, sort_keys=True) + "\n"
             atomic_write(self.file, text.encode(), mode=0o644)
         self._stamp = None
+        self.generation += 1
         if self._pinned:  # this session's own SET is seen by its next GET
             self._values = {k: v for k, v in values.items() if k in RUNTIME_KEYS}

@@ -15,18 +15,20 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common import cli, daemon, logs, relay
 from common.config import ConfigError, Settings, read_config
 from common.lineio import LineIO
 from common.logs import SessionLog
-from common.pool import PoolServer, Worker
 from common.server import BusyReply, ForkingServer, Handler, Limits, bind_listeners
 from common.session import Services, Session
 from common.stats import StatsClient
-from common.store import FolderWatcher
 from common.users import UserDB, UserFileError
+
+if TYPE_CHECKING:
+    from common.pool import Worker
+    from common.store.watch import FolderWatcher
 
 
 @dataclass
@@ -93,12 +95,14 @@ class MasterState:
 
     def child_started(self) -> None:
         """In a fresh child: read the runtime settings once for the whole session."""
-        self.settings.runtime.pin()
+        self.settings = self.settings.snapshot()
 
     def worker_started(self, worker: Worker) -> None:
         """In a fresh pool worker: sessions share this process from now on; IDLE waits on one
         folder watcher for all of them (or polls, when inotify cannot be had). The users
         database stays this worker's for its lifetime (until HUP), with what it caches."""
+        from common.store.watch import FolderWatcher  # imported by the master: see serve()
+
         self.pooled = True
         try:
             self.watcher = FolderWatcher()
@@ -222,6 +226,11 @@ def main(protocol: Protocol, args: dict[str, Any]) -> int:
         }
         server: ForkingServer
         if settings.get_choice("process_model") == "pool":
+            # Imported here, before the workers are forked, and only for the pool model: the
+            # fork model's master stays as small as it was (each child copies what it touches).
+            from common.pool import PoolServer
+            from common.store import watch  # noqa: F401 - the workers' folder watcher
+
             server = PoolServer(on_worker_start=state.worker_started, **common)
         else:
             server = ForkingServer(on_child_start=state.child_started, **common)

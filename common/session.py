@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from common.config import Settings
 from common.lineio import (
@@ -33,8 +33,10 @@ from common.lineio import (
 from common.logs import SessionLog, printable
 from common.proctitle import set_title
 from common.stats import StatsClient
-from common.store import FolderWatcher
 from common.users import UserDB
+
+if TYPE_CHECKING:  # the pool model's; a forked child never loads it
+    from common.store.watch import FolderWatcher
 
 
 @dataclass

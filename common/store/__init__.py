@@ -55,7 +55,6 @@ from common.store.names import (
     is_inbox,
     is_valid_username,
 )
-from common.store.watch import FolderWatcher, Watch
 
 __all__ = [
     "DEFAULT_FOLDERS",
@@ -73,7 +72,6 @@ __all__ = [
     "DropMessage",
     "Entry",
     "FolderTree",
-    "FolderWatcher",
     "InvalidName",
     "Keywords",
     "LockBusy",
@@ -86,7 +84,6 @@ __all__ = [
     "StoreBusy",
     "StoreError",
     "TooManyKeywords",
-    "Watch",
     "canonical_name",
     "check_folder",
     "check_username",

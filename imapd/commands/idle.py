@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import TYPE_CHECKING
 
 from common.lineio import LineTooLong
-from common.store import MTIME_TRUST_AGE, Watch
+from common.store import MTIME_TRUST_AGE
 from imapd import responses as r
 from imapd.parser import Command, literal_at_end, parse_no_args
 from imapd.responses import bad
 from imapd.session import Session
 from imapd.states import AUTHENTICATED, Abort, Result, Spec
+
+if TYPE_CHECKING:  # the pool model's (common/pool.py); a forked child never loads it
+    from common.store.watch import Watch
 
 POLL_INTERVAL = 0.25
 WATCHED_RECHECK = 30.0
