@@ -236,6 +236,9 @@ class PoolServer(ForkingServer):
         self.free_rows: list[int] = []
         self.wanted = 0
         self.respawn_at: dict[int, float] = {}  # slot -> when to start its worker
+        # Only the master holds the write end: when it is gone (even SIGKILLed) every worker
+        # reads EOF here, stops accepting and ends like a TERM, instead of serving on unwatched.
+        self.lifeline_r, self.lifeline_w = -1, -1
 
     # -- master loop -------------------------------------------------------------------------
 
@@ -244,6 +247,7 @@ class PoolServer(ForkingServer):
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.wakeup, selectors.EVENT_READ)
         self.wanted = worker_count(self.limits)
+        self.lifeline_r, self.lifeline_w = os.pipe()
         raise_fd_limit(self.limits, self.log)
         # A row per worker, and as many again for workers retiring beside their replacements,
         # with room for HUP to raise `workers` (to GROWTH at least). Only rows in use are
@@ -398,6 +402,7 @@ class PoolServer(ForkingServer):
             for info in self.workers.values():
                 with contextlib.suppress(OSError):
                     os.close(info.status)
+            os.close(self.lifeline_w)
             if self.shared is None:
                 raise RuntimeError("no shared counts")
             worker = Worker(self, slot, row, status_w, self.shared)
@@ -466,6 +471,7 @@ class Worker:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)
         self.selector.register(self.wakeup, selectors.EVENT_READ, "signal")
         self.selector.register(self.notify_r, selectors.EVENT_READ, "notify")
+        self.selector.register(self.master.lifeline_r, selectors.EVENT_READ, "lifeline")
         if self.master.on_worker_start is not None:
             self.master.on_worker_start(self)
         if self.watcher is not None:
@@ -492,6 +498,10 @@ class Worker:
                 self.notify_r.recv(4096)
         elif key.data == "watch" and self.watcher is not None:
             self.watcher.dispatch()
+        elif key.data == "lifeline":
+            self.log.warning("worker %d: the master is gone, stopping", self.slot)
+            self.selector.unregister(self.master.lifeline_r)
+            self._stop()
         else:
             self._accept(key.fileobj)  # type: ignore[arg-type]
 

@@ -189,3 +189,17 @@ def test_the_maildrop_lock_excludes_a_session_of_the_same_worker(pop3d):
     assert other.line().startswith(b"+OK Logged in")
     other.send(b"QUIT\r\n")
     assert other.line().startswith(b"+OK")
+
+
+def test_workers_end_when_the_master_is_killed(pop3d):
+    """A SIGKILLed master leaves no worker serving on unwatched: each says goodbye to its
+    sessions and exits, as at TERM."""
+    server = pop3d(POOL + "workers = 2\n")
+    kids = pool_workers(server, 2)
+    client = server.raw_login("alice")
+    server.daemon.proc.kill()
+    server.daemon.proc.wait(10)
+    assert client.line() == b"-ERR [SYS/TEMP] Server shutting down, try again later\r\n"
+    assert client.closed()
+    for pid in kids:
+        wait_for(lambda p=pid: not alive(p), what=f"worker {pid} gone")
