@@ -293,9 +293,9 @@ class Settings:
         self._memo: dict[str, tuple[int, object]] | None = None
 
     def snapshot(self) -> Settings:
-        """A session's own settings in the pool model: the runtime settings read once now and
-        kept, as a forked child keeps them (`RuntimeState.pin`), while the worker's own go on
-        following the state file for the next session."""
+        """A session's own settings: the runtime settings read once now and kept (a forked
+        child takes one for its session; a pool worker one per session, while its own go on
+        following the state file for the next session), each typed value parsed once."""
         other = copy.copy(self)
         other.runtime = self.runtime.pinned_copy()
         other._memo = {}
