@@ -40,6 +40,7 @@ import bigmailbox
 import load
 
 from common.daemon import process_alive
+from common.users import UserFileError, hash_password
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -51,6 +52,10 @@ SESSION_TEXT = {
     "imap": "LOGIN, SELECT INBOX, FETCH 1:* (FLAGS UID RFC822.SIZE), LOGOUT",
 }
 ISSUES = {"pop3": "issue 3", "imap": "issue 5"}  # whose targets print_targets checks
+SCHEMES = ("PLAIN", "PBKDF2", "ARGON2ID")  # --hash: how our users file stores the passwords
+POOL_PSS_TARGET = 0.4  # issue 14: MiB per held session, pool model
+FORK_PSS_TARGET = 2.0  # issue 14: MiB per held session, fork model
+POOL_P50_TARGET = 1.5  # issue 14: ms, one session with one client, pool model
 MESSAGE_SIZES = (4000, 9000, 2500, 16000, 6000)  # bytes on disk, cycled over a user's messages
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 15.0
@@ -203,6 +208,34 @@ def kill_tree(root: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def users_text(users: list[str], scheme: str) -> str:
+    """The users file: every user's password `pass` stored as `scheme`. One hash serves all of
+    them (a strong hash takes tens of ms to make); each user's first login still verifies it."""
+    try:
+        stored = hash_password(load.DEFAULT_PASSWORD, scheme)
+    except UserFileError as exc:
+        raise SystemExit(f"compare.py: --hash {scheme}: {exc}") from None
+    return "".join(f"{u}:{stored}\n" for u in users)
+
+
+def our_config(
+    mail: Path, users_file: Path, state: Path, run: Path, model: str, hold: int, workers: int = 0
+) -> str:
+    limit = max(2000, hold + 100)
+    text = (
+        "# written by bench/compare.py: the defaults, except the connection limits that the\n"
+        "# reference Dovecot raises too (its process_limit is 2000; more for a larger --hold)\n"
+        f"[common]\nmail_base = {mail}\nusers_file = {users_file}\nstate_dir = {state}\n"
+        f"run_dir = {run}\nmax_children = {limit}\nmax_per_address = {limit}\n"
+        f"process_model = {model}\n"
+    )
+    if model == "pool":
+        # A worker takes what comes (the kernel does not spread connections evenly): any one
+        # of them may hold all the sessions of the hold test.
+        text += f"worker_sessions = {max(1000, hold)}\nworkers = {workers}\n"
+    return text
+
+
 def start_ours(
     protocol: str,
     work: Path,
@@ -210,21 +243,20 @@ def start_ours(
     users: list[str],
     profile_dir: Path | None,
     cprofile: bool,
+    model: str = "fork",
+    scheme: str = "PLAIN",
+    hold: int = 0,
+    workers: int = 0,
 ) -> Server:
     daemon = OUR_DAEMONS[protocol]
     run = work / daemon
     state = run / "state"
     state.mkdir(parents=True)
     users_file = run / "users"
-    users_file.write_text("".join(f"{u}:{{PLAIN}}{load.DEFAULT_PASSWORD}\n" for u in users))
+    users_file.write_text(users_text(users, scheme))
     users_file.chmod(0o600)
     conf = run / "maildaemons.conf"
-    conf.write_text(
-        "# written by bench/compare.py: the defaults, except the connection limits that the\n"
-        "# reference Dovecot raises too (its process_limit is 2000)\n"
-        f"[common]\nmail_base = {mail}\nusers_file = {users_file}\nstate_dir = {state}\n"
-        f"run_dir = {run}\nmax_children = 2000\nmax_per_address = 2000\n"
-    )
+    conf.write_text(our_config(mail, users_file, state, run, model, hold, workers))
     port = free_port()
     argv = [
         "-f",
@@ -277,7 +309,8 @@ def start_ours(
     if not wait_for_greeting(port, lambda: proc.poll() is None, START_TIMEOUT):
         stop()
         raise RuntimeError(f"{daemon} did not start; see {log_path}:\n{tail(log_path)}")
-    return Server(daemon, daemon, port, proc.pid, stop, log_path)
+    label = f"{daemon} ({model}" + (f", {{{scheme}}}" if scheme != "PLAIN" else "") + ")"
+    return Server(daemon, label, port, proc.pid, stop, log_path)
 
 
 def dovecot_version() -> str:
@@ -393,7 +426,8 @@ def tail(path: Path, lines: int = 10) -> str:
 
 
 def wait_quiet(server: Server, timeout: float = 10.0) -> None:
-    """Let finished sessions exit: our daemon back to its master alone, Dovecot's count steady."""
+    """Let finished sessions exit: our daemon back to its master alone (or its master and
+    workers: the count steady), Dovecot's count steady."""
     deadline = time.monotonic() + timeout
     previous = -1
     while time.monotonic() < deadline:
@@ -558,6 +592,7 @@ def print_table(
             if h.errors:
                 print(f"  {h.server} hold errors: {h.errors}")
     print_targets(protocol, ours, ref, rates, holds)
+    print_issue14_targets(ours, ref, rates, holds)
 
 
 def fmt_rate(row: RateRow | None) -> str:
@@ -631,6 +666,53 @@ def print_targets(
             )
 
 
+def print_issue14_targets(
+    ours: Server, ref: Server | None, rates: list[RateRow], holds: list[HoldRow]
+) -> None:
+    """Issue 14's targets: pool model rates at 4 and 16 clients at least tuned Dovecot's, p50
+    of one session with one client at most 1.5 ms, 5,000 held sessions each answering NOOP at
+    at most 0.4 MiB PSS each; fork model at most 2 MiB PSS per held session."""
+    pool = "(pool" in ours.label
+    print(f"\ntargets of issue 14 ({'pool' if pool else 'fork'} model):")
+
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "FAIL"
+
+    by_key = {(r.server, r.clients): r for r in rates}
+    if pool:
+        for clients in (4, 16):
+            a = by_key.get((ours.name, clients))
+            b = by_key.get((ref.name, clients)) if ref is not None else None
+            if a and b and ref is not None:
+                tuned = "tuned" in ref.label
+                print(
+                    f"  {clients:>2} clients: {a.rate:.1f}/s >= {ref.name} {b.rate:.1f}/s "
+                    f"({'tuned' if tuned else 'NOT tuned: run with --tuned'}): "
+                    f"{verdict(a.rate >= b.rate and not a.errors)}"
+                )
+        one = by_key.get((ours.name, 1))
+        if one:
+            print(
+                f"   1 client:  p50 {one.p50_ms:.2f} ms <= {POOL_P50_TARGET} ms: "
+                f"{verdict(one.p50_ms <= POOL_P50_TARGET)}"
+            )
+    bound = POOL_PSS_TARGET if pool else FORK_PSS_TARGET
+    for h in holds:
+        if h.server != ours.name:
+            continue
+        clean = h.held == h.wanted and h.noop_ok == h.wanted and not h.errors
+        wanted = 5000 if pool else h.wanted
+        print(
+            f"  hold {h.wanted}: {h.held} held, {h.noop_ok} NOOP ok: "
+            f"{verdict(clean and h.wanted >= wanted)}"
+            + ("" if h.wanted >= wanted else f" (the target is {wanted}: --hold {wanted})")
+        )
+        print(
+            f"  PSS per held session {h.pss_per_conn_mib:.3f} MiB <= {bound} MiB: "
+            f"{verdict(0 < h.pss_per_conn_mib <= bound)}"
+        )
+
+
 # -- main -----------------------------------------------------------------------------------------
 
 
@@ -668,7 +750,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Dovecot in its high-performance mode (start.sh --tuned)",
     )
     parser.add_argument("--no-dovecot", action="store_true", help="measure our daemon only")
+    parser.add_argument(
+        "--process-model",
+        choices=("fork", "pool"),
+        default="fork",
+        help="our daemon's process_model (default fork)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="pool model: our daemon's workers (default 0: one per CPU)",
+    )
+    parser.add_argument(
+        "--hash",
+        choices=SCHEMES,
+        default="PLAIN",
+        help="how our users file stores the passwords (default PLAIN, as the reference "
+        "Dovecot's); a strong hash measures the rates after each user's first login",
+    )
     parser.add_argument("--no-warmup", action="store_true")
+    parser.add_argument(
+        "--warmup-passes",
+        type=int,
+        default=0,
+        help="warm-up sessions per user (default 1; with --hash and the pool model 8, so "
+        "that each worker has verified nearly every user once)",
+    )
     parser.add_argument(
         "--reference",
         type=Path,
@@ -723,6 +831,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.client_counts = [int(c) for c in args.clients.split(",") if c.strip()]
     args.rounds = max(1, args.rounds)
     args.users = max(args.users, args.hold, max(args.client_counts, default=1))
+    if args.warmup_passes <= 0:
+        strong = args.hash != "PLAIN" and args.process_model == "pool"
+        args.warmup_passes = 8 if strong else 1
     return args
 
 
@@ -741,6 +852,7 @@ def machine_header(protocol: str, args: argparse.Namespace) -> str:
         what = f"big mailbox of {args.big} messages only"
     return (
         f"maildaemons bench/compare.py: {protocol}, {what}"
+        + f", ours: process_model {args.process_model}, {{{args.hash}}} users"
         + (f", niceness {args.nice} (own sessions)" if args.nice else "")
         + f", {os.cpu_count()} CPUs ({model}), Linux {platform.release()}, "
         f"Python {platform.python_version()}"
@@ -820,7 +932,20 @@ def start_servers(
 ) -> list[Server]:
     """Our daemon on `mail`, then the reference Dovecot on `dovecot_mail` when it can run; each
     is appended to `servers` as soon as it runs (so it is stopped whatever happens next)."""
-    started = [start_ours(args.protocol, work, mail, users, profile, args.cprofile)]
+    started = [
+        start_ours(
+            args.protocol,
+            work,
+            mail,
+            users,
+            profile,
+            args.cprofile,
+            args.process_model,
+            args.hash,
+            args.hold,
+            args.workers,
+        )
+    ]
     servers.append(started[0])
     if args.nice:
         set_priority(started[0].pid, args.nice)
@@ -863,11 +988,14 @@ def run_rates_and_holds(
     started = start_servers(args, work, mail, users, mail, len(users), "", args.profile, servers)
     if not args.no_warmup:
         for server in started:
-            warm = measure_rate(protocol, server, 4, 120.0, users, max_sessions=-(-len(users) // 4))
-            log(
-                f"warm-up {server.name}: {warm.sessions} sessions, {warm.rate:.1f}/s, "
-                f"errors {warm.errors or 0}"
-            )
+            passes = args.warmup_passes if server is started[0] else 1
+            for _pass in range(passes):
+                per_client = -(-len(users) // 4)
+                warm = measure_rate(protocol, server, 4, 600.0, users, max_sessions=per_client)
+                log(
+                    f"warm-up {server.name}: {warm.sessions} sessions, {warm.rate:.1f}/s, "
+                    f"errors {warm.errors or 0}"
+                )
     for clients in args.client_counts:
         # Rounds alternate between the servers, so a burst of load from elsewhere on the
         # machine does not land on one of them only.

@@ -99,6 +99,17 @@ def parse_optional_port(text: str) -> int | None:
     return int(text)
 
 
+def one_of(*words: str) -> KeyType:
+    """A value that must be one of `words` (lower case)."""
+
+    def parse(text: str) -> str:
+        if text.lower() not in words:
+            raise ValueError(text)
+        return text.lower()
+
+    return KeyType("choice", " or ".join(words), parse)
+
+
 STR = KeyType("str", "text", str)
 INT = KeyType("int", "a whole number", int)
 FLOAT = KeyType("float", "a number", float)
@@ -108,6 +119,7 @@ LIST = KeyType("list", "a list", parse_list)
 OPTIONAL_SECONDS = KeyType("seconds", "a whole number of seconds", parse_optional_seconds)
 NETWORKS = KeyType("networks", "IP addresses or networks", parse_networks)
 OPTIONAL_PORT = KeyType("port", "a TCP port or empty", parse_optional_port)
+PROCESS_MODEL = one_of("fork", "pool")
 
 
 # -- the schema ----------------------------------------------------------------------------------
@@ -173,6 +185,12 @@ KEYS: tuple[Key, ...] = (
     _common("max_per_address", INT, "20", "sessions per client address at most (0: no limit)"),
     _common("shutdown_grace", FLOAT, "10", "seconds TERM waits for sessions to finish"),
     _common("backlog", INT, "1024", "the listen(2) backlog"),
+    _common("process_model", PROCESS_MODEL, "fork", "fork: a child per session; pool: workers"),
+    _common("workers", INT, "0", "pool: worker processes (0: one per CPU)"),
+    _common("worker_sessions", INT, "1000", "pool: sessions one worker serves at once"),
+    _common(
+        "worker_lifetime", INT, "0", "pool: replace a worker after this many sessions (0: never)"
+    ),
     _pop3d("listen", LIST, "*", "addresses to listen on ('*': every interface)"),
     _pop3d("port", INT, "110", "the TCP port"),
     _pop3d("tls_port", OPTIONAL_PORT, "", "the implicit-TLS port, 995 by custom (empty: none)"),
@@ -328,6 +346,18 @@ class Settings:
         self.config_path = config_path
         self.overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
         self.runtime = RuntimeState(Path(self.raw("state_dir")).expanduser())
+        # A session's settings do not change under it (`snapshot`): each typed value is parsed
+        # once, keyed by the runtime state's generation (a session's own SET starts a new one).
+        self._memo: dict[str, tuple[int, object]] | None = None
+
+    def snapshot(self) -> Settings:
+        """A session's own settings: the runtime settings read once now and kept (a forked
+        child takes one for its session; a pool worker one per session, while its own go on
+        following the state file for the next session), each typed value parsed once."""
+        other = copy.copy(self)
+        other.runtime = self.runtime.pinned_copy()
+        other._memo = {}
+        return other
 
     def view(self, section: str) -> Settings:
         """The file and the defaults as `section` reads them (this daemon's flags do not apply);
@@ -335,6 +365,7 @@ class Settings:
         other = copy.copy(self)
         other.daemon = section
         other.overrides = {}
+        other._memo = {} if self._memo is not None else None
         return other
 
     def key(self, name: str) -> Key:
@@ -363,6 +394,20 @@ class Settings:
 
     def _typed(self, name: str, *types: KeyType) -> object:
         """The value parsed by its declared type, which must be one of `types` (when given)."""
+        memo = self._memo
+        if memo is not None:
+            found = memo.get(name)
+            if found is not None and found[0] == self.runtime.generation:
+                value = found[1]
+                if types and self.key(name).type not in types:
+                    raise TypeError(f"setting {name} is declared {self.key(name).type.name}")
+                return value
+            value = self._parse(name, *types)
+            memo[name] = (self.runtime.generation, value)
+            return value
+        return self._parse(name, *types)
+
+    def _parse(self, name: str, *types: KeyType) -> object:
         key = self.key(name)
         if types and key.type not in types:
             raise TypeError(f"setting {name} is declared {key.type.name}")
@@ -387,6 +432,9 @@ class Settings:
 
     def get_bool(self, name: str) -> bool:
         return cast(bool, self._typed(name, BOOL))
+
+    def get_choice(self, name: str) -> str:
+        return cast(str, self._typed(name))
 
     def path(self, name: str) -> Path:
         return cast(Path, self._typed(name, PATH))
@@ -439,12 +487,21 @@ class RuntimeState:
         self._stamp: tuple[int, int] | None = None
         self._values: dict[str, str] = {}
         self._pinned = False
+        self.generation = 0  # changes whenever the values may have
 
     def pin(self) -> None:
         """Read once now and keep these values (a session's settings do not change under it)."""
         self._pinned = False
         self.refresh()
         self._pinned = True
+
+    def pinned_copy(self) -> RuntimeState:
+        """The values in force now, pinned, in a state of their own."""
+        values = self.refresh()
+        other = copy.copy(self)
+        other._values = dict(values)
+        other._pinned = True
+        return other
 
     def refresh(self) -> dict[str, str]:
         if self._pinned:
@@ -490,5 +547,6 @@ class RuntimeState:
             text = json.dumps(values, indent=1, sort_keys=True) + "\n"
             atomic_write(self.file, text.encode(), mode=0o644)
         self._stamp = None
+        self.generation += 1
         if self._pinned:  # this session's own SET is seen by its next GET
             self._values = {k: v for k, v in values.items() if k in RUNTIME_KEYS}

@@ -1,9 +1,11 @@
-"""Buffered line I/O for one child's socket: CRLF or bare-LF lines, limits, timeouts, byte counts.
+"""Buffered line I/O for one session's socket: CRLF or bare-LF lines, limits, timeouts, byte counts.
 
 Replies are buffered and flushed in one write just before the child blocks for more input, so a
 pipelined batch of commands (RFC 2449 PIPELINING, IMAP clients) gets its replies together and no
 reply is written in pieces (Nagle plus delayed ACK would add 40 ms to each). The child's wakeup fd
 is polled with the socket, so a TERM from the master interrupts a wait for input, never a command.
+In the pool model each session runs on a thread of its own and blocks here as a child would; its
+interrupt fd is the worker's, which stays readable once the worker is told to stop.
 
 Optionally the stream is compressed both ways (IMAP COMPRESS=DEFLATE, RFC 4978): raw DEFLATE
 (zlib wbits -15), each flush ending in a Z_SYNC_FLUSH so the client can decode every reply at
@@ -142,12 +144,19 @@ class LineIO:
     def has_buffered_input(self) -> bool:
         return bool(self._inbuf) or self._inflate_pending()
 
-    def wait_readable(self, timeout: float) -> bool:
-        """True when input is waiting (buffered or on the socket) within `timeout` seconds."""
+    def wait_readable(self, timeout: float, wake: int | None = None) -> bool:
+        """True when input is waiting (buffered or on the socket) within `timeout` seconds.
+        `wake`: a further descriptor (a folder watch) that ends the wait early, with False."""
         if self.has_buffered_input():
             return True
         self.flush()
-        return self._wait(timeout)
+        if wake is None:
+            return self._wait(timeout)
+        self._poll.register(wake, select.POLLIN)
+        try:
+            return self._wait(timeout, wake)
+        finally:
+            self._poll.unregister(wake)
 
     def _discard_rest_of_line(self, deadline: float) -> None:
         self._inbuf.clear()
@@ -243,18 +252,18 @@ class LineIO:
         if self._inflate.eof:
             raise ConnectionClosed("compressed stream ended")
 
-    def _wait(self, timeout: float) -> bool:
+    def _wait(self, timeout: float, wake: int | None = None) -> bool:
         """Wait for the socket; raise Interrupted when the wakeup fd fires first."""
         if (self._tls is not None and self._tls.pending()) or self._inflate_pending():
             return True
         events = self._poll.poll(max(0.0, timeout) * 1000.0)
-        if not events:
-            return False
+        readable = False
         for fd, _mask in events:
             if fd == self.interrupt_fd:
                 drain(fd)
                 raise Interrupted
-        return True
+            readable = readable or fd != wake
+        return readable
 
     # -- output --------------------------------------------------------------------------------
 

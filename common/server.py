@@ -52,6 +52,10 @@ class Limits:
     max_children: int
     max_per_address: int
     shutdown_grace: float
+    # The pool model's (common/pool.py); the fork model has no use for them.
+    workers: int = 0
+    worker_sessions: int = 1000
+    worker_lifetime: int = 0
 
 
 @dataclass

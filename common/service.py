@@ -1,5 +1,7 @@
 """What every protocol daemon's `main` shares: flags to settings, start-up checks, the master's
-state, HUP reload, and the forking server wired to the daemon's session handler.
+state, HUP reload, and the server of the configured process model (`process_model`: the forking
+server of common/server.py or the worker pool of common/pool.py) wired to the daemon's session
+handler.
 
 A daemon supplies a `Protocol` (its name, how to build a per-connection handler and its refusal
 line); this module does the rest the same way for pop3d, imapd, imapgw and msmpd.
@@ -19,7 +21,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common import cli, daemon, logs, relay, tls
 from common.config import ConfigError, Settings, key_for, read_config
@@ -29,6 +31,10 @@ from common.server import BusyReply, ForkingServer, Handler, Limits, bind_listen
 from common.session import Services, Session
 from common.stats import StatsClient
 from common.users import UserDB, UserFileError
+
+if TYPE_CHECKING:
+    from common.pool import Worker
+    from common.store.watch import FolderWatcher
 
 
 @dataclass
@@ -68,18 +74,29 @@ class MasterState:
     start_dir: Path = field(default_factory=Path.cwd)
     tls: ssl.SSLContext | None = None  # built before the privilege drop, again on HUP
     tls_listening: bool = False  # an implicit-TLS listener is bound (it stays until restart)
+    # Pool model, in a worker: sessions share the process (common/pool.py).
+    pooled: bool = False
+    watcher: FolderWatcher | None = None
 
     def __post_init__(self) -> None:
         self.relay = relay.daemon_settings(self.settings, self.log)
 
-    def session_services(self) -> Services:
+    def session_services(self, settings: Settings | None = None) -> Services:
         """A session's view of the master's state, with the after-login relay hook when this
         protocol's logins open the relay and relaying is on."""
         hooks: list[Callable[[Session], None]] = []
         if self.protocol.opens_relay and self.relay is not None:
             hooks.append(self.open_relay)
         return Services(
-            self.settings, self.users, self.stats, self.log, self.start_dir, hooks, self.tls
+            settings or self.settings,
+            self.users,
+            self.stats,
+            self.log,
+            self.start_dir,
+            hooks,
+            self.tls,
+            pooled=self.pooled,
+            watcher=self.watcher,
         )
 
     def open_relay(self, session: Session) -> None:
@@ -88,7 +105,21 @@ class MasterState:
 
     def child_started(self) -> None:
         """In a fresh child: read the runtime settings once for the whole session."""
-        self.settings.runtime.pin()
+        self.settings = self.settings.snapshot()
+
+    def worker_started(self, worker: Worker) -> None:
+        """In a fresh pool worker: sessions share this process from now on; IDLE waits on one
+        folder watcher for all of them (or polls, when inotify cannot be had). The users
+        database stays this worker's for its lifetime (until HUP), with what it caches."""
+        from common.store.watch import FolderWatcher  # imported by the master: see serve()
+
+        self.pooled = True
+        try:
+            self.watcher = FolderWatcher()
+        except OSError as exc:
+            self.log.warning("no folder watcher, IDLE polls: %s", exc)
+            self.watcher = None
+        worker.watcher = self.watcher
 
     def reload(self) -> tuple[Limits, StatsClient]:
         """HUP: re-read config and users; a bad new config raises and the old one stays.
@@ -179,11 +210,12 @@ def session_handler(state: MasterState) -> Handler:
     make_session, max_line = protocol.session, protocol.max_line
 
     def handle(conn: socket.socket, address: str, number: int, interrupt_fd: int, tls: bool) -> int:
-        settings = state.settings
+        # A forked child pinned its settings; sessions of a pool worker each take a snapshot.
+        settings = state.settings.snapshot() if state.pooled else state.settings
         io = LineIO(conn, max_line(settings), settings.get_float("idle_timeout"), interrupt_fd)
         log = SessionLog(state.log, number, address)
         log.info("connect" + (" (TLS port)" if tls else ""))
-        services = state.session_services()
+        services = state.session_services(settings)
         session = make_session(
             io, services, address, number, log, protocol.commands, implicit_tls=tls
         )
@@ -273,19 +305,28 @@ def main(protocol: Protocol, args: dict[str, Any]) -> int:
         return plain + tls_listeners
 
     def serve(listeners: list[socket.socket]) -> int:
-        server = ForkingServer(
-            protocol=protocol.name,
-            listeners=listeners,
-            handler=(protocol.make_handler or session_handler)(state),
-            log=state.log,
-            stats=state.stats,
-            limits=limits(settings),
-            busy_reply=protocol.busy_reply,
-            on_reload=state.reload,
-            on_child_start=state.child_started,
-            program=protocol.daemon,
-            tls_listeners=tls_listeners,
-        )
+        common: dict[str, Any] = {
+            "protocol": protocol.name,
+            "listeners": listeners,
+            "handler": (protocol.make_handler or session_handler)(state),
+            "log": state.log,
+            "stats": state.stats,
+            "limits": limits(settings),
+            "busy_reply": protocol.busy_reply,
+            "on_reload": state.reload,
+            "program": protocol.daemon,
+            "tls_listeners": tls_listeners,
+        }
+        server: ForkingServer
+        if settings.get_choice("process_model") == "pool":
+            # Imported here, before the workers are forked, and only for the pool model: the
+            # fork model's master stays as small as it was (each child copies what it touches).
+            from common.pool import PoolServer
+            from common.store import watch  # noqa: F401 - the workers' folder watcher
+
+            server = PoolServer(on_worker_start=state.worker_started, **common)
+        else:
+            server = ForkingServer(on_child_start=state.child_started, **common)
         return server.serve_forever()
 
     return daemon.run(settings, bool(args.get("--foreground")), prepare, serve)
@@ -297,4 +338,7 @@ def limits(settings: Settings) -> Limits:
         max_children=settings.get_int("max_children"),
         max_per_address=settings.get_int("max_per_address"),
         shutdown_grace=settings.get_float("shutdown_grace"),
+        workers=settings.get_int("workers"),
+        worker_sessions=settings.get_int("worker_sessions"),
+        worker_lifetime=settings.get_int("worker_lifetime"),
     )

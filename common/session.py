@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from common.config import Network, Settings
 from common.lineio import (
@@ -45,10 +45,14 @@ from common.stats import StatsClient
 from common.tls import HANDSHAKE_TIMEOUT
 from common.users import UserDB
 
+if TYPE_CHECKING:  # the pool model's; a forked child never loads it
+    from common.store.watch import FolderWatcher
+
 
 @dataclass
 class Services:
-    """What the master prepared before forking; a session only reads it."""
+    """What the master prepared before forking (or the pool worker holds); a session only reads
+    it."""
 
     settings: Settings
     users: UserDB
@@ -59,6 +63,10 @@ class Services:
     after_login: list[Callable[[Session], None]] = field(default_factory=list)
     # The server's TLS context when tls_cert and tls_key are configured (common/tls.py).
     tls: ssl.SSLContext | None = None
+    # Pool model: many sessions share a process, so stats events carry the session number and
+    # the process title is the worker's (common/pool.py), not one session's.
+    pooled: bool = False
+    watcher: FolderWatcher | None = None  # pool model: the worker's folder watcher (IDLE)
 
 
 class ReplyError(Exception):
@@ -131,6 +139,7 @@ class Session:
         self.implicit_tls = implicit_tls
         self.tls_due = False  # STARTTLS/STLS succeeded: TLS from right after its OK
         self.started = time.monotonic()
+        self.sid = number if services.pooled else 0  # the stats session id (common/stats)
         self.prepare()
 
     @property
@@ -233,7 +242,7 @@ class Session:
         self.release()
         self.save()
         self.services.stats.transfer(
-            self.PROTOCOL, os.getpid(), self.io.bytes_in, self.io.bytes_out
+            self.PROTOCOL, os.getpid(), self.io.bytes_in, self.io.bytes_out, self.sid
         )
         self.log.info(
             "session end %s=%s in=%d out=%d duration=%.3fs",
@@ -246,8 +255,10 @@ class Session:
         self.io.close()
 
     def title(self, doing: str) -> None:
-        """The process title: who, from where, doing what (`ps` shows each session)."""
-        set_title(self.PROGRAM, f"{self.user or '-'} {self.address} {doing}")
+        """The process title: who, from where, doing what (`ps` shows each session). A pool
+        worker's title counts its sessions instead."""
+        if not self.services.pooled:
+            set_title(self.PROGRAM, f"{self.user or '-'} {self.address} {doing}")
 
     # -- TLS -----------------------------------------------------------------------------------
 
@@ -291,7 +302,7 @@ class Session:
         """The one after-login routine: stats, log, title; the after-login hooks (the SMTP
         relay) run once the success reply is on the wire."""
         self.user = user
-        self.services.stats.login(self.PROTOCOL, os.getpid(), user, self.address, True)
+        self.services.stats.login(self.PROTOCOL, os.getpid(), user, self.address, True, self.sid)
         self.log.info("login %s=%s", self.USER_LABEL, printable(user))
         self.title("logged in")
         self.hooks_due = bool(self.services.after_login)
@@ -310,7 +321,7 @@ class Session:
         """Count, log and delay one failed login; True when that was the `max_auth_failures`th
         and the session must close. The log line is stable for fail2ban (etc/fail2ban/):
         "<protocol> auth failed for user <user> from <address>" (no password, ever)."""
-        self.services.stats.login(self.PROTOCOL, os.getpid(), user, self.address, False)
+        self.services.stats.login(self.PROTOCOL, os.getpid(), user, self.address, False, self.sid)
         self.log.warning(
             "%s auth failed for user %s from %s", self.PROTOCOL, printable(user), self.address
         )

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from support.daemons import DaemonFactory
+from support.daemons import MODEL_ENV, DaemonFactory
 from support.figures import NOTED
 from support.pop3 import POP3_USERS, Pop3Server
 from support.site import MailSite
@@ -49,6 +49,26 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "maildaemons"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--process-model",
+        choices=("fork", "pool"),
+        default=None,
+        help="run every session daemon the tests start in this process model "
+        "(default: the daemons' own default, fork)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    model = config.getoption("--process-model")
+    if model:
+        os.environ[MODEL_ENV] = model
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"process model: {os.environ.get(MODEL_ENV) or 'fork (default)'}"
 
 
 @pytest.fixture

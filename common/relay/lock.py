@@ -1,5 +1,9 @@
 """The relay lock: vpopmail's exclusive fcntl lock on all of open-smtp.lock (get_write_lock()).
 
+Taken as an open file description lock (common/store/filelock.py): it conflicts with vpopmail's
+fcntl lock and also excludes another session of the same pool worker, which a process-wide
+`lockf` would not.
+
 Both writers, the daemons' login hook and clearopensmtp, take it before they touch open-smtp or
 tcp.smtp.cdb, so they never interleave with each other or with a vpopmail on the same files.
 """
@@ -8,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import time
 from collections.abc import Iterator
@@ -16,16 +19,17 @@ from pathlib import Path
 
 from common.relay.errors import LockBusyError, LockOpenError
 from common.relay.files import FILE_MODE, new_file_owner
+from common.store.filelock import try_lock_exclusive
 
 LOCK_POLL = 0.02  # fcntl has no timed wait: poll a non-blocking lock this often
 
 
 @contextlib.contextmanager
 def relay_lock(path: Path, timeout: float) -> Iterator[None]:
-    """Hold vpopmail's lock: an exclusive fcntl lock on all of open-smtp.lock.
+    """Hold vpopmail's lock: an exclusive lock on all of open-smtp.lock.
 
     Waits up to `timeout` seconds (0: one try), then raises LockBusyError. The lock belongs to the
-    process and goes when the descriptor is closed or the process dies, so a killed holder never
+    open file and goes when the descriptor is closed or the process dies, so a killed holder never
     leaves it stuck.
     """
     try:
@@ -59,7 +63,7 @@ def _acquire(fd: int, path: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try_lock_exclusive(fd)
             return
         except OSError as exc:
             if exc.errno not in (errno.EACCES, errno.EAGAIN):

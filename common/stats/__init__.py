@@ -10,10 +10,16 @@ waits on stats or sees its errors: when the collector is down or its queue is fu
 dropped and the session goes on (DESIGN.md "Stats collector").
 
 Events (field `e`):
-  open   proto pid addr       master, at fork
-  close  proto pid            master, when it reaps the child (also after SIGKILL)
-  login  proto pid user addr ok   child, after each login attempt
-  bytes  proto pid in out     child, at the end of its session
+  open   proto pid [sid] addr       master, at fork (pool model: the worker, at accept)
+  close  proto pid [sid]            master, when it reaps the child (also after SIGKILL);
+                                    pool model: the worker at a session's end, with its sid
+  login  proto pid [sid] user addr ok   the session, after each login attempt
+  bytes  proto pid [sid] in out     the session, at its end
+
+A session is (proto, pid, sid). In the fork model a process is one session and `sid` is left out
+(0). In the pool model a worker serves many sessions, each with its own session number as `sid`;
+a `close` without `sid` ends every session of that pid, which is how the master reports a dead
+worker (or a reaped child) whatever its sessions were.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ import socket
 import time
 from pathlib import Path
 from typing import Any
+
+# One encoder for every event: json.dumps(separators=...) would build a new one each time.
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class StatsClient:
@@ -40,23 +49,33 @@ class StatsClient:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
                 self._sock.setblocking(False)
-            self._sock.sendto(json.dumps(event, separators=(",", ":")).encode(), self.path)
+            self._sock.sendto(_ENCODE(event).encode(), self.path)
         except OSError:
             pass
 
-    def connection_opened(self, proto: str, pid: int, address: str) -> None:
-        self.send({"e": "open", "proto": proto, "pid": pid, "addr": address})
+    def event(self, kind: str, proto: str, pid: int, sid: int, **fields: Any) -> None:
+        event: dict[str, Any] = {"e": kind, "proto": proto, "pid": pid}
+        if sid:
+            event["sid"] = sid
+        event.update(fields)
+        self.send(event)
+
+    def connection_opened(self, proto: str, pid: int, address: str, sid: int = 0) -> None:
+        self.event("open", proto, pid, sid, addr=address)
 
     def child_ended(self, proto: str, pid: int) -> None:
-        self.send({"e": "close", "proto": proto, "pid": pid})
+        """Every session of `pid` is over (a reaped child, a dead worker)."""
+        self.event("close", proto, pid, 0)
 
-    def login(self, proto: str, pid: int, user: str, address: str, ok: bool) -> None:
-        self.send(
-            {"e": "login", "proto": proto, "pid": pid, "user": user, "addr": address, "ok": ok}
-        )
+    def session_ended(self, proto: str, pid: int, sid: int) -> None:
+        """One session of a pool worker is over."""
+        self.event("close", proto, pid, sid)
 
-    def transfer(self, proto: str, pid: int, bytes_in: int, bytes_out: int) -> None:
-        self.send({"e": "bytes", "proto": proto, "pid": pid, "in": bytes_in, "out": bytes_out})
+    def login(self, proto: str, pid: int, user: str, address: str, ok: bool, sid: int = 0) -> None:
+        self.event("login", proto, pid, sid, user=user, addr=address, ok=ok)
+
+    def transfer(self, proto: str, pid: int, bytes_in: int, bytes_out: int, sid: int = 0) -> None:
+        self.event("bytes", proto, pid, sid, **{"in": bytes_in, "out": bytes_out})
 
     def close(self) -> None:
         if self._sock is not None:

@@ -73,23 +73,36 @@ class Counters:
 
 @dataclass
 class Live:
-    """A connection the collector knows is open, keyed by (protocol, child pid)."""
+    """A connection the collector knows is open, keyed by (protocol, pid, session id): the
+    session id is 0 in the fork model (a child is one session) and the session number in the
+    pool model (a worker serves many)."""
 
     proto: str
     pid: int
     addr: str
     since: float
     user: str | None = None
-    opened: bool = False  # the master's "open" arrived, so it counts in `current`
+    opened: bool = False  # the "open" arrived, so it counts in `current`
+    sid: int = 0
+
+    @property
+    def key(self) -> LiveKey:
+        return (self.proto, self.pid, self.sid)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        entry: dict[str, Any] = {
             "proto": self.proto,
             "pid": self.pid,
             "addr": self.addr,
             "since": round(self.since, 3),
             "user": self.user,
         }
+        if self.sid:
+            entry["sid"] = self.sid
+        return entry
+
+
+LiveKey = tuple[str, int, int]
 
 
 class Collector:
@@ -99,7 +112,9 @@ class Collector:
         self.max_log_entries = max(1, max_log_entries)
         self.totals = Counters()
         self.protocols: dict[str, Counters] = {}
-        self.live: dict[tuple[str, int], Live] = {}
+        self.live: dict[LiveKey, Live] = {}
+        # (proto, pid) -> its session ids: a close without sid ends all of them (a dead worker).
+        self.by_pid: dict[tuple[str, int], set[int]] = {}
         self.logs: dict[str, deque[tuple[int, str, str]]] = {}
         self.login_counts: dict[str, int] = {}
         self.started = time.time()
@@ -112,7 +127,8 @@ class Collector:
         """Apply one event; a malformed one is counted in `ignored` and changes nothing."""
         kind = event.get("e")
         proto, pid = event.get("proto"), event.get("pid")
-        if not (valid_name(proto) and isinstance(pid, int) and pid > 0):
+        sid = event.get("sid", 0)
+        if not (valid_name(proto) and valid_id(pid) and pid > 0 and valid_id(sid)):
             self.ignored += 1
             return
         handler = EVENT_HANDLERS.get(kind) if isinstance(kind, str) else None
@@ -121,7 +137,7 @@ class Collector:
         ):
             self.ignored += 1
             return
-        if not handler(self, proto, pid, event):
+        if not handler(self, proto, pid, sid, event):
             self.ignored += 1
             return
         self.dirty = True
@@ -129,20 +145,35 @@ class Collector:
     def counters(self, proto: str) -> Counters:
         return self.protocols.setdefault(proto, Counters())
 
-    def _live(self, proto: str, pid: int, addr: str, when: float) -> Live | None:
-        key = (proto, pid)
+    def _live(self, proto: str, pid: int, sid: int, addr: str, when: float) -> Live | None:
+        key = (proto, pid, sid)
         entry = self.live.get(key)
         if entry is None:
             if len(self.live) >= MAX_LIVE:
                 return None
-            entry = self.live[key] = Live(proto, pid, addr, when)
+            entry = Live(proto, pid, addr, when, sid=sid)
+            self._add(entry)
         return entry
 
-    def on_open(self, proto: str, pid: int, event: dict[str, Any]) -> bool:
+    def _add(self, entry: Live) -> None:
+        self.live[entry.key] = entry
+        self.by_pid.setdefault((entry.proto, entry.pid), set()).add(entry.sid)
+
+    def _pop(self, key: LiveKey) -> Live | None:
+        entry = self.live.pop(key, None)
+        if entry is not None:
+            sids = self.by_pid.get(key[:2])
+            if sids is not None:
+                sids.discard(key[2])
+                if not sids:
+                    del self.by_pid[key[:2]]
+        return entry
+
+    def on_open(self, proto: str, pid: int, sid: int, event: dict[str, Any]) -> bool:
         addr = event.get("addr")
         if not valid_address(addr):
             return False
-        entry = self._live(proto, pid, addr, event_time(event))
+        entry = self._live(proto, pid, sid, addr, event_time(event))
         if entry is None or entry.opened:
             return entry is not None
         entry.opened, entry.addr = True, addr
@@ -150,8 +181,14 @@ class Collector:
         self.totals.opened()
         return True
 
-    def on_close(self, proto: str, pid: int, event: dict[str, Any]) -> bool:
-        self.end(self.live.pop((proto, pid), None))
+    def on_close(self, proto: str, pid: int, sid: int, event: dict[str, Any]) -> bool:
+        """With a sid: that session ended. Without: every session of the process did (the
+        master reaped a child, or a worker that died with its sessions)."""
+        if "sid" in event:
+            self.end(self._pop((proto, pid, sid)))
+            return True
+        for each in sorted(self.by_pid.get((proto, pid), ())):
+            self.end(self._pop((proto, pid, each)))
         return True
 
     def end(self, entry: Live | None) -> None:
@@ -159,7 +196,7 @@ class Collector:
             self.counters(entry.proto).closed()
             self.totals.closed()
 
-    def on_login(self, proto: str, pid: int, event: dict[str, Any]) -> bool:
+    def on_login(self, proto: str, pid: int, sid: int, event: dict[str, Any]) -> bool:
         user, addr, ok = event.get("user"), event.get("addr"), event.get("ok")
         if not (isinstance(user, str) and valid_address(addr) and isinstance(ok, bool)):
             return False
@@ -174,7 +211,7 @@ class Collector:
         self.totals.logins_ok += 1
         when = event_time(event)
         # A login may overtake its master's "open": the entry waits for it, not yet counted.
-        entry = self._live(proto, pid, addr, when)
+        entry = self._live(proto, pid, sid, addr, when)
         if entry is not None:
             entry.user = user
         if proto not in ADMIN_PROTOCOLS:
@@ -182,7 +219,7 @@ class Collector:
             self.login_counts[user] = self.login_counts.get(user, 0) + 1
         return True
 
-    def on_bytes(self, proto: str, pid: int, event: dict[str, Any]) -> bool:
+    def on_bytes(self, proto: str, pid: int, sid: int, event: dict[str, Any]) -> bool:
         bytes_in, bytes_out = event.get("in"), event.get("out")
         if not (valid_count(bytes_in) and valid_count(bytes_out)):
             return False
@@ -208,7 +245,7 @@ class Collector:
         SIGKILLed master, a collector restart). Returns how many were dropped."""
         dead = [key for key in self.live if not alive(key[1])]
         for key in dead:
-            self.end(self.live.pop(key))
+            self.end(self._pop(key))
         if dead:
             self.dirty = True
         return len(dead)
@@ -233,7 +270,8 @@ class Collector:
 
     def logged_in(self) -> list[Live]:
         return sorted(
-            (e for e in self.live.values() if e.user is not None), key=lambda e: (e.since, e.pid)
+            (e for e in self.live.values() if e.user is not None),
+            key=lambda e: (e.since, e.pid, e.sid),
         )
 
     def figures(self) -> dict[str, Any]:
@@ -297,11 +335,11 @@ class Collector:
         self.protocols = {
             str(p): Counters.from_dict(c) for p, c in protocols.items() if valid_name(p)
         }
-        self.live = {}
+        self.live, self.by_pid = {}, {}
         for item in data.get("live", []):
             entry = restore_live(item)
             if entry is not None:
-                self.live[(entry.proto, entry.pid)] = entry
+                self._add(entry)
                 if entry.opened:
                     self.counters(entry.proto).current += 1
                     self.totals.current += 1
@@ -318,7 +356,7 @@ class Collector:
                         log_entries.append((int(item[0]), str(item[1]), str(item[2])))
 
 
-EVENT_HANDLERS: dict[str, Callable[[Collector, str, int, dict[str, Any]], bool]] = {
+EVENT_HANDLERS: dict[str, Callable[[Collector, str, int, int, dict[str, Any]], bool]] = {
     "open": Collector.on_open,
     "close": Collector.on_close,
     "login": Collector.on_login,
@@ -330,7 +368,8 @@ def restore_live(item: object) -> Live | None:
     if not isinstance(item, dict):
         return None
     proto, pid, addr = item.get("proto"), item.get("pid"), item.get("addr")
-    if not (valid_name(proto) and isinstance(pid, int) and pid > 0 and valid_address(addr)):
+    sid = item.get("sid", 0)
+    if not (valid_name(proto) and valid_id(pid) and pid > 0 and valid_address(addr)):
         return None
     user = item.get("user")
     return Live(
@@ -340,6 +379,7 @@ def restore_live(item: object) -> Live | None:
         float(item.get("since", 0.0)),
         str(user) if valid_name(user) else None,
         bool(item.get("opened")),
+        sid if valid_id(sid) else 0,
     )
 
 
@@ -351,6 +391,11 @@ def valid_name(value: object) -> TypeGuard[str]:
         and value.isprintable()
         and " " not in value
     )
+
+
+def valid_id(value: object) -> TypeGuard[int]:
+    """A pid or session id: a non-negative int (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def valid_address(value: object) -> TypeGuard[str]:

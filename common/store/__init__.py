@@ -43,7 +43,7 @@ from common.store.flags import (
 )
 from common.store.folders import DEFAULT_FOLDERS, SEPARATOR, FolderTree
 from common.store.keywords import Keywords
-from common.store.mailbox import Entry, Mailbox, Snapshot
+from common.store.mailbox import MTIME_TRUST_AGE, Entry, Mailbox, Snapshot
 from common.store.maildir import crlf_size, to_crlf, to_lf
 from common.store.maildrop import DropMessage, Maildrop
 from common.store.names import (
@@ -63,6 +63,7 @@ __all__ = [
     "FLAGGED",
     "INBOX",
     "KEYWORD_LETTERS",
+    "MTIME_TRUST_AGE",
     "PASSED",
     "REPLIED",
     "SEEN",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,9 @@ class LockBusy(Exception):
 def locked(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
     """Hold the link lock `<path>.lock` for the duration of the block."""
     lock = LinkLockFile(str(path), timeout=timeout)
+    # The package names its link by host, pid and the low 32 bits of the thread ident, which can
+    # repeat between threads of one process (pool model): the kernel's thread id cannot.
+    lock.unique_name = f"{lock.unique_name}-{threading.get_native_id()}"
     try:
         if not _acquire(lock, timeout):
             break_if_stale(lock, path)
@@ -79,7 +83,8 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600, fsync: bool = True)
     The temp file's name can be guessed, and a directory of a user's mail is the user's to
     write: whatever is found under that name (a link to a file elsewhere) is removed, and the
     file is made new (O_EXCL), never written through a link."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # Per thread, not only per process: sessions of one pool worker may save the same cache.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_native_id()}.tmp")
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -1,7 +1,8 @@
 """The POP3 maildrop (RFC 1939): a user's INBOX locked for one session, listed once at login.
 
-`Maildrop.open` creates the maildir when it is missing, takes the exclusive lock (an fcntl lock on
-`maildaemons-pop3.lock`, released when the process dies, so a killed session frees its maildrop)
+`Maildrop.open` creates the maildir when it is missing, takes the exclusive lock (an open file
+description lock on `maildaemons-pop3.lock`, common/store/filelock.py: it excludes other sessions
+of the same pool worker too, and goes when the process dies, so a killed session frees its maildrop)
 and lists the messages with their CRLF sizes, from `,W=` in the name or the folder's size cache, so
 a login does not read every message. DELE only marks; `commit()` removes what is marked, at QUIT
 (UPDATE) and never before. The LOGIN-DELAY stamp (RFC 2449) is the mtime of a file in the maildir.
@@ -10,12 +11,12 @@ a login does not read every message. DELE only marks; `commit()` removes what is
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from common.store.errors import MailboxNotFound, StoreBusy, StoreError
+from common.store.filelock import try_lock_exclusive
 from common.store.maildir import (
     MessageFile,
     SizeCache,
@@ -31,7 +32,7 @@ LOGIN_STAMP = "maildaemons-pop3-lastlogin"
 
 
 class MaildropLock:
-    """The exclusive POP3 lock on one maildrop: an fcntl lock, released when the process dies."""
+    """The exclusive POP3 lock on one maildrop: an OFD lock, released when the process dies."""
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / POP3_LOCK
@@ -46,10 +47,13 @@ class MaildropLock:
         except OSError as exc:
             raise StoreError(f"cannot open {self.path}: {exc.strerror}") from None
         try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+            try_lock_exclusive(fd)
+        except (BlockingIOError, PermissionError):
             os.close(fd)
             raise StoreBusy("maildrop in use") from None
+        except OSError as exc:
+            os.close(fd)
+            raise StoreError(f"cannot lock {self.path}: {exc.strerror}") from None
         self.fd = fd
 
     def release(self) -> None:

@@ -214,9 +214,14 @@ def make_handler(state: service.MasterState) -> Handler:
     def handle(sock: socket.socket, address: str, number: int, interrupt_fd: int, tls: bool) -> int:
         conn = CountedSocket(sock)
         log = SessionLog(state.log, number, address)
+        log.info("connect")
         try:
             return answer(conn, state.settings, log, interrupt_fd)
         finally:
-            state.stats.transfer(state.protocol.name, os.getpid(), conn.bytes_in, conn.bytes_out)
+            sid = number if state.pooled else 0  # a pool worker's sessions share its pid
+            state.stats.transfer(
+                state.protocol.name, os.getpid(), conn.bytes_in, conn.bytes_out, sid
+            )
+            log.info("session end")
 
     return handle

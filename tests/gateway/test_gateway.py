@@ -42,9 +42,16 @@ from support.daemons import (
     Daemon,
     DaemonFactory,
     child_pids,
+    ended_sessions,
     free_port,
     is_zombie,
+    new_session,
+    pooled,
     port_open,
+    session_ended,
+    session_log,
+    session_tokens,
+    sessions_running,
     wait_for,
 )
 from support.site import MailSite
@@ -337,7 +344,7 @@ def start_gateway(
         *flags,
         config=site.config("max_per_address = 200\n[imapgw]\n" + section),
     )
-    wait_for(lambda: "Dead Child pid: " in gw.log(), what="the start-up probe's child reaped")
+    wait_for(lambda: ended_sessions(gw), what="the start-up probe's session over")
     return gw
 
 
@@ -707,7 +714,7 @@ def test_imap_server_timing_out(
     gw = gateway(silent.port, section="imap_timeout = 0.5\n")
     assert ask(gw.port, purpose("headers", host="localhost")) == b"NO IMAP server timed out\n"
     assert silent.conns, "the gateway did connect"
-    wait_for(lambda: not child_pids(gw.pid), timeout=TIMEOUT, what="the child reaped")
+    wait_for(lambda: not sessions_running(gw.pid), timeout=TIMEOUT, what="the session over")
 
 
 def test_imap_server_hangs_up(
@@ -722,45 +729,37 @@ def test_imap_server_hangs_up(
 
 
 def test_client_gives_up(shared: Stack) -> None:
-    """A CGI that hangs up before `$` costs one child, reaped; the gateway goes on."""
-    before = set(child_pids(shared.gw.pid))
+    """A CGI that hangs up before `$` costs one child (one session of a worker), which ends;
+    the gateway goes on."""
+    before = session_tokens(shared.gw)
     sock, _ = connect(shared.gw.port)
-    kids = wait_for(lambda: set(child_pids(shared.gw.pid)) - before, what="the child")
+    token = new_session(shared.gw, before)
     sock.sendall(b"headers#0#127.0.0.1#ali")
     sock.close()
-    for pid in kids:
-        wait_for(
-            lambda p=pid: f"Dead Child pid: {p}\n" in shared.gw.log(),
-            timeout=TIMEOUT,
-            what=f"Dead Child pid: {pid}",
-        )
+    wait_for(lambda: session_ended(shared.gw, token), timeout=TIMEOUT, what="the session over")
     assert fetch_numbers(ask(shared.gw.port, purpose("headers", user="carol"))) == [1, 2, 3]
 
 
 def test_trailing_newline_after_dollar(shared: Stack) -> None:
     """Bytes after the `$` (a CGI ending its line) are ignored; left unread they must not reset
     the connection, which would throw away the reply still in the gateway's send buffer."""
-    before = set(child_pids(shared.gw.pid))
+    before = session_tokens(shared.gw)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the reply waits in the gateway
     sock.settimeout(TIMEOUT)
     with sock:
         sock.connect(("127.0.0.1", shared.gw.port))
-        kid = wait_for(lambda: set(child_pids(shared.gw.pid)) - before, what="the child").pop()
+        token = new_session(shared.gw, before)
         sock.sendall(purpose("body", 3, user="carol"))
         wait_for(
-            lambda: (
-                f"imapgw[{kid}]: " in shared.gw.log()
-                and "Command Received" in shared.gw.log().split(f"imapgw[{kid}]: ", 1)[1]
-            ),
-            what="the purpose read",
+            lambda: "Command Received" in session_log(shared.gw, token), what="the purpose read"
         )
         sock.sendall(b"\r\n")
         sock.shutdown(socket.SHUT_WR)
         wait_for(
-            lambda: f"Dead Child pid: {kid}\n" in shared.gw.log(),
+            lambda: session_ended(shared.gw, token),
             timeout=TIMEOUT,
-            what="the child gone before the client reads",
+            what="the session gone before the client reads",
         )
         got = recv_all(sock)
     assert got.startswith(BANNER + b"* 3 FETCH (")
@@ -779,16 +778,16 @@ def test_busy_reply(gateway: Callable[..., Daemon], fake_imap: Callable[..., Fak
 
 def test_no_reset_when_the_client_sent_more(shared: Stack) -> None:
     """Input the gateway never read must not turn its close into a reset that loses the reply."""
-    before = set(child_pids(shared.gw.pid))
+    before = session_tokens(shared.gw)
     sock, rest = connect(shared.gw.port)
-    kid = wait_for(lambda: set(child_pids(shared.gw.pid)) - before, what="the child").pop()
+    token = new_session(shared.gw, before)
     with sock:
         sock.sendall(b"x" * 3000)
         sock.shutdown(socket.SHUT_WR)
         wait_for(
-            lambda: f"Dead Child pid: {kid}\n" in shared.gw.log(),
+            lambda: session_ended(shared.gw, token),
             timeout=TIMEOUT,
-            what="the child gone before the client reads",
+            what="the session gone before the client reads",
         )
         assert recv_all(sock, rest) == b"NO purpose string too long or not terminated by $\n"
 
@@ -976,13 +975,13 @@ def test_undecodable_bytes_are_logged_escaped(
 
 def test_log_lines_and_no_password(shared: Stack, gateway: Callable[..., Daemon]) -> None:
     gw = gateway(shared.imapd.port)
-    before = set(child_pids(gw.pid))
+    before = session_tokens(gw)
     sock, _ = connect(gw.port)
-    kid = wait_for(lambda: set(child_pids(gw.pid)) - before, what="the child").pop()
+    token = new_session(gw, before)
     sock.sendall(purpose("headers", user="bob", mailbox="INBOX"))
     assert fetch_numbers(recv_all(sock)) == [1]
     sock.close()
-    wait_for(lambda: f"Dead Child pid: {kid}\n" in gw.log(), timeout=TIMEOUT, what="Dead Child")
+    wait_for(lambda: session_ended(gw, token), timeout=TIMEOUT, what="the session over")
     for data in (
         purpose("body", 1, user="bob"),
         purpose("delete", 9, user="bob"),
@@ -999,7 +998,7 @@ def test_log_lines_and_no_password(shared: Stack, gateway: Callable[..., Daemon]
     assert log.count("Command Received: ") == 8
     for secret in (PASSWORD, "Sekr3t", "Pw0rd", "Wr0ng"):
         assert secret not in log
-    wait_for(lambda: gw.log().count("Dead Child pid: ") >= 9, timeout=TIMEOUT, what="reaping")
+    wait_for(lambda: ended_sessions(gw) >= 9, timeout=TIMEOUT, what="every session over")
 
 
 # -- end to end: concurrency and signals -------------------------------------------------------
@@ -1007,10 +1006,11 @@ def test_log_lines_and_no_password(shared: Stack, gateway: Callable[..., Daemon]
 
 def test_fifty_concurrent_clients(shared: Stack) -> None:
     gw = shared.gw
-    before = set(child_pids(gw.pid))
-    clients = [connect(gw.port) for _ in range(50)]  # every one holds its own child
-    kids = set(child_pids(gw.pid)) - before
-    assert len(kids) == 50
+    before = session_tokens(gw)
+    clients = [connect(gw.port) for _ in range(50)]  # each holds a child (a session of a worker)
+    kids = wait_for(
+        lambda: len(new := session_tokens(gw) - before) == 50 and new, what="fifty sessions"
+    )
     results: dict[int, bytes] = {}
 
     def run(index: int, sock: socket.socket) -> None:
@@ -1031,12 +1031,9 @@ def test_fifty_concurrent_clients(shared: Stack) -> None:
         answered = [int(n) for n in re.findall(rb"^\* (\d+) FETCH \([^\r\n]*BODY\[", got, re.M)]
         assert answered == ([1, 2, 3] if index % 2 else [1])
     for kid in kids:
-        wait_for(
-            lambda k=kid: f"Dead Child pid: {k}\n" in gw.log(),
-            timeout=TIMEOUT,
-            what=f"Dead Child pid: {kid}",
-        )
-        wait_for(lambda k=kid: gone(k), what=f"child {kid} gone")
+        wait_for(lambda k=kid: session_ended(gw, k), timeout=TIMEOUT, what=f"session {kid} over")
+        if not pooled():
+            wait_for(lambda k=kid: gone(k), what=f"child {kid} gone")
 
 
 def test_term_with_sessions_open(
@@ -1046,13 +1043,15 @@ def test_term_with_sessions_open(
     line; the master reaps both, exits 0 and leaves no child behind."""
     silent = fake_imap(greeting=None)
     gw = gateway(silent.port)
+    before = session_tokens(gw)
     idle, _ = connect(gw.port)
     idle.sendall(b"headers#0#127.0")
     busy, _ = connect(gw.port)
     busy.sendall(purpose("headers"))
     wait_for(lambda: silent.conns, what="the gateway connected to the silent server")
-    kids = child_pids(gw.pid)
+    kids = session_tokens(gw) - before
     assert len(kids) == 2
+    workers = child_pids(gw.pid)  # the session children, or the workers
     assert gw.stop() == 0
     for sock in (idle, busy):
         got = recv_all(sock)
@@ -1060,8 +1059,10 @@ def test_term_with_sessions_open(
         sock.close()
     log = gw.log()
     for kid in kids:
-        assert f"Dead Child pid: {kid}\n" in log
-        wait_for(lambda k=kid: gone(k), timeout=TIMEOUT, what=f"child {kid} gone")
+        assert session_ended(gw, kid)
+    for pid in workers:
+        assert f"Dead Child pid: {pid}\n" in log
+        wait_for(lambda k=pid: gone(k), timeout=TIMEOUT, what=f"child {pid} gone")
     assert "killing" not in log, "both finished within the grace period"
     assert not port_open(gw.port)
     assert log.rstrip().endswith("stopped")

@@ -267,7 +267,11 @@ def test_idle_pushes_changes(pair):
     assert b.line() == b"* 1 RECENT\r\n"
     a.ok("STORE 2 +FLAGS.SILENT (\\Deleted)")
     a.ok("EXPUNGE")
-    assert b.line() == b"* 2 EXPUNGE\r\n"
+    line = b.line()
+    if line.startswith(b"* 2 FETCH"):  # IDLE looked between the two (as a watcher will)
+        assert line == b"* 2 FETCH (FLAGS (\\Deleted))\r\n"
+        line = b.line()
+    assert line == b"* 2 EXPUNGE\r\n"
     b.send(b"DONE\r\n")
     assert b.line() == b"i1 OK IDLE terminated\r\n"
     assert uid_map(a) == uid_map(b)

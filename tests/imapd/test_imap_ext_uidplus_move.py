@@ -12,7 +12,7 @@ import pytest
 
 from common.store.folders import FolderTree
 from common.store.mailbox import Mailbox
-from support.daemons import child_pids, wait_for
+from support.daemons import child_pids, session_process, wait_for
 from support.figures import note
 from support.imap import crlf, shared_imapd
 from support.site import deliver
@@ -241,8 +241,7 @@ def test_a_move_killed_midway_loses_and_doubles_nothing(shared):
     target = maildir / ".Archive" / "cur"
     before = set(child_pids(server.daemon.pid))
     client = server.raw_select()
-    child = wait_for(lambda: set(child_pids(server.daemon.pid)) - before, what="the child")
-    pid = next(iter(child))
+    pid = session_process(server.daemon, before)  # pool model: the worker serving it
     client.send(b"m1 UID MOVE 1:* Archive\r\n")
     wait_for(lambda: any(target.iterdir()), interval=0.001, what="the move to start")
     os.kill(pid, signal.SIGKILL)

@@ -12,7 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from support.daemons import BIN, child_pids, free_port, is_zombie, port_open, wait_for
+from support.daemons import (
+    BIN,
+    child_pids,
+    free_port,
+    is_zombie,
+    pooled,
+    port_open,
+    reloads,
+    session_process,
+    sessions_running,
+    wait_for,
+)
 from support.imap import Raw, crlf, message_files
 
 
@@ -27,7 +38,10 @@ def run_imapd(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def session_child(server) -> int:
-    """The pid of the one session child the master has now."""
+    """The pid of the one session child the master has now (pool model: the worker that
+    serves the newest session)."""
+    if pooled():
+        return session_process(server.daemon)
     return wait_for(
         lambda: (kids := child_pids(server.daemon.pid)) and len(kids) == 1 and kids[0],
         what="one session child",
@@ -116,8 +130,8 @@ def test_term_with_open_sessions_says_bye(imapd):
     server = imapd()
     idle = server.raw()
     selected = server.raw_select()
-    wait_for(lambda: len(child_pids(server.daemon.pid)) == 2, what="two session children")
-    kids = child_pids(server.daemon.pid)
+    wait_for(lambda: sessions_running(server.daemon.pid) == 2, what="two sessions")
+    kids = child_pids(server.daemon.pid)  # the session children, or the workers
     server.daemon.proc.send_signal(signal.SIGTERM)
     for client in (idle, selected):
         assert client.raw_line() == b"* BYE [ALERT] Server shutting down, try again later\r\n"
@@ -134,7 +148,7 @@ def test_hup_rereads_users_and_sessions_go_on(imapd, site):
     during = server.raw_select()
     users_file.write_text("dave:{PLAIN}d4ve\n")
     server.daemon.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: "configuration reloaded" in server.log(), what="reload logged")
+    wait_for(lambda: reloads(server.daemon) == 1, what="reload logged")
     during.alive()
     fresh = server.raw()
     fresh.ok("LOGIN dave d4ve")
@@ -154,7 +168,7 @@ def test_idle_timeout_says_bye(imapd):
     assert selected.raw_line().startswith(b"+ ")
     assert selected.raw_line() == b"* BYE Autologout; idle for too long\r\n"
     assert selected.closed()
-    wait_for(lambda: child_pids(server.daemon.pid) == [], what="children gone")
+    wait_for(lambda: sessions_running(server.daemon.pid) == 0, what="sessions gone")
 
 
 def test_sigkill_mid_append_leaves_no_partial_message(imapd, site):
@@ -177,13 +191,25 @@ def test_sigkill_mid_append_leaves_no_partial_message(imapd, site):
 
 
 def test_sigkill_of_one_child_leaves_the_others(imapd, site):
+    """A child killed takes its session only; in the pool model a worker killed takes its own
+    sessions, and those of the other workers go on."""
     server = imapd()
     survivor = server.raw_select()
     survivor_kid = session_child(server)
     victim = server.raw_select()
-    kid = wait_for(
-        lambda: [k for k in child_pids(server.daemon.pid) if k != survivor_kid], what="second child"
-    )[0]
+    if pooled():
+        # Open sessions until one lands in another worker than the survivor's.
+        for _ in range(50):
+            kid = session_process(server.daemon)
+            if kid != survivor_kid:
+                break
+            victim = server.raw_select()
+        assert kid != survivor_kid, "every session went to one worker"
+    else:
+        kid = wait_for(
+            lambda: [k for k in child_pids(server.daemon.pid) if k != survivor_kid],
+            what="second child",
+        )[0]
     wire = crlf(b"Subject: kept\n\nkept\n")
     survivor.ok(b"APPEND INBOX {%d+}\r\n" % len(wire) + wire)
     os.kill(kid, signal.SIGKILL)
@@ -204,5 +230,5 @@ def test_every_child_goes_away(imapd):
         if n % 3:
             client.ok("LOGOUT")
         client.close()
-    wait_for(lambda: child_pids(server.daemon.pid) == [], what="every child gone")
+    wait_for(lambda: sessions_running(server.daemon.pid) == 0, what="every session gone")
     server.assert_healthy()

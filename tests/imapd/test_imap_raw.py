@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from support.daemons import child_pids, wait_for
+from support.daemons import sessions_running, wait_for
 from support.imap import Raw, crlf, folders, message_files, shared_imapd, tree
 from support.site import deliver
 
@@ -568,5 +568,5 @@ def test_children_end_after_bad_sessions(server):
         client = server.raw()
         client.send(payload)
         client.close()
-    wait_for(lambda: child_pids(pid) == [], what="every child gone")
+    wait_for(lambda: sessions_running(pid) == 0, what="every session gone")
     server.assert_healthy()

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from support.clients import LineClient
-from support.daemons import BIN, Daemon, DaemonFactory, port_open, wait_for
+from support.daemons import BIN, Daemon, DaemonFactory, port_open, reloads, wait_for
 from support.site import MailSite
 
 pytestmark = [
@@ -542,7 +542,7 @@ def test_bad_relay_settings_on_hup_never_break_the_login(relay_site, protocol: s
     conf.write_text(rs.site.config(f"[relay]\n{BAD_SECTIONS['lock_timeout']}\n"))
     daemon.proc.send_signal(signal.SIGHUP)
     wait_for(
-        lambda: "configuration reloaded" in daemon.log() or "reload failed" in daemon.log(),
+        lambda: reloads(daemon) or reloads(daemon, "reload failed"),
         what="the reload",
     )
     login_works_despite_bad_section(rs, daemon, "127.0.0.3")

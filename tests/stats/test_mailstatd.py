@@ -350,3 +350,40 @@ def test_hup_rereads_the_config_and_keeps_the_figures(stats):
     stats.daemon.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: "reload failed" in stats.daemon.log(), what="bad reload logged")
     assert stats.totals()["connections"] == 1
+
+
+def test_sessions_of_one_process_are_told_apart_and_a_dead_worker_clears_them():
+    """Pool model: a worker's sessions share its pid and carry their session numbers; the
+    master's close without a session number (the worker died) ends all of them."""
+    collector = Collector(10)
+    for sid, user in ((1, "ida"), (2, "jan"), (3, "kim")):
+        collector.event({"e": "open", "proto": "imap", "pid": 700, "sid": sid, "addr": "a"})
+        collector.event(
+            {
+                "e": "login",
+                "proto": "imap",
+                "pid": 700,
+                "sid": sid,
+                "user": user,
+                "addr": "a",
+                "ok": True,
+            }
+        )
+    collector.event({"e": "open", "proto": "imap", "pid": 701, "sid": 4, "addr": "b"})
+    figures = collector.figures()
+    assert figures["protocols"]["imap"]["current"] == 4
+    assert [(e["user"], e["sid"]) for e in figures["logged_in"]] == [
+        ("ida", 1),
+        ("jan", 2),
+        ("kim", 3),
+    ]
+    collector.event({"e": "close", "proto": "imap", "pid": 700, "sid": 2})  # jan logs out
+    assert [e.user for e in collector.logged_in()] == ["ida", "kim"]
+    collector.event({"e": "close", "proto": "imap", "pid": 700})  # worker 700 died
+    assert collector.logged_in() == []
+    assert collector.figures()["protocols"]["imap"]["current"] == 1  # pid 701's session
+    collector.event({"e": "open", "proto": "imap", "pid": 1, "sid": -1, "addr": "a"})
+    assert collector.ignored == 1
+    restored = Collector(10)
+    restored.load_state(json.loads(json.dumps(collector.to_state())))
+    assert list(restored.live) == [("imap", 701, 4)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -15,6 +16,34 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 PORT_FLAGS = {"msmpd": "-P", "mailstatd": ""}  # the flag that sets each daemon's port
+# `pytest --process-model pool` (tests/conftest.py) runs every session daemon the tests start in
+# that process model; empty: the daemons' default (fork).
+MODEL_ENV = "MAILDAEMONS_TEST_PROCESS_MODEL"
+SESSION_DAEMONS = ("pop3d", "imapd", "imapgw", "msmpd")
+
+
+def process_model() -> str:
+    return os.environ.get(MODEL_ENV, "") or "fork"
+
+
+def pooled() -> bool:
+    return process_model() == "pool"
+
+
+def with_process_model(name: str, config: str | None, args: tuple[str, ...]) -> str | None:
+    """The test's config with `process_model` set as the run asks, unless the test chose one
+    itself (in its config, or by naming a config file of its own)."""
+    model = os.environ.get(MODEL_ENV, "")
+    if not model or name not in SESSION_DAEMONS or "-c" in args or "--config" in args:
+        return config
+    line = f"process_model = {model}\n"
+    if config is None:
+        return "[common]\n" + line
+    if "process_model" in config:
+        return config
+    if "[common]\n" in config:
+        return config.replace("[common]\n", "[common]\n" + line, 1)
+    return "[common]\n" + line + config
 
 
 def free_port() -> int:
@@ -48,6 +77,101 @@ def child_pids(pid: int) -> list[int]:
     except OSError:
         return []
     return [int(p) for p in text.split()]
+
+
+WORKER_TITLE = re.compile(rb": worker \d+ \((\d+) sessions\)")
+SESSION_LINE = re.compile(r"\[(\d+)\]: \{(\d+)\} \S+ connect$", re.M)
+
+
+def title(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0")
+    except OSError:
+        return b""
+
+
+def workers(pid: int) -> list[int]:
+    """A pool-model daemon's workers (its children whose title says so)."""
+    return [kid for kid in child_pids(pid) if WORKER_TITLE.search(title(kid))]
+
+
+def sessions_running(pid: int) -> int:
+    """Sessions a daemon serves now: its children (fork model), or what its workers' titles
+    count (pool model: `pop3d: worker 1 (3 sessions)`)."""
+    kids = child_pids(pid)
+    if not pooled():
+        return len(kids)
+    total = 0
+    for kid in kids:
+        found = WORKER_TITLE.search(title(kid))
+        total += int(found.group(1)) if found else 0
+    return total
+
+
+def session_process(daemon: Daemon, before: set[int] | None = None, timeout: float = 10.0) -> int:
+    """The process that serves the daemon's newest session: its child (fork model; one not in
+    `before`), or the worker that logged its `connect` (pool model)."""
+    if pooled():
+
+        def newest() -> int:
+            # The highest session number, not the last line: workers log concurrently.
+            found = SESSION_LINE.findall(daemon.log())
+            return int(max(found, key=lambda f: int(f[1]))[0]) if found else 0
+
+        return wait_for(newest, timeout, what="the session's worker")
+    return wait_for(
+        lambda: next(iter(set(child_pids(daemon.pid)) - (before or set())), 0),
+        timeout,
+        what="the session's child",
+    )
+
+
+CONNECT_LINE = re.compile(r"\{(\d+)\} \S+ connect$", re.M)
+
+
+def session_tokens(daemon: Daemon) -> set[int]:
+    """What tells a daemon's sessions apart: its children's pids (fork model), or the session
+    numbers of the `connect` lines in its log (pool model)."""
+    if pooled():
+        return {int(n) for n in CONNECT_LINE.findall(daemon.log())}
+    return set(child_pids(daemon.pid))
+
+
+def new_session(daemon: Daemon, before: set[int], timeout: float = 10.0) -> int:
+    """The token of a session that was not among `before`."""
+    return wait_for(
+        lambda: min(session_tokens(daemon) - before, default=0), timeout, what="the new session"
+    )
+
+
+def reloads(daemon: Daemon, line: str = "configuration reloaded") -> int:
+    """How many HUPs the daemon has taken in whole (`line` logged for each): by the master,
+    and in the pool model by every worker as well, each of which reloads on its own."""
+    log = daemon.log()
+    if not pooled():
+        return log.count(line)
+    pids = [daemon.pid, *workers(daemon.pid)]
+    return min(log.count(f"[{pid}]: {line}") for pid in pids)
+
+
+def session_ended(daemon: Daemon, token: int) -> bool:
+    """Whether the session `token` is over: its child reaped (fork model), or its own last
+    line logged (pool model: `{N} address session end`)."""
+    if pooled():
+        return re.search(rf"\{{{token}\}} \S+ session end", daemon.log()) is not None
+    return f"Dead Child pid: {token}\n" in daemon.log()
+
+
+def ended_sessions(daemon: Daemon) -> int:
+    if pooled():
+        return len(re.findall(r"\} \S+ session end", daemon.log()))
+    return daemon.log().count("Dead Child pid: ")
+
+
+def session_log(daemon: Daemon, token: int) -> str:
+    """The log lines of one session."""
+    mark = f"{{{token}}} " if pooled() else f"[{token}]: "
+    return "".join(line for line in daemon.log().splitlines(True) if mark in line)
 
 
 def is_zombie(pid: int) -> bool:
@@ -113,6 +237,7 @@ class DaemonFactory:
         port = port or free_port()
         logfile = root / f"{name}-{port}.log"
         cmd = [str(BIN / name), "-f", *args]
+        config = with_process_model(name, config, args)
         if config is not None:
             conf = root / f"{name}-{port}.conf"
             conf.write_text(config)
