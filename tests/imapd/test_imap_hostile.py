@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from support.daemons import pooled, session_process
 from support.hostile import (
     HOSTILE_NAMES,
     MIB,
@@ -100,7 +101,7 @@ def test_literals_cost_no_memory_beyond_what_arrived(imap, site):
     server = imap()
     client = server.raw_login("alice")
     client.ok("NOOP")
-    child = session_child(server.daemon.pid, "imapd: alice ")
+    child = serving(server, "alice")
     base = vm_rss_kib(child)
     client.send(b"b APPEND INBOX {%d}\r\n" % MAX_LITERAL)
     assert client.line().startswith(b"+ ")
@@ -112,7 +113,7 @@ def test_literals_cost_no_memory_beyond_what_arrived(imap, site):
 
     client = server.raw_login("bob")
     client.ok("NOOP")
-    child = session_child(server.daemon.pid, "imapd: bob ")
+    child = serving(server, "bob")
     base = vm_rss_kib(child)
     client.send(b"c APPEND INBOX {%d}\r\n" % (10 * MAX_LITERAL))
     assert client.line() == b"c BAD [TOOBIG] Literal too large\r\n"
@@ -125,6 +126,14 @@ def test_literals_cost_no_memory_beyond_what_arrived(imap, site):
     assert grown < 8 * 1024, f"{grown} KiB for a refused literal"
     client.close()
     server.assert_healthy()
+
+
+def serving(server, user: str) -> int:
+    """The process serving the user's newest session: its child (fork model, by its title) or
+    its worker (pool model)."""
+    if pooled():
+        return session_process(server.daemon)
+    return session_child(server.daemon.pid, f"imapd: {user} ")
 
 
 def mailbox_commands(name: bytes) -> list[bytes]:

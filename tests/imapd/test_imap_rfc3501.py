@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from support.daemons import child_pids, wait_for
+from support.daemons import child_pids, pooled, sessions_running, wait_for
 from support.imap import Raw, crlf, shared_imapd
 
 shared = shared_imapd("imap-rfc3501")
@@ -577,7 +577,19 @@ def titles(account) -> list[str]:
 
 def test_process_title_shows_the_user_after_login(account):
     """`ps` shows who each session is, from LOGIN or AUTHENTICATE on (setproctitle, read back
-    from /proc as ps reads it)."""
+    from /proc as ps reads it). In the pool model a worker serves many sessions: its title
+    counts them, and who each one is stands in the log (`login user=`)."""
+    if pooled():
+        running = sessions_running(account.daemon.pid)
+        clients = [account.raw_login() for _ in range(2)]
+        wait_for(
+            lambda: sessions_running(account.daemon.pid) >= running + 2,
+            what="the workers' titles counting both sessions",
+        )
+        assert f"login user={account.user}" in account.daemon.log()
+        for client in clients:
+            client.ok("LOGOUT")
+        return
     before = account.raw()
     before.ok("CAPABILITY")
     wait_for(

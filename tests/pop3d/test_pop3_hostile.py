@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from support.clients import LineClient
-from support.daemons import child_pids, wait_for
+from support.daemons import sessions_running, wait_for
 from support.hostile import (
     HOSTILE_NAMES,
     SECRET_FILE,
@@ -206,7 +206,7 @@ def test_a_thousand_silent_connections(pop3d, mailsite):
     try:
         for _ in range(count):
             socks.append(socket.create_connection(("127.0.0.1", server.port), timeout=30))
-        wait_for(lambda: len(child_pids(master)) == 20, timeout=60, what="20 sessions held")
+        wait_for(lambda: sessions_running(master) == 20, timeout=60, what="20 sessions held")
         wait_for(
             lambda: server.daemon.log().count("refused 127.0.0.1: address limit") == count - 20,
             timeout=60,

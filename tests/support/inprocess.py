@@ -58,7 +58,7 @@ class FakeIO:
         self.continuations[:0] = [data[size:]] if len(data) > size else []
         return data[:size]
 
-    def wait_readable(self, timeout: float) -> bool:
+    def wait_readable(self, timeout: float, wake: int | None = None) -> bool:
         return True  # the client always speaks at once (IDLE ends)
 
     def has_buffered_input(self) -> bool:
