@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -503,10 +504,11 @@ def test_quickstart_as_a_newcomer(tmp_path: Path) -> None:
     if not (BIN / "pop3d").exists():
         pytest.skip("the tests do not run from the project's venv")
     top = repo_copy(tmp_path / "r")
+    names = ("POP3_PORT", "IMAP_PORT", "GW_PORT", "MSMP_PORT", "POP3_TLS_PORT", "IMAP_TLS_PORT")
     free: set[int] = set()
-    while len(free) < 4:  # four different ports
+    while len(free) < len(names):  # six different ports
         free.add(free_port())
-    ports = dict(zip(("POP3_PORT", "IMAP_PORT", "GW_PORT", "MSMP_PORT"), sorted(free), strict=True))
+    ports = dict(zip(names, sorted(free), strict=True))
     env = {**os.environ, **{k: str(v) for k, v in ports.items()}}
     for var in ("MSMP_USER", "MSMP_PASSWORD"):
         env.pop(var, None)
@@ -520,6 +522,18 @@ def test_quickstart_as_a_newcomer(tmp_path: Path) -> None:
             assert pid and alive(pid), f"{name} is not running"
             pids[name] = pid
             assert f"{name}: started (pid {pid})" in first.stdout
+        # It says which ports it opened, the TLS ones with the rest.
+        assert (
+            f"pop3d: started (pid {pids['pop3d']}), port {ports['POP3_PORT']} (STLS)"
+            f" and TLS port {ports['POP3_TLS_PORT']}\n"
+        ) in first.stdout
+        assert (
+            f"imapd: started (pid {pids['imapd']}), port {ports['IMAP_PORT']} (STARTTLS)"
+            f" and TLS port {ports['IMAP_TLS_PORT']}\n"
+        ) in first.stdout
+        assert f"msmpd: started (pid {pids['msmpd']}), port {ports['MSMP_PORT']} (STLS)\n" in (
+            first.stdout
+        )
 
         lines = [line.strip() for line in first.stdout.splitlines()]
         sessions = {
@@ -528,7 +542,8 @@ def test_quickstart_as_a_newcomer(tmp_path: Path) -> None:
             if line.startswith("printf ")
             and (m := re.search(r"\| nc -N 127\.0\.0\.1 (\d+)$", line))
         }
-        assert set(sessions) == set(ports.values()), first.stdout
+        plain = ("POP3_PORT", "IMAP_PORT", "GW_PORT", "MSMP_PORT")
+        assert set(sessions) == {ports[name] for name in plain}, first.stdout
 
         pop3 = replay(sessions[ports["POP3_PORT"]], top)
         assert pop3.startswith("+OK ") and "+OK Logged in, 3 messages" in pop3
@@ -554,22 +569,45 @@ def test_quickstart_as_a_newcomer(tmp_path: Path) -> None:
         dump = json.loads(replay(f"{exports[0]}; mailstatd --dump", top))
         assert dump["protocols"]["msmp"]["logins_ok"] >= 2
 
+        # Over TLS, with the demo certificate it made for localhost: the printed sessions work
+        # and check the certificate, and the TLS ports speak TLS from the first byte.
+        cert = top / "var" / "tls" / "cert.pem"
+        assert oct((top / "var" / "tls" / "key.pem").stat().st_mode & 0o777) == "0o600"
+        tls = [line for line in lines if "openssl s_client" in line]
+        assert len(tls) == 2 and all(f"-CAfile {cert} " in line for line in tls), first.stdout
+        pop3s = replay(tls[0], top)
+        assert "+OK Logged in, 3 messages" in pop3s and "signing off" in pop3s, pop3s
+        starttls = replay(tls[1], top)
+        assert "a OK [CAPABILITY" in starttls and "b OK Logout completed" in starttls
+        assert f"msmp --tls --cafile {cert} STAT" in lines
+        assert "Total connections:" in replay(f"{exports[0]}; msmp --tls --cafile {cert} STAT", top)
+        context = ssl.create_default_context(cafile=str(cert))
+        for name, banner in (("POP3_TLS_PORT", b"+OK "), ("IMAP_TLS_PORT", b"* OK ")):
+            with (
+                socket.create_connection(("127.0.0.1", ports[name]), timeout=10) as raw,
+                context.wrap_socket(raw, server_hostname="localhost") as conn,
+            ):
+                assert conn.recv(4096).startswith(banner)
+
         second = run([str(top / "scripts/quickstart")], env=env, cwd=top, timeout=60)
         assert second.returncode == 0, second.stdout + second.stderr
         for name, pid in pids.items():
             assert f"{name}: already running (pid {pid})" in second.stdout
             assert alive(pid)
-        assert sorted(sessions.values()) == sorted(
+        assert [line for line in lines if line.startswith("printf ")] == [
             line.strip()
             for line in second.stdout.splitlines()
             if line.strip().startswith("printf ")
-        )
+        ]
 
         kill = [line for line in lines if line.startswith("kill $(cat ")]
         assert len(kill) == 1, first.stdout
         replay(kill[0], top)
         wait_for(lambda: not any(alive(pid) for pid in pids.values()), what="every daemon gone")
         wait_for(lambda: not list(run_dir.glob("*.pid")), what="every pidfile removed")
+        for port in ports.values():
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
     finally:
         for name in DAEMONS:
             stop_daemon(read_pid(run_dir / f"{name}.pid"), (name,))
@@ -577,12 +615,13 @@ def test_quickstart_as_a_newcomer(tmp_path: Path) -> None:
 
 
 def test_quickstart_without_netcat_prints_the_apt_get_line(tmp_path: Path) -> None:
-    """On a machine without nc, and no way to install it (no apt-get it may run here), the quick
-    start still starts the suite and says exactly how to get netcat."""
+    """On a machine without nc and openssl, and no way to install them (no apt-get it may run
+    here), the quick start still starts the suite, without TLS, and says exactly how to get
+    netcat and openssl."""
     if not (BIN / "pop3d").exists():
         pytest.skip("the tests do not run from the project's venv")
     top = repo_copy(tmp_path / "r")
-    hidden = {"nc", "nc.openbsd", "netcat", "apt-get"}
+    hidden = {"nc", "nc.openbsd", "netcat", "apt-get", "openssl"}
     tools = tmp_path / "bin"  # every program of /usr/bin but those
     tools.mkdir()
     for program in Path("/usr/bin").iterdir():
@@ -603,6 +642,14 @@ def test_quickstart_without_netcat_prints_the_apt_get_line(tmp_path: Path) -> No
         assert result.returncode == 0, result.stdout + result.stderr
         assert "netcat-openbsd (its Debian and Ubuntu name) is needed" in result.stderr
         assert "The nc lines above need OpenBSD netcat" in result.stdout
+        assert "openssl (its Debian and Ubuntu name) is needed for the demo TLS certificate" in (
+            result.stderr
+        )
+        assert "\nNo TLS (" in result.stdout and "openssl s_client" not in result.stdout
+        assert "tls_cert" not in (top / "var" / "maildaemons.conf").read_text()
+        assert f"pop3d: started (pid {read_pid(run_dir / 'pop3d.pid')}), port {ports[0]}\n" in (
+            result.stdout
+        )
         assert all(read_pid(run_dir / f"{name}.pid") for name in DAEMONS)
         # With apt-get there but no root and no sudo, the exact line is printed.
         (tools / "apt-get").symlink_to("/usr/bin/apt-get")
@@ -615,6 +662,10 @@ def test_quickstart_without_netcat_prints_the_apt_get_line(tmp_path: Path) -> No
         assert (
             "The Debian package netcat-openbsd is needed for the netcat sessions printed below;"
             " install it with:\n  sudo apt-get install -y --no-install-recommends netcat-openbsd\n"
+        ) in again.stderr
+        assert (
+            "The Debian package openssl is needed for the demo TLS certificate;"
+            " install it with:\n  sudo apt-get install -y --no-install-recommends openssl\n"
         ) in again.stderr
     finally:
         for name in DAEMONS:

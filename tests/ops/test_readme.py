@@ -19,7 +19,8 @@ How README is read (the rules are also in README's "Tests" section):
     terminal "TEXT" KEYS   the one command runs in a pseudo-terminal until TEXT is on the
                            screen, then gets KEYS (an interactive program such as neomutt)
 
-The default ports in commands (1110, 1143, 4711, 4321) are replaced by free ones, HOME is an empty
+The default ports in commands (1110, 1143, 4711, 4321, and the TLS ports 1995 and 1993) are
+replaced by free ones (the quick start takes them from the environment), HOME is an empty
 directory, and the suite is stopped at the end whatever happened.
 """
 
@@ -34,6 +35,7 @@ import select
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -49,8 +51,15 @@ from support.paths import REPO
 
 README = REPO / "README.md"
 BIN = Path(sys.executable).parent
-DEFAULT_PORTS = {"1110": "POP3_PORT", "1143": "IMAP_PORT", "4711": "GW_PORT", "4321": "MSMP_PORT"}
-PORT_TOKEN = re.compile(r"(?<=[ :=])(1110|1143|4711|4321)\b")
+DEFAULT_PORTS = {
+    "1110": "POP3_PORT",
+    "1143": "IMAP_PORT",
+    "4711": "GW_PORT",
+    "4321": "MSMP_PORT",
+    "1995": "POP3_TLS_PORT",
+    "1993": "IMAP_TLS_PORT",
+}
+PORT_TOKEN = re.compile(r"(?<=[ :=])(1110|1143|4711|4321|1995|1993)\b")
 MARKER = re.compile(r"^<!-- readme-test: (.*?) -->$")
 HEREDOC = re.compile(r"<<-?\s*'?\"?(\w+)'?\"?")
 EXITS = re.compile(r"\s#\s*exits (\d+)\b")
@@ -301,8 +310,9 @@ class Shell:
             os.killpg(self.proc.pid, signal.SIGKILL)
 
 
-def stop_suite(top: Path) -> None:
-    """Whatever README started and did not stop: TERM by pidfile (ours only), then wait."""
+def running(top: Path) -> dict[str, int]:
+    """The suite's daemons that run, by their pidfiles (a pid counts only if it is that daemon)."""
+    found = {}
     for name in DAEMONS:
         pidfile = top / "var" / "run" / f"{name}.pid"
         try:
@@ -311,11 +321,33 @@ def stop_suite(top: Path) -> None:
         except (OSError, ValueError, IndexError):
             continue
         if name.encode() in cmdline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 15
-            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
+            found[name] = pid
+    return found
+
+
+def stop_suite(top: Path) -> None:
+    """Whatever README started and did not stop: TERM by pidfile (ours only), then wait."""
+    for pid in running(top).values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def assert_stopped(top: Path, before: dict[str, int], ports: dict[str, int]) -> None:
+    """After `scripts/quickstart stop`: every daemon that ran is gone with its pidfile, and no
+    port the quick start opened (the TLS ones too) takes a connection."""
+    assert set(before) == set(DAEMONS), f"not all running before the stop: {before}"
+    gone = [name for name, pid in before.items() if not Path(f"/proc/{pid}").exists()]
+    assert sorted(gone) == sorted(DAEMONS), f"still running after the stop: {before}"
+    assert not list((top / "var" / "run").glob("*.pid"))
+    for name, port in ports.items():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        except ConnectionRefusedError:
+            continue
+        raise AssertionError(f"port {port} ({name}) still takes connections after the stop")
 
 
 def with_ports(text: str, ports: dict[str, int]) -> str:
@@ -323,7 +355,17 @@ def with_ports(text: str, ports: dict[str, int]) -> str:
 
 
 # The programs README's commands use besides the suite (tests/apt-packages installs them).
-PROGRAMS = ("nc", "fetchmail", "getmail", "mbsync", "offlineimap", "neomutt", "curl", "setpriv")
+PROGRAMS = (
+    "nc",
+    "openssl",
+    "fetchmail",
+    "getmail",
+    "mbsync",
+    "offlineimap",
+    "neomutt",
+    "curl",
+    "setpriv",
+)
 
 
 def test_readme_from_top_to_bottom() -> None:
@@ -332,7 +374,7 @@ def test_readme_from_top_to_bottom() -> None:
     missing = [name for name in PROGRAMS if shutil.which(name) is None]
     assert not missing, f"README uses {missing}: scripts/test installs tests/apt-packages"
     free: set[int] = set()
-    while len(free) < 4:
+    while len(free) < len(DEFAULT_PORTS):
         free.add(free_port())
     ports = dict(zip(DEFAULT_PORTS.values(), sorted(free), strict=True))
     top = fresh_copy()
@@ -347,6 +389,7 @@ def test_readme_from_top_to_bottom() -> None:
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != str(BIN))
     shell = Shell(top, env)
     ran = 0
+    stopped = False
     try:
         for block in readme_blocks():
             kind = (block.marker or "").split(":")[0].split(" ")[0]
@@ -354,6 +397,8 @@ def test_readme_from_top_to_bottom() -> None:
                 continue
             for command in block.commands:
                 text = with_ports(command.text, ports)
+                stopping = command.text.split("#")[0].strip() == "scripts/quickstart stop"
+                before = running(top) if stopping else {}
                 if kind == "terminal":
                     until, keys = shlex.split(block.marker or "")[1:3]
                     status, output = shell.terminal(text, until, keys)
@@ -370,7 +415,11 @@ def test_readme_from_top_to_bottom() -> None:
                         + "\nit printed:\n"
                         + output
                     )
+                if stopping:
+                    assert_stopped(top, before, ports)
+                    stopped = True
         assert ran >= 20, f"only {ran} commands ran"
+        assert stopped, "README never runs scripts/quickstart stop"
     finally:
         shell.close()
         stop_suite(top)
