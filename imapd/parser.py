@@ -50,6 +50,15 @@ from imapd.parser_mailbox import (
     parse_status,
 )
 from imapd.parser_search import And, Key, Not, Or, SearchArgs, SearchNode, parse_search
+from imapd.parser_sort import (
+    CancelUpdateArgs,
+    SortArgs,
+    SortKey,
+    ThreadArgs,
+    parse_cancelupdate,
+    parse_sort,
+    parse_thread,
+)
 from imapd.strings import quoted
 
 __all__ = [
@@ -118,6 +127,14 @@ __all__ = [
     "parse_select",
     "parse_setquota",
     "parse_status",
+    # SORT, THREAD, CANCELUPDATE (imapd/parser_sort.py)
+    "CancelUpdateArgs",
+    "SortArgs",
+    "SortKey",
+    "ThreadArgs",
+    "parse_cancelupdate",
+    "parse_sort",
+    "parse_thread",
     "parse_store",
 ]
 
@@ -250,6 +267,9 @@ Args = (
     | EnableArgs
     | QuotaArgs
     | CompressArgs
+    | SortArgs
+    | ThreadArgs
+    | CancelUpdateArgs
     | None
 )
 # Parses a command's arguments after its name: (reader, UID-prefixed) -> the arguments.

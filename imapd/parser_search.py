@@ -25,7 +25,18 @@ from imapd.parser_base import (
     parse_date,
 )
 
-__all__ = ["And", "Key", "Not", "Or", "SearchArgs", "SearchNode", "parse_search"]
+__all__ = [
+    "And",
+    "Key",
+    "Not",
+    "Or",
+    "ReturnOptions",
+    "SearchArgs",
+    "SearchNode",
+    "parse_return_options",
+    "parse_search",
+    "parse_search_keys",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,18 +87,28 @@ SearchNode = Key | And | Or | Not
 
 @dataclass(frozen=True, slots=True)
 class SearchArgs:
-    """SEARCH / UID SEARCH (RFC 3501 6.4.4; RFC 4731; RFC 7162 3.1.5).
+    """SEARCH / UID SEARCH (RFC 3501 6.4.4; RFC 4731; RFC 7162 3.1.5; RFC 5267 4).
 
     ``charset`` is upper-cased, None when absent (the command layer answers [BADCHARSET] for
     anything but US-ASCII and UTF-8). ``return_opts`` is None for a classic SEARCH, otherwise the
     ESEARCH options, ``RETURN ()`` read as ``("ALL",)``. ``uses_modseq`` says a MODSEQ key
-    appeared (the response then carries ``(MODSEQ n)``).
+    appeared (the response then carries ``(MODSEQ n)``). ``partial`` is the range of RETURN
+    (PARTIAL low:high) (RFC 5267 4.4), low <= high.
     """
 
     criteria: SearchNode
     charset: str | None = None
     return_opts: tuple[str, ...] | None = None
     uses_modseq: bool = False
+    partial: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnOptions:
+    """search-return-opts (RFC 4731 3.1, RFC 5267 4): upper-cased options, PARTIAL's range."""
+
+    options: tuple[str, ...]
+    partial: tuple[int, int] | None = None
 
 
 FLAG_KEYS = {
@@ -120,7 +141,7 @@ ARGUMENT_KEYS = (
         "UNKEYWORD",
     }
 )
-RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT"})
+RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "UPDATE", "CONTEXT", "PARTIAL"})
 _MODSEQ_ENTRY_TYPES = frozenset({b"PRIV", b"SHARED", b"ALL"})
 
 Rated = tuple[SearchNode, int]
@@ -130,19 +151,30 @@ Rated = tuple[SearchNode, int]
 def parse_search(reader: Reader, uid: bool) -> SearchArgs:
     """search = "SEARCH" [RETURN (...)] [SP "CHARSET" SP astring] 1*(SP search-key)."""
     del uid  # UID SEARCH differs only in what the response reports
-    return_opts = _return_opts(reader) if _next_word_is(reader, b"RETURN") else None
+    returns = None
+    if _next_word_is(reader, b"RETURN"):
+        returns = parse_return_options(reader)
+        reader.sp()
     charset = None
     if _next_word_is(reader, b"CHARSET"):
         reader.atom()
         reader.sp()
         charset = reader.astring().decode("ascii", "replace").upper()
         reader.sp()
+    criteria, uses_modseq = parse_search_keys(reader)
+    if returns is None:
+        return SearchArgs(criteria, charset, None, uses_modseq)
+    return SearchArgs(criteria, charset, returns.options, uses_modseq, returns.partial)
+
+
+def parse_search_keys(reader: Reader) -> tuple[SearchNode, bool]:
+    """1*(SP search-key) after the charset, all of which must match: (the tree, whether a
+    MODSEQ key appeared). Shared by SEARCH, SORT and THREAD."""
     parser = _SearchParser(reader)
     keys = [parser.key(0)]
     while reader.try_sp():
         keys.append(parser.key(0))
-    criteria = _check(_and(keys))[0]
-    return SearchArgs(criteria, charset, return_opts, parser.uses_modseq)
+    return _check(_and(keys))[0], parser.uses_modseq
 
 
 def _next_word_is(reader: Reader, word: bytes) -> bool:
@@ -150,18 +182,33 @@ def _next_word_is(reader: Reader, word: bytes) -> bool:
     return match is not None and match.group().upper() == word
 
 
-def _return_opts(reader: Reader) -> tuple[str, ...]:
-    """search-return-opts = "RETURN" SP "(" [opt *(SP opt)] ")" (RFC 4731 3.1)."""
-    reader.atom()
+def parse_return_options(reader: Reader) -> ReturnOptions:
+    """search-return-opts = "RETURN" SP "(" [opt *(SP opt)] ")" (RFC 4731 3.1), with UPDATE,
+    CONTEXT and PARTIAL low:high (RFC 5267 4.2-4.4); `RETURN ()` means ALL."""
+    if reader.keyword() != "RETURN":
+        raise ParseError(None, "Expected RETURN")
     reader.sp()
     options: list[str] = []
+    partial = None
     for _ in reader.paren_list():
         option = reader.keyword()
         if option not in RETURN_OPTIONS:
-            raise ParseError(None, "Unknown SEARCH RETURN option")
+            raise ParseError(None, "Unknown RETURN option")
+        if option == "PARTIAL":
+            if partial is not None:
+                raise ParseError(None, "PARTIAL given twice")
+            reader.sp()
+            partial = _partial_range(reader)
         options.append(option)
-    reader.sp()
-    return tuple(dict.fromkeys(options)) if options else ("ALL",)
+    return ReturnOptions(tuple(dict.fromkeys(options)) if options else ("ALL",), partial)
+
+
+def _partial_range(reader: Reader) -> tuple[int, int]:
+    """partial-range = nz-number ":" nz-number (RFC 5267 4.4), either way round."""
+    first = reader.nz_number()
+    reader.expect(0x3A, ":")
+    second = reader.nz_number()
+    return (min(first, second), max(first, second))
 
 
 class _SearchParser:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from common.store import SEEN, Entry, Mailbox, Snapshot
 from imapd import flags as imapflags
@@ -20,6 +21,15 @@ from imapd.parser import SeqSet
 from imapd.responses import PERMANENT_TEXT, ImapError, bad, flag_list, untagged
 
 MAX_RANGE_END = 1 << 64  # above any number a sequence set can hold
+
+
+class Watcher(Protocol):
+    """Something that reports on the view's changes too (the update contexts of RFC 5267 4,
+    imapd/contexts.py): after the other changes, and before expunges are reported."""
+
+    def updates(self, view: Selected) -> list[bytes]: ...
+
+    def expunging(self, view: Selected, uids: set[int]) -> list[bytes]: ...
 
 
 @dataclass
@@ -38,6 +48,7 @@ class Selected:
     uidnext: int = 1
     highestmodseq: int = 1
     keywords: tuple[str, ...] = ()  # as last announced in FLAGS
+    watcher: Watcher | None = None
 
     @classmethod
     def open(cls, mailbox: Mailbox, snap: Snapshot, readonly: bool) -> Selected:
@@ -65,7 +76,7 @@ class Selected:
         else:
             polled = self.mailbox.poll(claim_recent=not self.readonly)
             if polled is None:
-                return []  # nothing moved
+                return self.watched()  # nothing moved (but this session may have changed flags)
             snap = polled
         self._take(snap)
         current = {e.uid: e for e in snap.entries}
@@ -75,7 +86,11 @@ class Selected:
             out.extend(self.expunged(self.gone))
         out.extend(self._flag_changes(current))
         out.extend(self._arrivals(snap.entries))
+        out.extend(self.watched())
         return out
+
+    def watched(self) -> list[bytes]:
+        return self.watcher.updates(self) if self.watcher is not None else []
 
     def held_back(self) -> list[bytes]:
         """With QRESYNC, for a command that ends with expunges it could not report: the MODSEQs
@@ -110,6 +125,9 @@ class Selected:
         """Remove `uids` from the view; `* n EXPUNGE` for each, highest sequence number first
         so every number sent is valid at the moment it is sent, or with QRESYNC one
         `* VANISHED <uids>` naming only messages this client was told about (RFC 7162 3.2.10.2)."""
+        notes = []  # the watcher's, numbered as the client numbers the messages before this
+        if self.watcher is not None:
+            notes = self.watcher.expunging(self, {uid for uid in uids if uid in self.by_uid})
         out = []
         removed = []
         for seq in range(len(self.entries), 0, -1):
@@ -123,8 +141,8 @@ class Selected:
                 removed.append(entry.uid)
         self.gone -= uids
         if self.qresync:
-            return [vanished_line(removed, earlier=False)] if removed else []
-        return out
+            return notes + ([vanished_line(removed, earlier=False)] if removed else [])
+        return notes + out
 
     def safe_highestmodseq(self) -> int | None:
         """HIGHESTMODSEQ for a response code: the value of the last full read, and only when

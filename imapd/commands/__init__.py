@@ -12,6 +12,7 @@ from imapd.commands import (
     append,
     auth,
     compress,
+    context,
     copy,
     fetch,
     general,
@@ -19,7 +20,9 @@ from imapd.commands import (
     mailboxes,
     search,
     select,
+    sort,
     store,
+    thread,
 )
 from imapd.states import Spec
 
@@ -34,6 +37,9 @@ for _module in (
     store,
     copy,
     search,
+    sort,
+    thread,
+    context,
     idle,
     compress,
 ):
