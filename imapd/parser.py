@@ -36,6 +36,7 @@ from imapd.parser_base import (
     parse_date,
     parse_date_time,
 )
+from imapd.parser_binary import BinarySection, read_literal8
 from imapd.parser_fetch import MACROS, SIMPLE_ITEMS, BodySection, FetchArgs, FetchItem, parse_fetch
 from imapd.parser_mailbox import (
     CreateArgs,
@@ -127,6 +128,7 @@ __all__ = [
     "parse_select",
     "parse_setquota",
     "parse_status",
+    "BinarySection",
     # SORT, THREAD, CANCELUPDATE (imapd/parser_sort.py)
     "CancelUpdateArgs",
     "SortArgs",
@@ -450,9 +452,12 @@ def parse_append(reader: Reader, uid: bool) -> AppendArgs:
     if reader.peek() == 0x22:
         internal_date = parse_date_time(reader.quoted())
         reader.sp()
-    if reader.peek() != 0x7B:
+    if reader.peek() == 0x7E:  # literal8 (RFC 3516 4.3): the message may hold binary data
+        message = read_literal8(reader)
+    elif reader.peek() == 0x7B:
+        message = reader.literal()
+    else:
         raise ParseError(None, "APPEND needs the message as a literal")
-    message = reader.literal()
     reader.end()
     return AppendArgs(mailbox, flags, internal_date, message)
 

@@ -43,6 +43,7 @@ CAPABILITIES = (
     "ESORT",
     "CONTEXT=SEARCH",
     "CONTEXT=SORT",
+    "BINARY",
     "CONDSTORE",
     "QRESYNC",
     "QUOTA",

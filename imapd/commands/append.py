@@ -1,9 +1,11 @@
 """APPEND (RFC 3501 6.3.11) with APPENDUID (RFC 4315): the message appears atomically, written
-to tmp/, fsynced and renamed into cur/ (common/store Mailbox.append)."""
+to tmp/, fsynced and renamed into cur/ (common/store Mailbox.append). A message sent as a
+literal8 (BINARY, RFC 3516 4.3) has its binary parts stored in base64 (imapd/binary.py)."""
 
 from __future__ import annotations
 
 from common.store import MailboxNotFound, TooManyKeywords, to_lf
+from imapd import binary
 from imapd import flags as imapflags
 from imapd import responses as r
 from imapd.commands.base import expect, store_errors
@@ -30,7 +32,7 @@ def cmd_append(session: Session, command: Command) -> Result:
         except TooManyKeywords:
             raise ImapError("Too many keywords in this mailbox", "LIMIT") from None
         date = args.internal_date.timestamp() if args.internal_date else None
-        validity, uid = mailbox.append(to_lf(args.message), letters, date)
+        validity, uid = mailbox.append(to_lf(binary.storable(args.message)), letters, date)
     return ("APPEND completed", f"APPENDUID {validity} {uid}")
 
 

@@ -40,6 +40,7 @@ ADVERTISED = [
     "ESORT",
     "CONTEXT=SEARCH",
     "CONTEXT=SORT",
+    "BINARY",
     "CONDSTORE",
     "QRESYNC",
     "QUOTA",

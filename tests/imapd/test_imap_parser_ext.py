@@ -10,8 +10,11 @@ import pytest
 from imapd.commands import COMMANDS
 from imapd.parser import (
     And,
+    AppendArgs,
+    BinarySection,
     CancelUpdateArgs,
     Command,
+    FetchArgs,
     Key,
     Not,
     ParseError,
@@ -115,6 +118,37 @@ VALID = [
     ),
     (b"a THREAD FOO UTF-8 ALL", cmd("THREAD", ThreadArgs("FOO", "UTF-8", Key("ALL")))),
     (b'a CANCELUPDATE "a1"', cmd("CANCELUPDATE", CancelUpdateArgs(("a1",)))),
+    # BINARY (RFC 3516)
+    (
+        b"a FETCH 1 (BINARY[1.2] BINARY.PEEK[]<0.100> BINARY.SIZE[3])",
+        cmd(
+            "FETCH",
+            FetchArgs(
+                SeqSet.parse("1"),
+                (
+                    BinarySection(False, (1, 2)),
+                    BinarySection(True, (), (0, 100)),
+                    BinarySection(False, (3,), None, True),
+                ),
+            ),
+        ),
+    ),
+    (
+        b"a FETCH 1 (BINARY.PEEK[2] BINARY[2])",  # one answer: BINARY[2]
+        cmd("FETCH", FetchArgs(SeqSet.parse("1"), (BinarySection(False, (2,)),))),
+    ),
+    (
+        b"a FETCH 1 binary.peek[1]",
+        cmd("FETCH", FetchArgs(SeqSet.parse("1"), (BinarySection(True, (1,)),))),
+    ),
+    (
+        b"a APPEND INBOX ~{3}\r\na\x00b",
+        cmd("APPEND", AppendArgs("INBOX", (), None, b"a\x00b")),
+    ),
+    (
+        b"a APPEND INBOX (\\Seen) ~{2+}\r\n\r\n",
+        cmd("APPEND", AppendArgs("INBOX", ("\\Seen",), None, b"\r\n")),
+    ),
     (
         b'a CANCELUPDATE "a1" "b\\"2" "a1"',
         cmd("CANCELUPDATE", CancelUpdateArgs(("a1", 'b"2'))),
@@ -147,6 +181,18 @@ ERRORS = [
     (b"a THREAD (REFERENCES) UTF-8 ALL", "atom"),
     (b"a CANCELUPDATE", "Missing"),
     (b"a CANCELUPDATE a1", "Expected a quoted tag"),
+    (b"a FETCH 1 BINARY[1.MIME]", "Invalid binary section"),
+    (b"a FETCH 1 BINARY[TEXT]", "Expected ]"),
+    (b"a FETCH 1 BINARY[0]", "Invalid binary section"),
+    (b"a FETCH 1 BINARY[1..2]", "Invalid binary section"),
+    (b"a FETCH 1 BINARY", "Missing"),
+    (b"a FETCH 1 BINARY.SIZE", "Missing"),
+    (b"a FETCH 1 (BINARY.PEEK)", "Expected ["),
+    (b"a FETCH 1 BINARY.SIZE[1]<0.5>", "no partial"),
+    (b"a FETCH 1 BINARY[1]<5>", "Expected ."),
+    (b"a APPEND INBOX ~{5}\r\nabc", "shorter"),
+    (b"a APPEND INBOX ~5\r\nabc", "literal8"),
+    (b"a LOGIN ~{1}\r\na b", "Expected a space"),  # literal8 only where RFC 3516 allows it
 ]
 
 
