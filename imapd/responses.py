@@ -44,6 +44,9 @@ CAPABILITIES = (
     "CONTEXT=SEARCH",
     "CONTEXT=SORT",
     "BINARY",
+    "MULTIAPPEND",
+    "CATENATE",
+    "APPENDLIMIT",
     "CONDSTORE",
     "QRESYNC",
     "QUOTA",
@@ -76,8 +79,21 @@ def bad(text: str) -> ImapError:
     return ImapError(text, status="BAD")
 
 
-def capability_line(compressed: bool = False) -> str:
-    return " ".join(c for c in CAPABILITIES if not (compressed and c in ONCE_ONLY))
+def capability_line(
+    compressed: bool = False, literal_plus: bool = True, append_limit: int | None = None
+) -> str:
+    """The capabilities: LITERAL- in place of LITERAL+ when non-synchronizing literals are
+    limited (RFC 7888 5); APPENDLIMIT with the session's limit (RFC 7889 2)."""
+    out = []
+    for capability in CAPABILITIES:
+        if compressed and capability in ONCE_ONLY:
+            continue
+        if capability == "LITERAL+" and not literal_plus:
+            capability = "LITERAL-"
+        elif capability == "APPENDLIMIT" and append_limit is not None:
+            capability = f"APPENDLIMIT={append_limit}"
+        out.append(capability)
+    return " ".join(out)
 
 
 def tagged(tag: str, status: str, text: str, code: str = "") -> bytes:
@@ -126,6 +142,8 @@ BYE_LITERAL = "Literal too large"
 BYE_COMPRESSION = "Compressed data could not be decoded"
 DONE_WITHOUT_IDLE = "DONE without IDLE"
 LITERAL_TOO_LARGE = "[TOOBIG] Literal too large"
+LITERAL_MINUS = "Non-synchronizing literals over 4096 octets need LITERAL+"
+MESSAGE_TOO_LARGE = ("Message too large", "TOOBIG")
 LINE_TOO_LONG = "Command line too long"
 NO_SUCH_MAILBOX = ("Mailbox does not exist", "NONEXISTENT")
 TRYCREATE = ("Mailbox does not exist", "TRYCREATE")

@@ -318,6 +318,15 @@ class Mailbox:
         message = maildir.deliver(self.path, data, letters, subdir="cur", mtime=internal_date)
         return self._assign([message])[0]
 
+    def append_all(self, messages: list[tuple[bytes, str, float | None]]) -> tuple[int, list[int]]:
+        """Deliver several messages (data, letters, internal date) all or none, in order;
+        returns (uidvalidity, their UIDs). See maildir.deliver_all."""
+        if not messages:
+            raise ValueError("nothing to append")
+        placed = maildir.deliver_all(self.path, messages)
+        assigned = self._assign(placed)
+        return assigned[0][0], [uid for _validity, uid in assigned]
+
     def _assign(self, messages: list[MessageFile]) -> list[tuple[int, int]]:
         """Give freshly placed files their UIDs now, in order, so APPENDUID/COPYUID can name
         them."""

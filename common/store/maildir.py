@@ -222,6 +222,46 @@ def deliver(
     return MessageFile(subdir, name)
 
 
+def deliver_all(folder: Path, messages: list[tuple[bytes, str, float | None]]) -> list[MessageFile]:
+    """Write several messages (data, flags, mtime) into cur/ all or none (IMAP MULTIAPPEND,
+    RFC 3502): each is written and fsynced in tmp/ first, and only when all are there are
+    they renamed into place. On any failure the files written or placed so far are removed
+    and the error raised; a crash between the renames can leave some placed, each whole."""
+    staged: list[tuple[Path, MessageFile]] = []
+    placed: list[MessageFile] = []
+    try:
+        for data, flags, mtime in messages:
+            base = unique_name()
+            name = f"{base},S={len(data)},W={crlf_size(data)}" + flags_suffix(flags)
+            tmp = folder / "tmp" / base
+            staged.append((tmp, MessageFile("cur", name)))
+            _write_synced(tmp, data, mtime)
+        for tmp, message in staged:
+            os.rename(tmp, folder / message.relpath)
+            placed.append(message)
+    except BaseException as exc:
+        for tmp, message in staged:
+            with contextlib.suppress(OSError):
+                os.unlink(folder / message.relpath if message in placed else tmp)
+        if isinstance(exc, FileNotFoundError):
+            raise MailboxNotFound(str(folder)) from None
+        if isinstance(exc, OSError):
+            raise StoreError(f"cannot deliver into {folder}: {exc.strerror}") from None
+        raise
+    fsync_dir(folder / "cur")
+    return placed
+
+
+def _write_synced(path: Path, data: bytes, mtime: float | None) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+
+
 def remove_messages(folder: Path, messages: list[MessageFile]) -> list[MessageFile]:
     """Unlink each message; return those that could not be removed (still on disk)."""
     failed = []

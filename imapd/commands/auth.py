@@ -75,7 +75,7 @@ def log_in(session: Session, user: str, password: str | None) -> Result:
         raise ImapError("Mailbox unavailable, try again later", "UNAVAILABLE") from None
     session.tree, session.state = tree, State.AUTHENTICATED
     session.logged_in(user)
-    return (r.LOGGED_IN, f"CAPABILITY {r.capability_line()}")
+    return (r.LOGGED_IN, f"CAPABILITY {session.capability_line()}")
 
 
 def failed(session: Session, user: str) -> None:

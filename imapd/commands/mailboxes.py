@@ -41,6 +41,7 @@ from imapd.patterns import compile_pattern
 from imapd.responses import ImapError
 from imapd.session import Session
 from imapd.states import AUTHENTICATED, Result, Spec
+from imapd.statusitems import extra_status
 
 
 def cmd_create(session: Session, command: Command) -> Result:
@@ -261,7 +262,7 @@ def status_line(session: Session, name: str, items: tuple[str, ...]) -> bytes:
     else:
         mailbox, snap = session.require_tree().open(name)
     deleted = [e for e in snap.entries if TRASHED in e.letters]
-    values = {
+    values: dict[str, object] = {
         "MESSAGES": len(snap.entries),
         "RECENT": sum(1 for e in snap.entries if e.recent or e.uid in mine),
         "UIDNEXT": snap.uidnext,
@@ -273,6 +274,7 @@ def status_line(session: Session, name: str, items: tuple[str, ...]) -> bytes:
     if "DELETED-STORAGE" in items:
         # What an EXPUNGE would free, in the 1024-octet units of the STORAGE resource (RFC 9208).
         values["DELETED-STORAGE"] = mailbox.reclaimable_size(deleted) // 1024
+    values.update(extra_status(session, mailbox, snap, items))
     pairs = " ".join(f"{item} {values[item]}" for item in items if item in values)
     return b"* STATUS " + r.mailbox(name) + f" ({pairs})\r\n".encode()
 

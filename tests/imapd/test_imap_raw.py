@@ -434,11 +434,11 @@ def test_literal_larger_than_max_literal(server):
     client = server.raw_login()
     client.send(b"z1 APPEND INBOX {%d}\r\n" % (MAX_LITERAL + 1))
     line = client.line()
-    assert line == b"z1 BAD [TOOBIG] Literal too large\r\n"  # and no continuation
+    assert line == b"z1 NO [TOOBIG] Message too large\r\n"  # and no continuation
     client.alive()
     big = b"x" * (MAX_LITERAL * 3)
     client.send(b"z2 APPEND INBOX {%d+}\r\n" % len(big) + big + b"\r\n")
-    assert client.line() == b"z2 BAD [TOOBIG] Literal too large\r\n"
+    assert client.line() == b"z2 NO [TOOBIG] Message too large\r\n"
     client.alive()
     client.send(b"z3 LOGIN {%d+}\r\n" % len(big) + big + b" {3+}\r\n" + big[:3] + b"\r\n")
     assert client.line() == b"z3 BAD [TOOBIG] Literal too large\r\n"
