@@ -28,6 +28,9 @@ SIMPLE_ITEMS = frozenset(
         "RFC822.SIZE",
         "RFC822.TEXT",
         "UID",
+        "EMAILID",  # RFC 8474 5.1
+        "THREADID",  # RFC 8474 5.2
+        "SAVEDATE",  # RFC 8514 4
     }
 )
 """FETCH items without a section; they appear in ``FetchArgs.items`` as these strings."""

@@ -13,6 +13,7 @@ recursive matcher is safe.
 from __future__ import annotations
 
 import datetime
+import re
 from dataclasses import dataclass
 
 from imapd.parser_base import (
@@ -47,7 +48,9 @@ class Key:
       or a keyword as sent.
     - ``BCC BODY CC FROM SUBJECT TEXT TO``: ``text``. ``HEADER``: ``header`` (upper-cased field
       name) and ``text`` (may be empty).
-    - ``BEFORE ON SINCE`` (internal date) and ``SENTBEFORE SENTON SENTSINCE``: ``date``.
+    - ``BEFORE ON SINCE`` (internal date), ``SENTBEFORE SENTON SENTSINCE`` and
+      ``SAVEDBEFORE SAVEDON SAVEDSINCE`` (save date, RFC 8514): ``date``.
+    - ``EMAILID THREADID`` (RFC 8474): ``text`` is the object id.
     - ``LARGER SMALLER``: ``number`` (octets). ``MODSEQ``: ``number`` (RFC 7162 3.1.5; a
       per-metadata entry name, if sent, is dropped: we keep one mod-sequence per message).
     - ``UID``: ``seqset`` of UIDs. ``SEQSET``: ``seqset`` of message sequence numbers.
@@ -128,9 +131,12 @@ UNFLAG_KEYS = {
 }
 TEXT_KEYS = frozenset({"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO"})
 DATE_KEYS = frozenset({"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"})
+DATE_KEYS |= {"SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"}  # RFC 8514 5
+OBJECTID_KEYS = frozenset({"EMAILID", "THREADID"})  # RFC 8474 6
 ARGUMENT_KEYS = (
     TEXT_KEYS
     | DATE_KEYS
+    | OBJECTID_KEYS
     | {
         "HEADER",
         "KEYWORD",
@@ -143,6 +149,7 @@ ARGUMENT_KEYS = (
 )
 RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "UPDATE", "CONTEXT", "PARTIAL"})
 _MODSEQ_ENTRY_TYPES = frozenset({b"PRIV", b"SHARED", b"ALL"})
+_OBJECTID_RE = re.compile(rb"[A-Za-z0-9_-]{1,255}")  # RFC 8474 7 objectid
 
 Rated = tuple[SearchNode, int]
 """A node with its height (a Key is 0), carried so the height check costs nothing."""
@@ -285,6 +292,8 @@ class _SearchParser:
             return Not(Key("FLAG", text=flag)), 1
         if name == "ALL":
             return Key("ALL"), 0
+        if name == "SAVEDATESUPPORTED":  # RFC 8514 5: every mailbox here has save dates
+            return Key("ALL"), 0
         if name == "NEW":
             return And((Key("FLAG", text="\\Recent"), Not(Key("FLAG", text="\\Seen")))), 2
         if name == "OLD":
@@ -315,6 +324,11 @@ class _SearchParser:
             return (key, 0) if name == "KEYWORD" else (Not(key), 1)
         if name == "MODSEQ":
             return self._modseq(), 0
+        if name in OBJECTID_KEYS:
+            objectid = reader.atom()
+            if _OBJECTID_RE.fullmatch(objectid) is None:
+                raise ParseError(None, "Invalid object id")
+            return Key(name, text=objectid.decode("ascii")), 0
         raise ParseError(None, "Unknown search key")
 
     def _text(self) -> str:

@@ -26,6 +26,7 @@ from common.store.flags import INFO, SEEN, letters_of, system_letters, with_lett
 from common.store.keywords import Keywords
 from common.store.maildir import MessageFile, SizeCache
 from common.store.msgcache import MessageCache
+from common.store.objectid import mailbox_id, name_time
 from common.store.uidlist import Record, UidList, UidStore
 
 # A directory changed within this many seconds may change again within the same mtime tick.
@@ -282,6 +283,19 @@ class Mailbox:
                 return time.time()
             entry.subdir, entry.name = moved.subdir, moved.name
             return os.stat(self.path / moved.relpath).st_mtime
+
+    def save_date(self, entry: Entry) -> float:
+        """When the message was placed in this folder (SAVEDATE, RFC 8514): the time its
+        Maildir name starts with, else INTERNALDATE (common/store/objectid.py)."""
+        found = name_time(entry.key)
+        return found if found is not None else self.internal_date(entry)
+
+    def mailbox_id(self) -> str:
+        """The folder's MAILBOXID (RFC 8474), which survives RENAME (common/store/objectid.py)."""
+        try:
+            return mailbox_id(self.path)
+        except OSError as exc:
+            raise StoreError(f"cannot give {self.path} an id: {exc}") from None
 
     def set_letters(self, entry: Entry, letters: str) -> bool:
         """Rename the file so its info carries exactly `letters`; False when it vanished."""

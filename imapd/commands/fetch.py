@@ -10,7 +10,7 @@ without PEEK sets \\Seen (read-write mailboxes) and the response then carries th
 from __future__ import annotations
 
 from common.store import SEEN, Entry, StoreError, to_crlf
-from imapd import binary
+from imapd import binary, objectid
 from imapd import responses as r
 from imapd.commands.base import enable_condstore, expect, store_errors
 from imapd.message import MessageView
@@ -142,6 +142,8 @@ def simple_item(view: Selected, entry: Entry, item: str, content: Content) -> by
         return b"RFC822.SIZE %d" % view.mailbox.size(entry)
     if item == "INTERNALDATE":
         return b"INTERNALDATE " + r.internal_date(view.mailbox.internal_date(entry)).encode()
+    if item in EXTENSION_ITEMS:
+        return extension_item(view, entry, item)
     if item in CACHED_ITEMS:
         return item.encode() + b" " + content.derived(item)
     message = content.full()
@@ -175,6 +177,18 @@ def binary_data(message: MessageView, item: BinarySection) -> bytes:
         start, count = item.partial
         data = data[start : start + count]
     return (b"~" + r.literal(data)) if b"\0" in data else r.literal(data)
+
+
+EXTENSION_ITEMS = frozenset({"EMAILID", "THREADID", "SAVEDATE"})
+
+
+def extension_item(view: Selected, entry: Entry, item: str) -> bytes:
+    """EMAILID and THREADID (RFC 8474 5, imapd/objectid.py), SAVEDATE (RFC 8514 4)."""
+    if item == "EMAILID":
+        return b"EMAILID (%s)" % objectid.email_id(view, entry).encode()
+    if item == "THREADID":
+        return b"THREADID (%s)" % objectid.thread_id(view, entry).encode()
+    return b"SAVEDATE " + r.internal_date(view.mailbox.save_date(entry)).encode()
 
 
 COMMANDS = {"FETCH": Spec(parse_fetch_command, cmd_fetch, SELECTED, uid=True, may_expunge=False)}

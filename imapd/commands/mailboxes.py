@@ -57,7 +57,8 @@ def cmd_create(session: Session, command: Command) -> Result:
         tree.create(name)
         for use in command.args.use:
             tree.set_special_use(name, use)
-    return "CREATE completed"
+        # RFC 8474 4.1: the new mailbox's MAILBOXID.
+        return ("CREATE completed", f"MAILBOXID ({tree.mailbox_id(name)})")
 
 
 def without_trailing_separator(name: str) -> str:

@@ -4,6 +4,7 @@ UNSELECT (RFC 3691), EXPUNGE and UID EXPUNGE (RFC 3501 6.4.3, RFC 4315 2.1, RFC 
 from __future__ import annotations
 
 from common.store import TRASHED
+from imapd import objectid
 from imapd import responses as r
 from imapd.commands.base import expect, highestmodseq_code, store_errors
 from imapd.parser import (
@@ -74,6 +75,9 @@ def announce(session: Session, view: Selected) -> None:
     session.untagged(f"OK [UIDNEXT {view.uidnext}] Predicted next UID")
     # Every folder keeps MODSEQs in its uidlist, so HIGHESTMODSEQ always (never NOMODSEQ).
     session.untagged(f"OK [HIGHESTMODSEQ {view.highestmodseq}] Highest")
+    mailbox_id = objectid.mailbox_id_line(view)
+    if mailbox_id is not None:
+        session.send(mailbox_id)
 
 
 def resynchronize(session: Session, view: Selected, qresync: QResync) -> None:

@@ -114,7 +114,7 @@ def test_literal_plus(server):
     client.send(b"p2 APPEND INBOX {%d+}\r\n" % len(wire) + wire + b"\r\n")
     assert client.line().startswith(b"p2 OK [APPENDUID ")
     client.send(b"p3 CREATE {7+}\nFolder1\n")  # LF after the literal's announcement too
-    assert client.line() == b"p3 OK CREATE completed\r\n"
+    assert re.fullmatch(rb"p3 OK \[MAILBOXID \(F\w+\)\] CREATE completed\r\n", client.line())
     client.send(b"p4 APPEND Folder1 (\\Seen) {0+}\r\n\r\n")  # an empty message is refused
     assert client.line().startswith(b"p4 NO ")
     client.ok("LOGOUT")
