@@ -50,6 +50,7 @@ CAPABILITIES = (
     "STATUS=SIZE",
     "OBJECTID",
     "SAVEDATE",
+    "UNAUTHENTICATE",
     "CONDSTORE",
     "QRESYNC",
     "QUOTA",

@@ -23,6 +23,7 @@ from imapd.commands import (
     sort,
     store,
     thread,
+    unauthenticate,
 )
 from imapd.states import Spec
 
@@ -42,5 +43,6 @@ for _module in (
     context,
     idle,
     compress,
+    unauthenticate,
 ):
     COMMANDS.update(_module.COMMANDS)

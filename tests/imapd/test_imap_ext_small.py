@@ -47,6 +47,7 @@ ADVERTISED = [
     "STATUS=SIZE",
     "OBJECTID",
     "SAVEDATE",
+    "UNAUTHENTICATE",
     "CONDSTORE",
     "QRESYNC",
     "QUOTA",
