@@ -13,10 +13,11 @@ reply chain as long as the mailbox is no danger.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from common.store import Entry, StoreError, to_crlf
+from common.store import Entry, Mailbox, StoreError, to_crlf
 from imapd.message import MessageView
 from imapd.parser import SortKey
 from imapd.selected import Selected
@@ -28,24 +29,31 @@ FACT_FIELDS = ("DATE", "SUBJECT", "FROM", "TO", "CC", "MESSAGE-ID", "REFERENCES"
 
 Found = list[tuple[int, Entry]]  # (sequence number, entry), as imapd.search returns them
 
+# The facts decoded in this process, per open mailbox: a session that sorts again (or keeps a
+# sorted update context) decodes each message's facts once. Gone with the Mailbox object.
+_decoded: weakref.WeakKeyDictionary[Mailbox, dict[str, SortFacts]] = weakref.WeakKeyDictionary()
+
 
 def facts_of(view: Selected, entry: Entry) -> SortFacts:
-    """The sort facts of one message, from the cache or from its header (then cached). A
-    message that cannot be read any more (expunged meanwhile) has empty facts."""
-    cache = view.mailbox.cache
-    cached = cache.get(entry.key, CACHE_FIELD)
-    if cached is not None:
-        facts = SortFacts.decode(cached)
-        if facts is not None:
-            return facts
-    try:
-        header = view.mailbox.read_header(entry)
-    except (StoreError, OSError):
-        return SortFacts.from_fields({})
-    root = MessageView(to_crlf(header)).root
-    values = {name: value for name in FACT_FIELDS if (value := root.first(name)) is not None}
-    facts = SortFacts.from_fields(values)
-    cache.put(entry.key, CACHE_FIELD, facts.encode())
+    """The sort facts of one message: decoded already, in the folder's cache, or read from its
+    header (then cached). A message that cannot be read any more (expunged meanwhile) has
+    empty facts, which are not kept."""
+    memo = _decoded.setdefault(view.mailbox, {})
+    facts = memo.get(entry.key)
+    if facts is not None:
+        return facts
+    cached = view.mailbox.cache.get(entry.key, CACHE_FIELD)
+    facts = SortFacts.decode(cached) if cached is not None else None
+    if facts is None:
+        try:
+            header = view.mailbox.read_header(entry)
+        except (StoreError, OSError):
+            return SortFacts.from_fields({})
+        root = MessageView(to_crlf(header)).root
+        values = {name: value for name in FACT_FIELDS if (value := root.first(name)) is not None}
+        facts = SortFacts.from_fields(values)
+        view.mailbox.cache.put(entry.key, CACHE_FIELD, facts.encode())
+    memo[entry.key] = facts
     return facts
 
 
