@@ -36,10 +36,21 @@ DATA_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "PARTIAL"})
 
 
 def wanted_data(options: tuple[str, ...]) -> tuple[str, ...]:
-    """The result data a RETURN asks for: ALL when it names none and is no UPDATE."""
-    if not DATA_OPTIONS & set(options) and "UPDATE" not in options:
+    """The result data a RETURN asks for: ALL when it names none and is neither UPDATE nor SAVE
+    (RFC 5182 2.1: SAVE alone returns nothing)."""
+    if not DATA_OPTIONS & set(options) and not {"UPDATE", "SAVE"} & set(options):
         return ("ALL",)
     return options
+
+
+def save_result(view: Selected, options: tuple[str, ...], found: list[tuple[int, Entry]]) -> None:
+    """RETURN (SAVE) (RFC 5182 2.1): keep the result for `$`, only its first and/or last message
+    when MIN and/or MAX is asked for with it (in the result's order: a SORT's for ESORT)."""
+    if found and {"MIN", "MAX"} & set(options) and not {"ALL", "COUNT"} & set(options):
+        chosen = [found[0]] * ("MIN" in options) + [found[-1]] * ("MAX" in options)
+    else:
+        chosen = found
+    view.saved = frozenset(entry.uid for _seq, entry in chosen)
 
 
 def ordered_set(numbers: list[int]) -> str:
@@ -100,10 +111,13 @@ def freeze(node: SearchNode, view: Selected) -> SearchNode:
         return Or(tuple(freeze(n, view) for n in node.items))
     if isinstance(node, Not):
         return Not(freeze(node.item, view))
-    if node.name != "SEQSET" or node.seqset is None:
+    if node.seqset is None or not (node.name == "SEQSET" or node.seqset.saved):
         return node
     count = len(view.entries)
-    uids = [view.entries[seq - 1].uid for seq in node.seqset.iter_values(count)]
+    if node.seqset.saved:
+        uids = sorted(view.saved)
+    else:
+        uids = [view.entries[seq - 1].uid for seq in node.seqset.iter_values(count)]
     if not uids:
         return Not(Key("ALL"))
     return Key("UID", seqset=SeqSet.from_values(uids))

@@ -186,8 +186,10 @@ def _seq_match_data(reader: Reader) -> tuple[SeqSet, SeqSet]:
 
 def _starless_seqset(reader: Reader) -> SeqSet:
     seqset = reader.seqset()
-    if seqset.has_star:
-        raise ParseError(None, '"*" is not allowed here')
+    if seqset.has_star or seqset.saved:
+        raise ParseError(
+            None, '"*" is not allowed here' if seqset.has_star else '"$" is not allowed here'
+        )
     return seqset
 
 

@@ -147,7 +147,9 @@ ARGUMENT_KEYS = (
         "UNKEYWORD",
     }
 )
-RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "UPDATE", "CONTEXT", "PARTIAL"})
+RETURN_OPTIONS = frozenset(
+    {"MIN", "MAX", "ALL", "COUNT", "SAVE", "UPDATE", "CONTEXT", "PARTIAL"}
+)  # RFC 4731 3.1, RFC 5182 2.1, RFC 5267 4
 _MODSEQ_ENTRY_TYPES = frozenset({b"PRIV", b"SHARED", b"ALL"})
 _OBJECTID_RE = re.compile(rb"[A-Za-z0-9_-]{1,255}")  # RFC 8474 7 objectid
 
@@ -255,7 +257,7 @@ class _SearchParser:
         byte = reader.peek()
         if byte == 0x28:
             return self._group(depth + 1)
-        if 0x30 <= byte <= 0x39 or byte == 0x2A:
+        if 0x30 <= byte <= 0x39 or byte in (0x2A, 0x24):  # a number, "*" or "$" (RFC 5182)
             return Key("SEQSET", seqset=reader.seqset()), 0
         if byte == -1:
             raise ParseError(None, "Missing search key")

@@ -43,6 +43,7 @@ CAPABILITIES = (
     "ESORT",
     "CONTEXT=SEARCH",
     "CONTEXT=SORT",
+    "SEARCHRES",
     "BINARY",
     "MULTIAPPEND",
     "CATENATE",

@@ -32,6 +32,8 @@ class Candidate:
         """Whether `value` is in the set; each set is resolved once per SEARCH, not per message."""
         if seqset is None:
             return False
+        if seqset.saved:  # "$" names messages whether the key is UID or not (RFC 5182 2.1)
+            return self.entry.uid in self.view.saved
         ranges = self.ranges.get(id(seqset))
         if ranges is None:
             ranges = self.ranges[id(seqset)] = seqset.resolve(highest)

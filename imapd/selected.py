@@ -49,6 +49,7 @@ class Selected:
     highestmodseq: int = 1
     keywords: tuple[str, ...] = ()  # as last announced in FLAGS
     watcher: Watcher | None = None
+    saved: frozenset[int] = frozenset()  # UIDs a SEARCH RETURN (SAVE) saved: "$" (RFC 5182)
 
     @classmethod
     def open(cls, mailbox: Mailbox, snap: Snapshot, readonly: bool) -> Selected:
@@ -195,7 +196,10 @@ class Selected:
 
     def resolve(self, seqset: SeqSet, uid: bool) -> list[tuple[int, Entry]]:
         """(sequence number, entry) pairs a set names, ascending. Bad sequence numbers are BAD
-        (RFC 3501 9: a number beyond the mailbox); UIDs that do not exist are simply skipped."""
+        (RFC 3501 9: a number beyond the mailbox); UIDs that do not exist are simply skipped.
+        `$` names the saved result whichever the form (RFC 5182 2.1), expunged members gone."""
+        if seqset.saved:
+            return [(seq, e) for seq, e in enumerate(self.entries, 1) if e.uid in self.saved]
         if uid:
             highest = self.entries[-1].uid if self.entries else 0
             wanted = seqset.resolve(highest)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from common.store import Entry
 from imapd.commands.base import enable_condstore, expect
 from imapd.commands.context import start_updates
-from imapd.contexts import esearch_head, result_data, wanted_data
+from imapd.contexts import DATA_OPTIONS, esearch_head, result_data, save_result, wanted_data
 from imapd.parser import Command, SearchArgs, parse_search_command
 from imapd.responses import ImapError
 from imapd.search import search
@@ -24,14 +24,19 @@ def check_charset(charset: str | None) -> None:
 def cmd_search(session: Session, command: Command) -> Result:
     expect(command, SearchArgs)
     args = command.args
-    check_charset(args.charset)
     view = session.require_selected()
+    if args.return_opts is not None and "SAVE" in args.return_opts:
+        view.saved = frozenset()  # a SEARCH that fails saves the empty result (RFC 5182 2.1)
+    check_charset(args.charset)
     if args.uses_modseq:
         enable_condstore(session)
     found = search(view, args.criteria)
     if args.return_opts is not None:
         options = wanted_data(args.return_opts)
-        session.send(esearch_line(command, options, found, args.uses_modseq, args.partial))
+        if "SAVE" in options:
+            save_result(view, options, found)
+        if DATA_OPTIONS & set(options) or "UPDATE" in options or "SAVE" not in options:
+            session.send(esearch_line(command, options, found, args.uses_modseq, args.partial))
         if "UPDATE" in args.return_opts:
             return start_updates(session, command, args.criteria, None, found, "SEARCH completed")
         return "SEARCH completed"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from imapd.commands.base import enable_condstore, expect
 from imapd.commands.context import start_updates
 from imapd.commands.search import check_charset, esearch_line
-from imapd.contexts import wanted_data
+from imapd.contexts import DATA_OPTIONS, save_result, wanted_data
 from imapd.parser import Command, SortArgs, parse_sort
 from imapd.search import search
 from imapd.session import Session
@@ -21,16 +21,21 @@ from imapd.states import SELECTED, Result, Spec
 
 def cmd_sort(session: Session, command: Command) -> Result:
     args = expect(command, SortArgs)
-    check_charset(args.charset)
     view = session.require_selected()
+    if args.returns is not None and "SAVE" in args.returns.options:
+        view.saved = frozenset()  # a SORT that fails saves the empty result (RFC 5182 2.1)
+    check_charset(args.charset)
     if args.uses_modseq:
         enable_condstore(session)
     found = sort_messages(view, search(view, args.criteria), args.program)
     if args.returns is not None:
         options = wanted_data(args.returns.options)
-        session.send(
-            esearch_line(command, options, found, args.uses_modseq, args.returns.partial, True)
-        )
+        if "SAVE" in options:
+            save_result(view, options, found)
+        if DATA_OPTIONS & set(options) or "UPDATE" in options or "SAVE" not in options:
+            session.send(
+                esearch_line(command, options, found, args.uses_modseq, args.returns.partial, True)
+            )
         if "UPDATE" in args.returns.options:
             return start_updates(
                 session, command, args.criteria, args.program, found, "SORT completed"

@@ -40,6 +40,7 @@ ADVERTISED = [
     "ESORT",
     "CONTEXT=SEARCH",
     "CONTEXT=SORT",
+    "SEARCHRES",
     "BINARY",
     "MULTIAPPEND",
     "CATENATE",

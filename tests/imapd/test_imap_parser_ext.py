@@ -118,6 +118,18 @@ VALID = [
     ),
     (b"a THREAD FOO UTF-8 ALL", cmd("THREAD", ThreadArgs("FOO", "UTF-8", Key("ALL")))),
     (b'a CANCELUPDATE "a1"', cmd("CANCELUPDATE", CancelUpdateArgs(("a1",)))),
+    # SEARCHRES (RFC 5182)
+    (
+        b"a SEARCH RETURN (SAVE MIN) $",
+        cmd(
+            "SEARCH",
+            SearchArgs(Key("SEQSET", seqset=SeqSet((), saved=True)), None, ("SAVE", "MIN")),
+        ),
+    ),
+    (
+        b"a UID FETCH $ (FLAGS)",
+        cmd("FETCH", FetchArgs(SeqSet((), saved=True), ("UID", "FLAGS")), uid=True),
+    ),
     # BINARY (RFC 3516)
     (
         b"a FETCH 1 (BINARY[1.2] BINARY.PEEK[]<0.100> BINARY.SIZE[3])",
@@ -181,6 +193,9 @@ ERRORS = [
     (b"a THREAD (REFERENCES) UTF-8 ALL", "atom"),
     (b"a CANCELUPDATE", "Missing"),
     (b"a CANCELUPDATE a1", "Expected a quoted tag"),
+    (b"a FETCH $,1 FLAGS", "Invalid sequence set"),
+    (b"a FETCH 1:$ FLAGS", "Invalid sequence set"),
+    (b"a SELECT INBOX (QRESYNC (1 1 $))", '"$" is not allowed'),
     (b"a FETCH 1 BINARY[1.MIME]", "Invalid binary section"),
     (b"a FETCH 1 BINARY[TEXT]", "Expected ]"),
     (b"a FETCH 1 BINARY[0]", "Invalid binary section"),
