@@ -19,6 +19,7 @@ MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", 
 # Only what is complete is advertised (issue 6); each is proven by tests/imapd/test_imap_ext_*.py.
 CAPABILITIES = (
     "IMAP4rev1",
+    "IMAP4rev2",
     "LITERAL+",
     "SASL-IR",
     "AUTH=PLAIN",

@@ -39,6 +39,7 @@ class Selected:
     readonly: bool
     condstore: bool = False
     qresync: bool = False
+    rev2: bool = False  # IMAP4rev2 (imapd/rev2.py): no \Recent, $Junk and $NotJunk defined
     entries: list[Entry] = field(default_factory=list)  # by sequence number - 1
     by_uid: dict[int, Entry] = field(default_factory=dict)
     reported: dict[int, str] = field(default_factory=dict)  # uid -> letters last reported
@@ -111,9 +112,13 @@ class Selected:
         session creates a keyword in this folder."""
         keywords = self.mailbox.keywords.all()
         self.keywords = tuple(keywords)
+        defined = imapflags.defined_flags(self.mailbox.keywords)
+        if self.rev2:  # RFC 9051 2.3.2: the keywords of junk filtering (imapd/rev2.py)
+            extra = [k for k in ("$Junk", "$NotJunk") if k not in defined]
+            defined, keywords = [*defined, *extra], [*keywords, *extra]
         permanent = () if self.readonly else (*imapflags.PERMANENT_FLAGS, *keywords)
         return [
-            untagged(f"FLAGS {flag_list(imapflags.defined_flags(self.mailbox.keywords))}"),
+            untagged(f"FLAGS {flag_list(defined)}"),
             untagged(f"OK [PERMANENTFLAGS {flag_list(permanent)}] {PERMANENT_TEXT}"),
         ]
 
@@ -175,6 +180,8 @@ class Selected:
             self.reported[entry.uid] = entry.letters
             if entry.recent:
                 self.recent.add(entry.uid)
+        if self.rev2:
+            return [b"* %d EXISTS\r\n" % len(self.entries)]
         return [b"* %d EXISTS\r\n" % len(self.entries), b"* %d RECENT\r\n" % len(self.recent)]
 
     # -- lookups -------------------------------------------------------------------------------
@@ -183,7 +190,8 @@ class Selected:
         self.mailbox.save_caches({e.key for e in self.entries})
 
     def flags_of(self, entry: Entry) -> list[str]:
-        return imapflags.to_imap(entry.letters, self.mailbox.keywords, entry.uid in self.recent)
+        recent = entry.uid in self.recent and not self.rev2
+        return imapflags.to_imap(entry.letters, self.mailbox.keywords, recent)
 
     def flags_response(self, seq: int, entry: Entry, with_uid: bool) -> bytes:
         parts = []

@@ -6,6 +6,7 @@ GETQUOTAROOT, SETQUOTA answered NO) from the Maildir++ `maildirsize`."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from common.store import (
     is_inbox,
 )
 from imapd import responses as r
+from imapd import rev2
 from imapd.commands.base import enable_condstore, expect, store_errors
 from imapd.parser import (
     Command,
@@ -105,9 +107,13 @@ def cmd_unsubscribe(session: Session, command: Command) -> Result:
 def cmd_list(session: Session, command: Command) -> Result:
     """RFC 3501 6.3.8 with RFC 5258 (selection and return options, several patterns), RFC 5819
     (RETURN (STATUS ...)), RFC 6154 (SPECIAL-USE) and RFC 3348 (\\HasChildren, always sent)."""
-    expect(command, ListArgs)
+    args = expect(command, ListArgs)
+    rev2.check_status(session, args.status_items)
+    if rev2.is_rev2(session) and not args.extended and args.patterns != ("",):
+        # IMAP4rev2 has LIST-EXTENDED in its base: a mere level is \NonExistent (imapd/rev2.py).
+        args = dataclasses.replace(args, extended=True)
     with store_errors():
-        return list_mailboxes(session, command.args)
+        return list_mailboxes(session, args)
 
 
 @dataclass
@@ -244,6 +250,7 @@ def cmd_status(session: Session, command: Command) -> Result:
     """RFC 3501 6.3.10, with HIGHESTMODSEQ (RFC 7162 3.1.7, a CONDSTORE enabling command) and
     DELETED and DELETED-STORAGE (RFC 9208 4.1.4, for QUOTA=RES-MESSAGE and RES-STORAGE)."""
     expect(command, StatusArgs)
+    rev2.check_status(session, command.args.items)
     name = canonical_name(command.args.mailbox)
     if "HIGHESTMODSEQ" in command.args.items:
         enable_condstore(session)

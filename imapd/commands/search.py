@@ -3,7 +3,10 @@ UPDATE (RFC 5267 4.3, 4.4: CONTEXT=SEARCH) and the MODSEQ criterion (RFC 7162 3.
 
 from __future__ import annotations
 
+import dataclasses
+
 from common.store import Entry
+from imapd import rev2
 from imapd.commands.base import enable_condstore, expect
 from imapd.commands.context import start_updates
 from imapd.contexts import DATA_OPTIONS, esearch_head, result_data, save_result, wanted_data
@@ -22,12 +25,15 @@ def check_charset(charset: str | None) -> None:
 
 
 def cmd_search(session: Session, command: Command) -> Result:
-    expect(command, SearchArgs)
-    args = command.args
+    args = expect(command, SearchArgs)
     view = session.require_selected()
     if args.return_opts is not None and "SAVE" in args.return_opts:
         view.saved = frozenset()  # a SEARCH that fails saves the empty result (RFC 5182 2.1)
     check_charset(args.charset)
+    rev2.check_search(session, args.criteria)
+    if args.return_opts is None and view.rev2:
+        # RFC 9051 6.4.4: IMAP4rev2 answers every SEARCH with ESEARCH, ALL by default.
+        args = dataclasses.replace(args, return_opts=("ALL",))
     if args.uses_modseq:
         enable_condstore(session)
     found = search(view, args.criteria)

@@ -8,6 +8,7 @@ and UTF-8.
 
 from __future__ import annotations
 
+from imapd import rev2
 from imapd.commands.base import enable_condstore, expect
 from imapd.commands.context import start_updates
 from imapd.commands.search import check_charset, esearch_line
@@ -25,6 +26,7 @@ def cmd_sort(session: Session, command: Command) -> Result:
     if args.returns is not None and "SAVE" in args.returns.options:
         view.saved = frozenset()  # a SORT that fails saves the empty result (RFC 5182 2.1)
     check_charset(args.charset)
+    rev2.check_search(session, args.criteria)
     if args.uses_modseq:
         enable_condstore(session)
     found = sort_messages(view, search(view, args.criteria), args.program)

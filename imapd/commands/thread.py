@@ -6,6 +6,7 @@ States: selected. Replies: `* THREAD (...)...`; BAD for an algorithm not offered
 
 from __future__ import annotations
 
+from imapd import rev2
 from imapd.commands.base import enable_condstore, expect
 from imapd.commands.search import check_charset
 from imapd.parser import Command, ThreadArgs, parse_thread
@@ -24,6 +25,7 @@ def cmd_thread(session: Session, command: Command) -> Result:
     if algorithm is None:
         raise bad("Unknown threading algorithm")
     check_charset(args.charset)
+    rev2.check_search(session, args.criteria)
     view = session.require_selected()
     if args.uses_modseq:
         enable_condstore(session)

@@ -16,6 +16,7 @@ from support.site import deliver
 
 ADVERTISED = [
     "IMAP4rev1",
+    "IMAP4rev2",
     "LITERAL+",
     "SASL-IR",
     "AUTH=PLAIN",
