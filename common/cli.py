@@ -21,7 +21,8 @@ COMMON_OPTIONS = """\
   -v --version          Show the version and exit.
   -f --foreground       Stay attached and log to stderr (tests, systemd Type=simple).
   -c FILE --config=FILE
-                        Config file (default /etc/maildaemons/maildaemons.conf).
+                        Config file (default $MAILDAEMONS_CONF, else
+                        /etc/maildaemons/maildaemons.conf).
   -d DIR                Maildir base: a user's mail is DIR/<user>/.
   --users=FILE          Users file (Dovecot passwd-file format).
   --state-dir=DIR       State directory (runtime settings from MSMP SET).

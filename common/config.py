@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import configparser
 import copy
+import ipaddress
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -31,6 +32,9 @@ from typing import cast
 from common.store.atomic import atomic_write, locked
 
 DEFAULT_CONFIG = Path("/etc/maildaemons/maildaemons.conf")
+# Names the config file every command reads when -c is not given (the quick start's is
+# var/maildaemons.conf); a file named there must exist, as one named with -c must.
+CONFIG_ENV = "MAILDAEMONS_CONF"
 RUNTIME_FILE = "runtime.json"
 MAX_RUNTIME_KEY = 40
 MAX_RUNTIME_VALUE = 100
@@ -77,6 +81,24 @@ def parse_optional_seconds(text: str) -> int | None:
     return int(text)
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str) -> list[Network]:
+    """Addresses or networks (`127.0.0.0/8`, `::1`, `192.0.2.7`), as parse_list separates
+    them; host bits may be set (`10.1.2.3/8` is 10.0.0.0/8)."""
+    return [ipaddress.ip_network(item, strict=False) for item in parse_list(text)]
+
+
+def parse_optional_port(text: str) -> int | None:
+    """Empty (no such listener), or a TCP port."""
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
+        raise ValueError(text)
+    return int(text)
+
+
 STR = KeyType("str", "text", str)
 INT = KeyType("int", "a whole number", int)
 FLOAT = KeyType("float", "a number", float)
@@ -84,6 +106,8 @@ BOOL = KeyType("bool", "yes or no", parse_bool)
 PATH = KeyType("path", "a path", lambda text: Path(text).expanduser())
 LIST = KeyType("list", "a list", parse_list)
 OPTIONAL_SECONDS = KeyType("seconds", "a whole number of seconds", parse_optional_seconds)
+NETWORKS = KeyType("networks", "IP addresses or networks", parse_networks)
+OPTIONAL_PORT = KeyType("port", "a TCP port or empty", parse_optional_port)
 
 
 # -- the schema ----------------------------------------------------------------------------------
@@ -127,6 +151,20 @@ KEYS: tuple[Key, ...] = (
     _common("log_level", STR, "info", "debug, info, warning or error"),
     _common("user", STR, "", "drop to this user after binding, when started as root"),
     _common("group", STR, "", "and to this group (empty: the user's primary group)"),
+    _common("tls_cert", PATH, "", "TLS certificate, PEM, chain after it (empty: no TLS)"),
+    _common("tls_key", PATH, "", "TLS private key, PEM, not readable by everyone"),
+    _common(
+        "disable_plaintext_auth",
+        BOOL,
+        "yes",
+        "refuse passwords in clear outside TLS, except from trusted_networks",
+    ),
+    _common(
+        "trusted_networks",
+        NETWORKS,
+        "127.0.0.0/8 ::1",
+        "client networks where passwords may be sent in clear",
+    ),
     _common("auth_failure_delay", FLOAT, "2", "seconds a failed login waits for its answer"),
     _common("max_children", INT, "1000", "sessions per daemon at most (0: no limit)"),
     _common("max_per_address", INT, "20", "sessions per client address at most (0: no limit)"),
@@ -134,6 +172,7 @@ KEYS: tuple[Key, ...] = (
     _common("backlog", INT, "1024", "the listen(2) backlog"),
     _pop3d("listen", LIST, "*", "addresses to listen on ('*': every interface)"),
     _pop3d("port", INT, "110", "the TCP port"),
+    _pop3d("tls_port", OPTIONAL_PORT, "", "the implicit-TLS port, 995 by custom (empty: none)"),
     _pop3d("idle_timeout", INT, "600", "seconds an idle session is kept"),
     _pop3d("max_line", INT, "255", "the longest command line, in octets"),
     _pop3d(
@@ -148,6 +187,7 @@ KEYS: tuple[Key, ...] = (
     _pop3d("login_delay", OPTIONAL_SECONDS, "", "LOGIN-DELAY seconds, announced and enforced"),
     _imapd("listen", LIST, "*", "addresses to listen on ('*': every interface)"),
     _imapd("port", INT, "143", "the TCP port"),
+    _imapd("tls_port", OPTIONAL_PORT, "", "the implicit-TLS port, 993 by custom (empty: none)"),
     _imapd("idle_timeout", INT, "1800", "seconds before an idle session is logged out"),
     _imapd("max_line", INT, "65536", "the longest command line, in octets"),
     _imapd("max_literal", INT, "67108864", "the largest literal (APPEND message), in octets"),
@@ -166,10 +206,12 @@ KEYS: tuple[Key, ...] = (
     _imapgw("imap_timeout", FLOAT, "30", "seconds to wait for each answer of the IMAP server"),
     _imapgw("idle_timeout", FLOAT, "60", "seconds to wait for the client's purpose string"),
     _imapgw("join_mailbox_user", BOOL, "no", "select <mailbox>/<user> as seed 000 did"),
+    _imapgw("peek", BOOL, "no", "fetch with BODY.PEEK, so headers and body leave \\Seen alone"),
     _msmpd("listen", LIST, "127.0.0.1", "addresses to listen on"),
     _msmpd("port", INT, "4321", "the TCP port"),
     _msmpd("idle_timeout", INT, "600", "seconds an idle session is kept"),
     _msmpd("max_users", INT, "10000", "ADD refuses new users beyond this count"),
+    _msmpd("require_tls", BOOL, "no", "USER/PASS only over TLS, from trusted_networks too"),
     _mailstatd("max_log_entries", INT, "1000", "access-log entries kept per user"),
     _mailstatd("save_interval", FLOAT, "1", "seconds between saves of the figures"),
     _mailstatd("sweep_interval", FLOAT, "30", "seconds between sweeps of gone sessions (0: never)"),
@@ -239,16 +281,29 @@ def check_file(parser: configparser.ConfigParser, path: str | os.PathLike[str]) 
 # -- the file ------------------------------------------------------------------------------------
 
 
+def config_file(path: str | os.PathLike[str] | None = None) -> tuple[Path, bool]:
+    """The config file a command reads, and whether it was named: `-c FILE` (`path`), else
+    $MAILDAEMONS_CONF, else DEFAULT_CONFIG. This is the one place that decides it."""
+    if path:
+        return Path(path), True
+    named = os.environ.get(CONFIG_ENV, "")
+    if named:
+        return Path(named), True
+    return DEFAULT_CONFIG, False
+
+
 def read_config(path: str | os.PathLike[str] | None) -> configparser.ConfigParser:
-    """Read the INI file. A missing default file is fine; a missing file named explicitly is not."""
+    """Read the INI file. A missing default file is fine; a missing file named explicitly (with
+    -c or $MAILDAEMONS_CONF) is not."""
     parser = configparser.ConfigParser(interpolation=None, default_section="__defaults__")
-    target = Path(path) if path else DEFAULT_CONFIG
+    target, named = config_file(path)
     try:
         with open(target, encoding="utf-8") as handle:
             parser.read_file(handle)
     except FileNotFoundError:
-        if path:
-            raise ConfigError(f"config file {target} not found") from None
+        if named:
+            how = f" (from ${CONFIG_ENV})" if not path else ""
+            raise ConfigError(f"config file {target}{how} not found") from None
     except (OSError, UnicodeDecodeError, configparser.Error) as exc:
         raise ConfigError(f"config file {target}: {one_line(exc)}") from None
     return parser
@@ -339,6 +394,12 @@ class Settings:
     def path(self, name: str) -> Path:
         return cast(Path, self._typed(name, PATH))
 
+    def networks(self, name: str) -> list[Network]:
+        return cast(list[Network], self._typed(name, NETWORKS))
+
+    def optional_port(self, name: str) -> int | None:
+        return cast(int | None, self._typed(name, OPTIONAL_PORT))
+
     def optional_path(self, name: str) -> Path | None:
         """The path, or None when the value is empty."""
         return self.path(name) if self.get(name) else None
@@ -357,7 +418,7 @@ class Settings:
     def validate(self) -> None:
         """Start-up and HUP: the file names only known sections and keys, and every key this
         daemon reads parses as its type. ConfigError says what is wrong, in one line."""
-        check_file(self.parser, self.config_path or DEFAULT_CONFIG)
+        check_file(self.parser, config_file(self.config_path)[0])
         for key in keys_of(self.daemon):
             self._typed(key.name)
 
@@ -417,14 +478,18 @@ class RuntimeState:
                 return self.refresh().get(runtime_key)
         return None
 
-    def set(self, key: str, value: str) -> None:
-        """Store one runtime value atomically (read-modify-write under the state file's lock)."""
+    def set(self, key: str, value: str | None) -> None:
+        """Store one runtime value atomically (read-modify-write under the state file's lock);
+        None removes it, so the config file's value is in force again."""
         if key not in RUNTIME_KEYS:
             raise ConfigError(f"invalid runtime key {key!r}")
         self.file.parent.mkdir(parents=True, exist_ok=True)
         with locked(self.file):
             values = dict(self._load())
-            values[key] = value
+            if value is None:
+                values.pop(key, None)
+            else:
+                values[key] = value
             text = json.dumps(values, indent=1, sort_keys=True) + "\n"
             atomic_write(self.file, text.encode(), mode=0o644)
         self._stamp = None

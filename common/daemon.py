@@ -1,9 +1,10 @@
 """Becoming a daemon: the start-up contract of DESIGN.md on python-daemon and lockfile.
 
 Everything that can fail happens first, while stderr is still the terminal: config, users file,
-stale pidfile, bind. Then the launcher forks; its child opens the `DaemonContext` (double fork,
-setsid, umask 077, stdio to /dev/null, pidfile through `TimeoutPIDLockFile`), sets up logging and
-writes "ok" on the readiness pipe. The launcher exits 0 only after that "ok"; otherwise it prints
+TLS key, stale pidfile, bind. Then the launcher forks; its child drops root's privileges (when
+started as root with `user` set), opens the `DaemonContext` (double fork, setsid, umask 077, stdio
+to /dev/null, pidfile through `TimeoutPIDLockFile`), sets up logging and writes "ok" on the
+readiness pipe. The launcher exits 0 only after that "ok"; otherwise it prints
 the one error line it got and exits 1, leaving no pidfile and no process behind.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import grp
+import logging
 import os
 import pwd
 import socket
@@ -91,13 +93,23 @@ def prepare_run_dir(directory: Path, uid: int | None, gid: int | None) -> None:
 
 
 def drop_privileges(uid: int | None, gid: int | None) -> None:
+    """Become `user` and `group` for good, before anything is accepted: the supplementary
+    groups cleared first (root's must not stay, and none of the user's are wanted), then the
+    group, then the user (real, effective and saved: root cannot come back)."""
     if uid is None or gid is None:
         return
-    name = pwd.getpwuid(uid).pw_name
     os.setgroups([])
-    os.initgroups(name, gid)
     os.setgid(gid)
     os.setuid(uid)
+
+
+def warn_if_root(settings: Settings) -> None:
+    """Still root after the drop: no `user` was set. Say so once, naming the key."""
+    if os.geteuid() == 0:
+        logging.getLogger(settings.daemon).warning(
+            "running as root without 'user': sessions run as root too; "
+            "set user in [common] (for example user = maildaemons)"
+        )
 
 
 def run(
@@ -142,6 +154,7 @@ def run_foreground(start: Start) -> int:
     settings = start.settings
     logs.setup(settings.daemon, "stderr", settings.get("log_level"))
     drop_privileges(start.uid, start.gid)
+    warn_if_root(settings)
     pidfile = settings.optional_path("pidfile")
     if pidfile:
         pidfile.write_text(f"{os.getpid()}\n")
@@ -183,23 +196,23 @@ def wait_until_ready(program: str, pid: int, ready_r: int) -> int:
 
 def become_daemon(start: Start, ready_w: int) -> int:
     """Runs in the launcher's child; returns only in the final daemon process."""
-    settings, uid, gid = start.settings, start.uid, start.gid
-    pidfile = settings.pidfile
-    context = daemon.DaemonContext(
-        detach_process=True,
-        umask=0o077,
-        working_directory="/",
-        files_preserve=[s.fileno() for s in start.keep] + [ready_w],
-        pidfile=daemon.pidfile.TimeoutPIDLockFile(str(pidfile), PIDFILE_TIMEOUT),
-        signal_map={},
-        uid=uid,
-        gid=gid,
-        initgroups=uid is not None,
-    )
+    settings = start.settings
     try:
+        # Dropped here, not by DaemonContext: its initgroups adds the user's groups and never
+        # calls setgid. The pidfile is then written as the user, in the run dir given to it.
+        drop_privileges(start.uid, start.gid)
+        context = daemon.DaemonContext(
+            detach_process=True,
+            umask=0o077,
+            working_directory="/",
+            files_preserve=[s.fileno() for s in start.keep] + [ready_w],
+            pidfile=daemon.pidfile.TimeoutPIDLockFile(str(settings.pidfile), PIDFILE_TIMEOUT),
+            signal_map={},
+        )
         context.open()
         target = settings.get("log") if settings.get("log") else "syslog"
         logs.setup(settings.daemon, target, settings.get("log_level"))
+        warn_if_root(settings)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.write(ready_w, f"{one_line(exc)}\n".encode())

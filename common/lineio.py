@@ -9,6 +9,11 @@ Optionally the stream is compressed both ways (IMAP COMPRESS=DEFLATE, RFC 4978):
 (zlib wbits -15), each flush ending in a Z_SYNC_FLUSH so the client can decode every reply at
 once. It starts with `start_compression()` once the command's tagged OK is on the wire; the limits
 apply to the decompressed data, and byte counts are what crossed the wire.
+
+TLS (`start_tls()`, common/tls.py) sits below compression: once it is on, everything read and
+written goes through the TLS channel, the socket is still what is polled, and the byte counts are
+still the socket's. Input buffered before the switch is discarded unread (RFC 3501 6.2.1, RFC 2595
+4: a command pipelined after STARTTLS/STLS must not run as if it had come over TLS).
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ import contextlib
 import os
 import select
 import socket
+import ssl
 import zlib
+
+from common.tls import TlsChannel
 
 RECV_SIZE = 65536
 FLUSH_THRESHOLD = 65536
@@ -47,6 +55,10 @@ class CompressionError(Exception):
     """The client's compressed stream cannot be decoded: the session cannot go on."""
 
 
+class HandshakeFailed(ConnectionClosed):
+    """The TLS handshake failed or timed out; nothing more can be said to the client."""
+
+
 class LineIO:
     """Line reader and buffered writer over a connected, blocking socket."""
 
@@ -59,8 +71,9 @@ class LineIO:
         self.max_line = max_line
         self.timeout = timeout
         self.interrupt_fd = interrupt_fd
-        self.bytes_in = 0
-        self.bytes_out = 0
+        self._bytes_in = 0  # before TLS; then the channel counts
+        self._bytes_out = 0
+        self._tls: TlsChannel | None = None
         self._inbuf = bytearray()
         self._outbuf: list[bytes] = []
         self._outlen = 0
@@ -70,6 +83,15 @@ class LineIO:
         self._poll.register(sock.fileno(), select.POLLIN | select.POLLPRI)
         if interrupt_fd is not None:
             self._poll.register(interrupt_fd, select.POLLIN)
+
+    @property
+    def bytes_in(self) -> int:
+        """Bytes read from the wire (compressed, encrypted: as they crossed it)."""
+        return self._bytes_in + (self._tls.wire_in if self._tls is not None else 0)
+
+    @property
+    def bytes_out(self) -> int:
+        return self._bytes_out + (self._tls.wire_out if self._tls is not None else 0)
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -124,17 +146,48 @@ class LineIO:
             return
         if not self._wait(self.timeout):
             raise SessionTimeout
-        try:
-            data = self.sock.recv(RECV_SIZE)
-        except (ConnectionError, TimeoutError, OSError) as exc:
-            raise ConnectionClosed(str(exc)) from None
+        data = self._receive()
+        if data is None:  # a TLS record is not complete yet: wait for the rest
+            return
         if not data:
             raise ConnectionClosed("EOF")
-        self.bytes_in += len(data)
         if self._inflate is None:
             self._inbuf += data
         else:
             self._inflate_into(data)
+
+    def _receive(self) -> bytes | None:
+        """One read from the socket (it is readable): the data, b"" at EOF, None when TLS
+        needs more of a record."""
+        try:
+            if self._tls is not None:
+                return self._tls.recv()
+            data = self.sock.recv(RECV_SIZE)
+        except (ConnectionError, TimeoutError, OSError) as exc:  # ssl.SSLError too
+            raise ConnectionClosed(str(exc)) from None
+        self._bytes_in += len(data)
+        return data
+
+    # -- TLS (RFC 3501 6.2.1, RFC 2595 4, RFC 8314) -------------------------------------------
+
+    @property
+    def tls(self) -> bool:
+        return self._tls is not None
+
+    def start_tls(self, context: ssl.SSLContext, timeout: float) -> str:
+        """Flush the replies, discard whatever the client sent after its command, and do the
+        server handshake within `timeout` seconds. Returns the protocol and cipher for the log;
+        raises HandshakeFailed (or Interrupted, when TERM comes first)."""
+        if self._tls is not None or self._deflate is not None:
+            raise RuntimeError("TLS must start on a plain, uncompressed connection")
+        self.flush()
+        self._inbuf.clear()
+        self._tls = TlsChannel(self.sock, context)
+        try:
+            self._tls.handshake(self._wait, timeout)
+        except (ssl.SSLError, ConnectionError, TimeoutError, OSError) as exc:
+            raise HandshakeFailed(handshake_error(exc)) from None
+        return self._tls.describe()
 
     # -- compression (RFC 4978) ----------------------------------------------------------------
 
@@ -170,8 +223,7 @@ class LineIO:
 
     def _wait(self, timeout: float) -> bool:
         """Wait for the socket; raise Interrupted when the wakeup fd fires first."""
-        pending = getattr(self.sock, "pending", None)
-        if (pending is not None and pending()) or self._inflate_pending():
+        if (self._tls is not None and self._tls.pending()) or self._inflate_pending():
             return True
         events = self._poll.poll(max(0.0, timeout) * 1000.0)
         if not events:
@@ -199,10 +251,13 @@ class LineIO:
         if self._deflate is not None:
             data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
         try:
+            if self._tls is not None:
+                self._tls.sendall(data)
+                return
             self.sock.sendall(data)
-        except (ConnectionError, TimeoutError, OSError) as exc:
+        except (ConnectionError, TimeoutError, OSError) as exc:  # ssl.SSLError too
             raise ConnectionClosed(str(exc)) from None
-        self.bytes_out += len(data)
+        self._bytes_out += len(data)
 
     def close(self) -> None:
         try:
@@ -210,9 +265,21 @@ class LineIO:
         except ConnectionClosed:
             pass
         finally:
+            if self._tls is not None:
+                self._tls.close()
             with contextlib.suppress(OSError):
                 self.sock.shutdown(socket.SHUT_RDWR)
             self.sock.close()
+
+
+def handshake_error(exc: BaseException) -> str:
+    """One line on why a handshake failed: OpenSSL's reason (`WRONG_VERSION_NUMBER` for
+    plaintext on a TLS port, `UNSUPPORTED_PROTOCOL` for TLS 1.1) or the socket's."""
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason)
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def drain(fd: int) -> bytes:

@@ -87,6 +87,12 @@ def escaped(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def escaped_bytes(data: bytes) -> str:
+    """Bytes from the network for one log line: UTF-8 where they are, each other byte as
+    `\\xNN` (never U+FFFD, which would hide what was sent), controls escaped as `escaped()`."""
+    return escaped(data.decode("utf-8", "backslashreplace"))
+
+
 class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     """Prefixes every line with `{session} address`."""
 

@@ -2,8 +2,10 @@
 
 The master owns the listeners, the `children` table, the limits and the signals, and does no
 protocol work: a child gets the connected socket, runs the daemon's handler and ends with
-`os._exit`. Signal handlers are no-ops that only wake the loop through `signal.set_wakeup_fd`; the
-loop drains the wakeup socket and calls `on_<signal>()` (seed 000's `tomb()` is `_reap`).
+`os._exit`. A listener may be an implicit-TLS one (imaps, pop3s): the handler is told, and the
+child does the handshake, never the master. Signal handlers are no-ops that only wake the loop
+through `signal.set_wakeup_fd`; the loop drains the wakeup socket and calls `on_<signal>()`
+(seed 000's `tomb()` is `_reap`).
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ MASTER_SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT, 
 ACCEPTS_PER_WAKE = 64
 FAST_STOP_GRACE = 1.0
 
-# conn, client address, session number, interrupt fd -> exit status
-Handler = Callable[[socket.socket, str, int, int], int]
+# conn, client address, session number, interrupt fd, accepted on a TLS listener -> exit status
+Handler = Callable[[socket.socket, str, int, int, bool], int]
 # reason ('children' or 'address') -> the protocol's one-line refusal
 BusyReply = Callable[[str], bytes]
 
@@ -153,10 +155,12 @@ class ForkingServer:
         on_reload: Callable[[], tuple[Limits, StatsClient]] | None = None,
         on_child_start: Callable[[], None] | None = None,
         program: str | None = None,
+        tls_listeners: list[socket.socket] | None = None,  # implicit TLS; also in `listeners`
     ) -> None:
         self.protocol = protocol
         self.program = program or protocol
         self.listeners = listeners
+        self.tls_fds = frozenset(sock.fileno() for sock in tls_listeners or [])
         self.handler = handler
         self.log = log
         self.stats = stats
@@ -179,7 +183,13 @@ class ForkingServer:
         self.selector.register(self.wakeup, selectors.EVENT_READ)
         for sock in self.listeners:
             self.selector.register(sock, selectors.EVENT_READ)
-        self.log.info("listening on %s", ", ".join(describe(s) for s in self.listeners))
+        self.log.info(
+            "listening on %s",
+            ", ".join(
+                describe(s) + (" (TLS)" if s.fileno() in self.tls_fds else "")
+                for s in self.listeners
+            ),
+        )
         self._title()
         # Everything allocated so far is shared with every child: keep the collector from
         # touching (and so copying) those pages in a child.
@@ -253,6 +263,7 @@ class ForkingServer:
     # -- accepting ---------------------------------------------------------------------------
 
     def _accept_all(self, listener: socket.socket) -> None:
+        tls = listener.fileno() in self.tls_fds
         for _ in range(ACCEPTS_PER_WAKE):
             try:
                 conn, peer = listener.accept()
@@ -262,12 +273,12 @@ class ForkingServer:
                 # EMFILE, ENOBUFS, ECONNABORTED: log and keep serving the others.
                 self.log.warning("accept failed: %s", exc)
                 return
-            self._start_session(conn, client_address(peer))
+            self._start_session(conn, client_address(peer), tls)
 
-    def _start_session(self, conn: socket.socket, address: str) -> None:
+    def _start_session(self, conn: socket.socket, address: str, tls: bool = False) -> None:
         refusal = self._refusal(address)
         if refusal:
-            self._refuse(conn, address, refusal)
+            self._refuse(conn, address, refusal, tls)
             return
         self.sessions += 1
         session = self.sessions
@@ -282,10 +293,10 @@ class ForkingServer:
         except OSError as exc:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
             self.log.error("fork failed: %s", exc)
-            self._refuse(conn, address, "children")
+            self._refuse(conn, address, "children", tls)
             return
         if pid == 0:
-            self._run_child(conn, address, session)
+            self._run_child(conn, address, session, tls)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         conn.close()
         self.children[pid] = Child(pid, address, session, time.time())
@@ -301,11 +312,14 @@ class ForkingServer:
             return "address"
         return ""
 
-    def _refuse(self, conn: socket.socket, address: str, reason: str) -> None:
+    def _refuse(self, conn: socket.socket, address: str, reason: str, tls: bool = False) -> None:
+        """The protocol's busy line, then close. A TLS port's client expects a handshake, and
+        the master does none: it is closed without a word in clear."""
         self.log.warning("refused %s: %s limit reached", address, reason)
         try:
-            conn.setblocking(False)
-            conn.send(self.busy_reply(reason))
+            if not tls:
+                conn.setblocking(False)
+                conn.send(self.busy_reply(reason))
         except OSError:
             pass
         finally:
@@ -313,12 +327,12 @@ class ForkingServer:
 
     # -- the child ---------------------------------------------------------------------------
 
-    def _run_child(self, conn: socket.socket, address: str, session: int) -> None:
+    def _run_child(self, conn: socket.socket, address: str, session: int, tls: bool) -> None:
         code = 1
         try:
             interrupt = self._become_child()
             set_title(self.program, f"{address} connect")
-            code = self.handler(conn, address, session, interrupt.fileno())
+            code = self.handler(conn, address, session, interrupt.fileno(), tls)
         except BaseException:
             with contextlib.suppress(BaseException):
                 self.log.error(

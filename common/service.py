@@ -3,20 +3,26 @@ state, HUP reload, and the forking server wired to the daemon's session handler.
 
 A daemon supplies a `Protocol` (its name, how to build a per-connection handler and its refusal
 line); this module does the rest the same way for pop3d, imapd, imapgw and msmpd.
+
+A protocol that speaks TLS gets its context built here from `tls_cert`/`tls_key` before the
+privilege drop (a bad one stops the start with one line) and again on HUP (a bad one then keeps
+the old context and logs why), and its implicit-TLS listener on `tls_port` beside the plain one.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import ssl
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import cli, daemon, logs, relay
-from common.config import ConfigError, Settings, read_config
+from common import cli, daemon, logs, relay, tls
+from common.config import ConfigError, Settings, key_for, read_config
 from common.lineio import LineIO
 from common.logs import SessionLog
 from common.server import BusyReply, ForkingServer, Handler, Limits, bind_listeners
@@ -43,6 +49,7 @@ class Protocol:
     inline_users_flag: str = "-u"
     # Start-up (and HUP) checks beyond the schema's types; raises ConfigError.
     check: Callable[[Settings], None] | None = None
+    tls: bool = False  # STARTTLS/STLS and `tls_port` (common/tls.py)
 
 
 @dataclass
@@ -59,6 +66,8 @@ class MasterState:
     relay: relay.RelaySettings | None = None
     # Taken before detaching: the daemon's working directory becomes "/".
     start_dir: Path = field(default_factory=Path.cwd)
+    tls: ssl.SSLContext | None = None  # built before the privilege drop, again on HUP
+    tls_listening: bool = False  # an implicit-TLS listener is bound (it stays until restart)
 
     def __post_init__(self) -> None:
         self.relay = relay.daemon_settings(self.settings, self.log)
@@ -69,7 +78,9 @@ class MasterState:
         hooks: list[Callable[[Session], None]] = []
         if self.protocol.opens_relay and self.relay is not None:
             hooks.append(self.open_relay)
-        return Services(self.settings, self.users, self.stats, self.log, self.start_dir, hooks)
+        return Services(
+            self.settings, self.users, self.stats, self.log, self.start_dir, hooks, self.tls
+        )
 
     def open_relay(self, session: Session) -> None:
         if self.relay is not None:
@@ -93,7 +104,70 @@ class MasterState:
             logs.setup(settings.daemon, target, settings.get("log_level"))
         logs.reopen()
         self.log.info("configuration reloaded")
+        self.reload_tls(settings)
         return new_limits, self.stats
+
+    def reload_tls(self, settings: Settings) -> None:
+        """HUP: a renewed certificate is read again; one that cannot be used keeps the old
+        context, with one line saying why."""
+        if not self.protocol.tls:
+            return
+        try:
+            context = tls_context(settings)
+        except ConfigError as exc:
+            self.log.error(
+                "TLS not reloaded, keeping the old certificate: %s%s", exc, key_hint(settings)
+            )
+            return
+        if context is None and self.tls_listening:
+            self.log.error(
+                "TLS not reloaded, keeping the old certificate: tls_cert is empty but the "
+                "TLS port stays open until a restart"
+            )
+            return
+        self.tls = context
+
+
+def key_hint(settings: Settings) -> str:
+    """Why files readable at start-up may not be on HUP: the master runs as `user` now."""
+    paths = [settings.optional_path("tls_cert"), settings.optional_path("tls_key")]
+    if os.geteuid() == 0 or all(p is None or os.access(p, os.R_OK) for p in paths):
+        return ""
+    who = settings.get("user") or f"uid {os.geteuid()}"
+    return f" (the daemon runs as {who} now: a reload needs the certificate and key readable by it)"
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The server context from tls_cert and tls_key; None when they are empty."""
+    cert, key = settings.optional_path("tls_cert"), settings.optional_path("tls_key")
+    if cert is None or key is None:
+        return None
+    try:
+        return tls.server_context(cert, key)
+    except tls.TlsConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def tls_port(settings: Settings) -> int | None:
+    """The implicit-TLS port of a daemon that has the key (None: no TLS listener)."""
+    if key_for(settings.daemon, "tls_port") is None:
+        return None
+    return settings.optional_port("tls_port")
+
+
+def check_tls(settings: Settings) -> None:
+    """Start-up and HUP: the TLS keys make sense together."""
+    cert, key = settings.optional_path("tls_cert"), settings.optional_path("tls_key")
+    if (cert is None) != (key is None):
+        raise ConfigError("tls_cert and tls_key go together: set both or neither")
+    port = tls_port(settings)
+    if port is not None and cert is None:
+        raise ConfigError("tls_port is set but tls_cert and tls_key are not")
+    if port is not None and port == settings.get_int("port"):
+        raise ConfigError(f"tls_port {port} is the plain port too")
+    needs_tls = key_for(settings.daemon, "require_tls") and settings.get_bool("require_tls")
+    if needs_tls and cert is None:
+        raise ConfigError("require_tls needs tls_cert and tls_key")
 
 
 def session_handler(state: MasterState) -> Handler:
@@ -104,13 +178,16 @@ def session_handler(state: MasterState) -> Handler:
         raise TypeError(f"{protocol.daemon} has no session class")
     make_session, max_line = protocol.session, protocol.max_line
 
-    def handle(conn: socket.socket, address: str, number: int, interrupt_fd: int) -> int:
+    def handle(conn: socket.socket, address: str, number: int, interrupt_fd: int, tls: bool) -> int:
         settings = state.settings
         io = LineIO(conn, max_line(settings), settings.get_float("idle_timeout"), interrupt_fd)
         log = SessionLog(state.log, number, address)
-        log.info("connect")
+        log.info("connect" + (" (TLS port)" if tls else ""))
         services = state.session_services()
-        return make_session(io, services, address, number, log, protocol.commands).run()
+        session = make_session(
+            io, services, address, number, log, protocol.commands, implicit_tls=tls
+        )
+        return session.run()
 
     return handle
 
@@ -129,6 +206,8 @@ def load_settings(protocol: Protocol, args: dict[str, Any]) -> Settings:
     parser = read_config(config_path)
     settings = Settings(protocol.daemon, parser, cli.overrides(args, protocol.flags), config_path)
     settings.validate()
+    if protocol.tls:
+        check_tls(settings)
     if protocol.check is not None:
         protocol.check(settings)
     return settings
@@ -162,6 +241,8 @@ def main(protocol: Protocol, args: dict[str, Any]) -> int:
     try:
         settings = load_settings(protocol, args)
         users = load_users(protocol, settings, args)
+        # Read now, as root when started so: a key only root may read is read before the drop.
+        context = tls_context(settings) if protocol.tls else None
     except ConfigError as exc:
         print(f"{protocol.daemon}: {exc}", file=sys.stderr)
         return 1
@@ -172,12 +253,23 @@ def main(protocol: Protocol, args: dict[str, Any]) -> int:
         StatsClient(settings.stats_socket),
         logging.getLogger(protocol.daemon),
         args,
+        tls=context,
     )
+    tls_listeners: list[socket.socket] = []
 
     def prepare() -> list[socket.socket]:
-        return bind_listeners(
-            settings.listen_addresses(), settings.get_int("port"), settings.get_int("backlog")
-        )
+        addresses, backlog = settings.listen_addresses(), settings.get_int("backlog")
+        plain = bind_listeners(addresses, settings.get_int("port"), backlog)
+        port = tls_port(settings) if protocol.tls else None
+        if port is not None:
+            try:
+                tls_listeners.extend(bind_listeners(addresses, port, backlog))
+            except OSError:
+                for sock in plain:
+                    sock.close()
+                raise
+            state.tls_listening = True
+        return plain + tls_listeners
 
     def serve(listeners: list[socket.socket]) -> int:
         server = ForkingServer(
@@ -191,6 +283,7 @@ def main(protocol: Protocol, args: dict[str, Any]) -> int:
             on_reload=state.reload,
             on_child_start=state.child_started,
             program=protocol.daemon,
+            tls_listeners=tls_listeners,
         )
         return server.serve_forever()
 

@@ -7,13 +7,21 @@ input hook) and how one command is dispatched. The loop ends every session the s
 timeout, a TERM from the master, a vanished client, a protocol's own reason (`SessionEnd`) or a
 crash each get their goodbye, and the session's bytes reach the stats collector (STYLE.md "Error
 handling"). The connection itself is `common/lineio.LineIO`; a session never touches the socket.
+
+TLS has one switch for every protocol, `start_tls()`: a STARTTLS/STLS handler sets `tls_due`
+and the loop switches once that command's OK is on the wire (RFC 3501 6.2.1, RFC 2595 4); an
+implicit-TLS connection (RFC 8314) switches before the greeting. Whether a password may cross the
+connection in clear is decided here too (`plaintext_allowed`): over TLS, or from an address in
+`trusted_networks`, or when `disable_plaintext_auth` is off.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,10 +29,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar
 
-from common.config import Settings
+from common.config import Network, Settings
 from common.lineio import (
     CompressionError,
     ConnectionClosed,
+    HandshakeFailed,
     Interrupted,
     LineIO,
     LineTooLong,
@@ -33,6 +42,7 @@ from common.lineio import (
 from common.logs import SessionLog, printable
 from common.proctitle import set_title
 from common.stats import StatsClient
+from common.tls import HANDSHAKE_TIMEOUT
 from common.users import UserDB
 
 
@@ -47,6 +57,8 @@ class Services:
     start_dir: Path  # the daemon's start-up directory (a daemon's own working directory is /)
     # Run once the login's success reply has been sent (the SMTP relay, seed 002).
     after_login: list[Callable[[Session], None]] = field(default_factory=list)
+    # The server's TLS context when tls_cert and tls_key are configured (common/tls.py).
+    tls: ssl.SSLContext | None = None
 
 
 class ReplyError(Exception):
@@ -103,6 +115,8 @@ class Session:
         number: int,
         log: SessionLog,
         commands: Mapping[str, Any],
+        *,
+        implicit_tls: bool = False,  # accepted on a TLS port: handshake before the greeting
     ) -> None:
         self.io = io
         self.commands = commands  # the protocol's one command table
@@ -115,6 +129,8 @@ class Session:
         self.auth_failures = 0
         self.finished = False
         self.hooks_due = False
+        self.implicit_tls = implicit_tls
+        self.tls_due = False  # STARTTLS/STLS succeeded: TLS from right after its OK
         self.started = time.monotonic()
         self.prepare()
 
@@ -154,8 +170,10 @@ class Session:
 
     def run(self) -> int:
         """Serve the connection to its end; returns the process exit status."""
-        self.send(self.greeting())
         try:
+            if self.implicit_tls:
+                self.start_tls()
+            self.send(self.greeting())
             while not self.finished:
                 self.next_command()
             self.io.flush()
@@ -167,6 +185,8 @@ class Session:
             self.goodbye(self.GOODBYES.shutdown, "server shutting down")
         except CompressionError as exc:
             self.goodbye(self.GOODBYES.bad_compression, f"bad compressed data: {exc}")
+        except HandshakeFailed as exc:
+            self.log.info("TLS handshake failed: %s", exc)
         except ConnectionClosed:
             self.log.info("connection closed by client")
         except Exception:
@@ -187,6 +207,8 @@ class Session:
             self.bad_command(refused.reply)
             return
         self.dispatch(raw)
+        if self.tls_due:
+            self.start_tls()
         if self.hooks_due:
             self.run_after_login_hooks()
 
@@ -228,7 +250,43 @@ class Session:
         """The process title: who, from where, doing what (`ps` shows each session)."""
         set_title(self.PROGRAM, f"{self.user or '-'} {self.address} {doing}")
 
+    # -- TLS -----------------------------------------------------------------------------------
+
+    @property
+    def tls(self) -> bool:
+        """The connection is encrypted."""
+        return self.io.tls
+
+    @property
+    def tls_offered(self) -> bool:
+        """STARTTLS/STLS may be announced and used: TLS is configured and not on yet."""
+        return self.services.tls is not None and not self.io.tls
+
+    def start_tls(self) -> None:
+        """The one switch to TLS of every protocol: after a STARTTLS/STLS reply (`tls_due`),
+        or before the greeting on a TLS port. Input the client pipelined is discarded
+        (common/lineio.py); a failed handshake ends the session (HandshakeFailed)."""
+        self.tls_due = False
+        if self.services.tls is None:
+            raise HandshakeFailed("TLS is not configured")
+        if self.io.has_buffered_input():
+            self.log.info("discarding what was sent after the TLS command, unread")
+        timeout = min(HANDSHAKE_TIMEOUT, self.settings.get_float("idle_timeout"))
+        self.log.info("TLS started: %s", self.io.start_tls(self.services.tls, timeout))
+
     # -- logins --------------------------------------------------------------------------------
+
+    @property
+    def plaintext_allowed(self) -> bool:
+        """A password may be sent in clear (USER/PASS, LOGIN, AUTH PLAIN and LOGIN): over TLS,
+        from an address in `trusted_networks`, or when `disable_plaintext_auth` is off."""
+        if self.tls or not self.settings.get_bool("disable_plaintext_auth"):
+            return True
+        return self.trusted_address
+
+    @property
+    def trusted_address(self) -> bool:
+        return address_in(self.address, self.settings.networks("trusted_networks"))
 
     def logged_in(self, user: str) -> None:
         """The one after-login routine: stats, log, title; the after-login hooks (the SMTP
@@ -261,6 +319,18 @@ class Session:
         time.sleep(self.settings.get_float("auth_failure_delay"))
         self.auth_failures += 1
         return self.auth_failures >= self.MAX_AUTH_FAILURES
+
+
+def address_in(address: str, networks: list[Network]) -> bool:
+    """The client address (common/server.client_address) is in one of `networks`; a Unix
+    socket's ("local") always is."""
+    if address == "local":
+        return True
+    try:
+        ip = ipaddress.ip_address(address.partition("%")[0])
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
 
 
 # -- the line protocols (POP3, MSMP) -----------------------------------------------------------

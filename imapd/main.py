@@ -37,6 +37,7 @@ PROTOCOL = service.Protocol(
     busy_reply=responses.busy,
     session=Session,
     commands=COMMANDS,
+    tls=True,
     max_line=lambda settings: settings.get_int("max_line"),
     opens_relay=True,
     check=service.check_relay,

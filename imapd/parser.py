@@ -413,7 +413,7 @@ def _decode_base64(data: bytes) -> bytes:
 
 
 def parse_no_args(reader: Reader, uid: bool) -> None:
-    """CAPABILITY NOOP LOGOUT CHECK CLOSE UNSELECT IDLE NAMESPACE."""
+    """CAPABILITY NOOP LOGOUT CHECK CLOSE UNSELECT IDLE NAMESPACE STARTTLS."""
     reader.end()
 
 

@@ -62,6 +62,8 @@ CAPABILITIES = (
 )
 # Not listed again once the session compresses (RFC 4978: a second COMPRESS is refused).
 ONCE_ONLY = frozenset({"COMPRESS=DEFLATE"})
+# Not listed while a password may not be sent in clear; LOGINDISABLED is then (RFC 3501 6.2.3).
+PLAINTEXT_AUTH = frozenset({"AUTH=PLAIN", "AUTH=LOGIN"})
 
 
 class ImapError(Exception):
@@ -86,20 +88,32 @@ def bad(text: str) -> ImapError:
 
 
 def capability_line(
-    compressed: bool = False, literal_plus: bool = True, append_limit: int | None = None
+    compressed: bool = False,
+    starttls: bool = False,
+    plaintext: bool = True,
+    literal_plus: bool = True,
+    append_limit: int | None = None,
 ) -> str:
-    """The capabilities: LITERAL- in place of LITERAL+ when non-synchronizing literals are
-    limited (RFC 7888 5); APPENDLIMIT with the session's limit (RFC 7889 2)."""
-    out = []
+    """The CAPABILITY list for a session's state: STARTTLS while TLS may start (RFC 3501
+    6.2.1), LOGINDISABLED and no AUTH= when no password may be sent in clear; LITERAL- in place
+    of LITERAL+ when non-synchronizing literals are limited (RFC 7888 5); APPENDLIMIT with the
+    session's limit (RFC 7889 2)."""
+    caps = []
     for capability in CAPABILITIES:
-        if compressed and capability in ONCE_ONLY:
+        if (compressed and capability in ONCE_ONLY) or (
+            not plaintext and capability in PLAINTEXT_AUTH
+        ):
             continue
         if capability == "LITERAL+" and not literal_plus:
             capability = "LITERAL-"
         elif capability == "APPENDLIMIT" and append_limit is not None:
             capability = f"APPENDLIMIT={append_limit}"
-        out.append(capability)
-    return " ".join(out)
+        caps.append(capability)
+    if starttls:
+        caps.append("STARTTLS")
+    if not plaintext:
+        caps.append("LOGINDISABLED")
+    return " ".join(caps)
 
 
 def tagged(tag: str, status: str, text: str, code: str = "") -> bytes:
@@ -137,6 +151,19 @@ def internal_date(timestamp: float) -> str:
 LOGGED_IN = "Logged in"
 PERMANENT_TEXT = "Flags permitted"
 AUTH_FAILED = ("Authentication failed", "AUTHENTICATIONFAILED")
+# RFC 5530 PRIVACYREQUIRED, in Dovecot's words (with its ALERT for a LOGIN sent in clear).
+PLAINTEXT_LOGIN_DISALLOWED = (
+    "Plaintext authentication disallowed on non-secure (SSL/TLS) connections.",
+    "PRIVACYREQUIRED",
+)
+PLAINTEXT_MECHANISM_DISABLED = ("Plaintext authentication disabled.", "PRIVACYREQUIRED")
+CLEARTEXT_LOGIN_ALERT = (
+    "BAD [ALERT] Plaintext authentication not allowed without SSL/TLS, but your client did it "
+    "anyway. If anyone was listening, the password was exposed."
+)
+BEGIN_TLS = "Begin TLS negotiation now"
+TLS_ACTIVE = "TLS is already active"
+TLS_UNAVAILABLE = "TLS support isn't enabled"
 BYE_LOGOUT = "maildaemons IMAP4rev1 server logging out"
 BYE_TIMEOUT = "Autologout; idle for too long"
 # ALERT: the user must be told why the connection ends (RFC 3501 7.1).

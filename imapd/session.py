@@ -154,14 +154,18 @@ class Session(BaseSession):
     # -- the session core (common/session.py) ----------------------------------------------
 
     def greeting(self) -> bytes:
-        return r.untagged(f"OK [CAPABILITY {self.capability_line()}] {r.GREETING_NAME}")
+        return r.untagged(f"OK [CAPABILITY {self.capabilities()}] {r.GREETING_NAME}")
 
-    def capability_line(self) -> str:
-        """What this session offers now (imapd/responses.py capability_line)."""
+    def capabilities(self) -> str:
+        """What this session may use now: STARTTLS and the login capabilities only before
+        login (RFC 3501 6.2.1, 6.2.3), COMPRESS until it is on (RFC 4978)."""
+        before_login = self.state is State.NOT_AUTHENTICATED
         return r.capability_line(
-            self.io.compressed,
-            self.settings.get_bool("literal_plus"),
-            self.settings.get_int("max_literal"),
+            compressed=self.io.compressed,
+            starttls=before_login and self.tls_offered,
+            plaintext=self.plaintext_allowed or not before_login,
+            literal_plus=self.settings.get_bool("literal_plus"),
+            append_limit=self.settings.get_int("max_literal"),
         )
 
     def line_too_long(self) -> None:

@@ -2,8 +2,11 @@
 
 The dispatcher checks the state and the number of arguments before it calls a handler, so handlers
 never re-check them. A handler returns its reply bytes or raises MsmpError. Arguments are separated
-by spaces or tabs; PASS takes the rest of the line, so an admin password may hold spaces. QUIT (not
-in the RFC) ends the session in any state.
+by spaces or tabs; PASS takes the rest of the line, so an admin password may hold spaces, and so
+does SET after its key (a transformer is a command line: `SET transformer spamassassin -e`).
+HELP and QUIT (not in the RFC) work in any state. STLS (not in the RFC either) is POP3's
+(RFC 2595 4): USER and PASS are refused in clear outside trusted_networks, and everywhere
+with require_tls.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import TypeVar
 
 from common.config import MAX_RUNTIME_KEY, MAX_RUNTIME_VALUE, RUNTIME_KEYS, ConfigError
 from common.session import Command
+from common.shell import command_problem
 from common.stats import query as stats_query
 from common.store import InvalidName, LockBusy, check_username
 from msmpd import replies
@@ -24,7 +28,7 @@ from msmpd.accounts import (
     NoSuchUserError,
     UserLimitError,
 )
-from msmpd.session import MsmpError, Session, State
+from msmpd.session import SEPARATOR, MsmpError, Session, State
 
 T = TypeVar("T")
 
@@ -65,15 +69,40 @@ def stats_call(session: Session, call: Callable[[], T]) -> T:
 
 def cmd_user(session: Session, args: list[str]) -> bytes:
     """Section 3.1: USER <username>. Always +OK: whether the admin exists is not revealed."""
+    require_plaintext(session)
     session.pending_user = args[0]
     return replies.USER_ACCEPTED
 
 
 def cmd_pass(session: Session, args: list[str]) -> bytes:
     """Section 3.2: PASS <password>; +OK Logged in or -ERR Invalid credentials."""
+    require_plaintext(session)
     if session.pending_user is None:
         raise MsmpError(replies.USER_FIRST)
     return session.login(session.pending_user, args[0])
+
+
+def require_plaintext(session: Session) -> None:
+    if not session.plaintext_allowed:
+        session.pending_user = None
+        session.log.info("plaintext login refused: TLS required")
+        raise MsmpError(replies.TLS_REQUIRED)
+
+
+def cmd_stls(session: Session, args: list[str]) -> bytes:
+    """STLS (POP3's, RFC 2595 4), AUTHORIZATION only: TLS from right after this +OK; what the
+    client sent after STLS is discarded (common/session.start_tls)."""
+    if session.tls:
+        raise MsmpError(replies.TLS_ACTIVE)
+    if not session.tls_offered:
+        raise MsmpError(replies.TLS_UNAVAILABLE)
+    session.tls_due = True
+    return replies.BEGIN_TLS
+
+
+def cmd_help(session: Session, args: list[str]) -> bytes:
+    """Not in the RFC: the commands, one a line (a multi-line reply), in any state."""
+    return replies.multiline(replies.help_lines())
 
 
 def cmd_quit(session: Session, args: list[str]) -> bytes:
@@ -103,7 +132,7 @@ def cmd_add(session: Session, args: list[str]) -> bytes:
     session.log.info(
         "%s user %s (admin %s)", "added" if created else "new password for", name, session.user
     )
-    return replies.ADDED if created else replies.UPDATED
+    return replies.ADDED if created else replies.updated(name)
 
 
 def cmd_dele(session: Session, args: list[str]) -> bytes:
@@ -153,19 +182,35 @@ def runtime_key(key: str) -> str:
 
 
 def cmd_set(session: Session, args: list[str]) -> bytes:
-    """Section 7: SET <key> <value>; kept in the runtime state file, in force for the next
-    connection of every daemon, over the config file and the flags, until set again."""
-    key, value = runtime_key(args[0]), args[1]
+    """Section 7: SET <key> <value>, the value being the rest of the line (a transformer is a
+    command line; the seed's "no spaces" is lifted); kept in the runtime state file, in force
+    for the next connection of every daemon, over the config file and the flags, until set
+    again. Ours: `SET <key>` alone removes the SET value, so the config file's is in force."""
+    key, *rest = SEPARATOR.split(args[0].strip(" \t"), maxsplit=1)
+    if not key:  # the rest of the line was blank
+        raise MsmpError(replies.usage(COMMANDS["SET"].syntax))
+    key, value = runtime_key(key), rest[0].rstrip(" \t") if rest else ""
+    if not value:
+        return save_runtime(session, key, None)
     if len(value) > MAX_RUNTIME_VALUE or not value.isprintable():
         raise MsmpError(replies.INVALID_VALUE)
     if key == "maildir":
         # The daemons run in "/": a relative maildir is taken from msmpd's start-up directory.
         value = os.path.normpath(session.services.start_dir / value)
+    elif problem := command_problem(value):  # it would make every RETR fail
+        raise MsmpError(replies.invalid_transformer(problem))
+    return save_runtime(session, key, value)
+
+
+def save_runtime(session: Session, key: str, value: str | None) -> bytes:
     try:
         session.settings.runtime.set(key, value)
     except (ConfigError, LockBusy, OSError) as exc:
         session.log.error("SET %s failed: %s", key, exc)
         raise MsmpError(replies.SAVE_FAILED) from None
+    if value is None:
+        session.log.info("SET %s back to the config file's value (admin %s)", key, session.user)
+        return replies.RESET
     session.log.info("SET %s=%s (admin %s)", key, value, session.user)
     return replies.CHANGED
 
@@ -194,11 +239,13 @@ def cmd_logs(session: Session, args: list[str]) -> bytes:
 COMMANDS: dict[str, Command] = {
     "USER": Command(cmd_user, AUTH, 1, 1, syntax="USER <username>"),
     "PASS": Command(cmd_pass, AUTH, 1, 1, raw_args=True, syntax="PASS <password>"),
+    "STLS": Command(cmd_stls, AUTH, syntax="STLS"),
     "QUIT": Command(cmd_quit, ANY, syntax="QUIT"),
+    "HELP": Command(cmd_help, ANY, syntax="HELP"),
     "ADD": Command(cmd_add, ADMIN, 2, 2, syntax="ADD <username> <password>"),
     "DELE": Command(cmd_dele, ADMIN, 1, 1, syntax="DELE <username>"),
     "LIST": Command(cmd_list, ADMIN, 0, 1, syntax="LIST [<username>]"),
-    "SET": Command(cmd_set, ADMIN, 2, 2, syntax="SET <key> <value>"),
+    "SET": Command(cmd_set, ADMIN, 1, 1, raw_args=True, syntax="SET <key> [<value>]"),
     "GET": Command(cmd_get, ADMIN, 1, 1, syntax="GET <key>"),
     "STAT": Command(cmd_stat, ADMIN, syntax="STAT"),
     "LOGS": Command(cmd_logs, ADMIN, 1, 1, syntax="LOGS <username>"),

@@ -45,6 +45,7 @@ PROTOCOL = service.Protocol(
     busy_reply=replies.busy,
     session=Session,
     commands=COMMANDS,
+    tls=True,
     max_line=lambda settings: replies.MAX_LINE,
     flags={"-L": "listen", "-P": "port", "--admins": "admins_file"},
     users_key="admins_file",

@@ -53,9 +53,13 @@ GOODBYE = ok("Goodbye")
 TIMEOUT = err("Idle timeout, closing connection")
 SHUTDOWN = err("Server shutting down, closing connection")
 INTERNAL_ERROR = err("Internal error, closing connection")
+# Not in the RFC: STLS as in POP3 (RFC 2595 4), and logins refused in clear.
+BEGIN_TLS = ok("Begin TLS negotiation now")
+TLS_ACTIVE = err("TLS is already active")
+TLS_UNAVAILABLE = err("TLS support isn't enabled")
+TLS_REQUIRED = err("Login needs TLS here: send STLS first")
 
 ADDED = ok("Added user")
-UPDATED = ok("Updated password")
 UNSAFE_USERNAME = err("Unsafe username")
 USER_LIMIT = err("User limit reached")
 INVALID_PASSWORD = err("Invalid password (no control characters)")
@@ -65,13 +69,46 @@ NO_SUCH_USER = err("User does not exist")
 USER_LOGGED_IN = err("User is currently logged in")
 INVALID_USER = err("Invalid user")
 CHANGED = ok("Changed value")
+RESET = ok("Changed value (back to the configured value)")
 INVALID_KEY = err("Invalid key")
-INVALID_VALUE = err("Invalid value (at most 100 characters, no spaces or control characters)")
+INVALID_VALUE = err("Invalid value (at most 100 characters, no control characters)")
 VALUE_TOO_LONG = err("Value too long to show")
 USERS_UNAVAILABLE = err("Users file unavailable, try again later")
 MAILDIR_FAILED = err("Cannot create the maildir, try again later")
 SAVE_FAILED = err("Cannot save the value, try again later")
 STATS_UNAVAILABLE = err("Statistics unavailable (mailstatd is not answering), try again later")
+
+
+# HELP's lines (ours, not in the RFC), and what `msmp --help` and msmp(1) list: one a command.
+HELP = (
+    ("USER <username>", "log in as this administrator (PASS follows)"),
+    ("PASS <password>", "the administrator's password (the rest of the line)"),
+    ("STLS", "start TLS before logging in (msmp --tls does it)"),
+    ("ADD <username> <password>", "add a user and its maildir, or change a user's password"),
+    ("DELE <username>", "delete a user; the maildir is moved aside, never destroyed"),
+    ("LIST [<username>]", "every user, or how many accesses one user's log holds"),
+    ("SET <key> <value>", "set maildir or transformer (the rest of the line) for every daemon"),
+    ("SET <key>", "return maildir or transformer to the value of the config file"),
+    ("GET <key>", "the value in force of maildir or transformer"),
+    ("STAT", "connections, bytes and logins, in total and per protocol"),
+    ("LOGS <username>", "when and from where a user logged in"),
+    ("HELP", "this list"),
+    ("QUIT", "end the session"),
+)
+
+
+def help_lines() -> list[str]:
+    width = max(len(syntax) for syntax, _ in HELP) + 2
+    return [f"{syntax:<{width}}{what}" for syntax, what in HELP]
+
+
+def updated(name: str) -> bytes:
+    """ADD of a user who exists (RFC section 4): say whose password changed."""
+    return ok(f"Updated password ({name} already existed: only the password changed)")
+
+
+def invalid_transformer(reason: str) -> bytes:
+    return err(f"Invalid value ({reason}; SET transformer alone removes the SET value)")
 
 
 def busy(reason: str) -> bytes:

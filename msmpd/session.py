@@ -95,6 +95,13 @@ class Session(LineSession):
 
     # -- authentication ------------------------------------------------------------------------
 
+    @property
+    def plaintext_allowed(self) -> bool:
+        """`require_tls`: an admin password crosses no connection in clear, from anywhere."""
+        if self.settings.get_bool("require_tls") and not self.tls:
+            return False
+        return super().plaintext_allowed
+
     def login(self, user: str, password: str) -> bytes:
         """PASS (RFC section 3.2): the same reply for an unknown admin and a wrong password."""
         self.pending_user = None

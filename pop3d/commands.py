@@ -1,4 +1,5 @@
-"""POP3 commands: one `cmd_<verb>` per verb (RFC 1939, RFC 2449 CAPA, RFC 5034 AUTH), and the table.
+"""POP3 commands: one `cmd_<verb>` per verb (RFC 1939, RFC 2449 CAPA, RFC 5034 AUTH, RFC 2595 STLS),
+and the table.
 
 The dispatcher (common/session.LineSession) checks the state and the arity before it calls a
 handler, so handlers never re-check them. A handler returns its reply bytes or raises Pop3Error.
@@ -16,7 +17,7 @@ from common.store import to_crlf
 from common.users import split_scheme
 from pop3d import replies
 from pop3d.session import Pop3Error, Session, State
-from pop3d.transformer import TransformerError, transform
+from pop3d.transformer import TransformerError, in_force, transform
 
 AUTH = frozenset({State.AUTHORIZATION})
 TRANSACTION = frozenset({State.TRANSACTION})
@@ -27,13 +28,16 @@ ANY = frozenset({State.AUTHORIZATION, State.TRANSACTION})
 
 
 def cmd_user(session: Session, args: list[str]) -> bytes:
-    """RFC 1939 section 7: USER name. Always +OK: whether the name exists is not revealed."""
+    """RFC 1939 section 7: USER name. Always +OK: whether the name exists is not revealed.
+    Outside TLS and trusted_networks, -ERR [AUTH] before any password is sent."""
+    require_plaintext(session, replies.PLAINTEXT_DISALLOWED)
     session.pending_user = args[0]
     return replies.ok()
 
 
 def cmd_pass(session: Session, args: list[str]) -> bytes:
     """RFC 1939 section 7: PASS string (the rest of the line: passwords may hold spaces)."""
+    require_plaintext(session, replies.PLAINTEXT_DISALLOWED)
     user = session.pending_user
     if user is None:
         raise Pop3Error(replies.USER_FIRST)
@@ -58,10 +62,14 @@ def cmd_apop(session: Session, args: list[str]) -> bytes:
 
 
 def cmd_auth(session: Session, args: list[str]) -> bytes:
-    """RFC 5034: AUTH mechanism [initial-response]; bare AUTH lists mechanisms."""
+    """RFC 5034: AUTH mechanism [initial-response]; bare AUTH lists mechanisms. PLAIN and
+    LOGIN send the password in clear: refused outside TLS and trusted_networks."""
     if not args:
-        return replies.multiline(replies.SASL_LIST_FIRST, replies.SASL_MECHANISMS)
+        mechanisms = replies.SASL_MECHANISMS if session.plaintext_allowed else []
+        return replies.multiline(replies.SASL_LIST_FIRST, mechanisms)
     mechanism = args[0].upper()
+    if mechanism in replies.SASL_MECHANISMS:
+        require_plaintext(session, replies.PLAINTEXT_MECHANISM_DISABLED)
     if mechanism == "PLAIN":
         return auth_plain(session, args[1] if len(args) > 1 else None)
     if mechanism == "LOGIN":
@@ -98,6 +106,13 @@ def auth_login(session: Session, initial: str | None) -> bytes:
     return session.authenticate(user, session.services.users.verify(user, password))
 
 
+def require_plaintext(session: Session, refusal: bytes) -> None:
+    if not session.plaintext_allowed:
+        session.pending_user = None
+        session.log.info("plaintext login refused: no TLS and not from trusted_networks")
+        raise Pop3Error(refusal)
+
+
 def decode_sasl(text: str) -> bytes:
     """A base64 client response; `*` cancels the exchange (RFC 5034 section 4)."""
     if text == "*":
@@ -113,9 +128,26 @@ def decode_sasl(text: str) -> bytes:
 # -- any state -------------------------------------------------------------------------------
 
 
+def cmd_stls(session: Session, args: list[str]) -> bytes:
+    """RFC 2595 section 4: STLS, AUTHORIZATION state only; TLS starts once this +OK is on the
+    wire, and whatever the client sent after STLS is discarded (common/session.start_tls)."""
+    if session.tls:
+        raise Pop3Error(replies.TLS_ACTIVE)
+    if not session.tls_offered:
+        raise Pop3Error(replies.TLS_UNAVAILABLE)
+    session.tls_due = True
+    return replies.BEGIN_TLS
+
+
 def cmd_capa(session: Session, args: list[str]) -> bytes:
-    """RFC 2449 section 5: the capability list."""
-    caps = replies.capabilities(session.settings.get("expire"), session.settings.get("login_delay"))
+    """RFC 2449 section 5: the capability list; after STLS it is asked again (RFC 2595 4)."""
+    authorization = session.state is State.AUTHORIZATION
+    caps = replies.capabilities(
+        session.settings.get("expire"),
+        session.settings.get("login_delay"),
+        stls=authorization and session.tls_offered,
+        plaintext=session.plaintext_allowed or not authorization,
+    )
     return replies.multiline(replies.CAPA_FIRST, caps)
 
 
@@ -174,7 +206,7 @@ def cmd_retr(session: Session, args: list[str]) -> bytes:
     """The whole message, through the transformer when one is configured."""
     message = session.message(args[0])
     data = session.read(message)
-    command = session.settings.get("transformer")
+    command = in_force(session.settings.get("transformer"))
     if command:
         timeout = session.settings.get_float("transformer_timeout")
         try:
@@ -233,6 +265,7 @@ COMMANDS: dict[str, Command] = {
     "PASS": Command(cmd_pass, AUTH, 1, 1, raw_args=True),
     "APOP": Command(cmd_apop, AUTH, 2, 2),
     "AUTH": Command(cmd_auth, AUTH, 0, 2),
+    "STLS": Command(cmd_stls, AUTH),
     "CAPA": Command(cmd_capa, ANY),
     "QUIT": Command(cmd_quit, ANY),
     "NOOP": Command(cmd_noop, TRANSACTION),

@@ -38,6 +38,7 @@ PROTOCOL = service.Protocol(
     busy_reply=replies.busy,
     session=Session,
     commands=COMMANDS,
+    tls=True,
     # Commands are held to `max_line` by the session; SASL responses may be longer.
     max_line=lambda settings: HARD_MAX_LINE,
     opens_relay=True,

@@ -44,6 +44,14 @@ INTERNAL_ERROR = err("[SYS/TEMP] Internal error, closing connection")
 AUTH_CANCELLED = err("AUTH cancelled")
 AUTH_UNKNOWN_MECHANISM = err("Unrecognized authentication mechanism")
 AUTH_BAD_BASE64 = err("Invalid base64 data")
+# RFC 2595 4 and Dovecot's wording: USER/PASS and AUTH PLAIN/LOGIN need TLS here (APOP does not).
+PLAINTEXT_DISALLOWED = err(
+    "[AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections."
+)
+PLAINTEXT_MECHANISM_DISABLED = err("[AUTH] Plaintext authentication disabled.")
+BEGIN_TLS = ok("Begin TLS negotiation now.")
+TLS_ACTIVE = err("TLS is already active.")
+TLS_UNAVAILABLE = err("TLS support isn't enabled.")
 SIGNED_OFF = ok("maildaemons POP3 server signing off")
 RESET_OK = ok("Maildrop reset")
 NOOP_OK = ok()
@@ -91,8 +99,17 @@ def signed_off(remaining: int) -> bytes:
     return ok(f"maildaemons POP3 server signing off ({remaining} messages left)")
 
 
-def capabilities(expire: str, login_delay_value: str) -> list[str]:
-    caps = ["TOP", "USER", "UIDL", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE", "SASL PLAIN LOGIN"]
+def capabilities(
+    expire: str, login_delay_value: str, stls: bool = False, plaintext: bool = True
+) -> list[str]:
+    """RFC 2449 5; STLS (RFC 2595 4) while it may be used. Without plaintext logins there is
+    neither USER nor a SASL mechanism, as Dovecot does (a bare SASL: AUTH exists)."""
+    caps = ["TOP", "USER", "UIDL", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE"]
+    if stls:
+        caps.append("STLS")
+    caps.append("SASL " + " ".join(SASL_MECHANISMS) if plaintext else "SASL")
+    if not plaintext:
+        caps.remove("USER")
     if expire:
         caps.append(f"EXPIRE {expire}")
     if login_delay_value:

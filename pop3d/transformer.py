@@ -2,6 +2,8 @@
 
 A transformer that cannot start, exits non-zero, is killed or exceeds its time limit raises
 TransformerError; the caller answers `-ERR [SYS/TEMP]` and the stored message stays untouched.
+`cat`, the seed's default transformer, changes nothing: it and an empty value mean none, and no
+process is started for them.
 """
 
 from __future__ import annotations
@@ -14,8 +16,16 @@ import subprocess
 MAX_OUTPUT = 256 * 1024 * 1024
 
 
+NO_TRANSFORMER = ("", "cat")
+
+
 class TransformerError(Exception):
     pass
+
+
+def in_force(command: str) -> str | None:
+    """The command RETR pipes messages through, or None when the value means no transformer."""
+    return None if command.strip() in NO_TRANSFORMER else command
 
 
 def transform(command: str, message: bytes, timeout: float) -> bytes:

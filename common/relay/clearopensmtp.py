@@ -10,7 +10,8 @@ Usage:
   clearopensmtp -v | --version
 
 Options:
-  -c FILE, --config FILE  Config file (INI); default /etc/maildaemons/maildaemons.conf.
+  -c FILE, --config FILE  Config file (INI); default $MAILDAEMONS_CONF, else
+                          /etc/maildaemons/maildaemons.conf.
   --state-dir DIR         State directory (overrides [common] state_dir).
   --minutes N             Drop entries older than N minutes; 0 drops every entry
                           (default: [relay] clear_minutes, else 180).

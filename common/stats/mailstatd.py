@@ -379,7 +379,10 @@ def dump(settings: Settings) -> int:
         return 1
     for key in ("ok", "id"):
         reply.pop(key, None)
-    print(json.dumps(reply, indent=2, sort_keys=True))
+    try:
+        print(json.dumps(reply, indent=2, sort_keys=True), flush=True)
+    except BrokenPipeError:  # `mailstatd --dump | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

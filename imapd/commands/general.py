@@ -18,7 +18,7 @@ MAX_ID_LOGGED = 10  # ID fields logged, each cut to 60 characters
 
 
 def cmd_capability(session: Session, command: Command) -> Result:
-    session.untagged(f"CAPABILITY {session.capability_line()}")
+    session.untagged(f"CAPABILITY {session.capabilities()}")
     return "Capability completed"
 
 

@@ -12,6 +12,7 @@ import contextlib
 import re
 import select
 import socket
+from typing import Protocol
 
 from common.utf7 import encode_mutf7
 from imapd.gateway import replies
@@ -23,7 +24,15 @@ MAX_RESPONSE_LINE = 1024 * 1024
 _LITERAL = re.compile(rb"\{(\d{1,12})\}\r?\n?$")
 
 
-def wait_readable(sock: socket.socket, interrupt_fd: int | None, timeout: float) -> bool:
+class Readable(Protocol):
+    """What waiting for and reading input needs of a socket (the client's is counted)."""
+
+    def recv(self, size: int, /) -> bytes: ...
+
+    def fileno(self) -> int: ...
+
+
+def wait_readable(sock: Readable, interrupt_fd: int | None, timeout: float) -> bool:
     """True when `sock` has input within `timeout`; raise when the master's TERM arrives first."""
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)

@@ -7,12 +7,11 @@ the log (the seed logged it in clear); every problem is one `NO` line.
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 
 from common.logs import escaped
 from imapd.gateway import replies
-from imapd.gateway.client import wait_readable
+from imapd.gateway.client import Readable, wait_readable
 from imapd.gateway.replies import GatewayError
 
 MAX_PURPOSE = 1024  # the whole purpose string, its `$` included (seed 000 read 1024 bytes once)
@@ -32,12 +31,13 @@ class Purpose:
 
 
 def masked(raw: bytes) -> str:
-    """The purpose string for the log, password masked (seed 000 logged it in clear).
+    """The purpose string for the log, password masked (seed 000 logged it in clear); bytes
+    that are not UTF-8 show as `\\xNN`, controls escaped (common.logs.escaped_bytes).
 
     Only a string with every field, and a number (or nothing) where the number goes, shows its
     user, host and mailbox: when a field is missing nobody knows which one is the password.
     """
-    fields = raw.decode("utf-8", "replace").split("#")
+    fields = raw.decode("utf-8", "backslashreplace").split("#")
     if len(fields) < 6 or not (fields[1].strip() == "" or fields[1].strip().isdigit()):
         shown = fields[0] + "#****" if len(fields) > 1 else fields[0]
     else:
@@ -45,7 +45,7 @@ def masked(raw: bytes) -> str:
     return escaped(shown)[:MAX_PURPOSE] + "$"
 
 
-def read_purpose(conn: socket.socket, timeout: float, interrupt_fd: int | None = None) -> bytes:
+def read_purpose(conn: Readable, timeout: float, interrupt_fd: int | None = None) -> bytes:
     """Bytes before the `$`, which may arrive in any number of segments; at most MAX_PURPOSE
     bytes with the `$`. Bytes after the `$` are ignored (a CGI may end with a newline)."""
     data = b""

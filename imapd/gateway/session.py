@@ -4,19 +4,20 @@ server it names, and the one reply before the gateway closes (seed 000).
 Deliberate differences from seed 000: responses of any size come back whole; only allowed IMAP
 hosts are contacted; the mailbox is an IMAP name (INBOX when empty) unless join_mailbox_user;
 `headers` of an empty mailbox is `3 OK FETCH completed (mailbox is empty)`; TERM ends a session
-with one `NO` line.
+with one `NO` line; the bytes exchanged with the client go to mailstatd, as every daemon's do.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import time
 import traceback
 
 from common import service
 from common.config import Settings
-from common.logs import SessionLog, escaped
+from common.logs import SessionLog, escaped_bytes
 from common.server import Handler
 from imapd.gateway import replies
 from imapd.gateway.client import ImapClient, command_arg, mailbox_arg, status_of
@@ -25,6 +26,37 @@ from imapd.gateway.replies import BANNER, GatewayError, no
 
 LOG_EXCERPT = 512
 LINGER = 2.0
+
+
+class CountedSocket:
+    """The client's socket, counting the bytes each way for mailstatd (LineIO counts them for
+    the session protocols). Only what the gateway uses of a socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    def recv(self, size: int) -> bytes:
+        data = self.sock.recv(size)
+        self.bytes_in += len(data)
+        return data
+
+    def sendall(self, data: bytes) -> None:
+        self.sock.sendall(data)
+        self.bytes_out += len(data)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def settimeout(self, timeout: float | None) -> None:
+        self.sock.settimeout(timeout)
+
+    def shutdown(self, how: int) -> None:
+        self.sock.shutdown(how)
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 class Gateway:
@@ -91,14 +123,16 @@ class Gateway:
         return 0
 
     def act(self, client: ImapClient, purpose: Purpose, exists: int) -> bytes:
+        # BODY[...] sets \Seen (RFC 3501 6.4.5), as seed 000's FETCH did; `peek` leaves it.
+        body = "body.peek" if self.settings.get_bool("peek") else "body"
         if purpose.purpose == "headers":
             if exists == 0:  # differs from seed 000, which sent "FETCH 1:0"
                 return replies.EMPTY_MAILBOX
-            return self.fetch(client, f"1:{exists} (body[header.fields (from subject date)])")
+            return self.fetch(client, f"1:{exists} ({body}[header.fields (from subject date)])")
         if int(purpose.msgnum) > exists:
             raise GatewayError(replies.no_such_message(purpose.msgnum))
         if purpose.purpose == "body":
-            return self.fetch(client, f"{purpose.msgnum} body[TEXT]")
+            return self.fetch(client, f"{purpose.msgnum} {body}[TEXT]")
         return self.delete(client, purpose.msgnum)
 
     def fetch(self, client: ImapClient, what: str) -> bytes:
@@ -129,12 +163,12 @@ class Gateway:
         self.received(raw)
 
     def received(self, raw: bytes) -> None:
-        excerpt = escaped(raw[:LOG_EXCERPT].decode("utf-8", "replace").replace("\r\n", " | "))
+        excerpt = escaped_bytes(raw[:LOG_EXCERPT].replace(b"\r\n", b" | "))
         more = f" ... ({len(raw)} bytes)" if len(raw) > LOG_EXCERPT else ""
         self.log.info("IMAP Message Received = %s%s", excerpt.strip(), more)
 
 
-def serve(conn: socket.socket, settings: Settings, log: SessionLog, interrupt_fd: int) -> bytes:
+def serve(conn: CountedSocket, settings: Settings, log: SessionLog, interrupt_fd: int) -> bytes:
     """Banner, purpose string, the IMAP work: the bytes to send back before closing."""
     conn.sendall(BANNER)
     raw = read_purpose(conn, settings.get_float("idle_timeout"), interrupt_fd)
@@ -142,7 +176,7 @@ def serve(conn: socket.socket, settings: Settings, log: SessionLog, interrupt_fd
     return Gateway(settings, log, interrupt_fd).perform(parse_purpose(raw))
 
 
-def close_gently(conn: socket.socket) -> None:
+def close_gently(conn: CountedSocket) -> None:
     """Half-close, then read what the client still sends until it closes (at most LINGER
     seconds): closing with unread input resets the connection and can destroy the reply."""
     with contextlib.suppress(OSError):
@@ -154,27 +188,35 @@ def close_gently(conn: socket.socket) -> None:
     conn.close()
 
 
+def answer(conn: CountedSocket, settings: Settings, log: SessionLog, interrupt_fd: int) -> int:
+    """Serve one CGI client to the end: its reply or one `NO` line, then a gentle close."""
+    conn.settimeout(settings.get_float("idle_timeout"))  # bounds each send to the client
+    code = 0
+    try:
+        reply = serve(conn, settings, log, interrupt_fd)
+    except GatewayError as exc:
+        log.info("refused: %s", exc)
+        reply = no(str(exc))
+    except OSError:
+        log.info("client went away")
+        conn.close()
+        return 0
+    except Exception:
+        log.error("internal error: %s", traceback.format_exc().replace("\n", " | "))
+        reply, code = no(replies.INTERNAL), 1
+    with contextlib.suppress(OSError):
+        conn.sendall(reply)
+    close_gently(conn)
+    return code
+
+
 def make_handler(state: service.MasterState) -> Handler:
-    def handle(conn: socket.socket, address: str, number: int, interrupt_fd: int) -> int:
-        settings = state.settings
+    def handle(sock: socket.socket, address: str, number: int, interrupt_fd: int, tls: bool) -> int:
+        conn = CountedSocket(sock)
         log = SessionLog(state.log, number, address)
-        conn.settimeout(settings.get_float("idle_timeout"))  # bounds each send to the client
-        code = 0
         try:
-            reply = serve(conn, settings, log, interrupt_fd)
-        except GatewayError as exc:
-            log.info("refused: %s", exc)
-            reply = no(str(exc))
-        except OSError:
-            log.info("client went away")
-            conn.close()
-            return 0
-        except Exception:
-            log.error("internal error: %s", traceback.format_exc().replace("\n", " | "))
-            reply, code = no(replies.INTERNAL), 1
-        with contextlib.suppress(OSError):
-            conn.sendall(reply)
-        close_gently(conn)
-        return code
+            return answer(conn, state.settings, log, interrupt_fd)
+        finally:
+            state.stats.transfer(state.protocol.name, os.getpid(), conn.bytes_in, conn.bytes_out)
 
     return handle

@@ -14,7 +14,7 @@ from docopt import docopt
 import imapd.main
 import msmpd.main
 import pop3d.main
-from common import cli, service
+from common import cli, config, service
 from common.config import (
     KEYS,
     RUNTIME,
@@ -158,6 +158,37 @@ def test_read_config_errors(tmp_path):
     percent = tmp_path / "percent.conf"
     percent.write_text("[pop3d]\ntransformer = printf '%s' x\n")
     assert read_config(percent).get("pop3d", "transformer") == "printf '%s' x", "no interpolation"
+
+
+def test_maildaemons_conf_names_the_default_file(tmp_path, monkeypatch):
+    """-c, else $MAILDAEMONS_CONF, else the default file: decided in one place for every
+    program; a file named either way must exist, a missing default file is fine."""
+    named = tmp_path / "named.conf"
+    named.write_text("[pop3d]\nport = 2110\n")
+    flag = tmp_path / "flag.conf"
+    flag.write_text("[pop3d]\nport = 3110\n")
+    monkeypatch.setattr(config, "DEFAULT_CONFIG", tmp_path / "absent.conf")
+    monkeypatch.delenv("MAILDAEMONS_CONF", raising=False)
+    assert config.config_file() == (tmp_path / "absent.conf", False)
+    assert read_config(None).sections() == []
+    monkeypatch.setenv("MAILDAEMONS_CONF", "")  # set but empty: as if unset
+    assert config.config_file() == (tmp_path / "absent.conf", False)
+    monkeypatch.setenv("MAILDAEMONS_CONF", str(named))
+    assert config.config_file() == (named, True)
+    assert read_config(None).get("pop3d", "port") == "2110"
+    assert read_config(str(flag)).get("pop3d", "port") == "3110"  # -c wins
+    settings = Settings("pop3d", read_config(None), {}, None)
+    assert settings.get_int("port") == 2110
+    named.write_text("[pop3d]\nprot = 2110\n")
+    with pytest.raises(ConfigError, match=f"config file {named}: unknown setting 'prot'"):
+        Settings("pop3d", read_config(None), {}, None).validate()
+    monkeypatch.setenv("MAILDAEMONS_CONF", str(tmp_path / "gone.conf"))
+    with pytest.raises(ConfigError) as info:
+        read_config(None)
+    assert (
+        str(info.value)
+        == f"config file {tmp_path / 'gone.conf'} (from $MAILDAEMONS_CONF) not found"
+    )
 
 
 def pop3d_args(*argv: str) -> dict:

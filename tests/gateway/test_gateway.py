@@ -14,6 +14,7 @@ one that records the exact commands the gateway sends, one that hangs up mid-con
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -29,6 +30,7 @@ import pytest
 from docopt import docopt
 
 from common import service
+from common.stats import query as stats_query
 from imapd.gateway import main as gw_main
 from imapd.gateway.client import command_arg
 from imapd.gateway.purpose import MAX_PURPOSE, Purpose, masked, parse_purpose, read_purpose
@@ -74,6 +76,7 @@ MESSAGES = [
 ]
 HEADERS_FETCH = b"(body[header.fields (from subject date)])"
 NO_LINE = re.compile(rb"NO [^\r\n]+\n")
+NO_LINE_FOR_HOST = b"NO IMAP host '192.0.2.9' not allowed\n"
 TIMEOUT = 60.0
 
 
@@ -446,6 +449,9 @@ def test_parse_purpose_errors(raw: bytes, reason: str) -> None:
         (b"headers#127.0.0.1#bob#Sekr3t#Pw0rd#INBOX", "headers#****$"),
         (b"headers", "headers$"),
         (b"body#1#127.0.0.1#al\r\nice\x00#pw#", "body#1#127.0.0.1#al\\r\\nice\\x00#****#$"),
+        # Bytes that are not UTF-8 are logged as \xNN, never as U+FFFD; UTF-8 stays as it is.
+        (b"\xff\xfe\x80junk", "\\xff\\xfe\\x80junk$"),
+        (b"body#1#127.0.0.1#j\xc3\xbcrg\xe9#pw#", "body#1#127.0.0.1#j\u00fcrg\\xe9#****#$"),
     ],
 )
 def test_masked(raw: bytes, logged: str) -> None:
@@ -864,6 +870,100 @@ def test_delete_sends_store_expunge_logout(
         b"4 EXPUNGE\r\n",
         b"5 LOGOUT\r\n",
     ]
+
+
+def test_peek_leaves_flags_alone(
+    gateway: Callable[..., Daemon], fake_imap: Callable[..., FakeImap]
+) -> None:
+    """peek = yes fetches with BODY.PEEK[...]; by default the seed's BODY[...] (sets \\Seen)."""
+    fake = fake_imap()
+    peeking = gateway(fake.port, section="peek = yes\n")
+    ask(peeking.port, purpose("headers"))
+    ask(peeking.port, purpose("body", 1))
+    fetches = [c for c in fake.commands if b" FETCH " in c]
+    assert fetches == [
+        b"3 FETCH 1:2 (body.peek[header.fields (from subject date)])\r\n",
+        b"3 FETCH 1 body.peek[TEXT]\r\n",
+    ]
+
+
+def test_headers_marks_read_unless_peek(
+    daemons: DaemonFactory, site: MailSite, gateway: Callable[..., Daemon]
+) -> None:
+    """What a mail client finds after the gateway showed the mailbox: with the seed's default
+    every message is \\Seen, with peek = yes none is."""
+    for user in ("seen", "peeked"):
+        seed_maildir(site.mail / user, MESSAGES[:2])
+    imapd = daemons.start(
+        "imapd", "-l", "127.0.0.1", "-u", "seen:pw", "-u", "peeked:pw", config=site.config()
+    )
+    plain, peeking = gateway(imapd.port), gateway(imapd.port, section="peek = yes\n")
+    assert fetch_numbers(ask(plain.port, purpose("headers", user="seen"))) == [1, 2]
+    assert fetch_numbers(ask(peeking.port, purpose("headers", user="peeked"))) == [1, 2]
+
+    def flags(user: str) -> list[str]:
+        names = [p.name for sub in ("new", "cur") for p in (site.mail / user / sub).iterdir()]
+        return sorted(name.partition(":2,")[2] for name in names)
+
+    assert flags("seen") == ["S", "S"]
+    assert "S" not in "".join(flags("peeked"))
+
+
+def test_gateway_bytes_reach_mailstatd(
+    daemons: DaemonFactory, site: MailSite, gateway: Callable[..., Daemon]
+) -> None:
+    """Every session's bytes with its client are counted: msmp STAT and mailstatd --dump."""
+    conf = site.root / "stats.conf"
+    conf.write_text(site.config())
+    daemons.start("mailstatd", config=site.config(), wait=False)
+    wait_for(lambda: stats_query.ping(site.run / "mailstatd.sock", timeout=0.5), what="mailstatd")
+    seed_maildir(site.mail / "alice", MESSAGES[:1])
+    imapd = daemons.start("imapd", "-l", "127.0.0.1", "-u", "alice:pw", config=site.config())
+    gw = gateway(imapd.port)
+    before = stats_query.stat(site.run / "mailstatd.sock")["protocols"]["imapgw"]["bytes"]
+    request = purpose("headers")
+    reply = ask(gw.port, request)
+    assert fetch_numbers(reply) == [1]
+    refused = purpose("headers", host="192.0.2.9")
+    assert ask(gw.port, refused).startswith(b"NO ")
+    sent = len(request) + len(refused) + 2 * len(BANNER) + len(reply) + len(NO_LINE_FOR_HOST)
+    expected = before + sent
+
+    def counted() -> int:
+        figures = stats_query.stat(site.run / "mailstatd.sock")
+        return int(figures["protocols"]["imapgw"]["bytes"])
+
+    wait_for(lambda: counted() == expected, what=f"{expected} bytes counted for imapgw")
+    dump = subprocess.run(
+        [str(BIN / "mailstatd"), "--dump"],
+        env={**os.environ, "MAILDAEMONS_CONF": str(conf)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert dump.returncode == 0, dump.stderr
+    assert json.loads(dump.stdout)["protocols"]["imapgw"]["bytes"] == expected
+    msmpd = daemons.start("msmpd", "-L", "127.0.0.1", "-a", "admin:pw", config=site.config())
+    stat = subprocess.run(
+        [str(BIN / "msmp"), "-P", str(msmpd.port), "STAT"],
+        env={**os.environ, "MSMP_USER": "admin", "MSMP_PASSWORD": "pw"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert stat.returncode == 0, stat.stderr
+    assert re.search(rf"^imapgw: \d+ connections, .*, {expected} bytes,", stat.stdout, re.M)
+
+
+def test_undecodable_bytes_are_logged_escaped(
+    shared: Stack, gateway: Callable[..., Daemon]
+) -> None:
+    gw = gateway(shared.imapd.port)
+    assert ask(gw.port, b"\xfe\xff\x00garbage\x80#$").startswith(b"NO ")
+    wait_for(lambda: "Command Received: " in gw.log(), what="the purpose string logged")
+    log = gw.log()
+    assert "Command Received: \\xfe\\xff\\x00garbage\\x80#****$" in log
+    assert "\ufffd" not in log
 
 
 # -- end to end: logging -----------------------------------------------------------------------

@@ -3,8 +3,8 @@ and cur/, flag changes and expunges by other sessions and by other programs), in
 and the selected state, how IDLE ends (DONE in any case, anything else, the timeout), the
 keepalive, and bad input around it.
 
-The time from a change to its push is measured and printed by `report_latency` (not asserted:
-tests never assert on wall-clock speed); waits poll until a deadline.
+The time from a change to its push is measured and shown in pytest's closing summary (not
+asserted: tests never assert on wall-clock speed); waits poll until a deadline.
 """
 
 from __future__ import annotations
@@ -18,15 +18,17 @@ from pathlib import Path
 import pytest
 
 from support.daemons import wait_for
+from support.figures import note
 from support.imap import TIMEOUT, Raw, shared_imapd, start_imapd
 from support.site import deliver
 
 PUSH_DEADLINE = 10.0  # generous: a loaded test machine must not fail a test
+LATENCY_TITLE = "IDLE push latency (change made -> untagged response read)"
 
 
 class Latency:
-    """Records how long each push took (change made -> untagged response read) and prints the
-    figures when the test ends: for reading, never asserted (tests do not assert on speed)."""
+    """Records how long each push took (change made -> untagged response read); the figures go
+    to the run's closing summary: for reading, never asserted (tests do not assert on speed)."""
 
     def __init__(self) -> None:
         self.figures: dict[str, list[float]] = {}
@@ -45,8 +47,8 @@ class Latency:
     def record(self, label: str, seconds: float) -> None:
         self.figures.setdefault(label, []).append(seconds)
 
-    def report(self) -> str:
-        lines = ["IDLE push latency (change made -> untagged response read), seconds:"]
+    def report(self, test: str) -> str:
+        lines = [f"{test}, seconds:"]
         for label, values in sorted(self.figures.items()):
             lines.append(
                 f"  {label:<36} n={len(values):<3} "
@@ -56,13 +58,12 @@ class Latency:
 
 
 @pytest.fixture
-def latency(capsys):
-    """A Latency whose figures are printed on the terminal (past pytest's capture)."""
+def latency(request):
+    """A Latency whose figures go to the closing summary, in a section of their own."""
     recorder = Latency()
     yield recorder
     if recorder.figures:
-        with capsys.disabled():
-            print("\n" + recorder.report())
+        note(LATENCY_TITLE, recorder.report(request.node.name))
 
 
 shared = shared_imapd("imap-idle", "idle_keepalive = 0\n")

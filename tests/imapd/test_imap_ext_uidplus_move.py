@@ -13,6 +13,7 @@ import pytest
 from common.store.folders import FolderTree
 from common.store.mailbox import Mailbox
 from support.daemons import child_pids, wait_for
+from support.figures import note
 from support.imap import crlf, shared_imapd
 from support.site import deliver
 
@@ -247,7 +248,7 @@ def test_a_move_killed_midway_loses_and_doubles_nothing(shared):
     os.kill(pid, signal.SIGKILL)
     assert client.closed()
     moved = sum(1 for _ in target.iterdir())
-    print(f"\nkilled the MOVE after {moved} of {count} messages had moved")
+    note("A MOVE killed midway", f"killed the MOVE after {moved} of {count} messages had moved")
 
     seen: dict[str, str] = {}
     for folder in ("INBOX", "Archive"):

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from common.stats import query as stats_query
+from msmpd import replies
+from msmpd.commands import COMMANDS
 from support.clients import LineClient
 from support.daemons import Daemon, child_pids, free_port, port_open, wait_for
 from support.site import deliver
@@ -27,7 +29,7 @@ MSMP = Path(sys.executable).with_name("msmp")
 MSMPD = Path(sys.executable).with_name("msmpd")
 ADMIN, ADMIN_PW = "admin", "adm1n has spaces"
 MAX_REPLY_LINE = 512
-MULTILINE = (b"LIST", b"STAT", b"LOGS")
+MULTILINE = (b"LIST", b"STAT", b"LOGS", b"HELP")
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d IP: (\S+)$")
 
 
@@ -194,7 +196,9 @@ def test_add_is_seen_by_the_next_pop3_login(stack, site):
     assert stack.ok("ADD", "bob", "pw1") == "Added user\n"
     assert (site.mail / "bob" / "new").is_dir() and (site.mail / "bob" / "cur").is_dir()
     stack.pop("bob", "pw1").send(b"QUIT\r\n")
-    assert stack.ok("ADD", "bob", "pw2") == "Updated password\n"
+    assert stack.ok("ADD", "bob", "pw2") == (
+        "Updated password (bob already existed: only the password changed)\n"
+    )
     assert stack.pop_fails("bob", "pw1")
     stack.pop("bob", "pw2").send(b"QUIT\r\n")
     assert stack.ok("LIST") == "bob\n"
@@ -235,7 +239,7 @@ def test_user_limit(make_stack):
     assert stack.ok("ADD", "u2", "p") == "Added user\n"
     full = stack.msmp("ADD", "u3", "p")
     assert (full.returncode, full.stderr) == (1, "msmp: User limit reached\n")
-    assert stack.ok("ADD", "u1", "new") == "Updated password\n"
+    assert stack.ok("ADD", "u1", "new").startswith("Updated password (u1 already existed")
     assert stack.ok("LIST") == "u1\nu2\n"
 
 
@@ -287,6 +291,106 @@ def test_set_maildir_moves_the_next_connection(stack, site):
     # A relative value is taken from msmpd's start-up directory (the tests start it in root).
     assert stack.ok("SET", "maildir", "./mail3") == "Changed value\n"
     assert stack.ok("GET", "maildir") == f"{site.root / 'mail3'}\n"
+
+
+def retr_one(stack: Stack, user: str, password: str) -> bytes:
+    client = stack.pop(user, password)
+    client.send(b"RETR 1\r\n")
+    data = client.until(b".\r\n")
+    client.send(b"QUIT\r\n")
+    client.line()
+    return data
+
+
+def test_set_takes_the_rest_of_the_line_and_set_alone_returns_to_the_config(make_stack, site):
+    stack = make_stack("[pop3d]\ntransformer = sed -e s/quiet/calm/\n")
+    stack.ok("ADD", "bob", "pw")
+    deliver(site.mail / "bob", b"Subject: hi\n\nquiet words\n")
+    assert b"calm words" in retr_one(stack, "bob", "pw")  # the config file's transformer
+    # The words after the key are the value, as msmp sends them: one line, single spaces.
+    assert stack.ok("SET", "transformer", "tr", "a-z", "A-Z") == "Changed value\n"
+    assert stack.ok("GET", "transformer") == "tr a-z A-Z\n"
+    assert b"QUIET WORDS" in retr_one(stack, "bob", "pw")
+    client = stack.session()  # over the wire: tabs and runs of spaces separate, ends are trimmed
+    assert ask(client, b"SET\ttransformer   tr  a-z  A-Z  \t") == b"+OK Changed value\r\n"
+    assert ask(client, b"GET transformer") == b"+OK tr  a-z  A-Z\r\n"
+    assert (
+        ask(client, b"SET transformer ") == b"+OK Changed value (back to the configured value)\r\n"
+    )
+    assert ask(client, b"GET transformer") == b"+OK sed -e s/quiet/calm/\r\n"
+    assert "transformer" not in (site.state / "runtime.json").read_text()
+    assert b"calm words" in retr_one(stack, "bob", "pw")
+    assert stack.ok("SET", "maildir", str(site.root / "elsewhere")) == "Changed value\n"
+    assert stack.ok("SET", "maildir") == "Changed value (back to the configured value)\n"
+    assert stack.ok("GET", "maildir") == f"{site.mail}\n"
+    assert stack.ok("SET", "maildir") == "Changed value (back to the configured value)\n"
+
+
+def test_set_refuses_a_transformer_that_would_fail_every_retr(stack, site):
+    stack.ok("ADD", "bob", "pw")
+    deliver(site.mail / "bob", b"Subject: hi\n\nquiet words\n")
+    refused = stack.msmp("SET", "transformer", "none")
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        "msmp: Invalid value (no program 'none' on the server;"
+        " SET transformer alone removes the SET value)\n"
+    )
+    assert stack.ok("GET", "transformer") == ""  # nothing was stored: "+OK" and no value
+    assert b"quiet words" in retr_one(stack, "bob", "pw")
+    # Shell command lines that start with an assignment, a shell word or a path are taken.
+    for value in ("LC_ALL=C tr a-z A-Z", "exec tr a-z A-Z", "/bin/sed -e s/q/Q/", "cat"):
+        assert stack.ok("SET", "transformer", value) == "Changed value\n", value
+    assert b"quiet words" in retr_one(stack, "bob", "pw")  # cat: the message as stored
+
+
+def test_help_lists_every_command_in_any_state(msmpd_alone):
+    stack = msmpd_alone
+    expected = "".join(f"{line}\r\n" for line in replies.help_lines())
+    client = stack.raw()
+    assert ask(client, b"HELP") == f"+OK\r\n{expected}.\r\n".encode()
+    client = stack.session()
+    assert ask(client, b"help") == f"+OK\r\n{expected}.\r\n".encode()
+    verbs = {syntax.split()[0] for syntax, _ in replies.HELP}
+    assert verbs == set(COMMANDS)
+    for verb, command in COMMANDS.items():  # every usage reply names a syntax HELP lists
+        listed = [syntax for syntax, _ in replies.HELP if syntax.split()[0] == verb]
+        assert command.syntax.replace(" [<value>]", "") in listed, verb
+    # The client: HELP needs no admin; --help lists the same lines.
+    anonymous = stack.msmp("HELP", env={"MSMP_USER": None, "MSMP_PASSWORD": None})
+    assert anonymous.returncode == 0, anonymous.stderr
+    assert anonymous.stdout == expected.replace("\r\n", "\n")
+    usage = subprocess.run([str(MSMP), "--help"], capture_output=True, text=True, timeout=30)
+    assert usage.returncode == 0
+    for line in replies.help_lines():
+        assert f"  {line}\n" in usage.stdout
+
+
+def test_msmp_finds_msmpd_through_the_config_file(msmpd_alone, site, tmp_path):
+    stack = msmpd_alone
+    conf = tmp_path / "client.conf"
+    conf.write_text(f"[msmpd]\nlisten = 127.0.0.1, ::1\nport = {stack.msmpd.port}\n")
+    env = {**os.environ, "MSMP_USER": ADMIN, "MSMP_PASSWORD": ADMIN_PW}
+
+    def msmp(*args: str, **extra: str | None) -> subprocess.CompletedProcess:
+        environ = {k: v for k, v in {**env, **extra}.items() if v is not None}
+        return subprocess.run(
+            [str(MSMP), *args], env=environ, capture_output=True, text=True, timeout=30
+        )
+
+    by_env = msmp("GET", "maildir", MAILDAEMONS_CONF=str(conf))
+    assert (by_env.returncode, by_env.stdout) == (0, f"{site.mail}\n"), by_env.stderr
+    by_flag = msmp("-c", str(conf), "GET", "maildir", MAILDAEMONS_CONF=None)
+    assert (by_flag.returncode, by_flag.stdout) == (0, f"{site.mail}\n"), by_flag.stderr
+    conf.write_text(f"[msmpd]\nlisten = *\nport = {stack.msmpd.port}\n")  # every interface
+    assert msmp("-c", str(conf), "LIST").returncode == 0
+    closed = free_port()  # -P wins over the file
+    flagged = msmp("-c", str(conf), "-P", str(closed), "LIST")
+    assert flagged.returncode == 2 and f"port {closed}" in flagged.stderr
+    missing = msmp("LIST", MAILDAEMONS_CONF=str(tmp_path / "absent.conf"))
+    assert missing.returncode == 2
+    assert missing.stderr == (
+        f"msmp: config file {tmp_path / 'absent.conf'} (from $MAILDAEMONS_CONF) not found\n"
+    )
 
 
 # -- statistics: STAT, LOGS, LIST <user> -------------------------------------------------------
@@ -434,9 +538,8 @@ ARITY = [
     (b"DELE", b"DELE <username>"),
     (b"DELE a b", b"DELE <username>"),
     (b"LIST a b", b"LIST [<username>]"),
-    (b"SET", b"SET <key> <value>"),
-    (b"SET maildir", b"SET <key> <value>"),
-    (b"SET maildir /a /b", b"SET <key> <value>"),
+    (b"SET", b"SET <key> [<value>]"),
+    (b"SET  \t ", b"SET <key> [<value>]"),
     (b"GET", b"GET <key>"),
     (b"GET maildir x", b"GET <key>"),
     (b"STAT x", b"STAT"),
@@ -462,11 +565,34 @@ ARGUMENTS = [
     (b"SET no_such_key /x", b"-ERR Invalid key"),
     (
         b"SET maildir /" + b"v" * 100,
-        b"-ERR Invalid value (at most 100 characters, no spaces or control characters)",
+        b"-ERR Invalid value (at most 100 characters, no control characters)",
     ),
     (
         b"SET transformer a\x02b",
-        b"-ERR Invalid value (at most 100 characters, no spaces or control characters)",
+        b"-ERR Invalid value (at most 100 characters, no control characters)",
+    ),
+    (
+        b"SET transformer cat\tx",
+        b"-ERR Invalid value (at most 100 characters, no control characters)",
+    ),
+    (
+        b"SET transformer none",
+        b"-ERR Invalid value (no program 'none' on the server; SET transformer alone removes"
+        b" the SET value)",
+    ),
+    (
+        b"SET transformer /nonexistent/filter -x",
+        b"-ERR Invalid value (no program '/nonexistent/filter' on the server; SET transformer"
+        b" alone removes the SET value)",
+    ),
+    (
+        b"SET transformer sed 's/a/b/",
+        b"-ERR Invalid value (not a shell command line: unbalanced quotes; SET transformer alone"
+        b" removes the SET value)",
+    ),
+    (
+        b"SET transformer LANG=C",
+        b"-ERR Invalid value (no program named; SET transformer alone removes the SET value)",
     ),
     (b"GET " + b"k" * 41, b"-ERR Invalid key"),
     (b"GET Maildir", b"-ERR Invalid key"),

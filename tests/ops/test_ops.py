@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import json
 import os
 import poplib
 import re
@@ -188,7 +189,7 @@ def test_man_page_has_the_sections(page: str) -> None:
     text = (MAN / page).read_text()
     name, number = page.rsplit(".", 1)
     assert text.startswith(f".TH {name.upper()} {number} ")
-    wanted = ["NAME", "SYNOPSIS", "DESCRIPTION", "FILES", "SEE ALSO"]
+    wanted = ["NAME", "SYNOPSIS", "DESCRIPTION", "ENVIRONMENT", "FILES", "SEE ALSO"]
     if page != "maildaemons.conf.5":
         wanted += ["OPTIONS", "EXIT STATUS", "EXAMPLES"]
     if name in DAEMONS:
@@ -202,8 +203,12 @@ def test_man_page_has_the_sections(page: str) -> None:
             assert signame in section(text, "SIGNALS"), (page, signame)
     for heading in wanted:
         assert re.search(rf"^\.SH \"?{heading}\"?$", text, re.M), (page, heading)
+    # Every program reads the config file $MAILDAEMONS_CONF names when -c is not given.
+    assert ".B MAILDAEMONS_CONF\n" in section(text, "ENVIRONMENT"), page
     if name != "maildaemons.conf":
-        assert "| nc \\-q 2 127.0.0.1 " in section(text, "EXAMPLES"), page
+        # netcat sessions that end once the server has answered (-N: shut down on EOF).
+        assert "| nc \\-N 127.0.0.1 " in section(text, "EXAMPLES"), page
+        assert "nc \\-q" not in text, page
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -218,6 +223,31 @@ def test_help_exits_0_and_matches_the_man_page(command: str) -> None:
     assert documented - listed == set(), f"{page.name} documents options --help lacks"
     synopsis = set(OPTION.findall(plain(section(page.read_text(), "SYNOPSIS"))))
     assert synopsis <= listed, f"{page.name} SYNOPSIS names {synopsis - listed}"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["pop3d", "-f"],
+        ["imapd", "-f"],
+        ["imapgw", "-f"],
+        ["msmpd", "-f"],
+        ["mailstatd", "-f"],
+        ["mailstatd", "--dump"],
+        ["msmp", "STAT"],
+        ["clearopensmtp", "--dry-run"],
+    ],
+    ids=" ".join,
+)
+def test_every_command_reads_the_file_maildaemons_conf_names(
+    argv: list[str], tmp_path: Path
+) -> None:
+    """Without -c, every program reads $MAILDAEMONS_CONF (a file named there must exist)."""
+    missing = tmp_path / "absent.conf"
+    env = {**os.environ, "MAILDAEMONS_CONF": str(missing), "MSMP_USER": "a", "MSMP_PASSWORD": "b"}
+    result = run([str(BIN / argv[0]), *argv[1:]], env=env)
+    assert result.returncode != 0
+    assert f"config file {missing} (from $MAILDAEMONS_CONF) not found" in result.stderr
 
 
 def man_config_keys() -> dict[str, dict[str, str]]:
@@ -250,8 +280,16 @@ def sample_config_keys() -> dict[str, dict[str, str]]:
     return {name: dict(sample.items(name)) for name in sample.sections()}
 
 
+# What the sample sets on purpose instead of the built-in default: a deployment drops root.
+SAMPLE_SETS = {("common", "user"): "maildaemons"}
+
+
 def test_sample_config_names_exactly_the_declared_keys_with_their_defaults() -> None:
-    assert sample_config_keys() == declared_config_keys()
+    expected = declared_config_keys()
+    for (section, name), value in SAMPLE_SETS.items():
+        assert expected[section][name] != value
+        expected[section][name] = value
+    assert sample_config_keys() == expected
 
 
 def test_sample_config_examples_name_keys_of_their_section() -> None:
@@ -308,7 +346,7 @@ def unit_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     units = root / "units"
     units.mkdir()
     for name in UNITS:
-        text = (REPO / "etc/systemd" / name).read_text().replace("/usr/local/bin/", f"{BIN}/")
+        text = (REPO / "etc/systemd" / name).read_text().replace("/opt/maildaemons/bin/", f"{BIN}/")
         (units / name.removesuffix(".example")).write_text(text)
     for page in MAN_PAGES:
         target = root / "man" / f"man{page[-1]}"
@@ -483,7 +521,7 @@ def test_quickstart_as_a_newcomer(tmp_path: Path) -> None:
             int(m.group(1)): line
             for line in lines
             if line.startswith("printf ")
-            and (m := re.search(r"\| nc -q 2 127\.0\.0\.1 (\d+)$", line))
+            and (m := re.search(r"\| nc -N 127\.0\.0\.1 (\d+)$", line))
         }
         assert set(sessions) == set(ports.values()), first.stdout
 
@@ -501,8 +539,15 @@ def test_quickstart_as_a_newcomer(tmp_path: Path) -> None:
         msmp = replay(sessions[ports["MSMP_PORT"]], top)
         assert msmp.startswith("+OK MSMP1") and "+OK Logged in" in msmp
         assert "Total connections:" in msmp and "+OK Goodbye" in msmp
-        client = [line for line in lines if line.startswith("MSMP_USER=")]
-        assert len(client) == 1 and "Total connections:" in replay(client[0], top)
+        # The export line puts the commands on PATH and names the config for every command.
+        exports = [line for line in lines if line.startswith("export PATH=")]
+        assert len(exports) == 1, first.stdout
+        assert replay("scripts/quickstart env", top).strip() == exports[0]
+        assert f'MAILDAEMONS_CONF="{top}/var/maildaemons.conf"' in exports[0]
+        assert "msmp STAT" in lines and "mailstatd --dump" in lines
+        assert "Total connections:" in replay(f"{exports[0]}; msmp STAT", top)
+        dump = json.loads(replay(f"{exports[0]}; mailstatd --dump", top))
+        assert dump["protocols"]["msmp"]["logins_ok"] >= 2
 
         second = run([str(top / "scripts/quickstart")], env=env, cwd=top, timeout=60)
         assert second.returncode == 0, second.stdout + second.stderr
@@ -524,6 +569,51 @@ def test_quickstart_as_a_newcomer(tmp_path: Path) -> None:
         for name in DAEMONS:
             stop_daemon(read_pid(run_dir / f"{name}.pid"), (name,))
             stop_daemon(pids.get(name), (name,))
+
+
+def test_quickstart_without_netcat_prints_the_apt_get_line(tmp_path: Path) -> None:
+    """On a machine without nc, and no way to install it (no apt-get it may run here), the quick
+    start still starts the suite and says exactly how to get netcat."""
+    if not (BIN / "pop3d").exists():
+        pytest.skip("the tests do not run from the project's venv")
+    top = repo_copy(tmp_path / "r")
+    hidden = {"nc", "nc.openbsd", "netcat", "apt-get"}
+    tools = tmp_path / "bin"  # every program of /usr/bin but those
+    tools.mkdir()
+    for program in Path("/usr/bin").iterdir():
+        if program.name not in hidden:
+            (tools / program.name).symlink_to(program)
+    ports = sorted({free_port() for _ in range(8)})[:4]
+    assert len(ports) == 4
+    env = {
+        **os.environ,
+        "PATH": str(tools),
+        **dict(
+            zip(("POP3_PORT", "IMAP_PORT", "GW_PORT", "MSMP_PORT"), map(str, ports), strict=True)
+        ),
+    }
+    run_dir = top / "var" / "run"
+    try:
+        result = run([str(top / "scripts/quickstart")], env=env, cwd=top, timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "netcat-openbsd (its Debian and Ubuntu name) is needed" in result.stderr
+        assert "The nc lines above need OpenBSD netcat" in result.stdout
+        assert all(read_pid(run_dir / f"{name}.pid") for name in DAEMONS)
+        # With apt-get there but no root and no sudo, the exact line is printed.
+        (tools / "apt-get").symlink_to("/usr/bin/apt-get")
+        (tools / "id").unlink()
+        (tools / "id").write_text("#!/bin/sh\necho 1000\n")
+        (tools / "id").chmod(0o755)
+        (tools / "sudo").unlink(missing_ok=True)
+        again = run([str(top / "scripts/quickstart")], env=env, cwd=top, timeout=60)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert (
+            "The Debian package netcat-openbsd is needed for the netcat sessions printed below;"
+            " install it with:\n  sudo apt-get install -y --no-install-recommends netcat-openbsd\n"
+        ) in again.stderr
+    finally:
+        for name in DAEMONS:
+            stop_daemon(read_pid(run_dir / f"{name}.pid"), (name,))
 
 
 # -- a pop3d in the background ------------------------------------------------------------------

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from common.config import RuntimeState
 from support.daemons import wait_for
+from support.pop3 import Pop3Server
 from support.site import deliver
 
 MESSAGE = b"Subject: lower case\n\nhello world\n.dot line\n"
@@ -120,3 +121,31 @@ def test_transformer_precedence(pop3d, site):
     RuntimeState(site.state).set("transformer", "")
     client = server.raw_login()
     assert b"hello world" in retr(client), "set to empty: no transformer"
+
+
+def test_cat_the_seeds_default_starts_no_process(daemons, site):
+    """`cat` (seed 003's default) means no transformer: with a PATH where no program can be
+    found, RETR sends the message as stored, while any other command fails there."""
+    deliver(site.maildir("alice"), MESSAGE)
+    for command, works in (("cat", True), (" cat ", True), ("cat -u", False)):
+        daemon = daemons.start(
+            "pop3d",
+            "-l",
+            "127.0.0.1",
+            "-u",
+            "alice:secret",
+            "-t",
+            command,
+            config=site.config(),
+            env={"PATH": "/nonexistent"},
+        )
+        client = Pop3Server(daemon, site).raw_login()
+        client.send(b"RETR 1\r\n")
+        if works:
+            assert client.until(b".\r\n") == (
+                b"+OK %d octets\r\n" % SIZE
+                + b"Subject: lower case\r\n\r\nhello world\r\n..dot line\r\n.\r\n"
+            ), command
+        else:
+            assert client.line().startswith(b"-ERR [SYS/TEMP]"), command
+        daemon.stop()

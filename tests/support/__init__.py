@@ -10,4 +10,5 @@ fixtures. Test modules import from here, never from conftest.py or from another 
 - `pop3`: the POP3 users and `Pop3Server` behind the `pop3d` fixture.
 - `imap`: raw IMAP transcripts, `ImapServer`, `start_imapd`, the module-wide `shared_imapd`.
 - `sync`: what the real IMAP clients' tests (mbsync, offlineimap) compare and seed.
+- `tls`: a test CA and server certificate made with `openssl`, TLS client helpers, s_client.
 """
