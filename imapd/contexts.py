@@ -2,14 +2,15 @@
 4.4) and the contexts of RFC 5267 4 (CONTEXT=SEARCH, CONTEXT=SORT): a SEARCH or SORT with RETURN
 (UPDATE) keeps its result current with unsolicited `ESEARCH (TAG "t") ADDTO / REMOVEFROM`.
 
-A context remembers its result by UID, in its order, and the flags and MODSEQ each message had
-when it was last evaluated; after the selected view changed (imapd/selected.py calls in), only
-messages that are new or changed are evaluated again. Positions: 0 for a SEARCH (its order is
-the mailbox's), else 1-based places in the sorted result. ADDTO names runs at their final
-places, first run first, so each insertion finds the earlier ones in place; REMOVEFROM names
-runs at their places before the removal, last run first, so each stays valid as the client
-applies the ones before it. REMOVEFROM for expunged messages comes before the EXPUNGE (or
-VANISHED) responses, numbered as the client still numbers them.
+A context remembers its result by UID, in its order, and the MODSEQ each message had when it was
+last evaluated (every change of a message's flags gives it a new MODSEQ, common/store); after the
+selected view changed (imapd/selected.py calls in), only messages that are new or changed are
+evaluated again, and a command after which nothing changed costs nothing. Positions: 0 for a
+SEARCH (its order is the mailbox's), else 1-based places in the sorted result. ADDTO names runs
+at their final places, first run first, so each insertion finds the earlier ones in place;
+REMOVEFROM names runs at their places before the removal, last run first, so each stays valid
+as the client applies the ones before it. REMOVEFROM for expunged messages comes before the
+EXPUNGE (or VANISHED) responses, numbered as the client still numbers them.
 
 Choices (as Dovecot where it has CONTEXT=SEARCH): RETURN (UPDATE) alone returns no initial
 data and a RETURN naming no data at all means ALL; sequence numbers in the program are fixed
@@ -123,9 +124,6 @@ def freeze(node: SearchNode, view: Selected) -> SearchNode:
     return Key("UID", seqset=SeqSet.from_values(uids))
 
 
-State = tuple[str, int]  # (flag letters, MODSEQ) of a message when it was evaluated
-
-
 @dataclass
 class Context:
     """One search whose result is kept up to date."""
@@ -136,7 +134,7 @@ class Context:
     program: tuple[SortKey, ...] | None  # None: a SEARCH, in mailbox order
     results: list[int] = field(default_factory=list)  # UIDs in result order
     items: dict[int, Item] = field(default_factory=dict)  # a SORT's sort data, by UID
-    evaluated: dict[int, State] = field(default_factory=dict)
+    evaluated: dict[int, int] = field(default_factory=dict)  # UID -> MODSEQ when evaluated
 
     def numbering(self, view: Selected) -> Callable[[int], int]:
         """UID -> the number the client knows the message by."""
@@ -156,10 +154,9 @@ class Context:
         removed: set[int] = set()
         ranges: RangeCache = {}
         for seq, entry in enumerate(view.entries, 1):
-            state = (entry.letters, entry.modseq)
-            if entry.uid in view.gone or self.evaluated.get(entry.uid) == state:
+            if self.evaluated.get(entry.uid) == entry.modseq or entry.uid in view.gone:
                 continue
-            self.evaluated[entry.uid] = state
+            self.evaluated[entry.uid] = entry.modseq
             try:
                 hit = matches(self.criteria, Candidate(view, seq, entry, ranges))
             except StoreError:
@@ -245,6 +242,9 @@ class Contexts:
     """The update contexts of a session's selected mailbox."""
 
     active: list[Context] = field(default_factory=list)
+    # (HIGHESTMODSEQ, messages, highest UID) at the last look: when the view shows the same
+    # again, nothing a context could notice has changed.
+    seen: tuple[int, int, int] | None = None
 
     def full(self) -> bool:
         return len(self.active) >= MAX_CONTEXTS
@@ -255,8 +255,9 @@ class Contexts:
         context.results = [entry.uid for _seq, entry in found]
         if context.program is not None:
             context.items = {item.entry.uid: item for item in gather(view, found)}
-        context.evaluated = {e.uid: (e.letters, e.modseq) for e in view.entries}
+        context.evaluated = {e.uid: e.modseq for e in view.entries}
         self.active.append(context)
+        self.seen = None
 
     def cancel(self, tags: Iterable[str]) -> bool:
         """End the contexts of `tags`; False (and nothing ended) when one has none."""
@@ -267,6 +268,10 @@ class Contexts:
         return True
 
     def updates(self, view: Selected) -> list[bytes]:
+        stamp = (view.highestmodseq, len(view.entries), view.entries[-1].uid if view.entries else 0)
+        if stamp == self.seen:
+            return []
+        self.seen = stamp
         out = []
         for context in self.active:
             items = context.changes(view)
