@@ -213,6 +213,12 @@ KEYS: tuple[Key, ...] = (
     _imapd("max_line", INT, "65536", "the longest command line, in octets"),
     _imapd("max_literal", INT, "67108864", "the largest literal (APPEND message), in octets"),
     _imapd("idle_keepalive", FLOAT, "300", "seconds between keep-alives during IDLE"),
+    _imapd(
+        "literal_plus",
+        BOOL,
+        "yes",
+        "LITERAL+ (non-synchronizing literals up to max_literal); no: LITERAL- (up to 4096)",
+    ),
     _imapgw("listen", LIST, "*", "addresses to listen on ('*': every interface)"),
     _imapgw("port", INT, "4711", "the TCP port"),
     _imapgw("imap_host", STR, "127.0.0.1", "the IMAP server's host"),

@@ -26,6 +26,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from common.utf7 import decode_mutf7, encode_mutf7
+from imapd.parser_append import (
+    AppendMessage,
+    CatPart,
+    parse_append_message,
+    starts_append_message,
+)
 from imapd.parser_base import (
     ATOM_RE,
     MAX_DEPTH,
@@ -37,6 +43,7 @@ from imapd.parser_base import (
     parse_date,
     parse_date_time,
 )
+from imapd.parser_binary import BinarySection
 from imapd.parser_fetch import MACROS, SIMPLE_ITEMS, BodySection, FetchArgs, FetchItem, parse_fetch
 from imapd.parser_mailbox import (
     CreateArgs,
@@ -51,6 +58,15 @@ from imapd.parser_mailbox import (
     parse_status,
 )
 from imapd.parser_search import And, Key, Not, Or, SearchArgs, SearchNode, parse_search
+from imapd.parser_sort import (
+    CancelUpdateArgs,
+    SortArgs,
+    SortKey,
+    ThreadArgs,
+    parse_cancelupdate,
+    parse_sort,
+    parse_thread,
+)
 from imapd.strings import quoted
 
 __all__ = [
@@ -121,6 +137,17 @@ __all__ = [
     "parse_select",
     "parse_setquota",
     "parse_status",
+    "AppendMessage",
+    "BinarySection",
+    "CatPart",
+    # SORT, THREAD, CANCELUPDATE (imapd/parser_sort.py)
+    "CancelUpdateArgs",
+    "SortArgs",
+    "SortKey",
+    "ThreadArgs",
+    "parse_cancelupdate",
+    "parse_sort",
+    "parse_thread",
     "parse_store",
 ]
 
@@ -169,12 +196,22 @@ class RenameArgs:
 
 @dataclass(frozen=True, slots=True)
 class AppendArgs:
-    """APPEND mailbox [(flags)] ["date-time"] literal (RFC 3501 6.3.11)."""
+    """APPEND mailbox [(flags)] ["date-time"] literal (RFC 3501 6.3.11): the first message's
+    flags, date and octets; ``catenate`` when that message is a CATENATE (RFC 4469, then
+    ``message`` is empty), ``more`` the further messages of a MULTIAPPEND (RFC 3502)."""
 
     mailbox: str
     flags: tuple[str, ...]
     internal_date: datetime.datetime | None
     message: bytes
+    catenate: tuple[CatPart, ...] | None = None
+    more: tuple[AppendMessage, ...] = ()
+
+    @property
+    def messages(self) -> tuple[AppendMessage, ...]:
+        """Every message of the command, in order."""
+        first = AppendMessage(self.flags, self.internal_date, self.message, self.catenate)
+        return (first, *self.more)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +290,9 @@ Args = (
     | EnableArgs
     | QuotaArgs
     | CompressArgs
+    | SortArgs
+    | ThreadArgs
+    | CancelUpdateArgs
     | None
 )
 # Parses a command's arguments after its name: (reader, UID-prefixed) -> the arguments.
@@ -450,23 +490,21 @@ def parse_rename(reader: Reader, uid: bool) -> RenameArgs:
 
 
 def parse_append(reader: Reader, uid: bool) -> AppendArgs:
-    """append = "APPEND" SP mailbox [SP flag-list] [SP date-time] SP literal (RFC 3501 6.3.11)."""
+    """append = "APPEND" SP mailbox [SP flag-list] [SP date-time] SP literal (RFC 3501 6.3.11),
+    with more messages, literal8 and CATENATE (imapd/parser_append.py)."""
     reader.sp()
     mailbox = reader.mailbox()
     reader.sp()
-    flags: tuple[str, ...] = ()
-    internal_date = None
-    if reader.peek() == 0x28:
-        flags = reader.flag_list()
-        reader.sp()
-    if reader.peek() == 0x22:
-        internal_date = parse_date_time(reader.quoted())
-        reader.sp()
-    if reader.peek() != 0x7B:
-        raise ParseError(None, "APPEND needs the message as a literal")
-    message = reader.literal()
+    first = parse_append_message(reader)
+    more = []
+    while reader.try_sp():
+        if not starts_append_message(reader):
+            raise ParseError(None, "Unexpected extra arguments")
+        more.append(parse_append_message(reader))
     reader.end()
-    return AppendArgs(mailbox, flags, internal_date, message)
+    return AppendArgs(
+        mailbox, first.flags, first.internal_date, first.data, first.catenate, tuple(more)
+    )
 
 
 def parse_store(reader: Reader, uid: bool) -> StoreArgs:

@@ -78,15 +78,20 @@ class SeqSet:
     """A sequence-set (RFC 3501 9): ranges as written, ``*`` as None, never empty.
 
     Both message sequence numbers and UIDs use it; ``max_value`` is the largest number in use
-    (the message count, or the highest UID), which ``*`` stands for.
+    (the message count, or the highest UID), which ``*`` stands for. ``saved`` is ``$``, the
+    messages a SEARCH RETURN (SAVE) saved (RFC 5182 2.1): it has no ranges of its own, so only
+    the selected view can say what it holds (imapd/selected.py); the methods here see it empty.
     """
 
     ranges: tuple[SeqRange, ...]
+    saved: bool = False
 
     @classmethod
     def parse(cls, text: bytes | str) -> SeqSet:
         """Parse ``1``, ``*``, ``3:5``, ``5:3``, ``1:*`` and comma lists; raise ParseError."""
         raw = text.encode("ascii", "replace") if isinstance(text, str) else text
+        if raw == b"$":
+            return cls((), saved=True)
         ranges: list[SeqRange] = []
         for item in raw.split(b","):
             first, colon, last = item.partition(b":")
@@ -159,6 +164,8 @@ class SeqSet:
         return (low, high) if low <= high else (high, low)
 
     def __str__(self) -> str:
+        if self.saved:
+            return "$"
         return ",".join(_range_text(low, high) for low, high in self.ranges)
 
 

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from imapd.parser_base import MAX_NUMBER64, ParseError, Reader, SeqSet
+from imapd.parser_binary import BINARY_ITEMS, BinarySection, parse_binary_section
 from imapd.strings import quoted
 
 __all__ = ["BodySection", "FetchArgs", "FetchItem", "parse_fetch"]
@@ -27,6 +28,9 @@ SIMPLE_ITEMS = frozenset(
         "RFC822.SIZE",
         "RFC822.TEXT",
         "UID",
+        "EMAILID",  # RFC 8474 5.1
+        "THREADID",  # RFC 8474 5.2
+        "SAVEDATE",  # RFC 8514 4
     }
 )
 """FETCH items without a section; they appear in ``FetchArgs.items`` as these strings."""
@@ -81,8 +85,8 @@ class BodySection:
         return f"BODY[{self.section}]{suffix}"
 
 
-FetchItem = str | BodySection
-"""A FETCH data item: one of ``SIMPLE_ITEMS`` or a ``BodySection``."""
+FetchItem = str | BodySection | BinarySection
+"""A FETCH data item: one of ``SIMPLE_ITEMS``, a ``BodySection`` or a ``BinarySection``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +104,13 @@ class FetchArgs:
 
     @property
     def marks_seen(self) -> bool:
-        """True when the fetch sets \\Seen: BODY[...] without PEEK, RFC822 or RFC822.TEXT."""
+        """True when the fetch sets \\Seen: BODY[...] or BINARY[...] without PEEK, RFC822 or
+        RFC822.TEXT."""
         for item in self.items:
-            if isinstance(item, BodySection):
+            if isinstance(item, BinarySection):
+                if not (item.peek or item.size):
+                    return True
+            elif isinstance(item, BodySection):
                 if not item.peek:
                     return True
             elif item in ("RFC822", "RFC822.TEXT"):
@@ -160,6 +168,8 @@ def _fetch_att(reader: Reader) -> FetchItem:
     name = match.group().decode("ascii").upper()
     if reader.peek() == 0x5B and name in ("BODY", "BODY.PEEK"):
         return _body_section(reader, peek=name == "BODY.PEEK")
+    if name in BINARY_ITEMS:  # RFC 3516 (imapd/parser_binary.py)
+        return parse_binary_section(reader, name)
     if name not in SIMPLE_ITEMS:
         raise ParseError(None, "Unknown FETCH item")
     return name
@@ -252,7 +262,7 @@ def _dedupe(items: list[FetchItem]) -> tuple[FetchItem, ...]:
     """Drop repeated items; BODY[x] beats BODY.PEEK[x] because both answer as BODY[x]."""
     chosen: dict[str, FetchItem] = {}
     for item in items:
-        key = item.label if isinstance(item, BodySection) else item
+        key = item.label if isinstance(item, BodySection | BinarySection) else item
         old = chosen.get(key)
         if old is None or _upgrades(old, item):
             chosen[key] = item
@@ -260,4 +270,8 @@ def _dedupe(items: list[FetchItem]) -> tuple[FetchItem, ...]:
 
 
 def _upgrades(old: FetchItem, new: FetchItem) -> bool:
-    return isinstance(old, BodySection) and isinstance(new, BodySection) and old.peek > new.peek
+    if isinstance(old, BodySection) and isinstance(new, BodySection):
+        return old.peek > new.peek
+    if isinstance(old, BinarySection) and isinstance(new, BinarySection):
+        return old.peek > new.peek
+    return False

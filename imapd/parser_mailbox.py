@@ -35,9 +35,13 @@ STATUS_ITEMS = frozenset(
         "HIGHESTMODSEQ",
         "DELETED",
         "DELETED-STORAGE",
+        "APPENDLIMIT",
+        "SIZE",
+        "MAILBOXID",
     }
 )
-"""RFC 3501, RFC 7162 3.1.7 (HIGHESTMODSEQ) and RFC 9208 (DELETED, DELETED-STORAGE)."""
+"""RFC 3501, RFC 7162 3.1.7 (HIGHESTMODSEQ), RFC 9208 (DELETED, DELETED-STORAGE), RFC 7889
+(APPENDLIMIT), RFC 8438 (SIZE) and RFC 8474 (MAILBOXID)."""
 LIST_SELECT_OPTIONS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
 LIST_RETURN_OPTIONS = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"})
 USE_ATTRIBUTES = {
@@ -184,8 +188,10 @@ def _seq_match_data(reader: Reader) -> tuple[SeqSet, SeqSet]:
 
 def _starless_seqset(reader: Reader) -> SeqSet:
     seqset = reader.seqset()
-    if seqset.has_star:
-        raise ParseError(None, '"*" is not allowed here')
+    if seqset.has_star or seqset.saved:
+        raise ParseError(
+            None, '"*" is not allowed here' if seqset.has_star else '"$" is not allowed here'
+        )
     return seqset
 
 

@@ -13,6 +13,7 @@ recursive matcher is safe.
 from __future__ import annotations
 
 import datetime
+import re
 from dataclasses import dataclass
 
 from imapd.parser_base import (
@@ -25,7 +26,18 @@ from imapd.parser_base import (
     parse_date,
 )
 
-__all__ = ["And", "Key", "Not", "Or", "SearchArgs", "SearchNode", "parse_search"]
+__all__ = [
+    "And",
+    "Key",
+    "Not",
+    "Or",
+    "ReturnOptions",
+    "SearchArgs",
+    "SearchNode",
+    "parse_return_options",
+    "parse_search",
+    "parse_search_keys",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +48,9 @@ class Key:
       or a keyword as sent.
     - ``BCC BODY CC FROM SUBJECT TEXT TO``: ``text``. ``HEADER``: ``header`` (upper-cased field
       name) and ``text`` (may be empty).
-    - ``BEFORE ON SINCE`` (internal date) and ``SENTBEFORE SENTON SENTSINCE``: ``date``.
+    - ``BEFORE ON SINCE`` (internal date), ``SENTBEFORE SENTON SENTSINCE`` and
+      ``SAVEDBEFORE SAVEDON SAVEDSINCE`` (save date, RFC 8514): ``date``.
+    - ``EMAILID THREADID`` (RFC 8474): ``text`` is the object id.
     - ``LARGER SMALLER``: ``number`` (octets). ``MODSEQ``: ``number`` (RFC 7162 3.1.5; a
       per-metadata entry name, if sent, is dropped: we keep one mod-sequence per message).
     - ``UID``: ``seqset`` of UIDs. ``SEQSET``: ``seqset`` of message sequence numbers.
@@ -76,18 +90,28 @@ SearchNode = Key | And | Or | Not
 
 @dataclass(frozen=True, slots=True)
 class SearchArgs:
-    """SEARCH / UID SEARCH (RFC 3501 6.4.4; RFC 4731; RFC 7162 3.1.5).
+    """SEARCH / UID SEARCH (RFC 3501 6.4.4; RFC 4731; RFC 7162 3.1.5; RFC 5267 4).
 
     ``charset`` is upper-cased, None when absent (the command layer answers [BADCHARSET] for
     anything but US-ASCII and UTF-8). ``return_opts`` is None for a classic SEARCH, otherwise the
     ESEARCH options, ``RETURN ()`` read as ``("ALL",)``. ``uses_modseq`` says a MODSEQ key
-    appeared (the response then carries ``(MODSEQ n)``).
+    appeared (the response then carries ``(MODSEQ n)``). ``partial`` is the range of RETURN
+    (PARTIAL low:high) (RFC 5267 4.4), low <= high.
     """
 
     criteria: SearchNode
     charset: str | None = None
     return_opts: tuple[str, ...] | None = None
     uses_modseq: bool = False
+    partial: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnOptions:
+    """search-return-opts (RFC 4731 3.1, RFC 5267 4): upper-cased options, PARTIAL's range."""
+
+    options: tuple[str, ...]
+    partial: tuple[int, int] | None = None
 
 
 FLAG_KEYS = {
@@ -107,9 +131,12 @@ UNFLAG_KEYS = {
 }
 TEXT_KEYS = frozenset({"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO"})
 DATE_KEYS = frozenset({"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"})
+DATE_KEYS |= {"SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"}  # RFC 8514 5
+OBJECTID_KEYS = frozenset({"EMAILID", "THREADID"})  # RFC 8474 6
 ARGUMENT_KEYS = (
     TEXT_KEYS
     | DATE_KEYS
+    | OBJECTID_KEYS
     | {
         "HEADER",
         "KEYWORD",
@@ -120,8 +147,11 @@ ARGUMENT_KEYS = (
         "UNKEYWORD",
     }
 )
-RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT"})
+RETURN_OPTIONS = frozenset(
+    {"MIN", "MAX", "ALL", "COUNT", "SAVE", "UPDATE", "CONTEXT", "PARTIAL"}
+)  # RFC 4731 3.1, RFC 5182 2.1, RFC 5267 4
 _MODSEQ_ENTRY_TYPES = frozenset({b"PRIV", b"SHARED", b"ALL"})
+_OBJECTID_RE = re.compile(rb"[A-Za-z0-9_-]{1,255}")  # RFC 8474 7 objectid
 
 Rated = tuple[SearchNode, int]
 """A node with its height (a Key is 0), carried so the height check costs nothing."""
@@ -130,19 +160,30 @@ Rated = tuple[SearchNode, int]
 def parse_search(reader: Reader, uid: bool) -> SearchArgs:
     """search = "SEARCH" [RETURN (...)] [SP "CHARSET" SP astring] 1*(SP search-key)."""
     del uid  # UID SEARCH differs only in what the response reports
-    return_opts = _return_opts(reader) if _next_word_is(reader, b"RETURN") else None
+    returns = None
+    if _next_word_is(reader, b"RETURN"):
+        returns = parse_return_options(reader)
+        reader.sp()
     charset = None
     if _next_word_is(reader, b"CHARSET"):
         reader.atom()
         reader.sp()
         charset = reader.astring().decode("ascii", "replace").upper()
         reader.sp()
+    criteria, uses_modseq = parse_search_keys(reader)
+    if returns is None:
+        return SearchArgs(criteria, charset, None, uses_modseq)
+    return SearchArgs(criteria, charset, returns.options, uses_modseq, returns.partial)
+
+
+def parse_search_keys(reader: Reader) -> tuple[SearchNode, bool]:
+    """1*(SP search-key) after the charset, all of which must match: (the tree, whether a
+    MODSEQ key appeared). Shared by SEARCH, SORT and THREAD."""
     parser = _SearchParser(reader)
     keys = [parser.key(0)]
     while reader.try_sp():
         keys.append(parser.key(0))
-    criteria = _check(_and(keys))[0]
-    return SearchArgs(criteria, charset, return_opts, parser.uses_modseq)
+    return _check(_and(keys))[0], parser.uses_modseq
 
 
 def _next_word_is(reader: Reader, word: bytes) -> bool:
@@ -150,18 +191,33 @@ def _next_word_is(reader: Reader, word: bytes) -> bool:
     return match is not None and match.group().upper() == word
 
 
-def _return_opts(reader: Reader) -> tuple[str, ...]:
-    """search-return-opts = "RETURN" SP "(" [opt *(SP opt)] ")" (RFC 4731 3.1)."""
-    reader.atom()
+def parse_return_options(reader: Reader) -> ReturnOptions:
+    """search-return-opts = "RETURN" SP "(" [opt *(SP opt)] ")" (RFC 4731 3.1), with UPDATE,
+    CONTEXT and PARTIAL low:high (RFC 5267 4.2-4.4); `RETURN ()` means ALL."""
+    if reader.keyword() != "RETURN":
+        raise ParseError(None, "Expected RETURN")
     reader.sp()
     options: list[str] = []
+    partial = None
     for _ in reader.paren_list():
         option = reader.keyword()
         if option not in RETURN_OPTIONS:
-            raise ParseError(None, "Unknown SEARCH RETURN option")
+            raise ParseError(None, "Unknown RETURN option")
+        if option == "PARTIAL":
+            if partial is not None:
+                raise ParseError(None, "PARTIAL given twice")
+            reader.sp()
+            partial = _partial_range(reader)
         options.append(option)
-    reader.sp()
-    return tuple(dict.fromkeys(options)) if options else ("ALL",)
+    return ReturnOptions(tuple(dict.fromkeys(options)) if options else ("ALL",), partial)
+
+
+def _partial_range(reader: Reader) -> tuple[int, int]:
+    """partial-range = nz-number ":" nz-number (RFC 5267 4.4), either way round."""
+    first = reader.nz_number()
+    reader.expect(0x3A, ":")
+    second = reader.nz_number()
+    return (min(first, second), max(first, second))
 
 
 class _SearchParser:
@@ -201,7 +257,7 @@ class _SearchParser:
         byte = reader.peek()
         if byte == 0x28:
             return self._group(depth + 1)
-        if 0x30 <= byte <= 0x39 or byte == 0x2A:
+        if 0x30 <= byte <= 0x39 or byte in (0x2A, 0x24):  # a number, "*" or "$" (RFC 5182)
             return Key("SEQSET", seqset=reader.seqset()), 0
         if byte == -1:
             raise ParseError(None, "Missing search key")
@@ -238,6 +294,8 @@ class _SearchParser:
             return Not(Key("FLAG", text=flag)), 1
         if name == "ALL":
             return Key("ALL"), 0
+        if name == "SAVEDATESUPPORTED":  # RFC 8514 5: every mailbox here has save dates
+            return Key("ALL"), 0
         if name == "NEW":
             return And((Key("FLAG", text="\\Recent"), Not(Key("FLAG", text="\\Seen")))), 2
         if name == "OLD":
@@ -268,6 +326,11 @@ class _SearchParser:
             return (key, 0) if name == "KEYWORD" else (Not(key), 1)
         if name == "MODSEQ":
             return self._modseq(), 0
+        if name in OBJECTID_KEYS:
+            objectid = reader.atom()
+            if _OBJECTID_RE.fullmatch(objectid) is None:
+                raise ParseError(None, "Invalid object id")
+            return Key(name, text=objectid.decode("ascii")), 0
         raise ParseError(None, "Unknown search key")
 
     def _text(self) -> str:

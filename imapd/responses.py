@@ -19,6 +19,7 @@ MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", 
 # Only what is complete is advertised (issue 6); each is proven by tests/imapd/test_imap_ext_*.py.
 CAPABILITIES = (
     "IMAP4rev1",
+    "IMAP4rev2",
     "LITERAL+",
     "SASL-IR",
     "AUTH=PLAIN",
@@ -36,6 +37,22 @@ CAPABILITIES = (
     "LIST-EXTENDED",
     "LIST-STATUS",
     "ESEARCH",
+    "SORT",
+    "SORT=DISPLAY",
+    "THREAD=ORDEREDSUBJECT",
+    "THREAD=REFERENCES",
+    "ESORT",
+    "CONTEXT=SEARCH",
+    "CONTEXT=SORT",
+    "SEARCHRES",
+    "BINARY",
+    "MULTIAPPEND",
+    "CATENATE",
+    "APPENDLIMIT",
+    "STATUS=SIZE",
+    "OBJECTID",
+    "SAVEDATE",
+    "UNAUTHENTICATE",
     "CONDSTORE",
     "QRESYNC",
     "QUOTA",
@@ -71,15 +88,27 @@ def bad(text: str) -> ImapError:
 
 
 def capability_line(
-    compressed: bool = False, starttls: bool = False, plaintext: bool = True
+    compressed: bool = False,
+    starttls: bool = False,
+    plaintext: bool = True,
+    literal_plus: bool = True,
+    append_limit: int | None = None,
 ) -> str:
     """The CAPABILITY list for a session's state: STARTTLS while TLS may start (RFC 3501
-    6.2.1), LOGINDISABLED and no AUTH= when no password may be sent in clear."""
-    caps = [
-        c
-        for c in CAPABILITIES
-        if not (compressed and c in ONCE_ONLY) and (plaintext or c not in PLAINTEXT_AUTH)
-    ]
+    6.2.1), LOGINDISABLED and no AUTH= when no password may be sent in clear; LITERAL- in place
+    of LITERAL+ when non-synchronizing literals are limited (RFC 7888 5); APPENDLIMIT with the
+    session's limit (RFC 7889 2)."""
+    caps = []
+    for capability in CAPABILITIES:
+        if (compressed and capability in ONCE_ONLY) or (
+            not plaintext and capability in PLAINTEXT_AUTH
+        ):
+            continue
+        if capability == "LITERAL+" and not literal_plus:
+            capability = "LITERAL-"
+        elif capability == "APPENDLIMIT" and append_limit is not None:
+            capability = f"APPENDLIMIT={append_limit}"
+        caps.append(capability)
     if starttls:
         caps.append("STARTTLS")
     if not plaintext:
@@ -146,6 +175,8 @@ BYE_LITERAL = "Literal too large"
 BYE_COMPRESSION = "Compressed data could not be decoded"
 DONE_WITHOUT_IDLE = "DONE without IDLE"
 LITERAL_TOO_LARGE = "[TOOBIG] Literal too large"
+LITERAL_MINUS = "Non-synchronizing literals over 4096 octets need LITERAL+"
+MESSAGE_TOO_LARGE = ("Message too large", "TOOBIG")
 LINE_TOO_LONG = "Command line too long"
 NO_SUCH_MAILBOX = ("Mailbox does not exist", "NONEXISTENT")
 TRYCREATE = ("Mailbox does not exist", "TRYCREATE")

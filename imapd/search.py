@@ -10,6 +10,7 @@ import datetime
 
 from common.store import Entry, StoreError, to_crlf
 from imapd import flags as imapflags
+from imapd import objectid
 from imapd.message import MessageView
 from imapd.parser import And, Key, Not, Or, SearchNode, SeqSet
 from imapd.selected import Selected, member
@@ -31,6 +32,8 @@ class Candidate:
         """Whether `value` is in the set; each set is resolved once per SEARCH, not per message."""
         if seqset is None:
             return False
+        if seqset.saved:  # "$" names messages whether the key is UID or not (RFC 5182 2.1)
+            return self.entry.uid in self.view.saved
         ranges = self.ranges.get(id(seqset))
         if ranges is None:
             ranges = self.ranges[id(seqset)] = seqset.resolve(highest)
@@ -93,6 +96,12 @@ def key_matches(key: Key, item: Candidate) -> bool:  # noqa: PLR0911 (a table of
     if name in ("BEFORE", "ON", "SINCE"):
         day = datetime.date.fromtimestamp(view.mailbox.internal_date(entry))
         return compare_date(name, day, key.date)
+    if name in ("SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"):  # RFC 8514 5
+        day = datetime.date.fromtimestamp(view.mailbox.save_date(entry))
+        return compare_date(name[5:], day, key.date)
+    if name in ("EMAILID", "THREADID"):  # RFC 8474 6
+        ids = {"EMAILID": objectid.email_id, "THREADID": objectid.thread_id}
+        return ids[name](view, entry) == key.text
     if name in ("SENTBEFORE", "SENTON", "SENTSINCE"):
         sent = item.message.sent_date()
         return sent is not None and compare_date(name[4:], sent, key.date)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from common.store import SEEN, Entry, Mailbox, Snapshot
 from imapd import flags as imapflags
@@ -22,6 +23,15 @@ from imapd.responses import PERMANENT_TEXT, ImapError, bad, flag_list, untagged
 MAX_RANGE_END = 1 << 64  # above any number a sequence set can hold
 
 
+class Watcher(Protocol):
+    """Something that reports on the view's changes too (the update contexts of RFC 5267 4,
+    imapd/contexts.py): after the other changes, and before expunges are reported."""
+
+    def updates(self, view: Selected) -> list[bytes]: ...
+
+    def expunging(self, view: Selected, uids: set[int]) -> list[bytes]: ...
+
+
 @dataclass
 class Selected:
     name: str
@@ -29,6 +39,7 @@ class Selected:
     readonly: bool
     condstore: bool = False
     qresync: bool = False
+    rev2: bool = False  # IMAP4rev2 (imapd/rev2.py): no \Recent, $Junk and $NotJunk defined
     entries: list[Entry] = field(default_factory=list)  # by sequence number - 1
     by_uid: dict[int, Entry] = field(default_factory=dict)
     reported: dict[int, str] = field(default_factory=dict)  # uid -> letters last reported
@@ -38,6 +49,8 @@ class Selected:
     uidnext: int = 1
     highestmodseq: int = 1
     keywords: tuple[str, ...] = ()  # as last announced in FLAGS
+    watcher: Watcher | None = None
+    saved: frozenset[int] = frozenset()  # UIDs a SEARCH RETURN (SAVE) saved: "$" (RFC 5182)
 
     @classmethod
     def open(cls, mailbox: Mailbox, snap: Snapshot, readonly: bool) -> Selected:
@@ -65,7 +78,7 @@ class Selected:
         else:
             polled = self.mailbox.poll(claim_recent=not self.readonly)
             if polled is None:
-                return []  # nothing moved
+                return self.watched()  # nothing moved (but this session may have changed flags)
             snap = polled
         self._take(snap)
         current = {e.uid: e for e in snap.entries}
@@ -75,9 +88,13 @@ class Selected:
             out.extend(self.expunged(self.gone))
         out.extend(self._flag_changes(current))
         out.extend(self._arrivals(snap.entries))
+        out.extend(self.watched())
         # Keywords are read after the FETCH lines named theirs: whatever those show is
         # announced first (RFC 3501 7.2.6), even a keyword created while they were made.
         return self.new_keywords() + out
+
+    def watched(self) -> list[bytes]:
+        return self.watcher.updates(self) if self.watcher is not None else []
 
     def held_back(self) -> list[bytes]:
         """With QRESYNC, for a command that ends with expunges it could not report: the MODSEQs
@@ -97,9 +114,13 @@ class Selected:
         session creates a keyword in this folder."""
         keywords = self.mailbox.keywords.all()
         self.keywords = tuple(keywords)
+        defined = imapflags.defined_flags(self.mailbox.keywords)
+        if self.rev2:  # RFC 9051 2.3.2: the keywords of junk filtering (imapd/rev2.py)
+            extra = [k for k in ("$Junk", "$NotJunk") if k not in defined]
+            defined, keywords = [*defined, *extra], [*keywords, *extra]
         permanent = () if self.readonly else (*imapflags.STORABLE_FLAGS, *keywords, "\\*")
         return [
-            untagged(f"FLAGS {flag_list(imapflags.defined_flags(self.mailbox.keywords))}"),
+            untagged(f"FLAGS {flag_list(defined)}"),
             untagged(f"OK [PERMANENTFLAGS {flag_list(permanent)}] {PERMANENT_TEXT}"),
         ]
 
@@ -114,6 +135,9 @@ class Selected:
         """Remove `uids` from the view; `* n EXPUNGE` for each, highest sequence number first
         so every number sent is valid at the moment it is sent, or with QRESYNC one
         `* VANISHED <uids>` naming only messages this client was told about (RFC 7162 3.2.10.2)."""
+        notes = []  # the watcher's, numbered as the client numbers the messages before this
+        if self.watcher is not None:
+            notes = self.watcher.expunging(self, {uid for uid in uids if uid in self.by_uid})
         out = []
         removed = []
         for seq in range(len(self.entries), 0, -1):
@@ -127,8 +151,8 @@ class Selected:
                 removed.append(entry.uid)
         self.gone -= uids
         if self.qresync:
-            return [vanished_line(removed, earlier=False)] if removed else []
-        return out
+            return notes + ([vanished_line(removed, earlier=False)] if removed else [])
+        return notes + out
 
     def safe_highestmodseq(self) -> int | None:
         """HIGHESTMODSEQ for a response code: the value of the last full read, and only when
@@ -160,6 +184,8 @@ class Selected:
             self.reported[entry.uid] = entry.letters
             if entry.recent:
                 self.recent.add(entry.uid)
+        if self.rev2:  # RFC 9051: no RECENT response
+            return [b"* %d EXISTS\r\n" % len(self.entries)]
         return [b"* %d EXISTS\r\n" % len(self.entries), self.recent_line()]
 
     def recent_line(self) -> bytes:
@@ -174,7 +200,8 @@ class Selected:
         self.mailbox.save_caches({e.key for e in self.entries})
 
     def flags_of(self, entry: Entry) -> list[str]:
-        return imapflags.to_imap(entry.letters, self.mailbox.keywords, entry.uid in self.recent)
+        recent = entry.uid in self.recent and not self.rev2
+        return imapflags.to_imap(entry.letters, self.mailbox.keywords, recent)
 
     def flags_response(self, seq: int, entry: Entry, with_uid: bool) -> bytes:
         parts = []
@@ -187,7 +214,10 @@ class Selected:
 
     def resolve(self, seqset: SeqSet, uid: bool) -> list[tuple[int, Entry]]:
         """(sequence number, entry) pairs a set names, ascending. Bad sequence numbers are BAD
-        (RFC 3501 9: a number beyond the mailbox); UIDs that do not exist are simply skipped."""
+        (RFC 3501 9: a number beyond the mailbox); UIDs that do not exist are simply skipped.
+        `$` names the saved result whichever the form (RFC 5182 2.1), expunged members gone."""
+        if seqset.saved:
+            return [(seq, e) for seq, e in enumerate(self.entries, 1) if e.uid in self.saved]
         if uid:
             highest = self.entries[-1].uid if self.entries else 0
             wanted = seqset.resolve(highest)

@@ -27,6 +27,10 @@ CONTINUE = b"+ Ready for literal data\r\n"
 MAX_COMMAND_EXTRA = 1_000_000
 # A refused non-synchronizing literal is read and dropped up to this size, else the session ends.
 MAX_DISCARD = 1 << 30
+# A literal's size is a number, 32 bits (RFC 3501 9): anything larger is not a size at all.
+MAX_LITERAL_NUMBER = 0xFFFFFFFF
+# RFC 7888 5: LITERAL- allows non-synchronizing literals up to this size.
+LITERAL_MINUS_MAX = 4096
 DISCARD_CHUNK = 1 << 20
 # Before login a literal can only be a user name or a password: a client nobody knows may not
 # make the child hold more, and one command must arrive whole within the idle timeout.
@@ -108,6 +112,8 @@ class Session(BaseSession):
             total += size
             if size > max_literal or total > max_literal + MAX_COMMAND_EXTRA:
                 self.refuse_literal(parts[0], size, non_sync)
+            if non_sync and size > LITERAL_MINUS_MAX and not self.settings.get_bool("literal_plus"):
+                self.refuse_literal(parts[0], size, non_sync, r.LITERAL_MINUS)
             if not non_sync:
                 self.send(CONTINUE)
                 self.io.flush()
@@ -120,11 +126,16 @@ class Session(BaseSession):
             total += len(line)  # lines count too: `{0}` after `{0}` must not grow forever
         return b"".join(parts)
 
-    def refuse_literal(self, first_line: bytes, size: int, non_sync: bool) -> None:
-        """`tag BAD [TOOBIG]` for a literal over `max_literal`. A synchronizing one was never
-        invited (no `+`); a non-synchronizing one is already on its way (RFC 7888 4): its octets
-        are read and dropped so that the next command is read as a command, not as data."""
-        raw_tag = first_line.split(b" ", 1)[0].decode("ascii", "replace")
+    def refuse_literal(
+        self, first_line: bytes, size: int, non_sync: bool, why: str = r.LITERAL_TOO_LARGE
+    ) -> None:
+        """`tag BAD [TOOBIG]` for a literal over `max_literal`, and `tag NO [TOOBIG]` when it is
+        an APPEND's (RFC 7889 4: over the APPENDLIMIT); `why` for a non-synchronizing literal
+        that LITERAL- does not allow. A synchronizing one was never invited (no `+`); a
+        non-synchronizing one is already on its way (RFC 7888 4): its octets are read and
+        dropped so that the next command is read as a command, not as data."""
+        words = first_line.split(b" ", 2)
+        raw_tag = words[0].decode("ascii", "replace")
         tag = raw_tag if raw_tag.isprintable() and "\ufffd" not in raw_tag else None
         if non_sync and self.state is State.NOT_AUTHENTICATED:
             # Nobody known asked to send this much: not worth reading to drop.
@@ -133,7 +144,10 @@ class Session(BaseSession):
         if non_sync:
             self.discard_literal(size)
             self.skip_rest_of_command()
-        raise ReplyError(r.tagged(tag or "*", "BAD", r.LITERAL_TOO_LARGE))
+        append = len(words) > 1 and words[1].upper() == b"APPEND"
+        if append and why == r.LITERAL_TOO_LARGE and size <= MAX_LITERAL_NUMBER:
+            raise ReplyError(r.tagged(tag or "*", "NO", *r.MESSAGE_TOO_LARGE))
+        raise ReplyError(r.tagged(tag or "*", "BAD", why))
 
     def discard_literal(self, size: int) -> None:
         if size > MAX_DISCARD:
@@ -168,6 +182,8 @@ class Session(BaseSession):
             compressed=self.io.compressed,
             starttls=before_login and self.tls_offered,
             plaintext=self.plaintext_allowed or not before_login,
+            literal_plus=self.settings.get_bool("literal_plus"),
+            append_limit=self.settings.get_int("max_literal"),
         )
 
     def line_too_long(self, head: bytes) -> None:

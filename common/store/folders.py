@@ -20,6 +20,7 @@ from common.store.errors import MailboxExists, MailboxNotFound, MailboxRefused, 
 from common.store.keywords import KEYWORDS_FILE
 from common.store.mailbox import Mailbox, Snapshot
 from common.store.names import INBOX, InvalidName, canonical_name, check_folder, is_inbox
+from common.store.objectid import create_mailbox_id, mailbox_id
 from common.utf7 import decode_mutf7, encode_mutf7
 
 SEPARATOR = "."
@@ -84,6 +85,16 @@ class FolderTree:
             raise MailboxNotFound(name)
         mailbox = Mailbox(path, canonical_name(name))
         return mailbox, mailbox.resync(claim_recent)
+
+    def mailbox_id(self, name: str) -> str:
+        """The MAILBOXID of folder `name` (common/store/objectid.py)."""
+        path = self.path(name)
+        if not maildir.is_maildir(path):
+            raise MailboxNotFound(name)
+        try:
+            return mailbox_id(path)
+        except OSError as exc:
+            raise StoreError(f"cannot give {name} an id: {exc}") from None
 
     def names(self) -> list[str]:
         """Every selectable folder, INBOX first."""
@@ -215,6 +226,7 @@ class FolderTree:
         try:
             maildir.ensure_maildir(path)
             (path / "maildirfolder").touch()
+            create_mailbox_id(path)
         except OSError as exc:
             raise StoreError(f"cannot create {name}: {exc.strerror}") from None
 

@@ -26,6 +26,7 @@ from common.store.flags import INFO, SEEN, letters_of, system_letters, with_lett
 from common.store.keywords import Keywords
 from common.store.maildir import MessageFile, SizeCache
 from common.store.msgcache import MessageCache
+from common.store.objectid import mailbox_id, name_time
 from common.store.uidlist import Record, UidList, UidStore
 
 # A directory changed within this many seconds may change again within the same mtime tick.
@@ -297,6 +298,19 @@ class Mailbox:
             entry.subdir, entry.name = moved.subdir, moved.name
             return os.stat(self.path / moved.relpath).st_mtime
 
+    def save_date(self, entry: Entry) -> float:
+        """When the message was placed in this folder (SAVEDATE, RFC 8514): the time its
+        Maildir name starts with, else INTERNALDATE (common/store/objectid.py)."""
+        found = name_time(entry.key)
+        return found if found is not None else self.internal_date(entry)
+
+    def mailbox_id(self) -> str:
+        """The folder's MAILBOXID (RFC 8474), which survives RENAME (common/store/objectid.py)."""
+        try:
+            return mailbox_id(self.path)
+        except OSError as exc:
+            raise StoreError(f"cannot give {self.path} an id: {exc}") from None
+
     def set_letters(self, entry: Entry, letters: str) -> bool:
         """Rename the file so its info carries exactly `letters`; False when it vanished."""
         wanted = "".join(sorted(set(letters)))
@@ -331,6 +345,15 @@ class Mailbox:
         """Deliver a message (tmp/ then rename into cur/); returns (uidvalidity, uid)."""
         message = maildir.deliver(self.path, data, letters, subdir="cur", mtime=internal_date)
         return self._assign([message])[0]
+
+    def append_all(self, messages: list[tuple[bytes, str, float | None]]) -> tuple[int, list[int]]:
+        """Deliver several messages (data, letters, internal date) all or none, in order;
+        returns (uidvalidity, their UIDs). See maildir.deliver_all."""
+        if not messages:
+            raise ValueError("nothing to append")
+        placed = maildir.deliver_all(self.path, messages)
+        assigned = self._assign(placed)
+        return assigned[0][0], [uid for _validity, uid in assigned]
 
     def _assign(self, messages: list[MessageFile]) -> list[tuple[int, int]]:
         """Give freshly placed files their UIDs now, in order, so APPENDUID/COPYUID can name

@@ -265,9 +265,8 @@ def deliver(
     return MessageFile(subdir, name)
 
 
-def _write_and_rename(
-    tmp_dir: int, base: str, target_dir: int, name: str, data: bytes, mtime: float | None
-) -> None:
+def _write_temp(tmp_dir: int, base: str, data: bytes, mtime: float | None) -> None:
+    """Make tmp/<base> (never through a link), write, fsync, stamp its mtime."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(base, flags, 0o600, dir_fd=tmp_dir)
     try:
@@ -277,11 +276,69 @@ def _write_and_rename(
             os.fsync(handle.fileno())
             if mtime is not None:
                 os.utime(handle.fileno(), (mtime, mtime))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(base, dir_fd=tmp_dir)
+        raise
+
+
+def _write_and_rename(
+    tmp_dir: int, base: str, target_dir: int, name: str, data: bytes, mtime: float | None
+) -> None:
+    _write_temp(tmp_dir, base, data, mtime)
+    try:
         os.rename(base, name, src_dir_fd=tmp_dir, dst_dir_fd=target_dir)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(base, dir_fd=tmp_dir)
         raise
+
+
+def deliver_all(folder: Path, messages: list[tuple[bytes, str, float | None]]) -> list[MessageFile]:
+    """Write several messages (data, flags, mtime) into cur/ all or none (IMAP MULTIAPPEND,
+    RFC 3502): each is written and fsynced in tmp/ first, and only when all are there are
+    they renamed into place. On any failure the files written or placed so far are removed
+    and the error raised; a crash between the renames can leave some placed, each whole. As
+    `deliver`, through directories opened without following links."""
+    try:
+        tmp_dir = open_nofollow(folder / "tmp", os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        raise MailboxNotFound(str(folder)) from None
+    except OSError as exc:
+        raise StoreError(f"cannot deliver into {folder}: {exc.strerror}") from None
+    staged: list[tuple[str, MessageFile]] = []
+    placed: list[MessageFile] = []
+    try:
+        cur_dir = open_nofollow(folder / "cur", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            try:
+                for data, flags, mtime in messages:
+                    base = unique_name()
+                    name = f"{base},S={len(data)},W={crlf_size(data)}" + flags_suffix(flags)
+                    _write_temp(tmp_dir, base, data, mtime)
+                    staged.append((base, MessageFile("cur", name)))
+                for base, message in staged:
+                    os.rename(base, message.name, src_dir_fd=tmp_dir, dst_dir_fd=cur_dir)
+                    placed.append(message)
+            except BaseException:
+                for base, message in staged:
+                    with contextlib.suppress(OSError):
+                        if message in placed:
+                            os.unlink(message.name, dir_fd=cur_dir)
+                        else:
+                            os.unlink(base, dir_fd=tmp_dir)
+                raise
+            with contextlib.suppress(OSError):
+                os.fsync(cur_dir)
+        finally:
+            os.close(cur_dir)
+    except FileNotFoundError:
+        raise MailboxNotFound(str(folder)) from None
+    except OSError as exc:
+        raise StoreError(f"cannot deliver into {folder}: {exc.strerror}") from None
+    finally:
+        os.close(tmp_dir)
+    return placed
 
 
 def remove_messages(folder: Path, messages: list[MessageFile]) -> list[MessageFile]:

@@ -12,6 +12,7 @@ from imapd.commands import (
     append,
     auth,
     compress,
+    context,
     copy,
     fetch,
     general,
@@ -19,7 +20,10 @@ from imapd.commands import (
     mailboxes,
     search,
     select,
+    sort,
     store,
+    thread,
+    unauthenticate,
 )
 from imapd.states import Spec
 
@@ -34,7 +38,11 @@ for _module in (
     store,
     copy,
     search,
+    sort,
+    thread,
+    context,
     idle,
     compress,
+    unauthenticate,
 ):
     COMMANDS.update(_module.COMMANDS)

@@ -1,5 +1,6 @@
 """FETCH and UID FETCH (RFC 3501 6.4.5, 6.4.8, 7.4.2), with MODSEQ and CHANGEDSINCE (RFC 7162
-3.1.4) and the VANISHED modifier of QRESYNC (3.2.6).
+3.1.4), the VANISHED modifier of QRESYNC (3.2.6) and BINARY[], BINARY.SIZE[] (RFC 3516 4.1,
+4.2, imapd/binary.py).
 
 Message files are read only when an item needs the content (Decimail's lazy loading, seed 001):
 FLAGS, UID, MODSEQ, RFC822.SIZE and INTERNALDATE come from the file name and inode. A body fetch
@@ -9,12 +10,13 @@ without PEEK sets \\Seen (read-write mailboxes) and the response then carries th
 from __future__ import annotations
 
 from common.store import SEEN, Entry, StoreError, to_crlf
+from imapd import binary, objectid
 from imapd import responses as r
 from imapd.commands.base import enable_condstore, expect, store_errors
 from imapd.message import MessageView
-from imapd.parser import BodySection, Command, FetchArgs, parse_fetch_command
+from imapd.parser import BinarySection, BodySection, Command, FetchArgs, parse_fetch_command
 from imapd.qresync import vanished_earlier
-from imapd.responses import bad
+from imapd.responses import ImapError, bad
 from imapd.selected import Selected
 from imapd.session import Session
 from imapd.states import SELECTED, Result, Spec
@@ -118,6 +120,9 @@ def render(
         if isinstance(item, BodySection):
             parts.append(item.label.encode() + b" " + r.literal(section_data(content.full(), item)))
             continue
+        if isinstance(item, BinarySection):
+            parts.append(item.label.encode() + b" " + binary_data(content.full(), item))
+            continue
         if item == "FLAGS":
             has_flags = True
         parts.append(simple_item(view, entry, item, content))
@@ -137,6 +142,8 @@ def simple_item(view: Selected, entry: Entry, item: str, content: Content) -> by
         return b"RFC822.SIZE %d" % view.mailbox.size(entry)
     if item == "INTERNALDATE":
         return b"INTERNALDATE " + r.internal_date(view.mailbox.internal_date(entry)).encode()
+    if item in EXTENSION_ITEMS:
+        return extension_item(view, entry, item)
     if item in CACHED_ITEMS:
         return item.encode() + b" " + content.derived(item)
     message = content.full()
@@ -154,6 +161,34 @@ def section_data(message: MessageView, item: BodySection) -> bytes:
         start, count = item.partial
         data = data[start : start + count]
     return data
+
+
+def binary_data(message: MessageView, item: BinarySection) -> bytes:
+    """BINARY[section]<partial> as a literal8 when it holds NUL, else a literal (RFC 3516 4.2:
+    the client then knows the data has no NUL without looking); BINARY.SIZE as a number. A
+    part that does not exist is empty, as BODY[] has it."""
+    try:
+        data = binary.section(message, item.parts) or b""
+    except binary.UnknownEncoding:
+        raise ImapError("Unknown Content-Transfer-Encoding", "UNKNOWN-CTE") from None
+    if item.size:
+        return b"%d" % len(data)
+    if item.partial is not None:
+        start, count = item.partial
+        data = data[start : start + count]
+    return (b"~" + r.literal(data)) if b"\0" in data else r.literal(data)
+
+
+EXTENSION_ITEMS = frozenset({"EMAILID", "THREADID", "SAVEDATE"})
+
+
+def extension_item(view: Selected, entry: Entry, item: str) -> bytes:
+    """EMAILID and THREADID (RFC 8474 5, imapd/objectid.py), SAVEDATE (RFC 8514 4)."""
+    if item == "EMAILID":
+        return b"EMAILID (%s)" % objectid.email_id(view, entry).encode()
+    if item == "THREADID":
+        return b"THREADID (%s)" % objectid.thread_id(view, entry).encode()
+    return b"SAVEDATE " + r.internal_date(view.mailbox.save_date(entry)).encode()
 
 
 COMMANDS = {"FETCH": Spec(parse_fetch_command, cmd_fetch, SELECTED, uid=True, may_expunge=False)}

@@ -11,7 +11,9 @@ from imapd.parser import Command, EnableArgs, IdArgs, parse_enable, parse_id, pa
 from imapd.session import Session
 from imapd.states import ANY, AUTHENTICATED, SELECTED, Result, Spec, State
 
-ENABLEABLE = frozenset({"CONDSTORE", "QRESYNC"})
+ENABLEABLE = frozenset({"CONDSTORE", "QRESYNC", "IMAP4REV2"})
+# The names ENABLED reports, as the capability list spells them.
+ENABLED_NAMES = {"IMAP4REV2": "IMAP4rev2"}
 MAX_ID_LOGGED = 10  # ID fields logged, each cut to 60 characters
 
 
@@ -49,12 +51,14 @@ def cmd_enable(session: Session, command: Command) -> Result:
     enabled. QRESYNC enables CONDSTORE too (RFC 7162 3.2.3)."""
     expect(command, EnableArgs)
     newly = [c for c in command.args.capabilities if c in ENABLEABLE and c not in session.enabled]
-    if newly:
+    if {"CONDSTORE", "QRESYNC"} & set(newly):
         enable_condstore(session)
     session.enabled.update(newly)
     if "QRESYNC" in newly and session.selected is not None:
         session.selected.qresync = True
-    session.untagged("ENABLED" + "".join(f" {c}" for c in newly))
+    if "IMAP4REV2" in newly and session.selected is not None:
+        session.selected.rev2 = True  # RFC 9051 (imapd/rev2.py): from the next response on
+    session.untagged("ENABLED" + "".join(f" {ENABLED_NAMES.get(c, c)}" for c in newly))
     return "ENABLE completed"
 
 

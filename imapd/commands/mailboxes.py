@@ -6,6 +6,7 @@ GETQUOTAROOT, SETQUOTA answered NO) from the Maildir++ `maildirsize`."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from common.store import (
     is_inbox,
 )
 from imapd import responses as r
+from imapd import rev2
 from imapd.commands.base import enable_condstore, expect, store_errors
 from imapd.parser import (
     Command,
@@ -41,6 +43,7 @@ from imapd.patterns import compile_pattern
 from imapd.responses import ImapError
 from imapd.session import Session
 from imapd.states import AUTHENTICATED, Result, Spec
+from imapd.statusitems import extra_status
 
 
 def cmd_create(session: Session, command: Command) -> Result:
@@ -56,7 +59,8 @@ def cmd_create(session: Session, command: Command) -> Result:
         tree.create(name)
         for use in command.args.use:
             tree.set_special_use(name, use)
-    return "CREATE completed"
+        # RFC 8474 4.1: the new mailbox's MAILBOXID.
+        return ("CREATE completed", f"MAILBOXID ({tree.mailbox_id(name)})")
 
 
 def without_trailing_separator(name: str) -> str:
@@ -104,9 +108,13 @@ def cmd_unsubscribe(session: Session, command: Command) -> Result:
 def cmd_list(session: Session, command: Command) -> Result:
     """RFC 3501 6.3.8 with RFC 5258 (selection and return options, several patterns), RFC 5819
     (RETURN (STATUS ...)), RFC 6154 (SPECIAL-USE) and RFC 3348 (\\HasChildren, always sent)."""
-    expect(command, ListArgs)
+    args = expect(command, ListArgs)
+    rev2.check_status(session, args.status_items)
+    if rev2.is_rev2(session) and not args.extended and args.patterns != ("",):
+        # IMAP4rev2 has LIST-EXTENDED in its base: a mere level is \NonExistent (imapd/rev2.py).
+        args = dataclasses.replace(args, extended=True)
     with store_errors():
-        return list_mailboxes(session, command.args)
+        return list_mailboxes(session, args)
 
 
 @dataclass
@@ -245,6 +253,7 @@ def cmd_status(session: Session, command: Command) -> Result:
     """RFC 3501 6.3.10, with HIGHESTMODSEQ (RFC 7162 3.1.7, a CONDSTORE enabling command) and
     DELETED and DELETED-STORAGE (RFC 9208 4.1.4, for QUOTA=RES-MESSAGE and RES-STORAGE)."""
     expect(command, StatusArgs)
+    rev2.check_status(session, command.args.items)
     name = canonical_name(command.args.mailbox)
     if "HIGHESTMODSEQ" in command.args.items:
         enable_condstore(session)
@@ -264,7 +273,7 @@ def status_line(session: Session, name: str, items: tuple[str, ...]) -> bytes:
     else:
         mailbox, snap = session.require_tree().open(name)
     deleted = [e for e in snap.entries if TRASHED in e.letters]
-    values = {
+    values: dict[str, object] = {
         "MESSAGES": len(snap.entries),
         "RECENT": sum(1 for e in snap.entries if e.recent or e.uid in mine),
         "UIDNEXT": snap.uidnext,
@@ -276,6 +285,7 @@ def status_line(session: Session, name: str, items: tuple[str, ...]) -> bytes:
     if "DELETED-STORAGE" in items:
         # What an EXPUNGE would free, in the 1024-octet units of the STORAGE resource (RFC 9208).
         values["DELETED-STORAGE"] = mailbox.reclaimable_size(deleted) // 1024
+    values.update(extra_status(session, mailbox, snap, items))
     pairs = " ".join(f"{item} {values[item]}" for item in items if item in values)
     return b"* STATUS " + r.mailbox(name) + f" ({pairs})\r\n".encode()
 

@@ -4,6 +4,7 @@ UNSELECT (RFC 3691), EXPUNGE and UID EXPUNGE (RFC 3501 6.4.3, RFC 4315 2.1, RFC 
 from __future__ import annotations
 
 from common.store import TRASHED
+from imapd import objectid, rev2
 from imapd import responses as r
 from imapd.commands.base import expect, highestmodseq_code, store_errors
 from imapd.parser import (
@@ -52,6 +53,7 @@ def open_mailbox(session: Session, command: Command, readonly: bool) -> Result:
         session.enabled.add("CONDSTORE")
     view.condstore = "CONDSTORE" in session.enabled
     view.qresync = "QRESYNC" in session.enabled
+    view.rev2 = rev2.is_rev2(session)
     announce(session, view)
     if args.qresync is not None and args.qresync.uidvalidity == view.uidvalidity:
         with store_errors():
@@ -66,14 +68,20 @@ def announce(session: Session, view: Selected) -> None:
     for line in view.flag_lines():
         session.send(line)
     session.untagged(f"{len(view.entries)} EXISTS")
-    session.send(view.recent_line())
-    unseen = view.unseen_first()
-    if unseen is not None:
-        session.untagged(f"OK [UNSEEN {unseen}] First unseen")
+    if view.rev2:  # RFC 9051 6.3.2: no RECENT and no UNSEEN, the mailbox's LIST instead
+        session.send(rev2.list_line(session, view.name))
+    else:
+        session.send(view.recent_line())
+        unseen = view.unseen_first()
+        if unseen is not None:
+            session.untagged(f"OK [UNSEEN {unseen}] First unseen")
     session.untagged(f"OK [UIDVALIDITY {view.uidvalidity}] UIDs valid")
     session.untagged(f"OK [UIDNEXT {view.uidnext}] Predicted next UID")
     # Every folder keeps MODSEQs in its uidlist, so HIGHESTMODSEQ always (never NOMODSEQ).
     session.untagged(f"OK [HIGHESTMODSEQ {view.highestmodseq}] Highest")
+    mailbox_id = objectid.mailbox_id_line(view)
+    if mailbox_id is not None:
+        session.send(mailbox_id)
 
 
 def resynchronize(session: Session, view: Selected, qresync: QResync) -> None:

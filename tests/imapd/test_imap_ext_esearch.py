@@ -92,7 +92,7 @@ def test_modseq_return_data(client):
 
 
 def test_bad_return_options(client):
-    assert client.status("SEARCH RETURN (SAVE) ALL") == b"BAD"  # SEARCHRES is not offered
+    assert client.status("SEARCH RETURN (BOGUS) ALL") == b"BAD"
     assert client.status("SEARCH RETURN (MIN") == b"BAD"
     assert client.status("SEARCH RETURN (MIN)") == b"BAD"
     client.alive()

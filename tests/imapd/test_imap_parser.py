@@ -665,7 +665,7 @@ ERRORS = [
     (b"a APPEND INBOX hello", "a", "literal"),
     (b'a APPEND INBOX "hello"', "a", "date-time"),
     (b"a APPEND INBOX {3}\r\nab", "a", "shorter"),
-    (b"a APPEND INBOX ~{3}\r\nabc", "a", "literal"),
+    (b"a APPEND INBOX ~3}\r\nabc", "a", "literal"),
     (b"a APPEND INBOX (\\Seen {1}\r\nx", "a", "atom"),
     # sequence sets
     (b"a FETCH 0 FLAGS", "a", "sequence set"),

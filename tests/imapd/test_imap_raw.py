@@ -115,7 +115,7 @@ def test_literal_plus(server):
     client.send(b"p2 APPEND INBOX {%d+}\r\n" % len(wire) + wire + b"\r\n")
     assert client.line().startswith(b"p2 OK [APPENDUID ")
     client.send(b"p3 CREATE {7+}\nFolder1\n")  # LF after the literal's announcement too
-    assert client.line() == b"p3 OK CREATE completed\r\n"
+    assert re.fullmatch(rb"p3 OK \[MAILBOXID \(F\w+\)\] CREATE completed\r\n", client.line())
     client.send(b"p4 APPEND Folder1 (\\Seen) {0+}\r\n\r\n")  # an empty message is refused
     assert client.line().startswith(b"p4 NO ")
     client.ok("LOGOUT")
@@ -436,11 +436,11 @@ def test_literal_larger_than_max_literal(server):
     client = server.raw_login()
     client.send(b"z1 APPEND INBOX {%d}\r\n" % (MAX_LITERAL + 1))
     line = client.line()
-    assert line == b"z1 BAD [TOOBIG] Literal too large\r\n"  # and no continuation
+    assert line == b"z1 NO [TOOBIG] Message too large\r\n"  # and no continuation
     client.alive()
     big = b"x" * (MAX_LITERAL * 3)
     client.send(b"z2 APPEND INBOX {%d+}\r\n" % len(big) + big + b"\r\n")
-    assert client.line() == b"z2 BAD [TOOBIG] Literal too large\r\n"
+    assert client.line() == b"z2 NO [TOOBIG] Message too large\r\n"
     client.alive()
     client.send(b"z3 LOGIN {%d+}\r\n" % len(big) + big + b" {3+}\r\n" + big[:3] + b"\r\n")
     assert client.line() == b"z3 BAD [TOOBIG] Literal too large\r\n"
