@@ -78,7 +78,7 @@ class FiguresCollector:
 
 def registry_for(figures: Callable[[], dict[str, Any]]) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(FiguresCollector(figures))  # type: ignore[arg-type]
+    registry.register(FiguresCollector(figures))
     return registry
 
 
