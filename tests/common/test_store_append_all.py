@@ -51,11 +51,11 @@ def test_a_failure_leaves_no_message(tmp_path, monkeypatch, failing_rename):
     calls = {"n": 0}
     real_rename = os.rename
 
-    def rename(src, dst):
+    def rename(src, dst, **dir_fds):
         calls["n"] += 1
         if calls["n"] == failing_rename:
             raise OSError(28, "No space left on device")
-        return real_rename(src, dst)
+        return real_rename(src, dst, **dir_fds)
 
     monkeypatch.setattr(files.os, "rename", rename)
     messages = [(b"Subject: %d\n\n.\n" % n, "", None) for n in range(3)]
@@ -69,16 +69,16 @@ def test_a_failure_leaves_no_message(tmp_path, monkeypatch, failing_rename):
 
 def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     mailbox = inbox(tmp_path)
-    real_write = files._write_synced
+    real_write = files._write_temp
     calls = {"n": 0}
 
-    def write(path, data, mtime):
+    def write(tmp_dir, base, data, mtime):
         calls["n"] += 1
         if calls["n"] == 2:
             raise OSError(5, "I/O error")
-        real_write(path, data, mtime)
+        real_write(tmp_dir, base, data, mtime)
 
-    monkeypatch.setattr(files, "_write_synced", write)
+    monkeypatch.setattr(files, "_write_temp", write)
     with pytest.raises(StoreError):
         mailbox.append_all([(b"a\n", "", None), (b"b\n", "", None)])
     assert listing(mailbox.path) == {"cur": [], "new": [], "tmp": []}

@@ -80,12 +80,13 @@ def test_multiappend_rfc_3502_example(account):
     assert found, done
     client.ok("SELECT saved-messages")
     assert client.ok("FETCH 1:3 (FLAGS INTERNALDATE BODY.PEEK[])") == [
-        b'* 1 FETCH (FLAGS (\\Seen) INTERNALDATE "%s" BODY[] {%d}\r\n%s)\r\n'
+        # New to the folder, so \Recent in the session that selects it first (RFC 3501 2.3.2).
+        b'* 1 FETCH (FLAGS (\\Seen \\Recent) INTERNALDATE "%s" BODY[] {%d}\r\n%s)\r\n'
         % (client.ok("FETCH 1 (INTERNALDATE)")[0].split(b'"')[1], len(one), one),
-        b'* 2 FETCH (FLAGS (\\Seen) INTERNALDATE "%s" BODY[] {%d}\r\n%s)\r\n'
+        b'* 2 FETCH (FLAGS (\\Seen \\Recent) INTERNALDATE "%s" BODY[] {%d}\r\n%s)\r\n'
         % (client.ok("FETCH 2 (INTERNALDATE)")[0].split(b'"')[1], len(two), two),
-        b'* 3 FETCH (FLAGS () INTERNALDATE "%s" BODY[] {21}\r\nSubject: third\r\n\r\n3\r\n)\r\n'
-        % client.ok("FETCH 3 (INTERNALDATE)")[0].split(b'"')[1],
+        b'* 3 FETCH (FLAGS (\\Recent) INTERNALDATE "%s" BODY[] {21}\r\n'
+        b"Subject: third\r\n\r\n3\r\n)\r\n" % client.ok("FETCH 3 (INTERNALDATE)")[0].split(b'"')[1],
     ]
     assert client.ok("UID SEARCH ON 7-Feb-1994") == [b"* SEARCH 2\r\n"]  # its date kept
 
@@ -151,7 +152,7 @@ def test_catenate_rfc_4469_example(account):
     )
     client.ok("NOOP")
     line = client.ok("FETCH 3 (FLAGS BODY.PEEK[])")[0]
-    assert b"FLAGS (\\Draft \\Seen $MDNSent)" in line
+    assert b"FLAGS (\\Draft \\Seen $MDNSent \\Recent)" in line  # new to Drafts: \\Recent here
     assert line.endswith(b"{%d}\r\n%s)\r\n" % (len(expected), expected))
     # The new message is a MIME message again: its part 2 is the forwarded one.
     assert client.ok("FETCH 3 (BODY.PEEK[2.MIME])") == [

@@ -46,6 +46,7 @@ def client(shared) -> Raw:
         deliver(
             server.maildir(), raw.replace(b"\r\n", b"\n"), subdir="cur", name=f"{n}.M{n}P1.b:2,"
         )
+    server.claim_recent()  # flags here are about \Seen alone
     return server.raw_select()
 
 

@@ -27,6 +27,7 @@ def account(shared):
     server = shared.account()
     for n in range(1, 6):
         deliver(server.maildir(), message(n), subdir="cur", name=f"{1700000000 + n}.M{n}P4.ctx:2,")
+    server.claim_recent()  # the flags here are about \Flagged alone
     return server
 
 

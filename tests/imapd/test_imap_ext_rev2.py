@@ -26,6 +26,7 @@ def account(shared):
             subdir="cur",
             name=f"{n}.M{n}P7.r2:2,{flags}",
         )
+    server.claim_recent()  # 1 to 3 are old; only the message below is \Recent
     deliver(server.maildir(), b"Subject: new\n\nbody\n", subdir="new", name="4.M4P7.r2")
     return server
 

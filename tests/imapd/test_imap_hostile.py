@@ -116,7 +116,7 @@ def test_literals_cost_no_memory_beyond_what_arrived(imap, site):
     child = serving(server, "bob")
     base = vm_rss_kib(child)
     client.send(b"c APPEND INBOX {%d}\r\n" % (10 * MAX_LITERAL))
-    assert client.line() == b"c BAD [TOOBIG] Literal too large\r\n"
+    assert client.line() == b"c NO [TOOBIG] Message too large\r\n"
     client.send(b"d APPEND INBOX {%d+}\r\n" % (64 * MAX_LITERAL))
     chunk = b"y" * MIB
     for _ in range(32):
