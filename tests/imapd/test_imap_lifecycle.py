@@ -20,6 +20,7 @@ from support.daemons import (
     pooled,
     port_open,
     reloads,
+    serving_process,
     session_process,
     sessions_running,
     wait_for,
@@ -195,21 +196,14 @@ def test_sigkill_of_one_child_leaves_the_others(imapd, site):
     sessions, and those of the other workers go on."""
     server = imapd()
     survivor = server.raw_select()
-    survivor_kid = session_child(server)
-    victim = server.raw_select()
-    if pooled():
-        # Open sessions until one lands in another worker than the survivor's.
-        for _ in range(50):
-            kid = session_process(server.daemon)
-            if kid != survivor_kid:
-                break
-            victim = server.raw_select()
-        assert kid != survivor_kid, "every session went to one worker"
-    else:
-        kid = wait_for(
-            lambda: [k for k in child_pids(server.daemon.pid) if k != survivor_kid],
-            what="second child",
-        )[0]
+    survivor_kid = serving_process(server.daemon, survivor.sock)
+    # Open sessions until one lands in another process than the survivor's (pool model).
+    for _ in range(50):
+        victim = server.raw_select()
+        kid = serving_process(server.daemon, victim.sock)
+        if kid != survivor_kid:
+            break
+    assert kid != survivor_kid, "every session went to one worker"
     wire = crlf(b"Subject: kept\n\nkept\n")
     survivor.ok(b"APPEND INBOX {%d+}\r\n" % len(wire) + wire)
     os.kill(kid, signal.SIGKILL)

@@ -108,6 +108,34 @@ def sessions_running(pid: int) -> int:
     return total
 
 
+def serving_process(daemon: Daemon, client: socket.socket, timeout: float = 10.0) -> int:
+    """The daemon's child that holds the server end of `client`'s connection (either model):
+    found through the kernel's socket table, not the log, which workers write concurrently."""
+    client_port = client.getsockname()[1]
+
+    def server_end_inodes() -> set[str]:
+        inodes = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(OSError):
+                for row in Path(table).read_text().splitlines()[1:]:
+                    fields = row.split()
+                    if int(fields[2].rsplit(":", 1)[1], 16) == client_port:
+                        inodes.add(fields[9])
+        return inodes
+
+    def holder() -> int:
+        inodes = {f"socket:[{inode}]" for inode in server_end_inodes() if inode != "0"}
+        for kid in child_pids(daemon.pid):
+            with contextlib.suppress(OSError):
+                for fd in Path(f"/proc/{kid}/fd").iterdir():
+                    with contextlib.suppress(OSError):
+                        if os.readlink(fd) in inodes:
+                            return kid
+        return 0
+
+    return wait_for(holder, timeout, what="the process serving the connection")
+
+
 def session_process(daemon: Daemon, before: set[int] | None = None, timeout: float = 10.0) -> int:
     """The process that serves the daemon's newest session: its child (fork model; one not in
     `before`), or the worker that logged its `connect` (pool model)."""
