@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from common.store import SEEN, Entry, Mailbox, Snapshot
 from imapd import flags as imapflags
@@ -20,6 +21,7 @@ from imapd.parser import SeqSet
 from imapd.responses import PERMANENT_TEXT, ImapError, bad, flag_list, untagged
 
 MAX_RANGE_END = 1 << 64  # above any number a sequence set can hold
+UID = attrgetter("uid")
 
 
 @dataclass
@@ -29,9 +31,10 @@ class Selected:
     readonly: bool
     condstore: bool = False
     qresync: bool = False
-    entries: list[Entry] = field(default_factory=list)  # by sequence number - 1
-    by_uid: dict[int, Entry] = field(default_factory=dict)
-    reported: dict[int, str] = field(default_factory=dict)  # uid -> letters last reported
+    entries: list[Entry] = field(default_factory=list)  # by sequence number - 1, UID order
+    # uid -> letters this session reported since the last refresh (a STORE, a \Seen by FETCH),
+    # so that refresh does not report them a second time.
+    reported: dict[int, str] = field(default_factory=dict)
     recent: set[int] = field(default_factory=set)
     gone: set[int] = field(default_factory=set)  # vanished, EXPUNGE not yet sent
     uidvalidity: int = 0
@@ -46,9 +49,8 @@ class Selected:
         view = cls(mailbox.name, mailbox, readonly)
         view._take(snap)
         view.entries = list(snap.entries)
-        view.by_uid = {e.uid: e for e in view.entries}
-        view.reported = {e.uid: e.letters for e in view.entries}
-        view.recent = {e.uid for e in view.entries if e.recent}
+        view.recent = {e.uid for e in view.entries if e.claimed or e.subdir == "new"}
+        mailbox.drain_changes()  # the snapshot has them all
         return view
 
     def _take(self, snap: Snapshot) -> None:
@@ -59,22 +61,24 @@ class Selected:
 
     def refresh(self, allow_expunge: bool, force: bool = False) -> list[bytes]:
         """Untagged responses for what changed since the last refresh. `force` reads the folder
-        even when its stamp says nothing moved (the caller needs a fresh HIGHESTMODSEQ)."""
+        even when its stamp says nothing moved (the caller needs a fresh HIGHESTMODSEQ). Only
+        what the mailbox says changed is looked at, never the whole folder."""
         if force or (allow_expunge and self.gone):
             snap = self.mailbox.resync(claim_recent=not self.readonly)
         else:
             polled = self.mailbox.poll(claim_recent=not self.readonly)
             if polled is None:
-                return []  # nothing moved
+                return self.new_keywords()  # no message moved; a keyword may be new
             snap = polled
         self._take(snap)
-        current = {e.uid: e for e in snap.entries}
+        touched, expunged = self.mailbox.drain_changes()
         out = self.new_keywords()
-        self.gone |= {uid for uid in self.by_uid if uid not in current}
+        self.gone |= {uid for uid in expunged if self.find(uid) is not None}
         if allow_expunge and self.gone:
             out.extend(self.expunged(self.gone))
-        out.extend(self._flag_changes(current))
+        out.extend(self._flag_changes(touched))
         out.extend(self._arrivals(snap.entries))
+        self.reported.clear()
         return out
 
     def held_back(self) -> list[bytes]:
@@ -112,15 +116,13 @@ class Selected:
         `* VANISHED <uids>` naming only messages this client was told about (RFC 7162 3.2.10.2)."""
         out = []
         removed = []
-        for seq in range(len(self.entries), 0, -1):
-            entry = self.entries[seq - 1]
-            if entry.uid in uids:
-                del self.entries[seq - 1]
-                self.by_uid.pop(entry.uid, None)
-                self.reported.pop(entry.uid, None)
-                self.recent.discard(entry.uid)
-                out.append(b"* %d EXPUNGE\r\n" % seq)
-                removed.append(entry.uid)
+        seqs = sorted((seq for uid in uids if (seq := self.seq_of_uid(uid))), reverse=True)
+        for seq in seqs:
+            entry = self.entries.pop(seq - 1)
+            self.reported.pop(entry.uid, None)
+            self.recent.discard(entry.uid)
+            out.append(b"* %d EXPUNGE\r\n" % seq)
+            removed.append(entry.uid)
         self.gone -= uids
         if self.qresync:
             return [vanished_line(removed, earlier=False)] if removed else []
@@ -132,28 +134,25 @@ class Selected:
         client that resynchronizes from this value later)."""
         return None if self.gone else self.highestmodseq
 
-    def _flag_changes(self, current: dict[int, Entry]) -> list[bytes]:
+    def _flag_changes(self, touched: set[int]) -> list[bytes]:
         out = []
-        for seq, entry in enumerate(self.entries, 1):
-            fresh = current.get(entry.uid)
-            if fresh is None:
+        for uid in sorted(touched):
+            seq = self.seq_of_uid(uid)
+            if seq is None or uid in self.gone:
                 continue
-            entry.follow(fresh)
-            if self.reported.get(entry.uid) != fresh.letters:
-                self.reported[entry.uid] = fresh.letters
+            entry = self.entries[seq - 1]
+            if self.reported.get(uid) != entry.letters:
                 # RFC 7162 3.1 and 3.2.4: with CONDSTORE, unsolicited FETCH carries UID too.
                 out.append(self.flags_response(seq, entry, with_uid=self.condstore))
         return out
 
     def _arrivals(self, entries: list[Entry]) -> list[bytes]:
         highest = self.entries[-1].uid if self.entries else 0
-        fresh = [e for e in entries if e.uid > highest and e.uid not in self.by_uid]
+        fresh = entries[bisect.bisect_right(entries, highest, key=UID) :]
         if not fresh:
             return []
         for entry in fresh:
             self.entries.append(entry)
-            self.by_uid[entry.uid] = entry
-            self.reported[entry.uid] = entry.letters
             if entry.recent:
                 self.recent.add(entry.uid)
         return [b"* %d EXISTS\r\n" % len(self.entries), b"* %d RECENT\r\n" % len(self.recent)]
@@ -161,7 +160,7 @@ class Selected:
     # -- lookups -------------------------------------------------------------------------------
 
     def save_caches(self) -> None:
-        self.mailbox.save_caches({e.key for e in self.entries})
+        self.mailbox.save_caches()
 
     def flags_of(self, entry: Entry) -> list[str]:
         return imapflags.to_imap(entry.letters, self.mailbox.keywords, entry.uid in self.recent)
@@ -177,21 +176,37 @@ class Selected:
 
     def resolve(self, seqset: SeqSet, uid: bool) -> list[tuple[int, Entry]]:
         """(sequence number, entry) pairs a set names, ascending. Bad sequence numbers are BAD
-        (RFC 3501 9: a number beyond the mailbox); UIDs that do not exist are simply skipped."""
+        (RFC 3501 9: a number beyond the mailbox); UIDs that do not exist are simply skipped.
+        A UID set is looked up range by range (the view is in UID order), not message by
+        message."""
         if uid:
             highest = self.entries[-1].uid if self.entries else 0
-            wanted = seqset.resolve(highest)
-            return [(seq, e) for seq, e in enumerate(self.entries, 1) if member(wanted, e.uid)]
+            found = []
+            for low, high in seqset.resolve(highest):
+                first = bisect.bisect_left(self.entries, low, key=UID)
+                last = bisect.bisect_right(self.entries, high, key=UID)
+                found.extend(zip(range(first + 1, last + 1), self.entries[first:last], strict=True))
+            return found
         count = len(self.entries)
         if count == 0 or seqset.out_of_range(count):
             raise bad("Invalid message sequence number")
         return [(seq, self.entries[seq - 1]) for seq in seqset.iter_values(count)]
 
+    def find(self, uid: int) -> Entry | None:
+        seq = self.seq_of_uid(uid)
+        return None if seq is None else self.entries[seq - 1]
+
+    def seq_of_uid(self, uid: int) -> int | None:
+        index = bisect.bisect_left(self.entries, uid, key=UID)
+        if index < len(self.entries) and self.entries[index].uid == uid:
+            return index + 1
+        return None
+
     def seq_of(self, entry: Entry) -> int:
-        for seq, candidate in enumerate(self.entries, 1):
-            if candidate is entry or candidate.uid == entry.uid:
-                return seq
-        raise ImapError("Message is gone")
+        seq = self.seq_of_uid(entry.uid)
+        if seq is None:
+            raise ImapError("Message is gone")
+        return seq
 
     def unseen_first(self) -> int | None:
         for seq, entry in enumerate(self.entries, 1):

@@ -1,9 +1,19 @@
 """One Maildir folder as IMAP sees it: messages with UIDs, flags, keywords, MODSEQs and \\Recent.
 
-`Mailbox.sync()` reconciles the directory with the uidlist (common/store/uidlist.py): new files get
-the next UIDs, vanished ones are dropped, flag changes made by anyone get a new MODSEQ. A session
-polls it before answering each command (`Mailbox.poll()`, which skips the work while the folder's
-change stamp stays the same) and compares snapshots to report EXISTS, EXPUNGE and FETCH FLAGS.
+A `Mailbox` keeps the folder's table (common/store/uidlist.py: UIDs, MODSEQs, file names) in
+memory for the life of the session and brings it up to date at each `sync()` for what changed
+only: new records in the change log (other sessions of ours), and a listing of new/ or cur/ when
+that directory's mtime says someone changed it that the log does not account for (an MTA, POP3,
+Dovecot, a mail client on the server). New files get the next UIDs, vanished ones are expunged,
+renamed ones (a flag change by anyone) get a new MODSEQ, each written to the change log under
+the folder's lock. A session polls before answering each command (`poll()`: a few stat() calls
+when nothing moved) and takes what changed (`drain_changes()`) to report EXISTS, EXPUNGE and
+FETCH FLAGS without comparing the whole folder.
+
+An mtime is trusted only once it is MTIME_TRUST_AGE old: a second change within the same mtime
+tick would not show. Our own changes (renames, deliveries, unlinks) move the mtime we know when
+nothing else moved it first, but leave it unverified, so the directory is listed once more after
+it settles: a change by someone else in the same tick is seen at most a second late.
 
 Flags are the file-name letters of common/store/flags.py; keyword names live in the folder's
 `dovecot-keywords` (common/store/keywords.py), the format Dovecot uses, so both servers read each
@@ -16,46 +26,24 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import common.store.maildir as maildir
 from common.store.atomic import fsync_dir
 from common.store.errors import MailboxNotFound, StoreError
-from common.store.flags import INFO, SEEN, letters_of, system_letters, with_letters
+from common.store.flags import INFO, SEEN, system_letters, with_letters
 from common.store.keywords import Keywords
-from common.store.maildir import MessageFile, SizeCache
+from common.store.maildir import MessageFile
 from common.store.msgcache import MessageCache
-from common.store.uidlist import Record, UidList, UidStore
+from common.store.uidlist import Entry, Transaction, UidList, UidStore, split_location
+
+__all__ = ["Entry", "Mailbox", "Snapshot"]
 
 # A directory changed within this many seconds may change again within the same mtime tick.
 MTIME_TRUST_AGE = 1.0
-# What changes whenever anyone changes the folder (Mailbox.change_stamp).
-Stamp = tuple[int, int, int, int, int]
-
-
-@dataclass(slots=True)
-class Entry:
-    """A message in a snapshot, ordered by UID."""
-
-    uid: int
-    key: str
-    subdir: str
-    name: str
-    modseq: int
-    recent: bool = False
-
-    @property
-    def letters(self) -> str:
-        return letters_of(self.name)
-
-    @property
-    def file(self) -> MessageFile:
-        return MessageFile(self.subdir, self.name)
-
-    def follow(self, fresh: Entry) -> None:
-        """Take the file name and MODSEQ of the same message in a newer snapshot."""
-        self.subdir, self.name, self.modseq = fresh.subdir, fresh.name, fresh.modseq
+SUBDIRS = ("new", "cur")
 
 
 @dataclass
@@ -66,6 +54,21 @@ class Snapshot:
     entries: list[Entry] = field(default_factory=list)
 
 
+class DirState:
+    """What we know of new/ or cur/: the mtime our table matches, and whether a listing taken
+    after that mtime had settled confirmed it."""
+
+    __slots__ = ("mtime", "verified")
+
+    def __init__(self) -> None:
+        self.mtime: int | None = None
+        self.verified = False
+
+
+def settled(mtime: int, now: int | None = None) -> bool:
+    return (now if now is not None else time.time_ns()) - mtime >= MTIME_TRUST_AGE * 1e9
+
+
 class Mailbox:
     """A folder's messages as a sequence of UIDs, kept in step with the directory."""
 
@@ -74,203 +77,289 @@ class Mailbox:
         self.name = name  # the folder's name in its tree (FolderTree.open gives it)
         self.uids = UidStore(path)
         self.keywords = Keywords(path)
-        self.sizes = SizeCache(path)
         self.cache = MessageCache(path)
-        self._dir_stamp: tuple[int, int] | None = None  # None: list at the next scan
-        self._stamp_settled = False
-        self._locations: dict[str, tuple[str, str]] = {}
-        self._polled: Stamp | None = None  # change stamp at the last poll
+        self.table: UidList | None = None
+        self._dirs = {sub: DirState() for sub in SUBDIRS}
+        self._unrecorded: dict[int, Entry] = {}  # renamed by set_letters, not yet in the log
 
-    # -- reading the directory -------------------------------------------------------------
-
-    def scan(self) -> dict[str, tuple[str, str]]:
-        """key -> (subdir, name) for every message file; skips the listing when nothing moved.
-
-        A directory changed less than MTIME_TRUST_AGE ago may change again within the same
-        mtime tick unseen: a listing taken then is trusted only until the directory settles,
-        and taken once more after that, so such a change is seen at most a second late."""
-        stamp, settled = self._stamp()
-        if stamp == self._dir_stamp and (self._stamp_settled or not settled):
-            return self._locations
-        locations: dict[str, tuple[str, str]] = {}
-        for message in maildir.list_messages(self.path):
-            locations[message.key] = (message.subdir, message.name)
-        self._locations, self._dir_stamp, self._stamp_settled = locations, stamp, settled
-        return locations
-
-    def _stamp(self) -> tuple[tuple[int, int], bool]:
-        """(mtimes of new/ and cur/, whether both are older than MTIME_TRUST_AGE)."""
-        try:
-            new = os.stat(self.path / "new").st_mtime_ns
-            cur = os.stat(self.path / "cur").st_mtime_ns
-        except FileNotFoundError:
-            raise MailboxNotFound(str(self.path)) from None
-        return (new, cur), time.time_ns() - max(new, cur) >= MTIME_TRUST_AGE * 1e9
-
-    def _moved_by_us(self, key: str, subdir: str, name: str) -> None:
-        """Our own rename, applied to the cached listing instead of listing the folder again."""
-        if self._dir_stamp is None or key not in self._locations:
-            return
-        self._locations[key] = (subdir, name)
-        self._dir_stamp, self._stamp_settled = self._stamp()
-
-    def change_stamp(self) -> Stamp | None:
-        """What changes whenever anyone changes the folder: the mtimes of new/ and cur/
-        (deliveries, flag renames, expunges) and the uidlist's identity. None when something
-        changed within the last MTIME_TRUST_AGE seconds, since a second change within one mtime
-        tick would not show."""
-        try:
-            new = os.stat(self.path / "new").st_mtime_ns
-            cur = os.stat(self.path / "cur").st_mtime_ns
-            uids = os.stat(self.uids.path)
-        except OSError:
-            return None
-        newest = max(new, cur, uids.st_mtime_ns)
-        if time.time_ns() - newest < MTIME_TRUST_AGE * 1e9:
-            return None
-        return (new, cur, uids.st_mtime_ns, uids.st_ino, uids.st_size)
+    # -- keeping the table in step -------------------------------------------------------------
 
     def poll(self, claim_recent: bool = False) -> Snapshot | None:
-        """The folder now, or None when its change stamp is the same as at the last poll: nothing
-        moved, and a big folder need not be listed again for every command."""
-        stamp = self.change_stamp()
-        if stamp is not None and stamp == self._polled:
+        """The folder now, or None when nothing moved since the last sync (a few stat() calls):
+        a big folder is not looked at again for every command."""
+        if self.table is not None and not self._moved():
             return None
-        self._polled = stamp
         return self.sync(claim_recent)
 
     def resync(self, claim_recent: bool = False) -> Snapshot:
-        """The folder now, whatever its stamp says; the next poll compares with the stamp taken
-        before this sync, so it misses no change made during it."""
-        self._polled = self.change_stamp()
+        """The folder now, whatever the stamps say."""
         return self.sync(claim_recent)
 
     def sync(self, claim_recent: bool = False) -> Snapshot:
         """The folder now. With `claim_recent`, messages in new/ move to cur/ and are \\Recent
         here."""
-        locations = self.scan()
-        recent: set[str] = set()
+        intact = self._catch_up()
+        if not intact:
+            # No readable uidlist: the folder starts over, from a full listing.
+            self._dirs = {sub: DirState() for sub in SUBDIRS}
+        listing = self._look()
         if claim_recent:
-            recent = self._claim_new(locations)
-        current = self.uids.read()
-        if current is None or self._needs_update(current, locations):
-            with self.uids.update() as current:
-                # List the directory again under the lock: `locations` was read before it,
-                # and another session may since have added files and given them UIDs;
-                # reconciling with the older listing would drop those records and give the
-                # files a second UID at the next sync.
-                locations = self._locked_scan(current)
-                self._reconcile(current, locations)
-        return self._snapshot(current, locations, recent)
+            self._claim_new(listing)
+        if not intact or self._unrecorded or listing.differs(self._require_table()):
+            with self._transaction() as tx:
+                self._reconcile(tx, listing)
+        return self.snapshot()
 
-    def _locked_scan(self, current: UidList) -> dict[str, tuple[str, str]]:
-        """The listing to reconcile with, taken under the uidlist lock.
+    def snapshot(self) -> Snapshot:
+        table = self._require_table()
+        return Snapshot(table.uidvalidity, table.uidnext, table.highestmodseq, list(table.entries))
 
-        readdir(3) may miss a file renamed within the directory while it lists (a flag change
-        by another program), so a record whose file seems gone is only dropped when a second
-        listing misses it too: a missed file would otherwise come back with a new UID."""
-        locations = self.scan()
-        if any(key not in locations for key in current.records):
-            self._dir_stamp = None
-            locations = {**locations, **self.scan()}
-        return locations
+    def drain_changes(self) -> tuple[set[int], set[int]]:
+        """(UIDs whose file name or MODSEQ changed, UIDs expunged) since the last call: what a
+        session reports, without comparing the whole folder. New messages are those above the
+        highest UID it knew."""
+        if self.table is None:
+            return set(), set()
+        return self.table.drain()
 
-    def _claim_new(self, locations: dict[str, tuple[str, str]]) -> set[str]:
-        claimed = set()
-        for key, (subdir, name) in list(locations.items()):
-            if subdir != "new":
-                continue
-            target = name if INFO in name else name + INFO
-            try:
-                os.rename(self.path / "new" / name, self.path / "cur" / target)
-            except FileNotFoundError:
-                # Another session claimed it first: recent there, not here. The listing still
-                # says new/, which _snapshot would count as \Recent; the claimer used the same
-                # target name.
-                locations[key] = ("cur", target)
-                self._dir_stamp = None
-                continue
-            locations[key] = ("cur", target)
-            claimed.add(key)
-        if claimed:
-            self._dir_stamp = None
-        return claimed
-
-    @staticmethod
-    def _needs_update(current: UidList, locations: dict[str, tuple[str, str]]) -> bool:
-        if len(current.records) != len(locations):
+    def _moved(self) -> bool:
+        if self._unrecorded or self.uids.changed():
             return True
-        for key, (_subdir, name) in locations.items():
-            record = current.records.get(key)
-            if record is None or record.flags != letters_of(name):
+        now = time.time_ns()
+        for sub, state in self._dirs.items():
+            mtime = self._mtime(sub)
+            if mtime != state.mtime or (not state.verified and settled(mtime, now)):
                 return True
         return False
 
-    def _reconcile(self, current: UidList, locations: dict[str, tuple[str, str]]) -> None:
-        gone = [k for k in current.records if k not in locations]
-        if gone:
-            # Removed by another program (or moved out by MOVE): an expunge, with its own
-            # MODSEQ and tombstones, as an EXPUNGE by a session would be (RFC 7162 3.2.7).
-            current.bury([current.records.pop(key).uid for key in gone])
-        fresh = sorted(
-            (k for k in locations if k not in current.records),
-            key=lambda k: maildir.sort_key(MessageFile(*locations[k])),
-        )
-        for key in fresh:
-            current.records[key] = Record(
-                current.uidnext, current.next_modseq(), letters_of(locations[key][1]), key
-            )
-            current.uidnext += 1
-        for key, (_subdir, name) in locations.items():
-            record = current.records[key]
-            if record.flags != letters_of(name):
-                record.flags, record.modseq = letters_of(name), current.next_modseq()
+    def _require_table(self) -> UidList:
+        if self.table is None:
+            raise StoreError(f"{self.path}: no uidlist")
+        return self.table
 
-    @staticmethod
-    def _snapshot(
-        current: UidList, locations: dict[str, tuple[str, str]], recent: set[str]
-    ) -> Snapshot:
-        entries = []
-        for key, record in current.records.items():
-            where = locations.get(key)
-            if where is None:
+    def _catch_up(self) -> bool:
+        """Bring the table up to date with the files; False when the folder has no readable
+        uidlist (the next transaction starts one, or imports Dovecot's)."""
+        if self.table is None:
+            self.table = self.uids.load()
+            return self.table is not None
+        return self.uids.refresh(self.table)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Transaction]:
+        """Under the lock, the table caught up; what the caller records is written at the end
+        (on an error the store reads the files again next time)."""
+        with self.uids.update(self.table) as tx:
+            self.table = tx.table
+            yield tx
+            self._record_unrecorded(tx)
+
+    def _record_unrecorded(self, tx: Transaction) -> None:
+        for entry in self._unrecorded.values():
+            if tx.table.find(entry.uid) is entry:
+                tx.touch(entry)
+        self._unrecorded.clear()
+
+    # -- listing the directories -----------------------------------------------------------
+
+    def _mtime(self, sub: str) -> int:
+        try:
+            return os.stat(self.path / sub).st_mtime_ns
+        except FileNotFoundError:
+            raise MailboxNotFound(str(self.path)) from None
+
+    def _look(self) -> Listing:
+        """List new/ and cur/ where their mtimes say the table may be behind."""
+        listing = Listing()
+        table = self.table
+        now = time.time_ns()
+        for sub in SUBDIRS:
+            state = self._dirs[sub]
+            mtime = self._mtime(sub)
+            fresh = state.verified or not settled(mtime, now)
+            if table is not None and mtime == state.mtime and fresh:
                 continue
-            entries.append(
-                Entry(
-                    record.uid,
-                    key,
-                    where[0],
-                    where[1],
-                    record.modseq,
-                    key in recent or where[0] == "new",
-                )
-            )
-        entries.sort(key=lambda e: e.uid)
-        return Snapshot(current.uidvalidity, current.uidnext, current.highestmodseq, entries)
+            listing.listed[sub] = set(maildir.list_names(self.path, sub))
+            state.mtime, state.verified = mtime, settled(mtime, now)
+        return listing
+
+    def _claim_new(self, listing: Listing) -> None:
+        """Move every message in new/ to cur/ (RFC 3501 \\Recent: this session's alone)."""
+        if "new" in listing.listed:
+            waiting = list(listing.listed["new"])
+        else:
+            table = self._require_table()
+            waiting = [split_location(loc)[1] for loc in table.in_new]
+        if not waiting:
+            return
+        with self._own_change(SUBDIRS), maildir.dir_fds(self.path, SUBDIRS) as (new, cur):
+            rename = os.rename
+            for name in waiting:
+                target = name if INFO in name else name + INFO
+                listing.taken.add(name)
+                listing.placed.add(target)
+                try:
+                    rename(name, target, src_dir_fd=new, dst_dir_fd=cur)
+                except FileNotFoundError:
+                    continue  # another session claimed it first: recent there, not here
+                listing.claimed.add(target)
+
+    @contextlib.contextmanager
+    def _own_change(self, subs: Iterable[str]) -> Iterator[None]:
+        """Around our own change of `subs`: when nobody else moved a directory first, its new
+        mtime is ours and the table (updated by the caller) matches it; unverified, so it is
+        listed once more when it settles (another change in the same tick would not show)."""
+        before = {sub: self._mtime(sub) for sub in subs}
+        try:
+            yield
+        finally:
+            for sub, mtime in before.items():
+                state = self._dirs[sub]
+                if state.mtime == mtime:
+                    with contextlib.suppress(MailboxNotFound):
+                        state.mtime, state.verified = self._mtime(sub), False
+
+    # -- recording what the listing found --------------------------------------------------
+
+    def _reconcile(self, tx: Transaction, listing: Listing) -> None:
+        """Under the lock, the table caught up with the log: give new files their UIDs (in
+        delivery order), record renames (a new MODSEQ when the letters changed), expunge files
+        that are gone; each only when the table does not have it already."""
+        news, gone = listing.diff(tx.table)
+        if gone:
+            gone = self._confirm_gone(tx, gone, news)
+        if news:
+            self._record_news(tx, news, listing.claimed)
+        for location in listing.claimed:
+            entry = tx.table.by_location.get(location)
+            if entry is not None:
+                entry.claimed = True
+        if gone:
+            tx.expunge(e.uid for e in gone)
+
+    def _confirm_gone(self, tx: Transaction, gone: list[Entry], news: list[str]) -> list[Entry]:
+        """The entries whose files are really gone. A file renamed while the directory was
+        listed may be missing from the listing under both names (readdir(3)), so a vanished
+        file is only given up after a second listing; a new file with the key of a vanished
+        one is that message renamed (a flag change by another program)."""
+        by_key = {e.key: e for e in gone}
+        news_left = []
+        for location in news:
+            sub, name = split_location(location)
+            entry = by_key.pop(name.split(":", 1)[0], None)
+            if entry is None:
+                news_left.append(location)
+            else:
+                tx.move(entry, sub, name)
+        news[:] = news_left
+        if not by_key:
+            return []
+        subs = ("new", "cur") if any(e.subdir == "new" for e in by_key.values()) else ("cur",)
+        present: set[str] = set()
+        for sub in subs:
+            names = maildir.list_names(self.path, sub)
+            present |= set(names) if sub == "cur" else {"new/" + n for n in names}
+        on_disk = {  # key -> location, for the files the table does not know
+            split_location(loc)[1].split(":", 1)[0]: loc
+            for loc in present.difference(tx.table.by_location)
+        }
+        confirmed: list[Entry] = []
+        for key, entry in by_key.items():
+            if entry.location in present:
+                continue  # missed by the first listing only
+            found = on_disk.get(key)
+            if found is not None:
+                tx.move(entry, *split_location(found))
+                if found in news:
+                    news.remove(found)
+            else:
+                confirmed.append(entry)
+        return confirmed
+
+    def _record_news(self, tx: Transaction, news: list[str], claimed: set[str]) -> None:
+        """UIDs for the files the table does not know, in delivery order. A file may show in
+        both new/ and cur/ when it was moved while they were listed, and another file may carry
+        the key of a known message (a rename the listing missed the old name of, or a copy of
+        the file): a key is one message, under one UID."""
+        table = tx.table
+        keys = table.key_index()
+        by_key: dict[str, list[str]] = {}
+        for location in news:
+            by_key.setdefault(location.split(":", 1)[0].removeprefix("new/"), []).append(location)
+        chosen = []
+        for key, locations in by_key.items():
+            if len(locations) > 1:
+                locations = [loc for loc in locations if self._exists(loc)] or locations[:0]
+                if not locations:
+                    continue  # gone again meanwhile
+                locations.sort(key=lambda loc: loc.startswith("new/"))  # cur/ first
+            chosen.append((key, locations[0]))
+        chosen.sort(key=lambda item: maildir.name_order(split_location(item[1])[1]))
+        for key, location in chosen:
+            sub, name = split_location(location)
+            known = keys.get(key)
+            if known is not None and table.find(known.uid) is known:
+                if not self._exists(known.location):
+                    tx.move(known, sub, name)  # renamed: the listing missed the old name
+                continue  # the same key twice: a duplicate, not a second message
+            entry = tx.add(sub, name)
+            entry.claimed = location in claimed
+
+    def _exists(self, location: str) -> bool:
+        sub, name = split_location(location)
+        return os.path.lexists(self.path / sub / name)
 
     # -- messages ------------------------------------------------------------------------------
 
     def read(self, entry: Entry) -> bytes:
         """The stored bytes (LF line ends); follows a rename by another session."""
-        message = entry.file
-        data = maildir.read_message(self.path, message)
-        entry.subdir, entry.name = message.subdir, message.name
-        return data
+        return maildir.read_message(self.path, entry.file)
 
     def read_header(self, entry: Entry) -> bytes:
         """The message up to and including its blank line, reading no more of a large one."""
         return maildir.read_header(self.path, entry.file)
 
-    def save_caches(self, keep: set[str] | None = None) -> None:
-        """Write the derived caches (sizes, envelopes) if they changed, forgetting messages that
-        are no longer in `keep`."""
-        if keep is not None:
-            self.sizes.keep_only(keep)
-        self.sizes.save()
-        self.cache.save(keep)
+    def save_caches(self) -> None:
+        """Write the derived cache (sizes, envelopes, search fields) if this session added to
+        it, for the messages the folder has now."""
+        if self.table is not None:
+            self.cache.save(self.table.uidvalidity, (e.uid for e in self.table.entries))
 
-    def size(self, entry: Entry) -> int:
-        return self.sizes.get(self.path, entry.file)
+    def size(self, entry: Entry, data: bytes | None = None) -> int:
+        """RFC822.SIZE: the CRLF size, from `,W=` in the name, the cache, or the file (`data`
+        when the caller has read it already)."""
+        size = self.known_size(entry)
+        if size is None:
+            size = maildir.crlf_size(data if data is not None else self.read(entry))
+            self.cache.put_size(self._validity(), entry.uid, entry.key, size)
+        return size
+
+    def sizes(self, entries: list[Entry]) -> list[int]:
+        """size() of each of `entries` (in UID order), looked up in one walk of the cache."""
+        cached = self.cache.sizes(self._validity(), [(e.uid, e.key) for e in entries])
+        found = []
+        for entry, size in zip(entries, cached, strict=True):
+            if size is None:
+                size = self.size(entry)
+            found.append(size)
+        return found
+
+    def known_size(self, entry: Entry) -> int | None:
+        """The CRLF size when it is known without reading the file."""
+        size = maildir.name_size(entry.name, "W")
+        if size is None:
+            size = self.cache.size(self._validity(), entry.uid, entry.key)
+        return size
+
+    def _validity(self) -> int:
+        return self.table.uidvalidity if self.table is not None else 0
+
+    def cached(self, entry: Entry, field: str) -> bytes | None:
+        """A value derived from the message (msgcache.FIELDS), if the cache has it."""
+        return self.cache.get(self._validity(), entry.uid, entry.key, field)
+
+    def remember(self, entry: Entry, field: str, value: bytes) -> None:
+        self.cache.put(self._validity(), entry.uid, entry.key, field, value)
 
     def internal_date(self, entry: Entry) -> float:
         """INTERNALDATE is the file's mtime (set from APPEND's date-time), as Dovecot does."""
@@ -280,59 +369,67 @@ class Mailbox:
             moved = maildir.find_by_key(self.path, entry.key)
             if moved is None:
                 return time.time()
-            entry.subdir, entry.name = moved.subdir, moved.name
             return os.stat(self.path / moved.relpath).st_mtime
 
     def set_letters(self, entry: Entry, letters: str) -> bool:
-        """Rename the file so its info carries exactly `letters`; False when it vanished."""
+        """Rename the file so its info carries exactly `letters`; False when it vanished. The
+        change reaches the change log at `commit_flags` (or the next sync)."""
         wanted = "".join(sorted(set(letters)))
         if entry.letters == wanted and entry.subdir == "cur":
             return True
         target = with_letters(entry.key, wanted)
+        source = entry.file
         for _attempt in range(3):
             try:
-                os.rename(self.path / entry.subdir / entry.name, self.path / "cur" / target)
+                with self._own_change({source.subdir, "cur"}):
+                    os.rename(self.path / source.relpath, self.path / "cur" / target)
             except FileNotFoundError:
                 moved = maildir.find_by_key(self.path, entry.key)
                 if moved is None:
                     return False
-                entry.subdir, entry.name = moved.subdir, moved.name
+                source = moved
                 continue
-            entry.subdir, entry.name = "cur", target
-            self._moved_by_us(entry.key, "cur", target)
+            self._relocate(entry, "cur", target)
             return True
         return False
 
+    def _relocate(self, entry: Entry, subdir: str, name: str) -> None:
+        table = self.table
+        if table is not None and table.find(entry.uid) is entry:
+            table.move(entry, subdir, name)
+            self._unrecorded[entry.uid] = entry
+        else:
+            entry.subdir, entry.name = subdir, name
+
     def commit_flags(self, entries: list[Entry]) -> int:
-        """Record the new flags of `entries` in the uidlist; returns the new HIGHESTMODSEQ."""
-        with self.uids.update() as current:
+        """Record the new flags of `entries` (renamed by set_letters) in the change log, each with
+        a new MODSEQ; returns the new HIGHESTMODSEQ."""
+        with self._transaction() as tx:
             for entry in entries:
-                record = current.records.get(entry.key)
-                if record is not None and record.flags != entry.letters:
-                    record.flags, record.modseq = entry.letters, current.next_modseq()
-                    entry.modseq = record.modseq
-            return current.highestmodseq
+                pending = self._unrecorded.pop(entry.uid, None)
+                if pending is not None and tx.table.find(entry.uid) is entry:
+                    tx.touch(entry)
+            return tx.table.highestmodseq
 
     def append(self, data: bytes, letters: str, internal_date: float | None) -> tuple[int, int]:
         """Deliver a message (tmp/ then rename into cur/); returns (uidvalidity, uid)."""
-        message = maildir.deliver(self.path, data, letters, subdir="cur", mtime=internal_date)
+        with self._own_change(("cur",)):
+            message = maildir.deliver(self.path, data, letters, subdir="cur", mtime=internal_date)
         return self._assign([message])[0]
 
     def _assign(self, messages: list[MessageFile]) -> list[tuple[int, int]]:
         """Give freshly placed files their UIDs now, in order, so APPENDUID/COPYUID can name
         them."""
+        self._catch_up()
         result = []
-        with self.uids.update() as current:
+        with self._transaction() as tx:
+            table = tx.table
             for message in messages:
-                record = current.records.get(message.key)
-                if record is None:
-                    record = Record(
-                        current.uidnext, current.next_modseq(), message.letters, message.key
-                    )
-                    current.records[message.key] = record
-                    current.uidnext += 1
-                result.append((current.uidvalidity, record.uid))
-        self._dir_stamp = None
+                location = message.name if message.subdir == "cur" else "new/" + message.name
+                entry = table.by_location.get(location)
+                if entry is None:
+                    entry = tx.add(message.subdir, message.name)
+                result.append((table.uidvalidity, entry.uid))
         return result
 
     def copy_in(self, source: Mailbox, entries: list[Entry], move: bool = False) -> list[int]:
@@ -341,9 +438,12 @@ class Mailbox:
         Returns the new UIDs in the order of `entries`. Each message is placed atomically: a crash
         leaves it in the source, or (for a copy) in both, never half-written and never nowhere."""
         placed: list[MessageFile] = []
+        moved: list[Entry] = []
         try:
-            for entry in entries:
-                placed.append(self._place(source, entry, move))
+            with self._own_change(("cur",)), source._own_change(SUBDIRS if move else ()):
+                for entry in entries:
+                    placed.append(self._place(source, entry, move))
+                    moved.append(entry)
         except StoreError:
             # A COPY that fails leaves the target as it was (RFC 3501 6.4.7): the copies
             # already made go. A MOVE keeps what it moved: each of those messages is in
@@ -353,8 +453,18 @@ class Mailbox:
                     with contextlib.suppress(OSError):
                         os.unlink(self.path / message.relpath)
             raise
+        finally:
+            if move and moved:
+                source._forget(moved)
         fsync_dir(self.path / "cur")
         return [uid for _validity, uid in self._assign(placed)]
+
+    def _forget(self, entries: list[Entry]) -> None:
+        """Record as expunged the messages moved out of this folder by MOVE."""
+        if self.table is None:
+            return
+        with self._transaction() as tx:
+            tx.expunge(e.uid for e in entries if tx.table.find(e.uid) is e)
 
     def _place(self, source: Mailbox, entry: Entry, move: bool) -> MessageFile:
         base = maildir.unique_name()
@@ -366,22 +476,24 @@ class Mailbox:
         keywords = source.keywords.decode(entry.letters)
         letters = system_letters(entry.letters) + self.keywords.letters_for(keywords, create=True)
         name = with_letters(base + size_tags, letters)
-        src = source.path / entry.subdir / entry.name
-        dst = self.path / "cur" / name
-        try:
-            if move:
-                os.rename(src, dst)
-            else:
-                self._link_or_copy(src, dst, base)
-        except FileNotFoundError:
-            moved = maildir.find_by_key(source.path, entry.key)
-            if moved is None:
-                raise StoreError(f"message {entry.key} vanished") from None
-            entry.subdir, entry.name = moved.subdir, moved.name
-            return self._place(source, entry, move)
-        except OSError as exc:
-            raise StoreError(f"cannot copy {entry.key}: {exc.strerror}") from None
-        return MessageFile("cur", name)
+        found = entry.file
+        for _attempt in range(2):
+            src = source.path / found.relpath
+            dst = self.path / "cur" / name
+            try:
+                if move:
+                    os.rename(src, dst)
+                else:
+                    self._link_or_copy(src, dst, base)
+                return MessageFile("cur", name)
+            except FileNotFoundError:
+                moved = maildir.find_by_key(source.path, entry.key)
+                if moved is None:
+                    break
+                found = moved
+            except OSError as exc:
+                raise StoreError(f"cannot copy {entry.key}: {exc.strerror}") from None
+        raise StoreError(f"message {entry.key} vanished")
 
     def _link_or_copy(self, src: Path, dst: Path, base: str) -> None:
         try:
@@ -402,43 +514,38 @@ class Mailbox:
     def expunge(self, entries: list[Entry]) -> list[Entry]:
         """Remove the files and their records; returns the entries actually removed."""
         removed = []
-        for entry in entries:
-            failed = maildir.remove_messages(self.path, [entry.file])
-            if not failed:
-                removed.append(entry)
+        with self._own_change(SUBDIRS):
+            for entry in entries:
+                failed = maildir.remove_messages(self.path, [entry.file])
+                if not failed:
+                    removed.append(entry)
         if removed:
-            with self.uids.update() as current:
-                uids = [current.records.pop(e.key).uid for e in removed if e.key in current.records]
-                if uids:
-                    current.bury(uids)
-            self._dir_stamp = None
+            self._forget(removed)
         return removed
 
     def expunged_at(self, uids: set[int]) -> int | None:
         """The lowest MODSEQ at which any of `uids` was expunged, if the tombstones know it."""
-        current = self.uids.read()
-        if current is None:
+        if self.table is None:
             return None
         found = [
             modseq
-            for modseq, low, high in current.tombstones
+            for modseq, low, high in self.table.tombstones
             if any(low <= uid <= high for uid in uids)
         ]
         return min(found, default=None)
 
     def vanished_since(self, modseq: int) -> list[tuple[int, int]] | None:
         """UID ranges expunged after `modseq` (QRESYNC), or None when that is no longer known."""
-        current = self.uids.read()
-        if current is None:
+        if self.table is None:
             return []
-        return current.vanished_since(modseq)
+        return self.table.vanished_since(modseq)
 
     def counts(self) -> tuple[int, int, int]:
         """(messages, recent, unseen) without claiming anything: for STATUS."""
-        locations = self.scan()
-        recent = sum(1 for subdir, _ in locations.values() if subdir == "new")
-        unseen = sum(1 for _, name in locations.values() if SEEN not in letters_of(name))
-        return len(locations), recent, unseen
+        entries = self.sync().entries
+        recent = sum(1 for e in entries if e.subdir == "new")
+        unseen = sum(1 for e in entries if SEEN not in e.letters)
+        return len(entries), recent, unseen
 
     def reclaimable_size(self, entries: list[Entry]) -> int:
         """The octets an expunge of `entries` would free: the sizes of their files that no other
@@ -450,3 +557,50 @@ class Mailbox:
                 if info.st_nlink == 1:
                     total += info.st_size
         return total
+
+
+def claimed_name(name: str) -> str:
+    return name if INFO in name else name + INFO
+
+
+class Listing:
+    """What a sync saw: the locations (see common/store/uidlist.py) of every file in each
+    directory it listed; the names it took out of new/ and where they went in cur/ when it
+    claimed them (`claimed`: those it moved itself, \\Recent here)."""
+
+    __slots__ = ("claimed", "listed", "placed", "taken")
+
+    def __init__(self) -> None:
+        self.listed: dict[str, set[str]] = {}
+        self.taken: set[str] = set()  # names moved out of new/
+        self.placed: set[str] = set()  # ... and their names in cur/
+        self.claimed: set[str] = set()
+
+    def differs(self, table: UidList) -> bool:
+        news, gone = self.diff(table)
+        return bool(news or gone)
+
+    def diff(self, table: UidList) -> tuple[list[str], list[Entry]]:
+        """(locations of files the table does not know, entries whose file is not there): set
+        operations in C, and a walk of the table only when a file it knows is missing."""
+        known = table.by_location
+        news: set[str] = set()
+        gone: list[Entry] = []
+        cur = self.listed.get("cur")
+        if cur is not None:
+            if self.placed:
+                cur = cur | self.placed
+            fresh = cur.difference(known)
+            news |= fresh
+            if len(cur) - len(fresh) != len(known) - len(table.in_new):
+                gone.extend(e for loc, e in known.items() if e.subdir == "cur" and loc not in cur)
+        else:
+            news |= self.placed.difference(known)
+        new = self.listed.get("new")
+        if new is not None:
+            located = {"new/" + n for n in new if n not in self.taken}
+            news |= located.difference(known)
+            gone.extend(known[loc] for loc in table.in_new - located)
+        else:
+            gone.extend(known[loc] for loc in table.in_new if loc[4:] in self.taken)
+        return list(news), gone

@@ -19,16 +19,16 @@ import os
 import re
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.store.atomic import atomic_write, fsync_dir
+from common.store.atomic import fsync_dir
 from common.store.errors import MailboxNotFound, StoreError
 from common.store.flags import flags_suffix, letters_of
 from common.store.names import InvalidName, check_username
 
 SUBDIRS = ("cur", "new", "tmp")
-SIZES_FILE = "maildaemons-sizes"
 _SIZE_FIELD = re.compile(r",([SW])=(\d+)")
 _counter = itertools.count(1)
 _HOSTNAME = socket.gethostname().replace("/", "\\057").replace(":", "\\072") or "localhost"
@@ -56,10 +56,17 @@ class MessageFile:
 
     def stored_size(self, kind: str) -> int | None:
         """The `,S=` (file) or `,W=` (CRLF) size from the name, when there is one."""
-        for field, value in _SIZE_FIELD.findall(self.key):
-            if field == kind:
-                return int(value)
+        return name_size(self.name, kind)
+
+
+def name_size(name: str, kind: str) -> int | None:
+    """The `,S=` (file) or `,W=` (CRLF) size in a message file name, when there is one."""
+    if "," not in name:
         return None
+    for field, value in _SIZE_FIELD.findall(name.split(":", 1)[0]):
+        if field == kind:
+            return int(value)
+    return None
 
 
 # -- names and sizes -------------------------------------------------------------------------
@@ -137,9 +144,47 @@ def list_messages(folder: Path) -> list[MessageFile]:
     return messages
 
 
+def list_names(folder: Path, sub: str) -> list[str]:
+    """The message file names in `folder/sub` (new or cur), in directory order: what a listing
+    of list_messages holds, without building an object for each of 100,000 names."""
+    try:
+        names = os.listdir(folder / sub)
+    except FileNotFoundError:
+        raise MailboxNotFound(str(folder)) from None
+    except OSError as exc:
+        raise StoreError(f"cannot list {folder / sub}: {exc.strerror}") from None
+    joined = "\0".join(names)  # one scan in C instead of one per name
+    if joined.startswith(".") or "\0." in joined or "\n" in joined or "\r" in joined:
+        # As list_messages: dot files are not messages, a name with CR or LF would break the
+        # uidlist's lines.
+        names = [n for n in names if not n.startswith(".") and "\n" not in n and "\r" not in n]
+    return names
+
+
 def sort_key(message: MessageFile) -> tuple[int, str]:
-    head = message.name.split(".", 1)[0]
-    return (int(head) if head.isdigit() else 0, message.name)
+    return name_order(message.name)
+
+
+def name_order(name: str) -> tuple[int, str]:
+    """Delivery order: maildir names start with the time of delivery."""
+    head = name.split(".", 1)[0]
+    return (int(head) if head.isdigit() else 0, name)
+
+
+@contextlib.contextmanager
+def dir_fds(folder: Path, subs: tuple[str, ...]) -> Iterator[tuple[int, ...]]:
+    """Descriptors of `folder`'s subdirectories, for many renames without building paths."""
+    fds: list[int] = []
+    try:
+        for sub in subs:
+            try:
+                fds.append(os.open(folder / sub, os.O_RDONLY | os.O_DIRECTORY))
+            except FileNotFoundError:
+                raise MailboxNotFound(str(folder)) from None
+        yield tuple(fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def find_by_key(folder: Path, key: str) -> MessageFile | None:
@@ -240,50 +285,3 @@ def remove_messages(folder: Path, messages: list[MessageFile]) -> list[MessageFi
     for sub in ("cur", "new"):
         fsync_dir(folder / sub)
     return failed
-
-
-class SizeCache:
-    """CRLF sizes of messages whose names carry no `,W=`: derived, disposable, rebuilt on demand."""
-
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / SIZES_FILE
-        self.sizes: dict[str, int] | None = None
-        self.dirty = False
-
-    def get(self, folder: Path, message: MessageFile) -> int:
-        size = message.stored_size("W")
-        if size is not None:
-            return size
-        if self.sizes is None:
-            self.sizes = self._load()
-        key = message.key
-        if key not in self.sizes:
-            self.sizes[key] = crlf_size(read_message(folder, message))
-            self.dirty = True
-        return self.sizes[key]
-
-    def keep_only(self, keys: set[str]) -> None:
-        """Forget messages that are gone, so the cache does not grow forever."""
-        if self.sizes is None:
-            return
-        stale = [key for key in self.sizes if key not in keys]
-        for key in stale:
-            del self.sizes[key]
-        self.dirty = self.dirty or bool(stale)
-
-    def save(self) -> None:
-        if not self.dirty or self.sizes is None:
-            return
-        text = "".join(f"{size} {key}\n" for key, size in self.sizes.items())
-        with contextlib.suppress(OSError):
-            atomic_write(self.path, text.encode("utf-8", "surrogateescape"), fsync=False)
-        self.dirty = False
-
-    def _load(self) -> dict[str, int]:
-        sizes = {}
-        with contextlib.suppress(OSError):
-            for line in self.path.read_bytes().decode("utf-8", "surrogateescape").splitlines():
-                size, _, key = line.partition(" ")
-                if size.isdigit() and key:
-                    sizes[key] = int(size)
-        return sizes

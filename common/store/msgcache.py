@@ -1,97 +1,394 @@
-"""A disposable per-folder cache of what is costly to derive from a message: its ENVELOPE and
-BODYSTRUCTURE as rendered by the IMAP server (opaque bytes here), keyed by the Maildir key.
+"""A disposable per-folder cache of what is costly to derive from a message: its CRLF size, its
+ENVELOPE and BODYSTRUCTURE as rendered by the IMAP server, and the header fields SEARCH looks at
+(opaque bytes here), by UID.
 
 A message's content never changes in a Maildir, so an entry stays right for the message's life.
 The cache is derived data (DESIGN.md "Storage"): it may be deleted at any time and is rebuilt; a
-damaged file reads as empty. It is written by atomic rename at the end of a session, pruned to
-the messages that still exist, so it never grows without bound.
+damaged file reads as empty, and a row whose UIDVALIDITY or key does not match the message's is
+not used (a folder whose uidlist started over, UIDs given to other messages). It is written by
+atomic rename at the end of a session, pruned to the messages that still exist.
 
-File `maildaemons-cache`: a header line, then for each message one line
-`<key> <field> <length>` followed by exactly <length> bytes and a newline (values may hold CRLF).
+File `maildaemons-cache`, version 2, columns so that a 100,000-message folder is read without a
+Python object per message and looked up by bisection:
+
+    maildaemons-cache 2 V<uidvalidity> N<rows> D<data offset> F<field>,<field>...\\n
+    uids      rows x u32, ascending
+    crcs      rows x u32, CRC-32 of the message's key
+    sizes     rows x u32, CRLF size (ABSENT: not known)
+    offsets   rows x u64, where the row's values start in the data
+    lengths   rows x fields x u32 (ABSENT: not cached)
+    data      each row's values, in field order, rows in UID order
+
+Values come from the data area through a read window (a FETCH 1:* reads it front to back, a
+window at a time), never by mapping the file: the session's memory stays small whatever the
+folder's size. Values new in this session go to an anonymous temporary file, not to memory.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import os
+import tempfile
+import zlib
+from array import array
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-
-from common.store.atomic import atomic_write
+from typing import IO
 
 CACHE_FILE = "maildaemons-cache"
-HEADER = b"maildaemons-cache 1\n"
+MAGIC = b"maildaemons-cache 2"
+FIELDS = ("envelope", "bodystructure", "body", "headers")
+ABSENT = 0xFFFFFFFF
 MAX_VALUE = 1 << 20
+WINDOW = 256 * 1024
+
+
+def key_crc(key: str) -> int:
+    return zlib.crc32(key.encode("utf-8", "surrogateescape"))
+
+
+class _Stored:
+    """The cache file as it was when first needed: its columns in memory, its data read through
+    a window."""
+
+    def __init__(self, handle: IO[bytes], uidvalidity: int) -> None:
+        self.handle = handle
+        head = handle.readline(4096)
+        parts = head.split()
+        if len(parts) != 6 or b" ".join(parts[:2]) != MAGIC:
+            raise ValueError("not a cache file")
+        values = {p[:1]: p[1:] for p in parts[2:]}
+        if int(values[b"V"]) != uidvalidity:
+            raise ValueError("another UIDVALIDITY")
+        rows = int(values[b"N"])
+        self.data_start = int(values[b"D"])
+        self.fields = values[b"F"].decode("ascii").split(",")
+        self.width = len(self.fields)
+        self.uids = self._column("I", rows)
+        self.crcs = self._column("I", rows)
+        self.sizes = self._column("I", rows)
+        self.offsets = self._column("Q", rows)
+        self.lengths = self._column("I", rows * self.width)
+        if handle.tell() > self.data_start:
+            raise ValueError("columns overlap the data")
+        self.window_start = 0
+        self.window = b""
+
+    def _column(self, code: str, count: int) -> array[int]:
+        column = array(code)
+        data = self.handle.read(count * column.itemsize)
+        if len(data) != count * column.itemsize:
+            raise ValueError("truncated")
+        column.frombytes(data)
+        return column
+
+    def row(self, uid: int, crc: int) -> int:
+        index = bisect.bisect_left(self.uids, uid)
+        if index < len(self.uids) and self.uids[index] == uid and self.crcs[index] == crc:
+            return index
+        return -1
+
+    def value(self, row: int, field: int) -> bytes | None:
+        base = row * self.width
+        length = self.lengths[base + field]
+        if length == ABSENT:
+            return None
+        offset = self.offsets[row] + sum(
+            n for n in self.lengths[base : base + field] if n != ABSENT
+        )
+        return self.read(offset, length)
+
+    def read(self, offset: int, length: int) -> bytes:
+        start = offset - self.window_start
+        if start >= 0 and start + length <= len(self.window):
+            return self.window[start : start + length]
+        self.window = os.pread(self.handle.fileno(), max(length, WINDOW), self.data_start + offset)
+        self.window_start = offset
+        if len(self.window) < length:
+            raise ValueError("truncated")
+        return self.window[:length]
+
+
+class _Fresh:
+    """Values derived in this session: columns in memory, the bytes in a temporary file."""
+
+    def __init__(self) -> None:
+        self.spill: IO[bytes] | None = None
+        self.spill_size = 0
+        self.rows: dict[int, int] = {}  # uid -> row
+        self.crcs = array("I")
+        self.sizes = array("I")
+        self.offsets = array("q")  # rows x fields: where the value is in the spill, -1: none
+        self.lengths = array("I")
+
+    def row(self, uid: int, crc: int) -> int:
+        row = self.rows.get(uid)
+        if row is None or self.crcs[row] != crc:
+            return -1
+        return row
+
+    def add(self, uid: int, crc: int) -> int:
+        row = self.rows.get(uid)
+        if row is not None and self.crcs[row] == crc:
+            return row
+        row = len(self.crcs)
+        self.rows[uid] = row
+        self.crcs.append(crc)
+        self.sizes.append(ABSENT)
+        self.offsets.extend([-1] * len(FIELDS))
+        self.lengths.extend([0] * len(FIELDS))
+        return row
+
+    def put(self, row: int, field: int, value: bytes) -> None:
+        if self.spill is None:
+            self.spill = tempfile.TemporaryFile(prefix="maildaemons-cache.")  # noqa: SIM115
+        self.spill.seek(self.spill_size)
+        self.spill.write(value)
+        self.offsets[row * len(FIELDS) + field] = self.spill_size
+        self.lengths[row * len(FIELDS) + field] = len(value)
+        self.spill_size += len(value)
+
+    def value(self, row: int, field: int) -> bytes | None:
+        offset = self.offsets[row * len(FIELDS) + field]
+        if offset < 0:
+            return None
+        length = self.lengths[row * len(FIELDS) + field]
+        if not length or self.spill is None:
+            return b""
+        self.spill.flush()
+        return os.pread(self.spill.fileno(), length, offset)
+
+    def close(self) -> None:
+        if self.spill is not None:
+            self.spill.close()
 
 
 class MessageCache:
-    """key -> {field: bytes}, loaded on first use, saved when changed."""
+    """uid -> CRLF size and {field: bytes} for one folder, loaded on first use, saved when
+    changed. Every lookup names the message's key too: a row for another message is a miss."""
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / CACHE_FILE
-        self._entries: dict[str, dict[str, bytes]] | None = None
-        self.dirty = False
+        self._uidvalidity: int | None = None  # the values held are for this UIDVALIDITY
+        self._stored: _Stored | None = None
+        self._opened = False
+        self._fresh = _Fresh()
 
-    def get(self, key: str, field: str) -> bytes | None:
-        return self._load().get(key, {}).get(field)
+    # -- lookups ---------------------------------------------------------------------------
 
-    def put(self, key: str, field: str, value: bytes) -> None:
+    def size(self, uidvalidity: int, uid: int, key: str) -> int | None:
+        crc = key_crc(key)
+        self._use(uidvalidity)
+        row = self._fresh.row(uid, crc)
+        if row >= 0 and self._fresh.sizes[row] != ABSENT:
+            return self._fresh.sizes[row]
+        stored = self._load()
+        if stored is not None:
+            row = stored.row(uid, crc)
+            if row >= 0 and stored.sizes[row] != ABSENT:
+                return stored.sizes[row]
+        return None
+
+    def sizes(self, uidvalidity: int, messages: Sequence[tuple[int, str]]) -> list[int | None]:
+        """size() of each (uid, key), ascending by UID: one walk along the stored rows."""
+        self._use(uidvalidity)
+        stored = self._load()
+        fresh = self._fresh
+        found: list[int | None] = []
+        row = 0
+        for uid, key in messages:
+            crc = key_crc(key)
+            size: int | None = None
+            if fresh.rows:
+                new = fresh.row(uid, crc)
+                if new >= 0 and fresh.sizes[new] != ABSENT:
+                    size = fresh.sizes[new]
+            if size is None and stored is not None:
+                uids = stored.uids
+                if row >= len(uids) or uids[row] != uid:
+                    row = bisect.bisect_left(uids, uid, row)
+                if row < len(uids) and uids[row] == uid and stored.crcs[row] == crc:
+                    value = stored.sizes[row]
+                    size = None if value == ABSENT else value
+            found.append(size)
+        return found
+
+    def get(self, uidvalidity: int, uid: int, key: str, field: str) -> bytes | None:
+        index = FIELDS.index(field)
+        crc = key_crc(key)
+        self._use(uidvalidity)
+        row = self._fresh.row(uid, crc)
+        if row >= 0:
+            value = self._fresh.value(row, index)
+            if value is not None:
+                return value
+        stored = self._load()
+        if stored is None or field not in stored.fields:
+            return None
+        row = stored.row(uid, crc)
+        if row < 0:
+            return None
+        try:
+            return stored.value(row, stored.fields.index(field))
+        except (OSError, ValueError):  # replaced and gone (NFS), or damaged: a miss
+            self._drop()
+            return None
+
+    def put_size(self, uidvalidity: int, uid: int, key: str, size: int) -> None:
+        self._use(uidvalidity)
+        row = self._fresh.add(uid, key_crc(key))
+        self._fresh.sizes[row] = size
+
+    def put(self, uidvalidity: int, uid: int, key: str, field: str, value: bytes) -> None:
         if len(value) > MAX_VALUE:
             return
-        self._load().setdefault(key, {})[field] = value
-        self.dirty = True
+        self._use(uidvalidity)
+        row = self._fresh.add(uid, key_crc(key))
+        self._fresh.put(row, FIELDS.index(field), value)
 
-    def save(self, keep: set[str] | None = None) -> None:
-        """Write the cache if it changed; with `keep`, forget messages that are gone."""
-        if self._entries is None:
+    def _use(self, uidvalidity: int) -> None:
+        """Values for one UIDVALIDITY only: a folder that started over starts a new cache."""
+        if self._uidvalidity != uidvalidity:
+            if self._uidvalidity is not None:
+                self._drop()
+                self._fresh.close()
+                self._fresh = _Fresh()
+            self._uidvalidity, self._opened = uidvalidity, False
+
+    def _load(self) -> _Stored | None:
+        if not self._opened and self._uidvalidity is not None:
+            self._opened = True
+            self._stored = self._open(self._uidvalidity)
+        return self._stored
+
+    def _open(self, uidvalidity: int) -> _Stored | None:
+        try:
+            handle = open(self.path, "rb")  # noqa: SIM115 (kept open for the session)
+        except OSError:
+            return None
+        try:
+            return _Stored(handle, uidvalidity)
+        except (OSError, ValueError, KeyError, IndexError):
+            handle.close()
+            return None
+
+    def _drop(self) -> None:
+        if self._stored is not None:
+            with contextlib.suppress(OSError):
+                self._stored.handle.close()
+        self._stored = None
+
+    # -- saving ----------------------------------------------------------------------------
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._fresh.rows)
+
+    def save(self, uidvalidity: int, keep: Iterable[int]) -> None:
+        """Write the cache with this session's new values, if there are any, for the messages
+        in `keep` (the UIDs of the folder now); without new values, only when more than a tenth
+        of the file is for messages that are gone."""
+        self._use(uidvalidity)
+        wanted = array("I", sorted(keep))
+        stored = self._load()
+        fresh = self._fresh
+        if not fresh.rows and (
+            stored is None or len(set(stored.uids) - set(wanted)) * 10 <= len(stored.uids)
+        ):
             return
-        if keep is not None:
-            stale = [k for k in self._entries if k not in keep]
-            for key in stale:
-                del self._entries[key]
-            self.dirty = self.dirty or bool(stale)
-        if not self.dirty:
-            return
-        with contextlib.suppress(OSError):
-            atomic_write(self.path, serialize(self._entries), fsync=False)
-        self.dirty = False
+        with contextlib.suppress(OSError, ValueError):
+            self._write(uidvalidity, wanted, stored, fresh)
+        self._drop()
+        fresh.close()
+        self._fresh, self._opened = _Fresh(), False
 
-    def _load(self) -> dict[str, dict[str, bytes]]:
-        if self._entries is None:
-            try:
-                self._entries = parse(self.path.read_bytes())
-            except OSError:
-                self._entries = {}
-        return self._entries
+    def _write(
+        self, uidvalidity: int, wanted: array[int], stored: _Stored | None, fresh: _Fresh
+    ) -> None:
+        rows = _merge_rows(wanted, stored, fresh)
+        uids, crcs, sizes = array("I"), array("I"), array("I")
+        offsets, lengths = array("Q"), array("I")
+        total = 0
+        for row in rows:
+            uids.append(row.uid)
+            crcs.append(row.crc)
+            sizes.append(row.size)
+            offsets.append(total)
+            lengths.extend(row.lengths)
+            total += sum(n for n in row.lengths if n != ABSENT)
+        fields = ",".join(FIELDS).encode()
+        head_size = len(b"%s V%d N%d D%020d F%s\n" % (MAGIC, uidvalidity, len(rows), 0, fields))
+        data_start = head_size + len(rows) * (4 * 3 + 8 + 4 * len(FIELDS))
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as out:
+                out.write(
+                    b"%s V%d N%d D%020d F%s\n" % (MAGIC, uidvalidity, len(rows), data_start, fields)
+                )
+                for column in (uids, crcs, sizes, offsets, lengths):
+                    out.write(column.tobytes())
+                for row in rows:
+                    for index, length in enumerate(row.lengths):
+                        if length != ABSENT and length:
+                            out.write(row.value(index, stored, fresh))
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
 
-def serialize(entries: dict[str, dict[str, bytes]]) -> bytes:
-    parts = [HEADER]
-    for key, fields in entries.items():
-        encoded = key.encode("utf-8", "surrogateescape")
-        for field, value in fields.items():
-            parts.append(b"%s %s %d\n" % (encoded, field.encode(), len(value)))
-            parts.append(value)
-            parts.append(b"\n")
-    return b"".join(parts)
+class _Row:
+    """One message in a cache being written: where its values come from."""
+
+    __slots__ = ("crc", "lengths", "new", "old", "size", "uid")
+
+    def __init__(self, uid: int, old: int, new: int, crc: int, size: int) -> None:
+        self.uid, self.old, self.new, self.crc, self.size = uid, old, new, crc, size
+        self.lengths: list[int] = []
+
+    def value(self, index: int, stored: _Stored | None, fresh: _Fresh) -> bytes:
+        if self.new >= 0:
+            value = fresh.value(self.new, index)
+            if value is not None:
+                return value
+        if stored is None or self.old < 0:
+            raise ValueError("a cached value went missing")
+        value = stored.value(self.old, stored.fields.index(FIELDS[index]))
+        if value is None:
+            raise ValueError("a cached value went missing")
+        return value
 
 
-def parse(data: bytes) -> dict[str, dict[str, bytes]]:
-    """The entries of a cache file; whatever is damaged is simply not there."""
-    entries: dict[str, dict[str, bytes]] = {}
-    if not data.startswith(HEADER):
-        return entries
-    pos = len(HEADER)
-    while pos < len(data):
-        end = data.find(b"\n", pos)
-        if end < 0:
-            break
-        fields = data[pos:end].rsplit(b" ", 2)  # a key may hold spaces; field and size do not
-        if len(fields) != 3 or not fields[2].isdigit():
-            break
-        size = int(fields[2])
-        value = data[end + 1 : end + 1 + size]
-        if len(value) != size or data[end + 1 + size : end + 2 + size] != b"\n":
-            break
-        key = fields[0].decode("utf-8", "surrogateescape")
-        entries.setdefault(key, {})[fields[1].decode("ascii", "replace")] = value
-        pos = end + 2 + size
-    return entries
+def _merge_rows(wanted: array[int], stored: _Stored | None, fresh: _Fresh) -> list[_Row]:
+    """A row for every wanted UID with something cached, the fresh values taking precedence
+    field by field."""
+    rows: list[_Row] = []
+    width = len(FIELDS)
+    for uid in wanted:
+        new = fresh.rows.get(uid, -1)
+        old = _index(stored, uid) if stored is not None else -1
+        if new < 0 and old < 0:
+            continue
+        if new >= 0 and old >= 0 and stored is not None and stored.crcs[old] != fresh.crcs[new]:
+            old = -1  # another message under this UID: only the fresh values hold
+        crc = fresh.crcs[new] if new >= 0 else stored.crcs[old]  # type: ignore[union-attr]
+        size = fresh.sizes[new] if new >= 0 else ABSENT
+        if size == ABSENT and old >= 0 and stored is not None:
+            size = stored.sizes[old]
+        row = _Row(uid, old, new, crc, size)
+        for index in range(width):
+            length = ABSENT
+            if new >= 0 and fresh.offsets[new * width + index] >= 0:
+                length = fresh.lengths[new * width + index]
+            elif old >= 0 and stored is not None and FIELDS[index] in stored.fields:
+                length = stored.lengths[old * stored.width + stored.fields.index(FIELDS[index])]
+            row.lengths.append(length)
+        rows.append(row)
+    return rows
+
+
+def _index(stored: _Stored, uid: int) -> int:
+    index = bisect.bisect_left(stored.uids, uid)
+    return index if index < len(stored.uids) and stored.uids[index] == uid else -1

@@ -15,6 +15,7 @@ from imapd.message import MessageView
 from imapd.parser import BodySection, Command, FetchArgs, parse_fetch_command
 from imapd.qresync import vanished_earlier
 from imapd.responses import bad
+from imapd.search import SEARCH_FIELDS, searched_headers
 from imapd.selected import Selected
 from imapd.session import Session
 from imapd.states import SELECTED, Result, Spec
@@ -25,37 +26,64 @@ CACHED_ITEMS = {"ENVELOPE": "envelope", "BODYSTRUCTURE": "bodystructure", "BODY"
 
 class Content:
     """One message's content for one FETCH response, read only as far as an item needs: cached
-    ENVELOPE/BODYSTRUCTURE need no read at all, an ENVELOPE miss reads only the header, and
-    only body items read the whole file."""
+    items need no read at all, an ENVELOPE miss reads only the header (or takes it from the
+    whole file when a size miss read that already), and only body items parse the whole file.
+    The file is read once per response whatever asks for it."""
 
-    __slots__ = ("_full", "entry", "view")
+    __slots__ = ("_full", "_raw", "entry", "view")
 
     def __init__(self, view: Selected, entry: Entry) -> None:
         self.view, self.entry = view, entry
         self._full: MessageView | None = None
+        self._raw: bytes | None = None  # the stored bytes (LF line ends)
+
+    def raw(self) -> bytes:
+        if self._raw is None:
+            self._raw = self.view.mailbox.read(self.entry)
+        return self._raw
 
     def full(self) -> MessageView:
         if self._full is None:
-            self._full = MessageView(to_crlf(self.view.mailbox.read(self.entry)))
+            self._full = MessageView(to_crlf(self.raw()))
         return self._full
+
+    def size(self) -> int:
+        mailbox = self.view.mailbox
+        size = mailbox.known_size(self.entry)
+        if size is None:
+            size = mailbox.size(self.entry, self.raw())
+        return size
 
     def derived(self, item: str) -> bytes:
         """ENVELOPE, BODYSTRUCTURE or BODY, from the cache or computed and cached."""
-        cache, field = self.view.mailbox.cache, CACHED_ITEMS[item]
-        value = cache.get(self.entry.key, field)
+        mailbox, field = self.view.mailbox, CACHED_ITEMS[item]
+        value = mailbox.cached(self.entry, field)
         if value is None:
             value = self._compute(item)
-            cache.put(self.entry.key, field, value)
+            mailbox.remember(self.entry, field, value)
         return value
 
     def _compute(self, item: str) -> bytes:
         if item == "ENVELOPE":
             if self._full is not None:
-                return self._full.envelope()
-            header = self.view.mailbox.read_header(self.entry)
-            return MessageView(to_crlf(header)).envelope()
+                header = self._full
+            elif self._raw is not None:
+                header = MessageView(to_crlf(header_block(self._raw)))
+            else:
+                header = MessageView(to_crlf(self.view.mailbox.read_header(self.entry)))
+            # The header is parsed now: the fields SEARCH looks at are cached with it, so a
+            # SEARCH FROM or SUBJECT after a FETCH of envelopes reads no file.
+            if self.view.mailbox.cached(self.entry, SEARCH_FIELDS) is None:
+                self.view.mailbox.remember(self.entry, SEARCH_FIELDS, searched_headers(header))
+            return header.envelope()
         message = self.full()
         return message.bodystructure() if item == "BODYSTRUCTURE" else message.body()
+
+
+def header_block(data: bytes) -> bytes:
+    """The stored message up to and including its blank line (all of it without one)."""
+    end = data.find(b"\n\n")
+    return data if end < 0 else data[: end + 2]
 
 
 def cmd_fetch(session: Session, command: Command) -> Result:
@@ -134,7 +162,7 @@ def simple_item(view: Selected, entry: Entry, item: str, content: Content) -> by
     if item == "MODSEQ":
         return b"MODSEQ (%d)" % entry.modseq
     if item == "RFC822.SIZE":
-        return b"RFC822.SIZE %d" % view.mailbox.size(entry)
+        return b"RFC822.SIZE %d" % content.size()
     if item == "INTERNALDATE":
         return b"INTERNALDATE " + r.internal_date(view.mailbox.internal_date(entry)).encode()
     if item in CACHED_ITEMS:

@@ -18,7 +18,7 @@ from common.store import maildir
 from common.store.errors import StoreError, TooManyKeywords
 from common.store.flags import letters_of
 from common.store.mailbox import Mailbox, Snapshot
-from common.store.uidlist import UIDLIST, parse
+from common.store.uidlist import UidStore
 
 CTX = multiprocessing.get_context("fork")
 
@@ -51,9 +51,10 @@ def by_key(snap: Snapshot) -> dict[str, int]:
 
 
 def uidlist_of(folder: Path):
-    parsed = parse((folder / UIDLIST).read_bytes())
-    assert parsed is not None, "uidlist unreadable"
-    return parsed
+    """The folder's table as a new reader loads it: base file and change log."""
+    loaded = UidStore(folder).load()
+    assert loaded is not None, "uidlist unreadable"
+    return loaded
 
 
 @pytest.fixture
@@ -121,22 +122,23 @@ def test_uidvalidity_is_a_valid_nz_number(inbox: Path) -> None:
     assert snap.uidnext == 1 and snap.entries == []
 
 
-def test_stale_listing_does_not_drop_records_of_others(inbox: Path) -> None:
+def test_stale_listing_does_not_drop_records_of_others(
+    inbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A session that listed the folder before another session appended must not drop the
     appended message's record when it reconciles (regression: the message got a second UID)."""
     deliver_many(inbox, 2)
     slow, fast = Mailbox(inbox), Mailbox(inbox)
     slow.sync()
-    stale = dict(slow.scan())
+    stale = {sub: maildir.list_names(inbox, sub) for sub in ("new", "cur")}
     _validity, uid = fast.append(message(99), "S", None)
     assert uid == 3
-    appended = next(k for k in Mailbox(inbox).scan() if k not in stale)
-    # `slow` syncs with the listing it took before the append (the race, made certain).
-    listings = iter([stale])
-    real_scan = slow.scan
-    slow.scan = lambda: next(listings, None) or real_scan()  # type: ignore[method-assign]
+    appended = next(n for n in os.listdir(inbox / "cur") if n not in stale["cur"])
+    # `slow` syncs with the listings taken before the append (the race, made certain).
+    real = maildir.list_names
+    monkeypatch.setattr(maildir, "list_names", lambda f, sub: stale.pop(sub, None) or real(f, sub))
     slow.sync()
-    assert by_key(Mailbox(inbox).sync())[appended] == 3
+    assert by_key(Mailbox(inbox).sync())[appended.split(":")[0]] == 3
     assert uidlist_of(inbox).uidnext == 4
 
 
@@ -154,7 +156,7 @@ def _syncer(folder: str, stop, results, number: int) -> None:
             for entry in snap.entries:
                 if seen.setdefault(entry.key, entry.uid) != entry.uid:
                     problems.append(f"{entry.key} had UID {seen[entry.key]}, now {entry.uid}")
-            if parse((Path(folder) / UIDLIST).read_bytes()) is None:
+            if UidStore(Path(folder)).load() is None:
                 problems.append("uidlist unreadable")
             if done:
                 break
@@ -478,7 +480,7 @@ def test_expunge_removes_files_and_records(inbox: Path) -> None:
     assert [e.uid for e in box.expunge(doomed)] == [2]
     assert len(os.listdir(inbox / "cur")) == 2
     assert uids(Mailbox(inbox).sync()) == [1, 3]
-    assert {r.uid for r in uidlist_of(inbox).records.values()} == {1, 3}
+    assert [e.uid for e in uidlist_of(inbox).entries] == [1, 3]
 
 
 def test_expunge_of_a_message_renamed_meanwhile(inbox: Path) -> None:
@@ -500,8 +502,9 @@ def test_crlf_sizes(inbox: Path) -> None:
     box = Mailbox(inbox)
     sizes = {e.key: box.size(e) for e in box.sync().entries}
     assert set(sizes.values()) == {len(maildir.to_crlf(data))}
-    box.sizes.save()
-    assert (inbox / "maildaemons-sizes").exists()
+    box.save_caches()
+    again = Mailbox(inbox)
+    assert [again.known_size(e) for e in again.sync().entries] == [len(maildir.to_crlf(data))] * 2
 
 
 def test_unique_names_differ() -> None:
