@@ -36,14 +36,16 @@ _TOKENS = re.compile(
     re.VERBOSE | re.DOTALL,
 )
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
-# Fast path for the everyday forms `a@b`, `Name <a@b>` and `"Name" <a@b>`, comma-separated,
-# without escapes, comments, groups, routes or dots in an unquoted name: same result as the
-# tokenizer, several times quicker (ENVELOPE is computed for every message of a mailbox).
+_SPECIAL = re.compile(r'[\x00\r\n"\\]')  # what a quoted string cannot carry as it is
+# Fast path for the everyday forms `a@b`, `a@b (Name)`, `Name <a@b>` and `"Name" <a@b>`,
+# comma-separated, without escapes, other comments, groups, routes or dots in an unquoted name:
+# the same result as the tokenizer, several times quicker (ENVELOPE is computed for every
+# message of a mailbox).
 _WORD = r'[^\s"<>(),.;:@\\\[\]]+'
 _DOT_ATOM = r'[^\s"<>(),;:@\\\[\]]+'
 _SIMPLE = (
     rf'(?:({_WORD}(?:[ \t]+{_WORD})*)[ \t]*|"([^"\\]*)"[ \t]*)?'
-    rf"<({_DOT_ATOM})@({_DOT_ATOM})>|({_DOT_ATOM})@({_DOT_ATOM})"
+    rf"<({_DOT_ATOM})@({_DOT_ATOM})>|({_DOT_ATOM})@({_DOT_ATOM})(?:[ \t]*\(([^()\\]*)\))?"
 )
 _SIMPLE_ADDRESS = re.compile(_SIMPLE)
 _SIMPLE_LIST = re.compile(rf"[ \t]*(?:{_SIMPLE})(?:[ \t]*,[ \t]*(?:{_SIMPLE}))*[ \t]*")
@@ -78,6 +80,8 @@ def imap_string(text: str) -> bytes:
     """An octet string as an IMAP string: quoted (at any length) when every octet is a 7-bit
     TEXT-CHAR, else a literal. NUL cannot be sent in either form (CHAR8 excludes it) and is
     dropped."""
+    if text.isascii() and not _SPECIAL.search(text):
+        return b'"' + text.encode("ascii") + b'"'  # the everyday case, without a second look
     if "\x00" in text:
         text = text.replace("\x00", "")
     if text.isascii():
@@ -190,7 +194,11 @@ def parse_address_tokens(value: str) -> list[Address]:
 def _simple(m: re.Match[str]) -> Address:
     """An Address from a `_SIMPLE_ADDRESS` match."""
     if m.group(3) is None:
-        return Address(None, None, m.group(5), m.group(6))
+        # addr-spec with at most one plain comment: the comment is the personal name, as the
+        # full parser has it (_addr_spec)
+        comment = m.group(7)
+        name = comment.strip(" \t") if comment else None
+        return Address(name or None, None, m.group(5), m.group(6))
     if m.group(1):
         name: str | None = " ".join(m.group(1).split())
     else:
@@ -287,23 +295,51 @@ def address_list(addresses: list[Address]) -> bytes:
     )
 
 
+def addresses(value: str | None) -> bytes:
+    """address_list(parse_addresses(value)), written straight from the fast path's matches when
+    the value is an everyday list (ENVELOPE renders some 100,000 of these for a big folder)."""
+    if not value:
+        return b"NIL"
+    if not _SIMPLE_LIST.fullmatch(value):
+        return address_list(parse_address_tokens(value))
+    out = []
+    for m in _SIMPLE_ADDRESS.finditer(value):
+        words, quoted_name, mailbox, host, bare, bare_host, comment = m.groups()
+        if mailbox is None:
+            name = comment.strip(" \t") if comment else None
+            mailbox, host = bare, bare_host
+        else:
+            name = " ".join(words.split()) if words else quoted_name
+        whole = (name or "") + mailbox + host
+        if whole.isascii() and not _SPECIAL.search(whole):  # all three quoted as they are
+            if name:
+                out.append(f'("{name}" NIL "{mailbox}" "{host}")'.encode("ascii"))
+            else:
+                out.append(f'(NIL NIL "{mailbox}" "{host}")'.encode("ascii"))
+        else:
+            out.append(
+                b"(%s NIL %s %s)" % (nstring(name or None), imap_string(mailbox), imap_string(host))
+            )
+    return b"(" + b"".join(out) + b")"
+
+
 def render_envelope(first: Callable[[str], str | None]) -> bytes:
     """The ENVELOPE for a header, given `first(NAME)` -> first field value or None.
 
     Absent Date, Subject, In-Reply-To or Message-ID is NIL and a present but empty one is "";
     an absent or empty Sender or Reply-To is set to From (RFC 3501 7.4.2)."""
-    from_list = address_list(parse_addresses(first("FROM")))
-    sender = parse_addresses(first("SENDER"))
-    reply_to = parse_addresses(first("REPLY-TO"))
+    from_list = addresses(first("FROM"))
+    sender = addresses(first("SENDER"))
+    reply_to = addresses(first("REPLY-TO"))
     items = [
         nstring(first("DATE")),
         nstring(first("SUBJECT")),
         from_list,
-        address_list(sender) if sender else from_list,
-        address_list(reply_to) if reply_to else from_list,
-        address_list(parse_addresses(first("TO"))),
-        address_list(parse_addresses(first("CC"))),
-        address_list(parse_addresses(first("BCC"))),
+        from_list if sender == b"NIL" else sender,
+        from_list if reply_to == b"NIL" else reply_to,
+        addresses(first("TO")),
+        addresses(first("CC")),
+        addresses(first("BCC")),
         nstring(first("IN-REPLY-TO")),
         nstring(first("MESSAGE-ID")),
     ]

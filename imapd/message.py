@@ -149,6 +149,52 @@ class MessageView:
         return self._body_texts
 
 
+# --- the header fields of ENVELOPE and SEARCH, straight from the stored bytes ------------------
+
+# The fields ENVELOPE shows and SEARCH FROM/TO/CC/BCC/SUBJECT looks at: a field starts a line,
+# its name is matched case-insensitively (blanks may precede the colon), continuation lines start
+# with a blank (RFC 5322 2.2, 2.2.3), as parse_fields splits them.
+KNOWN_FIELDS = (
+    "DATE",
+    "SUBJECT",
+    "FROM",
+    "SENDER",
+    "REPLY-TO",
+    "TO",
+    "CC",
+    "BCC",
+    "IN-REPLY-TO",
+    "MESSAGE-ID",
+)
+# Matched in "\n" + the lower-cased header: a pattern that starts with a literal is searched for
+# fast, where a case-insensitive one anchored at line starts is tried at every offset.
+_KNOWN_FIELD = re.compile(
+    rb"\n(" + b"|".join(n.lower().encode() for n in KNOWN_FIELDS) + rb")[ \t]*:"
+    rb"([^\n]*(?:\n[ \t][^\n]*)*)"
+)
+_FIELD_NAMES = {n.lower().encode(): n for n in KNOWN_FIELDS}
+
+
+def known_fields(header: bytes) -> dict[str, list[str]]:
+    """The values of KNOWN_FIELDS in a header block (LF or CRLF line ends), in order, each as
+    `Field.value` has it (unfolded, stripped, an octet string): what ENVELOPE and the SEARCH
+    cache need, without splitting the whole header into fields."""
+    found: dict[str, list[str]] = {}
+    for m in _KNOWN_FIELD.finditer(b"\n" + header.lower()):
+        start, end = m.span(2)
+        data = header[start - 1 : end - 1]  # the value as written, not lower-cased
+        if b"\n" in data:
+            data = data.replace(b"\r\n", b"").replace(b"\n", b"")
+        value = data.strip(b" \t\r").decode("latin-1")
+        found.setdefault(_FIELD_NAMES[m.group(1)], []).append(value)
+    return found
+
+
+def envelope_of(fields: dict[str, list[str]]) -> bytes:
+    """ENVELOPE (RFC 3501 7.4.2) from known_fields(): the same bytes as MessageView.envelope()."""
+    return render_envelope(lambda name: values[0] if (values := fields.get(name)) else None)
+
+
 # --- BODY[section] (RFC 3501 6.4.5) ------------------------------------------------------------
 
 

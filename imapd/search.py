@@ -19,7 +19,8 @@ import re
 
 from common.store import Entry, StoreError, to_crlf
 from imapd import flags as imapflags
-from imapd.message import MessageView
+from imapd.message import MessageView, known_fields
+from imapd.mime import split_header
 from imapd.mimetext import header_text, text_codec
 from imapd.parser import And, Key, Not, Or, SearchNode, SeqSet
 from imapd.selected import Selected, member
@@ -35,14 +36,19 @@ _CHARSET = re.compile(rb"charset\s*=\s*\"?([^\s\";]*)")
 _UNSAFE = (b"base64", b"quoted-printable", b"message/", b"digest")
 
 
-def searched_headers(message: MessageView) -> bytes:
-    """The value SEARCH_FIELDS caches for a message (its header is enough)."""
-    groups: dict[str, list[str]] = {name: [] for name in SEARCHED}
-    for field in message.root.fields:
-        values = groups.get(field.name)
-        if values is not None:
-            values.append("\0" + header_text(field.value).lower())
-    return "\1".join("".join(groups[name]) for name in SEARCHED).encode("utf-8", "surrogatepass")
+def searched_headers(fields: dict[str, list[str]]) -> bytes:
+    """The value SEARCH_FIELDS caches for a message, from known_fields() of its header."""
+    groups = []
+    for name in SEARCHED:
+        values = []
+        for value in fields.get(name, ()):
+            if value.isascii() and "=?" not in value:
+                # header_text would give it back as it is: skip the decoding
+                values.append(b"\0" + value.lower().encode("ascii"))
+            else:
+                values.append(b"\0" + header_text(value).lower().encode("utf-8", "surrogatepass"))
+        groups.append(b"".join(values))
+    return b"\1".join(groups)
 
 
 class Candidate:
@@ -87,12 +93,11 @@ class Candidate:
             cached = mailbox.cached(self.entry, SEARCH_FIELDS)
             if cached is None:
                 try:
-                    if self._message is None:
-                        cached = searched_headers(
-                            MessageView(to_crlf(mailbox.read_header(self.entry)))
-                        )
+                    if self._raw is None:
+                        header = mailbox.read_header(self.entry)
                     else:
-                        cached = searched_headers(self.message)
+                        header = self._raw[: split_header(self._raw, 0, len(self._raw))[0]]
+                    cached = searched_headers(known_fields(header))
                 except StoreError:  # expunged meanwhile: it matches nothing
                     return b"\1" * (len(SEARCHED) - 1)
                 mailbox.remember(self.entry, SEARCH_FIELDS, cached)

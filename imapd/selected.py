@@ -41,6 +41,8 @@ class Selected:
     uidnext: int = 1
     highestmodseq: int = 1
     keywords: tuple[str, ...] = ()  # as last announced in FLAGS
+    # (letters, recent) -> rendered FLAGS item: a folder has few distinct combinations
+    _flags_text: dict[tuple[str, bool], bytes] = field(default_factory=dict)
 
     @classmethod
     def open(cls, mailbox: Mailbox, snap: Snapshot, readonly: bool) -> Selected:
@@ -108,6 +110,7 @@ class Selected:
     def new_keywords(self) -> list[bytes]:
         if tuple(self.mailbox.keywords.all()) == self.keywords:
             return []
+        self._flags_text.clear()
         return self.flag_lines()
 
     def expunged(self, uids: set[int]) -> list[bytes]:
@@ -165,11 +168,20 @@ class Selected:
     def flags_of(self, entry: Entry) -> list[str]:
         return imapflags.to_imap(entry.letters, self.mailbox.keywords, entry.uid in self.recent)
 
+    def flags_item(self, entry: Entry) -> bytes:
+        """`FLAGS (...)` for a FETCH response, rendered once per combination of letters."""
+        key = (entry.letters, entry.uid in self.recent)
+        text = self._flags_text.get(key)
+        if text is None:
+            text = b"FLAGS " + flag_list(self.flags_of(entry)).encode("utf-8", "replace")
+            self._flags_text[key] = text
+        return text
+
     def flags_response(self, seq: int, entry: Entry, with_uid: bool) -> bytes:
         parts = []
         if with_uid:
             parts.append(f"UID {entry.uid}")
-        parts.append(f"FLAGS {flag_list(self.flags_of(entry))}")
+        parts.append(self.flags_item(entry).decode("utf-8", "replace"))
         if self.condstore:
             parts.append(f"MODSEQ ({entry.modseq})")
         return f"* {seq} FETCH ({' '.join(parts)})\r\n".encode("utf-8", "replace")

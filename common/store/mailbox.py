@@ -36,7 +36,7 @@ from common.store.errors import MailboxNotFound, StoreError
 from common.store.flags import INFO, SEEN, system_letters, with_letters
 from common.store.keywords import Keywords
 from common.store.maildir import MessageFile
-from common.store.msgcache import MessageCache
+from common.store.msgcache import MessageCache, key_crc
 from common.store.uidlist import Entry, Transaction, UidList, UidStore, split_location
 
 __all__ = ["Entry", "Mailbox", "Snapshot"]
@@ -81,6 +81,8 @@ class Mailbox:
         self.table: UidList | None = None
         self._dirs = {sub: DirState() for sub in SUBDIRS}
         self._unrecorded: dict[int, Entry] = {}  # renamed by set_letters, not yet in the log
+        self._crc_of: Entry | None = None
+        self._crc_value = 0
 
     # -- keeping the table in step -------------------------------------------------------------
 
@@ -331,12 +333,12 @@ class Mailbox:
         size = self.known_size(entry)
         if size is None:
             size = maildir.crlf_size(data if data is not None else self.read(entry))
-            self.cache.put_size(self._validity(), entry.uid, entry.key, size)
+            self.cache.put_size(self._validity(), entry.uid, self._crc(entry), size)
         return size
 
     def sizes(self, entries: list[Entry]) -> list[int]:
         """size() of each of `entries` (in UID order), looked up in one walk of the cache."""
-        cached = self.cache.sizes(self._validity(), [(e.uid, e.key) for e in entries])
+        cached = self.cache.sizes(self._validity(), [(e.uid, key_crc(e.key)) for e in entries])
         found = []
         for entry, size in zip(entries, cached, strict=True):
             if size is None:
@@ -348,18 +350,24 @@ class Mailbox:
         """The CRLF size when it is known without reading the file."""
         size = maildir.name_size(entry.name, "W")
         if size is None:
-            size = self.cache.size(self._validity(), entry.uid, entry.key)
+            size = self.cache.size(self._validity(), entry.uid, self._crc(entry))
         return size
 
     def _validity(self) -> int:
         return self.table.uidvalidity if self.table is not None else 0
 
+    def _crc(self, entry: Entry) -> int:
+        """The cache's check of the entry's key; a FETCH asks for one message several times."""
+        if self._crc_of is not entry:
+            self._crc_of, self._crc_value = entry, key_crc(entry.key)
+        return self._crc_value
+
     def cached(self, entry: Entry, field: str) -> bytes | None:
         """A value derived from the message (msgcache.FIELDS), if the cache has it."""
-        return self.cache.get(self._validity(), entry.uid, entry.key, field)
+        return self.cache.get(self._validity(), entry.uid, self._crc(entry), field)
 
     def remember(self, entry: Entry, field: str, value: bytes) -> None:
-        self.cache.put(self._validity(), entry.uid, entry.key, field, value)
+        self.cache.put(self._validity(), entry.uid, self._crc(entry), field, value)
 
     def internal_date(self, entry: Entry) -> float:
         """INTERNALDATE is the file's mtime (set from APPEND's date-time), as Dovecot does."""

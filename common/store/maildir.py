@@ -198,7 +198,8 @@ def find_by_key(folder: Path, key: str) -> MessageFile | None:
 def read_message(folder: Path, message: MessageFile) -> bytes:
     """The stored bytes; follows a rename by another session (flags changed, new/ -> cur/)."""
     try:
-        return (folder / message.relpath).read_bytes()
+        with open(f"{folder}/{message.subdir}/{message.name}", "rb", buffering=0) as handle:
+            return handle.read()
     except FileNotFoundError:
         moved = find_by_key(folder, message.key)
         if moved is None:

@@ -143,8 +143,7 @@ class _Fresh:
     def put(self, row: int, field: int, value: bytes) -> None:
         if self.spill is None:
             self.spill = tempfile.TemporaryFile(prefix="maildaemons-cache.")  # noqa: SIM115
-        self.spill.seek(self.spill_size)
-        self.spill.write(value)
+        self.spill.write(value)  # always at the end: reads use pread, which moves no offset
         self.offsets[row * len(FIELDS) + field] = self.spill_size
         self.lengths[row * len(FIELDS) + field] = len(value)
         self.spill_size += len(value)
@@ -166,7 +165,8 @@ class _Fresh:
 
 class MessageCache:
     """uid -> CRLF size and {field: bytes} for one folder, loaded on first use, saved when
-    changed. Every lookup names the message's key too: a row for another message is a miss."""
+    changed. Every lookup names the message's key too, as `key_crc(key)`: a row for another
+    message is a miss."""
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / CACHE_FILE
@@ -177,8 +177,7 @@ class MessageCache:
 
     # -- lookups ---------------------------------------------------------------------------
 
-    def size(self, uidvalidity: int, uid: int, key: str) -> int | None:
-        crc = key_crc(key)
+    def size(self, uidvalidity: int, uid: int, crc: int) -> int | None:
         self._use(uidvalidity)
         row = self._fresh.row(uid, crc)
         if row >= 0 and self._fresh.sizes[row] != ABSENT:
@@ -190,15 +189,14 @@ class MessageCache:
                 return stored.sizes[row]
         return None
 
-    def sizes(self, uidvalidity: int, messages: Sequence[tuple[int, str]]) -> list[int | None]:
-        """size() of each (uid, key), ascending by UID: one walk along the stored rows."""
+    def sizes(self, uidvalidity: int, messages: Sequence[tuple[int, int]]) -> list[int | None]:
+        """size() of each (uid, crc), ascending by UID: one walk along the stored rows."""
         self._use(uidvalidity)
         stored = self._load()
         fresh = self._fresh
         found: list[int | None] = []
         row = 0
-        for uid, key in messages:
-            crc = key_crc(key)
+        for uid, crc in messages:
             size: int | None = None
             if fresh.rows:
                 new = fresh.row(uid, crc)
@@ -214,9 +212,8 @@ class MessageCache:
             found.append(size)
         return found
 
-    def get(self, uidvalidity: int, uid: int, key: str, field: str) -> bytes | None:
+    def get(self, uidvalidity: int, uid: int, crc: int, field: str) -> bytes | None:
         index = FIELDS.index(field)
-        crc = key_crc(key)
         self._use(uidvalidity)
         row = self._fresh.row(uid, crc)
         if row >= 0:
@@ -235,16 +232,16 @@ class MessageCache:
             self._drop()
             return None
 
-    def put_size(self, uidvalidity: int, uid: int, key: str, size: int) -> None:
+    def put_size(self, uidvalidity: int, uid: int, crc: int, size: int) -> None:
         self._use(uidvalidity)
-        row = self._fresh.add(uid, key_crc(key))
+        row = self._fresh.add(uid, crc)
         self._fresh.sizes[row] = size
 
-    def put(self, uidvalidity: int, uid: int, key: str, field: str, value: bytes) -> None:
+    def put(self, uidvalidity: int, uid: int, crc: int, field: str, value: bytes) -> None:
         if len(value) > MAX_VALUE:
             return
         self._use(uidvalidity)
-        row = self._fresh.add(uid, key_crc(key))
+        row = self._fresh.add(uid, crc)
         self._fresh.put(row, FIELDS.index(field), value)
 
     def _use(self, uidvalidity: int) -> None:

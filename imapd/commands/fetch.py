@@ -11,7 +11,8 @@ from __future__ import annotations
 from common.store import SEEN, Entry, StoreError, to_crlf
 from imapd import responses as r
 from imapd.commands.base import enable_condstore, expect, store_errors
-from imapd.message import MessageView
+from imapd.message import MessageView, envelope_of, known_fields
+from imapd.mime import split_header
 from imapd.parser import BodySection, Command, FetchArgs, parse_fetch_command
 from imapd.qresync import vanished_earlier
 from imapd.responses import bad
@@ -65,25 +66,22 @@ class Content:
 
     def _compute(self, item: str) -> bytes:
         if item == "ENVELOPE":
-            if self._full is not None:
-                header = self._full
-            elif self._raw is not None:
-                header = MessageView(to_crlf(header_block(self._raw)))
+            if self._raw is not None:
+                header = header_block(self._raw)
             else:
-                header = MessageView(to_crlf(self.view.mailbox.read_header(self.entry)))
-            # The header is parsed now: the fields SEARCH looks at are cached with it, so a
+                header = self.view.mailbox.read_header(self.entry)
+            fields = known_fields(header)
+            # The header is read now: the fields SEARCH looks at are cached with it, so a
             # SEARCH FROM or SUBJECT after a FETCH of envelopes reads no file.
-            if self.view.mailbox.cached(self.entry, SEARCH_FIELDS) is None:
-                self.view.mailbox.remember(self.entry, SEARCH_FIELDS, searched_headers(header))
-            return header.envelope()
+            self.view.mailbox.remember(self.entry, SEARCH_FIELDS, searched_headers(fields))
+            return envelope_of(fields)
         message = self.full()
         return message.bodystructure() if item == "BODYSTRUCTURE" else message.body()
 
 
 def header_block(data: bytes) -> bytes:
     """The stored message up to and including its blank line (all of it without one)."""
-    end = data.find(b"\n\n")
-    return data if end < 0 else data[: end + 2]
+    return data[: split_header(data, 0, len(data))[0]]
 
 
 def cmd_fetch(session: Session, command: Command) -> Result:
@@ -150,7 +148,7 @@ def render(
             has_flags = True
         parts.append(simple_item(view, entry, item, content))
     if flags_changed and not has_flags and not view.readonly:
-        parts.append(b"FLAGS " + r.flag_list(view.flags_of(entry)).encode())
+        parts.append(view.flags_item(entry))
     return b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n"
 
 
@@ -158,7 +156,7 @@ def simple_item(view: Selected, entry: Entry, item: str, content: Content) -> by
     if item == "UID":
         return b"UID %d" % entry.uid
     if item == "FLAGS":
-        return b"FLAGS " + r.flag_list(view.flags_of(entry)).encode()
+        return view.flags_item(entry)
     if item == "MODSEQ":
         return b"MODSEQ (%d)" % entry.modseq
     if item == "RFC822.SIZE":
