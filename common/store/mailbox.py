@@ -534,6 +534,8 @@ class Mailbox:
     def expunged_at(self, uids: set[int]) -> int | None:
         """The lowest MODSEQ at which any of `uids` was expunged, if the tombstones know it."""
         if self.table is None:
+            self._catch_up()
+        if self.table is None:
             return None
         found = [
             modseq
@@ -544,6 +546,8 @@ class Mailbox:
 
     def vanished_since(self, modseq: int) -> list[tuple[int, int]] | None:
         """UID ranges expunged after `modseq` (QRESYNC), or None when that is no longer known."""
+        if self.table is None:
+            self._catch_up()
         if self.table is None:
             return []
         return self.table.vanished_since(modseq)

@@ -698,16 +698,14 @@ class UidStore:
 
     def changed(self) -> bool:
         """Whether the files moved since the table was loaded or last caught up."""
-        if file_stamp(self.path) != self._base:
-            return True
-        return self._log_ok and file_stamp(self.log_path) != self._log
+        return file_stamp(self.path) != self._base or file_stamp(self.log_path) != self._log
 
     def refresh(self, table: UidList) -> bool:
         """Bring `table` up to date in place: the new log records, or everything again when the
         base was replaced (another process compacted). False when the folder's uidlist is gone
         or damaged (the table is left as it was)."""
         same_base = self._base is not None and file_stamp(self.path) == self._base
-        if same_base and (not self._log_ok or self._follow_log(table)):
+        if same_base and self._follow_log(table):
             return True
         fresh = self.load()
         if fresh is None:
@@ -722,6 +720,10 @@ class UidStore:
         if stamp is None or not table.generation:
             self._log, self._log_ok = stamp, False
             return True
+        if not self._log_ok and stamp == self._log:
+            return True  # the same stale log as before
+        # A stale log may turn into this base's own: a reader can come between the two renames
+        # of a compaction (new base, old log), and the new log follows without the base moving.
         if self._log_ok and self._log is not None:
             if stamp == self._log:
                 return True
