@@ -50,7 +50,7 @@ class Selected:
         which claimed \\Recent unless `readonly`."""
         view = cls(mailbox.name, mailbox, readonly)
         view._take(snap)
-        view.entries = list(snap.entries)
+        view.entries = snap.entries  # a list of its own: Mailbox.snapshot() copies
         view.recent = {e.uid for e in view.entries if e.claimed or e.subdir == "new"}
         mailbox.drain_changes()  # the snapshot has them all
         return view

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import lockfile
@@ -73,13 +73,19 @@ def break_if_stale(lock: LinkLockFile, path: Path, max_age: float = 300.0) -> No
             lock.break_lock()
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600, fsync: bool = True) -> None:
-    """Replace `path` with `data`: temp file in the same directory, fsync, rename, fsync dir."""
+def atomic_write(
+    path: Path, data: bytes | Iterable[bytes], mode: int = 0o600, fsync: bool = True
+) -> None:
+    """Replace `path` with `data` (bytes, or pieces of them): temp file in the same directory,
+    fsync, rename, fsync dir."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            if isinstance(data, bytes):
+                handle.write(data)
+            else:
+                handle.writelines(data)
             handle.flush()
             if fsync:
                 os.fsync(handle.fileno())

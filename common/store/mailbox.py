@@ -25,19 +25,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import common.store.maildir as maildir
+import common.store.memory as memory
 from common.store.atomic import fsync_dir
 from common.store.errors import MailboxNotFound, StoreError
 from common.store.flags import INFO, SEEN, system_letters, with_letters
 from common.store.keywords import Keywords
 from common.store.maildir import MessageFile
-from common.store.msgcache import MessageCache, key_crc
-from common.store.uidlist import Entry, Transaction, UidList, UidStore, split_location
+from common.store.msgcache import MessageCache
+from common.store.uidlist import UID_OF, Entry, Transaction, UidList, UidStore, split_location
 
 __all__ = ["Entry", "Mailbox", "Snapshot"]
 
@@ -81,8 +84,6 @@ class Mailbox:
         self.table: UidList | None = None
         self._dirs = {sub: DirState() for sub in SUBDIRS}
         self._unrecorded: dict[int, Entry] = {}  # renamed by set_letters, not yet in the log
-        self._crc_of: Entry | None = None
-        self._crc_value = 0
 
     # -- keeping the table in step -------------------------------------------------------------
 
@@ -100,6 +101,7 @@ class Mailbox:
     def sync(self, claim_recent: bool = False) -> Snapshot:
         """The folder now. With `claim_recent`, messages in new/ move to cur/ and are \\Recent
         here."""
+        loaded = self.table is None
         intact = self._catch_up()
         if not intact:
             # No readable uidlist: the folder starts over, from a full listing.
@@ -108,8 +110,11 @@ class Mailbox:
         if claim_recent:
             self._claim_new(listing)
         if not intact or self._unrecorded or listing.differs(self._require_table()):
-            with self._transaction() as tx:
+            with self._transaction() as tx, memory.paused_gc():
                 self._reconcile(tx, listing)
+        big = self.table is not None and len(self.table.entries) > memory.BIG_WORK
+        if big and (loaded or listing.size() > memory.BIG_WORK):
+            memory.release()  # what loading or listing a big folder used, back to the system
         return self.snapshot()
 
     def snapshot(self) -> Snapshot:
@@ -198,13 +203,12 @@ class Mailbox:
             rename = os.rename
             for name in waiting:
                 target = name if INFO in name else name + INFO
-                listing.taken.add(name)
-                listing.placed.add(target)
                 try:
                     rename(name, target, src_dir_fd=new, dst_dir_fd=cur)
                 except FileNotFoundError:
                     continue  # another session claimed it first: recent there, not here
                 listing.claimed.add(target)
+        listing.took(waiting)
 
     @contextlib.contextmanager
     def _own_change(self, subs: Iterable[str]) -> Iterator[None]:
@@ -231,7 +235,7 @@ class Mailbox:
         if gone:
             gone = self._confirm_gone(tx, gone, news)
         if news:
-            self._record_news(tx, news, listing.claimed)
+            self._record_news(tx, news)
         for location in listing.claimed:
             entry = tx.table.by_location.get(location)
             if entry is not None:
@@ -278,34 +282,35 @@ class Mailbox:
                 confirmed.append(entry)
         return confirmed
 
-    def _record_news(self, tx: Transaction, news: list[str], claimed: set[str]) -> None:
+    def _record_news(self, tx: Transaction, news: list[str]) -> None:
         """UIDs for the files the table does not know, in delivery order. A file may show in
         both new/ and cur/ when it was moved while they were listed, and another file may carry
         the key of a known message (a rename the listing missed the old name of, or a copy of
         the file): a key is one message, under one UID."""
         table = tx.table
-        keys = table.key_index()
-        by_key: dict[str, list[str]] = {}
+        keys = bool(table.entries)  # an empty table has no key to look up
+        first: dict[str, str] = {}  # key -> location, and the keys found twice or more:
+        again: dict[str, list[str]] = {}
         for location in news:
-            by_key.setdefault(location.split(":", 1)[0].removeprefix("new/"), []).append(location)
-        chosen = []
-        for key, locations in by_key.items():
-            if len(locations) > 1:
-                locations = [loc for loc in locations if self._exists(loc)] or locations[:0]
-                if not locations:
-                    continue  # gone again meanwhile
-                locations.sort(key=lambda loc: loc.startswith("new/"))  # cur/ first
-            chosen.append((key, locations[0]))
-        chosen.sort(key=lambda item: maildir.name_order(split_location(item[1])[1]))
-        for key, location in chosen:
+            key = location.split(":", 1)[0].removeprefix("new/")
+            seen = first.setdefault(key, location)
+            if seen is not location:
+                again.setdefault(key, [seen]).append(location)
+        for key, locations in again.items():
+            present = [loc for loc in locations if self._exists(loc)]
+            present.sort(key=lambda loc: loc.startswith("new/"))  # cur/ first
+            if present:
+                first[key] = present[0]
+            else:
+                del first[key]  # gone again meanwhile
+        for key, location in in_delivery_order(first):
             sub, name = split_location(location)
-            known = keys.get(key)
+            known = table.with_key(key) if keys else None
             if known is not None and table.find(known.uid) is known:
                 if not self._exists(known.location):
                     tx.move(known, sub, name)  # renamed: the listing missed the old name
                 continue  # the same key twice: a duplicate, not a second message
-            entry = tx.add(sub, name)
-            entry.claimed = location in claimed
+            tx.add(sub, name)
 
     def _exists(self, location: str) -> bool:
         sub, name = split_location(location)
@@ -325,7 +330,7 @@ class Mailbox:
         """Write the derived cache (sizes, envelopes, search fields) if this session added to
         it, for the messages the folder has now."""
         if self.table is not None:
-            self.cache.save(self.table.uidvalidity, (e.uid for e in self.table.entries))
+            self.cache.save(self._space(), map(UID_OF, self.table.entries))
 
     def size(self, entry: Entry, data: bytes | None = None) -> int:
         """RFC822.SIZE: the CRLF size, from `,W=` in the name, the cache, or the file (`data`
@@ -333,12 +338,12 @@ class Mailbox:
         size = self.known_size(entry)
         if size is None:
             size = maildir.crlf_size(data if data is not None else self.read(entry))
-            self.cache.put_size(self._validity(), entry.uid, self._crc(entry), size)
+            self.cache.put_size(self._space(), entry.uid, size)
         return size
 
     def sizes(self, entries: list[Entry]) -> list[int]:
-        """size() of each of `entries` (in UID order), looked up in one walk of the cache."""
-        cached = self.cache.sizes(self._validity(), [(e.uid, key_crc(e.key)) for e in entries])
+        """size() of each of `entries` (in UID order), the cache's column when it has them all."""
+        cached = self.cache.sizes(self._space(), array("I", map(UID_OF, entries)))
         found = []
         for entry, size in zip(entries, cached, strict=True):
             if size is None:
@@ -350,24 +355,20 @@ class Mailbox:
         """The CRLF size when it is known without reading the file."""
         size = maildir.name_size(entry.name, "W")
         if size is None:
-            size = self.cache.size(self._validity(), entry.uid, self._crc(entry))
+            size = self.cache.size(self._space(), entry.uid)
         return size
 
-    def _validity(self) -> int:
-        return self.table.uidvalidity if self.table is not None else 0
-
-    def _crc(self, entry: Entry) -> int:
-        """The cache's check of the entry's key; a FETCH asks for one message several times."""
-        if self._crc_of is not entry:
-            self._crc_of, self._crc_value = entry, key_crc(entry.key)
-        return self._crc_value
+    def _space(self) -> str:
+        """The UID space of the cache: UIDVALIDITY and the uidlist's lineage."""
+        table = self._require_table()
+        return f"{table.uidvalidity}.{table.lineage}"
 
     def cached(self, entry: Entry, field: str) -> bytes | None:
         """A value derived from the message (msgcache.FIELDS), if the cache has it."""
-        return self.cache.get(self._validity(), entry.uid, self._crc(entry), field)
+        return self.cache.get(self._space(), entry.uid, field)
 
     def remember(self, entry: Entry, field: str, value: bytes) -> None:
-        self.cache.put(self._validity(), entry.uid, self._crc(entry), field, value)
+        self.cache.put(self._space(), entry.uid, field, value)
 
     def internal_date(self, entry: Entry) -> float:
         """INTERNALDATE is the file's mtime (set from APPEND's date-time), as Dovecot does."""
@@ -571,22 +572,47 @@ class Mailbox:
         return total
 
 
-def claimed_name(name: str) -> str:
-    return name if INFO in name else name + INFO
+_TEN_DIGITS_DOT = re.compile(r"\d{10}\.")
+
+
+def in_delivery_order(first: dict[str, str]) -> list[tuple[str, str]]:
+    """(key, location) pairs in maildir.name_order of their names. Names that all start with a
+    10-digit time (deliveries from 2001 to 2286) sort as strings, in C, in the same order."""
+    names = [location.removeprefix("new/") for location in first.values()]
+    pairs = list(zip(names, first.items(), strict=True))
+    if all(map(_TEN_DIGITS_DOT.match, names)):
+        pairs.sort()
+    else:
+        pairs.sort(key=lambda pair: maildir.name_order(pair[0]))
+    return [pair for _name, pair in pairs]
 
 
 class Listing:
-    """What a sync saw: the locations (see common/store/uidlist.py) of every file in each
-    directory it listed; the names it took out of new/ and where they went in cur/ when it
-    claimed them (`claimed`: those it moved itself, \\Recent here)."""
+    """What a sync saw: the names of the files in each directory it listed (`listed`), and the
+    names it moved from new/ to cur/ when it claimed them (`claimed`, \\Recent here)."""
 
     __slots__ = ("claimed", "listed", "placed", "taken")
 
     def __init__(self) -> None:
         self.listed: dict[str, set[str]] = {}
-        self.taken: set[str] = set()  # names moved out of new/
-        self.placed: set[str] = set()  # ... and their names in cur/
-        self.claimed: set[str] = set()
+        self.claimed: set[str] = set()  # names in cur/ of the files this session claimed
+        self.taken: set[str] = set()  # names out of new/, when new/ was not listed
+        self.placed: set[str] = set()  # ... and their names in cur/, when cur/ was not listed
+
+    def size(self) -> int:
+        return sum(len(names) for names in self.listed.values())
+
+    def took(self, names: list[str]) -> None:
+        """`names` left new/ for cur/ (claimed here or by another session)."""
+        targets = [name if INFO in name else name + INFO for name in names]
+        if "new" in self.listed:
+            self.listed["new"].difference_update(names)
+        else:
+            self.taken.update(names)
+        if "cur" in self.listed:
+            self.listed["cur"].update(targets)
+        else:
+            self.placed.update(targets)
 
     def differs(self, table: UidList) -> bool:
         news, gone = self.diff(table)
@@ -596,21 +622,17 @@ class Listing:
         """(locations of files the table does not know, entries whose file is not there): set
         operations in C, and a walk of the table only when a file it knows is missing."""
         known = table.by_location
-        news: set[str] = set()
         gone: list[Entry] = []
         cur = self.listed.get("cur")
         if cur is not None:
-            if self.placed:
-                cur = cur | self.placed
-            fresh = cur.difference(known)
-            news |= fresh
-            if len(cur) - len(fresh) != len(known) - len(table.in_new):
+            news = cur.difference(known)
+            if len(cur) - len(news) != len(known) - len(table.in_new):
                 gone.extend(e for loc, e in known.items() if e.subdir == "cur" and loc not in cur)
         else:
-            news |= self.placed.difference(known)
+            news = self.placed.difference(known)
         new = self.listed.get("new")
         if new is not None:
-            located = {"new/" + n for n in new if n not in self.taken}
+            located = {"new/" + n for n in new}
             news |= located.difference(known)
             gone.extend(known[loc] for loc in table.in_new - located)
         else:

@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import common.store.memory as memory
 from common.store.errors import MailboxNotFound, StoreBusy, StoreError
 from common.store.mailbox import Entry, Mailbox
 from common.store.maildir import MessageFile, ensure_maildir, user_maildir
@@ -101,7 +102,8 @@ class Maildrop:
             # Sizes of files without ,W= come from the folder's disposable cache, so a login
             # does not read every message (Postfix and most MTAs name files without sizes).
             sizes = mailbox.sizes(entries)
-            messages = [DropMessage(e, size) for e, size in zip(entries, sizes, strict=True)]
+            with memory.paused_gc():
+                messages = list(map(DropMessage, entries, sizes))
             mailbox.save_caches()
         except BaseException:
             lock.release()

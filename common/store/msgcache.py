@@ -4,16 +4,17 @@ ENVELOPE and BODYSTRUCTURE as rendered by the IMAP server, and the header fields
 
 A message's content never changes in a Maildir, so an entry stays right for the message's life.
 The cache is derived data (DESIGN.md "Storage"): it may be deleted at any time and is rebuilt; a
-damaged file reads as empty, and a row whose UIDVALIDITY or key does not match the message's is
-not used (a folder whose uidlist started over, UIDs given to other messages). It is written by
-atomic rename at the end of a session, pruned to the messages that still exist.
+damaged file reads as empty. Its UIDs are those of one UID space, the folder's UIDVALIDITY and
+the lineage of its uidlist (common/store/uidlist.py: new whenever the UIDs start over, as when a
+damaged uidlist is rebuilt or Dovecot's is imported again): a cache of another space is not
+used. It is written by atomic rename at the end of a session, pruned to the messages that still
+exist.
 
-File `maildaemons-cache`, version 2, columns so that a 100,000-message folder is read without a
+File `maildaemons-cache`, version 3, columns so that a 100,000-message folder is read without a
 Python object per message and looked up by bisection:
 
-    maildaemons-cache 2 V<uidvalidity> N<rows> D<data offset> F<field>,<field>...\\n
+    maildaemons-cache 3 V<space> N<rows> D<data offset> F<field>,<field>...\\n
     uids      rows x u32, ascending
-    crcs      rows x u32, CRC-32 of the message's key
     sizes     rows x u32, CRLF size (ABSENT: not known)
     offsets   rows x u64, where the row's values start in the data
     lengths   rows x fields x u32 (ABSENT: not cached)
@@ -30,43 +31,37 @@ import bisect
 import contextlib
 import os
 import tempfile
-import zlib
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
 CACHE_FILE = "maildaemons-cache"
-MAGIC = b"maildaemons-cache 2"
+MAGIC = b"maildaemons-cache 3"
 FIELDS = ("envelope", "bodystructure", "body", "headers")
 ABSENT = 0xFFFFFFFF
 MAX_VALUE = 1 << 20
 WINDOW = 256 * 1024
 
 
-def key_crc(key: str) -> int:
-    return zlib.crc32(key.encode("utf-8", "surrogateescape"))
-
-
 class _Stored:
     """The cache file as it was when first needed: its columns in memory, its data read through
     a window."""
 
-    def __init__(self, handle: IO[bytes], uidvalidity: int) -> None:
+    def __init__(self, handle: IO[bytes], space: str) -> None:
         self.handle = handle
         head = handle.readline(4096)
         parts = head.split()
         if len(parts) != 6 or b" ".join(parts[:2]) != MAGIC:
             raise ValueError("not a cache file")
         values = {p[:1]: p[1:] for p in parts[2:]}
-        if int(values[b"V"]) != uidvalidity:
-            raise ValueError("another UIDVALIDITY")
+        if values[b"V"].decode("ascii", "replace") != space:
+            raise ValueError("another UID space")
         rows = int(values[b"N"])
         self.data_start = int(values[b"D"])
         self.fields = values[b"F"].decode("ascii").split(",")
         self.width = len(self.fields)
         self.uids = self._column("I", rows)
-        self.crcs = self._column("I", rows)
         self.sizes = self._column("I", rows)
         self.offsets = self._column("Q", rows)
         self.lengths = self._column("I", rows * self.width)
@@ -83,9 +78,9 @@ class _Stored:
         column.frombytes(data)
         return column
 
-    def row(self, uid: int, crc: int) -> int:
+    def row(self, uid: int) -> int:
         index = bisect.bisect_left(self.uids, uid)
-        if index < len(self.uids) and self.uids[index] == uid and self.crcs[index] == crc:
+        if index < len(self.uids) and self.uids[index] == uid:
             return index
         return -1
 
@@ -117,24 +112,16 @@ class _Fresh:
         self.spill: IO[bytes] | None = None
         self.spill_size = 0
         self.rows: dict[int, int] = {}  # uid -> row
-        self.crcs = array("I")
         self.sizes = array("I")
         self.offsets = array("q")  # rows x fields: where the value is in the spill, -1: none
         self.lengths = array("I")
 
-    def row(self, uid: int, crc: int) -> int:
+    def add(self, uid: int) -> int:
         row = self.rows.get(uid)
-        if row is None or self.crcs[row] != crc:
-            return -1
-        return row
-
-    def add(self, uid: int, crc: int) -> int:
-        row = self.rows.get(uid)
-        if row is not None and self.crcs[row] == crc:
+        if row is not None:
             return row
-        row = len(self.crcs)
+        row = len(self.sizes)
         self.rows[uid] = row
-        self.crcs.append(crc)
         self.sizes.append(ABSENT)
         self.offsets.extend([-1] * len(FIELDS))
         self.lengths.extend([0] * len(FIELDS))
@@ -164,66 +151,57 @@ class _Fresh:
 
 
 class MessageCache:
-    """uid -> CRLF size and {field: bytes} for one folder, loaded on first use, saved when
-    changed. Every lookup names the message's key too, as `key_crc(key)`: a row for another
-    message is a miss."""
+    """uid -> CRLF size and {field: bytes} for one folder and one UID space (`space`, given with
+    every call: a folder whose UIDs started over starts a new cache), loaded on first use, saved
+    when changed."""
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / CACHE_FILE
-        self._uidvalidity: int | None = None  # the values held are for this UIDVALIDITY
+        self._space: str | None = None  # the values held are for this UID space
         self._stored: _Stored | None = None
         self._opened = False
         self._fresh = _Fresh()
 
     # -- lookups ---------------------------------------------------------------------------
 
-    def size(self, uidvalidity: int, uid: int, crc: int) -> int | None:
-        self._use(uidvalidity)
-        row = self._fresh.row(uid, crc)
-        if row >= 0 and self._fresh.sizes[row] != ABSENT:
+    def size(self, space: str, uid: int) -> int | None:
+        self._use(space)
+        row = self._fresh.rows.get(uid)
+        if row is not None and self._fresh.sizes[row] != ABSENT:
             return self._fresh.sizes[row]
         stored = self._load()
         if stored is not None:
-            row = stored.row(uid, crc)
+            row = stored.row(uid)
             if row >= 0 and stored.sizes[row] != ABSENT:
                 return stored.sizes[row]
         return None
 
-    def sizes(self, uidvalidity: int, messages: Sequence[tuple[int, int]]) -> list[int | None]:
-        """size() of each (uid, crc), ascending by UID: one walk along the stored rows."""
-        self._use(uidvalidity)
+    def sizes(self, space: str, uids: array[int]) -> list[int | None]:
+        """size() of each of `uids` (ascending): when they are the stored rows, as they are
+        after a login to a folder nobody changed, the stored column as it is."""
+        self._use(space)
         stored = self._load()
-        fresh = self._fresh
-        found: list[int | None] = []
-        row = 0
-        for uid, crc in messages:
-            size: int | None = None
-            if fresh.rows:
-                new = fresh.row(uid, crc)
-                if new >= 0 and fresh.sizes[new] != ABSENT:
-                    size = fresh.sizes[new]
-            if size is None and stored is not None:
-                uids = stored.uids
-                if row >= len(uids) or uids[row] != uid:
-                    row = bisect.bisect_left(uids, uid, row)
-                if row < len(uids) and uids[row] == uid and stored.crcs[row] == crc:
-                    value = stored.sizes[row]
-                    size = None if value == ABSENT else value
-            found.append(size)
-        return found
+        if (
+            not self._fresh.rows
+            and stored is not None
+            and stored.uids == uids
+            and ABSENT not in stored.sizes
+        ):
+            return list(stored.sizes)
+        return [self.size(space, uid) for uid in uids]
 
-    def get(self, uidvalidity: int, uid: int, crc: int, field: str) -> bytes | None:
+    def get(self, space: str, uid: int, field: str) -> bytes | None:
         index = FIELDS.index(field)
-        self._use(uidvalidity)
-        row = self._fresh.row(uid, crc)
-        if row >= 0:
+        self._use(space)
+        row = self._fresh.rows.get(uid)
+        if row is not None:
             value = self._fresh.value(row, index)
             if value is not None:
                 return value
         stored = self._load()
         if stored is None or field not in stored.fields:
             return None
-        row = stored.row(uid, crc)
+        row = stored.row(uid)
         if row < 0:
             return None
         try:
@@ -232,40 +210,38 @@ class MessageCache:
             self._drop()
             return None
 
-    def put_size(self, uidvalidity: int, uid: int, crc: int, size: int) -> None:
-        self._use(uidvalidity)
-        row = self._fresh.add(uid, crc)
-        self._fresh.sizes[row] = size
+    def put_size(self, space: str, uid: int, size: int) -> None:
+        self._use(space)
+        self._fresh.sizes[self._fresh.add(uid)] = size
 
-    def put(self, uidvalidity: int, uid: int, crc: int, field: str, value: bytes) -> None:
+    def put(self, space: str, uid: int, field: str, value: bytes) -> None:
         if len(value) > MAX_VALUE:
             return
-        self._use(uidvalidity)
-        row = self._fresh.add(uid, crc)
-        self._fresh.put(row, FIELDS.index(field), value)
+        self._use(space)
+        self._fresh.put(self._fresh.add(uid), FIELDS.index(field), value)
 
-    def _use(self, uidvalidity: int) -> None:
-        """Values for one UIDVALIDITY only: a folder that started over starts a new cache."""
-        if self._uidvalidity != uidvalidity:
-            if self._uidvalidity is not None:
+    def _use(self, space: str) -> None:
+        """Values for one UID space only: a folder that started over starts a new cache."""
+        if self._space != space:
+            if self._space is not None:
                 self._drop()
                 self._fresh.close()
                 self._fresh = _Fresh()
-            self._uidvalidity, self._opened = uidvalidity, False
+            self._space, self._opened = space, False
 
     def _load(self) -> _Stored | None:
-        if not self._opened and self._uidvalidity is not None:
+        if not self._opened and self._space is not None:
             self._opened = True
-            self._stored = self._open(self._uidvalidity)
+            self._stored = self._open(self._space)
         return self._stored
 
-    def _open(self, uidvalidity: int) -> _Stored | None:
+    def _open(self, space: str) -> _Stored | None:
         try:
             handle = open(self.path, "rb")  # noqa: SIM115 (kept open for the session)
         except OSError:
             return None
         try:
-            return _Stored(handle, uidvalidity)
+            return _Stored(handle, space)
         except (OSError, ValueError, KeyError, IndexError):
             handle.close()
             return None
@@ -282,48 +258,43 @@ class MessageCache:
     def dirty(self) -> bool:
         return bool(self._fresh.rows)
 
-    def save(self, uidvalidity: int, keep: Iterable[int]) -> None:
+    def save(self, space: str, keep: Iterable[int]) -> None:
         """Write the cache with this session's new values, if there are any, for the messages
         in `keep` (the UIDs of the folder now); without new values, only when more than a tenth
         of the file is for messages that are gone."""
-        self._use(uidvalidity)
+        self._use(space)
         wanted = array("I", sorted(keep))
         stored = self._load()
         fresh = self._fresh
         if not fresh.rows and (
-            stored is None or len(set(stored.uids) - set(wanted)) * 10 <= len(stored.uids)
+            stored is None or _stale(stored.uids, wanted) * 10 <= len(stored.uids)
         ):
             return
         with contextlib.suppress(OSError, ValueError):
-            self._write(uidvalidity, wanted, stored, fresh)
+            self._write(space, wanted, stored, fresh)
         self._drop()
         fresh.close()
         self._fresh, self._opened = _Fresh(), False
 
-    def _write(
-        self, uidvalidity: int, wanted: array[int], stored: _Stored | None, fresh: _Fresh
-    ) -> None:
+    def _write(self, space: str, wanted: array[int], stored: _Stored | None, fresh: _Fresh) -> None:
         rows = _merge_rows(wanted, stored, fresh)
-        uids, crcs, sizes = array("I"), array("I"), array("I")
+        uids, sizes = array("I"), array("I")
         offsets, lengths = array("Q"), array("I")
         total = 0
         for row in rows:
             uids.append(row.uid)
-            crcs.append(row.crc)
             sizes.append(row.size)
             offsets.append(total)
             lengths.extend(row.lengths)
             total += sum(n for n in row.lengths if n != ABSENT)
         fields = ",".join(FIELDS).encode()
-        head_size = len(b"%s V%d N%d D%020d F%s\n" % (MAGIC, uidvalidity, len(rows), 0, fields))
-        data_start = head_size + len(rows) * (4 * 3 + 8 + 4 * len(FIELDS))
+        head = b"%s V%s N%d D%%020d F%s\n" % (MAGIC, space.encode("ascii"), len(rows), fields)
+        data_start = len(head % 0) + len(rows) * (4 * 2 + 8 + 4 * len(FIELDS))
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             with open(tmp, "wb") as out:
-                out.write(
-                    b"%s V%d N%d D%020d F%s\n" % (MAGIC, uidvalidity, len(rows), data_start, fields)
-                )
-                for column in (uids, crcs, sizes, offsets, lengths):
+                out.write(head % data_start)
+                for column in (uids, sizes, offsets, lengths):
                     out.write(column.tobytes())
                 for row in rows:
                     for index, length in enumerate(row.lengths):
@@ -339,10 +310,10 @@ class MessageCache:
 class _Row:
     """One message in a cache being written: where its values come from."""
 
-    __slots__ = ("crc", "lengths", "new", "old", "size", "uid")
+    __slots__ = ("lengths", "new", "old", "size", "uid")
 
-    def __init__(self, uid: int, old: int, new: int, crc: int, size: int) -> None:
-        self.uid, self.old, self.new, self.crc, self.size = uid, old, new, crc, size
+    def __init__(self, uid: int, old: int, new: int, size: int) -> None:
+        self.uid, self.old, self.new, self.size = uid, old, new, size
         self.lengths: list[int] = []
 
     def value(self, index: int, stored: _Stored | None, fresh: _Fresh) -> bytes:
@@ -365,16 +336,13 @@ def _merge_rows(wanted: array[int], stored: _Stored | None, fresh: _Fresh) -> li
     width = len(FIELDS)
     for uid in wanted:
         new = fresh.rows.get(uid, -1)
-        old = _index(stored, uid) if stored is not None else -1
+        old = stored.row(uid) if stored is not None else -1
         if new < 0 and old < 0:
             continue
-        if new >= 0 and old >= 0 and stored is not None and stored.crcs[old] != fresh.crcs[new]:
-            old = -1  # another message under this UID: only the fresh values hold
-        crc = fresh.crcs[new] if new >= 0 else stored.crcs[old]  # type: ignore[union-attr]
         size = fresh.sizes[new] if new >= 0 else ABSENT
         if size == ABSENT and old >= 0 and stored is not None:
             size = stored.sizes[old]
-        row = _Row(uid, old, new, crc, size)
+        row = _Row(uid, old, new, size)
         for index in range(width):
             length = ABSENT
             if new >= 0 and fresh.offsets[new * width + index] >= 0:
@@ -386,6 +354,8 @@ def _merge_rows(wanted: array[int], stored: _Stored | None, fresh: _Fresh) -> li
     return rows
 
 
-def _index(stored: _Stored, uid: int) -> int:
-    index = bisect.bisect_left(stored.uids, uid)
-    return index if index < len(stored.uids) and stored.uids[index] == uid else -1
+def _stale(stored: array[int], wanted: array[int]) -> int:
+    """How many of the stored UIDs are not wanted: the rows a save would drop."""
+    if stored == wanted:  # the usual case, compared in C
+        return 0
+    return len(set(stored).difference(wanted))

@@ -1,11 +1,17 @@
 """Per-folder UID list: UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ and one record per message, kept as a
 base file and an append-only change log beside it, so a flag change costs one appended line.
 
-`maildaemons-uidlist` (the base) is replaced only by atomic rename (common/store/atomic.py):
+`maildaemons-uidlist` (the base) is replaced only by atomic rename (common/store/atomic.py). It
+holds the messages as columns, so that a 100,000-message folder is read by splitting a few lines
+rather than by parsing 100,000 of them:
 
-    M2 V<uidvalidity> N<uidnext> H<highestmodseq> G<generation>[ E<horizon>]
-    <uid> <modseq>[ <field>...] :<location>
-    - <modseq> <low uid>[:<high uid>]
+    M2 V<uidvalidity> N<uidnext> H<highestmodseq> G<generation> I<lineage> C<count>[ E<horizon>]
+    U <uid> <uid> ...                  every UID, ascending
+    Q <modseq> <modseq> ...            the MODSEQ of each, in the same order
+    X <uid> <field>[ <field>...]       per-message fields, for the messages that have some
+    - <modseq> <low uid>[:<high uid>]  tombstones
+    L
+    <location>                         one line per message, in the same order
 
 `maildaemons-uidlist.log` (the change log) holds what changed since the base was written:
 
@@ -19,7 +25,7 @@ base file and an append-only change log beside it, so a flag change costs one ap
 seen, so a flag change made by any program (a rename) is noticed and gets a new MODSEQ (RFC 7162).
 The message's identity, its key, is the name up to ':' and never changes. `field`s are an upper-
 case letter and a value without spaces, kept as they are by this version (room for per-message
-data such as a save date); a record's location always follows " :".
+data such as a save date); a log record's location always follows " :".
 
 Every change is made under the NFS-safe link lock on the base (`locked`): catch up with the log,
 change, append the records in one write (fsynced when they give out UIDs or expunge, so a UID
@@ -58,6 +64,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import common.store.memory as memory
 from common.store.atomic import LockBusy, atomic_write, locked
 from common.store.flags import letters_of
 from common.store.maildir import MessageFile
@@ -74,6 +81,7 @@ MAX_TOMBSTONES = 5000
 # The log is compacted into a new base once it is larger than both of these.
 COMPACT_MIN_BYTES = 256 * 1024
 COMPACT_SHARE = 4  # ... and than base size / COMPACT_SHARE
+BULK_RECORDS = 5000  # a transaction with more records than this writes a new base at once
 
 
 class Entry:
@@ -131,6 +139,16 @@ class Entry:
         self.subdir, self.name, self.modseq = fresh.subdir, fresh.name, fresh.modseq
 
 
+def add_key(index: dict[int, Entry | list[Entry]], entry: Entry) -> None:
+    code = hash(entry.key)
+    there = index.setdefault(code, entry)
+    if there is not entry:
+        if isinstance(there, list):
+            there.append(entry)
+        else:
+            index[code] = [there, entry]  # two keys, one hash: both kept
+
+
 def split_location(location: str) -> tuple[str, str]:
     if location.startswith(NEW_PREFIX):
         return "new", location[len(NEW_PREFIX) :]
@@ -139,6 +157,11 @@ def split_location(location: str) -> tuple[str, str]:
 
 def uid_key(entry: Entry) -> int:
     return entry.uid
+
+
+UID_OF = operator.attrgetter("uid")
+MODSEQ_OF = operator.attrgetter("modseq")
+LOCATION_OF = operator.attrgetter("location")
 
 
 class UidList:
@@ -155,18 +178,23 @@ class UidList:
         highestmodseq: int = 1,
         horizon: int = 0,
         generation: str = "",
+        lineage: str = "",
     ) -> None:
         self.uidvalidity = uidvalidity
         self.uidnext = uidnext
         self.highestmodseq = highestmodseq
         self.horizon = horizon
         self.generation = generation  # "" for a version 1 file or one not yet written
+        # Names this assignment of UIDs: a new one whenever the folder's UIDs start over (a new
+        # table, an import, a damaged file), kept by every compaction. With UIDVALIDITY it tells
+        # a derived cache whether its UIDs still name the same messages.
+        self.lineage = lineage or os.urandom(6).hex()
         # (modseq, low uid, high uid) of expunged UIDs, oldest first; see the module docstring.
         self.tombstones: list[tuple[int, int, int]] = []
         self.entries: list[Entry] = []
         self.by_location: dict[str, Entry] = {}
         self.in_new: set[str] = set()  # locations of the entries in new/
-        self._by_key: dict[str, Entry] | None = None  # built by key_index() when first needed
+        self._by_key: dict[int, Entry | list[Entry]] | None = None  # see with_key()
         self.touched: set[int] = set()
         self.expunged: set[int] = set()
 
@@ -218,6 +246,7 @@ class UidList:
         self.uidvalidity, self.uidnext = fresh.uidvalidity, fresh.uidnext
         self.highestmodseq, self.horizon = fresh.highestmodseq, fresh.horizon
         self.generation, self.tombstones = fresh.generation, fresh.tombstones
+        self.lineage = fresh.lineage
         old = {e.uid: e for e in self.entries}
         entries = []
         for entry in fresh.entries:
@@ -238,12 +267,18 @@ class UidList:
         self.expunged |= old.keys()
         self.touched -= old.keys()
 
-    def key_index(self) -> dict[str, Entry]:
-        """key -> entry: built on first use (a file appeared that no rename explains), then kept
-        up to date by every change of the table."""
+    def with_key(self, key: str) -> Entry | None:
+        """The entry of a key. The index (the key's hash -> entry, no key strings kept) is built
+        on first use, when a file appears that no rename explains, then kept up to date by every
+        change of the table."""
         if self._by_key is None:
-            self._by_key = {e.key: e for e in self.entries}
-        return self._by_key
+            self._by_key = {}
+            for entry in self.entries:
+                add_key(self._by_key, entry)
+        found = self._by_key.get(hash(key))
+        if isinstance(found, list):
+            return next((e for e in found if e.key == key), None)
+        return found if found is not None and found.key == key else None
 
     def _index(self, entry: Entry) -> None:
         location = entry.location
@@ -251,15 +286,20 @@ class UidList:
         if entry.subdir == "new":
             self.in_new.add(location)
         if self._by_key is not None:
-            self._by_key[entry.key] = entry
+            add_key(self._by_key, entry)
 
     def _unindex(self, entry: Entry) -> None:
         location = entry.location
         if self.by_location.get(location) is entry:
             del self.by_location[location]
         self.in_new.discard(location)
-        if self._by_key is not None and self._by_key.get(entry.key) is entry:
-            del self._by_key[entry.key]
+        if self._by_key is not None:
+            code = hash(entry.key)
+            there = self._by_key.get(code)
+            if there is entry:
+                del self._by_key[code]
+            elif isinstance(there, list) and entry in there:
+                there.remove(entry)
 
     def drain(self) -> tuple[set[int], set[int]]:
         """(touched, expunged) since the last drain, and start collecting afresh."""
@@ -294,21 +334,28 @@ class UidList:
 
     # -- the files ---------------------------------------------------------------------------
 
-    def serialize(self) -> bytes:
-        """The base file of this table (version 2)."""
+    def serialize(self) -> list[bytes]:
+        """The base file of this table (version 2, see the module docstring), in a few large
+        pieces rather than one string per message."""
+        entries = self.entries
         head = (
             f"{HEADER_TAG} V{self.uidvalidity} N{self.uidnext} H{self.highestmodseq} "
-            f"G{self.generation}" + (f" E{self.horizon}\n" if self.horizon else "\n")
+            f"G{self.generation} I{self.lineage} C{len(entries)}"
+            + (f" E{self.horizon}" if self.horizon else "")
         )
-        lines = [head]
-        lines.extend(
-            f"{e.uid} {e.modseq}{' ' + e.extra if e.extra else ''} :{e.location}\n"
-            for e in self.entries
-        )
+        uids = " ".join(map(str, map(UID_OF, entries)))
+        modseqs = " ".join(map(str, map(MODSEQ_OF, entries)))
+        lines = [f"{head}\nU {uids}\nQ {modseqs}\n".replace(" \n", "\n")]
+        lines.extend(f"X {e.uid} {e.extra}\n" for e in entries if e.extra)
         for modseq, low, high in self.tombstones:
             span = str(low) if low == high else f"{low}:{high}"
             lines.append(f"{TOMBSTONE_TAG} {modseq} {span}\n")
-        return "".join(lines).encode("utf-8", "surrogateescape")
+        lines.append("L\n")
+        pieces = [piece.encode("utf-8", "surrogateescape") for piece in lines]
+        if entries:
+            locations = "\n".join(map(LOCATION_OF, entries)) + "\n"
+            pieces.append(locations.encode("utf-8", "surrogateescape"))
+        return pieces
 
     def apply(self, record: str) -> None:
         """One change-log record (without its CRC); unknown kinds are skipped, duplicates too."""
@@ -380,9 +427,7 @@ def parse_uid_set(text: str) -> list[int]:
 
 # -- reading the base -------------------------------------------------------------------------
 
-_RECORD = re.compile(r"^(\d+) (\d+)((?: [A-Z][^ \n]*)*) :(new/)?([^\n]+)$", re.M)
-_TOMBSTONE = re.compile(r"^- (\d+) (\d+)(?::(\d+))?$", re.M)
-_SUBDIR = {"": "cur", NEW_PREFIX: "new"}
+_TOMBSTONE = re.compile(r"^- (\d+) (\d+)(?::(\d+))?$")
 
 
 def parse(data: bytes) -> UidList | None:
@@ -401,56 +446,61 @@ def parse(data: bytes) -> UidList | None:
             int(values.get("H", "1")),
             horizon=int(values.get("E", "0")),
             generation=values.get("G", "") if fields[0] == HEADER_TAG else "",
+            # A file without one (version 1) has had its UIDs since before lineages: "0".
+            lineage=values.get("I", "0"),
         )
         if fields[0] == OLD_HEADER_TAG:
             _parse_v1(body, result)
         else:
-            _parse_v2(body, result)
-    except (KeyError, ValueError):
+            _parse_v2(body, result, int(values["C"]))
+    except (KeyError, ValueError, IndexError):
         return None
     return result
 
 
-def _parse_v2(body: str, result: UidList) -> None:
-    """The records of a version 2 base, a 100,000-line one in a fraction of a second: one regular
-    expression over the whole text, then C-level maps instead of a loop over the lines."""
-    records = _RECORD.findall(body)
-    tombstones = _TOMBSTONE.findall(body)
-    if body and not body.endswith("\n"):
-        raise ValueError("truncated")  # written by rename: a complete file ends with a newline
-    if len(records) + len(tombstones) != body.count("\n"):
-        raise ValueError("unreadable line")
-    for modseq_text, low, high in tombstones:
-        result.tombstones.append(_tombstone(modseq_text, low, high))
-    if not records:
+def _parse_v2(body: str, result: UidList, count: int) -> None:
+    """The columns of a version 2 base: a 100,000-message one in a fraction of a second, by
+    splitting and mapping in C instead of a loop over records."""
+    uid_line, modseq_line, rest = body.split("\n", 2)
+    if not (uid_line.startswith("U") and modseq_line.startswith("Q")):
+        raise ValueError("no UID or MODSEQ column")
+    uids = list(map(int, uid_line[1:].split()))
+    modseqs = list(map(int, modseq_line[1:].split()))
+    extras: dict[int, str] = {}
+    while not rest.startswith("L\n"):
+        line, _, rest = rest.partition("\n")
+        if line.startswith("X "):
+            uid_text, _, extra = line[2:].partition(" ")
+            extras[int(uid_text)] = extra
+        elif (m := _TOMBSTONE.match(line)) is not None:
+            result.tombstones.append(_tombstone(*m.groups(default="")))
+        else:
+            raise ValueError("unreadable line")
+    locations = rest[2:].split("\n")
+    if locations.pop() != "" or not len(uids) == len(modseqs) == len(locations) == count:
+        raise ValueError("columns of different lengths")
+    if not count:
         return
-    uid_texts, modseq_texts, extras, prefixes, names = zip(*records, strict=True)
-    uids = list(map(int, uid_texts))
     if not all(map(operator.lt, uids, uids[1:])):
         raise ValueError("UIDs out of order")
     if uids[-1] >= result.uidnext:
         raise ValueError("UIDNEXT below a UID")
-    if any(extras):
-        extras = tuple(extra[1:] for extra in extras)
-    entries = list(
-        map(
-            Entry,
-            uids,
-            map(int, modseq_texts),
-            map(_SUBDIR.__getitem__, prefixes),
-            names,
-            itertools.repeat(False),
-            extras,
-        )
-    )
-    result.entries = entries
-    if any(prefixes):
-        locations: Iterable[str] = map(operator.add, prefixes, names)
-        result.in_new = {p + n for p, n in zip(prefixes, names, strict=True) if p}
+    if "\nnew/" in "\n" + rest[2:]:
+        places = list(map(split_location, locations))
+        subdirs: Iterable[str] = [p[0] for p in places]
+        names: list[str] = [p[1] for p in places]
+        result.in_new = {loc for loc in locations if loc.startswith(NEW_PREFIX)}
     else:
-        locations = names
+        subdirs, names = itertools.repeat("cur"), locations
+    entries = list(map(Entry, uids, modseqs, subdirs, names))
+    for uid, extra in extras.items():
+        index = bisect.bisect_left(uids, uid)
+        if index == len(uids) or uids[index] != uid:
+            raise ValueError("fields of a message that is not there")
+        entries[index].extra = extra
+    result.entries = entries
     result.by_location = dict(zip(locations, entries, strict=True))
-    if len(result.by_location) != len(entries):
+    if len(result.by_location) != count:
         raise ValueError("a file listed twice")
 
 
@@ -616,7 +666,17 @@ class Transaction:
     def __init__(self, table: UidList) -> None:
         self.table = table
         self.records: list[str] = []
+        self.changed = False
+        self.rewrite = False  # too many records: write a new base instead of appending them
         self.durable = False  # a record gives out UIDs or expunges: fsync the log
+
+    def _record(self, record: str) -> None:
+        self.changed = True
+        if self.rewrite:
+            return
+        self.records.append(record)
+        if len(self.records) > BULK_RECORDS:
+            self.rewrite, self.records = True, []
 
     def add(self, subdir: str, name: str) -> Entry:
         """A new message: the next UID, a new MODSEQ."""
@@ -625,7 +685,7 @@ class Transaction:
         table.uidnext += 1
         table.add(entry)
         table.touched.add(entry.uid)
-        self.records.append(f"A {entry.uid} {entry.modseq} :{entry.location}")
+        self._record(f"A {entry.uid} {entry.modseq} :{entry.location}")
         self.durable = True
         return entry
 
@@ -637,23 +697,23 @@ class Transaction:
         self.table.move(entry, subdir, name)
         if changed:
             entry.modseq = self.table.next_modseq()
-            self.records.append(f"F {entry.uid} {entry.modseq} :{entry.location}")
+            self._record(f"F {entry.uid} {entry.modseq} :{entry.location}")
         else:
-            self.records.append(f"R {entry.uid} :{entry.location}")
+            self._record(f"R {entry.uid} :{entry.location}")
 
     def touch(self, entry: Entry) -> None:
         """The entry's file was renamed to new flags already (its name is the new one): a new
         MODSEQ."""
         entry.modseq = self.table.next_modseq()
         self.table.touched.add(entry.uid)
-        self.records.append(f"F {entry.uid} {entry.modseq} :{entry.location}")
+        self._record(f"F {entry.uid} {entry.modseq} :{entry.location}")
 
     def expunge(self, uids: Iterable[int]) -> list[Entry]:
         gone = self.table.remove(uids)
         if gone:
             removed = [e.uid for e in gone]
             modseq = self.table.bury(removed)
-            self.records.append(f"X {modseq} {format_uid_set(removed)}")
+            self._record(f"X {modseq} {format_uid_set(removed)}")
             self.durable = True
         return gone
 
@@ -684,7 +744,8 @@ class UidStore:
                 data = self.path.read_bytes()
             except FileNotFoundError:
                 continue
-            table = parse(data)
+            with memory.paused_gc():
+                table = parse(data)
             if table is None:
                 self._base = None
                 return None
@@ -773,7 +834,7 @@ class UidStore:
             except BaseException:
                 self._base = None  # the table was changed and not written: load it again
                 raise
-            if transaction.records or not self._base:
+            if transaction.changed or not self._base:
                 self._commit(transaction)
 
     def _commit(self, transaction: Transaction) -> None:
@@ -781,7 +842,8 @@ class UidStore:
         base_size = self._base[1] if self._base else 0
         added = sum(len(r) + 10 for r in transaction.records)
         if (
-            not self._base
+            transaction.rewrite
+            or not self._base
             or not table.generation
             or not self._log_ok
             or self._log_offset + added > max(COMPACT_MIN_BYTES, base_size // COMPACT_SHARE)

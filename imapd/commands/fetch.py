@@ -8,7 +8,7 @@ without PEEK sets \\Seen (read-write mailboxes) and the response then carries th
 
 from __future__ import annotations
 
-from common.store import SEEN, Entry, StoreError, to_crlf
+from common.store import SEEN, Entry, StoreError, memory, to_crlf
 from imapd import responses as r
 from imapd.commands.base import enable_condstore, expect, store_errors
 from imapd.message import MessageView, envelope_of, known_fields
@@ -119,6 +119,8 @@ def cmd_fetch(session: Session, command: Command) -> Result:
             failed += 1
             continue
         session.send(response)
+    if len(targets) > memory.BIG_WORK:
+        memory.release()  # what rendering that many responses used, back to the system
     if failed:
         return r.EXPUNGE_ISSUED
     return "FETCH completed"

@@ -2,56 +2,70 @@
 
 from __future__ import annotations
 
+from array import array
 from pathlib import Path
 
 from common.store import maildir
-from common.store.msgcache import CACHE_FILE, MessageCache, key_crc
+from common.store.msgcache import CACHE_FILE, MessageCache
 
-KEY = "1700000000.M1P1.host"
+SPACE = "1700000000.4f2a9c01d3b5"  # UIDVALIDITY and uidlist lineage
+OTHER = "1700000000.0c1d2e3f4a5b"  # the same UIDVALIDITY, UIDs started over
 
 
 def test_round_trip_with_crlf_values_and_sizes(tmp_path: Path) -> None:
     cache = MessageCache(tmp_path)
-    cache.put(7, 3, key_crc(KEY), "envelope", b'("x" {3}\r\nabc NIL)')
-    cache.put(7, 9, key_crc("odd key with spaces"), "envelope", b"")
-    cache.put(7, 3, key_crc(KEY), "bodystructure", b"\n\n")
-    cache.put_size(7, 3, key_crc(KEY), 1234)
-    cache.put_size(7, 12, key_crc("only a size"), 5)
-    assert cache.get(7, 3, key_crc(KEY), "envelope") == b'("x" {3}\r\nabc NIL)', (
-        "before the save too"
-    )
-    cache.save(7, [3, 9, 12])
+    cache.put(SPACE, 3, "envelope", b'("x" {3}\r\nabc NIL)')
+    cache.put(SPACE, 9, "envelope", b"")
+    cache.put(SPACE, 3, "bodystructure", b"\n\n")
+    cache.put_size(SPACE, 3, 1234)
+    cache.put_size(SPACE, 12, 5)
+    assert cache.get(SPACE, 3, "envelope") == b'("x" {3}\r\nabc NIL)', "before the save too"
+    cache.save(SPACE, [3, 9, 12])
     again = MessageCache(tmp_path)
-    assert again.get(7, 3, key_crc(KEY), "envelope") == b'("x" {3}\r\nabc NIL)'
-    assert again.get(7, 3, key_crc(KEY), "bodystructure") == b"\n\n"
-    assert again.get(7, 3, key_crc(KEY), "body") is None
-    assert again.get(7, 9, key_crc("odd key with spaces"), "envelope") == b""
-    assert (again.size(7, 3, key_crc(KEY)), again.size(7, 12, key_crc("only a size"))) == (1234, 5)
-    assert again.size(7, 9, key_crc("odd key with spaces")) is None
-    assert again.get(7, 4, key_crc(KEY), "envelope") is None, "no such UID"
+    assert again.get(SPACE, 3, "envelope") == b'("x" {3}\r\nabc NIL)'
+    assert again.get(SPACE, 3, "bodystructure") == b"\n\n"
+    assert again.get(SPACE, 3, "body") is None
+    assert again.get(SPACE, 9, "envelope") == b""
+    assert (again.size(SPACE, 3), again.size(SPACE, 12)) == (1234, 5)
+    assert again.size(SPACE, 9) is None
+    assert again.get(SPACE, 4, "envelope") is None, "no such UID"
 
 
-def test_another_message_or_uidvalidity_is_a_miss(tmp_path: Path) -> None:
+def test_another_uid_space_is_a_miss(tmp_path: Path) -> None:
     cache = MessageCache(tmp_path)
-    cache.put(7, 3, key_crc(KEY), "envelope", b"E")
-    cache.save(7, [3])
-    assert MessageCache(tmp_path).get(7, 3, key_crc("another key"), "envelope") is None
-    assert MessageCache(tmp_path).get(8, 3, key_crc(KEY), "envelope") is None
-    assert MessageCache(tmp_path).size(8, 3, key_crc(KEY)) is None
+    cache.put(SPACE, 3, "envelope", b"E")
+    cache.put_size(SPACE, 3, 9)
+    cache.save(SPACE, [3])
+    assert MessageCache(tmp_path).get(OTHER, 3, "envelope") is None
+    assert MessageCache(tmp_path).size(OTHER, 3) is None
+    mixed = MessageCache(tmp_path)
+    assert mixed.size(SPACE, 3) == 9
+    mixed.put_size(OTHER, 4, 1)  # the folder started over meanwhile: the old values go
+    assert mixed.size(SPACE, 3) == 9 and mixed.size(OTHER, 3) is None
+
+
+def test_sizes_of_many_messages_at_once(tmp_path: Path) -> None:
+    cache = MessageCache(tmp_path)
+    for uid in range(1, 6):
+        cache.put_size(SPACE, uid, uid * 10)
+    cache.save(SPACE, range(1, 6))
+    again = MessageCache(tmp_path)
+    assert again.sizes(SPACE, array("I", range(1, 6))) == [10, 20, 30, 40, 50]
+    assert again.sizes(SPACE, array("I", [2, 4, 7])) == [20, 40, None]
 
 
 def test_new_values_merge_with_the_stored_ones(tmp_path: Path) -> None:
     first = MessageCache(tmp_path)
     for uid in range(1, 6):
-        first.put(7, uid, key_crc(f"k{uid}"), "envelope", b"E%d" % uid)
-    first.save(7, range(1, 6))
+        first.put(SPACE, uid, "envelope", b"E%d" % uid)
+    first.save(SPACE, range(1, 6))
     second = MessageCache(tmp_path)
-    second.put(7, 2, key_crc("k2"), "headers", b"H2")
-    second.put_size(7, 4, key_crc("k4"), 40)
-    second.put(7, 6, key_crc("k6"), "envelope", b"E6")
-    second.save(7, [1, 2, 4, 5, 6])  # 3 was expunged
+    second.put(SPACE, 2, "headers", b"H2")
+    second.put_size(SPACE, 4, 40)
+    second.put(SPACE, 6, "envelope", b"E6")
+    second.save(SPACE, [1, 2, 4, 5, 6])  # 3 was expunged
     third = MessageCache(tmp_path)
-    assert [third.get(7, u, key_crc(f"k{u}"), "envelope") for u in range(1, 7)] == [
+    assert [third.get(SPACE, u, "envelope") for u in range(1, 7)] == [
         b"E1",
         b"E2",
         None,
@@ -59,42 +73,37 @@ def test_new_values_merge_with_the_stored_ones(tmp_path: Path) -> None:
         b"E5",
         b"E6",
     ]
-    assert (
-        third.get(7, 2, key_crc("k2"), "headers") == b"H2" and third.size(7, 4, key_crc("k4")) == 40
-    )
+    assert third.get(SPACE, 2, "headers") == b"H2" and third.size(SPACE, 4) == 40
 
 
 def test_prunes_messages_that_are_gone(tmp_path: Path) -> None:
     cache = MessageCache(tmp_path)
     for uid in range(1, 11):
-        cache.put(7, uid, key_crc(f"k{uid}"), "envelope", b"x")
-    cache.save(7, range(1, 11))
+        cache.put(SPACE, uid, "envelope", b"x")
+    cache.save(SPACE, range(1, 11))
     size = (tmp_path / CACHE_FILE).stat().st_size
-    MessageCache(tmp_path).save(7, range(2, 11))  # one gone of ten: not worth a rewrite
+    MessageCache(tmp_path).save(SPACE, range(2, 11))  # one gone of ten: not worth a rewrite
     assert (tmp_path / CACHE_FILE).stat().st_size == size
-    MessageCache(tmp_path).save(7, range(1, 6))
+    MessageCache(tmp_path).save(SPACE, range(1, 6))
     assert (tmp_path / CACHE_FILE).stat().st_size < size
     again = MessageCache(tmp_path)
-    assert (
-        again.get(7, 5, key_crc("k5"), "envelope") == b"x"
-        and again.get(7, 6, key_crc("k6"), "envelope") is None
-    )
+    assert again.get(SPACE, 5, "envelope") == b"x" and again.get(SPACE, 6, "envelope") is None
 
 
 def test_damaged_file_is_empty(tmp_path: Path) -> None:
     cache = MessageCache(tmp_path)
-    cache.put(7, 1, key_crc("a"), "envelope", b"AAA")
-    cache.save(7, [1])
+    cache.put(SPACE, 1, "envelope", b"AAA")
+    cache.save(SPACE, [1])
     data = (tmp_path / CACHE_FILE).read_bytes()
     for damaged in (data[:-30], b"\x00\xff junk", b"maildaemons-cache 1\n", data[:40]):
         (tmp_path / CACHE_FILE).write_bytes(damaged)
-        assert MessageCache(tmp_path).get(7, 1, key_crc("a"), "envelope") in (None, b"AAA")
+        assert MessageCache(tmp_path).get(SPACE, 1, "envelope") in (None, b"AAA")
     (tmp_path / CACHE_FILE).write_bytes(b"\x00\xff junk")
-    assert MessageCache(tmp_path).get(7, 1, key_crc("a"), "envelope") is None
+    assert MessageCache(tmp_path).get(SPACE, 1, "envelope") is None
 
 
 def test_unchanged_cache_is_not_rewritten(tmp_path: Path) -> None:
-    MessageCache(tmp_path).save(7, [1, 2])
+    MessageCache(tmp_path).save(SPACE, [1, 2])
     assert not (tmp_path / CACHE_FILE).exists()
 
 

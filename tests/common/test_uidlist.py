@@ -37,23 +37,25 @@ NAMES = [
 
 
 def test_serialize_and_parse_round_trip() -> None:
-    uids = UidList(1234567890, 7, 12, generation="abc123")
+    uids = UidList(1234567890, 7, 12, generation="abc123", lineage="f00d")
     uids.add(Entry(2, 5, "cur", "a,S=1:2,FS"))
     uids.add(Entry(6, 12, "new", "name with space", extra="Sx1 T2"))
     uids.bury([3, 4, 5])
-    data = uids.serialize()
-    assert data.splitlines()[0] == b"M2 V1234567890 N7 H13 Gabc123"
-    assert b"2 5 :a,S=1:2,FS\n" in data and b"6 12 Sx1 T2 :new/name with space\n" in data
-    assert data.endswith(b"- 13 3:5\n")
+    data = b"".join(uids.serialize())
+    assert data == (
+        b"M2 V1234567890 N7 H13 Gabc123 If00d C2\nU 2 6\nQ 5 12\nX 6 Sx1 T2\n- 13 3:5\nL\n"
+        b"a,S=1:2,FS\nnew/name with space\n"
+    )
     back = parse(data)
     assert back is not None
     assert (back.uidvalidity, back.uidnext, back.highestmodseq) == (1234567890, 7, 13)
-    assert back.generation == "abc123" and back.tombstones == [(13, 3, 5)]
+    assert back.generation == "abc123" and back.lineage == "f00d"
+    assert back.tombstones == [(13, 3, 5)]
     assert [(e.uid, e.modseq, e.subdir, e.name, e.extra) for e in back.entries] == [
         (2, 5, "cur", "a,S=1:2,FS", ""),
         (6, 12, "new", "name with space", "Sx1 T2"),
     ]
-    assert back.serialize() == data, "fields this version does not know are kept"
+    assert b"".join(back.serialize()) == data, "fields this version does not know are kept"
 
 
 def test_version_1_file_is_read_with_names_from_keys_and_flags() -> None:
@@ -75,11 +77,15 @@ def test_version_1_file_is_read_with_names_from_keys_and_flags() -> None:
         b"M1 V1 N2\nx 1 - key\n",
         b"M1 V1 N2\n1 1 -\n",
         b"M1 Vx N2\n",
-        b"M2 V1 N5 H1 Gx\n1 1 :a\nbroken line\n",
-        b"M2 V1 N5 H1 Gx\n2 1 :a\n1 1 :b\n",
-        b"M2 V1 N2 H1 Gx\n3 1 :a\n",
-        b"M2 V1 N5 H1 Gx\n1 1 :a\n2 1 :a\n",
-        b"M2 V1 N5 H1 Gx\n1 1 :a",
+        b"M2 V1 N5 H1 Gx\nU 1\nQ 1\nL\na\n",  # no count
+        b"M2 V1 N5 H1 Gx C1\nU 1\nQ 1\nbroken line\nL\na\n",
+        b"M2 V1 N5 H1 Gx C2\nU 2 1\nQ 1 1\nL\na\nb\n",  # UIDs out of order
+        b"M2 V1 N2 H1 Gx C1\nU 3\nQ 1\nL\na\n",  # UIDNEXT below a UID
+        b"M2 V1 N5 H1 Gx C2\nU 1 2\nQ 1 1\nL\na\na\n",  # a file twice
+        b"M2 V1 N5 H1 Gx C2\nU 1 2\nQ 1\nL\na\nb\n",  # columns of different lengths
+        b"M2 V1 N5 H1 Gx C2\nU 1 2\nQ 1 1\nL\na\n",  # truncated
+        b"M2 V1 N5 H1 Gx C2\nU 1 2\nQ 1 1\nL\na\nb",
+        b"M2 V1 N5 H1 Gx C1\nU 1\nQ 1\nX 2 S5\nL\na\n",  # fields of no message
     ],
 )
 def test_damaged_or_foreign_files_are_not_ours(data: bytes) -> None:

@@ -210,7 +210,7 @@ def test_records_of_a_later_version_are_skipped_and_kept(tmp_path: Path) -> None
     table = UidStore(folder).load()
     assert table is not None
     UidStore(folder).compact(table)
-    assert b"3 90 S1700000000 Ox12 :" in (folder / UIDLIST).read_bytes()
+    assert b"\nX 3 S1700000000 Ox12\n" in (folder / UIDLIST).read_bytes()
 
 
 def test_the_log_of_a_damaged_base_is_not_applied(tmp_path: Path) -> None:
@@ -222,7 +222,7 @@ def test_the_log_of_a_damaged_base_is_not_applied(tmp_path: Path) -> None:
     entries = box.sync().entries
     box.set_letters(entries[0], "S")
     box.commit_flags([entries[0]])
-    (folder / UIDLIST).write_bytes(b"M2 V1 N2 H1 Gx\nthis is not a record\n")
+    (folder / UIDLIST).write_bytes(b"M2 V1 N2 H1 Gx C1\nU 1\nthis is not a column\n")
     snap = Mailbox(folder).sync()
     assert snap.uidvalidity != first.uidvalidity
     assert [e.uid for e in snap.entries] == [1, 2, 3]
