@@ -785,7 +785,10 @@ def of(rows: list, server: str) -> list:
 
 
 def warm(passes: list, attr: str) -> float | None:
-    values = [getattr(p, attr) for p in passes if p.index > 1 and not p.errors]
+    """The mean of the warm passes: from pass 3 on when there are that many (Dovecot's pass 2
+    still fills its cache file, README), else pass 2."""
+    first_warm = 3 if any(p.index >= 3 for p in passes) else 2
+    values = [getattr(p, attr) for p in passes if p.index >= first_warm and not p.errors]
     return sum(values) / len(values) if values else None
 
 
@@ -862,8 +865,9 @@ def print_big(result: BigResult) -> None:
                 print(f"  {server}: STAT {p.messages} messages, {p.uidl_lines} UIDL lines")
         print_errors(result.servers, result.pop3)
     print(
-        "(first = pass 1 (cold for the IMAP passes), warm = mean of passes 2..; ratio > 1: ours "
-        "slower; oth% above a few per cent means other work on the machine disturbed that pass)"
+        "(first = pass 1 (cold for the IMAP passes), warm = mean of passes 3.. (2 when there are "
+        "two); ratio > 1: ours slower; oth% above a few per cent means other work on the machine "
+        "disturbed that pass)"
     )
     print_big_targets(result)
 
