@@ -16,7 +16,7 @@ one; Dovecot takes the last, UW imapd and Python's email the first).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from imapd.strings import literal, string
@@ -323,24 +323,45 @@ def addresses(value: str | None) -> bytes:
     return b"(" + b"".join(out) + b")"
 
 
-def render_envelope(first: Callable[[str], str | None]) -> bytes:
-    """The ENVELOPE for a header, given `first(NAME)` -> first field value or None.
+# The header fields ENVELOPE shows (upper-case names), RFC 3501 7.4.2.
+ENVELOPE_FIELDS = (
+    "DATE",
+    "SUBJECT",
+    "FROM",
+    "SENDER",
+    "REPLY-TO",
+    "TO",
+    "CC",
+    "BCC",
+    "IN-REPLY-TO",
+    "MESSAGE-ID",
+)
+
+
+def render_envelope(fields: dict[str, list[str]]) -> bytes:
+    """The ENVELOPE for a header, given its fields' values (upper-case name -> values in order;
+    the first one counts).
 
     Absent Date, Subject, In-Reply-To or Message-ID is NIL and a present but empty one is "";
     an absent or empty Sender or Reply-To is set to From (RFC 3501 7.4.2)."""
-    from_list = addresses(first("FROM"))
-    sender = addresses(first("SENDER"))
-    reply_to = addresses(first("REPLY-TO"))
+    get = fields.get
+    from_list = addresses(_first(get("FROM")))
+    sender = addresses(_first(get("SENDER"))) if "SENDER" in fields else b"NIL"
+    reply_to = addresses(_first(get("REPLY-TO"))) if "REPLY-TO" in fields else b"NIL"
     items = [
-        nstring(first("DATE")),
-        nstring(first("SUBJECT")),
+        nstring(_first(get("DATE"))),
+        nstring(_first(get("SUBJECT"))),
         from_list,
         from_list if sender == b"NIL" else sender,
         from_list if reply_to == b"NIL" else reply_to,
-        addresses(first("TO")),
-        addresses(first("CC")),
-        addresses(first("BCC")),
-        nstring(first("IN-REPLY-TO")),
-        nstring(first("MESSAGE-ID")),
+        addresses(_first(get("TO"))),
+        addresses(_first(get("CC"))) if "CC" in fields else b"NIL",
+        addresses(_first(get("BCC"))) if "BCC" in fields else b"NIL",
+        nstring(_first(get("IN-REPLY-TO"))),
+        nstring(_first(get("MESSAGE-ID"))),
     ]
     return b"(" + b" ".join(items) + b")"
+
+
+def _first(values: list[str] | None) -> str | None:
+    return values[0] if values else None

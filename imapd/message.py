@@ -23,7 +23,7 @@ import datetime
 import re
 from collections.abc import Sequence
 
-from imapd.envelope import imap_string, nstring, render_envelope
+from imapd.envelope import ENVELOPE_FIELDS, imap_string, nstring, render_envelope
 from imapd.mime import MAX_DEPTH, Entity
 from imapd.mimefields import parse_disposition, parse_encoding, parse_language
 from imapd.mimetext import decode_text, decode_transfer, header_text
@@ -68,7 +68,7 @@ class MessageView:
     def envelope(self) -> bytes:
         """ENVELOPE (RFC 3501 7.4.2), parenthesised. Reads the header block only."""
         if self._envelope is None:
-            self._envelope = render_envelope(self.root.first)
+            self._envelope = entity_envelope(self.root)
         return self._envelope
 
     def body(self) -> bytes:
@@ -190,9 +190,17 @@ def known_fields(header: bytes) -> dict[str, list[str]]:
     return found
 
 
+def entity_envelope(entity: Entity) -> bytes:
+    """ENVELOPE of a message or of a message/rfc822 part, from its parsed header."""
+    first = entity.first
+    return render_envelope(
+        {name: [value] for name in ENVELOPE_FIELDS if (value := first(name)) is not None}
+    )
+
+
 def envelope_of(fields: dict[str, list[str]]) -> bytes:
     """ENVELOPE (RFC 3501 7.4.2) from known_fields(): the same bytes as MessageView.envelope()."""
-    return render_envelope(lambda name: values[0] if (values := fields.get(name)) else None)
+    return render_envelope(fields)
 
 
 # --- BODY[section] (RFC 3501 6.4.5) ------------------------------------------------------------
@@ -259,7 +267,7 @@ def render_structure(entity: Entity, extended: bool) -> bytes:
     if entity.is_message:
         inner = entity.inner
         items += [
-            render_envelope(inner.first),
+            entity_envelope(inner),
             render_structure(inner, extended),
             b"%d" % entity.lines,
         ]

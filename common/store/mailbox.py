@@ -84,6 +84,8 @@ class Mailbox:
         self.table: UidList | None = None
         self._dirs = {sub: DirState() for sub in SUBDIRS}
         self._unrecorded: dict[int, Entry] = {}  # renamed by set_letters, not yet in the log
+        self._space_of: tuple[int, str] | None = None
+        self._space_text = ""
 
     # -- keeping the table in step -------------------------------------------------------------
 
@@ -106,16 +108,34 @@ class Mailbox:
         if not intact:
             # No readable uidlist: the folder starts over, from a full listing.
             self._dirs = {sub: DirState() for sub in SUBDIRS}
+        empty = self.table is None or not self.table.entries
         listing = self._look()
         if claim_recent:
             self._claim_new(listing)
         if not intact or self._unrecorded or listing.differs(self._require_table()):
-            with self._transaction() as tx, memory.paused_gc():
-                self._reconcile(tx, listing)
+            self._record(listing)
         big = self.table is not None and len(self.table.entries) > memory.BIG_WORK
-        if big and (loaded or listing.size() > memory.BIG_WORK):
+        if big and empty:
+            self._reread(listing.claimed)
+        if big and (loaded or empty or listing.size() > memory.BIG_WORK):
+            del listing
             memory.release()  # what loading or listing a big folder used, back to the system
         return self.snapshot()
+
+    def _reread(self, claimed: set[str]) -> None:
+        """Read the table again from the base just written: the first sync of a big folder made
+        its entries among much short-lived work, spread over memory that cannot be given back
+        while they live; read at once they sit together. Nobody holds them yet (the table was
+        empty), so they may be replaced."""
+        fresh = self.uids.load()
+        if fresh is None:
+            return
+        with memory.paused_gc():
+            for name in claimed:
+                entry = fresh.by_location.get(name)
+                if entry is not None:
+                    entry.claimed = True
+        self.table = fresh  # (the entries are new to any holder: above the UIDs it knew)
 
     def snapshot(self) -> Snapshot:
         table = self._require_table()
@@ -227,6 +247,10 @@ class Mailbox:
 
     # -- recording what the listing found --------------------------------------------------
 
+    def _record(self, listing: Listing) -> None:
+        with self._transaction() as tx, memory.paused_gc():
+            self._reconcile(tx, listing)
+
     def _reconcile(self, tx: Transaction, listing: Listing) -> None:
         """Under the lock, the table caught up with the log: give new files their UIDs (in
         delivery order), record renames (a new MODSEQ when the letters changed), expunge files
@@ -320,7 +344,10 @@ class Mailbox:
 
     def read(self, entry: Entry) -> bytes:
         """The stored bytes (LF line ends); follows a rename by another session."""
-        return maildir.read_message(self.path, entry.file)
+        try:
+            return maildir.read_file(f"{self.path}/{entry.subdir}/{entry.name}")
+        except OSError:
+            return maildir.read_message(self.path, entry.file)  # moved, or an error to raise
 
     def read_header(self, entry: Entry) -> bytes:
         """The message up to and including its blank line, reading no more of a large one."""
@@ -334,8 +361,8 @@ class Mailbox:
 
     def size(self, entry: Entry, data: bytes | None = None) -> int:
         """RFC822.SIZE: the CRLF size, from `,W=` in the name, the cache, or the file (`data`
-        when the caller has read it already)."""
-        size = self.known_size(entry)
+        when the caller has read it already and known_size() said None)."""
+        size = self.known_size(entry) if data is None else None
         if size is None:
             size = maildir.crlf_size(data if data is not None else self.read(entry))
             self.cache.put_size(self._space(), entry.uid, size)
@@ -361,7 +388,22 @@ class Mailbox:
     def _space(self) -> str:
         """The UID space of the cache: UIDVALIDITY and the uidlist's lineage."""
         table = self._require_table()
-        return f"{table.uidvalidity}.{table.lineage}"
+        if self._space_of != (table.uidvalidity, table.lineage):
+            self._space_of = (table.uidvalidity, table.lineage)
+            self._space_text = f"{table.uidvalidity}.{table.lineage}"
+        return self._space_text
+
+    def summary(self, entry: Entry) -> tuple[int | None, bytes | None]:
+        """(RFC822.SIZE, cached ENVELOPE) of a message, either None when not known without
+        reading it: one lookup for what a FETCH of a big folder asks of every message."""
+        size, envelope = self.cache.summary(self._space(), entry.uid)
+        if size is None and "," in entry.name:
+            size = maildir.name_size(entry.name, "W")
+        return size, envelope
+
+    def remember_all(self, entry: Entry, size: int | None, values: dict[str, bytes]) -> None:
+        """Keep in the cache what was derived from a message (msgcache.FIELDS) and its size."""
+        self.cache.put_many(self._space(), entry.uid, size, values)
 
     def cached(self, entry: Entry, field: str) -> bytes | None:
         """A value derived from the message (msgcache.FIELDS), if the cache has it."""

@@ -8,7 +8,7 @@ without PEEK sets \\Seen (read-write mailboxes) and the response then carries th
 
 from __future__ import annotations
 
-from common.store import SEEN, Entry, StoreError, memory, to_crlf
+from common.store import SEEN, Entry, StoreError, crlf_size, memory, to_crlf
 from imapd import responses as r
 from imapd.commands.base import enable_condstore, expect, store_errors
 from imapd.message import MessageView, envelope_of, known_fields
@@ -16,7 +16,7 @@ from imapd.mime import split_header
 from imapd.parser import BodySection, Command, FetchArgs, parse_fetch_command
 from imapd.qresync import vanished_earlier
 from imapd.responses import bad
-from imapd.search import SEARCH_FIELDS, searched_headers
+from imapd.search import searched_headers
 from imapd.selected import Selected
 from imapd.session import Session
 from imapd.states import SELECTED, Result, Spec
@@ -31,12 +31,16 @@ class Content:
     whole file when a size miss read that already), and only body items parse the whole file.
     The file is read once per response whatever asks for it."""
 
-    __slots__ = ("_full", "_raw", "entry", "view")
+    __slots__ = ("_envelope", "_full", "_looked", "_new", "_raw", "_size", "entry", "view")
 
     def __init__(self, view: Selected, entry: Entry) -> None:
         self.view, self.entry = view, entry
         self._full: MessageView | None = None
         self._raw: bytes | None = None  # the stored bytes (LF line ends)
+        self._looked = False  # the cache was asked for size and envelope
+        self._size: int | None = None
+        self._envelope: bytes | None = None
+        self._new: dict[str, bytes] | None = None  # derived here, for the cache (finish())
 
     def raw(self) -> bytes:
         if self._raw is None:
@@ -48,15 +52,43 @@ class Content:
             self._full = MessageView(to_crlf(self.raw()))
         return self._full
 
+    # RFC822.SIZE and ENVELOPE are what a client asks of every message of a folder: the cache
+    # is asked for both in one lookup, and what was derived is cached in one call (finish()).
+
+    def _look(self) -> None:
+        if not self._looked:
+            self._looked = True
+            self._size, self._envelope = self.view.mailbox.summary(self.entry)
+
     def size(self) -> int:
-        mailbox = self.view.mailbox
-        size = mailbox.known_size(self.entry)
-        if size is None:
-            size = mailbox.size(self.entry, self.raw())
-        return size
+        self._look()
+        if self._size is None:
+            self._size = crlf_size(self.raw())
+            self._new = self._new or {}
+        return self._size
+
+    def envelope(self) -> bytes:
+        self._look()
+        if self._envelope is None:
+            data = self._raw if self._raw is not None else self.view.mailbox.read_header(self.entry)
+            fields = known_fields(header_block(data))
+            self._new = self._new or {}
+            self._envelope = self._new["envelope"] = envelope_of(fields)
+            # The header is read now: the fields SEARCH looks at are cached with it, so a
+            # SEARCH FROM or SUBJECT after a FETCH of envelopes reads no file.
+            self._new["headers"] = searched_headers(fields)
+        return self._envelope
+
+    def finish(self) -> None:
+        """Cache what this response derived."""
+        if self._new is not None:
+            size = self._size if self._raw is not None else None
+            self.view.mailbox.remember_all(self.entry, size, self._new)
 
     def derived(self, item: str) -> bytes:
         """ENVELOPE, BODYSTRUCTURE or BODY, from the cache or computed and cached."""
+        if item == "ENVELOPE":
+            return self.envelope()
         mailbox, field = self.view.mailbox, CACHED_ITEMS[item]
         value = mailbox.cached(self.entry, field)
         if value is None:
@@ -65,16 +97,6 @@ class Content:
         return value
 
     def _compute(self, item: str) -> bytes:
-        if item == "ENVELOPE":
-            if self._raw is not None:
-                header = header_block(self._raw)
-            else:
-                header = self.view.mailbox.read_header(self.entry)
-            fields = known_fields(header)
-            # The header is read now: the fields SEARCH looks at are cached with it, so a
-            # SEARCH FROM or SUBJECT after a FETCH of envelopes reads no file.
-            self.view.mailbox.remember(self.entry, SEARCH_FIELDS, searched_headers(fields))
-            return envelope_of(fields)
         message = self.full()
         return message.bodystructure() if item == "BODYSTRUCTURE" else message.body()
 
@@ -112,7 +134,9 @@ def cmd_fetch(session: Session, command: Command) -> Result:
     failed = 0
     for seq, entry in targets:
         try:
-            response = render(view, seq, entry, items, Content(view, entry), args.marks_seen)
+            content = Content(view, entry)
+            response = render(view, seq, entry, items, content, args.marks_seen)
+            content.finish()
         except StoreError:
             # Expunged by another session meanwhile (its size or content is gone too): nothing
             # to send for it; the EXPUNGE follows at a later command (RFC 3501 7.4.1).

@@ -120,3 +120,22 @@ def test_read_header_stops_at_the_blank_line(tmp_path: Path) -> None:
     long_header = b"X-Long: " + b"y" * 20_000 + b"\n\nbody"
     message = maildir.deliver(folder, long_header)
     assert maildir.read_header(folder, message) == long_header[:-4]
+
+
+def test_new_values_in_any_order(tmp_path: Path) -> None:
+    cache = MessageCache(tmp_path)
+    for uid in (5, 3, 9, 1):
+        cache.put(SPACE, uid, "envelope", b"E%d" % uid)
+        cache.put_size(SPACE, uid, uid)
+    cache.put(SPACE, 3, "headers", b"H3")
+    assert [cache.get(SPACE, u, "envelope") for u in (1, 3, 5, 9, 7)] == [
+        b"E1",
+        b"E3",
+        b"E5",
+        b"E9",
+        None,
+    ]
+    cache.save(SPACE, [1, 3, 5, 9])
+    again = MessageCache(tmp_path)
+    assert again.sizes(SPACE, array("I", [1, 3, 5, 9])) == [1, 3, 5, 9]
+    assert again.get(SPACE, 3, "headers") == b"H3" and again.get(SPACE, 5, "headers") is None
