@@ -197,8 +197,8 @@ def _simple(m: re.Match[str]) -> Address:
         # addr-spec with at most one plain comment: the comment is the personal name, as the
         # full parser has it (_addr_spec)
         comment = m.group(7)
-        name = comment.strip(" \t") if comment else None
-        return Address(name or None, None, m.group(5), m.group(6))
+        personal = comment.strip(" \t") if comment else None
+        return Address(personal or None, None, m.group(5), m.group(6))
     if m.group(1):
         name: str | None = " ".join(m.group(1).split())
     else:
@@ -305,20 +305,22 @@ def addresses(value: str | None) -> bytes:
     out = []
     for m in _SIMPLE_ADDRESS.finditer(value):
         words, quoted_name, mailbox, host, bare, bare_host, comment = m.groups()
+        personal: str | None
         if mailbox is None:
-            name = comment.strip(" \t") if comment else None
+            personal = comment.strip(" \t") if comment else None
             mailbox, host = bare, bare_host
         else:
-            name = " ".join(words.split()) if words else quoted_name
-        whole = (name or "") + mailbox + host
+            personal = " ".join(words.split()) if words else quoted_name
+        whole = (personal or "") + mailbox + host
         if whole.isascii() and not _SPECIAL.search(whole):  # all three quoted as they are
-            if name:
-                out.append(f'("{name}" NIL "{mailbox}" "{host}")'.encode("ascii"))
+            if personal:
+                out.append(f'("{personal}" NIL "{mailbox}" "{host}")'.encode("ascii"))
             else:
                 out.append(f'(NIL NIL "{mailbox}" "{host}")'.encode("ascii"))
         else:
             out.append(
-                b"(%s NIL %s %s)" % (nstring(name or None), imap_string(mailbox), imap_string(host))
+                b"(%s NIL %s %s)"
+                % (nstring(personal or None), imap_string(mailbox), imap_string(host))
             )
     return b"(" + b"".join(out) + b")"
 

@@ -160,10 +160,10 @@ def key_matches(key: Key, item: Candidate) -> bool:  # noqa: PLR0911 (a table of
 def text_matches(key: Key, item: Candidate) -> bool:
     needle = key.text.lower()
     if key.name in ADDRESS_KEYS:
-        values = item.headers().split(b"\1")[SEARCHED.index(key.name)]
+        segment = item.headers().split(b"\1")[SEARCHED.index(key.name)]
         if not needle:
-            return bool(values)
-        return needle.encode("utf-8", "surrogatepass") in values
+            return bool(segment)
+        return needle.encode("utf-8", "surrogatepass") in segment
     if key.name == "HEADER":
         values = item.message.header_values(key.header)
         return bool(values) and (not needle or any(needle in v.lower() for v in values))

@@ -193,7 +193,7 @@ class Selected:
         message."""
         if uid:
             highest = self.entries[-1].uid if self.entries else 0
-            found = []
+            found: list[tuple[int, Entry]] = []
             for low, high in seqset.resolve(highest):
                 first = bisect.bisect_left(self.entries, low, key=UID)
                 last = bisect.bisect_right(self.entries, high, key=UID)

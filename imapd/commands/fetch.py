@@ -8,12 +8,15 @@ without PEEK sets \\Seen (read-write mailboxes) and the response then carries th
 
 from __future__ import annotations
 
+import contextlib
+
 from common.store import SEEN, Entry, StoreError, crlf_size, memory, to_crlf
 from imapd import responses as r
 from imapd.commands.base import enable_condstore, expect, store_errors
 from imapd.message import MessageView, envelope_of, known_fields
 from imapd.mime import split_header
 from imapd.parser import BodySection, Command, FetchArgs, parse_fetch_command
+from imapd.prefetch import MIN_MISSES, Derived, Prefetch, prefetching
 from imapd.qresync import vanished_earlier
 from imapd.responses import bad
 from imapd.search import searched_headers
@@ -31,7 +34,17 @@ class Content:
     whole file when a size miss read that already), and only body items parse the whole file.
     The file is read once per response whatever asks for it."""
 
-    __slots__ = ("_envelope", "_full", "_looked", "_new", "_raw", "_size", "entry", "view")
+    __slots__ = (
+        "_envelope",
+        "_full",
+        "_looked",
+        "_new",
+        "_new_size",
+        "_raw",
+        "_size",
+        "entry",
+        "view",
+    )
 
     def __init__(self, view: Selected, entry: Entry) -> None:
         self.view, self.entry = view, entry
@@ -41,6 +54,7 @@ class Content:
         self._size: int | None = None
         self._envelope: bytes | None = None
         self._new: dict[str, bytes] | None = None  # derived here, for the cache (finish())
+        self._new_size = False
 
     def raw(self) -> bytes:
         if self._raw is None:
@@ -65,6 +79,7 @@ class Content:
         if self._size is None:
             self._size = crlf_size(self.raw())
             self._new = self._new or {}
+            self._new_size = True
         return self._size
 
     def envelope(self) -> bytes:
@@ -79,10 +94,18 @@ class Content:
             self._new["headers"] = searched_headers(fields)
         return self._envelope
 
+    def take(self, derived: Derived | None) -> None:
+        """Size, ENVELOPE and searched headers derived by the prefetch helper."""
+        if derived is not None:
+            self._looked = True
+            self._size, self._envelope, headers = derived
+            self._new = {"envelope": self._envelope, "headers": headers}
+            self._new_size = True
+
     def finish(self) -> None:
         """Cache what this response derived."""
         if self._new is not None:
-            size = self._size if self._raw is not None else None
+            size = self._size if self._new_size else None
             self.view.mailbox.remember_all(self.entry, size, self._new)
 
     def derived(self, item: str) -> bytes:
@@ -132,22 +155,41 @@ def cmd_fetch(session: Session, command: Command) -> Result:
         # RFC 7162 3.1: once CONDSTORE is on, every untagged FETCH carries MODSEQ.
         items.append("MODSEQ")
     failed = 0
-    for seq, entry in targets:
-        try:
-            content = Content(view, entry)
-            response = render(view, seq, entry, items, content, args.marks_seen)
-            content.finish()
-        except StoreError:
-            # Expunged by another session meanwhile (its size or content is gone too): nothing
-            # to send for it; the EXPUNGE follows at a later command (RFC 3501 7.4.1).
-            failed += 1
-            continue
-        session.send(response)
+    with helping(session, view, targets, items) as helper:
+        for index, (seq, entry) in enumerate(targets):
+            try:
+                content = Content(view, entry)
+                if helper is not None and helper.mine(index):
+                    content.take(helper.get(entry))
+                response = render(view, seq, entry, items, content, args.marks_seen)
+                content.finish()
+            except StoreError:
+                # Expunged by another session meanwhile (its size or content is gone too):
+                # nothing to send for it; the EXPUNGE follows later (RFC 3501 7.4.1).
+                failed += 1
+                continue
+            session.send(response)
     if len(targets) > memory.BIG_WORK:
         memory.release()  # what rendering that many responses used, back to the system
     if failed:
         return r.EXPUNGE_ISSUED
     return "FETCH completed"
+
+
+def helping(
+    session: Session, view: Selected, targets: list[tuple[int, Entry]], items: list
+) -> contextlib.AbstractContextManager[Prefetch | None]:
+    """A prefetch helper (imapd/prefetch.py) for a FETCH of the envelopes of a big folder that
+    the cache does not have yet."""
+    if "ENVELOPE" not in items or len(targets) < MIN_MISSES:
+        return contextlib.nullcontext()
+    mailbox = view.mailbox
+
+    def misses(entry: Entry) -> bool:
+        return None in mailbox.summary(entry)
+
+    entries = [entry for _seq, entry in targets]
+    return prefetching(mailbox.read, entries, misses, session.io.sock.fileno())
 
 
 def mark_seen(view: Selected, entries: list[Entry]) -> None:
