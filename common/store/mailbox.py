@@ -405,6 +405,10 @@ class Mailbox:
         """Keep in the cache what was derived from a message (msgcache.FIELDS) and its size."""
         self.cache.put_many(self._space(), entry.uid, size, values)
 
+    def cached_column(self, entries: list[Entry], field: str) -> list[bytes | None]:
+        """cached() of each of `entries` (in UID order), in one walk of the cache."""
+        return self.cache.column(self._space(), array("I", map(UID_OF, entries)), field)
+
     def cached(self, entry: Entry, field: str) -> bytes | None:
         """A value derived from the message (msgcache.FIELDS), if the cache has it."""
         return self.cache.get(self._space(), entry.uid, field)

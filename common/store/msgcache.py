@@ -226,6 +226,36 @@ class MessageCache:
             return list(stored.sizes)
         return [self.size(space, uid) for uid in uids]
 
+    def column(self, space: str, uids: array[int], field: str) -> list[bytes | None]:
+        """get() of each of `uids` (ascending): one walk along the stored rows and a read of
+        their data front to back, as SEARCH of a whole folder wants it."""
+        self._use(space)
+        index = FIELDS.index(field)
+        stored = self._load()
+        fresh = self._fresh
+        position = stored.fields.index(field) if stored and field in stored.fields else -1
+        found: list[bytes | None] = []
+        row = 0
+        for uid in uids:
+            value = None
+            if fresh:
+                new = fresh.row(uid)
+                if new >= 0:
+                    value = fresh.value(new, index)
+            if value is None and stored is not None and position >= 0:
+                rows = stored.uids
+                if row >= len(rows) or rows[row] != uid:
+                    row = bisect.bisect_left(rows, uid, row)
+                if row < len(rows) and rows[row] == uid:
+                    try:
+                        value = stored.value(row, position)
+                    except (OSError, ValueError):  # replaced and gone, or damaged
+                        self._drop()
+                        stored = None
+                    row += 1
+            found.append(value)
+        return found
+
     def get(self, space: str, uid: int, field: str) -> bytes | None:
         index = FIELDS.index(field)
         self._use(space)

@@ -137,6 +137,25 @@ def check_changedsince(view: View, maildir: Path, since: int) -> None:
     assert got == {uid for uid, modseq in modseqs.items() if modseq > since}
 
 
+def check_search(client: Raw, maildir: Path) -> None:
+    """SEARCH FROM and SUBJECT over the whole folder, from the headers (the first time) and
+    from the cache of searched headers (the second), alone and inside a larger criterion."""
+    table = UidStore(maildir).load()
+    assert table is not None
+    uid_of = {int(re.search(r"\.M(\d+)P", e.key).group(1)): e.uid for e in table.entries}
+    wanted = sorted(uid_of[n] for n in uid_of if "123" in str(n) and str(n).startswith("123"))
+    for _pass in range(2):
+        assert search(client, 'UID SEARCH FROM "SENDER123"') == wanted
+        assert search(client, 'UID SEARCH SUBJECT "message 123"') == wanted
+        assert search(client, 'UID SEARCH NOT NOT FROM "sender123"') == wanted
+        assert search(client, 'UID SEARCH FROM "nobody"') == []
+
+
+def search(client: Raw, command: str) -> list[int]:
+    [line] = client.ok(command)
+    return sorted(int(n) for n in line.split()[2:])
+
+
 @pytest.mark.parametrize("rounds", [6])
 def test_a_big_folder_changed_by_everyone_between_commands(daemons, site, pop3d, rounds):
     maildir = site.mail / "alice"
@@ -153,6 +172,7 @@ def test_a_big_folder_changed_by_everyone_between_commands(daemons, site, pop3d,
     assert len(view.uids) == COUNT
     view.apply(client.ok("FETCH 1:* (UID FLAGS)"), now)
     assert view.as_dict() == now and len(now) == COUNT
+    check_search(client, maildir)
     other = imapd.raw_login()
     other.ok("SELECT INBOX")
     for round_ in range(rounds):
