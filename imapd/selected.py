@@ -12,6 +12,8 @@ QRESYNC is enabled (3.2.10.2), expunges are reported as one `VANISHED <uids>` in
 from __future__ import annotations
 
 import bisect
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from operator import attrgetter
 
@@ -35,7 +37,7 @@ class Selected:
     # uid -> letters this session reported since the last refresh (a STORE, a \Seen by FETCH),
     # so that refresh does not report them a second time.
     reported: dict[int, str] = field(default_factory=dict)
-    recent: set[int] = field(default_factory=set)
+    recent: UidSet = field(default_factory=lambda: UidSet())
     gone: set[int] = field(default_factory=set)  # vanished, EXPUNGE not yet sent
     uidvalidity: int = 0
     uidnext: int = 1
@@ -51,7 +53,7 @@ class Selected:
         view = cls(mailbox.name, mailbox, readonly)
         view._take(snap)
         view.entries = snap.entries  # a list of its own: Mailbox.snapshot() copies
-        view.recent = {e.uid for e in view.entries if e.claimed or e.subdir == "new"}
+        view.recent = UidSet(e.uid for e in view.entries if e.claimed or e.subdir == "new")
         mailbox.drain_changes()  # the snapshot has them all
         return view
 
@@ -225,6 +227,41 @@ class Selected:
             if SEEN not in entry.letters:
                 return seq
         return None
+
+
+class UidSet:
+    """A set of UIDs as a sorted array: the \\Recent UIDs of the first session on a folder of
+    100,000 new messages take 400 KB, not the 4 MB of a set of ints. add, discard, in, len."""
+
+    __slots__ = ("_uids",)
+
+    def __init__(self, uids: Iterable[int] = ()) -> None:
+        self._uids = array("I", sorted(uids))  # each once (a folder's UIDs are)
+
+    def _index(self, uid: int) -> int:
+        return bisect.bisect_left(self._uids, uid)
+
+    def __contains__(self, uid: object) -> bool:
+        if not isinstance(uid, int):
+            return False
+        index = self._index(uid)
+        return index < len(self._uids) and self._uids[index] == uid
+
+    def __len__(self) -> int:
+        return len(self._uids)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._uids)
+
+    def add(self, uid: int) -> None:
+        index = self._index(uid)
+        if index == len(self._uids) or self._uids[index] != uid:
+            self._uids.insert(index, uid)
+
+    def discard(self, uid: int) -> None:
+        index = self._index(uid)
+        if index < len(self._uids) and self._uids[index] == uid:
+            del self._uids[index]
 
 
 def vanished_line(uids: list[int], earlier: bool) -> bytes:

@@ -115,24 +115,28 @@ class Mailbox:
         if not intact or self._unrecorded or listing.differs(self._require_table()):
             self._record(listing)
         big = self.table is not None and len(self.table.entries) > memory.BIG_WORK
-        if big and empty:
-            self._reread(listing.claimed)
         if big and (loaded or empty or listing.size() > memory.BIG_WORK):
             del listing
+            if empty:
+                self._reread()
             memory.release()  # what loading or listing a big folder used, back to the system
         return self.snapshot()
 
-    def _reread(self, claimed: set[str]) -> None:
+    def _reread(self) -> None:
         """Read the table again from the base just written: the first sync of a big folder made
         its entries among much short-lived work, spread over memory that cannot be given back
-        while they live; read at once they sit together. Nobody holds them yet (the table was
-        empty), so they may be replaced."""
+        while they live; read at once, after the first ones are gone, they sit together.
+        Nobody holds them yet (the table was empty), so they may be replaced."""
+        claimed = array("I", (e.uid for e in self._require_table().entries if e.claimed))
+        self.table = None  # freed before the new one is made
+        memory.release()
         fresh = self.uids.load()
-        if fresh is None:
+        if fresh is None:  # gone meanwhile: snapshot() says so, the next sync starts again
+            self._dirs = {sub: DirState() for sub in SUBDIRS}
             return
         with memory.paused_gc():
-            for name in claimed:
-                entry = fresh.by_location.get(name)
+            for uid in claimed:
+                entry = fresh.find(uid)
                 if entry is not None:
                     entry.claimed = True
         self.table = fresh  # (the entries are new to any holder: above the UIDs it knew)

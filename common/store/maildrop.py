@@ -104,7 +104,8 @@ class Maildrop:
             sizes = mailbox.sizes(entries)
             with memory.paused_gc():
                 messages = list(map(DropMessage, entries, sizes))
-            mailbox.save_caches()
+            if mailbox.cache.dirty:  # sizes read from files: for the next login
+                mailbox.save_caches()
         except BaseException:
             lock.release()
             raise

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from common.store import maildir
+from common.store import maildir, memory
 from common.store.errors import StoreError, TooManyKeywords
 from common.store.flags import letters_of
 from common.store.mailbox import Mailbox, Snapshot
@@ -516,3 +516,22 @@ def test_unique_names_differ() -> None:
 def test_letters_of() -> None:
     assert letters_of("123.M1P2.host,S=5:2,FS") == "FS"
     assert letters_of("123.M1P2.host") == ""
+
+
+def test_first_sync_of_a_big_folder(inbox: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first sync of a big folder (made small here) reads its table again from the base it
+    wrote, to keep the session's memory small: the same UIDs, \\Recent kept, and the table in
+    step with the folder afterwards."""
+    monkeypatch.setattr(memory, "BIG_WORK", 20)
+    deliver_many(inbox, 60)
+    box = Mailbox(inbox)
+    snap = box.sync(claim_recent=True)
+    assert uids(snap) == list(range(1, 61))
+    assert all(entry.recent and entry.claimed for entry in snap.entries)
+    assert box.table is not None and box.table.entries[0] is snap.entries[0]
+    assert box.poll() is None
+    deliver_many(inbox, 1, start=60)
+    os.utime(inbox / "new", (time.time() + 5, time.time() + 5))  # a new mtime, surely
+    polled = box.poll(claim_recent=True)
+    assert polled is not None and uids(polled)[-1] == 61
+    assert by_key(Mailbox(inbox).sync()) == by_key(polled)
