@@ -7,8 +7,10 @@ errors of `errors.py`; it never formats protocol text.
     FolderTree.for_user(base, user)   a user's folders: names, create, delete, rename,
                                       subscriptions, special use, quota
     FolderTree.open(name)             a folder by name: (Mailbox, Snapshot of its first sync)
-    Mailbox                           one folder with UIDs, flags, MODSEQs: poll, sync, read,
-                                      read_header, size, set_letters, append, copy_in, expunge
+    Mailbox                           one folder with UIDs, flags, MODSEQs: poll, sync, resync,
+                                      drain_changes (what changed since), read, read_header,
+                                      size, sizes, summary and cached/remember (the cache),
+                                      set_letters + commit_flags, append, copy_in, expunge
     Maildrop.open(base, user)         the POP3 maildrop: locked listing, login stamp, commit
     memory.release()                  freed memory back to the system after work on a big folder
     create_user_maildir(base, user)   a whole user's maildir (MSMP ADD)

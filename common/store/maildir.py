@@ -189,9 +189,15 @@ def dir_fds(folder: Path, subs: tuple[str, ...]) -> Iterator[tuple[int, ...]]:
 
 def find_by_key(folder: Path, key: str) -> MessageFile | None:
     """A message whose flags (and so its name) another session changed since we listed it."""
-    for message in list_messages(folder):
-        if message.key == key:
-            return message
+    with_info = key + ":"
+    for sub in ("cur", "new"):
+        try:
+            names = list_names(folder, sub)
+        except MailboxNotFound:
+            return None
+        for name in names:
+            if name == key or name.startswith(with_info):
+                return MessageFile(sub, name)
     return None
 
 

@@ -6,9 +6,10 @@ keepalive). Replies: `+ idling`, then untagged updates as changes happen, `* OK 
 any other line (it ends the IDLE), `* BYE` when the IDLE outlasts `idle_timeout` (30 minutes).
 
 The child waits on the socket and on the folder at once: between polls of the socket it looks at
-the folder (the mtimes of new/ and cur/ and the uidlist's identity; a listing only when one of
-them moved), so a delivery, a flag change or an expunge by any session or program is pushed within
-POLL_INTERVAL plus the time to read the folder. Decimail used a database trigger (seed 001); a
+the folder (the mtimes of new/ and cur/ and the uidlist's change log; the new log records, or a
+listing of a directory another program changed, only when one of them moved), so a delivery, a
+flag change or an expunge by any session or program is pushed within POLL_INTERVAL plus the
+time to read what changed. Decimail used a database trigger (seed 001); a
 Maildir needs none.
 """
 

@@ -16,6 +16,7 @@ from common.store import StoreError, maildir
 from common.store.mailbox import Mailbox
 from imapd import prefetch
 from imapd.message import MessageView
+from support.daemons import wait_for
 from support.imap import start_imapd
 
 
@@ -84,7 +85,8 @@ def test_a_vanished_message_and_a_dead_helper(tmp_path: Path) -> None:
 
 def test_a_big_first_fetch_of_envelopes(daemons, site):
     """2,500 messages never seen: the first FETCH of envelopes (with a helper) answers what the
-    second one (from the cache) answers, and no helper is left behind."""
+    second one (from the cache) answers, and what one after the cache was deleted answers; no
+    helper is left behind."""
     path = site.mail / "alice"
     maildir.ensure_maildir(path)
     for number in range(2500):
@@ -100,5 +102,13 @@ def test_a_big_first_fetch_of_envelopes(daemons, site):
     second = client.ok("UID FETCH 1:* (UID RFC822.SIZE ENVELOPE)")
     assert len(first) == 2500 and first == second
     assert re.search(rb'ENVELOPE \(NIL "=\?utf-8\?b\?w6Q=\?= 7" \(\("Someone 7"', first[7])
+    client.ok("LOGOUT")
+    # The cache is disposable: deleted, it is rebuilt, and the answers are the same.
+    cache = path / "maildaemons-cache"
+    wait_for(cache.exists, what="the cache written at LOGOUT")
+    cache.unlink()
+    client = server.raw_login()
+    client.ok("SELECT INBOX")
+    assert client.ok("UID FETCH 1:* (UID RFC822.SIZE ENVELOPE)") == first
     client.ok("LOGOUT")
     server.assert_healthy()
