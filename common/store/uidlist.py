@@ -61,11 +61,12 @@ import os
 import re
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import common.store.memory as memory
 from common.store.atomic import LockBusy, atomic_write, locked
+from common.store.errors import StoreError
 from common.store.flags import letters_of
 from common.store.maildir import MessageFile
 
@@ -659,6 +660,21 @@ def file_stamp(path: Path) -> Stamp | None:
     return (info.st_ino, info.st_size, info.st_mtime_ns)
 
 
+def opened_stamp(path: Path) -> Stamp | None:
+    """file_stamp() as open(2) sees the file: over NFS, stat() may answer from the attribute
+    cache for seconds, open() asks the server (close-to-open consistency). Under the lock a
+    writer must see what the last writer wrote, from whichever host."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        info = os.fstat(fd)
+    finally:
+        os.close(fd)
+    return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+
 class Transaction:
     """Changes to a folder's table under its lock; each one is applied to the table at once and
     written to the change log (or a new base) when the transaction ends without error."""
@@ -761,12 +777,14 @@ class UidStore:
         """Whether the files moved since the table was loaded or last caught up."""
         return file_stamp(self.path) != self._base or file_stamp(self.log_path) != self._log
 
-    def refresh(self, table: UidList) -> bool:
+    def refresh(self, table: UidList, locked: bool = False) -> bool:
         """Bring `table` up to date in place: the new log records, or everything again when the
         base was replaced (another process compacted). False when the folder's uidlist is gone
-        or damaged (the table is left as it was)."""
-        same_base = self._base is not None and file_stamp(self.path) == self._base
-        if same_base and self._follow_log(table):
+        or damaged (the table is left as it was). `locked`: under the lock, where the files are
+        looked at as open(2) sees them (see opened_stamp)."""
+        stamp_of = opened_stamp if locked else file_stamp
+        same_base = self._base is not None and stamp_of(self.path) == self._base
+        if same_base and self._follow_log(table, stamp_of):
             return True
         fresh = self.load()
         if fresh is None:
@@ -774,10 +792,12 @@ class UidStore:
         table.merge(fresh)
         return True
 
-    def _follow_log(self, table: UidList) -> bool:
+    def _follow_log(
+        self, table: UidList, stamp_of: Callable[[Path], Stamp | None] = file_stamp
+    ) -> bool:
         """Apply the log records not applied yet; False when the log was replaced under us (then
         the base was too, and the caller loads again)."""
-        stamp = file_stamp(self.log_path)
+        stamp = stamp_of(self.log_path)
         if stamp is None or not table.generation:
             self._log, self._log_ok = stamp, False
             return True
@@ -826,16 +846,16 @@ class UidStore:
         with locked(self.path):
             if table is None:
                 table = self.load() or self._initial()
-            elif not self.refresh(table):
+            elif not self.refresh(table, locked=True):
                 table.merge(self._initial())  # the uidlist vanished or was damaged
             transaction = Transaction(table)
             try:
                 yield transaction
+                if transaction.changed or not self._base:
+                    self._commit(transaction)
             except BaseException:
                 self._base = None  # the table was changed and not written: load it again
                 raise
-            if transaction.changed or not self._base:
-                self._commit(transaction)
 
     def _commit(self, transaction: Transaction) -> None:
         table = transaction.table
@@ -854,9 +874,15 @@ class UidStore:
         self._append(text.encode("utf-8", "surrogateescape"), transaction.durable)
 
     def _append(self, text: bytes, durable: bool) -> None:
-        fd = os.open(self.log_path, os.O_WRONLY)
+        fd = os.open(self.log_path, os.O_RDWR)
         try:
-            if os.fstat(fd).st_size != self._log_offset:
+            size = os.fstat(fd).st_size
+            if size != self._log_offset:
+                tail = os.pread(fd, size - self._log_offset, self._log_offset)
+                if size < self._log_offset or read_log(tail, 0)[0]:
+                    # Records this process has not read, though it caught up under the lock:
+                    # never cut those off (the table is read again, the change fails).
+                    raise StoreError(f"{self.log_path} changed under the lock")
                 # A torn or damaged tail (a writer killed mid-write): cut it off first, or the
                 # next record would be glued to it and lost.
                 os.ftruncate(fd, self._log_offset)

@@ -11,6 +11,7 @@ import pytest
 
 from common.store import maildir, uidlist
 from common.store.atomic import atomic_write
+from common.store.errors import StoreError
 from common.store.mailbox import Mailbox
 from common.store.uidlist import (
     UIDLIST,
@@ -251,3 +252,27 @@ def test_a_reader_between_the_two_renames_of_a_compaction_follows_the_new_log(
     writer.expunge([e for e in writer.sync().entries if e.uid == 4])
     snap = reader.poll()
     assert snap is not None and [e.uid for e in snap.entries] == [1, 2, 3, uid] == [1, 2, 3, 5]
+
+
+def test_records_it_has_not_read_are_never_cut_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that did not see another's records under the lock (an NFS client's stale
+    attributes, made certain here) must fail its change, not cut those records off as a torn
+    tail; then it reads the table again and the change goes through."""
+    folder = folder_with(tmp_path, 3)
+    mine, other = Mailbox(folder), Mailbox(folder)
+    entries = mine.sync().entries
+    other.sync()
+    other.append(b"Subject: theirs\n\nbody\n", "", None)
+    theirs = (folder / UIDLIST_LOG).read_bytes()
+    real_follow = UidStore._follow_log
+    monkeypatch.setattr(UidStore, "_follow_log", lambda self, table, stamp_of=None: True)
+    assert mine.set_letters(entries[0], "S")
+    with pytest.raises(StoreError):
+        mine.commit_flags([entries[0]])
+    assert (folder / UIDLIST_LOG).read_bytes() == theirs, "their record is still there"
+    monkeypatch.setattr(UidStore, "_follow_log", real_follow)
+    snap = mine.sync()
+    assert [e.uid for e in snap.entries] == [1, 2, 3, 4]
+    assert snap.entries[0].letters == "S" and state(folder)[0][2] == snap.entries[0].name
