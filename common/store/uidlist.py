@@ -694,14 +694,16 @@ class Transaction:
         if len(self.records) > BULK_RECORDS:
             self.rewrite, self.records = True, []
 
-    def add(self, subdir: str, name: str) -> Entry:
-        """A new message: the next UID, a new MODSEQ."""
+    def add(self, subdir: str, name: str, extra: str = "") -> Entry:
+        """A new message: the next UID, a new MODSEQ; `extra`, per-message fields (see the module
+        docstring: an upper-case letter and a value each, separated by spaces)."""
         table = self.table
-        entry = Entry(table.uidnext, table.next_modseq(), subdir, name)
+        entry = Entry(table.uidnext, table.next_modseq(), subdir, name, extra=extra)
         table.uidnext += 1
         table.add(entry)
         table.touched.add(entry.uid)
-        self._record(f"A {entry.uid} {entry.modseq} :{entry.location}")
+        fields = f" {extra}" if extra else ""
+        self._record(f"A {entry.uid} {entry.modseq}{fields} :{entry.location}")
         self.durable = True
         return entry
 

@@ -276,3 +276,22 @@ def test_records_it_has_not_read_are_never_cut_off(
     snap = mine.sync()
     assert [e.uid for e in snap.entries] == [1, 2, 3, 4]
     assert snap.entries[0].letters == "S" and state(folder)[0][2] == snap.entries[0].name
+
+
+def test_per_message_fields_go_through_the_log_and_the_base(tmp_path: Path) -> None:
+    """Room for per-message data (a save date, an object id): fields given to a new message are
+    in its log record, survive a compaction, and read back."""
+    folder = folder_with(tmp_path, 1)
+    box = Mailbox(folder)
+    box.sync()
+    with box.uids.update(box.table) as tx:
+        tx.add("cur", "1700000000.M9P9.host:2,", extra="S1700000000 O0a1b")
+    log = (folder / UIDLIST_LOG).read_bytes()
+    assert b" A 2 3 S1700000000 O0a1b :1700000000.M9P9.host:2,\n" in log
+    loaded = UidStore(folder).load()
+    assert loaded is not None
+    assert [(e.uid, e.extra) for e in loaded.entries] == [(1, ""), (2, "S1700000000 O0a1b")]
+    UidStore(folder).compact(loaded)
+    again = UidStore(folder).load()
+    assert again is not None
+    assert [(e.uid, e.extra) for e in again.entries] == [(1, ""), (2, "S1700000000 O0a1b")]
