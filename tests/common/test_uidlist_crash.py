@@ -155,7 +155,9 @@ def test_sigkill_loses_no_flag_and_no_uid(tmp_path: Path, fault: str) -> None:
     rng = random.Random(f"crash-{fault}")
     kills = 0
     for round_ in range(12):
-        acks = CTX.Queue()
+        # A SimpleQueue writes each acknowledgement before put() returns: a Queue's feeder
+        # thread would lose the last ones with the child.
+        acks = CTX.SimpleQueue()
         child = CTX.Process(target=worker, args=(str(folder), round_ + 1, acks, fault))
         child.start()
         deadline = time.monotonic() + rng.uniform(0.05, 0.4)
