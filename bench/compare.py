@@ -69,6 +69,7 @@ class Server:
     pid: int  # master: PSS and CPU are summed over it and its descendants
     stop: Callable[[], None]
     log: Path
+    ports: dict[str, int] = field(default_factory=dict)  # Dovecot: every protocol's port
 
 
 @dataclass
@@ -411,7 +412,7 @@ def start_dovecot(
     pid = master_pid()
     version = dovecot_version()
     label = f"dovecot {version} ({'tuned' if tuned else 'default'})"
-    server = Server("dovecot", label, ports[protocol], pid, stop, log_path)
+    server = Server("dovecot", label, ports[protocol], pid, stop, log_path, ports)
     if not wait_for_greeting(server.port, lambda: process_alive(pid), START_TIMEOUT):
         stop()
         raise RuntimeError(f"dovecot does not answer on port {server.port}:\n{tail(log_path)}")
@@ -820,6 +821,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     big.add_argument(
         "--big-bodies", type=int, default=50, help="random BODY[] fetches per session (default 50)"
     )
+    big.add_argument(
+        "--big-kind",
+        choices=("auto", *bigmailbox.KINDS),
+        default="auto",
+        help="messages: mixed (issue 5's, about 30 KB), small (issue 15's, 1-6 KB); auto: "
+        f"small from {bigmailbox.SMALL_FROM} messages on (default auto)",
+    )
+    big.add_argument(
+        "--big-cache",
+        type=Path,
+        metavar="DIR",
+        help="generate the big mailbox's messages once into DIR and copy them from there on "
+        "later runs (default: generated for each run)",
+    )
+    big.add_argument(
+        "--big-search-passes",
+        type=int,
+        default=2,
+        help="SEARCH sessions per server after the passes (FROM, SUBJECT, BODY; default 2)",
+    )
+    big.add_argument(
+        "--big-pop3-passes",
+        type=int,
+        default=3,
+        help="POP3 sessions (login, STAT, UIDL) per server on the big maildrop (default 3)",
+    )
     args = parser.parse_args(argv)
     if args.big and args.protocol != "imap":
         parser.error("--big is IMAP only (--protocol imap)")
@@ -1033,15 +1060,18 @@ def run_rates_and_holds(
 
 def run_big(args: argparse.Namespace, work: Path, servers: list[Server]) -> bigmailbox.BigResult:
     """The big mailbox (bench/bigmailbox.py): one user, each server its own copy of the same
-    messages, `--big-passes` sessions per server alternating between them, the first cold."""
+    messages, `--big-passes` IMAP sessions per server alternating between them, the first cold;
+    then `--big-search-passes` SEARCH sessions and `--big-pop3-passes` POP3 sessions the same
+    way (our pop3d on our copy, Dovecot's POP3 on its own)."""
     base = work / "big"
     base.mkdir()
     user = bigmailbox.big_user(args.big)
+    kind = bigmailbox.kind_for(args.big, args.big_kind)
     dovecot_reason = want_dovecot(args)
     ours_mail, dovecot_mail = base / "mail-ours", base / "mail-dovecot"
     folders = [ours_mail / user] + ([] if dovecot_reason else [dovecot_mail / user])
-    log(f"seeding {args.big} messages for {user}, {len(folders)} copies, in {base}")
-    seeded = bigmailbox.seed_big(folders, user, args.big)
+    log(f"seeding {args.big} {kind} messages for {user}, {len(folders)} copies, in {base}")
+    seeded = bigmailbox.seed_big(folders, user, args.big, kind=kind, cache=args.big_cache)
     log(f"seeded {seeded.bytes / 2**20:.0f} MiB per copy in {seeded.seconds:.1f} s; sync")
     os.sync()  # the seeding's writeback must not run during the measurements
     profile = args.profile / "big" if args.profile else None
@@ -1055,8 +1085,7 @@ def run_big(args: argparse.Namespace, work: Path, servers: list[Server]) -> bigm
     )
     for index in range(1, args.big_passes + 1):
         for server in started:
-            wait_quiet(server)
-            time.sleep(0.5)
+            settle(server)
             done = bigmailbox.run_pass(
                 server.name,
                 server.port,
@@ -1065,17 +1094,68 @@ def run_big(args: argparse.Namespace, work: Path, servers: list[Server]) -> bigm
                 index,
                 args.big_bodies,
                 lambda s=server: wait_quiet(s),
+                lambda s=server: bigmailbox.session_pss(s.pid, s.name == "dovecot"),
             )
             result.passes.append(done)
             log(
                 f"big {server.name} pass {index}: LOGIN+SELECT {done.login_select:.3f} s, "
                 f"UID FETCH {done.uid_fetch:.3f} s, {args.big_bodies} BODY[] "
-                f"{done.bodies:.3f} s, server CPU {done.server_cpu:.2f} s, "
-                f"errors {len(done.errors)}"
+                f"{done.bodies:.3f} s, server CPU {done.server_cpu:.2f} s, PSS "
+                f"{done.pss_select:.1f}/{done.pss_fetch:.1f} MiB, errors {len(done.errors)}"
             )
+    for index in range(1, args.big_search_passes + 1):
+        for server in started:
+            settle(server)
+            found = bigmailbox.run_search(
+                server.name, server.port, server.pid, user, index, lambda s=server: wait_quiet(s)
+            )
+            result.searches.append(found)
+            log(
+                f"big {server.name} search {index}: FROM {found.search_from:.3f} s, SUBJECT "
+                f"{found.search_subject:.3f} s, BODY {found.search_body:.3f} s, matches "
+                f"{found.matches}, errors {len(found.errors)}"
+            )
+    if args.big_pop3_passes:
+        run_big_pop3(args, base, ours_mail, user, started, servers, result)
     for server in started:
         server.stop()
     return result
+
+
+def run_big_pop3(
+    args: argparse.Namespace,
+    base: Path,
+    ours_mail: Path,
+    user: str,
+    started: list[Server],
+    servers: list[Server],
+    result: bigmailbox.BigResult,
+) -> None:
+    """POP3 on the big maildrop: our pop3d (started now, on our copy) and Dovecot's POP3."""
+    pop3d = start_ours("pop3", base, ours_mail, [user], None, False)
+    servers.append(pop3d)
+    if args.nice:
+        set_priority(pop3d.pid, args.nice)
+    targets = [(started[0].name, pop3d.port, pop3d)]
+    for server in started[1:]:
+        targets.append((server.name, server.ports["pop3"], server))
+    for index in range(1, args.big_pop3_passes + 1):
+        for name, port, server in targets:
+            settle(server)
+            done = bigmailbox.run_pop3(
+                name, port, server.pid, user, index, lambda s=server: wait_quiet(s)
+            )
+            result.pop3.append(done)
+            log(
+                f"big {name} POP3 {index}: login+STAT+UIDL {done.login_stat_uidl:.3f} s, "
+                f"{done.messages} messages, errors {len(done.errors)}"
+            )
+    pop3d.stop()
+
+
+def settle(server: Server) -> None:
+    wait_quiet(server)
+    time.sleep(0.5)
 
 
 def autogroup_enabled() -> bool:

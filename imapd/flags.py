@@ -28,7 +28,9 @@ STORABLE_FLAGS = (*SYSTEM_FLAGS, "$Forwarded")  # then the keywords, then \* (PE
 def to_imap(letters: str, keywords: Keywords, recent: bool = False) -> list[str]:
     """IMAP flags of a message from its file-name letters."""
     flags = [LETTER_FLAGS[c] for c in letters if c in LETTER_FLAGS]
-    flags.extend(keywords.decode(keyword_letters(letters)))
+    named = keyword_letters(letters)
+    if named:
+        flags.extend(keywords.decode(named))
     if recent:
         flags.append("\\Recent")
     return flags

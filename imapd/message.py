@@ -20,10 +20,12 @@ claims; SEARCH matching uses Unicode full case folding (str.casefold).
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 from collections.abc import Sequence
 
 from imapd.envelope import (
+    ENVELOPE_FIELDS,
     addresses_text,
     imap_string,
     nstring,
@@ -74,7 +76,7 @@ class MessageView:
     def envelope(self) -> bytes:
         """ENVELOPE (RFC 3501 7.4.2), parenthesised. Reads the header block only."""
         if self._envelope is None:
-            self._envelope = render_envelope(self.root.first)
+            self._envelope = entity_envelope(self.root)
         return self._envelope
 
     def body(self) -> bytes:
@@ -126,22 +128,6 @@ class MessageView:
         wanted = name.upper()
         return [header_text(f.value) for f in self.root.fields if f.name == wanted]
 
-    def address_values(self, name: str) -> list[str]:
-        """SEARCH FROM/TO/CC/BCC (RFC 3501 6.4.4): each value of the field both as written and
-        as its address list written out canonically (imapd.envelope.addresses_text), encoded
-        words decoded in both. A substring of either matches: display names, group syntax,
-        comments and the `<local@domain>` form are all found, as with Dovecot (and more)."""
-        if not _FIELD_NAME.fullmatch(name):
-            return []
-        wanted = name.upper()
-        values = []
-        for field in self.root.fields:
-            if field.name == wanted:
-                value = field.value
-                values.append(header_text(value))
-                values.append(header_text(addresses_text(parse_addresses(value))))
-        return values
-
     def sent_date(self) -> datetime.date | None:
         """The date of the Date: field in its own time zone, for SENTBEFORE/SENTON/SENTSINCE
         (RFC 3501 6.4.4 "disregarding time and timezone"); None when absent or unreadable."""
@@ -169,6 +155,60 @@ class MessageView:
             _collect_texts(self.root, texts)
             self._body_texts = [t.casefold() for t in texts]
         return self._body_texts
+
+
+# --- the header fields of ENVELOPE and SEARCH, straight from the stored bytes ------------------
+
+# The fields ENVELOPE shows and SEARCH FROM/TO/CC/BCC/SUBJECT looks at: a field starts a line,
+# its name is matched case-insensitively (blanks may precede the colon), continuation lines start
+# with a blank (RFC 5322 2.2, 2.2.3), as parse_fields splits them.
+KNOWN_FIELDS = (
+    "DATE",
+    "SUBJECT",
+    "FROM",
+    "SENDER",
+    "REPLY-TO",
+    "TO",
+    "CC",
+    "BCC",
+    "IN-REPLY-TO",
+    "MESSAGE-ID",
+)
+# Matched in "\n" + the lower-cased header: a pattern that starts with a literal is searched for
+# fast, where a case-insensitive one anchored at line starts is tried at every offset.
+_KNOWN_FIELD = re.compile(
+    rb"\n(" + b"|".join(n.lower().encode() for n in KNOWN_FIELDS) + rb")[ \t]*:"
+    rb"([^\n]*(?:\n[ \t][^\n]*)*)"
+)
+_FIELD_NAMES = {n.lower().encode(): n for n in KNOWN_FIELDS}
+
+
+def known_fields(header: bytes) -> dict[str, list[str]]:
+    """The values of KNOWN_FIELDS in a header block (LF or CRLF line ends), in order, each as
+    `Field.value` has it (unfolded, stripped, an octet string): what ENVELOPE and the SEARCH
+    cache need, without splitting the whole header into fields."""
+    found: dict[str, list[str]] = {}
+    for m in _KNOWN_FIELD.finditer(b"\n" + header.lower()):
+        start, end = m.span(2)
+        data = header[start - 1 : end - 1]  # the value as written, not lower-cased
+        if b"\n" in data:
+            data = data.replace(b"\r\n", b"").replace(b"\n", b"")
+        value = data.strip(b" \t\r").decode("latin-1")
+        found.setdefault(_FIELD_NAMES[m.group(1)], []).append(value)
+    return found
+
+
+def entity_envelope(entity: Entity) -> bytes:
+    """ENVELOPE of a message or of a message/rfc822 part, from its parsed header."""
+    first = entity.first
+    return render_envelope(
+        {name: [value] for name in ENVELOPE_FIELDS if (value := first(name)) is not None}
+    )
+
+
+def envelope_of(fields: dict[str, list[str]]) -> bytes:
+    """ENVELOPE (RFC 3501 7.4.2) from known_fields(): the same bytes as MessageView.envelope()."""
+    return render_envelope(fields)
 
 
 # --- BODY[section] (RFC 3501 6.4.5) ------------------------------------------------------------
@@ -235,7 +275,7 @@ def render_structure(entity: Entity, extended: bool) -> bytes:
     if entity.is_message:
         inner = entity.inner
         items += [
-            render_envelope(inner.first),
+            entity_envelope(inner),
             render_structure(inner, extended),
             b"%d" % entity.lines,
         ]
@@ -331,3 +371,12 @@ def parse_date(value: str | None) -> datetime.date | None:
         return datetime.date(full_year, number, int(day))
     except ValueError:
         return None
+
+
+@functools.lru_cache(maxsize=4096)
+def canonical_addresses(value: str) -> str:
+    """An address field's value as SEARCH FROM/TO/CC/BCC also matches it (RFC 3501 6.4.4): its
+    address list written out canonically (imapd.envelope.addresses_text), encoded words decoded,
+    so that display names, group syntax, comments and the `<local@domain>` form are all found.
+    Cached: a folder's messages share a few senders and recipients."""
+    return header_text(addresses_text(parse_addresses(value)))

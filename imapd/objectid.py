@@ -23,13 +23,12 @@ ID_HEX = 24  # 96 bits of the digest
 
 def email_id(view: Selected, entry: Entry) -> str:
     """`M` and the start of the SHA-256 of the stored message (StoreError when it is gone)."""
-    cache = view.mailbox.cache
-    cached = cache.get(entry.key, CACHE_FIELD)
+    cached = view.mailbox.cached(entry, CACHE_FIELD)
     if cached is not None:
         return cached.decode("ascii", "replace")
     digest = hashlib.sha256(view.mailbox.read(entry)).hexdigest()
     value = "M" + digest[:ID_HEX]
-    cache.put(entry.key, CACHE_FIELD, value.encode())
+    view.mailbox.remember(entry, CACHE_FIELD, value.encode())
     return value
 
 

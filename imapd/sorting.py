@@ -42,7 +42,7 @@ def facts_of(view: Selected, entry: Entry) -> SortFacts:
     facts = memo.get(entry.key)
     if facts is not None:
         return facts
-    cached = view.mailbox.cache.get(entry.key, CACHE_FIELD)
+    cached = view.mailbox.cached(entry, CACHE_FIELD)
     facts = SortFacts.decode(cached) if cached is not None else None
     if facts is None:
         try:
@@ -52,7 +52,7 @@ def facts_of(view: Selected, entry: Entry) -> SortFacts:
         root = MessageView(to_crlf(header)).root
         values = {name: value for name in FACT_FIELDS if (value := root.first(name)) is not None}
         facts = SortFacts.from_fields(values)
-        view.mailbox.cache.put(entry.key, CACHE_FIELD, facts.encode())
+        view.mailbox.remember(entry, CACHE_FIELD, facts.encode())
     memo[entry.key] = facts
     return facts
 

@@ -198,7 +198,9 @@ def cmd_uidl(session: Session, args: list[str]) -> bytes:
 
 def unique_id(key: str) -> str:
     """RFC 1939 requires 1 to 70 characters in 0x21-0x7E; hash anything else."""
-    if 0 < len(key) <= 70 and all(0x21 <= ord(c) <= 0x7E for c in key):
+    # 0x21-0x7E: ASCII, printable (0x20-0x7E) and no space; tested in C, not character by
+    # character (UIDL of a 100,000-message maildrop asks 100,000 times)
+    if 0 < len(key) <= 70 and key.isascii() and key.isprintable() and " " not in key:
         return key
     return hashlib.md5(key.encode("utf-8", "surrogateescape"), usedforsecurity=False).hexdigest()
 

@@ -20,8 +20,9 @@ def greeting(timestamp: str) -> bytes:
 
 
 def multiline(first: bytes, lines: list[str]) -> bytes:
-    body = "".join(f"{line}\r\n" for line in lines)
-    return first + body.encode() + b".\r\n"
+    if not lines:
+        return first + b".\r\n"
+    return first + ("\r\n".join(lines) + "\r\n").encode() + b".\r\n"
 
 
 UNKNOWN_COMMAND = err("Unknown command")

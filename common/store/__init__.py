@@ -7,19 +7,24 @@ errors of `errors.py`; it never formats protocol text.
     FolderTree.for_user(base, user)   a user's folders: names, create, delete, rename,
                                       subscriptions, special use, quota
     FolderTree.open(name)             a folder by name: (Mailbox, Snapshot of its first sync)
-    Mailbox                           one folder with UIDs, flags, MODSEQs: poll, sync, read,
-                                      read_header, size, set_letters, append, copy_in, expunge
+    Mailbox                           one folder with UIDs, flags, MODSEQs: poll, sync, resync,
+                                      drain_changes (what changed since), read, read_header,
+                                      size, sizes, summary and cached/remember (the cache),
+                                      set_letters + commit_flags, append, copy_in, expunge
     Maildrop.open(base, user)         the POP3 maildrop: locked listing, login stamp, commit
+    memory.release()                  freed memory back to the system after work on a big folder
     create_user_maildir(base, user)   a whole user's maildir (MSMP ADD)
     retire_user_maildir(base, user)   ... moved aside, never destroyed (MSMP DELE)
 
 Inside: atomic.py (the link lock and atomic replace, also used for the users and state files),
-names.py, flags.py (the letters after `:2,`), maildir.py (files, delivery, sizes), uidlist.py,
-keywords.py, msgcache.py, mailbox.py, folders.py, maildrop.py, accounts.py.
+names.py, flags.py (the letters after `:2,`), maildir.py (files, delivery, sizes), uidlist.py
+(UIDs: base file and change log), keywords.py, msgcache.py (sizes, envelopes, searched headers,
+by UID), mailbox.py, folders.py, maildrop.py, accounts.py, memory.py.
 """
 
 from __future__ import annotations
 
+from common.store import memory
 from common.store.accounts import create_user_maildir, retire_user_maildir
 from common.store.atomic import LockBusy
 from common.store.errors import (
@@ -94,6 +99,7 @@ __all__ = [
     "is_inbox",
     "is_valid_username",
     "keyword_letters",
+    "memory",
     "retire_user_maildir",
     "to_crlf",
     "to_lf",

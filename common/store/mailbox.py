@@ -1,9 +1,19 @@
 """One Maildir folder as IMAP sees it: messages with UIDs, flags, keywords, MODSEQs and \\Recent.
 
-`Mailbox.sync()` reconciles the directory with the uidlist (common/store/uidlist.py): new files get
-the next UIDs, vanished ones are dropped, flag changes made by anyone get a new MODSEQ. A session
-polls it before answering each command (`Mailbox.poll()`, which skips the work while the folder's
-change stamp stays the same) and compares snapshots to report EXISTS, EXPUNGE and FETCH FLAGS.
+A `Mailbox` keeps the folder's table (common/store/uidlist.py: UIDs, MODSEQs, file names) in
+memory for the life of the session and brings it up to date at each `sync()` for what changed
+only: new records in the change log (other sessions of ours), and a listing of new/ or cur/ when
+that directory's mtime says someone changed it that the log does not account for (an MTA, POP3,
+Dovecot, a mail client on the server). New files get the next UIDs, vanished ones are expunged,
+renamed ones (a flag change by anyone) get a new MODSEQ, each written to the change log under
+the folder's lock. A session polls before answering each command (`poll()`: a few stat() calls
+when nothing moved) and takes what changed (`drain_changes()`) to report EXISTS, EXPUNGE and
+FETCH FLAGS without comparing the whole folder.
+
+An mtime is trusted only once it is MTIME_TRUST_AGE old: a second change within the same mtime
+tick would not show. Our own changes (renames, deliveries, unlinks) move the mtime we know when
+nothing else moved it first, but leave it unverified, so the directory is listed once more after
+it settles: a change by someone else in the same tick is seen at most a second late.
 
 Flags are the file-name letters of common/store/flags.py; keyword names live in the folder's
 `dovecot-keywords` (common/store/keywords.py), the format Dovecot uses, so both servers read each
@@ -13,50 +23,32 @@ rename, all atomic per message.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
+import re
 import time
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import common.store.maildir as maildir
+import common.store.memory as memory
 from common.store.atomic import fsync_dir
 from common.store.errors import MailboxNotFound, StoreError
-from common.store.flags import INFO, SEEN, letters_of, system_letters, with_letters
+from common.store.flags import INFO, SEEN, system_letters, with_letters
 from common.store.keywords import Keywords
-from common.store.maildir import MessageFile, SizeCache
+from common.store.maildir import MessageFile
 from common.store.msgcache import MessageCache
 from common.store.objectid import mailbox_id, name_time
-from common.store.uidlist import Record, UidList, UidStore
+from common.store.uidlist import UID_OF, Entry, Transaction, UidList, UidStore, split_location
+
+__all__ = ["Entry", "Mailbox", "Snapshot"]
 
 # A directory changed within this many seconds may change again within the same mtime tick.
 MTIME_TRUST_AGE = 1.0
-# What changes whenever anyone changes the folder (Mailbox.change_stamp).
-Stamp = tuple[int, int, int, int, int]
-
-
-@dataclass(slots=True)
-class Entry:
-    """A message in a snapshot, ordered by UID."""
-
-    uid: int
-    key: str
-    subdir: str
-    name: str
-    modseq: int
-    recent: bool = False
-
-    @property
-    def letters(self) -> str:
-        return letters_of(self.name)
-
-    @property
-    def file(self) -> MessageFile:
-        return MessageFile(self.subdir, self.name)
-
-    def follow(self, fresh: Entry) -> None:
-        """Take the file name and MODSEQ of the same message in a newer snapshot."""
-        self.subdir, self.name, self.modseq = fresh.subdir, fresh.name, fresh.modseq
+SUBDIRS = ("new", "cur")
 
 
 @dataclass
@@ -65,6 +57,31 @@ class Snapshot:
     uidnext: int
     highestmodseq: int
     entries: list[Entry] = field(default_factory=list)
+    first_recent: int = 1  # the uidlist's: UIDs from here up no session has claimed
+
+    def is_recent(self, entry: Entry) -> bool:
+        """\\Recent as the holder of this snapshot sees it: claimed by it, or claimed by no
+        session yet (RFC 3501 2.3.2)."""
+        return entry.claimed or self.unclaimed(entry)
+
+    def unclaimed(self, entry: Entry) -> bool:
+        """Claimed by no session yet: \\Recent to the first that claims it."""
+        return entry.subdir == "new" or entry.uid >= self.first_recent
+
+
+class DirState:
+    """What we know of new/ or cur/: the mtime our table matches, and whether a listing taken
+    after that mtime had settled confirmed it."""
+
+    __slots__ = ("mtime", "verified")
+
+    def __init__(self) -> None:
+        self.mtime: int | None = None
+        self.verified = False
+
+
+def settled(mtime: int, now: int | None = None) -> bool:
+    return (now if now is not None else time.time_ns()) - mtime >= MTIME_TRUST_AGE * 1e9
 
 
 class Mailbox:
@@ -75,75 +92,24 @@ class Mailbox:
         self.name = name  # the folder's name in its tree (FolderTree.open gives it)
         self.uids = UidStore(path)
         self.keywords = Keywords(path)
-        self.sizes = SizeCache(path)
         self.cache = MessageCache(path)
-        self._dir_stamp: tuple[int, int] | None = None  # None: list at the next scan
-        self._stamp_settled = False
-        self._locations: dict[str, tuple[str, str]] = {}
-        self._polled: Stamp | None = None  # change stamp at the last poll
+        self.table: UidList | None = None
+        self._dirs = {sub: DirState() for sub in SUBDIRS}
+        self._unrecorded: dict[int, Entry] = {}  # renamed by set_letters, not yet in the log
+        self._space_of: tuple[int, str] | None = None
+        self._space_text = ""
 
-    # -- reading the directory -------------------------------------------------------------
-
-    def scan(self) -> dict[str, tuple[str, str]]:
-        """key -> (subdir, name) for every message file; skips the listing when nothing moved.
-
-        A directory changed less than MTIME_TRUST_AGE ago may change again within the same
-        mtime tick unseen: a listing taken then is trusted only until the directory settles,
-        and taken once more after that, so such a change is seen at most a second late."""
-        stamp, settled = self._stamp()
-        if stamp == self._dir_stamp and (self._stamp_settled or not settled):
-            return self._locations
-        locations: dict[str, tuple[str, str]] = {}
-        for message in maildir.list_messages(self.path):
-            locations[message.key] = (message.subdir, message.name)
-        self._locations, self._dir_stamp, self._stamp_settled = locations, stamp, settled
-        return locations
-
-    def _stamp(self) -> tuple[tuple[int, int], bool]:
-        """(mtimes of new/ and cur/, whether both are older than MTIME_TRUST_AGE)."""
-        try:
-            new = os.stat(self.path / "new").st_mtime_ns
-            cur = os.stat(self.path / "cur").st_mtime_ns
-        except FileNotFoundError:
-            raise MailboxNotFound(str(self.path)) from None
-        return (new, cur), time.time_ns() - max(new, cur) >= MTIME_TRUST_AGE * 1e9
-
-    def _moved_by_us(self, key: str, subdir: str, name: str) -> None:
-        """Our own rename, applied to the cached listing instead of listing the folder again."""
-        if self._dir_stamp is None or key not in self._locations:
-            return
-        self._locations[key] = (subdir, name)
-        self._dir_stamp, self._stamp_settled = self._stamp()
-
-    def change_stamp(self) -> Stamp | None:
-        """What changes whenever anyone changes the folder: the mtimes of new/ and cur/
-        (deliveries, flag renames, expunges) and the uidlist's identity. None when something
-        changed within the last MTIME_TRUST_AGE seconds, since a second change within one mtime
-        tick would not show."""
-        try:
-            new = os.stat(self.path / "new").st_mtime_ns
-            cur = os.stat(self.path / "cur").st_mtime_ns
-            uids = os.stat(self.uids.path)
-        except OSError:
-            return None
-        newest = max(new, cur, uids.st_mtime_ns)
-        if time.time_ns() - newest < MTIME_TRUST_AGE * 1e9:
-            return None
-        return (new, cur, uids.st_mtime_ns, uids.st_ino, uids.st_size)
+    # -- keeping the table in step -------------------------------------------------------------
 
     def poll(self, claim_recent: bool = False) -> Snapshot | None:
-        """The folder now, or None when its change stamp is the same as at the last poll: nothing
-        moved, and a big folder need not be listed again for every command."""
-        stamp = self.change_stamp()
-        if stamp is not None and stamp == self._polled:
+        """The folder now, or None when nothing moved since the last sync (a few stat() calls):
+        a big folder is not looked at again for every command."""
+        if self.table is not None and not self._moved():
             return None
-        self._polled = stamp
         return self.sync(claim_recent)
 
     def resync(self, claim_recent: bool = False) -> Snapshot:
-        """The folder now, whatever its stamp says; the next poll compares with the stamp taken
-        before this sync, so it misses no change made during it."""
-        self._polled = self.change_stamp()
+        """The folder now, whatever the stamps say."""
         return self.sync(claim_recent)
 
     def sync(self, claim_recent: bool = False) -> Snapshot:
@@ -151,141 +117,366 @@ class Mailbox:
         and up, and any file still in new/) are \\Recent in the snapshot; with `claim_recent`
         (a read-write SELECT) this caller claims them, for itself alone: they are \\Recent only
         in this snapshot, and files in new/ move to cur/."""
-        locations = self.scan()
-        current = self.uids.read()
-        claimed: set[str] | None = None
+        loaded = self.table is None
+        intact = self._catch_up()
+        if not intact:
+            # No readable uidlist: the folder starts over, from a full listing.
+            self._dirs = {sub: DirState() for sub in SUBDIRS}
+        empty = self.table is None or not self.table.entries
+        listing = self._look()
         if (
-            current is None
-            or self._needs_update(current, locations)
-            or (claim_recent and self._unclaimed(current, locations))
+            not intact
+            or self._unrecorded
+            or listing.differs(self._require_table())
+            or (claim_recent and self._unclaimed(listing))
         ):
-            with self.uids.update() as current:
-                # List the directory again under the lock: `locations` was read before it,
-                # and another session may since have added files and given them UIDs;
-                # reconciling with the older listing would drop those records and give the
-                # files a second UID at the next sync.
-                locations = self._locked_scan(current)
-                self._reconcile(current, locations)
-                if claim_recent:
-                    claimed = self._claim(current, locations)
-        elif claim_recent:
-            claimed = set()
-        return self._snapshot(current, locations, claimed)
+            self._record(listing, claim_recent)
+        big = self.table is not None and len(self.table.entries) > memory.BIG_WORK
+        if big and (loaded or empty or listing.size() > memory.BIG_WORK):
+            del listing
+            if empty:
+                self._reread()
+            memory.release()  # what loading or listing a big folder used, back to the system
+        return self.snapshot()
 
-    def _locked_scan(self, current: UidList) -> dict[str, tuple[str, str]]:
-        """The listing to reconcile with, taken under the uidlist lock.
+    def _reread(self) -> None:
+        """Read the table again from the base just written: the first sync of a big folder made
+        its entries among much short-lived work, spread over memory that cannot be given back
+        while they live; read at once, after the first ones are gone, they sit together.
+        Nobody holds them yet (the table was empty), so they may be replaced."""
+        claimed = array("I", (e.uid for e in self._require_table().entries if e.claimed))
+        self.table = None  # freed before the new one is made
+        memory.release()
+        fresh = self.uids.load()
+        if fresh is None:  # gone meanwhile: snapshot() says so, the next sync starts again
+            self._dirs = {sub: DirState() for sub in SUBDIRS}
+            return
+        with memory.paused_gc():
+            for uid in claimed:
+                entry = fresh.find(uid)
+                if entry is not None:
+                    entry.claimed = True
+        self.table = fresh  # (the entries are new to any holder: above the UIDs it knew)
 
-        readdir(3) may miss a file renamed within the directory while it lists (a flag change
-        by another program), so a record whose file seems gone is only dropped when a second
-        listing misses it too: a missed file would otherwise come back with a new UID."""
-        locations = self.scan()
-        if any(key not in locations for key in current.records):
-            self._dir_stamp = None
-            locations = {**locations, **self.scan()}
-        return locations
-
-    @staticmethod
-    def _unclaimed(current: UidList, locations: dict[str, tuple[str, str]]) -> bool:
-        return current.first_recent < current.uidnext or any(
-            subdir == "new" for subdir, _name in locations.values()
+    def snapshot(self) -> Snapshot:
+        table = self._require_table()
+        return Snapshot(
+            table.uidvalidity,
+            table.uidnext,
+            table.highestmodseq,
+            list(table.entries),
+            table.first_recent,
         )
 
-    def _claim(self, current: UidList, locations: dict[str, tuple[str, str]]) -> set[str]:
-        """Under the uidlist lock: take every unclaimed message for the caller. Both ways a
-        message can be unclaimed change only under this lock (the mark moves up, the file
-        leaves new/), so no two sessions ever claim the same message."""
-        claimed = {
-            key
-            for key, record in current.records.items()
-            if record.uid >= current.first_recent and key in locations
-        }
-        current.first_recent = current.uidnext
-        for key, (subdir, name) in list(locations.items()):
-            if subdir != "new":
-                continue
-            # Maildir's convention: a mail reader that has seen a message moves it to cur/.
-            target = name if INFO in name else name + INFO
-            try:
-                os.rename(self.path / "new" / name, self.path / "cur" / target)
-            except FileNotFoundError:
-                continue  # gone meanwhile (the next sync drops its record), or moved by mutt
-            locations[key] = ("cur", target)
-            claimed.add(key)
-            self._dir_stamp = None
-        return claimed
+    def highestmodseq(self) -> int:
+        """The table's HIGHESTMODSEQ as of the last sync or own change."""
+        return self._require_table().highestmodseq
 
-    @staticmethod
-    def _needs_update(current: UidList, locations: dict[str, tuple[str, str]]) -> bool:
-        if len(current.records) != len(locations):
+    def drain_changes(self) -> tuple[set[int], set[int]]:
+        """(UIDs whose file name or MODSEQ changed, UIDs expunged) since the last call: what a
+        session reports, without comparing the whole folder. New messages are those above the
+        highest UID it knew."""
+        if self.table is None:
+            return set(), set()
+        return self.table.drain()
+
+    def _moved(self) -> bool:
+        if self._unrecorded or self.uids.changed():
             return True
-        for key, (_subdir, name) in locations.items():
-            record = current.records.get(key)
-            if record is None or record.flags != letters_of(name):
+        now = time.time_ns()
+        for sub, state in self._dirs.items():
+            mtime = self._mtime(sub)
+            if mtime != state.mtime or (not state.verified and settled(mtime, now)):
                 return True
         return False
 
-    def _reconcile(self, current: UidList, locations: dict[str, tuple[str, str]]) -> None:
-        gone = [k for k in current.records if k not in locations]
-        if gone:
-            # Removed by another program (or moved out by MOVE): an expunge, with its own
-            # MODSEQ and tombstones, as an EXPUNGE by a session would be (RFC 7162 3.2.7).
-            current.bury([current.records.pop(key).uid for key in gone])
-        fresh = sorted(
-            (k for k in locations if k not in current.records),
-            key=lambda k: maildir.sort_key(MessageFile(*locations[k])),
-        )
-        for key in fresh:
-            current.records[key] = Record(
-                current.uidnext, current.next_modseq(), letters_of(locations[key][1]), key
-            )
-            current.uidnext += 1
-        for key, (_subdir, name) in locations.items():
-            record = current.records[key]
-            if record.flags != letters_of(name):
-                record.flags, record.modseq = letters_of(name), current.next_modseq()
+    def _require_table(self) -> UidList:
+        if self.table is None:
+            raise StoreError(f"{self.path}: no uidlist")
+        return self.table
 
-    @staticmethod
-    def _snapshot(
-        current: UidList, locations: dict[str, tuple[str, str]], claimed: set[str] | None
-    ) -> Snapshot:
-        """Entries by UID; \\Recent is what this caller claimed, or without a claim what is
-        still unclaimed."""
-        entries = []
-        for key, record in current.records.items():
-            where = locations.get(key)
-            if where is None:
+    def _catch_up(self) -> bool:
+        """Bring the table up to date with the files; False when the folder has no readable
+        uidlist (the next transaction starts one, or imports Dovecot's)."""
+        if self.table is None:
+            self.table = self.uids.load()
+            return self.table is not None
+        return self.uids.refresh(self.table)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Transaction]:
+        """Under the lock, the table caught up; what the caller records is written at the end
+        (on an error the store reads the files again next time)."""
+        with self.uids.update(self.table) as tx:
+            self.table = tx.table
+            yield tx
+            self._record_unrecorded(tx)
+
+    def _record_unrecorded(self, tx: Transaction) -> None:
+        for entry in self._unrecorded.values():
+            if tx.table.find(entry.uid) is entry:
+                tx.touch(entry)
+        self._unrecorded.clear()
+
+    # -- listing the directories -----------------------------------------------------------
+
+    def _mtime(self, sub: str) -> int:
+        try:
+            return os.stat(self.path / sub).st_mtime_ns
+        except FileNotFoundError:
+            raise MailboxNotFound(str(self.path)) from None
+
+    def _look(self) -> Listing:
+        """List new/ and cur/ where their mtimes say the table may be behind."""
+        listing = Listing()
+        table = self.table
+        now = time.time_ns()
+        for sub in SUBDIRS:
+            state = self._dirs[sub]
+            mtime = self._mtime(sub)
+            fresh = state.verified or not settled(mtime, now)
+            if table is not None and mtime == state.mtime and fresh:
                 continue
-            if claimed is None:
-                recent = record.uid >= current.first_recent or where[0] == "new"
+            listing.listed[sub] = set(maildir.list_names(self.path, sub))
+            state.mtime, state.verified = mtime, settled(mtime, now)
+        return listing
+
+    def _unclaimed(self, listing: Listing) -> bool:
+        """Whether anything waits for a claim: UIDs from the first recent one up, or files in
+        new/ (listed now, or known to be there)."""
+        table = self._require_table()
+        return (
+            table.first_recent < table.uidnext
+            or bool(table.in_new)
+            or bool(listing.listed.get("new"))
+        )
+
+    def _claim(self, tx: Transaction, listing: Listing) -> None:
+        """Under the lock, the table reconciled: take every unclaimed message for this
+        session. Both ways a message can be unclaimed change only under this lock (the first
+        recent UID moves up, a file leaves new/ for cur/), so no two sessions claim one."""
+        table = tx.table
+        first = tx.claim_recent()
+        for entry in table.entries[bisect.bisect_left(table.entries, first, key=UID_OF) :]:
+            entry.claimed = True
+        waiting = [table.by_location[location] for location in table.in_new]
+        if not waiting:
+            return
+        with self._own_change(SUBDIRS), maildir.dir_fds(self.path, SUBDIRS) as (new, cur):
+            rename = os.rename
+            for entry in waiting:
+                # Maildir's convention: a mail reader that has seen a message moves it to cur/.
+                name = entry.name
+                target = name if INFO in name else name + INFO
+                try:
+                    rename(name, target, src_dir_fd=new, dst_dir_fd=cur)
+                except FileNotFoundError:
+                    continue  # gone meanwhile (the next sync expunges it), or moved by mutt
+                tx.move(entry, "cur", target)
+                entry.claimed = True
+
+    @contextlib.contextmanager
+    def _own_change(self, subs: Iterable[str]) -> Iterator[None]:
+        """Around our own change of `subs`: when nobody else moved a directory first, its new
+        mtime is ours and the table (updated by the caller) matches it; unverified, so it is
+        listed once more when it settles (another change in the same tick would not show)."""
+        before = {sub: self._mtime(sub) for sub in subs}
+        try:
+            yield
+        finally:
+            for sub, mtime in before.items():
+                state = self._dirs[sub]
+                if state.mtime == mtime:
+                    with contextlib.suppress(MailboxNotFound):
+                        state.mtime, state.verified = self._mtime(sub), False
+
+    # -- recording what the listing found --------------------------------------------------
+
+    def _record(self, listing: Listing, claim_recent: bool = False) -> None:
+        before = self._version()
+        with self._transaction() as tx, memory.paused_gc():
+            # Another process wrote between our listing and the lock: files the listing shows
+            # may have moved on since (expunged, moved to another folder) and must not be
+            # given UIDs again.
+            listing.stale = self._version() != before
+            self._reconcile(tx, listing)
+            if claim_recent:
+                self._claim(tx, listing)
+
+    def _version(self) -> tuple[int, int, int]:
+        """What moves when anyone records a change (a folder without a table: a new one's)."""
+        table = self.table
+        return (
+            (1, 1, 0) if table is None else (table.highestmodseq, table.uidnext, len(table.entries))
+        )
+
+    def _reconcile(self, tx: Transaction, listing: Listing) -> None:
+        """Under the lock, the table caught up with the log: give new files their UIDs (in
+        delivery order), record renames (a new MODSEQ when the letters changed), expunge files
+        that are gone; each only when the table does not have it already."""
+        news, gone = listing.diff(tx.table)
+        if gone:
+            gone = self._confirm_gone(tx, gone, news)
+        if news and listing.stale:
+            news = [location for location in news if self._exists(location)]
+        if news:
+            self._record_news(tx, news)
+        if gone:
+            tx.expunge(e.uid for e in gone)
+
+    def _confirm_gone(self, tx: Transaction, gone: list[Entry], news: list[str]) -> list[Entry]:
+        """The entries whose files are really gone. A file renamed while the directory was
+        listed may be missing from the listing under both names (readdir(3)), so a vanished
+        file is only given up after a second listing; a new file with the key of a vanished
+        one is that message renamed (a flag change by another program)."""
+        by_key = {e.key: e for e in gone}
+        news_left = []
+        for location in news:
+            sub, name = split_location(location)
+            key = name.split(":", 1)[0]
+            entry = by_key.get(key)
+            if entry is None:
+                news_left.append(location)
+            elif self._exists(location):
+                del by_key[key]
+                tx.move(entry, sub, name)
+            # else the listing is older than the table, which the lock brought up to date: the
+            # file moved on since (claimed out of new/ by another session); the second listing
+            # below finds it where it is
+        news[:] = news_left
+        if not by_key:
+            return []
+        subs = ("new", "cur") if any(e.subdir == "new" for e in by_key.values()) else ("cur",)
+        present: set[str] = set()
+        for sub in subs:
+            names = maildir.list_names(self.path, sub)
+            present |= set(names) if sub == "cur" else {"new/" + n for n in names}
+        on_disk = {  # key -> location, for the files the table does not know
+            split_location(loc)[1].split(":", 1)[0]: loc
+            for loc in present.difference(tx.table.by_location)
+        }
+        confirmed: list[Entry] = []
+        for key, entry in by_key.items():
+            if entry.location in present:
+                continue  # missed by the first listing only
+            found = on_disk.get(key)
+            if found is not None:
+                tx.move(entry, *split_location(found))
+                if found in news:
+                    news.remove(found)
             else:
-                recent = key in claimed
-            entries.append(Entry(record.uid, key, where[0], where[1], record.modseq, recent))
-        entries.sort(key=lambda e: e.uid)
-        return Snapshot(current.uidvalidity, current.uidnext, current.highestmodseq, entries)
+                confirmed.append(entry)
+        return confirmed
+
+    def _record_news(self, tx: Transaction, news: list[str]) -> None:
+        """UIDs for the files the table does not know, in delivery order. A file may show in
+        both new/ and cur/ when it was moved while they were listed, and another file may carry
+        the key of a known message (a rename the listing missed the old name of, or a copy of
+        the file): a key is one message, under one UID."""
+        table = tx.table
+        keys = bool(table.entries)  # an empty table has no key to look up
+        first: dict[str, str] = {}  # key -> location, and the keys found twice or more:
+        again: dict[str, list[str]] = {}
+        for location in news:
+            key = location.split(":", 1)[0].removeprefix("new/")
+            seen = first.setdefault(key, location)
+            if seen is not location:
+                again.setdefault(key, [seen]).append(location)
+        for key, locations in again.items():
+            present = [loc for loc in locations if self._exists(loc)]
+            present.sort(key=lambda loc: loc.startswith("new/"))  # cur/ first
+            if present:
+                first[key] = present[0]
+            else:
+                del first[key]  # gone again meanwhile
+        for key, location in in_delivery_order(first):
+            sub, name = split_location(location)
+            known = table.with_key(key) if keys else None
+            if known is not None and table.find(known.uid) is known:
+                if not self._exists(known.location) and self._exists(location):
+                    tx.move(known, sub, name)  # renamed: the listing missed the old name
+                continue  # the same key twice: a duplicate, not a second message
+            tx.add(sub, name)
+
+    def _exists(self, location: str) -> bool:
+        sub, name = split_location(location)
+        return os.path.lexists(self.path / sub / name)
 
     # -- messages ------------------------------------------------------------------------------
 
     def read(self, entry: Entry) -> bytes:
         """The stored bytes (LF line ends); follows a rename by another session."""
-        message = entry.file
-        data = maildir.read_message(self.path, message)
-        entry.subdir, entry.name = message.subdir, message.name
-        return data
+        try:
+            return maildir.read_file(f"{self.path}/{entry.subdir}/{entry.name}")
+        except OSError:
+            return maildir.read_message(self.path, entry.file)  # moved, or an error to raise
 
     def read_header(self, entry: Entry) -> bytes:
         """The message up to and including its blank line, reading no more of a large one."""
         return maildir.read_header(self.path, entry.file)
 
-    def save_caches(self, keep: set[str] | None = None) -> None:
-        """Write the derived caches (sizes, envelopes) if they changed, forgetting messages that
-        are no longer in `keep`."""
-        if keep is not None:
-            self.sizes.keep_only(keep)
-        self.sizes.save()
-        self.cache.save(keep)
+    def save_caches(self) -> None:
+        """Write the derived cache (sizes, envelopes, search fields) if this session added to
+        it, for the messages the folder has now."""
+        if self.table is not None:
+            self.cache.save(self._space(), map(UID_OF, self.table.entries))
 
-    def size(self, entry: Entry) -> int:
-        return self.sizes.get(self.path, entry.file)
+    def size(self, entry: Entry, data: bytes | None = None) -> int:
+        """RFC822.SIZE: the CRLF size, from `,W=` in the name, the cache, or the file (`data`
+        when the caller has read it already and known_size() said None)."""
+        size = self.known_size(entry) if data is None else None
+        if size is None:
+            size = maildir.crlf_size(data if data is not None else self.read(entry))
+            self.cache.put_size(self._space(), entry.uid, size)
+        return size
+
+    def sizes(self, entries: list[Entry]) -> list[int]:
+        """size() of each of `entries` (in UID order), the cache's column when it has them all."""
+        cached = self.cache.sizes(self._space(), array("I", map(UID_OF, entries)))
+        found = []
+        for entry, size in zip(entries, cached, strict=True):
+            if size is None:
+                size = self.size(entry)
+            found.append(size)
+        return found
+
+    def known_size(self, entry: Entry) -> int | None:
+        """The CRLF size when it is known without reading the file."""
+        size = maildir.name_size(entry.name, "W")
+        if size is None:
+            size = self.cache.size(self._space(), entry.uid)
+        return size
+
+    def _space(self) -> str:
+        """The UID space of the cache: UIDVALIDITY and the uidlist's lineage."""
+        table = self._require_table()
+        if self._space_of != (table.uidvalidity, table.lineage):
+            self._space_of = (table.uidvalidity, table.lineage)
+            self._space_text = f"{table.uidvalidity}.{table.lineage}"
+        return self._space_text
+
+    def summary(self, entry: Entry) -> tuple[int | None, bytes | None]:
+        """(RFC822.SIZE, cached ENVELOPE) of a message, either None when not known without
+        reading it: one lookup for what a FETCH of a big folder asks of every message."""
+        size, envelope = self.cache.summary(self._space(), entry.uid)
+        if size is None and "," in entry.name:
+            size = maildir.name_size(entry.name, "W")
+        return size, envelope
+
+    def remember_all(self, entry: Entry, size: int | None, values: dict[str, bytes]) -> None:
+        """Keep in the cache what was derived from a message (msgcache.FIELDS) and its size."""
+        self.cache.put_many(self._space(), entry.uid, size, values)
+
+    def cached_column(self, entries: list[Entry], field: str) -> list[bytes | None]:
+        """cached() of each of `entries` (in UID order), in one walk of the cache."""
+        return self.cache.column(self._space(), array("I", map(UID_OF, entries)), field)
+
+    def cached(self, entry: Entry, field: str) -> bytes | None:
+        """A value derived from the message (msgcache.FIELDS), if the cache has it."""
+        return self.cache.get(self._space(), entry.uid, field)
+
+    def remember(self, entry: Entry, field: str, value: bytes) -> None:
+        self.cache.put(self._space(), entry.uid, field, value)
 
     def internal_date(self, entry: Entry) -> float:
         """INTERNALDATE is the file's mtime (set from APPEND's date-time), as Dovecot does."""
@@ -295,7 +486,6 @@ class Mailbox:
             moved = maildir.find_by_key(self.path, entry.key)
             if moved is None:
                 return time.time()
-            entry.subdir, entry.name = moved.subdir, moved.name
             return os.stat(self.path / moved.relpath).st_mtime
 
     def save_date(self, entry: Entry) -> float:
@@ -312,38 +502,49 @@ class Mailbox:
             raise StoreError(f"cannot give {self.path} an id: {exc}") from None
 
     def set_letters(self, entry: Entry, letters: str) -> bool:
-        """Rename the file so its info carries exactly `letters`; False when it vanished."""
+        """Rename the file so its info carries exactly `letters`; False when it vanished. The
+        change reaches the change log at `commit_flags` (or the next sync)."""
         wanted = "".join(sorted(set(letters)))
         if entry.letters == wanted and entry.subdir == "cur":
             return True
         target = with_letters(entry.key, wanted)
+        source = entry.file
         for _attempt in range(3):
             try:
-                os.rename(self.path / entry.subdir / entry.name, self.path / "cur" / target)
+                with self._own_change({source.subdir, "cur"}):
+                    os.rename(self.path / source.relpath, self.path / "cur" / target)
             except FileNotFoundError:
                 moved = maildir.find_by_key(self.path, entry.key)
                 if moved is None:
                     return False
-                entry.subdir, entry.name = moved.subdir, moved.name
+                source = moved
                 continue
-            entry.subdir, entry.name = "cur", target
-            self._moved_by_us(entry.key, "cur", target)
+            self._relocate(entry, "cur", target)
             return True
         return False
 
+    def _relocate(self, entry: Entry, subdir: str, name: str) -> None:
+        table = self.table
+        if table is not None and table.find(entry.uid) is entry:
+            table.move(entry, subdir, name)
+            self._unrecorded[entry.uid] = entry
+        else:
+            entry.subdir, entry.name = subdir, name
+
     def commit_flags(self, entries: list[Entry]) -> int:
-        """Record the new flags of `entries` in the uidlist; returns the new HIGHESTMODSEQ."""
-        with self.uids.update() as current:
+        """Record the new flags of `entries` (renamed by set_letters) in the change log, each with
+        a new MODSEQ; returns the new HIGHESTMODSEQ."""
+        with self._transaction() as tx:
             for entry in entries:
-                record = current.records.get(entry.key)
-                if record is not None and record.flags != entry.letters:
-                    record.flags, record.modseq = entry.letters, current.next_modseq()
-                    entry.modseq = record.modseq
-            return current.highestmodseq
+                pending = self._unrecorded.pop(entry.uid, None)
+                if pending is not None and tx.table.find(entry.uid) is entry:
+                    tx.touch(entry)
+            return tx.table.highestmodseq
 
     def append(self, data: bytes, letters: str, internal_date: float | None) -> tuple[int, int]:
         """Deliver a message (tmp/ then rename into cur/); returns (uidvalidity, uid)."""
-        message = maildir.deliver(self.path, data, letters, subdir="cur", mtime=internal_date)
+        with self._own_change(("cur",)):
+            message = maildir.deliver(self.path, data, letters, subdir="cur", mtime=internal_date)
         return self._assign([message])[0]
 
     def append_all(self, messages: list[tuple[bytes, str, float | None]]) -> tuple[int, list[int]]:
@@ -351,25 +552,24 @@ class Mailbox:
         returns (uidvalidity, their UIDs). See maildir.deliver_all."""
         if not messages:
             raise ValueError("nothing to append")
-        placed = maildir.deliver_all(self.path, messages)
+        with self._own_change(("cur",)):
+            placed = maildir.deliver_all(self.path, messages)
         assigned = self._assign(placed)
         return assigned[0][0], [uid for _validity, uid in assigned]
 
     def _assign(self, messages: list[MessageFile]) -> list[tuple[int, int]]:
         """Give freshly placed files their UIDs now, in order, so APPENDUID/COPYUID can name
         them."""
+        self._catch_up()
         result = []
-        with self.uids.update() as current:
+        with self._transaction() as tx:
+            table = tx.table
             for message in messages:
-                record = current.records.get(message.key)
-                if record is None:
-                    record = Record(
-                        current.uidnext, current.next_modseq(), message.letters, message.key
-                    )
-                    current.records[message.key] = record
-                    current.uidnext += 1
-                result.append((current.uidvalidity, record.uid))
-        self._dir_stamp = None
+                location = message.name if message.subdir == "cur" else "new/" + message.name
+                entry = table.by_location.get(location)
+                if entry is None:
+                    entry = tx.add(message.subdir, message.name)
+                result.append((table.uidvalidity, entry.uid))
         return result
 
     def copy_in(self, source: Mailbox, entries: list[Entry], move: bool = False) -> list[int]:
@@ -378,9 +578,12 @@ class Mailbox:
         Returns the new UIDs in the order of `entries`. Each message is placed atomically: a crash
         leaves it in the source, or (for a copy) in both, never half-written and never nowhere."""
         placed: list[MessageFile] = []
+        moved: list[Entry] = []
         try:
-            for entry in entries:
-                placed.append(self._place(source, entry, move))
+            with self._own_change(("cur",)), source._own_change(SUBDIRS if move else ()):
+                for entry in entries:
+                    placed.append(self._place(source, entry, move))
+                    moved.append(entry)
         except StoreError:
             # A COPY that fails leaves the target as it was (RFC 3501 6.4.7): the copies
             # already made go. A MOVE keeps what it moved: each of those messages is in
@@ -390,8 +593,18 @@ class Mailbox:
                     with contextlib.suppress(OSError):
                         os.unlink(self.path / message.relpath)
             raise
+        finally:
+            if move and moved:
+                source._forget(moved)
         fsync_dir(self.path / "cur")
         return [uid for _validity, uid in self._assign(placed)]
+
+    def _forget(self, entries: list[Entry]) -> None:
+        """Record as expunged the messages moved out of this folder by MOVE."""
+        if self.table is None:
+            return
+        with self._transaction() as tx:
+            tx.expunge(e.uid for e in entries if tx.table.find(e.uid) is e)
 
     def _place(self, source: Mailbox, entry: Entry, move: bool) -> MessageFile:
         base = maildir.unique_name()
@@ -403,22 +616,24 @@ class Mailbox:
         keywords = source.keywords.decode(entry.letters)
         letters = system_letters(entry.letters) + self.keywords.letters_for(keywords, create=True)
         name = with_letters(base + size_tags, letters)
-        src = source.path / entry.subdir / entry.name
-        dst = self.path / "cur" / name
-        try:
-            if move:
-                os.rename(src, dst)
-            else:
-                self._link_or_copy(src, dst, base)
-        except FileNotFoundError:
-            moved = maildir.find_by_key(source.path, entry.key)
-            if moved is None:
-                raise StoreError(f"message {entry.key} vanished") from None
-            entry.subdir, entry.name = moved.subdir, moved.name
-            return self._place(source, entry, move)
-        except OSError as exc:
-            raise StoreError(f"cannot copy {entry.key}: {exc.strerror}") from None
-        return MessageFile("cur", name)
+        found = entry.file
+        for _attempt in range(2):
+            src = source.path / found.relpath
+            dst = self.path / "cur" / name
+            try:
+                if move:
+                    os.rename(src, dst)
+                else:
+                    self._link_or_copy(src, dst, base)
+                return MessageFile("cur", name)
+            except FileNotFoundError:
+                moved = maildir.find_by_key(source.path, entry.key)
+                if moved is None:
+                    break
+                found = moved
+            except OSError as exc:
+                raise StoreError(f"cannot copy {entry.key}: {exc.strerror}") from None
+        raise StoreError(f"message {entry.key} vanished")
 
     def _link_or_copy(self, src: Path, dst: Path, base: str) -> None:
         try:
@@ -439,51 +654,44 @@ class Mailbox:
     def expunge(self, entries: list[Entry]) -> list[Entry]:
         """Remove the files and their records; returns the entries actually removed."""
         removed = []
-        for entry in entries:
-            failed = maildir.remove_messages(self.path, [entry.file])
-            if not failed:
-                removed.append(entry)
+        with self._own_change(SUBDIRS):
+            for entry in entries:
+                failed = maildir.remove_messages(self.path, [entry.file])
+                if not failed:
+                    removed.append(entry)
         if removed:
-            with self.uids.update() as current:
-                uids = [current.records.pop(e.key).uid for e in removed if e.key in current.records]
-                if uids:
-                    current.bury(uids)
-            self._dir_stamp = None
+            self._forget(removed)
         return removed
 
     def expunged_at(self, uids: set[int]) -> int | None:
         """The lowest MODSEQ at which any of `uids` was expunged, if the tombstones know it."""
-        current = self.uids.read()
-        if current is None:
+        if self.table is None:
+            self._catch_up()
+        if self.table is None:
             return None
         found = [
             modseq
-            for modseq, low, high in current.tombstones
+            for modseq, low, high in self.table.tombstones
             if any(low <= uid <= high for uid in uids)
         ]
         return min(found, default=None)
 
     def vanished_since(self, modseq: int) -> list[tuple[int, int]] | None:
         """UID ranges expunged after `modseq` (QRESYNC), or None when that is no longer known."""
-        current = self.uids.read()
-        if current is None:
+        if self.table is None:
+            self._catch_up()
+        if self.table is None:
             return []
-        return current.vanished_since(modseq)
+        return self.table.vanished_since(modseq)
 
     def counts(self) -> tuple[int, int, int]:
-        """(messages, recent, unseen) without claiming anything: for STATUS. A file the
-        uidlist does not know yet is unclaimed, hence \\Recent."""
-        locations = self.scan()
-        current = self.uids.read()
-        records = current.records if current is not None else {}
-        first_recent = current.first_recent if current is not None else 1
-        recent = 0
-        for key, (subdir, _name) in locations.items():
-            record = records.get(key)
-            if subdir == "new" or record is None or record.uid >= first_recent:
-                recent += 1
-        unseen = sum(1 for _, name in locations.values() if SEEN not in letters_of(name))
-        return len(locations), recent, unseen
+        """(messages, recent, unseen) without claiming anything: for STATUS (messages this
+        session claimed are \\Recent for it alone: the caller adds those)."""
+        snap = self.sync()
+        entries = snap.entries
+        recent = sum(1 for e in entries if snap.unclaimed(e))
+        unseen = sum(1 for e in entries if SEEN not in e.letters)
+        return len(entries), recent, unseen
 
     def reclaimable_size(self, entries: list[Entry]) -> int:
         """The octets an expunge of `entries` would free: the sizes of their files that no other
@@ -495,3 +703,54 @@ class Mailbox:
                 if info.st_nlink == 1:
                     total += info.st_size
         return total
+
+
+_TEN_DIGITS_DOT = re.compile(r"\d{10}\.")
+
+
+def in_delivery_order(first: dict[str, str]) -> list[tuple[str, str]]:
+    """(key, location) pairs in maildir.name_order of their names. Names that all start with a
+    10-digit time (deliveries from 2001 to 2286) sort as strings, in C, in the same order."""
+    names = [location.removeprefix("new/") for location in first.values()]
+    pairs = list(zip(names, first.items(), strict=True))
+    if all(map(_TEN_DIGITS_DOT.match, names)):
+        pairs.sort()
+    else:
+        pairs.sort(key=lambda pair: maildir.name_order(pair[0]))
+    return [pair for _name, pair in pairs]
+
+
+class Listing:
+    """What a sync saw: the names of the files in each directory it listed (`listed`)."""
+
+    __slots__ = ("listed", "stale")
+
+    def __init__(self) -> None:
+        self.listed: dict[str, set[str]] = {}
+        self.stale = False  # the table moved on after the listing was taken
+
+    def size(self) -> int:
+        return sum(len(names) for names in self.listed.values())
+
+    def differs(self, table: UidList) -> bool:
+        news, gone = self.diff(table)
+        return bool(news or gone)
+
+    def diff(self, table: UidList) -> tuple[list[str], list[Entry]]:
+        """(locations of files the table does not know, entries whose file is not there): set
+        operations in C, and a walk of the table only when a file it knows is missing."""
+        known = table.by_location
+        gone: list[Entry] = []
+        cur = self.listed.get("cur")
+        if cur is not None:
+            news = cur.difference(known)
+            if len(cur) - len(news) != len(known) - len(table.in_new):
+                gone.extend(e for loc, e in known.items() if e.subdir == "cur" and loc not in cur)
+        else:
+            news = set()
+        new = self.listed.get("new")
+        if new is not None:
+            located = {"new/" + n for n in new}
+            news |= located.difference(known)
+            gone.extend(known[loc] for loc in table.in_new - located)
+        return list(news), gone

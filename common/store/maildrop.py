@@ -3,9 +3,12 @@
 `Maildrop.open` creates the maildir when it is missing, takes the exclusive lock (an open file
 description lock on `maildaemons-pop3.lock`, common/store/filelock.py: it excludes other sessions
 of the same pool worker too, and goes when the process dies, so a killed session frees its maildrop)
-and lists the messages with their CRLF sizes, from `,W=` in the name or the folder's size cache, so
-a login does not read every message. DELE only marks; `commit()` removes what is marked, at QUIT
-(UPDATE) and never before. The LOGIN-DELAY stamp (RFC 2449) is the mtime of a file in the maildir.
+and lists the messages through the folder's table (common/store/mailbox.py, the one IMAP keeps:
+the messages in UID order, without claiming \\Recent) with their CRLF sizes, from `,W=` in the
+name or the folder's cache, so a login does not read every message. DELE only marks; `commit()`
+expunges what is marked, at QUIT (UPDATE) and never before, as IMAP's EXPUNGE does (IMAP
+sessions learn of it from the change log). The LOGIN-DELAY stamp (RFC 2449) is the mtime of a
+file in the maildir.
 """
 
 from __future__ import annotations
@@ -15,17 +18,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import common.store.memory as memory
 from common.store.errors import MailboxNotFound, StoreBusy, StoreError
 from common.store.filelock import try_lock_exclusive
-from common.store.maildir import (
-    MessageFile,
-    SizeCache,
-    ensure_maildir,
-    list_messages,
-    read_message,
-    remove_messages,
-    user_maildir,
-)
+from common.store.mailbox import Entry, Mailbox
+from common.store.maildir import MessageFile, ensure_maildir, user_maildir
+from common.store.names import INBOX
 
 POP3_LOCK = "maildaemons-pop3.lock"
 LOGIN_STAMP = "maildaemons-pop3-lastlogin"
@@ -64,25 +62,33 @@ class MaildropLock:
 
 @dataclass(slots=True)
 class DropMessage:
-    """One message of the listing: its file, its CRLF size, and whether DELE marked it."""
+    """One message of the listing: its entry in the folder, its CRLF size, and whether DELE
+    marked it."""
 
-    file: MessageFile
+    entry: Entry
     size: int
     deleted: bool = False
 
     @property
+    def file(self) -> MessageFile:
+        return self.entry.file
+
+    @property
     def key(self) -> str:
         """The stable identity (the name up to ':'), POP3's unique-id."""
-        return self.file.key
+        return self.entry.key
 
 
 class Maildrop:
     """A user's maildrop, locked for this session from `open()` until `release()`."""
 
-    def __init__(self, path: Path, lock: MaildropLock, messages: list[DropMessage]) -> None:
+    def __init__(
+        self, path: Path, lock: MaildropLock, messages: list[DropMessage], mailbox: Mailbox
+    ) -> None:
         self.path = path
         self.lock = lock
         self.messages = messages
+        self.mailbox = mailbox
 
     @classmethod
     def open(cls, base: Path, user: str) -> Maildrop:
@@ -96,17 +102,19 @@ class Maildrop:
         lock = MaildropLock(path)
         lock.acquire()
         try:
-            files = list_messages(path)
+            mailbox = Mailbox(path, INBOX)
+            entries = mailbox.sync().entries
             # Sizes of files without ,W= come from the folder's disposable cache, so a login
             # does not read every message (Postfix and most MTAs name files without sizes).
-            sizes = SizeCache(path)
-            messages = [DropMessage(f, sizes.get(path, f)) for f in files]
-            sizes.keep_only({f.key for f in files})
-            sizes.save()
+            sizes = mailbox.sizes(entries)
+            with memory.paused_gc():
+                messages = list(map(DropMessage, entries, sizes))
+            if mailbox.cache.dirty:  # sizes read from files: for the next login
+                mailbox.save_caches()
         except BaseException:
             lock.release()
             raise
-        return cls(path, lock, messages)
+        return cls(path, lock, messages, mailbox)
 
     @staticmethod
     def last_login(base: Path, user: str) -> float | None:
@@ -128,7 +136,7 @@ class Maildrop:
 
     def read(self, message: DropMessage) -> bytes:
         """The stored bytes (LF line ends); StoreError when the message cannot be read."""
-        return read_message(self.path, message.file)
+        return self.mailbox.read(message.entry)
 
     def commit(self) -> list[DropMessage]:
         """UPDATE (RFC 1939 section 6): remove every message marked deleted. Returns those that
@@ -136,8 +144,8 @@ class Maildrop:
         doomed = [m for m in self.messages if m.deleted]
         if not doomed:
             return []
-        failed = {id(f) for f in remove_messages(self.path, [m.file for m in doomed])}
-        return [m for m in doomed if id(m.file) in failed]
+        removed = {id(e) for e in self.mailbox.expunge([m.entry for m in doomed])}
+        return [m for m in doomed if id(m.entry) not in removed]
 
     def release(self) -> None:
         """Let other sessions in; the listing stays readable. Safe to call more than once."""

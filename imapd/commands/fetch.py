@@ -9,14 +9,19 @@ without PEEK sets \\Seen (read-write mailboxes) and the response then carries th
 
 from __future__ import annotations
 
-from common.store import SEEN, Entry, StoreError, to_crlf
+import contextlib
+
+from common.store import SEEN, Entry, StoreError, crlf_size, memory, to_crlf
 from imapd import binary, objectid
 from imapd import responses as r
 from imapd.commands.base import enable_condstore, expect, store_errors
-from imapd.message import MessageView
+from imapd.message import MessageView, envelope_of, known_fields
+from imapd.mime import split_header
 from imapd.parser import BinarySection, BodySection, Command, FetchArgs, parse_fetch_command
+from imapd.prefetch import MIN_MISSES, Derived, Prefetch, prefetching
 from imapd.qresync import vanished_earlier
 from imapd.responses import ImapError, bad
+from imapd.search import searched_headers
 from imapd.selected import Selected
 from imapd.session import Session
 from imapd.states import SELECTED, Result, Spec
@@ -27,37 +32,103 @@ CACHED_ITEMS = {"ENVELOPE": "envelope", "BODYSTRUCTURE": "bodystructure", "BODY"
 
 class Content:
     """One message's content for one FETCH response, read only as far as an item needs: cached
-    ENVELOPE/BODYSTRUCTURE need no read at all, an ENVELOPE miss reads only the header, and
-    only body items read the whole file."""
+    items need no read at all, an ENVELOPE miss reads only the header (or takes it from the
+    whole file when a size miss read that already), and only body items parse the whole file.
+    The file is read once per response whatever asks for it."""
 
-    __slots__ = ("_full", "entry", "view")
+    __slots__ = (
+        "_envelope",
+        "_full",
+        "_looked",
+        "_new",
+        "_new_size",
+        "_raw",
+        "_size",
+        "entry",
+        "view",
+    )
 
     def __init__(self, view: Selected, entry: Entry) -> None:
         self.view, self.entry = view, entry
         self._full: MessageView | None = None
+        self._raw: bytes | None = None  # the stored bytes (LF line ends)
+        self._looked = False  # the cache was asked for size and envelope
+        self._size: int | None = None
+        self._envelope: bytes | None = None
+        self._new: dict[str, bytes] | None = None  # derived here, for the cache (finish())
+        self._new_size = False
+
+    def raw(self) -> bytes:
+        if self._raw is None:
+            self._raw = self.view.mailbox.read(self.entry)
+        return self._raw
 
     def full(self) -> MessageView:
         if self._full is None:
-            self._full = MessageView(to_crlf(self.view.mailbox.read(self.entry)))
+            self._full = MessageView(to_crlf(self.raw()))
         return self._full
+
+    # RFC822.SIZE and ENVELOPE are what a client asks of every message of a folder: the cache
+    # is asked for both in one lookup, and what was derived is cached in one call (finish()).
+
+    def _look(self) -> None:
+        if not self._looked:
+            self._looked = True
+            self._size, self._envelope = self.view.mailbox.summary(self.entry)
+
+    def size(self) -> int:
+        self._look()
+        if self._size is None:
+            self._size = crlf_size(self.raw())
+            self._new = self._new or {}
+            self._new_size = True
+        return self._size
+
+    def envelope(self) -> bytes:
+        self._look()
+        if self._envelope is None:
+            data = self._raw if self._raw is not None else self.view.mailbox.read_header(self.entry)
+            fields = known_fields(header_block(data))
+            self._new = self._new or {}
+            self._envelope = self._new["envelope"] = envelope_of(fields)
+            # The header is read now: the fields SEARCH looks at are cached with it, so a
+            # SEARCH FROM or SUBJECT after a FETCH of envelopes reads no file.
+            self._new["headers"] = searched_headers(fields)
+        return self._envelope
+
+    def take(self, derived: Derived | None) -> None:
+        """Size, ENVELOPE and searched headers derived by the prefetch helper."""
+        if derived is not None:
+            self._looked = True
+            self._size, self._envelope, headers = derived
+            self._new = {"envelope": self._envelope, "headers": headers}
+            self._new_size = True
+
+    def finish(self) -> None:
+        """Cache what this response derived."""
+        if self._new is not None:
+            size = self._size if self._new_size else None
+            self.view.mailbox.remember_all(self.entry, size, self._new)
 
     def derived(self, item: str) -> bytes:
         """ENVELOPE, BODYSTRUCTURE or BODY, from the cache or computed and cached."""
-        cache, field = self.view.mailbox.cache, CACHED_ITEMS[item]
-        value = cache.get(self.entry.key, field)
+        if item == "ENVELOPE":
+            return self.envelope()
+        mailbox, field = self.view.mailbox, CACHED_ITEMS[item]
+        value = mailbox.cached(self.entry, field)
         if value is None:
             value = self._compute(item)
-            cache.put(self.entry.key, field, value)
+            mailbox.remember(self.entry, field, value)
         return value
 
     def _compute(self, item: str) -> bytes:
-        if item == "ENVELOPE":
-            if self._full is not None:
-                return self._full.envelope()
-            header = self.view.mailbox.read_header(self.entry)
-            return MessageView(to_crlf(header)).envelope()
         message = self.full()
         return message.bodystructure() if item == "BODYSTRUCTURE" else message.body()
+
+
+def header_block(data: bytes) -> bytes:
+    """The stored message up to and including its blank line (all of it without one)."""
+    return data[: split_header(data, 0, len(data))[0]]
 
 
 def cmd_fetch(session: Session, command: Command) -> Result:
@@ -86,18 +157,41 @@ def cmd_fetch(session: Session, command: Command) -> Result:
         # RFC 7162 3.1: once CONDSTORE is on, every untagged FETCH carries MODSEQ.
         items.append("MODSEQ")
     failed = 0
-    for seq, entry in targets:
-        try:
-            response = render(view, seq, entry, items, Content(view, entry), args.marks_seen)
-        except StoreError:
-            # Expunged by another session meanwhile (its size or content is gone too): nothing
-            # to send for it; the EXPUNGE follows at a later command (RFC 3501 7.4.1).
-            failed += 1
-            continue
-        session.send(response)
+    with helping(session, view, targets, items) as helper:
+        for index, (seq, entry) in enumerate(targets):
+            try:
+                content = Content(view, entry)
+                if helper is not None and helper.mine(index):
+                    content.take(helper.get(entry))
+                response = render(view, seq, entry, items, content, args.marks_seen)
+                content.finish()
+            except StoreError:
+                # Expunged by another session meanwhile (its size or content is gone too):
+                # nothing to send for it; the EXPUNGE follows later (RFC 3501 7.4.1).
+                failed += 1
+                continue
+            session.send(response)
+    if len(targets) > memory.BIG_WORK:
+        memory.release()  # what rendering that many responses used, back to the system
     if failed:
         return r.EXPUNGE_ISSUED
     return "FETCH completed"
+
+
+def helping(
+    session: Session, view: Selected, targets: list[tuple[int, Entry]], items: list
+) -> contextlib.AbstractContextManager[Prefetch | None]:
+    """A prefetch helper (imapd/prefetch.py) for a FETCH of the envelopes of a big folder that
+    the cache does not have yet."""
+    if "ENVELOPE" not in items or len(targets) < MIN_MISSES:
+        return contextlib.nullcontext()
+    mailbox = view.mailbox
+
+    def misses(entry: Entry) -> bool:
+        return None in mailbox.summary(entry)
+
+    entries = [entry for _seq, entry in targets]
+    return prefetching(mailbox.read, entries, misses, session.io.sock.fileno())
 
 
 def mark_seen(view: Selected, entries: list[Entry]) -> None:
@@ -127,7 +221,7 @@ def render(
             has_flags = True
         parts.append(simple_item(view, entry, item, content))
     if flags_changed and not has_flags and not view.readonly:
-        parts.append(b"FLAGS " + r.flag_list(view.flags_of(entry)).encode())
+        parts.append(view.flags_item(entry))
     return b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n"
 
 
@@ -135,11 +229,11 @@ def simple_item(view: Selected, entry: Entry, item: str, content: Content) -> by
     if item == "UID":
         return b"UID %d" % entry.uid
     if item == "FLAGS":
-        return b"FLAGS " + r.flag_list(view.flags_of(entry)).encode()
+        return view.flags_item(entry)
     if item == "MODSEQ":
         return b"MODSEQ (%d)" % entry.modseq
     if item == "RFC822.SIZE":
-        return b"RFC822.SIZE %d" % view.mailbox.size(entry)
+        return b"RFC822.SIZE %d" % content.size()
     if item == "INTERNALDATE":
         return b"INTERNALDATE " + r.internal_date(view.mailbox.internal_date(entry)).encode()
     if item in EXTENSION_ITEMS:

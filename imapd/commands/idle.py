@@ -6,13 +6,14 @@ keepalive). Replies: `+ idling`, then untagged updates as changes happen, `* OK 
 any other line (it ends the IDLE), `* BYE` when the IDLE outlasts `idle_timeout` (30 minutes).
 
 The session waits on the socket and on the folder at once: between polls of the socket it looks
-at the folder (the mtimes of new/ and cur/ and the uidlist's identity; a listing only when one of
-them moved), so a delivery, a flag change or an expunge by any session or program is pushed within
-POLL_INTERVAL plus the time to read the folder. In the pool model the worker's folder watcher
-(inotify, common/store/watch.py) wakes the session as soon as the folder changes instead, and it
-looks on its own only every WATCHED_RECHECK seconds (a change made on another host of an NFS mail
-base, which inotify does not see): thousands of idling sessions cost no timer each. Decimail used
-a database trigger (seed 001); a Maildir needs none.
+at the folder (the mtimes of new/ and cur/ and the uidlist's change log; the new log records, or a
+listing of a directory another program changed, only when one of them moved), so a delivery, a
+flag change or an expunge by any session or program is pushed within POLL_INTERVAL plus the time
+to read what changed. In the pool model the worker's folder watcher (inotify,
+common/store/watch.py) wakes the session as soon as the folder changes instead, and it looks on
+its own only every WATCHED_RECHECK seconds (a change made on another host of an NFS mail base,
+which inotify does not see): thousands of idling sessions cost no timer each. Decimail used a
+database trigger (seed 001); a Maildir needs none.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+from collections.abc import Container
 from dataclasses import dataclass
 
 from common.store import (
@@ -265,7 +266,7 @@ def cmd_status(session: Session, command: Command) -> Result:
 def status_line(session: Session, name: str, items: tuple[str, ...]) -> bytes:
     """The STATUS response for folder `name` (MailboxNotFound when there is none)."""
     selected = session.selected
-    mine: set[int] = set()  # \Recent claimed by this session (moved out of new/)
+    mine: Container[int] = frozenset()  # \Recent claimed by this session
     if selected is not None and selected.name == name:
         mailbox = selected.mailbox
         mine = selected.recent
@@ -275,7 +276,7 @@ def status_line(session: Session, name: str, items: tuple[str, ...]) -> bytes:
     deleted = [e for e in snap.entries if TRASHED in e.letters]
     values: dict[str, object] = {
         "MESSAGES": len(snap.entries),
-        "RECENT": sum(1 for e in snap.entries if e.recent or e.uid in mine),
+        "RECENT": sum(1 for e in snap.entries if snap.is_recent(e) or e.uid in mine),
         "UIDNEXT": snap.uidnext,
         "UIDVALIDITY": snap.uidvalidity,
         "UNSEEN": sum(1 for e in snap.entries if SEEN not in e.letters),

@@ -2,43 +2,108 @@
 
 from __future__ import annotations
 
+from array import array
 from pathlib import Path
 
 from common.store import maildir
-from common.store.msgcache import CACHE_FILE, MessageCache, parse, serialize
+from common.store.msgcache import CACHE_FILE, MessageCache
+
+SPACE = "1700000000.4f2a9c01d3b5"  # UIDVALIDITY and uidlist lineage
+OTHER = "1700000000.0c1d2e3f4a5b"  # the same UIDVALIDITY, UIDs started over
 
 
-def test_round_trip_with_crlf_values_and_spaces_in_keys(tmp_path: Path) -> None:
+def test_round_trip_with_crlf_values_and_sizes(tmp_path: Path) -> None:
     cache = MessageCache(tmp_path)
-    cache.put("1700000000.M1P1.host", "envelope", b'("x" {3}\r\nabc NIL)')
-    cache.put("odd key with spaces", "envelope", b"")
-    cache.put("1700000000.M1P1.host", "bodystructure", b"\n\n")
-    cache.save()
+    cache.put(SPACE, 3, "envelope", b'("x" {3}\r\nabc NIL)')
+    cache.put(SPACE, 9, "envelope", b"")
+    cache.put(SPACE, 3, "bodystructure", b"\n\n")
+    cache.put_size(SPACE, 3, 1234)
+    cache.put_size(SPACE, 12, 5)
+    assert cache.get(SPACE, 3, "envelope") == b'("x" {3}\r\nabc NIL)', "before the save too"
+    cache.save(SPACE, [3, 9, 12])
     again = MessageCache(tmp_path)
-    assert again.get("1700000000.M1P1.host", "envelope") == b'("x" {3}\r\nabc NIL)'
-    assert again.get("1700000000.M1P1.host", "bodystructure") == b"\n\n"
-    assert again.get("odd key with spaces", "envelope") == b""
-    assert again.get("missing", "envelope") is None
+    assert again.get(SPACE, 3, "envelope") == b'("x" {3}\r\nabc NIL)'
+    assert again.get(SPACE, 3, "bodystructure") == b"\n\n"
+    assert again.get(SPACE, 3, "body") is None
+    assert again.get(SPACE, 9, "envelope") == b""
+    assert (again.size(SPACE, 3), again.size(SPACE, 12)) == (1234, 5)
+    assert again.size(SPACE, 9) is None
+    assert again.get(SPACE, 4, "envelope") is None, "no such UID"
+
+
+def test_another_uid_space_is_a_miss(tmp_path: Path) -> None:
+    cache = MessageCache(tmp_path)
+    cache.put(SPACE, 3, "envelope", b"E")
+    cache.put_size(SPACE, 3, 9)
+    cache.save(SPACE, [3])
+    assert MessageCache(tmp_path).get(OTHER, 3, "envelope") is None
+    assert MessageCache(tmp_path).size(OTHER, 3) is None
+    mixed = MessageCache(tmp_path)
+    assert mixed.size(SPACE, 3) == 9
+    mixed.put_size(OTHER, 4, 1)  # the folder started over meanwhile: the old values go
+    assert mixed.size(SPACE, 3) == 9 and mixed.size(OTHER, 3) is None
+
+
+def test_sizes_of_many_messages_at_once(tmp_path: Path) -> None:
+    cache = MessageCache(tmp_path)
+    for uid in range(1, 6):
+        cache.put_size(SPACE, uid, uid * 10)
+    cache.save(SPACE, range(1, 6))
+    again = MessageCache(tmp_path)
+    assert again.sizes(SPACE, array("I", range(1, 6))) == [10, 20, 30, 40, 50]
+    assert again.sizes(SPACE, array("I", [2, 4, 7])) == [20, 40, None]
+
+
+def test_new_values_merge_with_the_stored_ones(tmp_path: Path) -> None:
+    first = MessageCache(tmp_path)
+    for uid in range(1, 6):
+        first.put(SPACE, uid, "envelope", b"E%d" % uid)
+    first.save(SPACE, range(1, 6))
+    second = MessageCache(tmp_path)
+    second.put(SPACE, 2, "headers", b"H2")
+    second.put_size(SPACE, 4, 40)
+    second.put(SPACE, 6, "envelope", b"E6")
+    second.save(SPACE, [1, 2, 4, 5, 6])  # 3 was expunged
+    third = MessageCache(tmp_path)
+    assert [third.get(SPACE, u, "envelope") for u in range(1, 7)] == [
+        b"E1",
+        b"E2",
+        None,
+        b"E4",
+        b"E5",
+        b"E6",
+    ]
+    assert third.get(SPACE, 2, "headers") == b"H2" and third.size(SPACE, 4) == 40
 
 
 def test_prunes_messages_that_are_gone(tmp_path: Path) -> None:
     cache = MessageCache(tmp_path)
-    cache.put("a", "envelope", b"A")
-    cache.put("b", "envelope", b"B")
-    cache.save(keep={"b"})
-    assert parse((tmp_path / CACHE_FILE).read_bytes()) == {"b": {"envelope": b"B"}}
+    for uid in range(1, 11):
+        cache.put(SPACE, uid, "envelope", b"x")
+    cache.save(SPACE, range(1, 11))
+    size = (tmp_path / CACHE_FILE).stat().st_size
+    MessageCache(tmp_path).save(SPACE, range(2, 11))  # one gone of ten: not worth a rewrite
+    assert (tmp_path / CACHE_FILE).stat().st_size == size
+    MessageCache(tmp_path).save(SPACE, range(1, 6))
+    assert (tmp_path / CACHE_FILE).stat().st_size < size
+    again = MessageCache(tmp_path)
+    assert again.get(SPACE, 5, "envelope") == b"x" and again.get(SPACE, 6, "envelope") is None
 
 
-def test_damaged_file_keeps_what_is_intact(tmp_path: Path) -> None:
-    data = serialize({"a": {"envelope": b"AAA"}, "b": {"envelope": b"BBB"}})
-    assert parse(data[:-3]) == {"a": {"envelope": b"AAA"}}
-    assert parse(b"garbage\n" + data) == {}
+def test_damaged_file_is_empty(tmp_path: Path) -> None:
+    cache = MessageCache(tmp_path)
+    cache.put(SPACE, 1, "envelope", b"AAA")
+    cache.save(SPACE, [1])
+    data = (tmp_path / CACHE_FILE).read_bytes()
+    for damaged in (data[:-30], b"\x00\xff junk", b"maildaemons-cache 1\n", data[:40]):
+        (tmp_path / CACHE_FILE).write_bytes(damaged)
+        assert MessageCache(tmp_path).get(SPACE, 1, "envelope") in (None, b"AAA")
     (tmp_path / CACHE_FILE).write_bytes(b"\x00\xff junk")
-    assert MessageCache(tmp_path).get("a", "envelope") is None
+    assert MessageCache(tmp_path).get(SPACE, 1, "envelope") is None
 
 
 def test_unchanged_cache_is_not_rewritten(tmp_path: Path) -> None:
-    MessageCache(tmp_path).save()
+    MessageCache(tmp_path).save(SPACE, [1, 2])
     assert not (tmp_path / CACHE_FILE).exists()
 
 
@@ -55,3 +120,22 @@ def test_read_header_stops_at_the_blank_line(tmp_path: Path) -> None:
     long_header = b"X-Long: " + b"y" * 20_000 + b"\n\nbody"
     message = maildir.deliver(folder, long_header)
     assert maildir.read_header(folder, message) == long_header[:-4]
+
+
+def test_new_values_in_any_order(tmp_path: Path) -> None:
+    cache = MessageCache(tmp_path)
+    for uid in (5, 3, 9, 1):
+        cache.put(SPACE, uid, "envelope", b"E%d" % uid)
+        cache.put_size(SPACE, uid, uid)
+    cache.put(SPACE, 3, "headers", b"H3")
+    assert [cache.get(SPACE, u, "envelope") for u in (1, 3, 5, 9, 7)] == [
+        b"E1",
+        b"E3",
+        b"E5",
+        b"E9",
+        None,
+    ]
+    cache.save(SPACE, [1, 3, 5, 9])
+    again = MessageCache(tmp_path)
+    assert again.sizes(SPACE, array("I", [1, 3, 5, 9])) == [1, 3, 5, 9]
+    assert again.get(SPACE, 3, "headers") == b"H3" and again.get(SPACE, 5, "headers") is None

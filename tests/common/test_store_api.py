@@ -1,5 +1,5 @@
 """The store's front door (common/store/__init__.py) as protocol code uses it, on tmp_path:
-FolderTree.open by name, the Mailbox change stamp and poll, header reads and reclaimable space,
+FolderTree.open by name, the Mailbox poll, header reads and reclaimable space,
 the POP3 Maildrop (lock, listing with CRLF sizes, deletions only at commit, the login stamp), and
 creating and retiring a user's maildir."""
 
@@ -29,7 +29,7 @@ from common.store import (
 from common.store import maildir as files
 from common.store.accounts import DELETED_DIR
 from common.store.flags import flags_suffix, letters_of, with_letters
-from common.store.maildir import SIZES_FILE
+from common.store.mailbox import Mailbox
 from common.store.uidlist import UIDLIST
 
 CTX = multiprocessing.get_context("fork")
@@ -109,13 +109,13 @@ def test_open_a_refused_name(tree: FolderTree, name: str) -> None:
 def test_open_claims_recent_only_when_asked(tree: FolderTree) -> None:
     files.deliver(tree.root, MESSAGE)
     _mailbox, snap = tree.open(INBOX)
-    assert [e.recent for e in snap.entries] == [True]
+    assert [snap.is_recent(e) for e in snap.entries] == [True]
     assert os.listdir(tree.root / "new")  # not claimed: still new for everyone
     _mailbox, snap = tree.open(INBOX, claim_recent=True)
-    assert [e.recent for e in snap.entries] == [True]
+    assert [snap.is_recent(e) for e in snap.entries] == [True]
     assert not os.listdir(tree.root / "new")
     _mailbox, snap = tree.open(INBOX, claim_recent=True)
-    assert [e.recent for e in snap.entries] == [False]  # claimed by the opener before
+    assert [snap.is_recent(e) for e in snap.entries] == [False]  # claimed by the opener before
 
 
 def test_for_user_refuses_unsafe_names(tmp_path: Path) -> None:
@@ -133,14 +133,14 @@ def test_subscribe_stores_inbox_in_capitals(tree: FolderTree) -> None:
 # -- Mailbox: the change stamp, poll, header, reclaimable space ----------------------------------
 
 
-def test_change_stamp_and_poll(tree: FolderTree) -> None:
+def test_poll(tree: FolderTree) -> None:
+    """poll() looks at the folder again only when something moved, and lists a directory once
+    more when its mtime settles (a second change in the same mtime tick would not show)."""
     mailbox, _snap = tree.open(INBOX)
-    assert mailbox.change_stamp() is None  # just changed: an mtime tick may hide a second change
-    age(tree.root / "new", tree.root / "cur", tree.root / UIDLIST)
-    stamp = mailbox.change_stamp()
-    assert stamp is not None and stamp == mailbox.change_stamp()
-    assert mailbox.poll() is not None  # the stamp taken at open was None
-    assert mailbox.poll() is None  # nothing moved since
+    assert mailbox.poll() is None  # nothing moved since the open
+    age(tree.root / "new", tree.root / "cur")
+    assert mailbox.poll() is not None  # the mtimes moved: listed again
+    assert mailbox.poll() is None  # ... and settled: nothing to do now
     files.deliver(tree.root, MESSAGE)
     snap = mailbox.poll()
     assert snap is not None and len(snap.entries) == 1
@@ -216,7 +216,8 @@ def test_maildrop_lists_crlf_sizes(tmp_path: Path) -> None:
     sizes = {m.key: m.size for m in drop.messages}
     assert sizes == {"1700000000.M1.mta": 6, delivered.key: len(files.to_crlf(MESSAGE))}
     assert [m.deleted for m in drop.messages] == [False, False]
-    assert "1700000000.M1.mta" in (folder / SIZES_FILE).read_text()  # cached for the next login
+    again = Mailbox(folder)  # the size is cached for the next login
+    assert [again.known_size(e) for e in again.sync().entries] == [6, len(files.to_crlf(MESSAGE))]
     assert drop.read(drop.messages[0]) == b"a\nb\n"
     drop.release()
 

@@ -20,7 +20,8 @@ from common.store.mailbox import Mailbox
 from common.store.uidlist import (
     DOVECOT_UIDLIST,
     UIDLIST,
-    Record,
+    UIDLIST_LOG,
+    Entry,
     UidList,
     UidStore,
     parse,
@@ -36,17 +37,42 @@ NAMES = [
 
 
 def test_serialize_and_parse_round_trip() -> None:
-    uids = UidList(1234567890, 7, 12, first_recent=6)
-    uids.records["a,S=1"] = Record(2, 5, "FS", "a,S=1")
-    uids.records["name with space"] = Record(6, 12, "", "name with space")
-    data = uids.serialize()
-    assert data.splitlines()[0] == b"M1 V1234567890 N7 H12 R6"
-    assert b"2 5 FS a,S=1\n" in data and b"6 12 - name with space\n" in data
+    uids = UidList(1234567890, 7, 12, generation="abc123", lineage="f00d", first_recent=6)
+    uids.add(Entry(2, 5, "cur", "a,S=1:2,FS"))
+    uids.add(Entry(6, 12, "new", "name with space", extra="Sx1 T2"))
+    uids.bury([3, 4, 5])
+    data = b"".join(uids.serialize())
+    assert data == (
+        b"M2 V1234567890 N7 H13 R6 Gabc123 If00d C2\nU 2 6\nQ 5 12\nX 6 Sx1 T2\n- 13 3:5\nL\n"
+        b"a,S=1:2,FS\nnew/name with space\n"
+    )
     back = parse(data)
     assert back is not None
-    assert (back.uidvalidity, back.uidnext, back.highestmodseq) == (1234567890, 7, 12)
+    assert (back.uidvalidity, back.uidnext, back.highestmodseq) == (1234567890, 7, 13)
+    assert back.generation == "abc123" and back.lineage == "f00d"
     assert back.first_recent == 6
-    assert back.records == uids.records
+    assert back.tombstones == [(13, 3, 5)]
+    assert [(e.uid, e.modseq, e.subdir, e.name, e.extra) for e in back.entries] == [
+        (2, 5, "cur", "a,S=1:2,FS", ""),
+        (6, 12, "new", "name with space", "Sx1 T2"),
+    ]
+    assert b"".join(back.serialize()) == data, "fields this version does not know are kept"
+
+
+def test_version_1_file_is_read_with_names_from_keys_and_flags() -> None:
+    back = parse(b"M1 V99 N4 H6 R3\n1 3 FS a,S=1\n3 5 - name with space\n- 6 2\n")
+    assert back is not None and back.generation == ""
+    assert back.first_recent == 3
+    assert [(e.uid, e.modseq, e.key, e.letters) for e in back.entries] == [
+        (1, 3, "a,S=1", "FS"),
+        (3, 5, "name with space", ""),
+    ]
+    assert back.tombstones == [(6, 2, 2)]
+
+
+def test_a_file_without_a_first_recent_uid_has_nothing_left_to_claim() -> None:
+    back = parse(b"M1 V99 N4 H6\n1 3 FS a,S=1\n")
+    assert back is not None and back.first_recent == 4
 
 
 def test_file_without_recent_mark_has_nothing_to_claim() -> None:
@@ -64,6 +90,15 @@ def test_file_without_recent_mark_has_nothing_to_claim() -> None:
         b"M1 V1 N2\nx 1 - key\n",
         b"M1 V1 N2\n1 1 -\n",
         b"M1 Vx N2\n",
+        b"M2 V1 N5 H1 Gx\nU 1\nQ 1\nL\na\n",  # no count
+        b"M2 V1 N5 H1 Gx C1\nU 1\nQ 1\nbroken line\nL\na\n",
+        b"M2 V1 N5 H1 Gx C2\nU 2 1\nQ 1 1\nL\na\nb\n",  # UIDs out of order
+        b"M2 V1 N2 H1 Gx C1\nU 3\nQ 1\nL\na\n",  # UIDNEXT below a UID
+        b"M2 V1 N5 H1 Gx C2\nU 1 2\nQ 1 1\nL\na\na\n",  # a file twice
+        b"M2 V1 N5 H1 Gx C2\nU 1 2\nQ 1\nL\na\nb\n",  # columns of different lengths
+        b"M2 V1 N5 H1 Gx C2\nU 1 2\nQ 1 1\nL\na\n",  # truncated
+        b"M2 V1 N5 H1 Gx C2\nU 1 2\nQ 1 1\nL\na\nb",
+        b"M2 V1 N5 H1 Gx C1\nU 1\nQ 1\nX 2 S5\nL\na\n",  # fields of no message
     ],
 )
 def test_damaged_or_foreign_files_are_not_ours(data: bytes) -> None:
@@ -102,7 +137,7 @@ def test_parse_dovecot(text: str, validity: int, uidnext: int, expected: dict[st
     result = parse_dovecot(text.encode())
     assert result is not None
     assert (result.uidvalidity, result.uidnext) == (validity, uidnext)
-    assert {key: rec.uid for key, rec in result.records.items()} == expected
+    assert {e.key: e.uid for e in result.entries} == expected
 
 
 @pytest.mark.parametrize(
@@ -195,31 +230,39 @@ def test_update_writes_atomically_and_only_on_change(tmp_path: Path) -> None:
     folder = tmp_path / "f"
     maildir.ensure_maildir(folder)
     store = UidStore(folder)
-    assert store.read() is None
-    with store.update() as current:
-        current.records["k"] = Record(1, current.next_modseq(), "", "k")
-        current.uidnext = 2
+    assert store.load() is None
+    with store.update(None) as tx:
+        tx.add("cur", "k:2,")
+    table = tx.table
     inode = os.stat(folder / UIDLIST).st_ino
-    with store.update():
+    size = os.stat(folder / UIDLIST_LOG).st_size
+    with store.update(table):
         pass
     assert os.stat(folder / UIDLIST).st_ino == inode, "no change, no rewrite"
-    with store.update() as current:
-        current.uidnext = 3
-    assert os.stat(folder / UIDLIST).st_ino != inode, "replaced by rename, not rewritten"
+    assert os.stat(folder / UIDLIST_LOG).st_size == size, "no change, nothing appended"
+    with store.update(table) as tx:
+        tx.add("cur", "l:2,S")
+    assert os.stat(folder / UIDLIST).st_ino == inode, "a change is appended, not rewritten"
+    assert os.stat(folder / UIDLIST_LOG).st_size > size
     assert not [n for n in os.listdir(folder) if n.endswith(".tmp") or n.endswith(".lock")]
-    again = UidStore(folder).read()
-    assert again is not None and again.uidnext == 3 and again.records["k"].uid == 1
+    again = UidStore(folder).load()
+    assert again is not None and again.uidnext == 3
+    assert [(e.uid, e.name) for e in again.entries] == [(1, "k:2,"), (2, "l:2,S")]
 
 
 def test_failed_update_changes_nothing(tmp_path: Path) -> None:
     folder = tmp_path / "f"
     maildir.ensure_maildir(folder)
     store = UidStore(folder)
-    with store.update() as current:
-        current.uidnext = 5
-    before = (folder / UIDLIST).read_bytes()
-    with pytest.raises(RuntimeError), store.update() as current:
-        current.uidnext = 9
+    with store.update(None) as tx:
+        tx.add("cur", "k:2,")
+    table = tx.table
+    before = [(folder / name).read_bytes() for name in (UIDLIST, UIDLIST_LOG)]
+    with pytest.raises(RuntimeError), store.update(table) as tx:
+        tx.add("cur", "l:2,")
         raise RuntimeError("crash in the middle")
-    assert (folder / UIDLIST).read_bytes() == before
+    assert [(folder / name).read_bytes() for name in (UIDLIST, UIDLIST_LOG)] == before
     assert not (folder / (UIDLIST + ".lock")).exists()
+    with store.update(table) as tx:  # the table is read again: the failed change is not in it
+        assert [e.name for e in tx.table.entries] == ["k:2,"]
+        assert tx.add("cur", "m:2,").uid == 2
