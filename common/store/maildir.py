@@ -119,8 +119,12 @@ def to_lf(data: bytes) -> bytes:
 
 
 def ensure_maildir(path: Path) -> None:
+    """Make cur/ new/ tmp/ where missing. Every login asks: a stat each when they are there
+    (mkdir with exist_ok fails and raises inside, three exceptions a login)."""
     for sub in SUBDIRS:
-        (path / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        target = path / sub
+        if not is_real_dir(target):
+            target.mkdir(parents=True, exist_ok=True, mode=0o700)
 
 
 def is_real_dir(path: Path) -> bool:
