@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from common.utf7 import decode_mutf7, encode_mutf7
+from imapd.names import mailbox_octets
 from imapd.parser_append import (
     AppendMessage,
     CatPart,
@@ -198,7 +199,8 @@ class RenameArgs:
 class AppendArgs:
     """APPEND mailbox [(flags)] ["date-time"] literal (RFC 3501 6.3.11): the first message's
     flags, date and octets; ``catenate`` when that message is a CATENATE (RFC 4469, then
-    ``message`` is empty), ``more`` the further messages of a MULTIAPPEND (RFC 3502)."""
+    ``message`` is empty), ``more`` the further messages of a MULTIAPPEND (RFC 3502); ``utf8``
+    when the first message came as a utf8-literal (RFC 6855 4)."""
 
     mailbox: str
     flags: tuple[str, ...]
@@ -206,11 +208,14 @@ class AppendArgs:
     message: bytes
     catenate: tuple[CatPart, ...] | None = None
     more: tuple[AppendMessage, ...] = ()
+    utf8: bool = False
 
     @property
     def messages(self) -> tuple[AppendMessage, ...]:
         """Every message of the command, in order."""
-        first = AppendMessage(self.flags, self.internal_date, self.message, self.catenate)
+        first = AppendMessage(
+            self.flags, self.internal_date, self.message, self.catenate, self.utf8
+        )
         return (first, *self.more)
 
 
@@ -301,12 +306,21 @@ ArgParser = Callable[[Reader, bool], Args]
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """One parsed command. ``name`` is upper-case; ``UID FETCH`` is ``FETCH`` with uid=True."""
+    """One parsed command. ``name`` is upper-case; ``UID FETCH`` is ``FETCH`` with uid=True.
+
+    ``denormalized`` holds (name, name as sent) for each UTF-8 mailbox name of the command that
+    was not in Normalization Form C (imapd/names.py): what OLDNAME reports (RFC 9051 6.3.9.7).
+    """
 
     tag: str
     name: str
     args: Args
     uid: bool = False
+    denormalized: tuple[tuple[str, str], ...] = ()
+
+    def supplied(self, name: str) -> str | None:
+        """How the client spelled mailbox `name` when normalizing changed it, else None."""
+        return next((sent for found, sent in self.denormalized if found == name), None)
 
 
 # -- entry points -------------------------------------------------------------------------------
@@ -322,9 +336,10 @@ class Grammar(Protocol):
     def uid(self) -> bool: ...
 
 
-def parse_command(raw: bytes, grammar: Mapping[str, Grammar]) -> Command:
+def parse_command(raw: bytes, grammar: Mapping[str, Grammar], utf8: bool = False) -> Command:
     """Parse one assembled command (see the module docstring) with the commands `grammar`
-    knows (the command table); raise ParseError."""
+    knows (the command table), mailbox names in UTF-8 when `utf8` (the session enabled
+    IMAP4rev2 or UTF8=ACCEPT), else in modified UTF-7; raise ParseError."""
     if not raw.strip(b" "):
         raise ParseError(None, "Empty command line")
     space = raw.find(b" ")
@@ -333,7 +348,7 @@ def parse_command(raw: bytes, grammar: Mapping[str, Grammar]) -> Command:
         raise ParseError(None, "Invalid tag")
     tag = tag_bytes.decode("ascii")
     try:
-        return _parse_after_tag(tag, Reader(raw, len(tag_bytes)), grammar)
+        return _parse_after_tag(tag, Reader(raw, len(tag_bytes), utf8), grammar)
     except ParseError as error:
         if error.tag is None:
             raise ParseError(tag, error.message) from None
@@ -354,7 +369,8 @@ def _parse_after_tag(tag: str, reader: Reader, grammar: Mapping[str, Grammar]) -
         raise ParseError(tag, "Unknown UID command")
     if entry is None:
         raise ParseError(tag, "Unknown command")
-    return Command(tag, name, entry.parse(reader, uid), uid)
+    args = entry.parse(reader, uid)
+    return Command(tag, name, args, uid, tuple(reader.denormalized))
 
 
 def _command_name(reader: Reader) -> str:
@@ -424,9 +440,10 @@ def parse_sasl_response(line: bytes) -> bytes | None:
     return _decode_base64(line)
 
 
-def encode_mailbox(name: str) -> bytes:
-    """A mailbox name for a response: modified UTF-7, as an atom or else quoted."""
-    encoded = encode_mutf7(name)
+def encode_mailbox(name: str, utf8: bool = False) -> bytes:
+    """A mailbox name for a response, modified UTF-7 or UTF-8 (imapd/names.py), as an atom or
+    else quoted (store names hold no CR, LF or NUL)."""
+    encoded = mailbox_octets(name, utf8)
     if ATOM_RE.fullmatch(encoded) is not None:
         return encoded
     return quoted(encoded)
@@ -503,7 +520,13 @@ def parse_append(reader: Reader, uid: bool) -> AppendArgs:
         more.append(parse_append_message(reader))
     reader.end()
     return AppendArgs(
-        mailbox, first.flags, first.internal_date, first.data, first.catenate, tuple(more)
+        mailbox,
+        first.flags,
+        first.internal_date,
+        first.data,
+        first.catenate,
+        tuple(more),
+        first.utf8,
     )
 
 

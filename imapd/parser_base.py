@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from common.store import UndecodableName, canonical_name
-from common.utf7 import decode_mutf7
+from common.store import UndecodableName
+from imapd.names import decode_mailbox, decode_pattern
 
 __all__ = ["ATOM_RE", "MAX_DEPTH", "ParseError", "Reader", "SeqSet", "UndecodableName"]
 
@@ -234,16 +234,6 @@ def parse_flag(token: bytes) -> str:
     raise ParseError(None, "Invalid system flag")
 
 
-def decode_mailbox(raw: bytes) -> str:
-    """mailbox (RFC 3501 9, 5.1): modified UTF-7 decoded; only the whole name INBOX is folded
-    (by the store's one rule for it). An UndecodableName when it is not modified UTF-7."""
-    try:
-        name = decode_mutf7(raw)
-    except ValueError:
-        return UndecodableName(raw.decode("latin-1"))
-    return canonical_name(name)
-
-
 def _unexpected(byte: int) -> str:
     """Why a byte cannot stand where a separator belongs."""
     if byte == 0x29:
@@ -254,14 +244,20 @@ def _unexpected(byte: int) -> str:
 
 
 class Reader:
-    """A cursor over one assembled command; every method raises ParseError(None, ...) on error."""
+    """A cursor over one assembled command; every method raises ParseError(None, ...) on error.
 
-    __slots__ = ("data", "pos", "size")
+    ``utf8_names``: mailbox names are UTF-8, not modified UTF-7 (imapd/names.py). ``denormalized``
+    collects (name, name as sent) for each UTF-8 name that normalizing changed.
+    """
 
-    def __init__(self, data: bytes, pos: int = 0) -> None:
+    __slots__ = ("data", "denormalized", "pos", "size", "utf8_names")
+
+    def __init__(self, data: bytes, pos: int = 0, utf8_names: bool = False) -> None:
         self.data = data
         self.pos = pos
         self.size = len(data)
+        self.utf8_names = utf8_names
+        self.denormalized: list[tuple[str, str]] = []
 
     # -- structure -------------------------------------------------------------------------
 
@@ -454,8 +450,21 @@ class Reader:
     # -- typed values ----------------------------------------------------------------------
 
     def mailbox(self) -> str:
-        """mailbox = "INBOX" / astring, decoded from modified UTF-7."""
-        return decode_mailbox(self.astring())
+        """mailbox = "INBOX" / astring, decoded from modified UTF-7 or UTF-8 (imapd/names.py)."""
+        try:
+            name, supplied = decode_mailbox(self.astring(), self.utf8_names)
+        except ValueError as exc:
+            raise ParseError(None, str(exc)) from None
+        if supplied is not None:
+            self.denormalized.append((name, supplied))
+        return name
+
+    def pattern(self) -> str:
+        """list-mailbox, decoded as a mailbox name is (imapd/names.py), not INBOX-folded."""
+        try:
+            return decode_pattern(self.list_mailbox(), self.utf8_names)
+        except ValueError as exc:
+            raise ParseError(None, str(exc)) from None
 
     def flag_list(self) -> tuple[str, ...]:
         """flag-list = "(" [flag *(SP flag)] ")", deduplicated in order."""

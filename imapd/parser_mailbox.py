@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common.utf7 import decode_mutf7
 from imapd.parser_base import MAX_NUMBER64, ParseError, Reader, SeqSet, UndecodableName
 
 __all__ = [
@@ -91,11 +90,11 @@ class SelectArgs:
 class ListArgs:
     """LIST / LSUB (RFC 3501 6.3.8-9; RFC 5258; RFC 5819; RFC 6154).
 
-    ``patterns`` are decoded but not INBOX-folded; those that are not modified UTF-7 are left
-    out, and all of them when the reference is not (they match nothing). ``select_opts`` and
-    ``return_opts`` are upper-cased; ``status_items`` are the RETURN (STATUS (...)) items.
-    ``extended`` is True when any RFC 5258 syntax was used (options or a parenthesized pattern
-    list).
+    ``patterns`` are decoded (imapd/names.py) but not INBOX-folded; those that are not modified
+    UTF-7 are left out, and all of them when the reference is not (they match nothing).
+    ``select_opts`` and ``return_opts`` are upper-cased; ``status_items`` are the RETURN
+    (STATUS (...)) items. ``extended`` is True when any RFC 5258 syntax was used (options or a
+    parenthesized pattern list).
     """
 
     reference: str
@@ -207,11 +206,11 @@ def parse_list(reader: Reader, uid: bool) -> ListArgs:
     reader.sp()
     if reader.peek() == 0x28:
         extended = True
-        patterns = tuple(_pattern(reader) for _ in reader.paren_list())
+        patterns = tuple(reader.pattern() for _ in reader.paren_list())
         if not patterns:
             raise ParseError(None, "Empty mailbox pattern list")
     else:
-        patterns = (_pattern(reader),)
+        patterns = (reader.pattern(),)
     return_opts: tuple[str, ...] = ()
     status_items: tuple[str, ...] = ()
     if reader.try_sp():
@@ -222,20 +221,10 @@ def parse_list(reader: Reader, uid: bool) -> ListArgs:
     return ListArgs(reference, patterns, select_opts, return_opts, status_items, extended)
 
 
-def _pattern(reader: Reader) -> str:
-    """list-mailbox, decoded from modified UTF-7 (wildcards pass through); an UndecodableName
-    when it is not modified UTF-7."""
-    raw = reader.list_mailbox()
-    try:
-        return decode_mutf7(raw)
-    except ValueError:
-        return UndecodableName(raw.decode("latin-1"))
-
-
 def _matchable(reference: str, patterns: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
-    """Reference and patterns without those that are not modified UTF-7: they can match no name,
-    so LIST and LSUB answer OK without them (as Dovecot), where another command naming such a
-    mailbox gets NO."""
+    """Reference and patterns without those that are no names (UndecodableName: not modified
+    UTF-7): they can match no name, so LIST and LSUB answer OK without them (as Dovecot), where
+    another command naming such a mailbox gets NO."""
     if isinstance(reference, UndecodableName):
         return "", ()
     return reference, tuple(p for p in patterns if not isinstance(p, UndecodableName))
@@ -274,7 +263,7 @@ def parse_lsub(reader: Reader, uid: bool) -> ListArgs:
     reader.sp()
     reference = reader.mailbox()
     reader.sp()
-    pattern = _pattern(reader)
+    pattern = reader.pattern()
     reader.end()
     return ListArgs(*_matchable(reference, (pattern,)))
 

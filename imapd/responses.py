@@ -26,6 +26,7 @@ CAPABILITIES = (
     "AUTH=LOGIN",
     "ID",
     "ENABLE",
+    "UTF8=ACCEPT",
     "IDLE",
     "NAMESPACE",
     "UNSELECT",
@@ -126,8 +127,8 @@ def untagged(text: str | bytes) -> bytes:
     return b"* " + data + b"\r\n"
 
 
-def mailbox(name: str) -> bytes:
-    return encode_mailbox(name)
+def mailbox(name: str, utf8: bool = False) -> bytes:
+    return encode_mailbox(name, utf8)
 
 
 def flag_list(flags: Iterable[str]) -> str:

@@ -21,6 +21,8 @@ from imapd.selected import Selected
 from imapd.states import SELECTED, Abort, Spec, State
 
 PROTOCOL = "imap"
+# ENABLEd, either makes mailbox names UTF-8 for the rest of the session (RFC 9051 5.1, RFC 6855 3).
+UTF8_NAMES = frozenset({"IMAP4REV2", "UTF8=ACCEPT"})
 MAX_BAD_COMMANDS = 30
 CONTINUE = b"+ Ready for literal data\r\n"
 # A command may hold max_literal octets of literals plus this much of everything else.
@@ -71,6 +73,16 @@ class Session(BaseSession):
 
     def untagged(self, text: str | bytes) -> None:
         self.io.write(r.untagged(text))
+
+    @property
+    def utf8_names(self) -> bool:
+        """Whether mailbox names go as UTF-8 (after ENABLE IMAP4rev2 or UTF8=ACCEPT) rather
+        than modified UTF-7, both ways (imapd/names.py)."""
+        return not UTF8_NAMES.isdisjoint(self.enabled)
+
+    def mailbox_name(self, name: str) -> bytes:
+        """A stored mailbox name as this session spells it in a response."""
+        return r.mailbox(name, self.utf8_names)
 
     def report_changes(self, allow_expunge: bool) -> None:
         if self.selected is not None:
@@ -209,7 +221,7 @@ class Session(BaseSession):
             self.bad(None, r.DONE_WITHOUT_IDLE)
             return
         try:
-            command = parse_command(raw, self.commands)
+            command = parse_command(raw, self.commands, self.utf8_names)
         except ParseError as exc:
             self.bad(exc.tag, exc.message)
             return

@@ -2,8 +2,11 @@
 rule for the name INBOX.
 
 A name that passes can be joined to a directory without escaping it: no `/`, no `..`, no control
-bytes, no leading dot, bounded length. INBOX is the only folder name matched in any case
-(RFC 3501 5.1); every other name is case-sensitive.
+bytes, no leading dot, bounded length. A folder name holds no control character of any kind (C0,
+DEL, C1) and no line or paragraph separator either (U+2028, U+2029), as RFC 6855 3 asks of
+mailbox names: a client of either name form (modified UTF-7 or UTF-8) can then show and send
+every name. INBOX is the only folder name matched in any case (RFC 3501 5.1); every other name is
+case-sensitive.
 """
 
 from __future__ import annotations
@@ -57,9 +60,15 @@ def check_folder(name: str) -> str:
     if name.startswith(".") or name.endswith(".") or ".." in name:
         raise InvalidName("empty hierarchy level")
     for char in name:
-        if ord(char) < 0x20 or ord(char) == 0x7F or char in FOLDER_FORBIDDEN:
+        if _is_control(char) or char in FOLDER_FORBIDDEN:
             raise InvalidName(f"character {char!r} not allowed")
     return name
+
+
+def _is_control(char: str) -> bool:
+    """C0, DEL, C1, LINE SEPARATOR, PARAGRAPH SEPARATOR (RFC 6855 3)."""
+    code = ord(char)
+    return code < 0x20 or 0x7F <= code <= 0x9F or code in (0x2028, 0x2029)
 
 
 def is_inbox(name: str) -> bool:

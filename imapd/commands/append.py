@@ -1,6 +1,7 @@
 """APPEND (RFC 3501 6.3.11) with APPENDUID (RFC 4315), several messages at once (MULTIAPPEND,
 RFC 3502), messages joined from text and parts of stored messages (CATENATE, RFC 4469), literal8
-(BINARY, RFC 3516 4.3) and a size limit (APPENDLIMIT, RFC 7889).
+(BINARY, RFC 3516 4.3), messages with UTF-8 headers as utf8-literals (UTF8=ACCEPT, RFC 6855 4)
+and a size limit (APPENDLIMIT, RFC 7889).
 
 Every message is written to tmp/ and fsynced before any is renamed into cur/, and all get their
 UIDs in one uidlist update (common/store Mailbox.append_all): a MULTIAPPEND that fails for one
@@ -9,7 +10,14 @@ in base64 (imapd/binary.py).
 
 States: authenticated and selected. Replies: OK [APPENDUID validity uids]; NO [TRYCREATE] for a
 mailbox that does not exist; NO [TOOBIG] for a message over the limit (max_literal); NO [BADURL
-url] for a CATENATE URL that names nothing this user may read; NO [CANNOT] for an empty message.
+url] for a CATENATE URL that names nothing this user may read; NO [CANNOT] for an empty message;
+BAD for a utf8-literal before ENABLE UTF8=ACCEPT (as Cyrus answers it).
+
+A message whose headers hold 8-bit octets is stored as sent in any session, UTF8=ACCEPT enabled
+or not. RFC 6855 4 would have such an APPEND refused (NO) before ENABLE UTF8=ACCEPT; we take it
+on purpose: IMAP4rev1 tools that move mail between servers (imapsync, mbsync, offlineimap) copy
+old messages with raw 8-bit headers as they are and do not enable UTF8=ACCEPT, and refusing them
+would strand that mail on the old server.
 """
 
 from __future__ import annotations
@@ -32,13 +40,15 @@ from imapd.parser import (
     parse_fetch,
 )
 from imapd.parser_base import Reader
-from imapd.responses import ImapError
+from imapd.responses import ImapError, bad
 from imapd.session import Session
 from imapd.states import AUTHENTICATED, Result, Spec
 
 
 def cmd_append(session: Session, command: Command) -> Result:
     args = expect(command, AppendArgs)
+    if "UTF8=ACCEPT" not in session.enabled and any(m.uses_utf8 for m in args.messages):
+        raise bad("UTF8 needs ENABLE UTF8=ACCEPT first")
     tree = session.require_tree()
     limit = session.settings.get_int("max_literal")
     if any(m.catenate is None and not m.data for m in args.messages):
@@ -76,7 +86,7 @@ def catenate(session: Session, parts: tuple[CatPart, ...], limit: int) -> bytes:
     chunks = []
     total = 0
     for part in parts:
-        data = part.value if part.kind == "TEXT" else url_data(session, part.value)
+        data = url_data(session, part.value) if part.kind == "URL" else part.value
         total += len(data)
         if total > limit:
             raise ImapError(*r.MESSAGE_TOO_LARGE)

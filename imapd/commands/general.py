@@ -1,5 +1,6 @@
 """Commands valid in any state, and the small extensions: CAPABILITY, NOOP, LOGOUT (RFC 3501
-6.1), ID (RFC 2971), ENABLE (RFC 5161), NAMESPACE (RFC 2342), CHECK (RFC 3501 6.4.1)."""
+6.1), ID (RFC 2971), ENABLE (RFC 5161; of CONDSTORE, QRESYNC, IMAP4rev2 and UTF8=ACCEPT),
+NAMESPACE (RFC 2342), CHECK (RFC 3501 6.4.1)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from imapd.parser import Command, EnableArgs, IdArgs, parse_enable, parse_id, pa
 from imapd.session import Session
 from imapd.states import ANY, AUTHENTICATED, SELECTED, Result, Spec, State
 
-ENABLEABLE = frozenset({"CONDSTORE", "QRESYNC", "IMAP4REV2"})
+ENABLEABLE = frozenset({"CONDSTORE", "QRESYNC", "IMAP4REV2", "UTF8=ACCEPT"})
 # The names ENABLED reports, as the capability list spells them.
 ENABLED_NAMES = {"IMAP4REV2": "IMAP4rev2"}
 MAX_ID_LOGGED = 10  # ID fields logged, each cut to 60 characters
@@ -48,7 +49,9 @@ def cmd_id(session: Session, command: Command) -> Result:
 
 def cmd_enable(session: Session, command: Command) -> Result:
     """RFC 5161: unknown capabilities are ignored; ENABLED lists those of the request newly
-    enabled. QRESYNC enables CONDSTORE too (RFC 7162 3.2.3)."""
+    enabled. QRESYNC enables CONDSTORE too (RFC 7162 3.2.3). IMAP4rev2 and UTF8=ACCEPT make
+    mailbox names UTF-8 from the next command on (Session.utf8_names, RFC 9051 5.1, RFC 6855
+    3)."""
     expect(command, EnableArgs)
     newly = [c for c in command.args.capabilities if c in ENABLEABLE and c not in session.enabled]
     if {"CONDSTORE", "QRESYNC"} & set(newly):

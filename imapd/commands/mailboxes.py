@@ -61,7 +61,9 @@ def cmd_create(session: Session, command: Command) -> Result:
         for use in command.args.use:
             tree.set_special_use(name, use)
         # RFC 8474 4.1: the new mailbox's MAILBOXID.
-        return ("CREATE completed", f"MAILBOXID ({tree.mailbox_id(name)})")
+        code = f"MAILBOXID ({tree.mailbox_id(name)})"
+    rev2.report_created(session, command, command.args.mailbox, name)
+    return ("CREATE completed", code)
 
 
 def without_trailing_separator(name: str) -> str:
@@ -74,15 +76,16 @@ def cmd_delete(session: Session, command: Command) -> Result:
     expect(command, MailboxArgs)
     with store_errors():
         session.require_tree().delete(command.args.mailbox)
+    rev2.report_deleted(session, command, command.args.mailbox)
     return "DELETE completed"
 
 
 def cmd_rename(session: Session, command: Command) -> Result:
-    expect(command, RenameArgs)
+    args = expect(command, RenameArgs)
+    new = without_trailing_separator(args.new)
     with store_errors():
-        session.require_tree().rename(
-            command.args.old, without_trailing_separator(command.args.new)
-        )
+        session.require_tree().rename(args.old, new)
+    rev2.report_renamed(session, command, args.old, new, args.new)
     return "RENAME completed"
 
 
@@ -165,7 +168,7 @@ def list_mailboxes(session: Session, args: ListArgs) -> Result:
         if view.criteria and not view.meets(name) and not childinfo:
             continue
         attrs = attributes(view, name, names, args)
-        line = f'LIST ({" ".join(attrs)}) "." '.encode() + r.mailbox(name)
+        line = f'LIST ({" ".join(attrs)}) "." '.encode() + session.mailbox_name(name)
         if childinfo:
             line += b' ("CHILDINFO" (' + " ".join(f'"{c}"' for c in childinfo).encode() + b"))"
         session.untagged(line)
@@ -221,7 +224,7 @@ def cmd_lsub(session: Session, command: Command) -> Result:
         # (6.3.9). A subscribed name whose mailbox is gone is still subscribed and listed as
         # such (6.3.6 keeps it; Dovecot lists it so too): LIST tells whether it exists.
         attrs = ["\\Noselect"] if parent else []
-        session.untagged(f'LSUB ({" ".join(attrs)}) "." '.encode() + r.mailbox(name))
+        session.untagged(f'LSUB ({" ".join(attrs)}) "." '.encode() + session.mailbox_name(name))
     return "LSUB completed"
 
 
@@ -288,7 +291,7 @@ def status_line(session: Session, name: str, items: tuple[str, ...]) -> bytes:
         values["DELETED-STORAGE"] = mailbox.reclaimable_size(deleted) // 1024
     values.update(extra_status(session, mailbox, snap, items))
     pairs = " ".join(f"{item} {values[item]}" for item in items if item in values)
-    return b"* STATUS " + r.mailbox(name) + f" ({pairs})\r\n".encode()
+    return b"* STATUS " + session.mailbox_name(name) + f" ({pairs})\r\n".encode()
 
 
 # -- QUOTA (read-only, from Maildir++ maildirsize) -----------------------------------------
@@ -303,7 +306,7 @@ def cmd_getquotaroot(session: Session, command: Command) -> Result:
         if not tree.exists(name):
             raise ImapError(*r.NO_SUCH_MAILBOX)
         quota = tree.quota()
-    session.untagged(b"QUOTAROOT " + r.mailbox(name) + (b' ""' if quota else b""))
+    session.untagged(b"QUOTAROOT " + session.mailbox_name(name) + (b' ""' if quota else b""))
     if quota:
         session.untagged(quota_line(quota))
     return "GETQUOTAROOT completed"

@@ -54,7 +54,7 @@ def open_mailbox(session: Session, command: Command, readonly: bool) -> Result:
     view.condstore = "CONDSTORE" in session.enabled
     view.qresync = "QRESYNC" in session.enabled
     view.rev2 = rev2.is_rev2(session)
-    announce(session, view)
+    announce(session, view, command.supplied(args.mailbox))
     if args.qresync is not None and args.qresync.uidvalidity == view.uidvalidity:
         with store_errors():
             resynchronize(session, view, args.qresync)
@@ -64,12 +64,14 @@ def open_mailbox(session: Session, command: Command, readonly: bool) -> Result:
     return ("SELECT completed", "READ-WRITE")
 
 
-def announce(session: Session, view: Selected) -> None:
+def announce(session: Session, view: Selected, supplied: str | None) -> None:
+    """`supplied`: the mailbox name as the client sent it when normalizing changed it, for the
+    rev2 LIST response's OLDNAME (RFC 9051 6.3.2)."""
     for line in view.flag_lines():
         session.send(line)
     session.untagged(f"{len(view.entries)} EXISTS")
     if view.rev2:  # RFC 9051 6.3.2: no RECENT and no UNSEEN, the mailbox's LIST instead
-        session.send(rev2.list_line(session, view.name))
+        session.send(rev2.list_line(session, view.name, supplied))
     else:
         session.send(view.recent_line())
         unseen = view.unseen_first()

@@ -93,6 +93,9 @@ def test_bad_usernames(name):
         "x" * 50,
         "dash-and_underscore",
         "a~b",
+        "\xa0nbsp",  # the first character past C1
+        "日本.語",
+        "\U0001f600",
     ],
 )
 def test_good_folders(name):
@@ -113,6 +116,10 @@ def test_good_folders(name):
         "a\x00b",
         "a\nb",
         "a\x7fb",
+        "a\x85b",  # C1 controls, LINE and PARAGRAPH SEPARATOR (RFC 6855 3)
+        "a\x9fb",
+        "a\u2028b",
+        "a\u2029b",
         "é" * (MAX_FOLDER // 2 + 1),
     ],
 )

@@ -23,6 +23,7 @@ ADVERTISED = [
     "AUTH=LOGIN",
     "ID",
     "ENABLE",
+    "UTF8=ACCEPT",
     "IDLE",
     "NAMESPACE",
     "UNSELECT",
@@ -120,7 +121,7 @@ def test_enable(account):
     assert client.status("ENABLE CONDSTORE") == b"BAD"  # not before login
     client.ok(f'LOGIN {account.user} "{SHARED_PASSWORD}"')
     # Unknown capabilities are ignored (RFC 5161 3.1): the ENABLED response is empty.
-    assert client.ok("ENABLE X-UNKNOWN UTF8=ACCEPT") == [b"* ENABLED\r\n"]
+    assert client.ok("ENABLE X-UNKNOWN UTF8=ONLY") == [b"* ENABLED\r\n"]
     assert client.ok("ENABLE CONDSTORE X-FOO") == [b"* ENABLED CONDSTORE\r\n"]
     assert client.ok("ENABLE condstore") == [b"* ENABLED\r\n"]  # already enabled
     assert client.ok("ENABLE QRESYNC CONDSTORE") == [b"* ENABLED QRESYNC\r\n"]

@@ -2,8 +2,9 @@
 twice with `header_cache` and `imap_condstore`. The first time it fetches every header and
 caches them; after another session flags a message, the second time it asks only for the
 flags changed since the HIGHESTMODSEQ it cached (UID FETCH ... (CHANGEDSINCE n)), fetches no
-header again, and shows the new flag. neomutt runs in a pseudo-terminal; its debug log
-(`-d 2`) holds the IMAP commands it sent."""
+header again, and shows the new flag. And UTF-8 mailbox names: neomutt enables UTF8=ACCEPT
+(RFC 6855) and opens a folder by its UTF-8 name. neomutt runs in a pseudo-terminal; its debug
+log (`-d 2`) holds the IMAP commands it sent."""
 
 from __future__ import annotations
 
@@ -70,8 +71,20 @@ def neomutt(home: Path, log: str) -> bytes:
 
 def sent(home: Path, log: str) -> list[str]:
     """The IMAP commands neomutt logged (`4> tag COMMAND ...`), tags stripped."""
-    text = "".join(p.read_text(errors="replace") for p in home.glob(f"{log}*"))
+    text = "".join(p.read_text("utf-8", errors="replace") for p in home.glob(f"{log}*"))
     return [m.group(1) for m in re.finditer(r"\d> a\d+ (.*)", text)]
+
+
+def muttrc(account, home: Path, *settings: str) -> None:
+    (home / "muttrc").write_text(
+        f'set imap_user = "{account.user}"\n'
+        f'set imap_pass = "{account.passwords[account.user]}"\n'
+        f'set folder = "imap://127.0.0.1:{account.port}/"\n'
+        "set ssl_starttls = no\nset ssl_force_tls = no\nset mail_check = 0\n"
+        "set mark_old = no\nset move = no\nset index_format = '%4C %Z %s'\n"
+        + "".join(f"{line}\n" for line in settings),
+        encoding="utf-8",
+    )
 
 
 def test_header_cache_and_condstore(shared, tmp_path):
@@ -87,13 +100,12 @@ def test_header_cache_and_condstore(shared, tmp_path):
         )
     home = tmp_path / "home"
     (home / "hcache").mkdir(parents=True)
-    (home / "muttrc").write_text(
-        f'set imap_user = "{account.user}"\n'
-        f'set imap_pass = "{account.passwords[account.user]}"\n'
-        f'set folder = "imap://127.0.0.1:{account.port}/"\nset spoolfile = "+INBOX"\n'
-        f'set header_cache = "{home}/hcache/"\nset imap_condstore = yes\n'
-        "set ssl_starttls = no\nset ssl_force_tls = no\nset mail_check = 0\n"
-        "set mark_old = no\nset move = no\nset index_format = '%4C %Z %s'\n"
+    muttrc(
+        account,
+        home,
+        'set spoolfile = "+INBOX"',
+        f'set header_cache = "{home}/hcache/"',
+        "set imap_condstore = yes",
     )
     neomutt(home, "first")
     first = sent(home, "first")
@@ -107,3 +119,22 @@ def test_header_cache_and_condstore(shared, tmp_path):
     assert any(re.search(r"\(CHANGEDSINCE \d+\)", command) for command in second), second
     assert not any("BODY.PEEK[HEADER.FIELDS" in command for command in second), second
     assert re.search(rb"!\s*cached 2", screen), screen[-2000:]  # the flag it learned
+
+
+def test_utf8_folder_names(shared, tmp_path):
+    """A folder a modified UTF-7 client made (`&AMQ-rger.&ZeVnLA-`) is opened by neomutt by its
+    UTF-8 name once it enabled UTF8=ACCEPT, and shows its message."""
+    account = shared.account()
+    other = account.raw_login()
+    other.ok("CREATE &AMQ-rger.&ZeVnLA-")
+    message = b"From: a@example.com\r\nSubject: utf8 folder mail\r\n\r\nbody\r\n"
+    other.send(b"a1 APPEND &AMQ-rger.&ZeVnLA- {%d+}\r\n%s\r\n" % (len(message), message))
+    assert other.until_tagged("a1")[1].startswith(b"a1 OK")
+    home = tmp_path / "home"
+    home.mkdir()
+    muttrc(account, home, 'set spoolfile = "+\u00c4rger.\u65e5\u672c"')
+    screen = neomutt(home, "utf8")
+    commands = sent(home, "utf8")
+    assert "ENABLE UTF8=ACCEPT" in commands, commands
+    assert 'SELECT "\u00c4rger.\u65e5\u672c"' in commands, commands
+    assert b"utf8 folder mail" in screen, screen[-2000:]
