@@ -95,7 +95,8 @@ class Mailbox:
         self.cache = MessageCache(path)
         self.table: UidList | None = None
         self._dirs = {sub: DirState() for sub in SUBDIRS}
-        self._unrecorded: dict[int, Entry] = {}  # renamed by set_letters, not yet in the log
+        # renamed by set_letters, not yet in the log: uid -> (entry, MODSEQ then, new name)
+        self._unrecorded: dict[int, tuple[Entry, int, str]] = {}
         self._space_of: tuple[int, str] | None = None
         self._space_text = ""
 
@@ -213,10 +214,21 @@ class Mailbox:
             self._record_unrecorded(tx)
 
     def _record_unrecorded(self, tx: Transaction) -> None:
-        for entry in self._unrecorded.values():
-            if tx.table.find(entry.uid) is entry:
-                tx.touch(entry)
+        for pending in self._unrecorded.values():
+            self._record_rename(tx, *pending)
         self._unrecorded.clear()
+
+    @staticmethod
+    def _record_rename(tx: Transaction, entry: Entry, modseq: int, name: str) -> None:
+        """Under the lock, our own rename of `entry` to `name` into the log, unless another
+        session listed the directory between the rename and the lock and recorded it (then its
+        MODSEQ stands: a second one would report the same change twice)."""
+        if tx.table.find(entry.uid) is not entry:
+            return  # expunged meanwhile
+        if entry.name != name:
+            tx.move(entry, "cur", name)  # an older record of another session moved it back
+        elif entry.modseq == modseq:
+            tx.touch(entry)
 
     # -- listing the directories -----------------------------------------------------------
 
@@ -527,7 +539,7 @@ class Mailbox:
         table = self.table
         if table is not None and table.find(entry.uid) is entry:
             table.move(entry, subdir, name)
-            self._unrecorded[entry.uid] = entry
+            self._unrecorded[entry.uid] = (entry, entry.modseq, name)
         else:
             entry.subdir, entry.name = subdir, name
 
@@ -537,8 +549,8 @@ class Mailbox:
         with self._transaction() as tx:
             for entry in entries:
                 pending = self._unrecorded.pop(entry.uid, None)
-                if pending is not None and tx.table.find(entry.uid) is entry:
-                    tx.touch(entry)
+                if pending is not None and pending[0] is entry:
+                    self._record_rename(tx, *pending)
             return tx.table.highestmodseq
 
     def append(self, data: bytes, letters: str, internal_date: float | None) -> tuple[int, int]:

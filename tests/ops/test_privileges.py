@@ -151,7 +151,12 @@ def test_background_daemon_runs_as_the_user_with_its_pidfile(site_for_user: Mail
 
 def test_root_without_user_is_warned_about_once(daemons: DaemonFactory, site: MailSite) -> None:
     daemon = daemons.start("pop3d", "-l", "127.0.0.1", config=site.config())
-    warnings = [line for line in daemon.log().splitlines() if "running as root" in line]
+
+    def root_warnings() -> list[str]:
+        return [line for line in daemon.log().splitlines() if "running as root" in line]
+
+    # The port opens before the line is written: wait for it, then count.
+    warnings = wait_for(root_warnings, what="the warning")
     assert len(warnings) == 1
     assert "set user in [common]" in warnings[0]
     assert status(daemon.pid)["Uid"].split()[0] == "0"
