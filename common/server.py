@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from common.lineio import drain
 from common.proctitle import set_title
+from common.proxy import ProxyGate, ProxyHeader, ProxyPolicy, Waiting
 from common.stats import StatsClient
 
 MASTER_SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
@@ -56,6 +57,8 @@ class Limits:
     workers: int = 0
     worker_sessions: int = 1000
     worker_lifetime: int = 0
+    # The PROXY protocol's listeners, trusted proxies and header timeout (common/proxy.py).
+    proxy: ProxyPolicy = ProxyPolicy()
 
 
 @dataclass
@@ -178,6 +181,7 @@ class ForkingServer:
         self.stop_grace: float | None = None
         self.wakeup: Wakeup | None = None
         self.selector: selectors.BaseSelector | None = None
+        self.gate: ProxyGate | None = None  # connections waiting for their PROXY header
 
     # -- master loop -------------------------------------------------------------------------
 
@@ -187,6 +191,7 @@ class ForkingServer:
         self.selector.register(self.wakeup, selectors.EVENT_READ)
         for sock in self.listeners:
             self.selector.register(sock, selectors.EVENT_READ)
+        self.gate = gate = ProxyGate(self.selector, self.log, self._proxied)
         self.log.info(
             "listening on %s",
             ", ".join(
@@ -200,11 +205,16 @@ class ForkingServer:
         gc.collect()
         gc.freeze()
         while self.stop_grace is None:
-            for key, _mask in self.selector.select():
+            for key, _mask in self.selector.select(gate.timeout()):
                 if key.fileobj is self.wakeup:
                     self._dispatch_signals()
-                elif self.stop_grace is None:
+                elif self.stop_grace is not None:
+                    pass
+                elif isinstance(key.data, Waiting):
+                    gate.readable(key.data)
+                else:
                     self._accept_all(key.fileobj)  # type: ignore[arg-type]
+            gate.expire()
         return self._shutdown(self.stop_grace)
 
     def _dispatch_signals(self) -> None:
@@ -268,6 +278,8 @@ class ForkingServer:
 
     def _accept_all(self, listener: socket.socket) -> None:
         tls = listener.fileno() in self.tls_fds
+        proxy = self.limits.proxy
+        expects = proxy.expects(tls)
         for _ in range(ACCEPTS_PER_WAKE):
             try:
                 conn, peer = listener.accept()
@@ -277,15 +289,29 @@ class ForkingServer:
                 # EMFILE, ENOBUFS, ECONNABORTED: log and keep serving the others.
                 self.log.warning("accept failed: %s", exc)
                 return
-            self._start_session(conn, client_address(peer), tls)
+            if expects and self.gate is not None:
+                # The limits count the real client: the session starts once the header says
+                # who that is (_proxied).
+                self.gate.admit(conn, client_address(peer), tls, proxy)
+            else:
+                self._start_session(conn, client_address(peer), tls)
 
-    def _start_session(self, conn: socket.socket, address: str, tls: bool = False) -> None:
+    def _proxied(
+        self, conn: socket.socket, address: str, tls: bool, peer: str, header: ProxyHeader
+    ) -> None:
+        self._start_session(conn, address, tls, f"{peer} (PROXY v{header.version})")
+
+    def _start_session(
+        self, conn: socket.socket, address: str, tls: bool = False, proxy: str = ""
+    ) -> None:
         refusal = self._refusal(address)
         if refusal:
             self._refuse(conn, address, refusal, tls)
             return
         self.sessions += 1
         session = self.sessions
+        if proxy:
+            self.log.info("{%d} %s proxied by %s", session, address, proxy)
         conn.setblocking(True)
         with contextlib.suppress(OSError):
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -352,6 +378,8 @@ class ForkingServer:
         """Drop the master's fds and handlers; TERM now means 'finish and say goodbye'."""
         for sock in self.listeners:
             sock.close()
+        if self.gate is not None:
+            self.gate.drop_inherited()
         if self.selector is not None:
             self.selector.close()
         if self.wakeup is not None:
@@ -374,6 +402,8 @@ class ForkingServer:
         for sock in self.listeners:
             with contextlib.suppress(OSError):
                 sock.close()
+        if self.gate is not None:
+            self.gate.close_all()
         self._signal_children(signal.SIGTERM)
         deadline = time.monotonic() + grace
         while self.children and time.monotonic() < deadline:
