@@ -252,6 +252,8 @@ KEYS: tuple[Key, ...] = (
     _mailstatd("max_log_entries", INT, "1000", "access-log entries kept per user"),
     _mailstatd("save_interval", FLOAT, "1", "seconds between saves of the figures"),
     _mailstatd("sweep_interval", FLOAT, "30", "seconds between sweeps of gone sessions (0: never)"),
+    _mailstatd("metrics_listen", STR, "127.0.0.1", "the address of the Prometheus metrics"),
+    _mailstatd("metrics_port", OPTIONAL_PORT, "", "HTTP port of the metrics (empty: none)"),
     _relay("enabled", BOOL, "no", "record POP3 and IMAP clients for relaying"),
     _relay("open_smtp", PATH, "open-smtp", "the relay entries (relative: under state_dir)"),
     _relay("lock_file", PATH, "", "the relay lock (empty: <open_smtp>.lock)"),
