@@ -195,18 +195,25 @@ def demo_site(tmp_path: Path, namespaces: bool, isolated: bool = False) -> Itera
         for user in USERS:
             for n in range(SEEDS):
                 deliver(site.shared / user, f"Subject: {user}-seed-{n}\n\nseed {n}\n".encode())
-        for n, host_ports in enumerate(ports, 1):
-            host = site.add_host(f"b{n}", host_ports)
-            conf = backend_config(site, host)
-            stats = site.start_daemon(host, "mailstatd", conf)
+        hosts = [site.add_host(f"b{n}", host_ports) for n, host_ports in enumerate(ports, 1)]
+        confs = [backend_config(site, host) for host in hosts]
+        # mailstatd first (the daemons' events go to it), then the daemons: each kind on both
+        # hosts at once.
+        for host, conf in zip(hosts, confs, strict=True):
+            site.start_daemon(host, "mailstatd", conf)
+        for host in hosts:
             # Asked from inside: the reply goes to an abstract address, which is per namespace.
             wait_for(
                 lambda h=host: in_netns(h.netns, lambda: stats_query.ping(h.stats_socket, 0.5)),
                 what="mailstatd",
             )
-            site.wait_listening(stats, host.metrics_port)
-            for daemon, port in (("pop3d", host.pop3_port), ("imapd", host.imap_port)):
-                site.wait_listening(site.start_daemon(host, daemon, conf), port)
+            site.wait_listening(host.procs["mailstatd"], host.metrics_port)
+        for host, conf in zip(hosts, confs, strict=True):
+            for daemon in ("pop3d", "imapd"):
+                site.start_daemon(host, daemon, conf)
+        for host in hosts:
+            site.wait_listening(host.procs["pop3d"], host.pop3_port)
+            site.wait_listening(host.procs["imapd"], host.imap_port)
         haproxy = site.spawn(
             "haproxy",
             site.lb_netns,
