@@ -193,6 +193,8 @@ def wait_for_greeting(port: int, alive: Callable[[], bool], timeout: float) -> b
     while time.monotonic() < deadline and alive():
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=2.0) as sock:
+                if load.Conn.proxy:  # our daemon expects the balancer's header (--proxy)
+                    sock.sendall(load.proxy_header(load.Conn.proxy, port))
                 if sock.recv(512).startswith((b"+OK", b"* OK")):
                     return True
         except OSError:
@@ -241,8 +243,10 @@ def our_config(
         # of them may hold all the sessions of the hold test.
         text += f"worker_sessions = {max(1000, hold)}\nworkers = {workers}\n"
     if proxy:
-        # --proxy: the load tool plays the balancer on loopback (PROXY header first).
-        text += "proxy_trusted = 127.0.0.1\n[pop3d]\nproxy_protocol = port\n"
+        # --proxy: the load tool plays the balancer on loopback (PROXY header first) and its
+        # clients come from 192.0.2.0/24, where passwords may be sent in clear as on loopback.
+        text += "proxy_trusted = 127.0.0.1\ntrusted_networks = 192.0.2.0/24\n"
+        text += "[pop3d]\nproxy_protocol = port\n"
         text += "[imapd]\nproxy_protocol = port\n"
     return text
 

@@ -110,8 +110,9 @@ def worker_count(limits: Limits) -> int:
     return min(limits.workers or default_workers(), MAX_WORKERS)
 
 
-# A session for a thread: (descriptor, family), client address, session number, TLS port.
-Job = tuple[tuple[int, int], str, int, bool]
+# A session for a thread: (descriptor, family), client address, session number, TLS port, the
+# balancer that sent its PROXY header ("" when none).
+Job = tuple[tuple[int, int], str, int, bool, str]
 
 
 class Watcher(Protocol):
@@ -640,9 +641,7 @@ class Worker:
             (conn.detach(), family), address, tls, f"{peer} (PROXY v{header.version})"
         )
 
-    def _start_session(
-        self, conn: tuple[int, int], address: str, tls: bool, proxy: str = ""
-    ) -> None:
+    def _start_session(self, conn: tuple[int, int], address: str, tls: bool, via: str = "") -> None:
         limits = self.limits
         if self._full():
             self._refuse(conn, address, "children", tls)
@@ -653,15 +652,13 @@ class Worker:
         if refusal:
             self._refuse(conn, address, refusal, tls)
             return
-        if proxy:
-            self.log.info("{%d} %s proxied by %s", number, address, proxy)
         with self.count_lock:
             self.active += 1
             waiting = self.idle_threads > 0
             if waiting:
                 self.idle_threads -= 1  # claimed: that thread takes the job put next
         self.accepted += 1
-        job = (conn, address, number, tls)
+        job = (conn, address, number, tls, via)
         if waiting:
             self.jobs.put(job)
         else:
@@ -704,7 +701,9 @@ class Worker:
                 self.idle_threads += 1
             job = self.jobs.get()
 
-    def _session(self, accepted: tuple[int, int], address: str, number: int, tls: bool) -> None:
+    def _session(
+        self, accepted: tuple[int, int], address: str, number: int, tls: bool, via: str
+    ) -> None:
         stats = self.stats
         self._title()
         conn: socket.socket | None = None
@@ -714,7 +713,7 @@ class Worker:
             conn.setblocking(True)
             with contextlib.suppress(OSError):
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.handler(conn, address, number, self.stop_r.fileno(), tls)
+            self.handler(conn, address, number, self.stop_r.fileno(), tls, via)
         except BaseException:
             with contextlib.suppress(BaseException):
                 self.log.error(

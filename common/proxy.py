@@ -21,6 +21,7 @@ most 16 + MAX_V2_PAYLOAD bytes (addresses and TLVs; the TLVs are skipped, none i
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import logging
 import select
@@ -40,6 +41,10 @@ MAX_HEADER = V2_FIXED + MAX_V2_PAYLOAD
 # v2 family/transport byte: the TCP forms we use, and the address block each needs.
 V2_TCP4, V2_TCP6 = 0x11, 0x21
 V2_ADDRESS_SIZES = {V2_TCP4: 12, V2_TCP6: 36}
+IPV4_MAPPED = bytes(10) + b"\xff\xff"
+# recv flags as plain ints (or-ing the enum members costs more than the call).
+PEEK = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)
+TAKE = int(socket.MSG_DONTWAIT)
 
 
 class ProxyError(Exception):
@@ -141,10 +146,13 @@ def parse_v2(data: bytes) -> ProxyHeader:
 
 
 def _packed(raw: bytes) -> str:
-    address = ipaddress.ip_address(raw)
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(address)
+    # inet_ntop rather than ipaddress: this runs for every proxied connection, in the loop
+    # that accepts them.
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw)
+    if raw[:12] == IPV4_MAPPED:
+        return socket.inet_ntop(socket.AF_INET, raw[12:])
+    return socket.inet_ntop(socket.AF_INET6, raw)
 
 
 # -- reading off a socket ----------------------------------------------------------------------
@@ -183,13 +191,15 @@ class HeaderReader:
     waiting; once the size is known it takes exactly the rest."""
 
     def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock  # non-blocking (a socket with a timeout would wait in recv)
+        # Blocking or non-blocking, never in timeout mode: Python would wait in poll() before
+        # each recv; MSG_DONTWAIT keeps a blocking one from waiting.
+        self.sock = sock
         self.got = b""
 
     def feed(self) -> ProxyHeader | None:
         """The header once complete; None while more must arrive; ProxyError when it is
         missing, malformed, or the connection ended first."""
-        seen = self._recv(MAX_HEADER - len(self.got), socket.MSG_PEEK)
+        seen = self._recv(MAX_HEADER - len(self.got), PEEK)
         if seen is None:
             return None
         if not seen:
@@ -199,7 +209,7 @@ class HeaderReader:
         wanted = len(seen) if size is None else min(len(seen), size - len(self.got))
         while wanted > 0:
             # What was just seen is queued: these reads return at once.
-            chunk = self._recv(wanted, 0)
+            chunk = self._recv(wanted, TAKE)
             if not chunk:
                 raise ProxyError("connection failed in the PROXY header")
             self.got += chunk
@@ -208,7 +218,7 @@ class HeaderReader:
 
     def _recv(self, size: int, flags: int) -> bytes | None:
         try:
-            return self.sock.recv(size, flags | socket.MSG_DONTWAIT)
+            return self.sock.recv(size, flags)
         except (BlockingIOError, InterruptedError):
             return None
         except OSError as exc:
@@ -273,7 +283,13 @@ class ProxyPolicy:
         return ("tls_port" if tls else "port") in self.listeners
 
     def trusts(self, peer: str) -> bool:
-        return trusted(peer, self.networks)
+        return _trusted(peer, self.networks)
+
+
+@functools.lru_cache(maxsize=1024)
+def _trusted(peer: str, networks: tuple[Network, ...]) -> bool:
+    """`trusted`, remembered: the peers of a PROXY listener are a site's few balancers."""
+    return trusted(peer, networks)
 
 
 # -- the accept loops' gate ----------------------------------------------------------------------
@@ -314,19 +330,28 @@ class ProxyGate:
         return len(self.waiting)
 
     def admit(self, sock: socket.socket, peer: str, tls: bool, policy: ProxyPolicy) -> None:
-        """A connection just accepted on a listener that expects a header."""
+        """A connection just accepted (a blocking socket, as accept gives it) on a listener
+        that expects a header."""
         if not policy.trusts(peer):
             self._refuse(sock, peer, "not a trusted proxy (proxy_trusted)")
+            return
+        reader = HeaderReader(sock)
+        # A proxy sends the header with its connect: most often it is here already, and the
+        # session starts without a turn through the selector.
+        try:
+            header = reader.feed()
+        except ProxyError as exc:
+            self._refuse(sock, peer, str(exc))
+            return
+        if header is not None:
+            self.start(sock, header.client(peer), tls, peer, header)
             return
         if len(self.waiting) >= MAX_WAITING:
             self._refuse(sock, peer, "too many connections waiting for a PROXY header")
             return
-        sock.setblocking(False)
-        waiting = Waiting(sock, peer, tls, time.monotonic() + policy.timeout, HeaderReader(sock))
+        waiting = Waiting(sock, peer, tls, time.monotonic() + policy.timeout, reader)
         self.waiting[sock.fileno()] = waiting
         self.selector.register(sock, selectors.EVENT_READ, waiting)
-        # A proxy sends the header with its connect: most often it is here already.
-        self.readable(waiting)
 
     def readable(self, waiting: Waiting) -> None:
         try:
@@ -337,7 +362,6 @@ class ProxyGate:
         if header is None:
             return
         self._forget(waiting)
-        waiting.sock.setblocking(True)
         self.start(waiting.sock, header.client(waiting.peer), waiting.tls, waiting.peer, header)
 
     def expire(self) -> None:

@@ -23,6 +23,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from common.lineio import drain
 from common.proctitle import set_title
@@ -33,8 +34,21 @@ MASTER_SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT, 
 ACCEPTS_PER_WAKE = 64
 FAST_STOP_GRACE = 1.0
 
-# conn, client address, session number, interrupt fd, accepted on a TLS listener -> exit status
-Handler = Callable[[socket.socket, str, int, int, bool], int]
+
+class Handler(Protocol):
+    """A daemon's connection handler: serves one session, returns the exit status."""
+
+    def __call__(
+        self,
+        conn: socket.socket,
+        address: str,  # the client's (from the PROXY header when one came)
+        number: int,  # the session number
+        interrupt_fd: int,  # readable: stop (TERM)
+        tls: bool,  # accepted on an implicit-TLS listener
+        via: str = "",  # the balancer that sent a PROXY header, for the connect line
+    ) -> int: ...
+
+
 # reason ('children' or 'address') -> the protocol's one-line refusal
 BusyReply = Callable[[str], bytes]
 
@@ -302,7 +316,7 @@ class ForkingServer:
         self._start_session(conn, address, tls, f"{peer} (PROXY v{header.version})")
 
     def _start_session(
-        self, conn: socket.socket, address: str, tls: bool = False, proxy: str = ""
+        self, conn: socket.socket, address: str, tls: bool = False, via: str = ""
     ) -> None:
         refusal = self._refusal(address)
         if refusal:
@@ -310,8 +324,6 @@ class ForkingServer:
             return
         self.sessions += 1
         session = self.sessions
-        if proxy:
-            self.log.info("{%d} %s proxied by %s", session, address, proxy)
         conn.setblocking(True)
         with contextlib.suppress(OSError):
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -326,7 +338,7 @@ class ForkingServer:
             self._refuse(conn, address, "children", tls)
             return
         if pid == 0:
-            self._run_child(conn, address, session, tls)
+            self._run_child(conn, address, session, tls, via)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         conn.close()
         self.children[pid] = Child(pid, address, session, time.time())
@@ -357,12 +369,14 @@ class ForkingServer:
 
     # -- the child ---------------------------------------------------------------------------
 
-    def _run_child(self, conn: socket.socket, address: str, session: int, tls: bool) -> None:
+    def _run_child(
+        self, conn: socket.socket, address: str, session: int, tls: bool, via: str
+    ) -> None:
         code = 1
         try:
             interrupt = self._become_child()
             set_title(self.program, f"{address} connect")
-            code = self.handler(conn, address, session, interrupt.fileno(), tls)
+            code = self.handler(conn, address, session, interrupt.fileno(), tls, via)
         except BaseException:
             with contextlib.suppress(BaseException):
                 self.log.error(

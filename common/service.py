@@ -228,12 +228,14 @@ def session_handler(state: MasterState) -> Handler:
         raise TypeError(f"{protocol.daemon} has no session class")
     make_session, max_line = protocol.session, protocol.max_line
 
-    def handle(conn: socket.socket, address: str, number: int, interrupt_fd: int, tls: bool) -> int:
+    def handle(
+        conn: socket.socket, address: str, number: int, interrupt_fd: int, tls: bool, via: str = ""
+    ) -> int:
         # A forked child pinned its settings; sessions of a pool worker each take a snapshot.
         settings = state.settings.snapshot() if state.pooled else state.settings
         io = LineIO(conn, max_line(settings), settings.get_float("idle_timeout"), interrupt_fd)
         log = SessionLog(state.log, number, address)
-        log.info("connect" + (" (TLS port)" if tls else ""))
+        log.info(connect_line(tls, via))
         services = state.session_services(settings)
         session = make_session(
             io, services, address, number, log, protocol.commands, implicit_tls=tls
@@ -241,6 +243,12 @@ def session_handler(state: MasterState) -> Handler:
         return session.run()
 
     return handle
+
+
+def connect_line(tls: bool, via: str) -> str:
+    """A session's first log line: `connect`, then on which listener and through which
+    balancer (`{7} 192.0.2.7 connect (TLS port) via 10.0.0.2 (PROXY v2)`)."""
+    return "connect" + (" (TLS port)" if tls else "") + (f" via {via}" if via else "")
 
 
 def check_relay(settings: Settings) -> None:

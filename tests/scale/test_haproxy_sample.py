@@ -151,5 +151,5 @@ def test_the_sample_checks_and_balances_real_daemons(
         assert len(re.findall(rf"\}} {CLIENT} login user=alice", log)) == 2
         assert log.count(f"{CLIENT} connect (TLS port)") == tls_logins
         # The health checks: LOCAL headers, so the balancer's own address, and clean ends.
-        assert "127.0.0.1 proxied by 127.0.0.1 (PROXY v2)" in log
+        assert "127.0.0.1 connect via 127.0.0.1 (PROXY v2)" in log
         assert "Traceback" not in log and "internal error" not in log

@@ -127,7 +127,7 @@ def test_pop3_the_real_client_drives_logs_trust_relay_stats_and_logs(
     quit_pop(client)
 
     log = pop3.log()
-    assert f"{TRUSTED_CLIENT} proxied by {PROXY} (PROXY v{version})" in log
+    assert f"{TRUSTED_CLIENT} connect via {PROXY} (PROXY v{version})" in log
     assert re.search(rf"\{{\d+\}} {re.escape(TRUSTED_CLIENT)} login user=alice$", log, re.M)
     assert FAIL2BAN.findall(log) == [("alice", OTHER_CLIENT)]
     assert f"{OUTSIDE_CLIENT} plaintext login refused" in log
@@ -158,7 +158,7 @@ def test_ipv6_clients_and_local_headers(pop_stack: tuple[Daemon, Daemon]) -> Non
         quit_pop(greeted(connect(pop3.port, header, source=PROXY)))
     log = pop3.log()
     assert "2001:db8::7 login user=alice" in log and "2001:db8::9 connect" in log
-    assert log.count(f"{PROXY} proxied by {PROXY}") == 2
+    assert log.count(f"{PROXY} connect via {PROXY}") == 2
 
 
 def test_the_per_address_limit_counts_real_clients(pop_stack: tuple[Daemon, Daemon]) -> None:
@@ -270,7 +270,7 @@ def test_imapd_tls_port_takes_the_header_before_the_handshake(
         pki.wrap(connect(tls_port, b"", source=PROXY)).recv(10)
     wait_for(lambda: f"refused {PROXY}: no PROXY header" in imapd.log(), what="refusal line")
     log = imapd.log()
-    assert f"{OUTSIDE_CLIENT} connect (TLS port)" in log
+    assert f"{OUTSIDE_CLIENT} connect (TLS port) via {PROXY} (PROXY v2)" in log
     assert f"{OUTSIDE_CLIENT} login user=alice" in log
     assert "127.0.0.1 connect\n" in log
 

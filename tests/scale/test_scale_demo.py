@@ -475,7 +475,7 @@ def check_logs_and_relay(demo: Demo) -> None:
             addresses = set(line.findall(log))
             assert addresses <= {client, CHECKER}, (host.name, daemon, addresses)
             assert re.search(rf"\{{\d+\}} {re.escape(client)} login user=user\d", log)
-            assert f"{client} proxied by {proxy} (PROXY v2)" in log
+            assert f"{client} connect via {proxy} (PROXY v2)" in log
             assert "refused" not in log
         lines = (host.state / "open-smtp").read_text().splitlines()
         relayed = {entry.split(":", 1)[0] for entry in lines}
