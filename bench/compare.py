@@ -194,6 +194,8 @@ def wait_for_greeting(port: int, alive: Callable[[], bool], timeout: float) -> b
     while time.monotonic() < deadline and alive():
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=2.0) as sock:
+                if load.Conn.proxy:  # our daemon expects the balancer's header (--proxy)
+                    sock.sendall(load.proxy_header(load.Conn.proxy, port))
                 if sock.recv(512).startswith((b"+OK", b"* OK")):
                     return True
         except OSError:
@@ -220,7 +222,14 @@ def users_text(users: list[str], scheme: str) -> str:
 
 
 def our_config(
-    mail: Path, users_file: Path, state: Path, run: Path, model: str, hold: int, workers: int = 0
+    mail: Path,
+    users_file: Path,
+    state: Path,
+    run: Path,
+    model: str,
+    hold: int,
+    workers: int = 0,
+    proxy: str = "",
 ) -> str:
     limit = max(2000, hold + 100)
     text = (
@@ -234,6 +243,12 @@ def our_config(
         # A worker takes what comes (the kernel does not spread connections evenly): any one
         # of them may hold all the sessions of the hold test.
         text += f"worker_sessions = {max(1000, hold)}\nworkers = {workers}\n"
+    if proxy:
+        # --proxy: the load tool plays the balancer on loopback (PROXY header first) and its
+        # clients come from 192.0.2.0/24, where passwords may be sent in clear as on loopback.
+        text += "proxy_trusted = 127.0.0.1\ntrusted_networks = 192.0.2.0/24\n"
+        text += "[pop3d]\nproxy_protocol = port\n"
+        text += "[imapd]\nproxy_protocol = port\n"
     return text
 
 
@@ -248,6 +263,7 @@ def start_ours(
     scheme: str = "PLAIN",
     hold: int = 0,
     workers: int = 0,
+    proxy: str = "",
 ) -> Server:
     daemon = OUR_DAEMONS[protocol]
     run = work / daemon
@@ -257,7 +273,7 @@ def start_ours(
     users_file.write_text(users_text(users, scheme))
     users_file.chmod(0o600)
     conf = run / "maildaemons.conf"
-    conf.write_text(our_config(mail, users_file, state, run, model, hold, workers))
+    conf.write_text(our_config(mail, users_file, state, run, model, hold, workers, proxy))
     port = free_port()
     argv = [
         "-f",
@@ -772,6 +788,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-warmup", action="store_true")
     parser.add_argument(
+        "--proxy",
+        choices=("v1", "v2"),
+        help="every connection starts with a PROXY header, ours expects it (ours only)",
+    )
+    parser.add_argument(
         "--warmup-passes",
         type=int,
         default=0,
@@ -852,6 +873,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--big is IMAP only (--protocol imap)")
     if args.big_only and not args.big:
         parser.error("--big-only needs --big N")
+    if args.proxy and args.big:
+        parser.error("--proxy measures rates and holds, not the big mailbox")
     args.big_passes = max(1, args.big_passes)
     if args.big_only:
         args.clients, args.hold = "", 0
@@ -889,6 +912,7 @@ def machine_header(protocol: str, args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     protocol = args.protocol
+    load.Conn.proxy = args.proxy or ""  # the load tool's workers fork from here
     load.raise_fd_limit(2 * args.hold + 4096)
     if args.nice:
         child = isolate(args.nice)
@@ -971,6 +995,7 @@ def start_servers(
             args.hash,
             args.hold,
             args.workers,
+            args.proxy or "",
         )
     ]
     servers.append(started[0])
@@ -1215,6 +1240,8 @@ def want_dovecot(args: argparse.Namespace) -> str:
     """Why Dovecot cannot be measured in this run ('' when it can)."""
     if args.no_dovecot:
         return "--no-dovecot"
+    if args.proxy:
+        return "--proxy: the reference Dovecot's configuration expects no PROXY header"
     if shutil.which("dovecot") is None:
         return (
             "not installed (apt-get install -y --no-install-recommends dovecot-pop3d "

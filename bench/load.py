@@ -11,6 +11,10 @@ the last reply). `hold` opens N authenticated connections (one user each), leave
 sends NOOP on each and prints how many answered; with `--server-pid` it also prints the server's
 memory per held connection (PSS of the master and all its descendants, minus the idle baseline).
 
+With `--proxy v1|v2` every connection starts with a PROXY protocol header, as a load balancer's
+would (HAProxy's send-proxy / send-proxy-v2), naming a client of 192.0.2.0/24 per client process;
+the server must expect one (`proxy_protocol`, `proxy_trusted`; compare.py --proxy sets them).
+
 A protocol is one entry of PROTOCOLS: its session (POP3: USER, PASS, STAT, RETR 1, QUIT; IMAP:
 LOGIN, SELECT INBOX, FETCH 1:* (FLAGS UID RFC822.SIZE), LOGOUT), its login for `hold`, its NOOP and
 its logout. Every loop is bounded in count and in time; every process started is ended by pid.
@@ -28,12 +32,14 @@ import re
 import resource
 import signal
 import socket
+import struct
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from typing import ClassVar
 
 DEFAULT_TIMEOUT = 10.0  # one socket operation (connect, recv, send)
 START_DELAY = 0.3  # workers start together this long after they are forked
@@ -50,13 +56,28 @@ class ProtocolError(Exception):
 # -- one client connection ------------------------------------------------------------------------
 
 
+def proxy_header(version: str, port: int) -> bytes:
+    """A PROXY header naming this process's client, 192.0.2.<pid % 250 + 1>, and `port`."""
+    client = f"192.0.2.{os.getpid() % 250 + 1}"
+    if version == "v1":
+        return f"PROXY TCP4 {client} 127.0.0.1 {40000 + os.getpid() % 20000} {port}\r\n".encode()
+    payload = socket.inet_aton(client) + socket.inet_aton("127.0.0.1")
+    payload += struct.pack("!HH", 40000 + os.getpid() % 20000, port)
+    signature = b"\r\n\r\n\x00\r\nQUIT\n"
+    return signature + b"\x21\x11" + struct.pack("!H", len(payload)) + payload
+
+
 class Conn:
     """A raw client socket with a receive buffer; one reply read per command."""
+
+    proxy: ClassVar[str] = ""  # "v1" or "v2": each connection starts with a PROXY header
 
     def __init__(self, host: str, port: int, timeout: float) -> None:
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = bytearray()
+        if self.proxy:
+            self.sock.sendall(proxy_header(self.proxy, port))
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -767,6 +788,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             type=int,
             help="server master pid: CPU per session (rate), PSS per connection (hold)",
         )
+        p.add_argument(
+            "--proxy", choices=("v1", "v2"), help="start each connection with a PROXY header"
+        )
         if mode == "rate":
             p.add_argument("--clients", type=int, default=4)
             p.add_argument("--duration", type=float, default=10.0)
@@ -780,6 +804,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    Conn.proxy = args.proxy or ""
     if args.mode == "rate":
         users = user_names(args.users, args.first_user, args.user_format)
         cpu_before = tree_cpu(args.server_pid) if args.server_pid else 0.0

@@ -29,6 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import cast
 
+from common.proxy import LISTENERS
 from common.store.atomic import atomic_write, locked
 
 DEFAULT_CONFIG = Path("/etc/maildaemons/maildaemons.conf")
@@ -90,6 +91,14 @@ def parse_networks(text: str) -> list[Network]:
     return [ipaddress.ip_network(item, strict=False) for item in parse_list(text)]
 
 
+def parse_listeners(text: str) -> frozenset[str]:
+    """The listeners `proxy_protocol` names: `port`, `tls_port`, both, or none (empty)."""
+    names = frozenset(parse_list(text))
+    if not names <= set(LISTENERS):
+        raise ValueError(text)
+    return names
+
+
 def parse_optional_port(text: str) -> int | None:
     """Empty (no such listener), or a TCP port."""
     if not text:
@@ -119,6 +128,7 @@ LIST = KeyType("list", "a list", parse_list)
 OPTIONAL_SECONDS = KeyType("seconds", "a whole number of seconds", parse_optional_seconds)
 NETWORKS = KeyType("networks", "IP addresses or networks", parse_networks)
 OPTIONAL_PORT = KeyType("port", "a TCP port or empty", parse_optional_port)
+LISTENER_NAMES = KeyType("listeners", "port, tls_port, both or empty", parse_listeners)
 PROCESS_MODEL = one_of("fork", "pool")
 
 
@@ -185,6 +195,8 @@ KEYS: tuple[Key, ...] = (
     _common("max_per_address", INT, "20", "sessions per client address at most (0: no limit)"),
     _common("shutdown_grace", FLOAT, "10", "seconds TERM waits for sessions to finish"),
     _common("backlog", INT, "1024", "the listen(2) backlog"),
+    _common("proxy_trusted", NETWORKS, "", "load balancers whose PROXY headers are believed"),
+    _common("proxy_timeout", FLOAT, "5", "seconds a PROXY header may take to arrive"),
     _common("process_model", PROCESS_MODEL, "fork", "fork: a child per session; pool: workers"),
     _common("workers", INT, "0", "pool: worker processes (0: one per CPU)"),
     _common("worker_sessions", INT, "1000", "pool: sessions one worker serves at once"),
@@ -194,6 +206,7 @@ KEYS: tuple[Key, ...] = (
     _pop3d("listen", LIST, "*", "addresses to listen on ('*': every interface)"),
     _pop3d("port", INT, "110", "the TCP port"),
     _pop3d("tls_port", OPTIONAL_PORT, "", "the implicit-TLS port, 995 by custom (empty: none)"),
+    _pop3d("proxy_protocol", LISTENER_NAMES, "", "listeners that expect a PROXY header"),
     _pop3d("idle_timeout", INT, "600", "seconds an idle session is kept"),
     _pop3d("max_line", INT, "255", "the longest command line, in octets"),
     _pop3d(
@@ -209,6 +222,7 @@ KEYS: tuple[Key, ...] = (
     _imapd("listen", LIST, "*", "addresses to listen on ('*': every interface)"),
     _imapd("port", INT, "143", "the TCP port"),
     _imapd("tls_port", OPTIONAL_PORT, "", "the implicit-TLS port, 993 by custom (empty: none)"),
+    _imapd("proxy_protocol", LISTENER_NAMES, "", "listeners that expect a PROXY header"),
     _imapd("idle_timeout", INT, "1800", "seconds before an idle session is logged out"),
     _imapd("max_line", INT, "65536", "the longest command line, in octets"),
     _imapd("max_literal", INT, "67108864", "the largest literal (APPEND message), in octets"),
@@ -221,6 +235,7 @@ KEYS: tuple[Key, ...] = (
     ),
     _imapgw("listen", LIST, "*", "addresses to listen on ('*': every interface)"),
     _imapgw("port", INT, "4711", "the TCP port"),
+    _imapgw("proxy_protocol", LISTENER_NAMES, "", "listeners that expect a PROXY header"),
     _imapgw("imap_host", STR, "127.0.0.1", "the IMAP server's host"),
     _imapgw("imap_port", INT, "143", "the port of the IMAP server a purpose string names"),
     _imapgw("imap_host_allow", LIST, "127.0.0.1 localhost", "hosts a purpose string may name"),
@@ -230,12 +245,15 @@ KEYS: tuple[Key, ...] = (
     _imapgw("peek", BOOL, "no", "fetch with BODY.PEEK, so headers and body leave \\Seen alone"),
     _msmpd("listen", LIST, "127.0.0.1", "addresses to listen on"),
     _msmpd("port", INT, "4321", "the TCP port"),
+    _msmpd("proxy_protocol", LISTENER_NAMES, "", "listeners that expect a PROXY header"),
     _msmpd("idle_timeout", INT, "600", "seconds an idle session is kept"),
     _msmpd("max_users", INT, "10000", "ADD refuses new users beyond this count"),
     _msmpd("require_tls", BOOL, "no", "USER/PASS only over TLS, from trusted_networks too"),
     _mailstatd("max_log_entries", INT, "1000", "access-log entries kept per user"),
     _mailstatd("save_interval", FLOAT, "1", "seconds between saves of the figures"),
     _mailstatd("sweep_interval", FLOAT, "30", "seconds between sweeps of gone sessions (0: never)"),
+    _mailstatd("metrics_listen", STR, "127.0.0.1", "the address of the Prometheus metrics"),
+    _mailstatd("metrics_port", OPTIONAL_PORT, "", "HTTP port of the metrics (empty: none)"),
     _relay("enabled", BOOL, "no", "record POP3 and IMAP clients for relaying"),
     _relay("open_smtp", PATH, "open-smtp", "the relay entries (relative: under state_dir)"),
     _relay("lock_file", PATH, "", "the relay lock (empty: <open_smtp>.lock)"),
@@ -447,6 +465,9 @@ class Settings:
 
     def networks(self, name: str) -> list[Network]:
         return cast(list[Network], self._typed(name, NETWORKS))
+
+    def listeners(self, name: str) -> frozenset[str]:
+        return cast(frozenset[str], self._typed(name, LISTENER_NAMES))
 
     def optional_port(self, name: str) -> int | None:
         return cast(int | None, self._typed(name, OPTIONAL_PORT))

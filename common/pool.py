@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from common.proctitle import set_title
+from common.proxy import ProxyGate, ProxyHeader, Waiting
 from common.server import (
     MASTER_SIGNALS,
     Child,
@@ -109,8 +110,9 @@ def worker_count(limits: Limits) -> int:
     return min(limits.workers or default_workers(), MAX_WORKERS)
 
 
-# A session for a thread: (descriptor, family), client address, session number, TLS port.
-Job = tuple[tuple[int, int], str, int, bool]
+# A session for a thread: (descriptor, family), client address, session number, TLS port, the
+# balancer that sent its PROXY header ("" when none).
+Job = tuple[tuple[int, int], str, int, bool, str]
 
 
 class Watcher(Protocol):
@@ -464,6 +466,8 @@ class Worker:
         for sock in (self.stop_r, self.notify_r, self.notify_w):
             sock.setblocking(False)
         self.watcher: Watcher | None = None
+        # Connections of PROXY listeners waiting, in this thread's selector, for their header.
+        self.gate = ProxyGate(self.selector, self.log, self._proxied)
 
     @property
     def capacity(self) -> int:
@@ -488,12 +492,16 @@ class Worker:
         self.shared.set_capacity(self.row, self.capacity)
         self._listen(True)
         self._title()
-        while not (self.stopping or self.retiring) or self.active > 0:
-            timeout = PAUSE_RECHECK if self._paused() else None
-            for key, _mask in self.selector.select(timeout):
+        while not (self.stopping or self.retiring) or self.active > 0 or len(self.gate):
+            for key, _mask in self.selector.select(self._timeout()):
                 self._event(key)
+            self.gate.expire()
             self._check_capacity()
         return 0
+
+    def _timeout(self) -> float | None:
+        paused = PAUSE_RECHECK if self._paused() else None
+        return min((t for t in (paused, self.gate.timeout()) if t is not None), default=None)
 
     def _event(self, key: selectors.SelectorKey) -> None:
         if key.data == "signal":
@@ -507,6 +515,8 @@ class Worker:
             self.log.warning("worker %d: the master is gone, stopping", self.slot)
             self.selector.unregister(self.master.lifeline_r)
             self._stop()
+        elif isinstance(key.data, Waiting):
+            self.gate.readable(key.data)
         else:
             self._accept(key.fileobj)  # type: ignore[arg-type]
 
@@ -534,6 +544,7 @@ class Worker:
             return
         self.stopping = True
         self._close_listeners()
+        self.gate.close_all()
         with contextlib.suppress(OSError):
             self.stop_w.shutdown(socket.SHUT_WR)
         self._title()
@@ -601,6 +612,8 @@ class Worker:
         # object and its enum conversions) and counts; the session's thread does the rest.
         family = int(listener.family)
         tls = listener.fileno() in self.tls_fds
+        proxy = self.limits.proxy
+        expects = proxy.expects(tls)
         for _ in range(ACCEPTS_PER_WAKE):
             if self.stopping or self.retiring:
                 return
@@ -611,11 +624,24 @@ class Worker:
             except OSError as exc:
                 self.log.warning("accept failed: %s", exc)
                 return
+            if expects:
+                # Counted, under the real client's address, once the header has named it
+                # (_proxied); until then it waits in this thread's selector, never blocking it.
+                self.gate.admit(session_socket(fd, family), client_address(peer), tls, proxy)
+                continue
             self._start_session((fd, family), client_address(peer), tls)
             if self._full():
                 return
 
-    def _start_session(self, conn: tuple[int, int], address: str, tls: bool) -> None:
+    def _proxied(
+        self, conn: socket.socket, address: str, tls: bool, peer: str, header: ProxyHeader
+    ) -> None:
+        family = int(conn.family)
+        self._start_session(
+            (conn.detach(), family), address, tls, f"{peer} (PROXY v{header.version})"
+        )
+
+    def _start_session(self, conn: tuple[int, int], address: str, tls: bool, via: str = "") -> None:
         limits = self.limits
         if self._full():
             self._refuse(conn, address, "children", tls)
@@ -632,7 +658,7 @@ class Worker:
             if waiting:
                 self.idle_threads -= 1  # claimed: that thread takes the job put next
         self.accepted += 1
-        job = (conn, address, number, tls)
+        job = (conn, address, number, tls, via)
         if waiting:
             self.jobs.put(job)
         else:
@@ -675,7 +701,9 @@ class Worker:
                 self.idle_threads += 1
             job = self.jobs.get()
 
-    def _session(self, accepted: tuple[int, int], address: str, number: int, tls: bool) -> None:
+    def _session(
+        self, accepted: tuple[int, int], address: str, number: int, tls: bool, via: str
+    ) -> None:
         stats = self.stats
         self._title()
         conn: socket.socket | None = None
@@ -685,7 +713,7 @@ class Worker:
             conn.setblocking(True)
             with contextlib.suppress(OSError):
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.handler(conn, address, number, self.stop_r.fileno(), tls)
+            self.handler(conn, address, number, self.stop_r.fileno(), tls, via)
         except BaseException:
             with contextlib.suppress(BaseException):
                 self.log.error(

@@ -1,11 +1,18 @@
 """The PROXY protocol, versions 1 and 2 (HAProxy's specification, proxy-protocol.txt): the header a
 load balancer sends first on a connection, naming the real client.
 
-`read_header` takes exactly the header off a freshly accepted socket and no byte more (the
-protocol after it is the mail protocol, and the server speaks first), within a deadline;
-`parse_v1`/`parse_v2` are pure functions from bytes to a `ProxyHeader` or a `ProxyError`. Who may
-send a header at all (`proxy_trusted`) is the caller's decision: a header is believed only from a
-trusted peer, and a PROXY listener refuses a connection without one.
+`parse_v1`/`parse_v2` are pure functions from bytes to a `ProxyHeader` or a `ProxyError`, and
+`header_size` says how much of a socket's first bytes is the header. `HeaderReader` takes exactly
+the header off a freshly accepted socket, and no byte more (the protocol after it is the mail
+protocol, and the server speaks first), without ever blocking; `read_header` does the same
+blocking, within a deadline. `ProxyGate` is where the accept loops of both process models keep
+the connections of PROXY listeners until their header is complete: only then is the real client
+known, so only then is a session counted against the limits and started.
+
+Who may send a header at all is the configuration's (`ProxyPolicy`): `proxy_protocol` names the
+listeners that expect one, `proxy_trusted` the proxies whose headers are believed. A connection on
+such a listener from any other peer, with a malformed header, or with none in time, is closed
+with one log line.
 
 Deliberate limits: a v1 line is at most 107 bytes (the specification's maximum); a v2 header at
 most 16 + MAX_V2_PAYLOAD bytes (addresses and TLVs; the TLVs are skipped, none is needed here).
@@ -13,11 +20,16 @@ most 16 + MAX_V2_PAYLOAD bytes (addresses and TLVs; the TLVs are skipped, none i
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import ipaddress
+import logging
+import select
+import selectors
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 V1_PREFIX = b"PROXY "
@@ -25,10 +37,14 @@ V1_MAX = 107
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 V2_FIXED = 16
 MAX_V2_PAYLOAD = 4096
-PEEK_SIZE = 256
+MAX_HEADER = V2_FIXED + MAX_V2_PAYLOAD
 # v2 family/transport byte: the TCP forms we use, and the address block each needs.
 V2_TCP4, V2_TCP6 = 0x11, 0x21
 V2_ADDRESS_SIZES = {V2_TCP4: 12, V2_TCP6: 36}
+IPV4_MAPPED = bytes(10) + b"\xff\xff"
+# recv flags as plain ints (or-ing the enum members costs more than the call).
+PEEK = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)
+TAKE = int(socket.MSG_DONTWAIT)
 
 
 class ProxyError(Exception):
@@ -77,6 +93,8 @@ def _address(text: str, version: int) -> str:
         raise ProxyError(f"bad address in PROXY header: {text[:40]!r}") from None
     if address.version != version:
         raise ProxyError("PROXY address family does not match its protocol")
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)  # as common/server.client_address shows one
     return str(address)
 
 
@@ -128,89 +146,113 @@ def parse_v2(data: bytes) -> ProxyHeader:
 
 
 def _packed(raw: bytes) -> str:
-    address = ipaddress.ip_address(raw)
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(address)
+    # inet_ntop rather than ipaddress: this runs for every proxied connection, in the loop
+    # that accepts them.
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw)
+    if raw[:12] == IPV4_MAPPED:
+        return socket.inet_ntop(socket.AF_INET, raw[12:])
+    return socket.inet_ntop(socket.AF_INET6, raw)
 
 
 # -- reading off a socket ----------------------------------------------------------------------
 
 
-def read_header(sock: socket.socket, timeout: float) -> ProxyHeader:
-    """Take the PROXY header off `sock` (blocking), and nothing after it; ProxyError when it is
-    missing, malformed or not complete within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    head = _peek(sock, deadline, _decidable)
-    if head.startswith(V2_SIGNATURE):
-        fixed = _peek(sock, deadline, lambda seen: len(seen) >= V2_FIXED)[:V2_FIXED]
-        return parse_v2(_take(sock, V2_FIXED + v2_length(fixed), deadline))
-    if head.startswith(V1_PREFIX):
-        seen = _peek(sock, deadline, lambda data: b"\r\n" in data or len(data) >= V1_MAX)
-        end = seen.find(b"\r\n")
-        if end < 0:
+def header_size(seen: bytes) -> int | None:
+    """The size of the header `seen` starts with, None while the bytes so far cannot tell;
+    ProxyError when they cannot start a header. Pure: what decides how much to take."""
+    if seen.startswith(V2_SIGNATURE):
+        return V2_FIXED + v2_length(seen[:V2_FIXED]) if len(seen) >= V2_FIXED else None
+    if len(seen) < len(V2_SIGNATURE) and V2_SIGNATURE.startswith(seen):
+        return None
+    if seen.startswith(V1_PREFIX):
+        end = seen.find(b"\r\n", 0, V1_MAX)
+        if end >= 0:
+            return end + 2
+        if len(seen) >= V1_MAX:
             raise ProxyError("malformed PROXY v1 line")
-        return parse_v1(_take(sock, end + 2, deadline))
+        return None
+    if V1_PREFIX.startswith(seen):
+        return None
     raise ProxyError("no PROXY header")
 
 
-def _decidable(seen: bytes) -> bool:
-    """Enough bytes to tell a v1 line, a v2 header, or neither."""
-    start = seen[: len(V2_SIGNATURE)]
-    could_be = V2_SIGNATURE.startswith(start) or V1_PREFIX.startswith(start[: len(V1_PREFIX)])
-    return len(seen) >= len(V2_SIGNATURE) or not could_be
+def parse(header: bytes) -> ProxyHeader:
+    """A whole header of either version."""
+    return parse_v2(header) if header.startswith(V2_SIGNATURE) else parse_v1(header)
 
 
-def _peek(sock: socket.socket, deadline: float, enough: Callable[[bytes], bool]) -> bytes:
-    """What is waiting on the socket, unread, once `enough(seen)` holds."""
-    pause = 0.001
-    while True:
-        _wait_timeout(sock, deadline)
+class HeaderReader:
+    """Takes one connection's header off its socket without ever blocking and without taking
+    a byte past it: `feed()` whenever the socket is readable, until it returns the header.
+
+    It looks (MSG_PEEK) before it takes, and takes everything it saw while the header's end is
+    not in sight (all of it is header then), so a readiness loop never spins on bytes left
+    waiting; once the size is known it takes exactly the rest."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        # Blocking or non-blocking, never in timeout mode: Python would wait in poll() before
+        # each recv; MSG_DONTWAIT keeps a blocking one from waiting.
+        self.sock = sock
+        self.got = b""
+
+    def feed(self) -> ProxyHeader | None:
+        """The header once complete; None while more must arrive; ProxyError when it is
+        missing, malformed, or the connection ended first."""
+        seen = self._recv(MAX_HEADER - len(self.got), PEEK)
+        if seen is None:
+            return None
+        if not seen:
+            where = "in" if self.got else "before"
+            raise ProxyError(f"connection closed {where} the PROXY header")
+        size = header_size(self.got + seen)
+        wanted = len(seen) if size is None else min(len(seen), size - len(self.got))
+        while wanted > 0:
+            # What was just seen is queued: these reads return at once.
+            chunk = self._recv(wanted, TAKE)
+            if not chunk:
+                raise ProxyError("connection failed in the PROXY header")
+            self.got += chunk
+            wanted -= len(chunk)
+        return parse(self.got) if size is not None and len(self.got) == size else None
+
+    def _recv(self, size: int, flags: int) -> bytes | None:
         try:
-            seen = sock.recv(PEEK_SIZE, socket.MSG_PEEK)
-        except (TimeoutError, BlockingIOError):
-            raise ProxyError("PROXY header not received in time") from None
+            return self.sock.recv(size, flags)
+        except (BlockingIOError, InterruptedError):
+            return None
         except OSError as exc:
             raise ProxyError(f"connection failed before the PROXY header: {exc}") from None
-        if not seen:
-            raise ProxyError("connection closed before the PROXY header")
-        if enough(seen) or len(seen) >= PEEK_SIZE:
-            return seen
-        # A header in pieces: a peek returns at once while anything waits, so pause between
-        # looks instead of spinning on what is already there.
-        time.sleep(pause)
-        pause = min(pause * 2, 0.05)
 
 
-def _take(sock: socket.socket, size: int, deadline: float) -> bytes:
-    chunks: list[bytes] = []
-    remaining = size
-    while remaining:
-        _wait_timeout(sock, deadline)
-        try:
-            chunk = sock.recv(remaining)
-        except (TimeoutError, BlockingIOError):
-            raise ProxyError("PROXY header not received in time") from None
-        except OSError as exc:
-            raise ProxyError(f"connection failed in the PROXY header: {exc}") from None
-        if not chunk:
-            raise ProxyError("connection closed in the PROXY header")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
-
-
-def _wait_timeout(sock: socket.socket, deadline: float) -> None:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise ProxyError("PROXY header not received in time")
-    sock.settimeout(left)
+def read_header(sock: socket.socket, timeout: float) -> ProxyHeader:
+    """Take the PROXY header off `sock`, and nothing after it, waiting at most `timeout`
+    seconds; ProxyError when it is missing, malformed or not complete in time."""
+    deadline = time.monotonic() + timeout
+    reader = HeaderReader(sock)
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    mode = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        while True:
+            header = reader.feed()
+            if header is not None:
+                return header
+            left = deadline - time.monotonic()
+            if left <= 0 or not poller.poll(left * 1000):
+                raise ProxyError("PROXY header not received in time")
+    finally:
+        sock.settimeout(mode)
 
 
 # -- who may send one --------------------------------------------------------------------------
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+LISTENERS = ("port", "tls_port")  # what `proxy_protocol` may name
 
-def trusted(address: str, networks: list[str]) -> bool:
+
+def trusted(address: str, networks: Iterable[Network | str]) -> bool:
     """Whether `address` lies in one of `networks` (addresses or CIDR networks, v4 or v6)."""
     try:
         ip = ipaddress.ip_address(address)
@@ -225,3 +267,138 @@ def trusted(address: str, networks: list[str]) -> bool:
         except ValueError:
             continue
     return False
+
+
+@dataclass(frozen=True)
+class ProxyPolicy:
+    """Which listeners expect a header (`proxy_protocol`: the plain `port`, the `tls_port`),
+    whose headers are believed (`proxy_trusted`) and how long one may take (`proxy_timeout`).
+    Part of the master's limits, so HUP swaps it whole."""
+
+    listeners: frozenset[str] = frozenset()
+    networks: tuple[Network, ...] = ()
+    timeout: float = 5.0
+
+    def expects(self, tls: bool) -> bool:
+        return ("tls_port" if tls else "port") in self.listeners
+
+    def trusts(self, peer: str) -> bool:
+        return _trusted(peer, self.networks)
+
+
+@functools.lru_cache(maxsize=1024)
+def _trusted(peer: str, networks: tuple[Network, ...]) -> bool:
+    """`trusted`, remembered: the peers of a PROXY listener are a site's few balancers."""
+    return trusted(peer, networks)
+
+
+# -- the accept loops' gate ----------------------------------------------------------------------
+
+MAX_WAITING = 1024  # connections one accepting process lets wait for their header at once
+# conn (blocking), the client's address, accepted on a TLS listener, the proxy's address, header
+Start = Callable[[socket.socket, str, bool, str, ProxyHeader], None]
+
+
+@dataclass
+class Waiting:
+    """A connection accepted on a PROXY listener whose header is not complete yet."""
+
+    sock: socket.socket
+    peer: str
+    tls: bool
+    deadline: float
+    reader: HeaderReader
+
+
+class ProxyGate:
+    """Connections of PROXY listeners wait here for their header, in the accept loop's own
+    selector (the fork model's master, a pool worker's main thread): the loop never blocks on
+    a slow or silent proxy, and the session starts, and is counted against the limits, under
+    the real client's address. A peer outside `proxy_trusted`, a malformed header, none, or
+    one not complete within `proxy_timeout` closes the connection with one log line; the
+    client never gets a byte (on a TLS listener it expects a handshake, and from a proxy that
+    is not trusted nothing is believed)."""
+
+    def __init__(self, selector: selectors.BaseSelector, log: logging.Logger, start: Start):
+        self.selector = selector
+        self.log = log
+        self.start = start
+        # Insertion order is deadline order (one timeout for all, until a HUP changes it).
+        self.waiting: dict[int, Waiting] = {}
+
+    def __len__(self) -> int:
+        return len(self.waiting)
+
+    def admit(self, sock: socket.socket, peer: str, tls: bool, policy: ProxyPolicy) -> None:
+        """A connection just accepted (a blocking socket, as accept gives it) on a listener
+        that expects a header."""
+        if not policy.trusts(peer):
+            self._refuse(sock, peer, "not a trusted proxy (proxy_trusted)")
+            return
+        reader = HeaderReader(sock)
+        # A proxy sends the header with its connect: most often it is here already, and the
+        # session starts without a turn through the selector.
+        try:
+            header = reader.feed()
+        except ProxyError as exc:
+            self._refuse(sock, peer, str(exc))
+            return
+        if header is not None:
+            self.start(sock, header.client(peer), tls, peer, header)
+            return
+        if len(self.waiting) >= MAX_WAITING:
+            self._refuse(sock, peer, "too many connections waiting for a PROXY header")
+            return
+        waiting = Waiting(sock, peer, tls, time.monotonic() + policy.timeout, reader)
+        self.waiting[sock.fileno()] = waiting
+        self.selector.register(sock, selectors.EVENT_READ, waiting)
+
+    def readable(self, waiting: Waiting) -> None:
+        try:
+            header = waiting.reader.feed()
+        except ProxyError as exc:
+            self._drop(waiting, str(exc))
+            return
+        if header is None:
+            return
+        self._forget(waiting)
+        self.start(waiting.sock, header.client(waiting.peer), waiting.tls, waiting.peer, header)
+
+    def expire(self) -> None:
+        now = time.monotonic()
+        for waiting in list(self.waiting.values()):
+            if waiting.deadline > now:
+                break
+            self._drop(waiting, "PROXY header not received in time")
+
+    def timeout(self) -> float | None:
+        """Seconds until the next deadline (None: nobody waits)."""
+        for waiting in self.waiting.values():
+            return max(0.0, waiting.deadline - time.monotonic())
+        return None
+
+    def close_all(self) -> None:
+        for waiting in list(self.waiting.values()):
+            self._forget(waiting)
+            waiting.sock.close()
+
+    def drop_inherited(self) -> None:
+        """In a child forked from the loop: close its copies of the waiting connections (the
+        loop goes on with them; a copy held here would keep one open after the loop closes
+        it). The selector is the loop's, and not touched."""
+        for waiting in self.waiting.values():
+            waiting.sock.close()
+        self.waiting.clear()
+
+    def _drop(self, waiting: Waiting, why: str) -> None:
+        self._forget(waiting)
+        self._refuse(waiting.sock, waiting.peer, why)
+
+    def _forget(self, waiting: Waiting) -> None:
+        self.waiting.pop(waiting.sock.fileno(), None)
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(waiting.sock)
+
+    def _refuse(self, sock: socket.socket, peer: str, why: str) -> None:
+        self.log.warning("refused %s: %s", peer, why)
+        sock.close()

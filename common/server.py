@@ -23,17 +23,32 @@ import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from common.lineio import drain
 from common.proctitle import set_title
+from common.proxy import ProxyGate, ProxyHeader, ProxyPolicy, Waiting
 from common.stats import StatsClient
 
 MASTER_SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
 ACCEPTS_PER_WAKE = 64
 FAST_STOP_GRACE = 1.0
 
-# conn, client address, session number, interrupt fd, accepted on a TLS listener -> exit status
-Handler = Callable[[socket.socket, str, int, int, bool], int]
+
+class Handler(Protocol):
+    """A daemon's connection handler: serves one session, returns the exit status."""
+
+    def __call__(
+        self,
+        conn: socket.socket,
+        address: str,  # the client's (from the PROXY header when one came)
+        number: int,  # the session number
+        interrupt_fd: int,  # readable: stop (TERM)
+        tls: bool,  # accepted on an implicit-TLS listener
+        via: str = "",  # the balancer that sent a PROXY header, for the connect line
+    ) -> int: ...
+
+
 # reason ('children' or 'address') -> the protocol's one-line refusal
 BusyReply = Callable[[str], bytes]
 
@@ -56,6 +71,8 @@ class Limits:
     workers: int = 0
     worker_sessions: int = 1000
     worker_lifetime: int = 0
+    # The PROXY protocol's listeners, trusted proxies and header timeout (common/proxy.py).
+    proxy: ProxyPolicy = ProxyPolicy()
 
 
 @dataclass
@@ -178,6 +195,7 @@ class ForkingServer:
         self.stop_grace: float | None = None
         self.wakeup: Wakeup | None = None
         self.selector: selectors.BaseSelector | None = None
+        self.gate: ProxyGate | None = None  # connections waiting for their PROXY header
 
     # -- master loop -------------------------------------------------------------------------
 
@@ -187,6 +205,7 @@ class ForkingServer:
         self.selector.register(self.wakeup, selectors.EVENT_READ)
         for sock in self.listeners:
             self.selector.register(sock, selectors.EVENT_READ)
+        self.gate = gate = ProxyGate(self.selector, self.log, self._proxied)
         self.log.info(
             "listening on %s",
             ", ".join(
@@ -200,11 +219,16 @@ class ForkingServer:
         gc.collect()
         gc.freeze()
         while self.stop_grace is None:
-            for key, _mask in self.selector.select():
+            for key, _mask in self.selector.select(gate.timeout()):
                 if key.fileobj is self.wakeup:
                     self._dispatch_signals()
-                elif self.stop_grace is None:
+                elif self.stop_grace is not None:
+                    pass
+                elif isinstance(key.data, Waiting):
+                    gate.readable(key.data)
+                else:
                     self._accept_all(key.fileobj)  # type: ignore[arg-type]
+            gate.expire()
         return self._shutdown(self.stop_grace)
 
     def _dispatch_signals(self) -> None:
@@ -268,6 +292,8 @@ class ForkingServer:
 
     def _accept_all(self, listener: socket.socket) -> None:
         tls = listener.fileno() in self.tls_fds
+        proxy = self.limits.proxy
+        expects = proxy.expects(tls)
         for _ in range(ACCEPTS_PER_WAKE):
             try:
                 conn, peer = listener.accept()
@@ -277,9 +303,21 @@ class ForkingServer:
                 # EMFILE, ENOBUFS, ECONNABORTED: log and keep serving the others.
                 self.log.warning("accept failed: %s", exc)
                 return
-            self._start_session(conn, client_address(peer), tls)
+            if expects and self.gate is not None:
+                # The limits count the real client: the session starts once the header says
+                # who that is (_proxied).
+                self.gate.admit(conn, client_address(peer), tls, proxy)
+            else:
+                self._start_session(conn, client_address(peer), tls)
 
-    def _start_session(self, conn: socket.socket, address: str, tls: bool = False) -> None:
+    def _proxied(
+        self, conn: socket.socket, address: str, tls: bool, peer: str, header: ProxyHeader
+    ) -> None:
+        self._start_session(conn, address, tls, f"{peer} (PROXY v{header.version})")
+
+    def _start_session(
+        self, conn: socket.socket, address: str, tls: bool = False, via: str = ""
+    ) -> None:
         refusal = self._refusal(address)
         if refusal:
             self._refuse(conn, address, refusal, tls)
@@ -300,7 +338,7 @@ class ForkingServer:
             self._refuse(conn, address, "children", tls)
             return
         if pid == 0:
-            self._run_child(conn, address, session, tls)
+            self._run_child(conn, address, session, tls, via)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         conn.close()
         self.children[pid] = Child(pid, address, session, time.time())
@@ -331,12 +369,14 @@ class ForkingServer:
 
     # -- the child ---------------------------------------------------------------------------
 
-    def _run_child(self, conn: socket.socket, address: str, session: int, tls: bool) -> None:
+    def _run_child(
+        self, conn: socket.socket, address: str, session: int, tls: bool, via: str
+    ) -> None:
         code = 1
         try:
             interrupt = self._become_child()
             set_title(self.program, f"{address} connect")
-            code = self.handler(conn, address, session, interrupt.fileno(), tls)
+            code = self.handler(conn, address, session, interrupt.fileno(), tls, via)
         except BaseException:
             with contextlib.suppress(BaseException):
                 self.log.error(
@@ -352,6 +392,8 @@ class ForkingServer:
         """Drop the master's fds and handlers; TERM now means 'finish and say goodbye'."""
         for sock in self.listeners:
             sock.close()
+        if self.gate is not None:
+            self.gate.drop_inherited()
         if self.selector is not None:
             self.selector.close()
         if self.wakeup is not None:
@@ -374,6 +416,8 @@ class ForkingServer:
         for sock in self.listeners:
             with contextlib.suppress(OSError):
                 sock.close()
+        if self.gate is not None:
+            self.gate.close_all()
         self._signal_children(signal.SIGTERM)
         deadline = time.monotonic() + grace
         while self.children and time.monotonic() < deadline:

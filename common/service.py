@@ -27,6 +27,7 @@ from common import cli, daemon, logs, relay, tls
 from common.config import ConfigError, Settings, key_for, read_config
 from common.lineio import LineIO
 from common.logs import SessionLog
+from common.proxy import ProxyPolicy
 from common.server import BusyReply, ForkingServer, Handler, Limits, bind_listeners
 from common.session import Services, Session
 from common.stats import StatsClient
@@ -201,6 +202,24 @@ def check_tls(settings: Settings) -> None:
         raise ConfigError("require_tls needs tls_cert and tls_key")
 
 
+def check_proxy(settings: Settings) -> None:
+    """Start-up and HUP: the listeners `proxy_protocol` names exist, and someone may send."""
+    names = settings.listeners("proxy_protocol")
+    if "tls_port" in names and tls_port(settings) is None:
+        what = "is not set" if key_for(settings.daemon, "tls_port") else "is not one of its keys"
+        raise ConfigError(f"proxy_protocol names tls_port, but {settings.daemon}'s tls_port {what}")
+    if names and not settings.networks("proxy_trusted"):
+        raise ConfigError("proxy_protocol needs proxy_trusted: the addresses of the load balancers")
+
+
+def proxy_policy(settings: Settings) -> ProxyPolicy:
+    return ProxyPolicy(
+        settings.listeners("proxy_protocol"),
+        tuple(settings.networks("proxy_trusted")),
+        settings.get_float("proxy_timeout"),
+    )
+
+
 def session_handler(state: MasterState) -> Handler:
     """The connection handler of a session protocol: a LineIO on the socket, the session's log,
     the session from the protocol's class and command table, run to its end."""
@@ -209,12 +228,14 @@ def session_handler(state: MasterState) -> Handler:
         raise TypeError(f"{protocol.daemon} has no session class")
     make_session, max_line = protocol.session, protocol.max_line
 
-    def handle(conn: socket.socket, address: str, number: int, interrupt_fd: int, tls: bool) -> int:
+    def handle(
+        conn: socket.socket, address: str, number: int, interrupt_fd: int, tls: bool, via: str = ""
+    ) -> int:
         # A forked child pinned its settings; sessions of a pool worker each take a snapshot.
         settings = state.settings.snapshot() if state.pooled else state.settings
         io = LineIO(conn, max_line(settings), settings.get_float("idle_timeout"), interrupt_fd)
         log = SessionLog(state.log, number, address)
-        log.info("connect" + (" (TLS port)" if tls else ""))
+        log.info(connect_line(tls, via))
         services = state.session_services(settings)
         session = make_session(
             io, services, address, number, log, protocol.commands, implicit_tls=tls
@@ -222,6 +243,12 @@ def session_handler(state: MasterState) -> Handler:
         return session.run()
 
     return handle
+
+
+def connect_line(tls: bool, via: str) -> str:
+    """A session's first log line: `connect`, then on which listener and through which
+    balancer (`{7} 192.0.2.7 connect (TLS port) via 10.0.0.2 (PROXY v2)`)."""
+    return "connect" + (" (TLS port)" if tls else "") + (f" via {via}" if via else "")
 
 
 def check_relay(settings: Settings) -> None:
@@ -240,6 +267,7 @@ def load_settings(protocol: Protocol, args: dict[str, Any]) -> Settings:
     settings.validate()
     if protocol.tls:
         check_tls(settings)
+    check_proxy(settings)
     if protocol.check is not None:
         protocol.check(settings)
     return settings
@@ -341,4 +369,5 @@ def limits(settings: Settings) -> Limits:
         workers=settings.get_int("workers"),
         worker_sessions=settings.get_int("worker_sessions"),
         worker_lifetime=settings.get_int("worker_lifetime"),
+        proxy=proxy_policy(settings),
     )

@@ -288,6 +288,20 @@ class Collector:
         }
         return fit(reply, "logged_in")
 
+    def metrics(self) -> dict[str, Any]:
+        """What the Prometheus exposition shows (common/stats/prometheus.py): the counters per
+        protocol and who is logged in per protocol, without listing anyone."""
+        logged_in: dict[str, int] = {}
+        for entry in self.live.values():
+            if entry.user is not None:
+                logged_in[entry.proto] = logged_in.get(entry.proto, 0) + 1
+        return {
+            "started": self.started,
+            "protocols": {p: c.as_dict() for p, c in sorted(self.protocols.items())},
+            "logged_in": logged_in,
+            "ignored_events": self.ignored,
+        }
+
     def user_figures(self, user: str) -> dict[str, Any]:
         sessions = [
             e.as_dict()

@@ -19,6 +19,8 @@ and in total, connections ever and now, the historical maximum of concurrent con
 logins ok/failed, who is logged in now, and each user's access log; msmpd asks it for STAT, LIST
 <user>, LOGS and "is logged in" (common/stats/query.py). The figures survive a restart: they are
 written to the state file by atomic rename at most once every `save_interval` seconds and on TERM.
+With `metrics_port` set, it also serves them to Prometheus over HTTP (GET /metrics on
+`metrics_listen`, loopback by default; common/stats/prometheus.py).
 Stop with `kill -TERM $(cat PIDFILE)`; `kill -HUP` re-reads the config and reopens the log.
 """
 
@@ -33,6 +35,7 @@ import signal
 import socket
 import stat
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -45,6 +48,7 @@ from common.cli import COMMON_FLAGS, usage
 from common.config import ConfigError, Settings, one_line, read_config
 from common.proctitle import set_title
 from common.server import Wakeup
+from common.stats import prometheus
 from common.stats.collector import Collector, encode
 from common.stats.query import StatsError
 from common.stats.query import stat as query_stat
@@ -184,24 +188,45 @@ class StatsDaemon:
         self.next_sweep = 0.0
         self.save_failed = False
         self.saver: int | None = None  # the pid of the child writing the state file
+        # Held by the loop while it changes the figures and by the metrics thread while it reads
+        # them (never by the state-file writer: it is a forked copy with no other thread).
+        self.lock = threading.Lock()
+        self.metrics_sock: socket.socket | None = None
         self.apply_settings(settings)
 
     def apply_settings(self, settings: Settings) -> None:
         self.settings = settings
         self.save_interval = settings.get_float("save_interval")
         self.sweep_interval = settings.get_float("sweep_interval")
-        self.collector.set_max_log_entries(settings.get_int("max_log_entries"))
+        with self.lock:
+            self.collector.set_max_log_entries(settings.get_int("max_log_entries"))
 
     def prepare(self) -> list[socket.socket]:
         uid, gid = daemon.owner_ids(self.settings)
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         load_state_file(self.collector, self.state_file)
-        self.sock = bind_socket(self.socket_path, uid, gid)
+        port = self.settings.optional_port("metrics_port")
+        if port is not None:
+            self.metrics_sock = prometheus.bind(self.settings.get("metrics_listen"), port)
+        try:
+            self.sock = bind_socket(self.socket_path, uid, gid)
+        except daemon.StartupError:
+            if self.metrics_sock is not None:
+                self.metrics_sock.close()
+            raise
         self.socket_inode = os.stat(self.socket_path).st_ino
-        return [self.sock]
+        return [self.sock] + ([self.metrics_sock] if self.metrics_sock else [])
+
+    def metrics(self) -> dict[str, Any]:
+        with self.lock:
+            return self.collector.metrics()
 
     def serve(self, keep: list[socket.socket]) -> int:
         sock = keep[0]
+        metrics = None
+        if self.metrics_sock is not None:
+            metrics = prometheus.serve(self.metrics_sock, self.metrics)
+            log.info("metrics on http://%s/metrics", prometheus.describe(self.metrics_sock))
         wakeup = Wakeup(SIGNALS)
         selector = selectors.DefaultSelector()
         selector.register(sock, selectors.EVENT_READ)
@@ -221,6 +246,9 @@ class StatsDaemon:
                         self.on_signals(wakeup.pending())
                 self.housekeeping()
         finally:
+            if metrics is not None:
+                metrics.shutdown()
+                metrics.server_close()
             self.wait_for_saver()
             self.save(background=False)
             selector.close()
@@ -241,15 +269,16 @@ class StatsDaemon:
         return max(0.0, min(deadlines) - time.monotonic())
 
     def receive(self, sock: socket.socket) -> None:
-        for _ in range(BATCH):
-            try:
-                data, sender = sock.recvfrom(MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                log.warning("receive failed: %s", exc)
-                return
-            self.handle(sock, data, sender)
+        with self.lock:
+            for _ in range(BATCH):
+                try:
+                    data, sender = sock.recvfrom(MAX_DATAGRAM)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as exc:
+                    log.warning("receive failed: %s", exc)
+                    return
+                self.handle(sock, data, sender)
 
     def handle(self, sock: socket.socket, data: bytes, sender: Any) -> None:
         try:
@@ -275,7 +304,8 @@ class StatsDaemon:
             self.save()
 
     def sweep(self) -> None:
-        dropped = self.collector.sweep(daemon.process_alive) if self.sweep_interval > 0 else 0
+        with self.lock:
+            dropped = self.collector.sweep(daemon.process_alive) if self.sweep_interval > 0 else 0
         if dropped:
             log.info("dropped %d sessions whose process is gone", dropped)
         self.next_sweep = time.monotonic() + max(self.sweep_interval, 0.1)

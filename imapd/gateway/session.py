@@ -211,10 +211,12 @@ def answer(conn: CountedSocket, settings: Settings, log: SessionLog, interrupt_f
 
 
 def make_handler(state: service.MasterState) -> Handler:
-    def handle(sock: socket.socket, address: str, number: int, interrupt_fd: int, tls: bool) -> int:
+    def handle(
+        sock: socket.socket, address: str, number: int, interrupt_fd: int, tls: bool, via: str = ""
+    ) -> int:
         conn = CountedSocket(sock)
         log = SessionLog(state.log, number, address)
-        log.info("connect")
+        log.info(service.connect_line(tls, via))
         try:
             return answer(conn, state.settings, log, interrupt_fd)
         finally:

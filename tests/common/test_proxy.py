@@ -1,8 +1,12 @@
 """Unit tests for common/proxy.py: PROXY v1 and v2 headers parsed from bytes and read off real
-socket pairs exactly (no byte of what follows is consumed), and fuzzed."""
+socket pairs exactly (no byte of what follows is consumed), blocking and without blocking; the
+accept loops' gate (start, refuse, expire); and fuzzing. End to end: tests/scale/."""
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+import selectors
 import socket
 import struct
 import threading
@@ -14,8 +18,12 @@ from hypothesis import strategies as st
 
 from common.proxy import (
     V2_SIGNATURE,
+    HeaderReader,
     ProxyError,
+    ProxyGate,
     ProxyHeader,
+    ProxyPolicy,
+    header_size,
     parse_v1,
     parse_v2,
     read_header,
@@ -177,10 +185,126 @@ def test_read_refuses_missing_slow_or_broken_headers(data: bytes, close: bool) -
         client.sendall(data)
         if close:
             client.shutdown(socket.SHUT_WR)
-        started = time.monotonic()
         with pytest.raises(ProxyError):
             read_header(server, 0.3)
-        assert time.monotonic() - started < 5.0
+
+
+# -- without blocking: the size of a header, the reader, the accept loops' gate ----------------
+
+
+@pytest.mark.parametrize(
+    ("seen", "size"),
+    [
+        (b"", None),
+        (b"PRO", None),
+        (b"PROXY TCP4 1.2.3.4", None),
+        (b"PROXY UNKNOWN\r\nUSER x\r\n", 15),
+        (b"\r\n\r\n\x00", None),
+        (V2_SIGNATURE + b"\x21\x11", None),
+        (V2_SIGNATURE + b"\x21\x11\x00\x0c", 28),
+        (V2_SIGNATURE + b"\x20\x00\x00\x00" + b"* OK", 16),
+    ],
+)
+def test_header_size(seen: bytes, size: int | None) -> None:
+    assert header_size(seen) == size
+
+
+@pytest.mark.parametrize(
+    "seen",
+    [
+        b"USER",
+        b"\x16\x03\x01",  # a TLS ClientHello
+        b"PROXX",
+        b"PROXY " + b"x" * 101,  # 107 bytes and no CRLF
+        V2_SIGNATURE + b"\x11\x11\x00\x0c",  # version 1 in a v2 header
+    ],
+)
+def test_header_size_refuses_what_is_no_header(seen: bytes) -> None:
+    with pytest.raises(ProxyError):
+        header_size(seen)
+
+
+def test_reader_takes_pieces_without_blocking_and_nothing_after() -> None:
+    server, client = pair()
+    header = v2_tcp4("192.0.2.7", "198.51.100.1", 56324, 143, tlvs=b"\x04\x00\x01x")
+    with server, client:
+        server.setblocking(False)
+        reader = HeaderReader(server)
+        assert reader.feed() is None  # nothing yet: no wait
+        for piece in (header[:3], header[3:14], header[14:20]):
+            client.sendall(piece)
+            assert reader.feed() is None
+            # All of it is header and was taken: the socket is not left readable (no spin).
+            with pytest.raises(BlockingIOError):
+                server.recv(1, socket.MSG_PEEK)
+        client.sendall(header[20:] + b"USER a\r\n")
+        assert reader.feed() == ProxyHeader(2, ("192.0.2.7", 56324), ("198.51.100.1", 143))
+        assert server.recv(100) == b"USER a\r\n"
+
+
+def test_reader_v1_line_split_at_its_crlf() -> None:
+    server, client = pair()
+    with server, client:
+        server.setblocking(False)
+        reader = HeaderReader(server)
+        client.sendall(b"PROXY TCP4 192.0.2.7 198.51.100.1 1 2\r")
+        assert reader.feed() is None
+        client.sendall(b"\nrest")
+        assert reader.feed() == ProxyHeader(1, ("192.0.2.7", 1), ("198.51.100.1", 2))
+        assert server.recv(10) == b"rest"
+
+
+class Started:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bool, str, int]] = []
+
+    def __call__(
+        self, sock: socket.socket, address: str, tls: bool, peer: str, header: ProxyHeader
+    ) -> None:
+        assert sock.getblocking(), "a session gets its socket back blocking"
+        self.calls.append((address, tls, peer, header.version))
+        sock.close()
+
+
+def test_gate_starts_refuses_and_expires(caplog: pytest.LogCaptureFixture) -> None:
+    policy = ProxyPolicy(frozenset({"tls_port"}), (ipaddress.ip_network("127.0.0.0/8"),), 30.0)
+    assert policy.expects(True) and not policy.expects(False)
+    selector = selectors.DefaultSelector()
+    started = Started()
+    gate = ProxyGate(selector, logging.getLogger("gate"), started)
+    caplog.set_level(logging.INFO, "gate")
+    # A whole header waiting at accept: started at once, under the client's address.
+    server, client = pair()
+    client.sendall(b"PROXY TCP6 2001:db8::7 2001:db8::1 9 993\r\n")
+    gate.admit(server, "127.0.0.1", True, policy)
+    assert started.calls == [("2001:db8::7", True, "127.0.0.1", 1)] and len(gate) == 0
+    # An untrusted peer: closed, one line, nothing read.
+    server, untrusted = pair()
+    gate.admit(server, "192.0.2.1", True, policy)
+    assert untrusted.recv(10) == b"" and "refused 192.0.2.1: not a trusted proxy" in caplog.text
+    # Half a header: it waits in the selector until the rest comes.
+    server, slow = pair()
+    gate.admit(server, "127.0.0.2", False, policy)
+    assert len(gate) == 1 and 0 < (gate.timeout() or 0) <= 30
+    slow.sendall(V2_SIGNATURE + b"\x20\x00\x00\x00")
+    for key, _ in selector.select(5):
+        gate.readable(key.data)
+    assert started.calls[-1] == ("127.0.0.2", False, "127.0.0.2", 2) and len(gate) == 0
+    # No header in time: dropped by expire(), with one line.
+    expiring = ProxyPolicy(policy.listeners, policy.networks, 0.0)
+    server, silent = pair()
+    gate.admit(server, "127.0.0.3", True, expiring)
+    gate.expire()
+    assert len(gate) == 0 and silent.recv(10) == b""
+    assert "refused 127.0.0.3: PROXY header not received in time" in caplog.text
+    # Junk: dropped at once.
+    server, junk = pair()
+    junk.sendall(b"GET / HTTP/1.0\r\n")
+    gate.admit(server, "127.0.0.4", True, policy)
+    assert len(gate) == 0 and "refused 127.0.0.4: no PROXY header" in caplog.text
+    for sock in (client, untrusted, slow, silent, junk):
+        sock.close()
+    selector.close()
 
 
 # -- fuzzing: nothing but ProxyError ever escapes ----------------------------------------------
