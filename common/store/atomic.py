@@ -20,7 +20,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import lockfile
@@ -125,11 +125,20 @@ def _alive(pid: int) -> bool:
 
 
 def break_if_dead(lock: LinkLockFile) -> bool:
-    """Break the lock when its holder is a process of this host that no longer runs. Under the
-    breaker lock `<path>.lock.lock`, and only if the lock is still the one found dead."""
+    """Break the lock when its holder is a process of this host that no longer runs, and only
+    if the lock is still the one found dead."""
     holder = _holder(lock.lock_file)
     if holder is None or holder[1] != HOST or _alive(holder[2]):
         return False
+    leftover = os.path.join(os.path.dirname(lock.lock_file), holder[3])
+    return _break(lock, lambda: _holder(lock.lock_file) == holder, leftover)
+
+
+def _break(lock: LinkLockFile, still_same: Callable[[], bool], leftover: str = "") -> bool:
+    """Remove the lock (and its holder's unique file) under the breaker lock
+    `<path>.lock.lock`, when `still_same()` says it is the lock the caller judged: two waiters
+    that judged it at once must not both break it, the second breaking the lock the first has
+    just taken (two hosts over NFS, or two processes of one)."""
     breaker = LinkLockFile(lock.lock_file)
     breaker.unique_name = f"{breaker.unique_name}-{threading.get_native_id()}"
     try:
@@ -140,12 +149,12 @@ def break_if_dead(lock: LinkLockFile) -> bool:
     except lockfile.LockFailed:
         return False
     try:
-        if _holder(lock.lock_file) != holder:
+        if not still_same():
             return False  # broken and taken again meanwhile
-        folder = os.path.dirname(lock.lock_file)
-        for name in (lock.lock_file, os.path.join(folder, holder[3])):
-            with contextlib.suppress(OSError):
-                os.unlink(name)
+        for name in (lock.lock_file, leftover):
+            if name:
+                with contextlib.suppress(OSError):
+                    os.unlink(name)
         return True
     finally:
         with contextlib.suppress(lockfile.NotLocked, lockfile.NotMyLock, OSError):
@@ -159,15 +168,25 @@ def _break_breaker(breaker: LinkLockFile) -> None:
             breaker.break_lock()
 
 
-def break_if_stale(lock: LinkLockFile, path: Path, max_age: float = STALE_AGE) -> None:
-    """A lock older than max_age belongs to a process that died holding it (SIGKILL)."""
+def break_if_stale(lock: LinkLockFile, path: Path, max_age: float = STALE_AGE) -> bool:
+    """A lock older than max_age belongs to a process that died holding it (SIGKILL, a host that
+    went down): broken under the breaker lock, if it is still that lock (the same file, the same
+    age) by then."""
+    found = _identity(lock.lock_file)
+    if found is None or time.time() - found[1] <= max_age:
+        return False
+    holder = _holder(lock.lock_file)
+    leftover = os.path.join(os.path.dirname(lock.lock_file), holder[3]) if holder else ""
+    return _break(lock, lambda: _identity(lock.lock_file) == found, leftover)
+
+
+def _identity(lock_file: str) -> tuple[int, float] | None:
+    """(inode, mtime) of a lock file: a lock broken and taken again is another file."""
     try:
-        age = time.time() - os.stat(lock.lock_file).st_mtime
+        info = os.stat(lock_file)
     except OSError:
-        return
-    if age > max_age:
-        with contextlib.suppress(OSError):
-            lock.break_lock()
+        return None
+    return info.st_ino, info.st_mtime
 
 
 def atomic_write(

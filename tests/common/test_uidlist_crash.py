@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lockfile.linklockfile import LinkLockFile
 
 from common.store import atomic, maildir, uidlist
 from common.store.flags import letters_of
@@ -212,3 +213,40 @@ def test_a_lock_left_by_a_killed_process_is_broken_a_live_one_is_not(tmp_path: P
         live.join(10)
     with atomic.locked(target, timeout=5):
         pass
+
+
+def _other_hosts_lock(target: Path, age: float) -> Path:
+    """A lock taken by a process of another host (NFS), `age` seconds ago."""
+    unique = target.parent / "otherhost.example.Thread-1-4242"
+    unique.write_text(f"otherhost.example 4242 {unique.name}\n")
+    lock = Path(f"{target}.lock")
+    os.link(unique, lock)
+    os.utime(lock, (time.time() - age, time.time() - age))
+    return lock
+
+
+def test_a_stale_lock_of_another_host_is_broken_after_its_age_only(tmp_path: Path) -> None:
+    """A holder on another host cannot be asked whether it lives: its lock is broken once it is
+    STALE_AGE old, not before, and its unique file goes with it."""
+    target = tmp_path / "maildaemons-uidlist"
+    lock = _other_hosts_lock(target, age=5)
+    with pytest.raises(atomic.LockBusy), atomic.locked(target, timeout=0.3):
+        pass
+    assert lock.exists()
+    os.utime(lock, (time.time() - atomic.STALE_AGE - 5,) * 2)
+    with atomic.locked(target, timeout=5):
+        assert Path(f"{target}.lock").read_text().split()[1] == str(os.getpid())
+    assert sorted(os.listdir(tmp_path)) == [], "the other host's unique file is gone too"
+
+
+def test_a_stale_lock_taken_again_meanwhile_is_not_broken(tmp_path: Path) -> None:
+    """Two waiters judge one stale lock at once: the first breaks it and takes the folder; the
+    second, coming to break what it judged, finds another lock there and leaves it alone."""
+    target = tmp_path / "maildaemons-uidlist"
+    old = _other_hosts_lock(target, age=atomic.STALE_AGE + 5)
+    judged = atomic._identity(str(old))
+    with atomic.locked(target, timeout=5):  # the first waiter: broken, then taken
+        mine = Path(f"{target}.lock").read_text()
+        second = LinkLockFile(str(target))
+        assert not atomic._break(second, lambda: atomic._identity(second.lock_file) == judged)
+        assert Path(f"{target}.lock").read_text() == mine, "the first waiter's lock stands"
