@@ -84,6 +84,12 @@ def already_deleted(number: int) -> bytes:
     return err(f"Message {number} already deleted")
 
 
+def message_gone(number: int) -> bytes:
+    """RETR or TOP of a message another session expunged after this one listed it: that
+    message only; the session, its other messages and its deletions go on."""
+    return err(f"Message {number} was removed by another session")
+
+
 def deleted(number: int) -> bytes:
     return ok(f"Message {number} deleted")
 

@@ -16,6 +16,11 @@ class MailboxExists(StoreError):
     pass
 
 
+class MessageGone(StoreError):
+    """The message's file is no longer in the folder under any name (expunged by another
+    session or program since it was listed); the rest of the folder is as it was."""
+
+
 class StoreBusy(StoreError):
     """Another session holds the lock."""
 

@@ -36,8 +36,8 @@ from pathlib import Path
 import common.store.maildir as maildir
 import common.store.memory as memory
 from common.store.atomic import fsync_dir
-from common.store.errors import MailboxNotFound, StoreError
-from common.store.flags import INFO, SEEN, system_letters, with_letters
+from common.store.errors import MailboxNotFound, MessageGone, StoreError
+from common.store.flags import INFO, SEEN, letters_of, system_letters, with_letters
 from common.store.keywords import Keywords
 from common.store.maildir import MessageFile
 from common.store.msgcache import MessageCache
@@ -95,7 +95,8 @@ class Mailbox:
         self.cache = MessageCache(path)
         self.table: UidList | None = None
         self._dirs = {sub: DirState() for sub in SUBDIRS}
-        self._unrecorded: dict[int, Entry] = {}  # renamed by set_letters, not yet in the log
+        # renamed by set_letters, not yet in the log: uid -> (entry, the location it was given)
+        self._unrecorded: dict[int, tuple[Entry, str]] = {}
         self._space_of: tuple[int, str] | None = None
         self._space_text = ""
 
@@ -213,10 +214,20 @@ class Mailbox:
             self._record_unrecorded(tx)
 
     def _record_unrecorded(self, tx: Transaction) -> None:
-        for entry in self._unrecorded.values():
-            if tx.table.find(entry.uid) is entry:
-                tx.touch(entry)
+        for entry, location in self._unrecorded.values():
+            self._record_rename(tx, entry, location)
         self._unrecorded.clear()
+
+    def _record_rename(self, tx: Transaction, entry: Entry, location: str) -> None:
+        """Our rename of `entry`'s file to `location`, into the log with a new MODSEQ. Catching
+        up with the log may have taken the entry back to a name another session recorded
+        before our rename (its record came later than our rename, its file earlier): while
+        our file is there, it is where the message is."""
+        if tx.table.find(entry.uid) is not entry:
+            return
+        if entry.location != location and self._exists(location):
+            tx.table.move(entry, *split_location(location))
+        tx.touch(entry)
 
     # -- listing the directories -----------------------------------------------------------
 
@@ -374,7 +385,6 @@ class Mailbox:
         the key of a known message (a rename the listing missed the old name of, or a copy of
         the file): a key is one message, under one UID."""
         table = tx.table
-        keys = bool(table.entries)  # an empty table has no key to look up
         first: dict[str, str] = {}  # key -> location, and the keys found twice or more:
         again: dict[str, list[str]] = {}
         for location in news:
@@ -391,8 +401,8 @@ class Mailbox:
                 del first[key]  # gone again meanwhile
         for key, location in in_delivery_order(first):
             sub, name = split_location(location)
-            known = table.with_key(key) if keys else None
-            if known is not None and table.find(known.uid) is known:
+            known = entry_of(table, key)
+            if known is not None:
                 if not self._exists(known.location) and self._exists(location):
                     tx.move(known, sub, name)  # renamed: the listing missed the old name
                 continue  # the same key twice: a duplicate, not a second message
@@ -405,14 +415,16 @@ class Mailbox:
     # -- messages ------------------------------------------------------------------------------
 
     def read(self, entry: Entry) -> bytes:
-        """The stored bytes (LF line ends); follows a rename by another session."""
+        """The stored bytes (LF line ends); follows renames by other sessions (maildir.follow):
+        MessageGone when the message was expunged meanwhile."""
         try:
             return maildir.read_file(f"{self.path}/{entry.subdir}/{entry.name}")
         except OSError:
             return maildir.read_message(self.path, entry.file)  # moved, or an error to raise
 
     def read_header(self, entry: Entry) -> bytes:
-        """The message up to and including its blank line, reading no more of a large one."""
+        """The message up to and including its blank line, reading no more of a large one;
+        MessageGone as read()."""
         return maildir.read_header(self.path, entry.file)
 
     def save_caches(self) -> None:
@@ -430,13 +442,17 @@ class Mailbox:
             self.cache.put_size(self._space(), entry.uid, size)
         return size
 
-    def sizes(self, entries: list[Entry]) -> list[int]:
-        """size() of each of `entries` (in UID order), the cache's column when it has them all."""
+    def sizes(self, entries: list[Entry]) -> list[int | None]:
+        """size() of each of `entries` (in UID order), the cache's column when it has them all;
+        None for a message expunged since the listing (whose size could not be read)."""
         cached = self.cache.sizes(self._space(), array("I", map(UID_OF, entries)))
-        found = []
+        found: list[int | None] = []
         for entry, size in zip(entries, cached, strict=True):
             if size is None:
-                size = self.size(entry)
+                try:
+                    size = self.size(entry)
+                except MessageGone:
+                    size = None
             found.append(size)
         return found
 
@@ -479,14 +495,12 @@ class Mailbox:
         self.cache.put(self._space(), entry.uid, field, value)
 
     def internal_date(self, entry: Entry) -> float:
-        """INTERNALDATE is the file's mtime (set from APPEND's date-time), as Dovecot does."""
+        """INTERNALDATE is the file's mtime (set from APPEND's date-time), as Dovecot does;
+        MessageGone as read()."""
         try:
-            return os.stat(self.path / entry.subdir / entry.name).st_mtime
-        except FileNotFoundError:
-            moved = maildir.find_by_key(self.path, entry.key)
-            if moved is None:
-                return time.time()
-            return os.stat(self.path / moved.relpath).st_mtime
+            return os.lstat(f"{self.path}/{entry.subdir}/{entry.name}").st_mtime
+        except OSError:
+            return maildir.modification_time(self.path, entry.file)
 
     def save_date(self, entry: Entry) -> float:
         """When the message was placed in this folder (SAVEDATE, RFC 8514): the time its
@@ -502,32 +516,39 @@ class Mailbox:
             raise StoreError(f"cannot give {self.path} an id: {exc}") from None
 
     def set_letters(self, entry: Entry, letters: str) -> bool:
-        """Rename the file so its info carries exactly `letters`; False when it vanished. The
-        change reaches the change log at `commit_flags` (or the next sync)."""
-        wanted = "".join(sorted(set(letters)))
-        if entry.letters == wanted and entry.subdir == "cur":
+        """Rename the file so its info carries `letters`; False when it vanished. What the
+        caller changed (the letters added to and taken from the entry's) is applied to the
+        letters the file has when it is renamed: a flag another session set or cleared since
+        this one looked (it renamed the file, maildir.follow finds it) is kept, not undone.
+        The change reaches the change log at `commit_flags` (or the next sync)."""
+        wanted, known = set(letters), set(entry.letters)
+        if wanted == known and entry.subdir == "cur":
             return True
-        target = with_letters(entry.key, wanted)
+        added, taken = wanted - known, known - wanted
+        placed: list[str] = []
+
+        def rename(path: str) -> None:
+            now = set(letters_of(os.path.basename(path)))
+            target = with_letters(entry.key, "".join((now | added) - taken))
+            destination = f"{self.path}/cur/{target}"
+            if path != destination:
+                os.rename(path, destination)
+            placed.append(target)
+
         source = entry.file
-        for _attempt in range(3):
-            try:
-                with self._own_change({source.subdir, "cur"}):
-                    os.rename(self.path / source.relpath, self.path / "cur" / target)
-            except FileNotFoundError:
-                moved = maildir.find_by_key(self.path, entry.key)
-                if moved is None:
-                    return False
-                source = moved
-                continue
-            self._relocate(entry, "cur", target)
-            return True
-        return False
+        try:
+            with self._own_change({source.subdir, "cur"}):
+                maildir.follow(self.path, source, rename)
+        except MessageGone:
+            return False
+        self._relocate(entry, "cur", placed[-1])
+        return True
 
     def _relocate(self, entry: Entry, subdir: str, name: str) -> None:
         table = self.table
         if table is not None and table.find(entry.uid) is entry:
             table.move(entry, subdir, name)
-            self._unrecorded[entry.uid] = entry
+            self._unrecorded[entry.uid] = (entry, entry.location)
         else:
             entry.subdir, entry.name = subdir, name
 
@@ -537,8 +558,8 @@ class Mailbox:
         with self._transaction() as tx:
             for entry in entries:
                 pending = self._unrecorded.pop(entry.uid, None)
-                if pending is not None and tx.table.find(entry.uid) is entry:
-                    tx.touch(entry)
+                if pending is not None:
+                    self._record_rename(tx, *pending)
             return tx.table.highestmodseq
 
     def append(self, data: bytes, letters: str, internal_date: float | None) -> tuple[int, int]:
@@ -568,7 +589,9 @@ class Mailbox:
                 location = message.name if message.subdir == "cur" else "new/" + message.name
                 entry = table.by_location.get(location)
                 if entry is None:
-                    entry = tx.add(message.subdir, message.name)
+                    # Another session may have given it its UID already, and renamed it since
+                    # (a flag change): a key is one message, under one UID.
+                    entry = entry_of(table, message.key) or tx.add(message.subdir, message.name)
                 result.append((table.uidvalidity, entry.uid))
         return result
 
@@ -616,24 +639,17 @@ class Mailbox:
         keywords = source.keywords.decode(entry.letters)
         letters = system_letters(entry.letters) + self.keywords.letters_for(keywords, create=True)
         name = with_letters(base + size_tags, letters)
-        found = entry.file
-        for _attempt in range(2):
-            src = source.path / found.relpath
-            dst = self.path / "cur" / name
-            try:
-                if move:
-                    os.rename(src, dst)
-                else:
-                    self._link_or_copy(src, dst, base)
-                return MessageFile("cur", name)
-            except FileNotFoundError:
-                moved = maildir.find_by_key(source.path, entry.key)
-                if moved is None:
-                    break
-                found = moved
-            except OSError as exc:
-                raise StoreError(f"cannot copy {entry.key}: {exc.strerror}") from None
-        raise StoreError(f"message {entry.key} vanished")
+        dst = self.path / "cur" / name
+
+        def place(src: str) -> None:
+            if move:
+                os.rename(src, dst)
+            else:
+                self._link_or_copy(Path(src), dst, base)
+
+        # MessageGone (a StoreError) when the source was expunged meanwhile.
+        maildir.follow(source.path, entry.file, place)
+        return MessageFile("cur", name)
 
     def _link_or_copy(self, src: Path, dst: Path, base: str) -> None:
         try:
@@ -703,6 +719,12 @@ class Mailbox:
                 if info.st_nlink == 1:
                     total += info.st_size
         return total
+
+
+def entry_of(table: UidList, key: str) -> Entry | None:
+    """The table's entry of a message by its key (its identity, whatever its flags)."""
+    known = table.with_key(key) if table.entries else None  # an empty table has no keys
+    return known if known is not None and table.find(known.uid) is known else None
 
 
 _TEN_DIGITS_DOT = re.compile(r"\d{10}\.")

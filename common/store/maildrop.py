@@ -17,6 +17,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import common.store.memory as memory
 from common.store.errors import MailboxNotFound, StoreBusy, StoreError
@@ -108,7 +109,11 @@ class Maildrop:
             # does not read every message (Postfix and most MTAs name files without sizes).
             sizes = mailbox.sizes(entries)
             with memory.paused_gc():
-                messages = list(map(DropMessage, entries, sizes))
+                if None in sizes:  # expunged by another session since the listing: not listed
+                    pairs = zip(entries, sizes, strict=True)
+                    messages = [DropMessage(e, size) for e, size in pairs if size is not None]
+                else:
+                    messages = list(map(DropMessage, entries, cast("list[int]", sizes)))
             if mailbox.cache.dirty:  # sizes read from files: for the next login
                 mailbox.save_caches()
         except BaseException:
@@ -135,7 +140,9 @@ class Maildrop:
                 os.close(fd)
 
     def read(self, message: DropMessage) -> bytes:
-        """The stored bytes (LF line ends); StoreError when the message cannot be read."""
+        """The stored bytes (LF line ends), wherever flag changes renamed the file; MessageGone
+        when another session expunged it since the listing, StoreError when it cannot be
+        read."""
         return self.mailbox.read(message.entry)
 
     def commit(self) -> list[DropMessage]:

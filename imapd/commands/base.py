@@ -13,6 +13,7 @@ from common.store import (
     MailboxExists,
     MailboxNotFound,
     MailboxRefused,
+    MessageGone,
     StoreBusy,
     StoreError,
 )
@@ -38,6 +39,10 @@ def store_errors() -> Iterator[None]:
         raise ImapError(str(exc), "CANNOT") from None
     except (StoreBusy, LockBusy):
         raise ImapError(*r.MAILBOX_BUSY) from None
+    except MessageGone:
+        # Expunged by another session since this one last heard (RFC 5530 EXPUNGEISSUED):
+        # the client learns which at its next NOOP.
+        raise ImapError(*r.EXPUNGE_ISSUED) from None
     except (StoreError, OSError) as exc:
         # OSError too: a disk that is full or a file that cannot be read is a clean NO, not
         # the end of the session (the text with its path goes to the log only).
