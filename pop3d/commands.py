@@ -241,8 +241,11 @@ def cmd_top(session: Session, args: list[str]) -> bytes:
 
 
 def cmd_dele(session: Session, args: list[str]) -> bytes:
-    """Mark only: the message goes at QUIT (UPDATE), never before."""
+    """Mark only: the message goes at QUIT (UPDATE), never before. A read-only maildrop (its
+    files cannot be written) refuses: nothing marked could be removed."""
     message = session.message(args[0])
+    if session.maildrop.read_only:
+        raise Pop3Error(replies.READ_ONLY)
     message.deleted = True
     return replies.deleted(int(args[0]))
 

@@ -12,6 +12,8 @@ errors of `errors.py`; it never formats protocol text.
                                       size, sizes, summary and cached/remember (the cache),
                                       set_letters + commit_flags, append, copy_in, expunge
     Maildrop.open(base, user)         the POP3 maildrop: locked listing, login stamp, commit
+    (a folder whose files cannot be written is served read-only: Mailbox.read_only,
+    Maildrop.read_only, MailboxReadOnly for what would write)
     memory.release()                  freed memory back to the system after work on a big folder
     create_user_maildir(base, user)   a whole user's maildir (MSMP ADD)
     retire_user_maildir(base, user)   ... moved aside, never destroyed (MSMP DELE)
@@ -30,6 +32,7 @@ from common.store.atomic import LockBusy
 from common.store.errors import (
     MailboxExists,
     MailboxNotFound,
+    MailboxReadOnly,
     MailboxRefused,
     MessageGone,
     StoreBusy,
@@ -85,6 +88,7 @@ __all__ = [
     "Mailbox",
     "MailboxExists",
     "MailboxNotFound",
+    "MailboxReadOnly",
     "MailboxRefused",
     "Maildrop",
     "MessageGone",

@@ -35,8 +35,8 @@ from pathlib import Path
 
 import common.store.maildir as maildir
 import common.store.memory as memory
-from common.store.atomic import fsync_dir
-from common.store.errors import MailboxNotFound, MessageGone, StoreError
+from common.store.atomic import LockUnwritable, fsync_dir
+from common.store.errors import MailboxNotFound, MailboxReadOnly, MessageGone, StoreError
 from common.store.flags import INFO, SEEN, letters_of, system_letters, with_letters
 from common.store.keywords import Keywords
 from common.store.maildir import MessageFile
@@ -99,6 +99,8 @@ class Mailbox:
         self._unrecorded: dict[int, tuple[Entry, str]] = {}
         self._space_of: tuple[int, str] | None = None
         self._space_text = ""
+        # The folder's files cannot be written (see _go_read_only): its table lives in memory.
+        self.read_only = False
 
     # -- keeping the table in step -------------------------------------------------------------
 
@@ -118,6 +120,13 @@ class Mailbox:
         and up, and any file still in new/) are \\Recent in the snapshot; with `claim_recent`
         (a read-write SELECT) this caller claims them, for itself alone: they are \\Recent only
         in this snapshot, and files in new/ move to cur/."""
+        if self.read_only:
+            return self._sync_in_memory()
+        if self.table is None and not os.access(self.path, os.W_OK):
+            # A read-only mount, or no write permission: found before anything is tried (the
+            # lock below would find it too, but not when nothing needs writing).
+            self._go_read_only(self.uids.load())
+            return self.snapshot()
         loaded = self.table is None
         intact = self._catch_up()
         if not intact:
@@ -131,13 +140,63 @@ class Mailbox:
             or listing.differs(self._require_table())
             or (claim_recent and self._unclaimed(listing))
         ):
-            self._record(listing, claim_recent)
+            try:
+                self._record(listing, claim_recent)
+            except LockUnwritable:
+                self._go_read_only(self.table if intact else None)
+                return self.snapshot()
         big = self.table is not None and len(self.table.entries) > memory.BIG_WORK
         if big and (loaded or empty or listing.size() > memory.BIG_WORK):
             del listing
             if empty:
                 self._reread()
             memory.release()  # what loading or listing a big folder used, back to the system
+        return self.snapshot()
+
+    # -- a folder that cannot be written -------------------------------------------------------
+
+    def _go_read_only(self, stored: UidList | None) -> None:
+        """The uidlist cannot be written (a read-only mount, no write permission): serve the
+        folder from a table kept in memory for this session. Its UIDs are the stored uidlist's
+        when that knows every message; else they are derived, the same way by every session:
+        UIDVALIDITY from the newest mtime of new/ and cur/ (which moves whenever a message comes
+        or goes), and UIDs 1, 2, ... in delivery order. Nothing is \\Recent but what is still
+        in new/, which no session can claim. Changes made meanwhile by others (an administrator)
+        get UIDs in memory, for this session only."""
+        listing = Listing()
+        now = time.time_ns()
+        for sub in SUBDIRS:
+            mtime = self._mtime(sub)
+            listing.listed[sub] = set(maildir.list_names(self.path, sub))
+            self._dirs[sub].mtime, self._dirs[sub].verified = mtime, settled(mtime, now)
+        table = stored
+        if table is not None:
+            news, gone = listing.diff(table)
+            renamed = {e.key for e in gone}
+            if any(split_location(n)[1].split(":", 1)[0] not in renamed for n in news):
+                table = None  # messages it does not know: its UIDs cannot be completed alike
+        if table is None:
+            table = UidList(self._derived_uidvalidity(stored), first_recent=1)
+        self.table, self.read_only = table, True
+        self._unrecorded.clear()
+        self._reconcile(Transaction(table), listing)
+        table.first_recent = table.uidnext
+        table.drain()
+
+    def _derived_uidvalidity(self, stored: UidList | None) -> int:
+        newest = max(self._mtime(sub) for sub in SUBDIRS) // 1_000_000_000
+        value = newest & 0xFFFFFFFF or 1
+        if stored is not None and value == stored.uidvalidity:
+            value = (value + 1) & 0xFFFFFFFF or 1  # never the stored one with other UIDs
+        return value
+
+    def _sync_in_memory(self) -> Snapshot:
+        """sync() of a read-only folder: what changed is applied to the table in memory."""
+        listing = self._look()
+        table = self._require_table()
+        if listing.differs(table):
+            self._reconcile(Transaction(table), listing)
+            table.first_recent = table.uidnext
         return self.snapshot()
 
     def _reread(self) -> None:
@@ -207,7 +266,10 @@ class Mailbox:
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Transaction]:
         """Under the lock, the table caught up; what the caller records is written at the end
-        (on an error the store reads the files again next time)."""
+        (on an error the store reads the files again next time). MailboxReadOnly when the
+        folder cannot be written: its table is the session's own (_go_read_only)."""
+        if self.read_only:
+            raise MailboxReadOnly(f"{self.path} cannot be written")
         with self.uids.update(self.table) as tx:
             self.table = tx.table
             yield tx
@@ -538,7 +600,7 @@ class Mailbox:
         source = entry.file
         try:
             with self._own_change({source.subdir, "cur"}):
-                maildir.follow(self.path, source, rename)
+                maildir.follow(self.path, source, rename, writes=True)
         except MessageGone:
             return False
         self._relocate(entry, "cur", placed[-1])
@@ -648,7 +710,7 @@ class Mailbox:
                 self._link_or_copy(Path(src), dst, base)
 
         # MessageGone (a StoreError) when the source was expunged meanwhile.
-        maildir.follow(source.path, entry.file, place)
+        maildir.follow(source.path, entry.file, place, writes=True)
         return MessageFile("cur", name)
 
     def _link_or_copy(self, src: Path, dst: Path, base: str) -> None:

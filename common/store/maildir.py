@@ -33,7 +33,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from common.store.atomic import fsync_dir
-from common.store.errors import MailboxNotFound, MessageGone, StoreError
+from common.store.errors import (
+    MailboxNotFound,
+    MailboxReadOnly,
+    MessageGone,
+    StoreError,
+    read_only,
+)
 from common.store.flags import flags_suffix, letters_of
 from common.store.names import InvalidName, check_username
 
@@ -118,6 +124,13 @@ def crlf_size(data: bytes) -> int:
 def to_lf(data: bytes) -> bytes:
     """Storage form of a message received with CRLF line ends."""
     return data.replace(b"\r\n", b"\n")
+
+
+def write_error(exc: OSError, what: str) -> StoreError:
+    """The store's error for a write that failed: MailboxReadOnly when nothing can be written
+    there at all (a read-only mount, no permission), else StoreError."""
+    text = f"{what}: {exc.strerror}"
+    return MailboxReadOnly(text) if read_only(exc) else StoreError(text)
 
 
 # -- folders on disk -------------------------------------------------------------------------
@@ -247,14 +260,16 @@ def find_by_key(folder: Path, key: str) -> MessageFile | None:
     return None
 
 
-def follow(folder: Path, message: MessageFile, action: Callable[[str], T]) -> T:
+def follow(
+    folder: Path, message: MessageFile, action: Callable[[str], T], writes: bool = False
+) -> T:
     """`action(path)` on the message's file, following renames by other sessions and programs
     (a flag change renames the file, a reader moves it from new/ to cur/): on ENOENT the file is
     looked up by its key and the action tried again where it is now, and `message` is updated.
     Bounded: a file renamed FOLLOW_ATTEMPTS times in a row (a flag storm) gives StoreError. A
     file found under no name twice in a row is gone (MessageGone): one listing alone may miss
-    a file renamed while it runs (readdir(3)). Any other error is a StoreError; nothing raised
-    here is an OSError."""
+    a file renamed while it runs (readdir(3)). Any other error is a StoreError (MailboxReadOnly
+    when an action that `writes` cannot write at all); nothing raised here is an OSError."""
     misses = 0
     for _attempt in range(FOLLOW_ATTEMPTS):
         try:
@@ -262,6 +277,8 @@ def follow(folder: Path, message: MessageFile, action: Callable[[str], T]) -> T:
         except FileNotFoundError:
             pass
         except OSError as exc:
+            if writes:
+                raise write_error(exc, f"cannot change {message.key}") from None
             raise StoreError(f"cannot read {message.key}: {exc.strerror}") from None
         moved = find_by_key(folder, message.key)
         if moved is None:
@@ -349,7 +366,7 @@ def deliver(
     except FileNotFoundError:
         raise MailboxNotFound(str(folder)) from None
     except OSError as exc:
-        raise StoreError(f"cannot deliver into {folder}: {exc.strerror}") from None
+        raise write_error(exc, f"cannot deliver into {folder}") from None
     try:
         target_dir = open_nofollow(folder / subdir, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -361,7 +378,7 @@ def deliver(
     except FileNotFoundError:
         raise MailboxNotFound(str(folder)) from None
     except OSError as exc:
-        raise StoreError(f"cannot deliver into {folder}: {exc.strerror}") from None
+        raise write_error(exc, f"cannot deliver into {folder}") from None
     finally:
         os.close(tmp_dir)
     return MessageFile(subdir, name)
@@ -407,7 +424,7 @@ def deliver_all(folder: Path, messages: list[tuple[bytes, str, float | None]]) -
     except FileNotFoundError:
         raise MailboxNotFound(str(folder)) from None
     except OSError as exc:
-        raise StoreError(f"cannot deliver into {folder}: {exc.strerror}") from None
+        raise write_error(exc, f"cannot deliver into {folder}") from None
     staged: list[tuple[str, MessageFile]] = []
     placed: list[MessageFile] = []
     try:
@@ -437,7 +454,7 @@ def deliver_all(folder: Path, messages: list[tuple[bytes, str, float | None]]) -
     except FileNotFoundError:
         raise MailboxNotFound(str(folder)) from None
     except OSError as exc:
-        raise StoreError(f"cannot deliver into {folder}: {exc.strerror}") from None
+        raise write_error(exc, f"cannot deliver into {folder}") from None
     finally:
         os.close(tmp_dir)
     return placed

@@ -12,6 +12,7 @@ from common.store import (
     LockBusy,
     MailboxExists,
     MailboxNotFound,
+    MailboxReadOnly,
     MailboxRefused,
     MessageGone,
     StoreBusy,
@@ -37,6 +38,8 @@ def store_errors() -> Iterator[None]:
         raise ImapError(*r.NO_SUCH_MAILBOX) from None
     except MailboxRefused as exc:
         raise ImapError(str(exc), "CANNOT") from None
+    except MailboxReadOnly:  # before LockBusy: a lock that cannot be made is both
+        raise ImapError(*r.UNWRITABLE) from None
     except (StoreBusy, LockBusy):
         raise ImapError(*r.MAILBOX_BUSY) from None
     except MessageGone:

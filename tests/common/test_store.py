@@ -334,6 +334,37 @@ def test_pop3_listing_leaves_out_a_message_gone_before_its_size_was_read(
         drop.release()
 
 
+def test_a_folder_that_cannot_be_written_is_served_from_memory(
+    inbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No write permission (or a read-only mount): the stored UIDs while the uidlist knows every
+    message; else UIDs derived alike by every session, UIDVALIDITY from the directories'
+    mtimes; nothing written, nothing claimed; what changes later gets UIDs in memory."""
+    deliver_many(inbox, 3, subdir="cur")
+    stored = Mailbox(inbox).sync()
+    before = {p.name: p.read_bytes() for p in inbox.iterdir() if p.is_file()}
+    writable = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: mode != os.W_OK and writable(path, mode))
+    kept = Mailbox(inbox)
+    snap = kept.sync(claim_recent=True)
+    assert kept.read_only
+    assert (snap.uidvalidity, by_key(snap)) == (stored.uidvalidity, by_key(stored))
+    deliver_many(inbox, 2, start=10)  # in new/: the uidlist does not know them
+    for sub in ("new", "cur"):  # the directories' mtimes: 2001-09-09
+        os.utime(inbox / sub, ns=(10**18, 10**18))
+    first, second = Mailbox(inbox).sync(), Mailbox(inbox).sync()
+    assert first.uidvalidity == second.uidvalidity == 10**9
+    assert uids(first) == uids(second) == [1, 2, 3, 4, 5]
+    assert by_key(first) == by_key(second)
+    assert [e.subdir for e in first.entries] == ["cur"] * 3 + ["new"] * 2, "nothing moved"
+    assert {p.name: p.read_bytes() for p in inbox.iterdir() if p.is_file()} == before
+    later = maildir.deliver(inbox, message(20), subdir="cur")
+    grown = kept.sync()
+    assert by_key(grown)[later.key] == stored.uidnext + 2  # after the two from new/
+    with pytest.raises(StoreError):
+        kept.commit_flags(grown.entries[:1])  # nothing can be written
+
+
 def test_recent_is_claimed_once(inbox: Path) -> None:
     deliver_many(inbox, 2)
     first, second = Mailbox(inbox), Mailbox(inbox)
