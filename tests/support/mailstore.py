@@ -72,12 +72,12 @@ IN, MAYBE_IN, MAYBE_OUT, OUT = "in", "maybe in", "maybe out", "out"
 
 @dataclass
 class Fate:
-    """What is known of one message, per folder; `total`, when set, bounds its copies over all
-    those folders together (a MOVE or RENAME cut short: in one of two folders, never both,
-    never none)."""
+    """What is known of one message, per folder; `across`, when set, bounds its copies in two
+    folders together: (folders, fewest, most) (a MOVE or RENAME cut short: in one of the two,
+    never both, never none)."""
 
     per_folder: dict[str, set[str]] = field(default_factory=dict)
-    total: tuple[int, int] | None = None
+    across: tuple[frozenset[str], int, int] | None = None
 
     def note(self, folder: str, what: str) -> None:
         self.per_folder.setdefault(folder, set()).add(what)
@@ -151,13 +151,24 @@ class Ledger:
         fate = self.fate(ident)
         fate.note(source, MAYBE_OUT)
         fate.note(target, MAYBE_IN)
-        fate.total = (1, 1)
+        fate.across = (frozenset({source, target}), 1, 1)
 
     def renamed(self, old: str, new: str) -> None:
         """Folder `old` is now `new` (a RENAME acknowledged): every fate follows it."""
         for fate in self.fates.values():
             if old in fate.per_folder:
                 fate.per_folder[new] = fate.per_folder.pop(old)
+
+    def rename_settled(self, old: str, new: str, happened: bool) -> None:
+        """A RENAME cut short, once the test has looked where the folder is: every fate that
+        `renaming` made two-sided is one folder's again."""
+        for fate in self.fates.values():
+            if fate.across is None or fate.across[0] != frozenset({old, new}):
+                continue
+            fate.across = None
+            kept = fate.per_folder.pop(old) - {MAYBE_OUT}
+            fate.per_folder.pop(new, None)
+            fate.per_folder[new if happened else old] = kept
 
     def renaming(self, old: str, new: str) -> None:
         """A RENAME was cut short: each message of `old` is in `old` or in `new`, once."""
@@ -166,7 +177,7 @@ class Ledger:
                 low, high = fate.bounds(old)
                 fate.note(old, MAYBE_OUT)
                 fate.note(new, MAYBE_IN)
-                fate.total = (low, high)
+                fate.across = (frozenset({old, new}), low, high)
 
     def present(self, folder: str = INBOX) -> set[str]:
         """The ids that must be in `folder` exactly once."""
@@ -226,17 +237,16 @@ class StoreState:
                         f"{folder}/{name}: not a whole message that was sent ({len(data)} bytes)"
                     )
         for ident, fate in ledger.fates.items():
-            total = 0
             for folder in fate.per_folder:
                 low, high = fate.bounds(folder)
                 count = self.copies.get(folder, Counter())[ident]
-                total += count
                 if not low <= count <= high:
                     out.append(f"{ident}: {count} copies in {folder}, expected {low}..{high}")
-            if fate.total is not None and not fate.total[0] <= total <= fate.total[1]:
-                out.append(
-                    f"{ident}: {total} copies in {sorted(fate.per_folder)}, expected {fate.total}"
-                )
+            if fate.across is not None:
+                pair, low, high = fate.across
+                total = sum(self.copies.get(folder, Counter())[ident] for folder in pair)
+                if not low <= total <= high:
+                    out.append(f"{ident}: {total} in {sorted(pair)}, expected {low}..{high}")
             for folder, counter in self.copies.items():
                 if counter[ident] and folder not in fate.per_folder:
                     out.append(f"{ident}: {counter[ident]} copies in {folder}, where it never went")

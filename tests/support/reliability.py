@@ -174,6 +174,16 @@ class Rig:
     def account(self) -> Account:
         return Account(self, next(self.unused))
 
+    def msmp(self) -> LineClient:
+        """An MSMP session logged in as the rig's administrator."""
+        assert self.msmpd is not None, "a rig with msmpd=True"
+        client = LineClient(self.msmpd.connect(TIMEOUT))
+        assert client.line().startswith(b"+OK")
+        client.send(f"USER {ADMIN}\r\nPASS {ADMIN_PASSWORD}\r\n".encode())
+        assert client.line().startswith(b"+OK")
+        assert client.line().startswith(b"+OK")
+        return client
+
     def daemons(self) -> list[Daemon]:
         return [d for d in (self.imapd, self.pop3d, self.msmpd, self.stats) if d is not None]
 

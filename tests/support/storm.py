@@ -210,7 +210,7 @@ class Storm:
         uid = rng.choice(sorted(known))
         ident = known[uid]
         ledger = self.account.ledger
-        if ledger.fate(ident).per_folder.get(INBOX) != (1, 1):
+        if ledger.fate(ident).bounds(INBOX) != (1, 1):
             return  # another session is about to remove it: its fate would be two guesses
         ledger.moving(ident, INBOX, "Archive")
         lines, done = client.cmd(f'UID MOVE {uid} "Archive"')
