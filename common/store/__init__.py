@@ -37,7 +37,9 @@ from common.store.errors import (
     MessageGone,
     StoreBusy,
     StoreError,
+    StoreFull,
     TooManyKeywords,
+    no_space,
 )
 from common.store.flags import (
     DRAFT,
@@ -95,6 +97,7 @@ __all__ = [
     "Snapshot",
     "StoreBusy",
     "StoreError",
+    "StoreFull",
     "TooManyKeywords",
     "UndecodableName",
     "canonical_name",
@@ -106,6 +109,7 @@ __all__ = [
     "is_valid_username",
     "keyword_letters",
     "memory",
+    "no_space",
     "retire_user_maildir",
     "to_crlf",
     "to_lf",

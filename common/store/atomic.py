@@ -26,7 +26,7 @@ from pathlib import Path
 import lockfile
 from lockfile.linklockfile import LinkLockFile
 
-from common.store.errors import MailboxReadOnly, read_only
+from common.store.errors import MailboxReadOnly, StoreFull, no_space, read_only
 
 LOCK_TIMEOUT = 10.0
 STALE_AGE = 300.0  # a lock older than this is stale whoever holds it
@@ -41,6 +41,10 @@ class LockBusy(Exception):
 
 class LockUnwritable(LockBusy, MailboxReadOnly):
     """The lock cannot be made at all: its directory cannot be written (a read-only store)."""
+
+
+class LockNoSpace(LockBusy, StoreFull):
+    """The lock cannot be made: no space left for the file that names its holder."""
 
 
 @contextlib.contextmanager
@@ -58,6 +62,8 @@ def locked(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
     except OSError as exc:
         if read_only(exc):
             raise LockUnwritable(f"cannot lock {path}: {exc.strerror}") from None
+        if no_space(exc):
+            raise LockNoSpace(f"cannot lock {path}: {exc.strerror}") from None
         raise LockBusy(f"cannot lock {path}: {exc.strerror}") from None
     try:
         yield

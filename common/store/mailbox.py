@@ -35,7 +35,7 @@ from pathlib import Path
 
 import common.store.maildir as maildir
 import common.store.memory as memory
-from common.store.atomic import LockUnwritable, fsync_dir
+from common.store.atomic import LockBusy, LockUnwritable, fsync_dir
 from common.store.errors import MailboxNotFound, MailboxReadOnly, MessageGone, StoreError
 from common.store.flags import INFO, SEEN, letters_of, system_letters, with_letters
 from common.store.keywords import Keywords
@@ -628,7 +628,7 @@ class Mailbox:
         """Deliver a message (tmp/ then rename into cur/); returns (uidvalidity, uid)."""
         with self._own_change(("cur",)):
             message = maildir.deliver(self.path, data, letters, subdir="cur", mtime=internal_date)
-        return self._assign([message])[0]
+        return self._assign_or_withdraw([message])[0]
 
     def append_all(self, messages: list[tuple[bytes, str, float | None]]) -> tuple[int, list[int]]:
         """Deliver several messages (data, letters, internal date) all or none, in order;
@@ -637,8 +637,21 @@ class Mailbox:
             raise ValueError("nothing to append")
         with self._own_change(("cur",)):
             placed = maildir.deliver_all(self.path, messages)
-        assigned = self._assign(placed)
+        assigned = self._assign_or_withdraw(placed)
         return assigned[0][0], [uid for _validity, uid in assigned]
+
+    def _assign_or_withdraw(self, placed: list[MessageFile]) -> list[tuple[int, int]]:
+        """_assign, and when the UIDs cannot be recorded (no room for the change log, the lock
+        busy), the messages just placed are taken out again: an APPEND that fails has stored
+        nothing, so a client that tries again does not store a message twice."""
+        try:
+            return self._assign(placed)
+        except BaseException:
+            with self._own_change(("cur",)):
+                for message in placed:
+                    with contextlib.suppress(OSError):
+                        os.unlink(self.path / message.relpath)
+            raise
 
     def _assign(self, messages: list[MessageFile]) -> list[tuple[int, int]]:
         """Give freshly placed files their UIDs now, in order, so APPENDUID/COPYUID can name
@@ -682,7 +695,10 @@ class Mailbox:
             if move and moved:
                 source._forget(moved)
         fsync_dir(self.path / "cur")
-        return [uid for _validity, uid in self._assign(placed)]
+        # A failed COPY leaves the target as it was; the messages of a MOVE have left the
+        # source already, so they stay where they are (the next sync gives them their UIDs).
+        assign = self._assign if move else self._assign_or_withdraw
+        return [uid for _validity, uid in assign(placed)]
 
     def _forget(self, entries: list[Entry]) -> None:
         """Record as expunged the messages moved out of this folder by MOVE."""
@@ -722,12 +738,17 @@ class Mailbox:
                 raise
         tmp = self.path / "tmp" / base
         data = src.read_bytes()
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.utime(tmp, (src.stat().st_mtime, src.stat().st_mtime))
-        os.rename(tmp, dst)
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.utime(tmp, (src.stat().st_mtime, src.stat().st_mtime))
+            os.rename(tmp, dst)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)  # a full disk: no half copy left in tmp/
+            raise
 
     def expunge(self, entries: list[Entry]) -> list[Entry]:
         """Remove the files and their records; returns the entries actually removed."""
@@ -738,7 +759,11 @@ class Mailbox:
                 if not failed:
                     removed.append(entry)
         if removed:
-            self._forget(removed)
+            # The files are gone whatever happens next: when the change log cannot take the
+            # record (no room, the lock stuck), the next listing of the folder finds them gone
+            # and records it, so the expunge is not refused for that.
+            with contextlib.suppress(StoreError, LockBusy, OSError):
+                self._forget(removed)
         return removed
 
     def expunged_at(self, uids: set[int]) -> int | None:

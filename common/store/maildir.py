@@ -38,6 +38,8 @@ from common.store.errors import (
     MailboxReadOnly,
     MessageGone,
     StoreError,
+    StoreFull,
+    no_space,
     read_only,
 )
 from common.store.flags import flags_suffix, letters_of
@@ -128,9 +130,12 @@ def to_lf(data: bytes) -> bytes:
 
 def write_error(exc: OSError, what: str) -> StoreError:
     """The store's error for a write that failed: MailboxReadOnly when nothing can be written
-    there at all (a read-only mount, no permission), else StoreError."""
+    there at all (a read-only mount, no permission), StoreFull when there is no room, else
+    StoreError."""
     text = f"{what}: {exc.strerror}"
-    return MailboxReadOnly(text) if read_only(exc) else StoreError(text)
+    if read_only(exc):
+        return MailboxReadOnly(text)
+    return StoreFull(text) if no_space(exc) else StoreError(text)
 
 
 # -- folders on disk -------------------------------------------------------------------------

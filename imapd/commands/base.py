@@ -17,6 +17,8 @@ from common.store import (
     MessageGone,
     StoreBusy,
     StoreError,
+    StoreFull,
+    no_space,
 )
 from imapd import responses as r
 from imapd.parser import Command
@@ -40,6 +42,8 @@ def store_errors() -> Iterator[None]:
         raise ImapError(str(exc), "CANNOT") from None
     except MailboxReadOnly:  # before LockBusy: a lock that cannot be made is both
         raise ImapError(*r.UNWRITABLE) from None
+    except StoreFull:  # as MailboxReadOnly
+        raise ImapError(*r.NO_SPACE) from None
     except (StoreBusy, LockBusy):
         raise ImapError(*r.MAILBOX_BUSY) from None
     except MessageGone:
@@ -50,6 +54,8 @@ def store_errors() -> Iterator[None]:
         # OSError too: a disk that is full or a file that cannot be read is a clean NO, not
         # the end of the session (the text with its path goes to the log only).
         logging.getLogger("imapd").error("store error: %s", exc)
+        if no_space(exc):
+            raise ImapError(*r.NO_SPACE) from None
         raise ImapError(*r.STORE_FAILED) from None
 
 
