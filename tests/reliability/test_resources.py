@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import resource
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from support.clients import LineClient
+from support.daemons import pooled, wait_for, workers
 from support.imap import crlf
 from support.mailstore import INBOX, tmp_leftovers
 from support.reliability import Rig
@@ -121,5 +123,57 @@ def test_full_disk_refuses_cleanly_and_loses_nothing(
         account.ledger.stored(message, "Kept")
     client.ok("LOGOUT")
     other.close()
+    account.check()
+    rig.assert_healthy()
+
+
+def nofile(pid: int) -> tuple[int, int]:
+    return resource.prlimit(pid, resource.RLIMIT_NOFILE)
+
+
+def lowest_free_fd(pid: int) -> int:
+    """The number the process's next descriptor would get: with the limit there, it gets none."""
+    used = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
+    return min(set(range(len(used) + 1)) - used)
+
+
+def test_exhausted_file_descriptors_on_the_accepting_process(own_rig: Callable[..., Rig]) -> None:
+    """The limit of open files of the process that accepts (the master; each worker in the pool
+    model) lowered below what it holds: new connections get the busy line and are closed
+    (none waits unanswered in the backlog), the process keeps running and logs why, once;
+    with the limit back, sessions work again."""
+    rig = own_rig()
+    account = rig.account()
+    account.deliver()
+    daemon = rig.pop3d
+    if pooled():
+        wait_for(lambda: len(workers(daemon.pid)) >= 2, what="the workers")
+    accepting = workers(daemon.pid) if pooled() else [daemon.pid]
+    limits = {pid: nofile(pid) for pid in accepting}
+    try:
+        for pid in accepting:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (lowest_free_fd(pid), limits[pid][1]))
+        answers = []
+        for _ in range(5):
+            client = LineClient(daemon.connect())
+            with contextlib.suppress(EOFError, ConnectionResetError):
+                answers.append(client.line())
+            client.close()
+        assert answers, "every connection was answered"
+        for answer in answers:
+            assert answer.startswith(b"-ERR [SYS/TEMP]"), answer
+        wait_for(lambda: "Too many open files" in daemon.log(), what="the reason in the log")
+        log = daemon.log()
+        assert log.count("Too many open files") <= 2 * len(accepting), "said once, not per try"
+        assert daemon.proc.poll() is None
+    finally:
+        for pid, limit in limits.items():
+            with contextlib.suppress(ProcessLookupError):
+                resource.prlimit(pid, resource.RLIMIT_NOFILE, limit)
+    pop = account.pop()
+    pop.send(b"STAT\r\n")
+    assert pop.line().startswith(b"+OK 1 ")
+    pop.send(b"QUIT\r\n")
+    assert pop.line().startswith(b"+OK")
     account.check()
     rig.assert_healthy()
