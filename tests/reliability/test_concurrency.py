@@ -19,7 +19,7 @@ def test_sessions_move_flag_expunge_while_mail_arrives(account: Account, rig: Ri
         account.deliver()
     storm = Storm(account, imap_sessions=4, pop3=True, deliveries=True, movers=True, seed=3)
     figures = storm.run(STORM_SECONDS)
-    assert storm.errors == [], storm.errors[:10]
+    assert storm.errors == [], (storm.errors[:10], rig.trouble())
     assert figures.get("imap moves", 0) > 0 and figures.get("deliveries", 0) > 0
     account.check()
     rig.assert_healthy()
@@ -61,7 +61,10 @@ def test_msmpd_add_and_dele_storm_while_users_log_in(own_rig) -> None:  # type: 
                 client = account.imap()
                 client.ok("SELECT INBOX")
                 client.ok("LOGOUT")
-                account.pop().close()
+                pop = account.pop()
+                pop.send(b"QUIT\r\n")  # the maildrop's lock is let go before the reply
+                assert pop.line().startswith(b"+OK")
+                pop.close()
             except (AssertionError, OSError, EOFError) as exc:
                 with lock:
                     errors.append(f"{account.user}: {exc}")

@@ -112,7 +112,7 @@ def test_storm_of_imap_sessions_and_pop3_on_one_mailbox(account: Account, rig: R
         account.deliver()
     storm = Storm(account, imap_sessions=10, pop3=True, deliveries=True)
     figures = storm.run(STORM_SECONDS)
-    assert storm.errors == [], storm.errors[:10]
+    assert storm.errors == [], (storm.errors[:10], rig.trouble())
     assert figures["imap commands"] > 0 and figures["pop3 retrs"] > 0
     account.check()
     rig.assert_healthy()

@@ -159,8 +159,8 @@ class Rig:
     def config(self) -> str:
         return self.site.config(self.extra)
 
-    def start(self, name: str, port: int | None = None) -> Daemon:
-        """Start (or restart on `port`) one of the rig's daemons."""
+    def start(self, name: str, port: int | None = None, *args: str) -> Daemon:
+        """Start (or restart on `port`) one of the rig's daemons, with more flags `args`."""
         if name == "mailstatd":
             from common.stats import query
 
@@ -169,7 +169,9 @@ class Rig:
             wait_for(lambda: query.ping(sock, timeout=0.5), what="mailstatd")
             return daemon
         address = "-L" if name == "msmpd" else "-l"
-        return self.factory.start(name, address, "127.0.0.1", port=port, config=self.config())
+        return self.factory.start(
+            name, address, "127.0.0.1", *args, port=port, config=self.config()
+        )
 
     def account(self) -> Account:
         return Account(self, next(self.unused))
@@ -186,6 +188,17 @@ class Rig:
 
     def daemons(self) -> list[Daemon]:
         return [d for d in (self.imapd, self.pop3d, self.msmpd, self.stats) if d is not None]
+
+    def trouble(self) -> str:
+        """The daemons' log lines that tell of trouble, for an assertion's message."""
+        found = []
+        for daemon in self.daemons():
+            found += [
+                line
+                for line in daemon.log().splitlines()
+                if re.search(r"error|crash|Traceback|gone|killing|failed|refused|closing", line)
+            ]
+        return "\n".join(found[-60:])
 
     def assert_healthy(self) -> None:
         """Every daemon runs and none logged a traceback or an internal error."""

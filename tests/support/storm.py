@@ -59,6 +59,9 @@ class Storm:
     errors: list[str] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Messages one client is removing (expunge, MOVE, POP3 DELE): no other client removes them
+    # too, so a MOVE cut short can be held to "in one of its two folders".
+    claimed: set[str] = field(default_factory=set)
 
     def run(self, seconds: float) -> dict[str, int]:
         if self.movers:
@@ -89,6 +92,13 @@ class Storm:
     def error(self, kind: str, text: str) -> None:
         with self.lock:
             self.errors.append(f"{kind}: {text}")
+
+    def claim(self, ident: str) -> bool:
+        with self.lock:
+            if ident in self.claimed:
+                return False
+            self.claimed.add(ident)
+            return True
 
     def _guard(self, work, number: int, deadline: float) -> None:  # type: ignore[no-untyped-def]
         try:
@@ -187,6 +197,8 @@ class Storm:
         if len(known) < 5:
             return
         uid = rng.choice(sorted(known))
+        if not self.claim(known[uid]):
+            return
         self.account.ledger.maybe_gone(known[uid], INBOX)
         if self._judge(client, known, *client.cmd(f"UID STORE {uid} +FLAGS.SILENT (\\Deleted)")):
             self._judge(client, known, *client.cmd(f"UID EXPUNGE {uid}"))
@@ -210,8 +222,8 @@ class Storm:
         uid = rng.choice(sorted(known))
         ident = known[uid]
         ledger = self.account.ledger
-        if ledger.fate(ident).bounds(INBOX) != (1, 1):
-            return  # another session is about to remove it: its fate would be two guesses
+        if not self.claim(ident):
+            return
         ledger.moving(ident, INBOX, "Archive")
         lines, done = client.cmd(f'UID MOVE {uid} "Archive"')
         if self._judge(client, known, lines, done):
@@ -256,7 +268,7 @@ class Storm:
                     self.error("pop3 reply", reply.decode(errors="replace").strip())
                 else:
                     self.count("pop3 retrs of vanished messages")
-            doomed = [n for n in ids if rng.random() < 0.3]
+            doomed = [n for n in ids if rng.random() < 0.3 and self.claim(ids[n])]
             for number in doomed:
                 client.send(b"DELE %d\r\n" % number)
                 assert client.line() == b"+OK Message %d deleted\r\n" % number
