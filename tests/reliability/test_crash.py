@@ -11,7 +11,8 @@ files parse. And the daemon serves on: the next session of the same user gets it
 
 Each operation runs CRASH_ROUNDS rounds, the kill delay drawn from a seeded generator within a
 window that covers the command's work; how many kills landed before the reply is printed
-(support/figures.py), never asserted. bench/soak.py --crash-rounds runs many more.
+(support/figures.py), never asserted. MAILDAEMONS_CRASH_ROUNDS=30 runs many more (README
+"Reliability").
 """
 
 from __future__ import annotations

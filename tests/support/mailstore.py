@@ -181,7 +181,8 @@ class Ledger:
 
     def present(self, folder: str = INBOX) -> set[str]:
         """The ids that must be in `folder` exactly once."""
-        return {i for i, f in self.fates.items() if f.bounds(folder) == (1, 1)}
+        # A copy first: other threads may add fates meanwhile (the soak's MTA).
+        return {i for i, f in list(self.fates.items()) if f.bounds(folder) == (1, 1)}
 
     # -- checking ----------------------------------------------------------------------------
 

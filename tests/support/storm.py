@@ -191,7 +191,9 @@ class Storm:
     def _flag_all(self, client: Raw, known: dict[int, str], rng: random.Random) -> None:
         """Every message of the folder renamed at once: a client marking all read."""
         flags = rng.choice(["\\Seen", "\\Seen \\Flagged", "\\Answered"])
-        self._judge(client, known, *client.cmd(f"STORE 1:* {rng.choice('+-')}FLAGS ({flags})"))
+        # UID STORE: a folder emptied by the others is no bad sequence set (1:* of none).
+        sign = rng.choice("+-")
+        self._judge(client, known, *client.cmd(f"UID STORE 1:* {sign}FLAGS ({flags})"))
 
     def _expunge(self, client: Raw, known: dict[int, str], rng: random.Random) -> None:
         if len(known) < 5:
