@@ -10,6 +10,7 @@ the one error line it got and exits 1, leaving no pidfile and no process behind.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import grp
 import logging
@@ -92,12 +93,21 @@ def prepare_run_dir(directory: Path, uid: int | None, gid: int | None) -> None:
         raise StartupError(f"cannot prepare {directory}: {exc.strerror}") from None
 
 
+# Codecs the code names (`open(..., encoding=...)`, `bytes.decode(...)`) are imported at their
+# first use: imported before the drop, while the daemon can still read the whole Python
+# installation (one under root's home cannot be read by `user` afterwards). A message's own
+# charsets that cannot be loaded are decoded as unknown ones (imapd/mimetext.py).
+CODECS = ("ascii", "utf-8", "latin-1", "utf-16-be", "cp1252", "idna")
+
+
 def drop_privileges(uid: int | None, gid: int | None) -> None:
     """Become `user` and `group` for good, before anything is accepted: the supplementary
     groups cleared first (root's must not stay, and none of the user's are wanted), then the
     group, then the user (real, effective and saved: root cannot come back)."""
     if uid is None or gid is None:
         return
+    for name in CODECS:
+        codecs.lookup(name)
     os.setgroups([])
     os.setgid(gid)
     os.setuid(uid)

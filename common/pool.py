@@ -54,10 +54,12 @@ from typing import Any, Protocol
 from common.proctitle import set_title
 from common.proxy import ProxyGate, ProxyHeader, Waiting
 from common.server import (
+    ACCEPT_PAUSE,
     MASTER_SIGNALS,
     Child,
     ForkingServer,
     Limits,
+    OutOfFiles,
     Wakeup,
     client_address,
     describe,
@@ -409,6 +411,7 @@ class PoolServer(ForkingServer):
                 with contextlib.suppress(OSError):
                     os.close(info.status)
             os.close(self.lifeline_w)
+            self.out_of_files.close()  # the worker keeps a spare of its own
             if self.shared is None:
                 raise RuntimeError("no shared counts")
             worker = Worker(self, slot, row, status_w, self.shared)
@@ -468,6 +471,8 @@ class Worker:
         self.watcher: Watcher | None = None
         # Connections of PROXY listeners waiting, in this thread's selector, for their header.
         self.gate = ProxyGate(self.selector, self.log, self._proxied)
+        self.out_of_files = OutOfFiles(self.log)
+        self.paused_until: float | None = None
 
     @property
     def capacity(self) -> int:
@@ -604,7 +609,16 @@ class Worker:
         takes them, to answer each with the busy reply rather than leave it hanging."""
         if self.stopping or self.retiring:
             return
+        if self.paused_until is not None:  # out of descriptors (OutOfFiles)
+            if time.monotonic() < self.paused_until:
+                return
+            self.paused_until = None
         self._listen(not self._full() or not self.shared.room_elsewhere(self.row))
+
+    def _pause(self) -> None:
+        """No descriptor left even to refuse a connection: stop accepting for a moment."""
+        self.paused_until = time.monotonic() + ACCEPT_PAUSE
+        self._listen(False)
 
     def _accept(self, listener: socket.socket) -> None:
         # The main thread accepts for every session of this worker, holding the interpreter
@@ -622,8 +636,15 @@ class Worker:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
+                if OutOfFiles.applies(exc):
+                    busy = b"" if tls else self.busy_reply("children")
+                    if not self.out_of_files.refuse_one(listener, busy, exc):
+                        self._pause()
+                        return
+                    continue
                 self.log.warning("accept failed: %s", exc)
                 return
+            self.out_of_files.accepted()
             if expects:
                 # Counted, under the real client's address, once the header has named it
                 # (_proxied); until then it waits in this thread's selector, never blocking it.

@@ -15,6 +15,7 @@ import errno
 import gc
 import logging
 import os
+import resource
 import selectors
 import signal
 import socket
@@ -33,6 +34,7 @@ from common.stats import StatsClient
 MASTER_SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
 ACCEPTS_PER_WAKE = 64
 FAST_STOP_GRACE = 1.0
+ACCEPT_PAUSE = 0.5  # out of descriptors, even the spare one: try accepting again after this
 
 
 class Handler(Protocol):
@@ -83,6 +85,11 @@ class Child:
     started: float
 
 
+def earliest(*timeouts: float | None) -> float | None:
+    """The shortest of the timeouts given (None: no timeout), for one select()."""
+    return min((t for t in timeouts if t is not None), default=None)
+
+
 def client_address(peer: tuple[object, ...] | str) -> str:
     """The one client-address value for a connection (IPv4-mapped IPv6 shown as IPv4)."""
     if isinstance(peer, str) or not peer:
@@ -129,6 +136,81 @@ def make_listener(host: str, port: int, backlog: int, v6only: bool = True) -> so
         sock.close()
         raise BindError(exc.errno, f"cannot listen on {host} port {port}: {exc.strerror}") from None
     return sock
+
+
+class OutOfFiles:
+    """What an accepting process does when it may open no more files (EMFILE, ENFILE).
+
+    The connection the kernel has waiting would stay in the backlog, the listener readable, and
+    the loop would spin on accept(). One descriptor is kept in reserve (/dev/null): closed for a
+    moment, it lets that connection be accepted, told it is busy and closed, so a client learns
+    why instead of hanging. When even that is not possible, accepting pauses for ACCEPT_PAUSE.
+    The reason is logged once when it starts and once when it is over, not per connection."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        self.log = log
+        self.spare = self._spare()
+        self.since: float | None = None  # when descriptors ran out (None: they have not)
+        self.refused = 0
+
+    @staticmethod
+    def _spare() -> int:
+        try:
+            return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return -1
+
+    @staticmethod
+    def applies(exc: OSError) -> bool:
+        return exc.errno in (errno.EMFILE, errno.ENFILE)
+
+    def refuse_one(self, listener: socket.socket, reply: bytes, exc: OSError) -> bool:
+        """Accept the waiting connection on the spare descriptor, send `reply` (nothing on a
+        TLS port: empty), close it. False when that was not possible (pause accepting)."""
+        if self.since is None:
+            self.since = time.monotonic()
+            limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            self.log.error(
+                "accept failed: %s (open files limit %d): refusing new connections until "
+                "descriptors are free again",
+                exc.strerror,
+                limit,
+            )
+        if self.spare < 0:
+            self.spare = self._spare()
+            return False
+        os.close(self.spare)
+        self.spare = -1
+        try:
+            conn, _peer = listener.accept()
+        except OSError:
+            self.spare = self._spare()
+            return False
+        with contextlib.suppress(OSError):
+            conn.setblocking(False)
+            if reply:
+                conn.send(reply)
+        conn.close()
+        self.spare = self._spare()  # its number again, now that the connection's is free
+        self.refused += 1
+        return True
+
+    def close(self) -> None:
+        """In a forked child, which accepts nothing: the master's spare is not its own."""
+        if self.spare >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.spare)
+            self.spare = -1
+
+    def accepted(self) -> None:
+        """A connection was accepted normally: if descriptors had run out, they are back."""
+        if self.since is not None:
+            self.log.warning(
+                "accepting again after %.1f s without free descriptors (%d connections refused)",
+                time.monotonic() - self.since,
+                self.refused,
+            )
+            self.since, self.refused = None, 0
 
 
 class Wakeup:
@@ -196,6 +278,8 @@ class ForkingServer:
         self.wakeup: Wakeup | None = None
         self.selector: selectors.BaseSelector | None = None
         self.gate: ProxyGate | None = None  # connections waiting for their PROXY header
+        self.out_of_files = OutOfFiles(log)
+        self.paused_until: float | None = None  # accepting paused (OutOfFiles) until then
 
     # -- master loop -------------------------------------------------------------------------
 
@@ -219,7 +303,7 @@ class ForkingServer:
         gc.collect()
         gc.freeze()
         while self.stop_grace is None:
-            for key, _mask in self.selector.select(gate.timeout()):
+            for key, _mask in self.selector.select(earliest(gate.timeout(), self._pause_left())):
                 if key.fileobj is self.wakeup:
                     self._dispatch_signals()
                 elif self.stop_grace is not None:
@@ -229,7 +313,31 @@ class ForkingServer:
                 else:
                     self._accept_all(key.fileobj)  # type: ignore[arg-type]
             gate.expire()
+            self._resume_accepting()
         return self._shutdown(self.stop_grace)
+
+    def _pause_left(self) -> float | None:
+        if self.paused_until is None:
+            return None
+        return max(0.0, self.paused_until - time.monotonic())
+
+    def _pause_accepting(self) -> None:
+        """No descriptor left even to refuse: stop watching the listeners for a moment."""
+        if self.paused_until is not None or self.selector is None:
+            return
+        self.paused_until = time.monotonic() + ACCEPT_PAUSE
+        for sock in self.listeners:
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(sock)
+
+    def _resume_accepting(self) -> None:
+        if self.paused_until is None or time.monotonic() < self.paused_until:
+            return
+        self.paused_until = None
+        if self.selector is not None and self.stop_grace is None:
+            for sock in self.listeners:
+                with contextlib.suppress(KeyError, ValueError, OSError):
+                    self.selector.register(sock, selectors.EVENT_READ)
 
     def _dispatch_signals(self) -> None:
         if self.wakeup is None:
@@ -300,9 +408,16 @@ class ForkingServer:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                # EMFILE, ENOBUFS, ECONNABORTED: log and keep serving the others.
+                if OutOfFiles.applies(exc):
+                    busy = b"" if tls else self.busy_reply("children")
+                    if not self.out_of_files.refuse_one(listener, busy, exc):
+                        self._pause_accepting()
+                        return
+                    continue
+                # ENOBUFS, ECONNABORTED: log and keep serving the others.
                 self.log.warning("accept failed: %s", exc)
                 return
+            self.out_of_files.accepted()
             if expects and self.gate is not None:
                 # The limits count the real client: the session starts once the header says
                 # who that is (_proxied).
@@ -394,6 +509,7 @@ class ForkingServer:
             sock.close()
         if self.gate is not None:
             self.gate.drop_inherited()
+        self.out_of_files.close()
         if self.selector is not None:
             self.selector.close()
         if self.wakeup is not None:

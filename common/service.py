@@ -319,6 +319,13 @@ def main(protocol: Protocol, args: dict[str, Any]) -> int:
     tls_listeners: list[socket.socket] = []
 
     def prepare() -> list[socket.socket]:
+        if settings.get_choice("process_model") == "pool":
+            # Imported before the privilege drop (common/daemon.py), as everything a session
+            # needs: `user` may not be able to read the Python installation afterwards. Only
+            # for the pool model: the fork model's master stays as small as it was (each child
+            # copies what it touches).
+            import common.pool
+            import common.store.watch  # noqa: F401 - the workers' folder watcher
         addresses, backlog = settings.listen_addresses(), settings.get_int("backlog")
         plain = bind_listeners(addresses, settings.get_int("port"), backlog)
         port = tls_port(settings) if protocol.tls else None
@@ -347,10 +354,7 @@ def main(protocol: Protocol, args: dict[str, Any]) -> int:
         }
         server: ForkingServer
         if settings.get_choice("process_model") == "pool":
-            # Imported here, before the workers are forked, and only for the pool model: the
-            # fork model's master stays as small as it was (each child copies what it touches).
-            from common.pool import PoolServer
-            from common.store import watch  # noqa: F401 - the workers' folder watcher
+            from common.pool import PoolServer  # imported already, by prepare()
 
             server = PoolServer(on_worker_start=state.worker_started, **common)
         else:

@@ -184,6 +184,10 @@ TRYCREATE = ("Mailbox does not exist", "TRYCREATE")
 MAILBOX_EXISTS = ("Mailbox already exists", "ALREADYEXISTS")
 INVALID_NAME = "Invalid mailbox name"
 READ_ONLY = ("Mailbox is read-only", "READ-ONLY")
+# A store whose files cannot be written (a read-only mount, permissions): RFC 5530 NOPERM.
+UNWRITABLE = ("Mailbox is read-only: its files cannot be written", "NOPERM")
+# A full file system or disk quota (RFC 5530 OVERQUOTA, Dovecot's wording).
+NO_SPACE = ("Not enough disk space", "OVERQUOTA")
 STORE_FAILED = ("Server error, try again later", "SERVERBUG")
 MAILBOX_BUSY = ("Mailbox is busy, try again later", "INUSE")
 EXPUNGE_ISSUED = ("Some of the messages were expunged meanwhile", "EXPUNGEISSUED")

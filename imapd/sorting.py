@@ -79,7 +79,7 @@ def gather(view: Selected, found: Found) -> list[Item]:
 def arrival(view: Selected, entry: Entry) -> float:
     try:
         return view.mailbox.internal_date(entry)
-    except OSError:
+    except StoreError:  # expunged meanwhile: it sorts first, and goes at the next EXPUNGE
         return 0.0
 
 

@@ -17,7 +17,8 @@ def extra_status(
     if "APPENDLIMIT" in items:
         values["APPENDLIMIT"] = session.settings.get_int("max_literal")
     if "SIZE" in items:
-        values["SIZE"] = sum(mailbox.size(entry) for entry in snap.entries)
+        # A message expunged since the snapshot (None) no longer takes space.
+        values["SIZE"] = sum(filter(None, mailbox.sizes(snap.entries)))
     if "MAILBOXID" in items:
         values["MAILBOXID"] = f"({mailbox.mailbox_id()})"
     return values

@@ -208,7 +208,7 @@ def unique_id(key: str) -> str:
 def cmd_retr(session: Session, args: list[str]) -> bytes:
     """The whole message, through the transformer when one is configured."""
     message = session.message(args[0])
-    data = session.read(message)
+    data = session.read(message, int(args[0]))
     command = in_force(session.settings.get("transformer"))
     if command:
         timeout = session.settings.get_float("transformer_timeout")
@@ -228,7 +228,7 @@ def cmd_top(session: Session, args: list[str]) -> bytes:
     if not (args[1].isascii() and args[1].isdigit()):
         raise Pop3Error(replies.BAD_ARGUMENTS)
     count = int(args[1][:9])
-    wire = to_crlf(session.read(message))
+    wire = to_crlf(session.read(message, int(args[0])))
     # An empty header: the message starts with the blank line (find() would skip past it).
     head_end = -2 if wire.startswith(b"\r\n") else wire.find(b"\r\n\r\n")
     if head_end == -1:
@@ -241,8 +241,11 @@ def cmd_top(session: Session, args: list[str]) -> bytes:
 
 
 def cmd_dele(session: Session, args: list[str]) -> bytes:
-    """Mark only: the message goes at QUIT (UPDATE), never before."""
+    """Mark only: the message goes at QUIT (UPDATE), never before. A read-only maildrop (its
+    files cannot be written) refuses: nothing marked could be removed."""
     message = session.message(args[0])
+    if session.maildrop.read_only:
+        raise Pop3Error(replies.READ_ONLY)
     message.deleted = True
     return replies.deleted(int(args[0]))
 

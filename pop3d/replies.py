@@ -39,6 +39,7 @@ MAILDROP_UNAVAILABLE = err("[SYS/TEMP] Maildrop unavailable, try again later")
 TRANSFORMER_FAILED = err("[SYS/TEMP] Message transformation failed, try again later")
 READ_FAILED = err("[SYS/TEMP] Message could not be read")
 DELETE_FAILED = err("[SYS/PERM] Some deleted messages were not removed")
+READ_ONLY = err("Maildrop is read-only: messages cannot be deleted")
 TIMEOUT = err("Idle timeout, closing connection")
 SHUTDOWN = err("[SYS/TEMP] Server shutting down, try again later")
 INTERNAL_ERROR = err("[SYS/TEMP] Internal error, closing connection")
@@ -82,6 +83,12 @@ def uidl_line(number: int, uid: str) -> bytes:
 
 def already_deleted(number: int) -> bytes:
     return err(f"Message {number} already deleted")
+
+
+def message_gone(number: int) -> bytes:
+    """RETR or TOP of a message another session expunged after this one listed it: that
+    message only; the session, its other messages and its deletions go on."""
+    return err(f"Message {number} was removed by another session")
 
 
 def deleted(number: int) -> bytes:

@@ -13,7 +13,7 @@ from enum import Enum
 
 from common.lineio import LineTooLong
 from common.session import Command, Goodbyes, LineSession, ReplyError
-from common.store import DropMessage, Maildrop, StoreBusy, StoreError
+from common.store import DropMessage, Maildrop, MessageGone, StoreBusy, StoreError
 from pop3d import replies
 
 PROTOCOL = "pop3"
@@ -162,9 +162,12 @@ class Session(LineSession):
             raise StoreError("no maildrop open")
         return self.drop
 
-    def read(self, message: DropMessage) -> bytes:
+    def read(self, message: DropMessage, number: int) -> bytes:
         try:
             return self.maildrop.read(message)
+        except MessageGone:
+            self.log.info("message %s was expunged by another session", message.key)
+            raise Pop3Error(replies.message_gone(number)) from None
         except StoreError as exc:
             self.log.error("cannot read %s: %s", message.key, exc)
             raise Pop3Error(replies.READ_FAILED) from None

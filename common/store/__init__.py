@@ -12,6 +12,8 @@ errors of `errors.py`; it never formats protocol text.
                                       size, sizes, summary and cached/remember (the cache),
                                       set_letters + commit_flags, append, copy_in, expunge
     Maildrop.open(base, user)         the POP3 maildrop: locked listing, login stamp, commit
+    (a folder whose files cannot be written is served read-only: Mailbox.read_only,
+    Maildrop.read_only, MailboxReadOnly for what would write)
     memory.release()                  freed memory back to the system after work on a big folder
     create_user_maildir(base, user)   a whole user's maildir (MSMP ADD)
     retire_user_maildir(base, user)   ... moved aside, never destroyed (MSMP DELE)
@@ -30,10 +32,14 @@ from common.store.atomic import LockBusy
 from common.store.errors import (
     MailboxExists,
     MailboxNotFound,
+    MailboxReadOnly,
     MailboxRefused,
+    MessageGone,
     StoreBusy,
     StoreError,
+    StoreFull,
     TooManyKeywords,
+    no_space,
 )
 from common.store.flags import (
     DRAFT,
@@ -84,11 +90,14 @@ __all__ = [
     "Mailbox",
     "MailboxExists",
     "MailboxNotFound",
+    "MailboxReadOnly",
     "MailboxRefused",
     "Maildrop",
+    "MessageGone",
     "Snapshot",
     "StoreBusy",
     "StoreError",
+    "StoreFull",
     "TooManyKeywords",
     "UndecodableName",
     "canonical_name",
@@ -100,6 +109,7 @@ __all__ = [
     "is_valid_username",
     "keyword_letters",
     "memory",
+    "no_space",
     "retire_user_maildir",
     "to_crlf",
     "to_lf",

@@ -26,6 +26,8 @@ from pathlib import Path
 import lockfile
 from lockfile.linklockfile import LinkLockFile
 
+from common.store.errors import MailboxReadOnly, StoreFull, no_space, read_only
+
 LOCK_TIMEOUT = 10.0
 STALE_AGE = 300.0  # a lock older than this is stale whoever holds it
 BREAKER_AGE = 10.0  # the lock that guards breaking is held for microseconds
@@ -35,6 +37,14 @@ HOST = socket.gethostname()
 
 class LockBusy(Exception):
     """Another process held the lock for longer than we were willing to wait."""
+
+
+class LockUnwritable(LockBusy, MailboxReadOnly):
+    """The lock cannot be made at all: its directory cannot be written (a read-only store)."""
+
+
+class LockNoSpace(LockBusy, StoreFull):
+    """The lock cannot be made: no space left for the file that names its holder."""
 
 
 @contextlib.contextmanager
@@ -50,6 +60,10 @@ def locked(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
             if not _acquire(lock, timeout):
                 raise LockBusy(f"{path} is locked by another process")
     except OSError as exc:
+        if read_only(exc):
+            raise LockUnwritable(f"cannot lock {path}: {exc.strerror}") from None
+        if no_space(exc):
+            raise LockNoSpace(f"cannot lock {path}: {exc.strerror}") from None
         raise LockBusy(f"cannot lock {path}: {exc.strerror}") from None
     try:
         yield

@@ -16,7 +16,13 @@ from pathlib import Path
 
 import common.store.maildir as maildir
 from common.store.atomic import atomic_write, locked
-from common.store.errors import MailboxExists, MailboxNotFound, MailboxRefused, StoreError
+from common.store.errors import (
+    MailboxExists,
+    MailboxNotFound,
+    MailboxRefused,
+    StoreError,
+    read_only,
+)
 from common.store.keywords import KEYWORDS_FILE
 from common.store.mailbox import Mailbox, Snapshot
 from common.store.names import INBOX, InvalidName, canonical_name, check_folder, is_inbox
@@ -203,7 +209,12 @@ class FolderTree:
                 with contextlib.suppress(StoreError):
                     self.create(name)
                     self.subscribe(name, True)
-        atomic_write(marker, b"", fsync=False)
+        try:
+            atomic_write(marker, b"", fsync=False)
+        except OSError as exc:
+            if not read_only(exc):
+                raise
+            # A read-only store: served as it is, without default folders (none can be made).
 
     def create(self, name: str) -> None:
         """A new folder, and any of its superiors that is missing (`a.b` creates `a` too, as
@@ -228,7 +239,7 @@ class FolderTree:
             (path / "maildirfolder").touch()
             create_mailbox_id(path)
         except OSError as exc:
-            raise StoreError(f"cannot create {name}: {exc.strerror}") from None
+            raise maildir.write_error(exc, f"cannot create {name}") from None
 
     def delete(self, name: str) -> None:
         """Remove a folder and its messages; one with inferiors is refused (Maildir++ has no
@@ -246,7 +257,7 @@ class FolderTree:
         try:
             os.rename(path, doomed)
         except OSError as exc:
-            raise StoreError(f"cannot delete {name}: {exc.strerror}") from None
+            raise maildir.write_error(exc, f"cannot delete {name}") from None
         shutil.rmtree(doomed, ignore_errors=True)
         self.set_special_use(name, None)
 
@@ -279,7 +290,7 @@ class FolderTree:
             for child in children:
                 os.rename(self.path(child), self.path(new + child[len(old) :]))
         except OSError as exc:
-            raise StoreError(f"cannot rename {old}: {exc.strerror}") from None
+            raise maildir.write_error(exc, f"cannot rename {old}") from None
         self._move_special_use({old: new} | {c: new + c[len(old) :] for c in children})
 
     def _rename_inbox(self, new: str) -> None:

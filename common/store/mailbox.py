@@ -35,9 +35,9 @@ from pathlib import Path
 
 import common.store.maildir as maildir
 import common.store.memory as memory
-from common.store.atomic import fsync_dir
-from common.store.errors import MailboxNotFound, StoreError
-from common.store.flags import INFO, SEEN, system_letters, with_letters
+from common.store.atomic import LockBusy, LockUnwritable, fsync_dir
+from common.store.errors import MailboxNotFound, MailboxReadOnly, MessageGone, StoreError
+from common.store.flags import INFO, SEEN, letters_of, system_letters, with_letters
 from common.store.keywords import Keywords
 from common.store.maildir import MessageFile
 from common.store.msgcache import MessageCache
@@ -95,10 +95,12 @@ class Mailbox:
         self.cache = MessageCache(path)
         self.table: UidList | None = None
         self._dirs = {sub: DirState() for sub in SUBDIRS}
-        # renamed by set_letters, not yet in the log: uid -> (entry, MODSEQ then, new name)
+        # renamed by set_letters, not yet in the log: uid -> (entry, MODSEQ then, its location)
         self._unrecorded: dict[int, tuple[Entry, int, str]] = {}
         self._space_of: tuple[int, str] | None = None
         self._space_text = ""
+        # The folder's files cannot be written (see _go_read_only): its table lives in memory.
+        self.read_only = False
 
     # -- keeping the table in step -------------------------------------------------------------
 
@@ -118,6 +120,13 @@ class Mailbox:
         and up, and any file still in new/) are \\Recent in the snapshot; with `claim_recent`
         (a read-write SELECT) this caller claims them, for itself alone: they are \\Recent only
         in this snapshot, and files in new/ move to cur/."""
+        if self.read_only:
+            return self._sync_in_memory()
+        if self.table is None and not os.access(self.path, os.W_OK):
+            # A read-only mount, or no write permission: found before anything is tried (the
+            # lock below would find it too, but not when nothing needs writing).
+            self._go_read_only(self.uids.load())
+            return self.snapshot()
         loaded = self.table is None
         intact = self._catch_up()
         if not intact:
@@ -131,13 +140,63 @@ class Mailbox:
             or listing.differs(self._require_table())
             or (claim_recent and self._unclaimed(listing))
         ):
-            self._record(listing, claim_recent)
+            try:
+                self._record(listing, claim_recent)
+            except LockUnwritable:
+                self._go_read_only(self.table if intact else None)
+                return self.snapshot()
         big = self.table is not None and len(self.table.entries) > memory.BIG_WORK
         if big and (loaded or empty or listing.size() > memory.BIG_WORK):
             del listing
             if empty:
                 self._reread()
             memory.release()  # what loading or listing a big folder used, back to the system
+        return self.snapshot()
+
+    # -- a folder that cannot be written -------------------------------------------------------
+
+    def _go_read_only(self, stored: UidList | None) -> None:
+        """The uidlist cannot be written (a read-only mount, no write permission): serve the
+        folder from a table kept in memory for this session. Its UIDs are the stored uidlist's
+        when that knows every message; else they are derived, the same way by every session:
+        UIDVALIDITY from the newest mtime of new/ and cur/ (which moves whenever a message comes
+        or goes), and UIDs 1, 2, ... in delivery order. Nothing is \\Recent but what is still
+        in new/, which no session can claim. Changes made meanwhile by others (an administrator)
+        get UIDs in memory, for this session only."""
+        listing = Listing()
+        now = time.time_ns()
+        for sub in SUBDIRS:
+            mtime = self._mtime(sub)
+            listing.listed[sub] = set(maildir.list_names(self.path, sub))
+            self._dirs[sub].mtime, self._dirs[sub].verified = mtime, settled(mtime, now)
+        table = stored
+        if table is not None:
+            news, gone = listing.diff(table)
+            renamed = {e.key for e in gone}
+            if any(split_location(n)[1].split(":", 1)[0] not in renamed for n in news):
+                table = None  # messages it does not know: its UIDs cannot be completed alike
+        if table is None:
+            table = UidList(self._derived_uidvalidity(stored), first_recent=1)
+        self.table, self.read_only = table, True
+        self._unrecorded.clear()
+        self._reconcile(Transaction(table), listing)
+        table.first_recent = table.uidnext
+        table.drain()
+
+    def _derived_uidvalidity(self, stored: UidList | None) -> int:
+        newest = max(self._mtime(sub) for sub in SUBDIRS) // 1_000_000_000
+        value = newest & 0xFFFFFFFF or 1
+        if stored is not None and value == stored.uidvalidity:
+            value = (value + 1) & 0xFFFFFFFF or 1  # never the stored one with other UIDs
+        return value
+
+    def _sync_in_memory(self) -> Snapshot:
+        """sync() of a read-only folder: what changed is applied to the table in memory."""
+        listing = self._look()
+        table = self._require_table()
+        if listing.differs(table):
+            self._reconcile(Transaction(table), listing)
+            table.first_recent = table.uidnext
         return self.snapshot()
 
     def _reread(self) -> None:
@@ -207,7 +266,10 @@ class Mailbox:
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Transaction]:
         """Under the lock, the table caught up; what the caller records is written at the end
-        (on an error the store reads the files again next time)."""
+        (on an error the store reads the files again next time). MailboxReadOnly when the
+        folder cannot be written: its table is the session's own (_go_read_only)."""
+        if self.read_only:
+            raise MailboxReadOnly(f"{self.path} cannot be written")
         with self.uids.update(self.table) as tx:
             self.table = tx.table
             yield tx
@@ -218,15 +280,19 @@ class Mailbox:
             self._record_rename(tx, *pending)
         self._unrecorded.clear()
 
-    @staticmethod
-    def _record_rename(tx: Transaction, entry: Entry, modseq: int, name: str) -> None:
-        """Under the lock, our own rename of `entry` to `name` into the log, unless another
-        session listed the directory between the rename and the lock and recorded it (then its
-        MODSEQ stands: a second one would report the same change twice)."""
+    def _record_rename(self, tx: Transaction, entry: Entry, modseq: int, location: str) -> None:
+        """Under the lock, our rename of `entry`'s file to `location` into the log with a new
+        MODSEQ, unless another session listed the directory between the rename and the lock and
+        recorded it (its MODSEQ stands: a second one would report the same change twice).
+        Catching up with the log may also have taken the entry back to a name another session
+        recorded before our rename (its record came later than our rename, its file earlier):
+        while our file is there, it is where the message is."""
         if tx.table.find(entry.uid) is not entry:
             return  # expunged meanwhile
-        if entry.name != name:
-            tx.move(entry, "cur", name)  # an older record of another session moved it back
+        if entry.location != location:
+            if self._exists(location):
+                tx.table.move(entry, *split_location(location))
+                tx.touch(entry)
         elif entry.modseq == modseq:
             tx.touch(entry)
 
@@ -386,7 +452,6 @@ class Mailbox:
         the key of a known message (a rename the listing missed the old name of, or a copy of
         the file): a key is one message, under one UID."""
         table = tx.table
-        keys = bool(table.entries)  # an empty table has no key to look up
         first: dict[str, str] = {}  # key -> location, and the keys found twice or more:
         again: dict[str, list[str]] = {}
         for location in news:
@@ -403,8 +468,8 @@ class Mailbox:
                 del first[key]  # gone again meanwhile
         for key, location in in_delivery_order(first):
             sub, name = split_location(location)
-            known = table.with_key(key) if keys else None
-            if known is not None and table.find(known.uid) is known:
+            known = entry_of(table, key)
+            if known is not None:
                 if not self._exists(known.location) and self._exists(location):
                     tx.move(known, sub, name)  # renamed: the listing missed the old name
                 continue  # the same key twice: a duplicate, not a second message
@@ -417,14 +482,16 @@ class Mailbox:
     # -- messages ------------------------------------------------------------------------------
 
     def read(self, entry: Entry) -> bytes:
-        """The stored bytes (LF line ends); follows a rename by another session."""
+        """The stored bytes (LF line ends); follows renames by other sessions (maildir.follow):
+        MessageGone when the message was expunged meanwhile."""
         try:
             return maildir.read_file(f"{self.path}/{entry.subdir}/{entry.name}")
         except OSError:
             return maildir.read_message(self.path, entry.file)  # moved, or an error to raise
 
     def read_header(self, entry: Entry) -> bytes:
-        """The message up to and including its blank line, reading no more of a large one."""
+        """The message up to and including its blank line, reading no more of a large one;
+        MessageGone as read()."""
         return maildir.read_header(self.path, entry.file)
 
     def save_caches(self) -> None:
@@ -442,13 +509,17 @@ class Mailbox:
             self.cache.put_size(self._space(), entry.uid, size)
         return size
 
-    def sizes(self, entries: list[Entry]) -> list[int]:
-        """size() of each of `entries` (in UID order), the cache's column when it has them all."""
+    def sizes(self, entries: list[Entry]) -> list[int | None]:
+        """size() of each of `entries` (in UID order), the cache's column when it has them all;
+        None for a message expunged since the listing (whose size could not be read)."""
         cached = self.cache.sizes(self._space(), array("I", map(UID_OF, entries)))
-        found = []
+        found: list[int | None] = []
         for entry, size in zip(entries, cached, strict=True):
             if size is None:
-                size = self.size(entry)
+                try:
+                    size = self.size(entry)
+                except MessageGone:
+                    size = None
             found.append(size)
         return found
 
@@ -491,14 +562,12 @@ class Mailbox:
         self.cache.put(self._space(), entry.uid, field, value)
 
     def internal_date(self, entry: Entry) -> float:
-        """INTERNALDATE is the file's mtime (set from APPEND's date-time), as Dovecot does."""
+        """INTERNALDATE is the file's mtime (set from APPEND's date-time), as Dovecot does;
+        MessageGone as read()."""
         try:
-            return os.stat(self.path / entry.subdir / entry.name).st_mtime
-        except FileNotFoundError:
-            moved = maildir.find_by_key(self.path, entry.key)
-            if moved is None:
-                return time.time()
-            return os.stat(self.path / moved.relpath).st_mtime
+            return os.lstat(f"{self.path}/{entry.subdir}/{entry.name}").st_mtime
+        except OSError:
+            return maildir.modification_time(self.path, entry.file)
 
     def save_date(self, entry: Entry) -> float:
         """When the message was placed in this folder (SAVEDATE, RFC 8514): the time its
@@ -514,32 +583,39 @@ class Mailbox:
             raise StoreError(f"cannot give {self.path} an id: {exc}") from None
 
     def set_letters(self, entry: Entry, letters: str) -> bool:
-        """Rename the file so its info carries exactly `letters`; False when it vanished. The
-        change reaches the change log at `commit_flags` (or the next sync)."""
-        wanted = "".join(sorted(set(letters)))
-        if entry.letters == wanted and entry.subdir == "cur":
+        """Rename the file so its info carries `letters`; False when it vanished. What the
+        caller changed (the letters added to and taken from the entry's) is applied to the
+        letters the file has when it is renamed: a flag another session set or cleared since
+        this one looked (it renamed the file, maildir.follow finds it) is kept, not undone.
+        The change reaches the change log at `commit_flags` (or the next sync)."""
+        wanted, known = set(letters), set(entry.letters)
+        if wanted == known and entry.subdir == "cur":
             return True
-        target = with_letters(entry.key, wanted)
+        added, taken = wanted - known, known - wanted
+        placed: list[str] = []
+
+        def rename(path: str) -> None:
+            now = set(letters_of(os.path.basename(path)))
+            target = with_letters(entry.key, "".join((now | added) - taken))
+            destination = f"{self.path}/cur/{target}"
+            if path != destination:
+                os.rename(path, destination)
+            placed.append(target)
+
         source = entry.file
-        for _attempt in range(3):
-            try:
-                with self._own_change({source.subdir, "cur"}):
-                    os.rename(self.path / source.relpath, self.path / "cur" / target)
-            except FileNotFoundError:
-                moved = maildir.find_by_key(self.path, entry.key)
-                if moved is None:
-                    return False
-                source = moved
-                continue
-            self._relocate(entry, "cur", target)
-            return True
-        return False
+        try:
+            with self._own_change({source.subdir, "cur"}):
+                maildir.follow(self.path, source, rename, writes=True)
+        except MessageGone:
+            return False
+        self._relocate(entry, "cur", placed[-1])
+        return True
 
     def _relocate(self, entry: Entry, subdir: str, name: str) -> None:
         table = self.table
         if table is not None and table.find(entry.uid) is entry:
             table.move(entry, subdir, name)
-            self._unrecorded[entry.uid] = (entry, entry.modseq, name)
+            self._unrecorded[entry.uid] = (entry, entry.modseq, entry.location)
         else:
             entry.subdir, entry.name = subdir, name
 
@@ -557,7 +633,7 @@ class Mailbox:
         """Deliver a message (tmp/ then rename into cur/); returns (uidvalidity, uid)."""
         with self._own_change(("cur",)):
             message = maildir.deliver(self.path, data, letters, subdir="cur", mtime=internal_date)
-        return self._assign([message])[0]
+        return self._assign_or_withdraw([message])[0]
 
     def append_all(self, messages: list[tuple[bytes, str, float | None]]) -> tuple[int, list[int]]:
         """Deliver several messages (data, letters, internal date) all or none, in order;
@@ -566,8 +642,21 @@ class Mailbox:
             raise ValueError("nothing to append")
         with self._own_change(("cur",)):
             placed = maildir.deliver_all(self.path, messages)
-        assigned = self._assign(placed)
+        assigned = self._assign_or_withdraw(placed)
         return assigned[0][0], [uid for _validity, uid in assigned]
+
+    def _assign_or_withdraw(self, placed: list[MessageFile]) -> list[tuple[int, int]]:
+        """_assign, and when the UIDs cannot be recorded (no room for the change log, the lock
+        busy), the messages just placed are taken out again: an APPEND that fails has stored
+        nothing, so a client that tries again does not store a message twice."""
+        try:
+            return self._assign(placed)
+        except BaseException:
+            with self._own_change(("cur",)):
+                for message in placed:
+                    with contextlib.suppress(OSError):
+                        os.unlink(self.path / message.relpath)
+            raise
 
     def _assign(self, messages: list[MessageFile]) -> list[tuple[int, int]]:
         """Give freshly placed files their UIDs now, in order, so APPENDUID/COPYUID can name
@@ -580,7 +669,9 @@ class Mailbox:
                 location = message.name if message.subdir == "cur" else "new/" + message.name
                 entry = table.by_location.get(location)
                 if entry is None:
-                    entry = tx.add(message.subdir, message.name)
+                    # Another session may have given it its UID already, and renamed it since
+                    # (a flag change): a key is one message, under one UID.
+                    entry = entry_of(table, message.key) or tx.add(message.subdir, message.name)
                 result.append((table.uidvalidity, entry.uid))
         return result
 
@@ -609,7 +700,10 @@ class Mailbox:
             if move and moved:
                 source._forget(moved)
         fsync_dir(self.path / "cur")
-        return [uid for _validity, uid in self._assign(placed)]
+        # A failed COPY leaves the target as it was; the messages of a MOVE have left the
+        # source already, so they stay where they are (the next sync gives them their UIDs).
+        assign = self._assign if move else self._assign_or_withdraw
+        return [uid for _validity, uid in assign(placed)]
 
     def _forget(self, entries: list[Entry]) -> None:
         """Record as expunged the messages moved out of this folder by MOVE."""
@@ -628,24 +722,17 @@ class Mailbox:
         keywords = source.keywords.decode(entry.letters)
         letters = system_letters(entry.letters) + self.keywords.letters_for(keywords, create=True)
         name = with_letters(base + size_tags, letters)
-        found = entry.file
-        for _attempt in range(2):
-            src = source.path / found.relpath
-            dst = self.path / "cur" / name
-            try:
-                if move:
-                    os.rename(src, dst)
-                else:
-                    self._link_or_copy(src, dst, base)
-                return MessageFile("cur", name)
-            except FileNotFoundError:
-                moved = maildir.find_by_key(source.path, entry.key)
-                if moved is None:
-                    break
-                found = moved
-            except OSError as exc:
-                raise StoreError(f"cannot copy {entry.key}: {exc.strerror}") from None
-        raise StoreError(f"message {entry.key} vanished")
+        dst = self.path / "cur" / name
+
+        def place(src: str) -> None:
+            if move:
+                os.rename(src, dst)
+            else:
+                self._link_or_copy(Path(src), dst, base)
+
+        # MessageGone (a StoreError) when the source was expunged meanwhile.
+        maildir.follow(source.path, entry.file, place, writes=True)
+        return MessageFile("cur", name)
 
     def _link_or_copy(self, src: Path, dst: Path, base: str) -> None:
         try:
@@ -656,12 +743,17 @@ class Mailbox:
                 raise
         tmp = self.path / "tmp" / base
         data = src.read_bytes()
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.utime(tmp, (src.stat().st_mtime, src.stat().st_mtime))
-        os.rename(tmp, dst)
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.utime(tmp, (src.stat().st_mtime, src.stat().st_mtime))
+            os.rename(tmp, dst)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)  # a full disk: no half copy left in tmp/
+            raise
 
     def expunge(self, entries: list[Entry]) -> list[Entry]:
         """Remove the files and their records; returns the entries actually removed."""
@@ -672,7 +764,11 @@ class Mailbox:
                 if not failed:
                     removed.append(entry)
         if removed:
-            self._forget(removed)
+            # The files are gone whatever happens next: when the change log cannot take the
+            # record (no room, the lock stuck), the next listing of the folder finds them gone
+            # and records it, so the expunge is not refused for that.
+            with contextlib.suppress(StoreError, LockBusy, OSError):
+                self._forget(removed)
         return removed
 
     def expunged_at(self, uids: set[int]) -> int | None:
@@ -715,6 +811,12 @@ class Mailbox:
                 if info.st_nlink == 1:
                     total += info.st_size
         return total
+
+
+def entry_of(table: UidList, key: str) -> Entry | None:
+    """The table's entry of a message by its key (its identity, whatever its flags)."""
+    known = table.with_key(key) if table.entries else None  # an empty table has no keys
+    return known if known is not None and table.find(known.uid) is known else None
 
 
 _TEN_DIGITS_DOT = re.compile(r"\d{10}\.")

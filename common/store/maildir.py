@@ -27,18 +27,31 @@ import re
 import socket
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from common.store.atomic import fsync_dir
-from common.store.errors import MailboxNotFound, StoreError
+from common.store.errors import (
+    MailboxNotFound,
+    MailboxReadOnly,
+    MessageGone,
+    StoreError,
+    StoreFull,
+    no_space,
+    read_only,
+)
 from common.store.flags import flags_suffix, letters_of
 from common.store.names import InvalidName, check_username
 
 SUBDIRS = ("cur", "new", "tmp")
 _SIZE_FIELD = re.compile(r",([SW])=(\d+)")
 _counter = itertools.count(1)
+# Renames of one message `follow` tracks before it gives up: each is another session's change
+# of its flags between our lookup and our open, so a handful means a storm, not a race.
+FOLLOW_ATTEMPTS = 8
+T = TypeVar("T")
 _HOSTNAME = socket.gethostname().replace("/", "\\057").replace(":", "\\072") or "localhost"
 
 
@@ -113,6 +126,16 @@ def crlf_size(data: bytes) -> int:
 def to_lf(data: bytes) -> bytes:
     """Storage form of a message received with CRLF line ends."""
     return data.replace(b"\r\n", b"\n")
+
+
+def write_error(exc: OSError, what: str) -> StoreError:
+    """The store's error for a write that failed: MailboxReadOnly when nothing can be written
+    there at all (a read-only mount, no permission), StoreFull when there is no room, else
+    StoreError."""
+    text = f"{what}: {exc.strerror}"
+    if read_only(exc):
+        return MailboxReadOnly(text)
+    return StoreFull(text) if no_space(exc) else StoreError(text)
 
 
 # -- folders on disk -------------------------------------------------------------------------
@@ -231,9 +254,11 @@ def dir_fds(folder: Path, subs: tuple[str, ...]) -> Iterator[tuple[int, ...]]:
 
 
 def find_by_key(folder: Path, key: str) -> MessageFile | None:
-    """A message whose flags (and so its name) another session changed since we listed it."""
+    """A message whose flags (and so its name) another session changed since we listed it.
+    new/ is listed before cur/: a file moved from one to the other meanwhile (the only way
+    files move between them) is then seen in one of the two."""
     with_info = key + ":"
-    for sub in ("cur", "new"):
+    for sub in ("new", "cur"):
         try:
             names = list_names(folder, sub)
         except MailboxNotFound:
@@ -242,6 +267,37 @@ def find_by_key(folder: Path, key: str) -> MessageFile | None:
             if name == key or name.startswith(with_info):
                 return MessageFile(sub, name)
     return None
+
+
+def follow(
+    folder: Path, message: MessageFile, action: Callable[[str], T], writes: bool = False
+) -> T:
+    """`action(path)` on the message's file, following renames by other sessions and programs
+    (a flag change renames the file, a reader moves it from new/ to cur/): on ENOENT the file is
+    looked up by its key and the action tried again where it is now, and `message` is updated.
+    Bounded: a file renamed FOLLOW_ATTEMPTS times in a row (a flag storm) gives StoreError. A
+    file found under no name twice in a row is gone (MessageGone): one listing alone may miss
+    a file renamed while it runs (readdir(3)). Any other error is a StoreError (MailboxReadOnly
+    when an action that `writes` cannot write at all); nothing raised here is an OSError."""
+    misses = 0
+    for _attempt in range(FOLLOW_ATTEMPTS):
+        try:
+            return action(f"{folder}/{message.subdir}/{message.name}")
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            if writes:
+                raise write_error(exc, f"cannot change {message.key}") from None
+            raise StoreError(f"cannot read {message.key}: {exc.strerror}") from None
+        moved = find_by_key(folder, message.key)
+        if moved is None:
+            misses += 1
+            if misses >= 2:
+                raise MessageGone(f"message {message.key} is gone")
+            continue
+        misses = 0
+        message.subdir, message.name = moved.subdir, moved.name
+    raise StoreError(f"message {message.key} kept moving, or its folder is gone")
 
 
 def read_file(path: str | Path) -> bytes:
@@ -268,37 +324,32 @@ def _read_rest(fd: int, chunk: int) -> bytes:
 
 
 def read_message(folder: Path, message: MessageFile) -> bytes:
-    """The stored bytes; follows a rename by another session (flags changed, new/ -> cur/)."""
-    try:
-        try:
-            return read_file(f"{folder}/{message.subdir}/{message.name}")
-        except FileNotFoundError:
-            moved = find_by_key(folder, message.key)
-            if moved is None:
-                raise StoreError(f"message {message.key} is gone") from None
-            message.subdir, message.name = moved.subdir, moved.name
-            return read_file(folder / message.relpath)
-    except OSError as exc:
-        raise StoreError(f"cannot read {message.key}: {exc.strerror}") from None
+    """The stored bytes; follows renames by other sessions (see `follow`)."""
+    return follow(folder, message, read_file)
 
 
 def read_header(folder: Path, message: MessageFile, chunk: int = 8192) -> bytes:
     """The message up to and including its blank line (the whole message when it has none),
-    reading no more of a large message than that."""
-    try:
-        with os.fdopen(open_nofollow(folder / message.relpath), "rb") as handle:
+    reading no more of a large message than that; follows renames (see `follow`)."""
+
+    def head(path: str) -> bytes:
+        with os.fdopen(open_nofollow(path), "rb") as handle:
             data = handle.read(chunk)
             while b"\n\n" not in data and b"\r\n\r\n" not in data:
                 more = handle.read(chunk)
                 if not more:
                     return data
                 data += more
-    except FileNotFoundError:
-        return read_message(folder, message)
-    except OSError as exc:
-        raise StoreError(f"cannot read {message.key}: {exc.strerror}") from None
+        return data
+
+    data = follow(folder, message, head)
     ends = [i + n for i, n in ((data.find(b"\n\n"), 2), (data.find(b"\r\n\r\n"), 4)) if i >= 0]
-    return data[: min(ends)]
+    return data[: min(ends)] if ends else data
+
+
+def modification_time(folder: Path, message: MessageFile) -> float:
+    """The file's mtime (IMAP's INTERNALDATE); follows renames (see `follow`)."""
+    return follow(folder, message, lambda path: os.lstat(path).st_mtime)
 
 
 def message_size(folder: Path, message: MessageFile) -> int:
@@ -324,7 +375,7 @@ def deliver(
     except FileNotFoundError:
         raise MailboxNotFound(str(folder)) from None
     except OSError as exc:
-        raise StoreError(f"cannot deliver into {folder}: {exc.strerror}") from None
+        raise write_error(exc, f"cannot deliver into {folder}") from None
     try:
         target_dir = open_nofollow(folder / subdir, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -336,7 +387,7 @@ def deliver(
     except FileNotFoundError:
         raise MailboxNotFound(str(folder)) from None
     except OSError as exc:
-        raise StoreError(f"cannot deliver into {folder}: {exc.strerror}") from None
+        raise write_error(exc, f"cannot deliver into {folder}") from None
     finally:
         os.close(tmp_dir)
     return MessageFile(subdir, name)
@@ -382,7 +433,7 @@ def deliver_all(folder: Path, messages: list[tuple[bytes, str, float | None]]) -
     except FileNotFoundError:
         raise MailboxNotFound(str(folder)) from None
     except OSError as exc:
-        raise StoreError(f"cannot deliver into {folder}: {exc.strerror}") from None
+        raise write_error(exc, f"cannot deliver into {folder}") from None
     staged: list[tuple[str, MessageFile]] = []
     placed: list[MessageFile] = []
     try:
@@ -412,26 +463,22 @@ def deliver_all(folder: Path, messages: list[tuple[bytes, str, float | None]]) -
     except FileNotFoundError:
         raise MailboxNotFound(str(folder)) from None
     except OSError as exc:
-        raise StoreError(f"cannot deliver into {folder}: {exc.strerror}") from None
+        raise write_error(exc, f"cannot deliver into {folder}") from None
     finally:
         os.close(tmp_dir)
     return placed
 
 
 def remove_messages(folder: Path, messages: list[MessageFile]) -> list[MessageFile]:
-    """Unlink each message; return those that could not be removed (still on disk)."""
+    """Unlink each message, wherever renames took it; return those that could not be removed
+    (still on disk). One that is gone already (removed by another session) is not a failure."""
     failed = []
     for message in messages:
         try:
-            os.unlink(folder / message.relpath)
-        except FileNotFoundError:
-            moved = find_by_key(folder, message.key)
-            if moved is not None:
-                try:
-                    os.unlink(folder / moved.relpath)
-                except OSError:
-                    failed.append(message)
-        except OSError:
+            follow(folder, message, os.unlink)
+        except MessageGone:
+            pass
+        except StoreError:
             failed.append(message)
     for sub in ("cur", "new"):
         fsync_dir(folder / sub)

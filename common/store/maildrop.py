@@ -8,7 +8,9 @@ the messages in UID order, without claiming \\Recent) with their CRLF sizes, fro
 name or the folder's cache, so a login does not read every message. DELE only marks; `commit()`
 expunges what is marked, at QUIT (UPDATE) and never before, as IMAP's EXPUNGE does (IMAP
 sessions learn of it from the change log). The LOGIN-DELAY stamp (RFC 2449) is the mtime of a
-file in the maildir.
+file in the maildir. A maildrop that cannot be written (a read-only mount, no write permission)
+is listed from the folder's table kept in memory (Mailbox.read_only), without the lock, which
+it cannot hold and does not need: nothing can be deleted from it (`read_only`).
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import common.store.memory as memory
-from common.store.errors import MailboxNotFound, StoreBusy, StoreError
+from common.store.errors import MailboxNotFound, MailboxReadOnly, StoreBusy, StoreError
 from common.store.filelock import try_lock_exclusive
 from common.store.mailbox import Entry, Mailbox
-from common.store.maildir import MessageFile, ensure_maildir, user_maildir
+from common.store.maildir import MessageFile, ensure_maildir, user_maildir, write_error
 from common.store.names import INBOX
 
 POP3_LOCK = "maildaemons-pop3.lock"
@@ -43,7 +46,7 @@ class MaildropLock:
         except FileNotFoundError:
             raise MailboxNotFound(str(self.path.parent)) from None
         except OSError as exc:
-            raise StoreError(f"cannot open {self.path}: {exc.strerror}") from None
+            raise write_error(exc, f"cannot open {self.path}") from None
         try:
             try_lock_exclusive(fd)
         except (BlockingIOError, PermissionError):
@@ -89,18 +92,23 @@ class Maildrop:
         self.lock = lock
         self.messages = messages
         self.mailbox = mailbox
+        # A maildrop whose files cannot be written (a read-only mount, no write permission):
+        # served without its lock (no session can change it) and without deletions.
+        self.read_only = mailbox.read_only or lock.fd is None
 
     @classmethod
     def open(cls, base: Path, user: str) -> Maildrop:
         """Lock and list `<base>/<user>`, creating it when missing. StoreBusy when another
-        session holds it, StoreError when it cannot be made, locked or listed."""
+        session holds it, StoreError when it cannot be made, locked or listed. A maildrop that
+        cannot be written is listed without its lock, read-only."""
         path = user_maildir(base, user)
         try:
             ensure_maildir(path)
         except OSError as exc:
             raise StoreError(str(exc)) from None
         lock = MaildropLock(path)
-        lock.acquire()
+        with contextlib.suppress(MailboxReadOnly):  # served read-only, see __init__
+            lock.acquire()
         try:
             mailbox = Mailbox(path, INBOX)
             entries = mailbox.sync().entries
@@ -108,7 +116,11 @@ class Maildrop:
             # does not read every message (Postfix and most MTAs name files without sizes).
             sizes = mailbox.sizes(entries)
             with memory.paused_gc():
-                messages = list(map(DropMessage, entries, sizes))
+                if None in sizes:  # expunged by another session since the listing: not listed
+                    pairs = zip(entries, sizes, strict=True)
+                    messages = [DropMessage(e, size) for e, size in pairs if size is not None]
+                else:
+                    messages = list(map(DropMessage, entries, cast("list[int]", sizes)))
             if mailbox.cache.dirty:  # sizes read from files: for the next login
                 mailbox.save_caches()
         except BaseException:
@@ -135,7 +147,9 @@ class Maildrop:
                 os.close(fd)
 
     def read(self, message: DropMessage) -> bytes:
-        """The stored bytes (LF line ends); StoreError when the message cannot be read."""
+        """The stored bytes (LF line ends), wherever flag changes renamed the file; MessageGone
+        when another session expunged it since the listing, StoreError when it cannot be
+        read."""
         return self.mailbox.read(message.entry)
 
     def commit(self) -> list[DropMessage]:

@@ -12,9 +12,13 @@ from common.store import (
     LockBusy,
     MailboxExists,
     MailboxNotFound,
+    MailboxReadOnly,
     MailboxRefused,
+    MessageGone,
     StoreBusy,
     StoreError,
+    StoreFull,
+    no_space,
 )
 from imapd import responses as r
 from imapd.parser import Command
@@ -36,12 +40,22 @@ def store_errors() -> Iterator[None]:
         raise ImapError(*r.NO_SUCH_MAILBOX) from None
     except MailboxRefused as exc:
         raise ImapError(str(exc), "CANNOT") from None
+    except MailboxReadOnly:  # before LockBusy: a lock that cannot be made is both
+        raise ImapError(*r.UNWRITABLE) from None
+    except StoreFull:  # as MailboxReadOnly
+        raise ImapError(*r.NO_SPACE) from None
     except (StoreBusy, LockBusy):
         raise ImapError(*r.MAILBOX_BUSY) from None
+    except MessageGone:
+        # Expunged by another session since this one last heard (RFC 5530 EXPUNGEISSUED):
+        # the client learns which at its next NOOP.
+        raise ImapError(*r.EXPUNGE_ISSUED) from None
     except (StoreError, OSError) as exc:
         # OSError too: a disk that is full or a file that cannot be read is a clean NO, not
         # the end of the session (the text with its path goes to the log only).
         logging.getLogger("imapd").error("store error: %s", exc)
+        if no_space(exc):
+            raise ImapError(*r.NO_SPACE) from None
         raise ImapError(*r.STORE_FAILED) from None
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 
-from common.store import SEEN, Entry, StoreError, crlf_size, memory, to_crlf
+from common.store import SEEN, Entry, MessageGone, StoreError, crlf_size, memory, to_crlf
 from imapd import binary, objectid
 from imapd import responses as r
 from imapd.commands.base import enable_condstore, expect, store_errors
@@ -156,7 +156,7 @@ def cmd_fetch(session: Session, command: Command) -> Result:
     if view.condstore and "MODSEQ" not in items:
         # RFC 7162 3.1: once CONDSTORE is on, every untagged FETCH carries MODSEQ.
         items.append("MODSEQ")
-    failed = 0
+    gone = unreadable = 0
     with helping(session, view, targets, items) as helper:
         for index, (seq, entry) in enumerate(targets):
             try:
@@ -165,16 +165,28 @@ def cmd_fetch(session: Session, command: Command) -> Result:
                     content.take(helper.get(entry))
                 response = render(view, seq, entry, items, content, args.marks_seen)
                 content.finish()
-            except StoreError:
-                # Expunged by another session meanwhile (its size or content is gone too):
-                # nothing to send for it; the EXPUNGE follows later (RFC 3501 7.4.1).
-                failed += 1
+            except MessageGone:
+                gone += 1
+                continue
+            except StoreError as exc:
+                session.log.error("cannot fetch UID %d: %s", entry.uid, exc)
+                unreadable += 1
                 continue
             session.send(response)
     if len(targets) > memory.BIG_WORK:
         memory.release()  # what rendering that many responses used, back to the system
-    if failed:
-        return r.EXPUNGE_ISSUED
+    if unreadable:
+        raise ImapError(*r.STORE_FAILED)
+    if gone:
+        # A message expunged by another session since this one listed it: its file is gone,
+        # so its data cannot be sent. RFC 2180 4.1 offers keeping expunged data until every
+        # session was told (4.1.1: a Maildir unlinks at EXPUNGE), NIL data (4.1.3: a client
+        # cannot tell it from an empty message, and caches it), failing the EXPUNGE (4.1.4:
+        # POP3 and other programs expunge without asking us), or what is done here, 4.1.2:
+        # FETCH responses for the messages that are still there and a tagged NO, with RFC
+        # 5530's EXPUNGEISSUED saying why; the client's next NOOP brings the EXPUNGE (RFC
+        # 3501 7.4.1 forbids sending it during FETCH) and it may then FETCH again.
+        raise ImapError(*r.EXPUNGE_ISSUED)
     return "FETCH completed"
 
 

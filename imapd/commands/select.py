@@ -48,6 +48,8 @@ def open_mailbox(session: Session, command: Command, readonly: bool) -> Result:
     tree = session.require_tree()
     with store_errors():
         mailbox, snap = tree.open(args.mailbox, claim_recent=not readonly)
+        # A folder whose files cannot be written is served read-only, whatever was asked.
+        readonly = readonly or mailbox.read_only
         view = Selected.open(mailbox, snap, readonly)
     if args.condstore or args.qresync is not None:
         session.enabled.add("CONDSTORE")
@@ -59,9 +61,8 @@ def open_mailbox(session: Session, command: Command, readonly: bool) -> Result:
         with store_errors():
             resynchronize(session, view, args.qresync)
     session.selected, session.state = view, State.SELECTED
-    if readonly:
-        return ("EXAMINE completed", "READ-ONLY")
-    return ("SELECT completed", "READ-WRITE")
+    done = "SELECT completed" if command.name == "SELECT" else "EXAMINE completed"
+    return (done, "READ-ONLY" if readonly else "READ-WRITE")
 
 
 def announce(session: Session, view: Selected, supplied: str | None) -> None:

@@ -11,7 +11,7 @@ import signal
 import pytest
 
 from common.store import maildir
-from common.store.errors import MailboxNotFound, StoreBusy, StoreError
+from common.store.errors import MailboxNotFound, MessageGone, StoreBusy, StoreError
 from common.store.flags import flags_suffix
 from common.store.maildir import MessageFile, crlf_size, deliver, to_crlf, to_lf
 from common.store.maildrop import MaildropLock
@@ -187,6 +187,48 @@ def test_read_and_remove_follow_renames(folder):
     with pytest.raises(StoreError):
         maildir.read_message(folder, gone)
     assert maildir.remove_messages(folder, [gone]) == [], "already gone is not a failure"
+
+
+def test_reads_follow_many_renames_and_a_vanished_message_is_gone(folder):
+    """Every file-level read follows renames in a bounded loop: new/ -> cur/, then flags
+    changed again and again between the lookup and the open, as a busy session makes them."""
+    message = deliver(folder, b"Subject: x\n\nbody\n")
+    stale = MessageFile(message.subdir, message.name)
+    os.rename(folder / message.relpath, folder / "cur" / (message.name + ":2,"))
+    renames = iter([":2,S", ":2,FS", ":2,F", ":2,FRS"])
+    real_find = maildir.find_by_key
+
+    def find_then_rename(where, key):  # another session renames right after each lookup
+        found = real_find(where, key)
+        suffix = next(renames, None)
+        if found is not None and suffix is not None:
+            os.rename(where / found.relpath, where / "cur" / (found.key + suffix))
+        return found
+
+    maildir.find_by_key = find_then_rename  # type: ignore[assignment]
+    try:
+        assert maildir.read_header(folder, stale) == b"Subject: x\n\n"
+    finally:
+        maildir.find_by_key = real_find  # type: ignore[assignment]
+    assert stale.name.endswith(":2,FRS")
+    assert maildir.modification_time(folder, MessageFile("new", message.name)) > 0
+    os.unlink(folder / stale.relpath)
+    for read in (maildir.read_message, maildir.read_header, maildir.modification_time):
+        with pytest.raises(MessageGone):
+            read(folder, MessageFile("cur", stale.name))
+
+
+def test_a_file_that_keeps_moving_is_a_store_error_not_gone(folder):
+    message = deliver(folder, b"x\n")
+
+    def always_moved(path):
+        raise FileNotFoundError(path)
+
+    with pytest.raises(StoreError) as raised:
+        maildir.follow(folder, message, always_moved)
+    assert not isinstance(raised.value, MessageGone)
+    with pytest.raises(StoreError):  # another error than ENOENT is no reason to look again
+        maildir.follow(folder, message, lambda path: os.rmdir(path))
 
 
 def test_remove_reports_what_stayed(folder):

@@ -18,6 +18,7 @@ from common.store import maildir, memory
 from common.store.errors import StoreError, TooManyKeywords
 from common.store.flags import letters_of
 from common.store.mailbox import Mailbox, Snapshot
+from common.store.maildrop import Maildrop
 from common.store.uidlist import UidStore
 
 CTX = multiprocessing.get_context("fork")
@@ -265,6 +266,103 @@ def test_flag_change_by_another_program_gets_new_modseq(inbox: Path) -> None:
     assert changed.modseq > before.highestmodseq
     assert after.highestmodseq == changed.modseq
     assert after.entries[1].modseq == before.entries[1].modseq, "untouched message kept MODSEQ"
+
+
+def test_a_flag_change_never_undoes_one_it_has_not_seen(inbox: Path) -> None:
+    """Two sessions change flags of one message, each from what it saw last: each keeps the
+    other's change (the second follows the first's rename and applies only its own)."""
+    deliver_many(inbox, 1, subdir="cur")
+    first, second = Mailbox(inbox), Mailbox(inbox)
+    mine = first.sync().entries[0]
+    theirs = second.sync().entries[0]
+    assert second.set_letters(theirs, theirs.letters + "D")  # \Deleted, say
+    second.commit_flags([theirs])
+    assert first.set_letters(mine, mine.letters + "F")  # mine still has no D
+    first.commit_flags([mine])
+    assert Mailbox(inbox).sync().entries[0].letters == "DF"
+    assert mine.letters == "DF"
+    assert second.set_letters(theirs, "")  # a replacement takes away only what it saw (D)
+    second.commit_flags([theirs])
+    assert Mailbox(inbox).sync().entries[0].letters == "F"
+
+
+def test_append_renamed_by_another_session_before_its_uid_is_recorded(
+    inbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between an APPEND's delivery and the recording of its UID, another session gives the
+    file its UID and changes its flags: the APPEND names that UID, and the message has one."""
+    deliver_many(inbox, 2, subdir="cur")
+    mine, theirs = Mailbox(inbox), Mailbox(inbox)
+    mine.sync()
+    theirs.sync()
+    real_deliver = maildir.deliver
+
+    def deliver_then_race(*args, **kwargs):  # type: ignore[no-untyped-def]
+        placed = real_deliver(*args, **kwargs)
+        entry = next(e for e in theirs.sync().entries if e.key == placed.key)
+        assert theirs.set_letters(entry, "F")
+        theirs.commit_flags([entry])
+        return placed
+
+    monkeypatch.setattr(maildir, "deliver", deliver_then_race)
+    _validity, uid = mine.append(message(9), "S", None)
+    table = uidlist_of(inbox)
+    assert [e.uid for e in table.entries] == [1, 2, 3] and uid == 3
+    assert len({e.key for e in table.entries}) == 3, "one UID per message"
+
+
+def test_pop3_listing_leaves_out_a_message_gone_before_its_size_was_read(
+    inbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message without `,W=` whose size is read at login, expunged between the listing and
+    that read: not listed, and the login goes on."""
+    for number in range(3):
+        (inbox / "cur" / f"170000000{number}.M1.host:2,").write_bytes(message(number))
+    real_sync = Mailbox.sync
+
+    def sync_then_expunge(self: Mailbox, claim_recent: bool = False) -> Snapshot:
+        snap = real_sync(self, claim_recent)
+        os.unlink(inbox / "cur" / "1700000001.M1.host:2,")  # another session's EXPUNGE
+        return snap
+
+    monkeypatch.setattr(Mailbox, "sync", sync_then_expunge)
+    drop = Maildrop.open(inbox.parent, inbox.name)
+    try:
+        assert [m.key for m in drop.messages] == ["1700000000.M1.host", "1700000002.M1.host"]
+        assert [m.size for m in drop.messages] == [len(maildir.to_crlf(message(n))) for n in (0, 2)]
+    finally:
+        drop.release()
+
+
+def test_a_folder_that_cannot_be_written_is_served_from_memory(
+    inbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No write permission (or a read-only mount): the stored UIDs while the uidlist knows every
+    message; else UIDs derived alike by every session, UIDVALIDITY from the directories'
+    mtimes; nothing written, nothing claimed; what changes later gets UIDs in memory."""
+    deliver_many(inbox, 3, subdir="cur")
+    stored = Mailbox(inbox).sync()
+    before = {p.name: p.read_bytes() for p in inbox.iterdir() if p.is_file()}
+    writable = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: mode != os.W_OK and writable(path, mode))
+    kept = Mailbox(inbox)
+    snap = kept.sync(claim_recent=True)
+    assert kept.read_only
+    assert (snap.uidvalidity, by_key(snap)) == (stored.uidvalidity, by_key(stored))
+    deliver_many(inbox, 2, start=10)  # in new/: the uidlist does not know them
+    for sub in ("new", "cur"):  # the directories' mtimes: 2001-09-09
+        os.utime(inbox / sub, ns=(10**18, 10**18))
+    first, second = Mailbox(inbox).sync(), Mailbox(inbox).sync()
+    assert first.uidvalidity == second.uidvalidity == 10**9
+    assert uids(first) == uids(second) == [1, 2, 3, 4, 5]
+    assert by_key(first) == by_key(second)
+    assert [e.subdir for e in first.entries] == ["cur"] * 3 + ["new"] * 2, "nothing moved"
+    assert {p.name: p.read_bytes() for p in inbox.iterdir() if p.is_file()} == before
+    later = maildir.deliver(inbox, message(20), subdir="cur")
+    grown = kept.sync()
+    assert by_key(grown)[later.key] == stored.uidnext + 2  # after the two from new/
+    with pytest.raises(StoreError):
+        kept.commit_flags(grown.entries[:1])  # nothing can be written
 
 
 def test_recent_is_claimed_once(inbox: Path) -> None:

@@ -11,4 +11,8 @@ fixtures. Test modules import from here, never from conftest.py or from another 
 - `imap`: raw IMAP transcripts, `ImapServer`, `start_imapd`, the module-wide `shared_imapd`.
 - `sync`: what the real IMAP clients' tests (mbsync, offlineimap) compare and seed.
 - `tls`: a test CA and server certificate made with `openssl`, TLS client helpers, s_client.
+- `mailstore`: the ledger of what clients were told, and the byte-for-byte check of a store's
+  end state (tests/reliability, bench/soak.py).
+- `reliability`: imapd, pop3d (msmpd, mailstatd) on one site with one users file, accounts.
+- `storm`: a bounded storm of sessions on one mailbox, every reply and body judged.
 """
