@@ -100,14 +100,18 @@ def prepare_run_dir(directory: Path, uid: int | None, gid: int | None) -> None:
 CODECS = ("ascii", "utf-8", "latin-1", "utf-16-be", "cp1252", "idna")
 
 
+def load_codecs() -> None:
+    """Import the codecs of CODECS now, while every directory can still be read."""
+    for name in CODECS:
+        codecs.lookup(name)
+
+
 def drop_privileges(uid: int | None, gid: int | None) -> None:
     """Become `user` and `group` for good, before anything is accepted: the supplementary
     groups cleared first (root's must not stay, and none of the user's are wanted), then the
     group, then the user (real, effective and saved: root cannot come back)."""
     if uid is None or gid is None:
         return
-    for name in CODECS:
-        codecs.lookup(name)
     os.setgroups([])
     os.setgid(gid)
     os.setuid(uid)
@@ -136,6 +140,8 @@ def run(
     program = settings.daemon
     try:
         uid, gid = owner_ids(settings)
+        if uid is not None:
+            load_codecs()  # before the bind: a bound port is soon followed by the drop
         pidfile = settings.pidfile
         prepare_run_dir(pidfile.parent, uid, gid)
         if not foreground or settings.optional_path("pidfile"):
