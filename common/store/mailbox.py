@@ -95,8 +95,9 @@ class Mailbox:
         self.cache = MessageCache(path)
         self.table: UidList | None = None
         self._dirs = {sub: DirState() for sub in SUBDIRS}
-        # renamed by set_letters, not yet in the log: uid -> (entry, the location it was given)
-        self._unrecorded: dict[int, tuple[Entry, str]] = {}
+        # renamed by set_letters, not yet in the log: uid -> (entry, the location it was given,
+        # its MODSEQ then)
+        self._unrecorded: dict[int, tuple[Entry, str, int]] = {}
         self._space_of: tuple[int, str] | None = None
         self._space_text = ""
         # The folder's files cannot be written (see _go_read_only): its table lives in memory.
@@ -276,16 +277,20 @@ class Mailbox:
             self._record_unrecorded(tx)
 
     def _record_unrecorded(self, tx: Transaction) -> None:
-        for entry, location in self._unrecorded.values():
-            self._record_rename(tx, entry, location)
+        for entry, location, modseq in self._unrecorded.values():
+            self._record_rename(tx, entry, location, modseq)
         self._unrecorded.clear()
 
-    def _record_rename(self, tx: Transaction, entry: Entry, location: str) -> None:
-        """Our rename of `entry`'s file to `location`, into the log with a new MODSEQ. Catching
-        up with the log may have taken the entry back to a name another session recorded
-        before our rename (its record came later than our rename, its file earlier): while
-        our file is there, it is where the message is."""
+    def _record_rename(self, tx: Transaction, entry: Entry, location: str, modseq: int) -> None:
+        """Our rename of `entry`'s file to `location`, into the log with a new MODSEQ, unless
+        another session that listed the folder recorded it already (the entry is there with a
+        newer MODSEQ: one change, one MODSEQ, reported once). Catching up with the log may
+        have taken the entry back to a name another session recorded before our rename (its
+        record came later than our rename, its file earlier): while our file is there, it is
+        where the message is."""
         if tx.table.find(entry.uid) is not entry:
+            return
+        if entry.location == location and entry.modseq > modseq:
             return
         if entry.location != location and self._exists(location):
             tx.table.move(entry, *split_location(location))
@@ -610,7 +615,7 @@ class Mailbox:
         table = self.table
         if table is not None and table.find(entry.uid) is entry:
             table.move(entry, subdir, name)
-            self._unrecorded[entry.uid] = (entry, entry.location)
+            self._unrecorded[entry.uid] = (entry, entry.location, entry.modseq)
         else:
             entry.subdir, entry.name = subdir, name
 
