@@ -311,6 +311,22 @@ def test_append_renamed_by_another_session_before_its_uid_is_recorded(
     assert len({e.key for e in table.entries}) == 3, "one UID per message"
 
 
+def test_a_flag_change_another_session_recorded_first_gets_one_modseq(inbox: Path) -> None:
+    """A session renames a file for new flags; before it records that, another session lists
+    the folder and records the rename with a new MODSEQ: the first does not record it again
+    (two MODSEQs for one change had idling sessions report the same flags twice)."""
+    deliver_many(inbox, 1, subdir="cur")
+    mine, theirs = Mailbox(inbox), Mailbox(inbox)
+    entry = mine.sync().entries[0]
+    before = theirs.sync().highestmodseq
+    assert mine.set_letters(entry, "S")
+    seen = theirs.resync()  # the listing finds the rename
+    assert seen.entries[0].letters == "S" and seen.highestmodseq == before + 1
+    assert mine.commit_flags([entry]) == before + 1
+    assert entry.modseq == before + 1
+    assert theirs.resync().highestmodseq == before + 1, "no second MODSEQ"
+
+
 def test_pop3_listing_leaves_out_a_message_gone_before_its_size_was_read(
     inbox: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
