@@ -15,9 +15,10 @@ one; Dovecot takes the last, UW imapd and Python's email the first).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from imapd.strings import literal, string
 
@@ -49,6 +50,20 @@ _SIMPLE = (
 )
 _SIMPLE_ADDRESS = re.compile(_SIMPLE)
 _SIMPLE_LIST = re.compile(rf"[ \t]*(?:{_SIMPLE})(?:[ \t]*,[ \t]*(?:{_SIMPLE}))*[ \t]*")
+# The groups of one _SIMPLE_ADDRESS match (str, or None for a group that did not take part:
+# typed as re.Match.groups() is).
+SimpleMatch = tuple[str | Any, ...]
+_GROUPS = re.Match.groups
+
+
+@functools.lru_cache(maxsize=64)
+def simple_matches(value: str) -> tuple[SimpleMatch, ...] | None:
+    """The fast path's matches of an everyday address list, or None for any other value.
+    ENVELOPE and the cached SEARCH text (list_text) both ask, for the same values of one
+    message: each list is scanned once."""
+    if not _SIMPLE_LIST.fullmatch(value):
+        return None
+    return tuple(map(_GROUPS, _SIMPLE_ADDRESS.finditer(value)))
 
 
 class Address(NamedTuple):
@@ -303,6 +318,28 @@ def addresses_text(addresses: list[Address]) -> str:
     return ", ".join(items)
 
 
+def list_text(value: str) -> str:
+    """addresses_text(parse_addresses(value)), written straight from the fast path's matches
+    when the value is an everyday list (SEARCH caches it for every address field of a big
+    folder, most of them different)."""
+    # A local part or domain named like the placeholders would be written as missing.
+    matches = simple_matches(value)
+    if matches is None or "MISSING_" in value:
+        return addresses_text(parse_addresses(value))
+    items = []
+    for words, quoted_name, mailbox, host, bare, bare_host, comment in matches:
+        if mailbox is None:  # addr-spec: its comment is the name (_simple)
+            name = comment.strip(" \t") if comment else ""
+            mailbox, host = bare, bare_host
+        else:
+            name = " ".join(words.split()) if words else quoted_name or ""
+        if name:
+            items.append(f"{_display_name(name)} <{mailbox}@{host}>")
+        else:
+            items.append(f"<{mailbox}@{host}>")
+    return ", ".join(items)
+
+
 def _group_text(name: str, members: list[str]) -> str:
     return f"{_display_name(name)}:{' ' if members else ''}{', '.join(members)};"
 
@@ -347,11 +384,11 @@ def addresses(value: str | None) -> bytes:
     the value is an everyday list (ENVELOPE renders some 100,000 of these for a big folder)."""
     if not value:
         return b"NIL"
-    if not _SIMPLE_LIST.fullmatch(value):
+    matches = simple_matches(value)
+    if matches is None:
         return address_list(parse_address_tokens(value))
     out = []
-    for m in _SIMPLE_ADDRESS.finditer(value):
-        words, quoted_name, mailbox, host, bare, bare_host, comment = m.groups()
+    for words, quoted_name, mailbox, host, bare, bare_host, comment in matches:
         personal: str | None
         if mailbox is None:
             personal = comment.strip(" \t") if comment else None

@@ -26,10 +26,9 @@ from collections.abc import Sequence
 
 from imapd.envelope import (
     ENVELOPE_FIELDS,
-    addresses_text,
     imap_string,
+    list_text,
     nstring,
-    parse_addresses,
     render_envelope,
 )
 from imapd.mime import MAX_DEPTH, Entity
@@ -373,10 +372,11 @@ def parse_date(value: str | None) -> datetime.date | None:
         return None
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=256)
 def canonical_addresses(value: str) -> str:
     """An address field's value as SEARCH FROM/TO/CC/BCC also matches it (RFC 3501 6.4.4): its
     address list written out canonically (imapd.envelope.addresses_text), encoded words decoded,
     so that display names, group syntax, comments and the `<local@domain>` form are all found.
     Cached: a folder's messages share a few senders and recipients."""
-    return header_text(addresses_text(parse_addresses(value)))
+    text = list_text(value)
+    return text if text.isascii() and "=?" not in text else header_text(text)
