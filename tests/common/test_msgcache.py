@@ -139,3 +139,29 @@ def test_new_values_in_any_order(tmp_path: Path) -> None:
     again = MessageCache(tmp_path)
     assert again.sizes(SPACE, array("I", [1, 3, 5, 9])) == [1, 3, 5, 9]
     assert again.get(SPACE, 3, "headers") == b"H3" and again.get(SPACE, 5, "headers") is None
+
+
+def test_a_field_first_given_late_leaves_the_earlier_rows_without(tmp_path: Path) -> None:
+    """Each field keeps its values by row from its first value on: rows added before it, and
+    rows after its last value, have none of it, in the session and once saved."""
+    cache = MessageCache(tmp_path)
+    for uid in range(1, 8):
+        cache.put_many(SPACE, uid, uid * 100, {"envelope": b"E%d" % uid})
+    cache.put(SPACE, 5, "sortkeys", b"")  # empty, but there
+    cache.put(SPACE, 3, "emailid", b"M3")  # a row before the field's first
+    cache.put_many(SPACE, 9, None, {"sortkeys": b"K9"})  # a new row, after a gap in the field
+    expected = {
+        "envelope": [b"E1", b"E2", b"E3", b"E4", b"E5", b"E6", b"E7", None],
+        "sortkeys": [None, None, None, None, b"", None, None, b"K9"],
+        "emailid": [None, None, b"M3", None, None, None, None, None],
+        "body": [None] * 8,
+    }
+    uids = [1, 2, 3, 4, 5, 6, 7, 9]
+    for field, values in expected.items():
+        assert [cache.get(SPACE, u, field) for u in uids] == values, field
+        assert cache.column(SPACE, array("I", uids), field) == values, field
+    cache.save(SPACE, uids)
+    again = MessageCache(tmp_path)
+    for field, values in expected.items():
+        assert again.column(SPACE, array("I", uids), field) == values, field
+    assert again.sizes(SPACE, array("I", uids)) == [100, 200, 300, 400, 500, 600, 700, None]
