@@ -282,19 +282,29 @@ def read_header(folder: Path, message: MessageFile, chunk: int = 8192) -> bytes:
     """The message up to and including its blank line (the whole message when it has none),
     reading no more of a large message than that."""
     try:
-        with os.fdopen(open_nofollow(folder / message.relpath), "rb") as handle:
-            data = handle.read(chunk)
-            while b"\n\n" not in data and b"\r\n\r\n" not in data:
-                more = handle.read(chunk)
-                if not more:
-                    return data
-                data += more
+        fd = open_nofollow(f"{folder}/{message.subdir}/{message.name}")
     except FileNotFoundError:
-        return read_message(folder, message)
+        return header_of(read_message(folder, message))  # moved meanwhile: follow it
     except OSError as exc:
         raise StoreError(f"cannot read {message.key}: {exc.strerror}") from None
+    try:
+        data = os.read(fd, chunk)
+        while b"\n\n" not in data and b"\r\n\r\n" not in data:
+            more = os.read(fd, chunk)
+            if not more:
+                return data
+            data += more
+    except OSError as exc:
+        raise StoreError(f"cannot read {message.key}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    return header_of(data)
+
+
+def header_of(data: bytes) -> bytes:
+    """`data` up to and including the first blank line (all of it without one)."""
     ends = [i + n for i, n in ((data.find(b"\n\n"), 2), (data.find(b"\r\n\r\n"), 4)) if i >= 0]
-    return data[: min(ends)]
+    return data[: min(ends)] if ends else data
 
 
 def message_size(folder: Path, message: MessageFile) -> int:
