@@ -167,9 +167,22 @@ def parse_addresses(value: str | None) -> list[Address]:
     start/end markers. Lenient: a missing ";" or ">" is implied at the end of the value."""
     if not value:
         return []
-    if _SIMPLE_LIST.fullmatch(value):
-        return [_simple(m) for m in _SIMPLE_ADDRESS.finditer(value)]
+    matches = simple_matches(value)
+    if matches is not None:
+        return [_address(groups) for groups in matches]
     return parse_address_tokens(value)
+
+
+def first_address(value: str | None) -> Address | None:
+    """parse_addresses(value)[0], None when there is none: what SORT FROM, TO and CC compare,
+    without making the other addresses of an everyday list."""
+    if not value:
+        return None
+    matches = simple_matches(value)
+    if matches is not None:
+        return _address(matches[0])
+    addresses = parse_address_tokens(value)
+    return addresses[0] if addresses else None
 
 
 def parse_address_tokens(value: str) -> list[Address]:
@@ -206,19 +219,16 @@ def parse_address_tokens(value: str) -> list[Address]:
     return out
 
 
-def _simple(m: re.Match[str]) -> Address:
-    """An Address from a `_SIMPLE_ADDRESS` match."""
-    if m.group(3) is None:
+def _address(groups: SimpleMatch) -> Address:
+    """An Address from the groups of a `_SIMPLE_ADDRESS` match."""
+    words, quoted_name, mailbox, host, bare, bare_host, comment = groups
+    if mailbox is None:
         # addr-spec with at most one plain comment: the comment is the personal name, as the
         # full parser has it (_addr_spec)
-        comment = m.group(7)
         personal = comment.strip(" \t") if comment else None
-        return Address(personal or None, None, m.group(5), m.group(6))
-    if m.group(1):
-        name: str | None = " ".join(m.group(1).split())
-    else:
-        name = m.group(2) or None
-    return Address(name, None, m.group(3), m.group(4))
+        return Address(personal or None, None, bare, bare_host)
+    name = " ".join(words.split()) if words else quoted_name or None
+    return Address(name, None, mailbox, host)
 
 
 def _flush(items: list[Token | list[Token]], out: list[Address]) -> None:
@@ -328,7 +338,7 @@ def list_text(value: str) -> str:
         return addresses_text(parse_addresses(value))
     items = []
     for words, quoted_name, mailbox, host, bare, bare_host, comment in matches:
-        if mailbox is None:  # addr-spec: its comment is the name (_simple)
+        if mailbox is None:  # addr-spec: its comment is the name (_address)
             name = comment.strip(" \t") if comment else ""
             mailbox, host = bare, bare_host
         else:

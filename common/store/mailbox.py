@@ -49,6 +49,7 @@ __all__ = ["Entry", "Mailbox", "Snapshot"]
 # A directory changed within this many seconds may change again within the same mtime tick.
 MTIME_TRUST_AGE = 1.0
 SUBDIRS = ("new", "cur")
+ARRIVAL = "arrival"  # the cache's field of arrival times (msgcache.FIELDS)
 
 
 @dataclass
@@ -487,6 +488,29 @@ class Mailbox:
             if moved is None:
                 return time.time()
             return os.stat(self.path / moved.relpath).st_mtime
+
+    def arrival(self, entry: Entry) -> int:
+        """INTERNALDATE in whole seconds, as SORT ARRIVAL orders by it (RFC 5256 3): from the
+        cache (a message file's mtime is set when it is placed and never changes after), else
+        from the file, then cached. A message that is gone is given now, not cached."""
+        value = self.cached(entry, ARRIVAL)
+        return int(value) if value is not None and value.isdigit() else self._arrival(entry)
+
+    def arrivals(self, entries: list[Entry]) -> list[int]:
+        """arrival() of each of `entries` (in UID order), the cache's column in one read."""
+        return [
+            int(value) if value is not None and value.isdigit() else self._arrival(entry)
+            for entry, value in zip(entries, self.cached_column(entries, ARRIVAL), strict=True)
+        ]
+
+    def _arrival(self, entry: Entry) -> int:
+        try:
+            seconds = int(os.stat(self.path / entry.subdir / entry.name).st_mtime)
+        except FileNotFoundError:
+            return int(self.internal_date(entry))  # moved meanwhile (followed), or gone
+        if seconds >= 0:  # (before 1970: read again each time)
+            self.remember(entry, ARRIVAL, b"%d" % seconds)
+        return seconds
 
     def save_date(self, entry: Entry) -> float:
         """When the message was placed in this folder (SAVEDATE, RFC 8514): the time its

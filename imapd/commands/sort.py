@@ -43,7 +43,8 @@ def cmd_sort(session: Session, command: Command) -> Result:
                 session, command, args.criteria, args.program, found, "SORT completed"
             )
         return "SORT completed"
-    line = "* SORT" + "".join(f" {e.uid if command.uid else seq}" for seq, e in found)
+    numbers = [e.uid for _seq, e in found] if command.uid else [seq for seq, _e in found]
+    line = "".join(("* SORT ", " ".join(map(str, numbers)))).rstrip()
     if args.uses_modseq and found:
         line += f" (MODSEQ {max(e.modseq for _seq, e in found)})"
     session.send(line.encode() + b"\r\n")
