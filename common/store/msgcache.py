@@ -59,6 +59,7 @@ FIELDS = (
     "sort-displayto",
     "sort-thread",
 )
+INDEX = {field: index for index, field in enumerate(FIELDS)}
 ABSENT = 0xFFFFFFFF
 MAX_VALUE = 1 << 20
 WINDOW = 256 * 1024
@@ -253,16 +254,27 @@ class _Fresh:
         self.sizes.append(ABSENT)
         return row
 
-    def put(self, row: int, field: int, value: bytes) -> None:
+    def put(self, row: int, values: Iterable[tuple[int, bytes]]) -> None:
+        """Values of fields (by index) of one row, written to the spill at once."""
         if self.spill is None:
             self.spill = tempfile.TemporaryFile(prefix="maildaemons-cache.")  # noqa: SIM115
-        if self.spill_size + len(value) >= NONE:
-            return  # a spill of 4 GB: this value is not cached
-        self.spill.write(value)  # always at the end: reads use pread, which moves no offset
-        offsets, lengths = self._columns(field, row)
-        offsets[row] = self.spill_size
-        lengths[row] = len(value)
-        self.spill_size += len(value)
+        at, chunks = self.spill_size, []
+        for field, value in values:
+            size = len(value)
+            if size > MAX_VALUE or at + size >= NONE:
+                continue  # too big for the cache, or a spill of 4 GB
+            offsets, lengths = self.offsets[field], self.lengths[field]
+            if offsets is None or lengths is None or len(offsets) != row:
+                offsets, lengths = self._columns(field, row)
+                offsets[row], lengths[row] = at, size
+            else:  # the usual case: the first value of the row just added
+                offsets.append(at)
+                lengths.append(size)
+            chunks.append(value)
+            at += size
+        # Always at the end: reads use pread, which moves no offset.
+        self.spill.write(b"".join(chunks))
+        self.spill_size = at
 
     def _columns(self, field: int, row: int) -> tuple[array[int], array[int]]:
         """The field's columns, long enough for `row`."""
@@ -363,16 +375,23 @@ class MessageCache:
         except (OSError, ValueError):  # replaced and gone (NFS), or damaged: misses
             self._drop()
             found = [None] * len(uids)
-        fresh = self._fresh
-        index = FIELDS.index(field)
-        offsets = fresh.offsets[index]
-        for row in range(len(offsets) if offsets is not None else 0):
-            if fresh.has(row, index):
-                uid = fresh.uids[row]
-                place = bisect.bisect_left(uids, uid)
-                if place < len(uids) and uids[place] == uid:
-                    found[place] = fresh.value(row, index)
+        self._overlay(found, uids, FIELDS.index(field))
         return found
+
+    def _overlay(self, found: list[bytes | None], uids: array[int], index: int) -> None:
+        """This session's values of a field laid over a column, read through a window (they
+        were written in row order, mostly)."""
+        fresh = self._fresh
+        offsets, lengths, spill = fresh.offsets[index], fresh.lengths[index], fresh.reader()
+        if offsets is None or lengths is None or spill is None:
+            return
+        for row, offset in enumerate(offsets):
+            if offset == NONE:
+                continue
+            uid = fresh.uids[row]
+            place = bisect.bisect_left(uids, uid)
+            if place < len(uids) and uids[place] == uid:
+                found[place] = spill.read(offset, lengths[row]) if lengths[row] else b""
 
     @staticmethod
     def _stored_column(stored: _Stored | None, uids: array[int], field: str) -> list[bytes | None]:
@@ -448,19 +467,15 @@ class MessageCache:
         row = self._fresh.add(uid)
         if size is not None:
             self._fresh.sizes[row] = size
-        for field, value in values.items():
-            if len(value) <= MAX_VALUE:
-                self._fresh.put(row, FIELDS.index(field), value)
+        self._fresh.put(row, [(INDEX[field], value) for field, value in values.items()])
 
     def put_size(self, space: str, uid: int, size: int) -> None:
         self._use(space)
         self._fresh.sizes[self._fresh.add(uid)] = size
 
     def put(self, space: str, uid: int, field: str, value: bytes) -> None:
-        if len(value) > MAX_VALUE:
-            return
         self._use(space)
-        self._fresh.put(self._fresh.add(uid), FIELDS.index(field), value)
+        self._fresh.put(self._fresh.add(uid), [(INDEX[field], value)])
 
     def _use(self, space: str) -> None:
         """Values for one UID space only: a folder that started over starts a new cache."""
