@@ -173,8 +173,6 @@ KNOWN_FIELDS = (
     "IN-REPLY-TO",
     "MESSAGE-ID",
 )
-# The fields SORT and THREAD look at (imapd/sortkeys.py SortFacts.from_fields).
-SORT_FIELDS = ("DATE", "SUBJECT", "FROM", "TO", "CC", "MESSAGE-ID", "REFERENCES", "IN-REPLY-TO")
 
 
 class FieldScanner:
@@ -206,9 +204,8 @@ class FieldScanner:
         return found
 
 
-# What ENVELOPE and the SEARCH cache need of a header, and what SORT and THREAD need.
+# What ENVELOPE and the SEARCH cache need of a header (SORT makes its own, imapd/sorting.py).
 known_fields = FieldScanner(KNOWN_FIELDS)
-sort_fields = FieldScanner(SORT_FIELDS)
 
 
 def entity_envelope(entity: Entity) -> bytes:

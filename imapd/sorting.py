@@ -18,20 +18,21 @@ from __future__ import annotations
 
 import contextlib
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
 import common.store.memory as memory
 from common.store import Entry, StoreError
-from imapd.message import sort_fields
+from imapd.message import FieldScanner
 from imapd.parser import SortKey
+from imapd.prefetch import Values, Work, prefetching
 from imapd.selected import Selected
-from imapd.sortkeys import COLUMNS, SortFacts
+from imapd.sortkeys import COLUMN_FIELDS, COLUMNS, SortFacts, column_values
 
 # The cache's field of each column of SortFacts.columns().
 CACHE_FIELDS = {name: "sort-" + name for name in COLUMNS}
-# The column each string criterion compares.
+# The column each string criterion compares, and the one of DATE.
 STRING_KEYS = {
     "SUBJECT": "subject",
     "FROM": "from",
@@ -40,42 +41,61 @@ STRING_KEYS = {
     "DISPLAYFROM": "displayfrom",
     "DISPLAYTO": "displayto",
 }
+COLUMN_OF = {**STRING_KEYS, "DATE": "sent"}
 
 Found = list[tuple[int, Entry]]  # (sequence number, entry), as imapd.search returns them
 
 
 class Facts:
-    """The cached columns of some messages (`entries`, in mailbox order), read as asked; the
-    messages the cache does not have are read once and all their facts cached."""
+    """The cached columns of some messages (`entries`, in mailbox order), read as asked. A
+    message the cache lacks a column of has its header read once and every column derived
+    and cached (a first SORT pays for the next ones too), on a second CPU for many of them
+    (imapd/prefetch.py; `close`: the client's connection, which the helper closes)."""
 
-    def __init__(self, view: Selected, entries: list[Entry]) -> None:
-        self.view, self.entries = view, entries
+    def __init__(self, view: Selected, entries: list[Entry], close: int = -1) -> None:
+        self.view, self.entries, self.close = view, entries, close
         self.columns: dict[str, list[bytes]] = {}
 
     def column(self, name: str) -> list[bytes]:
         """Each message's value of one column of SortFacts.columns()."""
-        found = self.columns.get(name)
-        if found is None:
-            values = self.view.mailbox.cached_column(self.entries, CACHE_FIELDS[name])
-            if None in values:
-                missing = [i for i, value in enumerate(values) if value is None]
-                for i, facts in zip(missing, self.derive(missing), strict=True):
-                    values[i] = facts[name]
-            found = self.columns[name] = cast(list[bytes], values)  # none missing now
-        return found
+        if name not in self.columns:
+            self.load((name,))
+        return self.columns[name]
 
-    def derive(self, indices: list[int]) -> list[dict[str, bytes]]:
-        """The columns of the messages at `indices`, from their headers; cached."""
-        derived = []
+    def load(self, names: Iterable[str]) -> None:
+        """Read the columns `names` (those not read yet), deriving what is missing."""
+        wanted = [name for name in dict.fromkeys(names) if name not in self.columns]
+        if not wanted:
+            return
         mailbox = self.view.mailbox
-        for i in indices:
-            entry = self.entries[i]
-            facts = derive(self.view, entry)
-            columns = (facts or EMPTY).columns()
-            if facts is not None:  # a message that cannot be read any more is not cached
-                mailbox.remember_all(entry, None, {CACHE_FIELDS[n]: columns[n] for n in COLUMNS})
-            derived.append(columns)
-        return derived
+        read = {name: mailbox.cached_column(self.entries, CACHE_FIELDS[name]) for name in wanted}
+        missing = sorted({i for values in read.values() if None in values for i in _nones(values)})
+        for i, derived in zip(missing, self.derive(missing), strict=True):
+            for name, values in read.items():
+                if values[i] is None:
+                    values[i] = derived[name]
+        for name, values in read.items():
+            self.columns[name] = cast(list[bytes], values)  # none missing now
+
+    def derive(self, indices: list[int]) -> Iterator[dict[str, bytes]]:
+        """Every column of the messages at `indices`, from their headers, cached; those of a
+        message that cannot be read any more (expunged meanwhile) are empty, not cached."""
+        view, entries = self.view, [self.entries[i] for i in indices]
+        mailbox = view.mailbox
+        work = columns_work(view)
+        with prefetching(work, entries, _always, self.close) as helper:
+            for index, entry in enumerate(entries):
+                try:
+                    values = (
+                        helper.get(entry) if helper is not None and helper.mine(index) else None
+                    )
+                    if values is None:
+                        values = work(entry)
+                except StoreError:
+                    yield EMPTY_COLUMNS
+                    continue
+                mailbox.remember_all(entry, None, dict(zip(CACHED, values, strict=True)))
+                yield dict(zip(COLUMNS, values, strict=True))
 
     def sent(self) -> list[int]:
         """RFC 5256 2.2: the sent date of each, the arrival time where the Date field gives
@@ -101,16 +121,34 @@ class Facts:
 
 
 EMPTY = SortFacts.from_fields({})
+EMPTY_COLUMNS = EMPTY.columns()
+CACHED = [CACHE_FIELDS[name] for name in COLUMNS]
+SCANNER = FieldScanner(tuple({f: None for name in COLUMNS for f in COLUMN_FIELDS[name]}))
 
 
-def derive(view: Selected, entry: Entry) -> SortFacts | None:
-    """The facts of one message from its header; None when it cannot be read any more
-    (expunged meanwhile)."""
-    try:
-        header = view.mailbox.read_header(entry)
-    except (StoreError, OSError):
-        return None
-    return SortFacts.from_fields({name: values[0] for name, values in sort_fields(header).items()})
+def _nones(values: list[bytes | None]) -> list[int]:
+    return [i for i, value in enumerate(values) if value is None]
+
+
+def _always(entry: Entry) -> bool:
+    return True
+
+
+def columns_work(view: Selected) -> Work:
+    """Every column of one message, from its header; StoreError when it is gone. Reads and
+    computes only (it may run in the prefetch helper)."""
+    read_header = view.mailbox.read_header
+
+    def work(entry: Entry) -> Values:
+        try:
+            header = read_header(entry)
+        except OSError as exc:
+            raise StoreError(str(exc)) from None
+        first = {name: found[0] for name, found in SCANNER(header).items()}
+        values = column_values(first, COLUMNS)
+        return tuple(values[name] for name in COLUMNS)
+
+    return work
 
 
 def number(data: bytes) -> int | None:
@@ -150,6 +188,7 @@ class Item:
 def gather(view: Selected, found: Found) -> list[Item]:
     """Every fact of each message, for sorting by any program (update contexts)."""
     facts = Facts(view, [entry for _seq, entry in found])
+    facts.load(COLUMNS)
     columns = [facts.column(name) for name in COLUMNS]
     sent = facts.sent()
     items = []
@@ -198,10 +237,14 @@ def key_column(facts: Facts, name: str) -> list[bytes] | list[int]:
     return facts.column(STRING_KEYS[name])
 
 
-def sort_messages(view: Selected, found: Found, program: tuple[SortKey, ...]) -> Found:
+def sort_messages(
+    view: Selected, found: Found, program: tuple[SortKey, ...], close: int = -1
+) -> Found:
     """The matched messages in the order of the sort program (RFC 5256 3): each criterion in
-    turn decides, REVERSE reversing only its own; the mailbox order decides the rest."""
-    facts = Facts(view, [entry for _seq, entry in found])
+    turn decides, REVERSE reversing only its own; the mailbox order decides the rest. (`close`:
+    see Facts.)"""
+    facts = Facts(view, [entry for _seq, entry in found], close)
+    facts.load(COLUMN_OF[criterion.name] for criterion in program if criterion.name in COLUMN_OF)
     order = list(range(len(found)))
     # Stable sorts from the last criterion to the first give the lexicographic order, and
     # Python's sort stays stable with reverse=True, so equal items keep the mailbox order.
@@ -239,13 +282,21 @@ class Message:
         return cls(seq, entry, sent, facts.subject, facts.reply, facts.message_id, facts.references)
 
 
-def thread_messages(view: Selected, found: Found) -> list[Message]:
+def thread_messages(
+    view: Selected, found: Found, close: int = -1, linked: bool = True
+) -> list[Message]:
     """The facts THREAD needs of each message, read as columns (bytes, as the cache has them:
-    the algorithms only compare them)."""
-    facts = Facts(view, [entry for _seq, entry in found])
-    subjects, threads = facts.column("subject"), facts.column("thread")
-    dates = facts.sent()
+    the algorithms only compare them); without `linked` (ORDEREDSUBJECT) no message IDs."""
+    facts = Facts(view, [entry for _seq, entry in found], close)
+    facts.load(("subject", "thread", "sent") if linked else ("subject", "sent"))
+    subjects, dates = facts.column("subject"), facts.sent()
+    if not linked:
+        return [
+            Message(seq, entry, sent, subject, False, b"", ())
+            for (seq, entry), subject, sent in zip(found, subjects, dates, strict=True)
+        ]
     messages = []
+    threads = facts.column("thread")
     for (seq, entry), subject, thread, sent in zip(found, subjects, threads, dates, strict=True):
         reply, own, references = split_thread(thread)
         messages.append(Message(seq, entry, sent, subject, reply, own, references))
@@ -283,31 +334,58 @@ def orderedsubject(items: list[Message]) -> list[Node]:
     """ORDEREDSUBJECT: messages grouped by base subject, each group by sent date; the first of
     a group is its root, the second its child and the rest siblings of the second; the
     groups in the order of their first messages' sent dates."""
+    roots = []
+    for group in subject_groups(items):
+        root = Node(group[0])
+        root.children = [Node(item, root) for item in group[1:]]
+        roots.append(root)
+    return roots
+
+
+def subject_groups(items: list[Message]) -> list[list[Message]]:
+    """ORDEREDSUBJECT's threads as lists: each the messages of one base subject by sent date
+    (then mailbox order), the lists by their first message's."""
     # Stable sorts, last key first: by subject, then sent date, then mailbox order.
     items = sorted(items, key=_SEQ)
     items.sort(key=_SENT)
     items.sort(key=_SUBJECT)
-    roots: list[Node] = []
-    last: Node | None = None
+    groups: list[list[Message]] = []
     subject: str | bytes | None = None
     for item in items:
-        if last is not None and item.subject == subject:
-            last.children.append(Node(item, last))
+        if groups and item.subject == subject:
+            groups[-1].append(item)
         else:
-            last, subject = Node(item), item.subject
-            roots.append(last)
-    roots.sort(key=date_key)
-    return roots
+            groups.append([item])
+            subject = item.subject
+    groups.sort(key=lambda group: (group[0].sent, group[0].seq))
+    return groups
 
 
-def thread(view: Selected, found: Found, algorithm: str, uid: bool) -> str:
+def subject_text(groups: list[list[Message]], number: Callable[[Message], int]) -> str:
+    """render(orderedsubject(...)) straight from the groups: `(1)`, `(1 2)`, `(1 (2)(3))`."""
+    out = []
+    for group in groups:
+        if len(group) == 1:
+            out.append(f"({number(group[0])})")
+        elif len(group) == 2:
+            out.append(f"({number(group[0])} {number(group[1])})")
+        else:
+            branches = "".join(f"({number(item)})" for item in group[1:])
+            out.append(f"({number(group[0])} {branches})")
+    return "".join(out)
+
+
+def thread(view: Selected, found: Found, algorithm: str, uid: bool, close: int = -1) -> str:
     """THREAD's thread lists (render) of the matched messages by ORDEREDSUBJECT or REFERENCES,
-    numbered by UID or sequence number. Some 100,000 nodes and messages live at once and are
-    never garbage while the trees are built: the cyclic collector is kept out, and the trees
-    are taken apart afterwards, so reference counting frees them."""
-    number = (lambda message: message.entry.uid) if uid else (lambda message: message.seq)
+    numbered by UID or sequence number (`close`: see Facts). Some 100,000 nodes and messages
+    live at once and are never garbage while the trees are built: the cyclic collector is kept
+    out, and the trees are taken apart afterwards, so reference counting frees them."""
+    number = operator.attrgetter("entry.uid" if uid else "seq")
     with memory.paused_gc():
-        roots = ALGORITHMS[algorithm](thread_messages(view, found))
+        if algorithm == "ORDEREDSUBJECT":  # no tree needed to write it
+            groups = subject_groups(thread_messages(view, found, close, linked=False))
+            return subject_text(groups, number)
+        roots = ALGORITHMS[algorithm](thread_messages(view, found, close))
         text = render(roots, number)
         take_apart(roots)
     return text

@@ -20,6 +20,7 @@ import calendar
 import functools
 import re
 import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from imapd import envelope
@@ -233,16 +234,15 @@ class SortFacts:
         in UTF-8, whose octet order is their code point order, so a SORT compares them as
         they are; "thread" is the reply mark, the message ID and the references."""
         text = _utf8
-        ids = " ".join((self.message_id, *self.references))
         return {
-            "sent": b"" if self.sent is None else b"%d" % self.sent,
+            "sent": _sent_value(self.sent),
             "subject": text(self.subject),
             "from": text(self.from_),
             "to": text(self.to),
             "cc": text(self.cc),
             "displayfrom": text(self.display_from),
             "displayto": text(self.display_to),
-            "thread": (b"1 " if self.reply else b"0 ") + text(ids),
+            "thread": _thread_value(self.reply, self.message_id, self.references),
         }
 
     @classmethod
@@ -271,9 +271,52 @@ class SortFacts:
             return None
 
 
-# The columns of SortFacts.columns().
-COLUMNS = ("sent", "subject", "from", "to", "cc", "displayfrom", "displayto", "thread")
+# The columns of SortFacts.columns(), and the header fields each is derived from.
+COLUMN_FIELDS = {
+    "sent": ("DATE",),
+    "subject": ("SUBJECT",),
+    "from": ("FROM",),
+    "to": ("TO",),
+    "cc": ("CC",),
+    "displayfrom": ("FROM",),
+    "displayto": ("TO",),
+    "thread": ("SUBJECT", "MESSAGE-ID", "REFERENCES", "IN-REPLY-TO"),
+}
+COLUMNS = tuple(COLUMN_FIELDS)
 _NUMBER = re.compile(rb"-?\d+")
+
+
+def column_values(first: dict[str, str], names: Iterable[str]) -> dict[str, bytes]:
+    """SortFacts.from_fields(first).columns(), only the columns `names`: what a SORT by one
+    criterion derives of a message the cache does not have yet."""
+    get = first.get
+    subject: tuple[str, bool] | None = None
+    out = {}
+    for name in names:
+        if name == "sent":
+            out[name] = _sent_value(sent_time(get("DATE")))
+        elif name in ("subject", "thread"):
+            if subject is None:
+                subject = base_subject(header_text(get("SUBJECT") or ""))
+            if name == "subject":
+                out[name] = _utf8(subject[0])
+            else:
+                own = message_ids(get("MESSAGE-ID"))
+                references = message_ids(get("REFERENCES")) or message_ids(get("IN-REPLY-TO"))[:1]
+                out[name] = _thread_value(subject[1], own[0] if own else "", references)
+        elif name in ("displayfrom", "displayto"):
+            out[name] = _utf8(display_key(first_address(get(COLUMN_FIELDS[name][0]))))
+        else:
+            out[name] = _utf8(mailbox_key(first_address(get(COLUMN_FIELDS[name][0]))))
+    return out
+
+
+def _sent_value(sent: int | None) -> bytes:
+    return b"" if sent is None else b"%d" % sent
+
+
+def _thread_value(reply: bool, message_id: str, references: Sequence[str]) -> bytes:
+    return (b"1 " if reply else b"0 ") + _utf8(" ".join((message_id, *references)))
 
 
 def _utf8(text: str) -> bytes:

@@ -29,7 +29,8 @@ def cmd_sort(session: Session, command: Command) -> Result:
     rev2.check_search(session, args.criteria)
     if args.uses_modseq:
         enable_condstore(session)
-    found = sort_messages(view, search(view, args.criteria), args.program)
+    found = search(view, args.criteria)
+    found = sort_messages(view, found, args.program, session.io.sock.fileno())
     if args.returns is not None:
         options = wanted_data(args.returns.options)
         if "SAVE" in options:

@@ -26,7 +26,8 @@ def cmd_thread(session: Session, command: Command) -> Result:
     view = session.require_selected()
     if args.uses_modseq:
         enable_condstore(session)
-    threads = thread(view, search(view, args.criteria), args.algorithm, command.uid)
+    found = search(view, args.criteria)
+    threads = thread(view, found, args.algorithm, command.uid, session.io.sock.fileno())
     session.send(b"* THREAD " + threads.encode() + b"\r\n" if threads else b"* THREAD\r\n")
     return "THREAD completed"
 

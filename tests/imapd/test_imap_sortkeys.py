@@ -10,18 +10,29 @@ import calendar
 import pytest
 
 from imapd.envelope import Address
-from imapd.sorting import Message, Node, members, orderedsubject, references
+from imapd.sorting import (
+    SCANNER,
+    Message,
+    Node,
+    members,
+    orderedsubject,
+    references,
+    subject_groups,
+    subject_text,
+)
 from imapd.sortkeys import (
     COLUMNS,
     SortFacts,
     base_subject,
     casemap,
+    column_values,
     display_key,
     first_address,
     mailbox_key,
     message_ids,
     sent_time,
 )
+from support.sortref import generate
 
 # -- RFC 5256 2.1 ------------------------------------------------------------------------------
 
@@ -263,3 +274,17 @@ def test_orderedsubject():
     ]
     # hello: 2 (1), 4 (3), 1 (5); other: 5 (2), 3 (9); third: 6 (4).
     assert text(orderedsubject(items)) == "(2 (4)(1))(5 3)(6)"
+    # THREAD writes it from the groups, without a tree.
+    assert subject_text(subject_groups(items), lambda i: i.seq) == "(2 (4)(1))(5 3)(6)"
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_columns_derived_one_at_a_time_are_the_facts_columns(seed):
+    """What a SORT by one criterion derives of a message is what all its facts give."""
+    for generated in generate(seed, 120):
+        fields = SCANNER(generated.data)
+        first = {name: values[0] for name, values in fields.items()}
+        whole = SortFacts.from_fields(first).columns()
+        assert column_values(first, COLUMNS) == whole
+        for name in COLUMNS:
+            assert column_values(first, [name]) == {name: whole[name]}
