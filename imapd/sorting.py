@@ -17,6 +17,7 @@ a reply chain as long as the mailbox is no danger.
 from __future__ import annotations
 
 import contextlib
+import functools
 import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -48,9 +49,11 @@ Found = list[tuple[int, Entry]]  # (sequence number, entry), as imapd.search ret
 
 class Facts:
     """The cached columns of some messages (`entries`, in mailbox order), read as asked. A
-    message the cache lacks a column of has its header read once and every column derived
-    and cached (a first SORT pays for the next ones too), on a second CPU for many of them
-    (imapd/prefetch.py; `close`: the client's connection, which the helper closes)."""
+    message the cache lacks an asked column of has its header read once for all the asked
+    columns and those derived from the same header fields (FROM gives DISPLAYFROM too), which
+    are cached; a first SORT by one criterion reads only what it needs, as Dovecot's does.
+    Many messages are derived with a helper on a second CPU (imapd/prefetch.py; `close`: the
+    client's connection, which the helper closes)."""
 
     def __init__(self, view: Selected, entries: list[Entry], close: int = -1) -> None:
         self.view, self.entries, self.close = view, entries, close
@@ -70,19 +73,22 @@ class Facts:
         mailbox = self.view.mailbox
         read = {name: mailbox.cached_column(self.entries, CACHE_FIELDS[name]) for name in wanted}
         missing = sorted({i for values in read.values() if None in values for i in _nones(values)})
-        for i, derived in zip(missing, self.derive(missing), strict=True):
-            for name, values in read.items():
-                if values[i] is None:
-                    values[i] = derived[name]
+        if missing:
+            derived = siblings(name for name, values in read.items() if None in values)
+            for i, values_of in zip(missing, self.derive(missing, derived), strict=True):
+                for name, values in read.items():
+                    if values[i] is None:
+                        values[i] = values_of[name]
         for name, values in read.items():
             self.columns[name] = cast(list[bytes], values)  # none missing now
 
-    def derive(self, indices: list[int]) -> Iterator[dict[str, bytes]]:
-        """Every column of the messages at `indices`, from their headers, cached; those of a
-        message that cannot be read any more (expunged meanwhile) are empty, not cached."""
+    def derive(self, indices: list[int], names: tuple[str, ...]) -> Iterator[dict[str, bytes]]:
+        """The columns `names` of the messages at `indices`, from their headers, cached; those
+        of a message that cannot be read any more (expunged meanwhile) are empty, not cached."""
         view, entries = self.view, [self.entries[i] for i in indices]
         mailbox = view.mailbox
-        work = columns_work(view)
+        work = columns_work(view, names)
+        cached = [CACHE_FIELDS[name] for name in names]
         with prefetching(work, entries, _always, self.close) as helper:
             for index, entry in enumerate(entries):
                 try:
@@ -94,8 +100,8 @@ class Facts:
                 except StoreError:
                     yield EMPTY_COLUMNS
                     continue
-                mailbox.remember_all(entry, None, dict(zip(CACHED, values, strict=True)))
-                yield dict(zip(COLUMNS, values, strict=True))
+                mailbox.remember_all(entry, None, dict(zip(cached, values, strict=True)))
+                yield dict(zip(names, values, strict=True))
 
     def sent(self) -> list[int]:
         """RFC 5256 2.2: the sent date of each, the arrival time where the Date field gives
@@ -122,8 +128,17 @@ class Facts:
 
 EMPTY = SortFacts.from_fields({})
 EMPTY_COLUMNS = EMPTY.columns()
-CACHED = [CACHE_FIELDS[name] for name in COLUMNS]
-SCANNER = FieldScanner(tuple({f: None for name in COLUMNS for f in COLUMN_FIELDS[name]}))
+
+
+def siblings(names: Iterable[str]) -> tuple[str, ...]:
+    """The columns `names` and those derived from the same header fields, in COLUMNS order."""
+    fields = {field for name in names for field in COLUMN_FIELDS[name]}
+    return tuple(name for name in COLUMNS if fields.issuperset(COLUMN_FIELDS[name]))
+
+
+@functools.lru_cache(maxsize=16)
+def scanner(fields: frozenset[str]) -> FieldScanner:
+    return FieldScanner(tuple(sorted(fields)))
 
 
 def _nones(values: list[bytes | None]) -> list[int]:
@@ -134,19 +149,20 @@ def _always(entry: Entry) -> bool:
     return True
 
 
-def columns_work(view: Selected) -> Work:
-    """Every column of one message, from its header; StoreError when it is gone. Reads and
-    computes only (it may run in the prefetch helper)."""
+def columns_work(view: Selected, names: tuple[str, ...]) -> Work:
+    """The columns `names` of one message, from its header; StoreError when it is gone.
+    Reads and computes only (it may run in the prefetch helper)."""
     read_header = view.mailbox.read_header
+    scan = scanner(frozenset(field for name in names for field in COLUMN_FIELDS[name]))
 
     def work(entry: Entry) -> Values:
         try:
             header = read_header(entry)
         except OSError as exc:
             raise StoreError(str(exc)) from None
-        first = {name: found[0] for name, found in SCANNER(header).items()}
-        values = column_values(first, COLUMNS)
-        return tuple(values[name] for name in COLUMNS)
+        first = {name: found[0] for name, found in scan(header).items()}
+        values = column_values(first, names)
+        return tuple(values[name] for name in names)
 
     return work
 

@@ -11,16 +11,18 @@ import pytest
 
 from imapd.envelope import Address
 from imapd.sorting import (
-    SCANNER,
     Message,
     Node,
     members,
     orderedsubject,
     references,
+    scanner,
+    siblings,
     subject_groups,
     subject_text,
 )
 from imapd.sortkeys import (
+    COLUMN_FIELDS,
     COLUMNS,
     SortFacts,
     base_subject,
@@ -282,9 +284,18 @@ def test_orderedsubject():
 def test_columns_derived_one_at_a_time_are_the_facts_columns(seed):
     """What a SORT by one criterion derives of a message is what all its facts give."""
     for generated in generate(seed, 120):
-        fields = SCANNER(generated.data)
+        fields = scanner(frozenset(f for names in COLUMN_FIELDS.values() for f in names))(
+            generated.data
+        )
         first = {name: values[0] for name, values in fields.items()}
         whole = SortFacts.from_fields(first).columns()
         assert column_values(first, COLUMNS) == whole
         for name in COLUMNS:
             assert column_values(first, [name]) == {name: whole[name]}
+
+
+def test_columns_derived_together():
+    """A column is derived with those of the same header fields, not the others."""
+    assert siblings(["subject"]) == ("subject",)
+    assert siblings(["displayfrom"]) == ("from", "displayfrom")
+    assert siblings(["thread", "sent"]) == ("sent", "subject", "thread")
