@@ -15,9 +15,10 @@ one; Dovecot takes the last, UW imapd and Python's email the first).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from imapd.strings import literal, string
 
@@ -49,6 +50,20 @@ _SIMPLE = (
 )
 _SIMPLE_ADDRESS = re.compile(_SIMPLE)
 _SIMPLE_LIST = re.compile(rf"[ \t]*(?:{_SIMPLE})(?:[ \t]*,[ \t]*(?:{_SIMPLE}))*[ \t]*")
+# The groups of one _SIMPLE_ADDRESS match (str, or None for a group that did not take part:
+# typed as re.Match.groups() is).
+SimpleMatch = tuple[str | Any, ...]
+_GROUPS = re.Match.groups
+
+
+@functools.lru_cache(maxsize=64)
+def simple_matches(value: str) -> tuple[SimpleMatch, ...] | None:
+    """The fast path's matches of an everyday address list, or None for any other value.
+    ENVELOPE and the cached SEARCH text (list_text) both ask, for the same values of one
+    message: each list is scanned once."""
+    if not _SIMPLE_LIST.fullmatch(value):
+        return None
+    return tuple(map(_GROUPS, _SIMPLE_ADDRESS.finditer(value)))
 
 
 class Address(NamedTuple):
@@ -152,9 +167,22 @@ def parse_addresses(value: str | None) -> list[Address]:
     start/end markers. Lenient: a missing ";" or ">" is implied at the end of the value."""
     if not value:
         return []
-    if _SIMPLE_LIST.fullmatch(value):
-        return [_simple(m) for m in _SIMPLE_ADDRESS.finditer(value)]
+    matches = simple_matches(value)
+    if matches is not None:
+        return [_address(groups) for groups in matches]
     return parse_address_tokens(value)
+
+
+def first_address(value: str | None) -> Address | None:
+    """parse_addresses(value)[0], None when there is none: what SORT FROM, TO and CC compare,
+    without making the other addresses of an everyday list."""
+    if not value:
+        return None
+    matches = simple_matches(value)
+    if matches is not None:
+        return _address(matches[0])
+    addresses = parse_address_tokens(value)
+    return addresses[0] if addresses else None
 
 
 def parse_address_tokens(value: str) -> list[Address]:
@@ -191,19 +219,16 @@ def parse_address_tokens(value: str) -> list[Address]:
     return out
 
 
-def _simple(m: re.Match[str]) -> Address:
-    """An Address from a `_SIMPLE_ADDRESS` match."""
-    if m.group(3) is None:
+def _address(groups: SimpleMatch) -> Address:
+    """An Address from the groups of a `_SIMPLE_ADDRESS` match."""
+    words, quoted_name, mailbox, host, bare, bare_host, comment = groups
+    if mailbox is None:
         # addr-spec with at most one plain comment: the comment is the personal name, as the
         # full parser has it (_addr_spec)
-        comment = m.group(7)
         personal = comment.strip(" \t") if comment else None
-        return Address(personal or None, None, m.group(5), m.group(6))
-    if m.group(1):
-        name: str | None = " ".join(m.group(1).split())
-    else:
-        name = m.group(2) or None
-    return Address(name, None, m.group(3), m.group(4))
+        return Address(personal or None, None, bare, bare_host)
+    name = " ".join(words.split()) if words else quoted_name or None
+    return Address(name, None, mailbox, host)
 
 
 def _flush(items: list[Token | list[Token]], out: list[Address]) -> None:
@@ -303,6 +328,28 @@ def addresses_text(addresses: list[Address]) -> str:
     return ", ".join(items)
 
 
+def list_text(value: str) -> str:
+    """addresses_text(parse_addresses(value)), written straight from the fast path's matches
+    when the value is an everyday list (SEARCH caches it for every address field of a big
+    folder, most of them different)."""
+    # A local part or domain named like the placeholders would be written as missing.
+    matches = simple_matches(value)
+    if matches is None or "MISSING_" in value:
+        return addresses_text(parse_addresses(value))
+    items = []
+    for words, quoted_name, mailbox, host, bare, bare_host, comment in matches:
+        if mailbox is None:  # addr-spec: its comment is the name (_address)
+            name = comment.strip(" \t") if comment else ""
+            mailbox, host = bare, bare_host
+        else:
+            name = " ".join(words.split()) if words else quoted_name or ""
+        if name:
+            items.append(f"{_display_name(name)} <{mailbox}@{host}>")
+        else:
+            items.append(f"<{mailbox}@{host}>")
+    return ", ".join(items)
+
+
 def _group_text(name: str, members: list[str]) -> str:
     return f"{_display_name(name)}:{' ' if members else ''}{', '.join(members)};"
 
@@ -347,11 +394,11 @@ def addresses(value: str | None) -> bytes:
     the value is an everyday list (ENVELOPE renders some 100,000 of these for a big folder)."""
     if not value:
         return b"NIL"
-    if not _SIMPLE_LIST.fullmatch(value):
+    matches = simple_matches(value)
+    if matches is None:
         return address_list(parse_address_tokens(value))
     out = []
-    for m in _SIMPLE_ADDRESS.finditer(value):
-        words, quoted_name, mailbox, host, bare, bare_host, comment = m.groups()
+    for words, quoted_name, mailbox, host, bare, bare_host, comment in matches:
         personal: str | None
         if mailbox is None:
             personal = comment.strip(" \t") if comment else None

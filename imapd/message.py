@@ -26,10 +26,9 @@ from collections.abc import Sequence
 
 from imapd.envelope import (
     ENVELOPE_FIELDS,
-    addresses_text,
     imap_string,
+    list_text,
     nstring,
-    parse_addresses,
     render_envelope,
 )
 from imapd.mime import MAX_DEPTH, Entity
@@ -174,28 +173,39 @@ KNOWN_FIELDS = (
     "IN-REPLY-TO",
     "MESSAGE-ID",
 )
-# Matched in "\n" + the lower-cased header: a pattern that starts with a literal is searched for
-# fast, where a case-insensitive one anchored at line starts is tried at every offset.
-_KNOWN_FIELD = re.compile(
-    rb"\n(" + b"|".join(n.lower().encode() for n in KNOWN_FIELDS) + rb")[ \t]*:"
-    rb"([^\n]*(?:\n[ \t][^\n]*)*)"
-)
-_FIELD_NAMES = {n.lower().encode(): n for n in KNOWN_FIELDS}
 
 
-def known_fields(header: bytes) -> dict[str, list[str]]:
-    """The values of KNOWN_FIELDS in a header block (LF or CRLF line ends), in order, each as
-    `Field.value` has it (unfolded, stripped, an octet string): what ENVELOPE and the SEARCH
-    cache need, without splitting the whole header into fields."""
-    found: dict[str, list[str]] = {}
-    for m in _KNOWN_FIELD.finditer(b"\n" + header.lower()):
-        start, end = m.span(2)
-        data = header[start - 1 : end - 1]  # the value as written, not lower-cased
-        if b"\n" in data:
-            data = data.replace(b"\r\n", b"").replace(b"\n", b"")
-        value = data.strip(b" \t\r").decode("latin-1")
-        found.setdefault(_FIELD_NAMES[m.group(1)], []).append(value)
-    return found
+class FieldScanner:
+    """The values of some header fields in a header block, straight from the stored bytes."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        # Matched in "\n" + the lower-cased header: a pattern that starts with a literal is
+        # searched for fast, where a case-insensitive one anchored at line starts is tried at
+        # every offset.
+        self.pattern = re.compile(
+            rb"\n(" + b"|".join(n.lower().encode() for n in names) + rb")[ \t]*:"
+            rb"([^\n]*(?:\n[ \t][^\n]*)*)"
+        )
+        self.names = {n.lower().encode(): n for n in names}
+
+    def __call__(self, header: bytes) -> dict[str, list[str]]:
+        """The values of the fields in a header block (LF or CRLF line ends), in order, each as
+        `Field.value` has it (unfolded, stripped, an octet string), without splitting the
+        whole header into fields."""
+        found: dict[str, list[str]] = {}
+        names = self.names
+        for m in self.pattern.finditer(b"\n" + header.lower()):
+            start, end = m.span(2)
+            data = header[start - 1 : end - 1]  # the value as written, not lower-cased
+            if b"\n" in data:
+                data = data.replace(b"\r\n", b"").replace(b"\n", b"")
+            value = data.strip(b" \t\r").decode("latin-1")
+            found.setdefault(names[m.group(1)], []).append(value)
+        return found
+
+
+# What ENVELOPE and the SEARCH cache need of a header (SORT makes its own, imapd/sorting.py).
+known_fields = FieldScanner(KNOWN_FIELDS)
 
 
 def entity_envelope(entity: Entity) -> bytes:
@@ -373,10 +383,11 @@ def parse_date(value: str | None) -> datetime.date | None:
         return None
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=256)
 def canonical_addresses(value: str) -> str:
     """An address field's value as SEARCH FROM/TO/CC/BCC also matches it (RFC 3501 6.4.4): its
     address list written out canonically (imapd.envelope.addresses_text), encoded words decoded,
     so that display names, group syntax, comments and the `<local@domain>` form are all found.
     Cached: a folder's messages share a few senders and recipients."""
-    return header_text(addresses_text(parse_addresses(value)))
+    text = list_text(value)
+    return text if text.isascii() and "=?" not in text else header_text(text)

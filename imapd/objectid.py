@@ -15,7 +15,7 @@ import hashlib
 
 from common.store import Entry, StoreError
 from imapd.selected import Selected
-from imapd.sorting import facts_of
+from imapd.sorting import thread_root
 
 CACHE_FIELD = "emailid"
 ID_HEX = 24  # 96 bits of the digest
@@ -33,7 +33,7 @@ def email_id(view: Selected, entry: Entry) -> str:
 
 
 def thread_id(view: Selected, entry: Entry) -> str:
-    root = facts_of(view, entry).thread_root
+    root = thread_root(view, entry)
     if not root:
         return "T" + email_id(view, entry)[1:]
     return "T" + hashlib.sha256(root.encode("utf-8", "surrogatepass")).hexdigest()[:ID_HEX]

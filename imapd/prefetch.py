@@ -1,15 +1,16 @@
-"""RFC822.SIZE and ENVELOPE of a big folder's messages, derived on a second CPU.
+"""What a big command derives of many messages, derived on a second CPU: RFC822.SIZE and
+ENVELOPE for a first FETCH of a big folder, the sort facts for its first SORT or THREAD.
 
 The first `UID FETCH 1:* (... RFC822.SIZE ENVELOPE)` of a folder of 100,000 messages that no
 session has looked at must read every file and parse every header. When a FETCH is about to do
-that for many messages, `Prefetch` forks a helper process that derives every second message of
-the FETCH (reads the file through the store, counts its CRLF size, parses its header into the
-ENVELOPE and the fields SEARCH looks at) and sends the values through a pipe, while the session
-derives the others and writes every response and the cache itself, in order. The helper never
-touches the client's connection or any file but the messages it reads; it ends with os._exit
-when its part is done, and is killed and reaped whatever happens to the FETCH. In a process that
-runs other threads (fork would copy them stopped, locks and all), nothing is forked and the
-session does all the work, as it does for a small FETCH.
+that for many messages, `Prefetch` forks a helper process that derives three messages of every
+five of the FETCH (reads the file through the store, counts its CRLF size, parses its header
+into the ENVELOPE and the fields SEARCH looks at) and sends the values through a pipe, while the
+session derives the others and writes every response and the cache itself, in order. The
+helper never touches the client's connection or any file but the messages it reads; it ends
+with os._exit when its part is done, and is killed and reaped whatever happens to the FETCH. In
+a process that runs other threads (fork would copy them stopped, locks and all), nothing is
+forked and the session does all the work, as it does for a small FETCH.
 """
 
 from __future__ import annotations
@@ -23,69 +24,73 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
-from common.store import Entry, StoreError, crlf_size
-from imapd.message import envelope_of, known_fields
-from imapd.mime import split_header
-from imapd.search import searched_headers
+from common.store import Entry, StoreError
 
 # Fewer cache misses than this in a FETCH: not worth a process.
 MIN_MISSES = 2000
+# The helper's messages: these places of every SHARE_OF. The session also writes every
+# response and the cache, so with two CPUs free the two finish together when the helper
+# derives three messages of five.
+SHARE = (1, 2, 4)
+SHARE_OF = 5
 # How many of the first messages are looked up to judge the misses.
 PROBE = 64
-_RECORD = struct.Struct("<IIII")  # uid, size, envelope length, headers length
-GONE = 0xFFFFFFFF  # size of a message that could not be read
+_HEAD = struct.Struct("<III")  # uid, number of values (GONE: the message is gone), bytes
+GONE = 0xFFFFFFFF
 
-Derived = tuple[int, bytes, bytes]  # size, ENVELOPE, searched headers
-
-
-def derive(data: bytes) -> Derived:
-    """What the cache keeps of a message that a FETCH of sizes and envelopes needs."""
-    fields = known_fields(data[: split_header(data, 0, len(data))[0]])
-    return crlf_size(data), envelope_of(fields), searched_headers(fields)
+Values = tuple[bytes, ...]  # what the helper derives of one message
+Work = Callable[[Entry], Values]  # ... and how: StoreError when the message is gone
 
 
 class Prefetch:
-    """The helper for the messages at odd positions of `entries`; `get(entry)` gives their
+    """The helper for the messages at the SHARE places of `entries`; `get(entry)` gives their
     values in order (None: derive it here after all)."""
 
-    def __init__(self, read: Callable[[Entry], bytes], entries: list[Entry], close: int) -> None:
+    def __init__(self, work: Work, entries: list[Entry], close: int) -> None:
         self.pid = 0
         self.stream: BinaryIO | None = None
-        self.entries = entries[1::2]
+        self.entries = [e for i, e in enumerate(entries) if i % SHARE_OF in SHARE]
         self.next = 0
         reader, writer = os.pipe()
         pid = os.fork()
         if pid == 0:  # the helper
             os.close(reader)
-            _helper(read, self.entries, writer, close)
+            _helper(work, self.entries, writer, close)
         os.close(writer)
         self.pid = pid
         self.stream = os.fdopen(reader, "rb", buffering=1 << 16)
 
     def mine(self, index: int) -> bool:
         """Whether the message at `index` of the FETCH is the helper's."""
-        return index % 2 == 1 and self.stream is not None
+        return index % SHARE_OF in SHARE and self.stream is not None
 
-    def get(self, entry: Entry) -> Derived | None:
-        """The helper's values for `entry` (the next of its messages), None when it failed."""
+    def get(self, entry: Entry) -> Values | None:
+        """The helper's values for `entry` (the next of its messages), None when it failed;
+        StoreError when the message is gone."""
         if self.stream is None or self.next >= len(self.entries):
             return None
         if self.entries[self.next] is not entry:
             raise RuntimeError("prefetch out of step")
         self.next += 1
-        head = self.stream.read(_RECORD.size)
-        if len(head) != _RECORD.size:
+        head = self.stream.read(_HEAD.size)
+        if len(head) != _HEAD.size:
             self.close()  # the helper died: the rest is derived here
             return None
-        uid, size, envelope_size, headers_size = _RECORD.unpack(head)
-        envelope = self.stream.read(envelope_size)
-        headers = self.stream.read(headers_size)
-        if uid != entry.uid or len(envelope) != envelope_size or len(headers) != headers_size:
+        uid, count, size = _HEAD.unpack(head)
+        if uid != entry.uid:
             self.close()
             return None
-        if size == GONE:
+        if count == GONE:
             raise StoreError(f"message {uid} is gone")
-        return size, envelope, headers
+        data = self.stream.read(4 * count + size)
+        if len(data) != 4 * count + size:
+            self.close()
+            return None
+        values, at = [], 4 * count
+        for (length,) in struct.iter_unpack("<I", data[:at]):
+            values.append(data[at : at + length])
+            at += length
+        return tuple(values)
 
     def close(self) -> None:
         if self.stream is not None:
@@ -108,27 +113,28 @@ def _send(fd: int, data: bytes) -> None:
 
 @contextlib.contextmanager
 def prefetching(
-    read: Callable[[Entry], bytes],
+    work: Work,
     entries: list[Entry],
     misses: Callable[[Entry], bool],
     close: int,
 ) -> Iterator[Prefetch | None]:
-    """A Prefetch when the FETCH has enough cache misses and forking is safe, else None."""
+    """A Prefetch when the command has enough cache misses and forking is safe, else None."""
     probe = entries[:PROBE]
     missed = sum(1 for e in probe if misses(e))
     many = len(entries) * missed // max(1, len(probe)) >= MIN_MISSES
     if not many or threading.active_count() > 1:
         yield None
         return
-    helper = Prefetch(read, entries, close)
+    helper = Prefetch(work, entries, close)
     try:
         yield helper
     finally:
         helper.close()
 
 
-def _helper(read: Callable[[Entry], bytes], entries: list[Entry], writer: int, close: int) -> None:
-    """In the forked helper: derive, send, exit; never return."""
+def _helper(work: Work, entries: list[Entry], writer: int, close: int) -> None:
+    """In the forked helper: derive, send, exit; never return. The work reads messages and
+    computes; it writes nothing (the session's open files are shared with the helper)."""
     status = 0
     try:
         gc.disable()  # a collection would touch every object and copy the session's memory
@@ -136,17 +142,19 @@ def _helper(read: Callable[[Entry], bytes], entries: list[Entry], writer: int, c
             signal.signal(signum, signal.SIG_DFL)
         with contextlib.suppress(ValueError, OSError):
             signal.set_wakeup_fd(-1)
-        with contextlib.suppress(OSError):
-            os.close(close)  # the client's connection is the session's alone
+        if close >= 0:
+            with contextlib.suppress(OSError):
+                os.close(close)  # the client's connection is the session's alone
         # One write per message, so the session has each as soon as it is derived.
         for entry in entries:
             try:
-                size, envelope, headers = derive(read(entry))
+                values = work(entry)
             except StoreError:
-                _send(writer, _RECORD.pack(entry.uid, GONE, 0, 0))
+                _send(writer, _HEAD.pack(entry.uid, GONE, 0))
                 continue
-            head = _RECORD.pack(entry.uid, size, len(envelope), len(headers))
-            _send(writer, b"".join((head, envelope, headers)))
+            lengths = struct.pack(f"<{len(values)}I", *map(len, values))
+            head = _HEAD.pack(entry.uid, len(values), sum(map(len, values)))
+            _send(writer, b"".join((head, lengths, *values)))
     except BaseException:
         status = 1
     finally:

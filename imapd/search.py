@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Callable
 
 from common.store import Entry, StoreError, to_crlf
+from common.store.flags import letters_of
 from imapd import flags as imapflags
 from imapd import objectid
 from imapd.message import MessageView, canonical_addresses, known_fields
@@ -116,6 +118,11 @@ class Candidate:
 def search(view: Selected, criteria: SearchNode) -> list[tuple[int, Entry]]:
     ranges: RangeCache = {}  # the tree (and so every id in it) lives for the whole search
     entries = view.entries
+    if isinstance(criteria, Key) and criteria.name == "ALL":
+        return list(enumerate(entries, 1))
+    by_name = name_filter(criteria)
+    if by_name is not None:  # a flag of the file names: no message to look at
+        return [(seq, e) for seq, e in enumerate(entries, 1) if by_name(e.name)]
     headers: list[bytes | None] = []
     if len(entries) > BULK and uses_headers(criteria):
         headers = view.mailbox.cached_column(entries, SEARCH_FIELDS)
@@ -129,6 +136,22 @@ def search(view: Selected, criteria: SearchNode) -> list[tuple[int, Entry]]:
         if safe_matches(criteria, item):
             found.append((seq, entry))
     return found
+
+
+def name_filter(node: SearchNode) -> Callable[[str], bool] | None:
+    """For a system flag kept in the file name (`\\Seen`, `UNSEEN`...), or NOT one: a test of
+    the file name that a search of a whole folder runs without a Candidate per message; None
+    for anything else."""
+    negated = isinstance(node, Not)
+    key = node.item if isinstance(node, Not) else node
+    if not isinstance(key, Key):
+        return None
+    letter = imapflags.FLAG_LETTERS.get((key.text or "").lower()) if key.name == "FLAG" else None
+    if letter is None:
+        return None
+    if negated:
+        return lambda name: letter not in letters_of(name)
+    return lambda name: letter in letters_of(name)
 
 
 def uses_headers(node: SearchNode) -> bool:

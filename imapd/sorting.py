@@ -2,85 +2,217 @@
 the messages a SEARCH program matched in the selected mailbox.
 
 The header facts of each message (imapd/sortkeys.py) come from the folder's disposable cache
-(common/store/msgcache.py, field `sortkeys`) or from the message header, read through the store
-(`Mailbox.read_header`, which reads no more of a large message than its header), and are cached
-for the next time. Sizes and internal dates come from the store as FETCH has them.
+(common/store/msgcache.py), one field per fact: a SORT of a whole folder reads the columns its
+program names, each in one read, and sorts lists of keys in C. A message the cache does not
+have yet is read (its header only, `Mailbox.read_header`), and all its facts are cached for the
+next time. Sizes and arrival times (INTERNALDATE in seconds) come from the store's own columns.
 
 Every order ends in the mailbox order (sequence numbers): RFC 5256 3 makes it the tie-breaker of
-SORT, and 2.2 that of equal sent dates. The thread trees are walked without recursion, so a
-reply chain as long as the mailbox is no danger.
+SORT, and 2.2 that of equal sent dates; the sorts are stable, so a list in mailbox order keeps
+it among equal keys. Strings are compared as the cache keeps them, in UTF-8, whose octet order
+is the code point order the collation names. The thread trees are walked without recursion, so
+a reply chain as long as the mailbox is no danger.
 """
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import contextlib
+import functools
+import operator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import cast
 
-from common.store import Entry, Mailbox, StoreError, to_crlf
-from imapd.message import MessageView
+import common.store.memory as memory
+from common.store import Entry, StoreError
+from imapd.message import FieldScanner
 from imapd.parser import SortKey
+from imapd.prefetch import Values, Work, prefetching
 from imapd.selected import Selected
-from imapd.sortkeys import SortFacts
+from imapd.sortkeys import COLUMN_FIELDS, COLUMNS, SortFacts, column_values
 
-CACHE_FIELD = "sortkeys"
-# The header fields SortFacts reads; only these are looked up.
-FACT_FIELDS = ("DATE", "SUBJECT", "FROM", "TO", "CC", "MESSAGE-ID", "REFERENCES", "IN-REPLY-TO")
+# The cache's field of each column of SortFacts.columns().
+CACHE_FIELDS = {name: "sort-" + name for name in COLUMNS}
+# The column each string criterion compares, and the one of DATE.
+STRING_KEYS = {
+    "SUBJECT": "subject",
+    "FROM": "from",
+    "TO": "to",
+    "CC": "cc",
+    "DISPLAYFROM": "displayfrom",
+    "DISPLAYTO": "displayto",
+}
+COLUMN_OF = {**STRING_KEYS, "DATE": "sent"}
 
 Found = list[tuple[int, Entry]]  # (sequence number, entry), as imapd.search returns them
 
-# The facts decoded in this process, per open mailbox: a session that sorts again (or keeps a
-# sorted update context) decodes each message's facts once. Gone with the Mailbox object.
-_decoded: weakref.WeakKeyDictionary[Mailbox, dict[str, SortFacts]] = weakref.WeakKeyDictionary()
 
+class Facts:
+    """The cached columns of some messages (`entries`, in mailbox order), read as asked. A
+    message the cache lacks an asked column of has its header read once for all the asked
+    columns and those derived from the same header fields (FROM gives DISPLAYFROM too), which
+    are cached; a first SORT by one criterion reads only what it needs, as Dovecot's does.
+    Many messages are derived with a helper on a second CPU (imapd/prefetch.py; `close`: the
+    client's connection, which the helper closes)."""
 
-def facts_of(view: Selected, entry: Entry) -> SortFacts:
-    """The sort facts of one message: decoded already, in the folder's cache, or read from its
-    header (then cached). A message that cannot be read any more (expunged meanwhile) has
-    empty facts, which are not kept."""
-    memo = _decoded.setdefault(view.mailbox, {})
-    facts = memo.get(entry.key)
-    if facts is not None:
-        return facts
-    cached = view.mailbox.cached(entry, CACHE_FIELD)
-    facts = SortFacts.decode(cached) if cached is not None else None
-    if facts is None:
+    def __init__(self, view: Selected, entries: list[Entry], close: int = -1) -> None:
+        self.view, self.entries, self.close = view, entries, close
+        self.columns: dict[str, list[bytes]] = {}
+
+    def column(self, name: str) -> list[bytes]:
+        """Each message's value of one column of SortFacts.columns()."""
+        if name not in self.columns:
+            self.load((name,))
+        return self.columns[name]
+
+    def load(self, names: Iterable[str]) -> None:
+        """Read the columns `names` (those not read yet), deriving what is missing."""
+        wanted = [name for name in dict.fromkeys(names) if name not in self.columns]
+        if not wanted:
+            return
+        mailbox = self.view.mailbox
+        read = {name: mailbox.cached_column(self.entries, CACHE_FIELDS[name]) for name in wanted}
+        missing = sorted({i for values in read.values() if None in values for i in _nones(values)})
+        if missing:
+            derived = siblings(name for name, values in read.items() if None in values)
+            for i, values_of in zip(missing, self.derive(missing, derived), strict=True):
+                for name, values in read.items():
+                    if values[i] is None:
+                        values[i] = values_of[name]
+        for name, values in read.items():
+            self.columns[name] = cast(list[bytes], values)  # none missing now
+
+    def derive(self, indices: list[int], names: tuple[str, ...]) -> Iterator[dict[str, bytes]]:
+        """The columns `names` of the messages at `indices`, from their headers, cached; those
+        of a message that cannot be read any more (expunged meanwhile) are empty, not cached."""
+        view, entries = self.view, [self.entries[i] for i in indices]
+        mailbox = view.mailbox
+        work = columns_work(view, names)
+        cached = [CACHE_FIELDS[name] for name in names]
+        with prefetching(work, entries, _always, self.close) as helper:
+            for index, entry in enumerate(entries):
+                try:
+                    values = (
+                        helper.get(entry) if helper is not None and helper.mine(index) else None
+                    )
+                    if values is None:
+                        values = work(entry)
+                except StoreError:
+                    yield EMPTY_COLUMNS
+                    continue
+                mailbox.remember_all(entry, None, dict(zip(cached, values, strict=True)))
+                yield dict(zip(names, values, strict=True))
+
+    def sent(self) -> list[int]:
+        """RFC 5256 2.2: the sent date of each, the arrival time where the Date field gives
+        none (or the cached value is damaged)."""
+        dates = self.column("sent")
+        if all(dates):
+            with contextlib.suppress(ValueError):
+                return list(map(int, dates))
+        mailbox, entries = self.view.mailbox, self.entries
+        return [
+            seconds if (seconds := number(date)) is not None else mailbox.arrival(entries[i])
+            for i, date in enumerate(dates)
+        ]
+
+    def arrivals(self) -> list[int]:
+        return self.view.mailbox.arrivals(self.entries)
+
+    def sizes(self) -> list[int]:
         try:
-            header = view.mailbox.read_header(entry)
+            return self.view.mailbox.sizes(self.entries)
         except (StoreError, OSError):
-            return SortFacts.from_fields({})
-        root = MessageView(to_crlf(header)).root
-        values = {name: value for name in FACT_FIELDS if (value := root.first(name)) is not None}
-        facts = SortFacts.from_fields(values)
-        view.mailbox.remember(entry, CACHE_FIELD, facts.encode())
-    memo[entry.key] = facts
-    return facts
+            return [size(self.view, entry) for entry in self.entries]
 
 
-@dataclass
+EMPTY = SortFacts.from_fields({})
+EMPTY_COLUMNS = EMPTY.columns()
+
+
+def siblings(names: Iterable[str]) -> tuple[str, ...]:
+    """The columns `names` and those derived from the same header fields, in COLUMNS order."""
+    fields = {field for name in names for field in COLUMN_FIELDS[name]}
+    return tuple(name for name in COLUMNS if fields.issuperset(COLUMN_FIELDS[name]))
+
+
+@functools.lru_cache(maxsize=16)
+def scanner(fields: frozenset[str]) -> FieldScanner:
+    return FieldScanner(tuple(sorted(fields)))
+
+
+def _nones(values: list[bytes | None]) -> list[int]:
+    return [i for i, value in enumerate(values) if value is None]
+
+
+def _always(entry: Entry) -> bool:
+    return True
+
+
+def columns_work(view: Selected, names: tuple[str, ...]) -> Work:
+    """The columns `names` of one message, from its header; StoreError when it is gone.
+    Reads and computes only (it may run in the prefetch helper)."""
+    read_header = view.mailbox.read_header
+    scan = scanner(frozenset(field for name in names for field in COLUMN_FIELDS[name]))
+
+    def work(entry: Entry) -> Values:
+        try:
+            header = read_header(entry)
+        except OSError as exc:
+            raise StoreError(str(exc)) from None
+        first = {name: found[0] for name, found in scan(header).items()}
+        values = column_values(first, names)
+        return tuple(values[name] for name in names)
+
+    return work
+
+
+def number(data: bytes) -> int | None:
+    try:
+        return int(data)
+    except ValueError:
+        return None
+
+
+def thread_root(view: Selected, entry: Entry) -> str:
+    """SortFacts.thread_root of one message (RFC 8474 THREADID), from the folder's cache or
+    its header (then cached); "" when it has none or cannot be read any more."""
+    facts = Facts(view, [entry])
+    reply, own, references = split_thread(facts.column("thread")[0])
+    root = references[0] if references else own
+    return root.decode("utf-8", "surrogatepass")
+
+
+def split_thread(value: bytes) -> tuple[bool, bytes, list[bytes]]:
+    """(reply, message ID, references) of a "thread" column's value."""
+    reply, _space, ids = value.partition(b" ")
+    own, *references = ids.split(b" ")
+    return reply == b"1", own, references
+
+
+@dataclass(slots=True)
 class Item:
-    """One message being sorted or threaded."""
+    """One message being sorted by an update context (imapd/contexts.py): its facts, and its
+    sent date (RFC 5256 2.2, the INTERNALDATE where the Date field gives none)."""
 
     seq: int
     entry: Entry
     facts: SortFacts
-    sent: float  # RFC 5256 2.2, with the INTERNALDATE when the Date field gives none
+    sent: float
 
 
 def gather(view: Selected, found: Found) -> list[Item]:
+    """Every fact of each message, for sorting by any program (update contexts)."""
+    facts = Facts(view, [entry for _seq, entry in found])
+    facts.load(COLUMNS)
+    columns = [facts.column(name) for name in COLUMNS]
+    sent = facts.sent()
     items = []
-    for seq, entry in found:
-        facts = facts_of(view, entry)
-        sent = facts.sent if facts.sent is not None else arrival(view, entry)
-        items.append(Item(seq, entry, facts, sent))
+    for index, (seq, entry) in enumerate(found):
+        values = {name: column[index] for name, column in zip(COLUMNS, columns, strict=True)}
+        item_facts = SortFacts.from_columns(values) or EMPTY
+        items.append(Item(seq, entry, item_facts, sent[index]))
     return items
-
-
-def arrival(view: Selected, entry: Entry) -> float:
-    try:
-        return view.mailbox.internal_date(entry)
-    except StoreError:  # expunged meanwhile: it sorts first, and goes at the next EXPUNGE
-        return 0.0
 
 
 def size(view: Selected, entry: Entry) -> int:
@@ -94,9 +226,11 @@ def size(view: Selected, entry: Entry) -> int:
 
 
 def sort_keys(view: Selected) -> dict[str, Callable[[Item], object]]:
-    """Each sort criterion of RFC 5256 3 and RFC 5957 4 as a key function."""
+    """Each sort criterion of RFC 5256 3 and RFC 5957 4 as a key function on one gathered
+    item (the update contexts of imapd/contexts.py order new messages with these)."""
+
     return {
-        "ARRIVAL": lambda item: arrival(view, item.entry),
+        "ARRIVAL": lambda item: view.mailbox.arrival(item.entry),
         "CC": lambda item: item.facts.cc,
         "DATE": lambda item: item.sent,
         "FROM": lambda item: item.facts.from_,
@@ -108,28 +242,92 @@ def sort_keys(view: Selected) -> dict[str, Callable[[Item], object]]:
     }
 
 
-def sort_messages(view: Selected, found: Found, program: tuple[SortKey, ...]) -> Found:
+def key_column(facts: Facts, name: str) -> list[bytes] | list[int]:
+    """The key of each message for one sort criterion."""
+    if name == "ARRIVAL":
+        return facts.arrivals()
+    if name == "DATE":
+        return facts.sent()
+    if name == "SIZE":
+        return facts.sizes()
+    return facts.column(STRING_KEYS[name])
+
+
+def sort_messages(
+    view: Selected, found: Found, program: tuple[SortKey, ...], close: int = -1
+) -> Found:
     """The matched messages in the order of the sort program (RFC 5256 3): each criterion in
-    turn decides, REVERSE reversing only its own; the mailbox order decides the rest."""
-    items = gather(view, found)
-    keys = sort_keys(view)
+    turn decides, REVERSE reversing only its own; the mailbox order decides the rest. (`close`:
+    see Facts.)"""
+    facts = Facts(view, [entry for _seq, entry in found], close)
+    facts.load(COLUMN_OF[criterion.name] for criterion in program if criterion.name in COLUMN_OF)
+    order = list(range(len(found)))
     # Stable sorts from the last criterion to the first give the lexicographic order, and
     # Python's sort stays stable with reverse=True, so equal items keep the mailbox order.
     for criterion in reversed(program):
-        items.sort(key=keys[criterion.name], reverse=criterion.reverse)  # type: ignore[arg-type]
-    return [(item.seq, item.entry) for item in items]
+        keys = key_column(facts, criterion.name)
+        order.sort(key=keys.__getitem__, reverse=criterion.reverse)
+    return [found[i] for i in order]
 
 
 # -- THREAD ----------------------------------------------------------------------------------
 
 
-@dataclass(eq=False)
+class Message:
+    """A message being threaded: what the algorithms look at, as plain attributes (some
+    100,000 of these are made for a THREAD of a big folder)."""
+
+    __slots__ = ("entry", "message_id", "references", "reply", "sent", "seq", "subject")
+
+    def __init__(  # noqa: PLR0913 (one value per fact)
+        self,
+        seq: int,
+        entry: Entry,
+        sent: float,
+        subject: str | bytes,
+        reply: bool,
+        message_id: str | bytes,
+        references: Sequence[str | bytes],
+    ) -> None:
+        self.seq, self.entry, self.sent = seq, entry, sent
+        self.subject, self.reply = subject, reply
+        self.message_id, self.references = message_id, references
+
+    @classmethod
+    def of(cls, seq: int, entry: Entry, facts: SortFacts, sent: float) -> Message:
+        return cls(seq, entry, sent, facts.subject, facts.reply, facts.message_id, facts.references)
+
+
+def thread_messages(
+    view: Selected, found: Found, close: int = -1, linked: bool = True
+) -> list[Message]:
+    """The facts THREAD needs of each message, read as columns (bytes, as the cache has them:
+    the algorithms only compare them); without `linked` (ORDEREDSUBJECT) no message IDs."""
+    facts = Facts(view, [entry for _seq, entry in found], close)
+    facts.load(("subject", "thread", "sent") if linked else ("subject", "sent"))
+    subjects, dates = facts.column("subject"), facts.sent()
+    if not linked:
+        return [
+            Message(seq, entry, sent, subject, False, b"", ())
+            for (seq, entry), subject, sent in zip(found, subjects, dates, strict=True)
+        ]
+    messages = []
+    threads = facts.column("thread")
+    for (seq, entry), subject, thread, sent in zip(found, subjects, threads, dates, strict=True):
+        reply, own, references = split_thread(thread)
+        messages.append(Message(seq, entry, sent, subject, reply, own, references))
+    return messages
+
+
 class Node:
     """A message in a thread tree, or a dummy standing for one that is not there."""
 
-    item: Item | None = None  # None: a dummy
-    parent: Node | None = None
-    children: list[Node] = field(default_factory=list)
+    __slots__ = ("children", "item", "parent")
+
+    def __init__(self, item: Message | None = None, parent: Node | None = None) -> None:
+        self.item = item  # None: a dummy
+        self.parent = parent
+        self.children: list[Node] = []
 
     @property
     def dummy(self) -> bool:
@@ -145,41 +343,86 @@ def date_key(node: Node) -> tuple[float, int]:
     return (node.item.sent, node.item.seq)
 
 
-def thread_orderedsubject(view: Selected, found: Found) -> list[Node]:
-    return orderedsubject(gather(view, found))
+_SEQ, _SENT, _SUBJECT = (operator.attrgetter(name) for name in ("seq", "sent", "subject"))
 
 
-def orderedsubject(items: list[Item]) -> list[Node]:
+def orderedsubject(items: list[Message]) -> list[Node]:
     """ORDEREDSUBJECT: messages grouped by base subject, each group by sent date; the first of
     a group is its root, the second its child and the rest siblings of the second; the
     groups in the order of their first messages' sent dates."""
-    items = sorted(items, key=lambda item: (item.facts.subject, item.sent, item.seq))
-    roots: list[Node] = []
-    for item in items:
-        last = roots[-1] if roots else None
-        if (
-            last is not None
-            and last.item is not None
-            and last.item.facts.subject == (item.facts.subject)
-        ):
-            last.children.append(Node(item, last))
-        else:
-            roots.append(Node(item))
-    roots.sort(key=date_key)
+    roots = []
+    for group in subject_groups(items):
+        root = Node(group[0])
+        root.children = [Node(item, root) for item in group[1:]]
+        roots.append(root)
     return roots
 
 
-def thread_references(view: Selected, found: Found) -> list[Node]:
-    return references(gather(view, found))
+def subject_groups(items: list[Message]) -> list[list[Message]]:
+    """ORDEREDSUBJECT's threads as lists: each the messages of one base subject by sent date
+    (then mailbox order), the lists by their first message's."""
+    # Stable sorts, last key first: by subject, then sent date, then mailbox order.
+    items = sorted(items, key=_SEQ)
+    items.sort(key=_SENT)
+    items.sort(key=_SUBJECT)
+    groups: list[list[Message]] = []
+    subject: str | bytes | None = None
+    for item in items:
+        if groups and item.subject == subject:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+            subject = item.subject
+    groups.sort(key=lambda group: (group[0].sent, group[0].seq))
+    return groups
 
 
-def references(items: list[Item]) -> list[Node]:
+def subject_text(groups: list[list[Message]], number: Callable[[Message], int]) -> str:
+    """render(orderedsubject(...)) straight from the groups: `(1)`, `(1 2)`, `(1 (2)(3))`."""
+    out = []
+    for group in groups:
+        if len(group) == 1:
+            out.append(f"({number(group[0])})")
+        elif len(group) == 2:
+            out.append(f"({number(group[0])} {number(group[1])})")
+        else:
+            branches = "".join(f"({number(item)})" for item in group[1:])
+            out.append(f"({number(group[0])} {branches})")
+    return "".join(out)
+
+
+def thread(view: Selected, found: Found, algorithm: str, uid: bool, close: int = -1) -> str:
+    """THREAD's thread lists (render) of the matched messages by ORDEREDSUBJECT or REFERENCES,
+    numbered by UID or sequence number (`close`: see Facts). Some 100,000 nodes and messages
+    live at once and are never garbage while the trees are built: the cyclic collector is kept
+    out, and the trees are taken apart afterwards, so reference counting frees them."""
+    number = operator.attrgetter("entry.uid" if uid else "seq")
+    with memory.paused_gc():
+        if algorithm == "ORDEREDSUBJECT":  # no tree needed to write it
+            groups = subject_groups(thread_messages(view, found, close, linked=False))
+            return subject_text(groups, number)
+        roots = ALGORITHMS[algorithm](thread_messages(view, found, close))
+        text = render(roots, number)
+        take_apart(roots)
+    return text
+
+
+def take_apart(roots: list[Node]) -> None:
+    """No node refers to its parent any more: the trees hold no cycle."""
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        node.parent = None
+        stack.extend(node.children)
+
+
+def references(items: list[Message]) -> list[Node]:
     """REFERENCES (RFC 5256 3): link by References/In-Reply-To (step 1), gather the roots (2),
     prune dummies (3), sort the roots (4), merge threads by base subject (5), sort every set
     of siblings (6). `items` are in mailbox order."""
     roots = prune(link(items))
     for root in roots:
-        if root.dummy:
+        if root.item is None:
             root.children.sort(key=date_key)
     roots.sort(key=date_key)
     roots = merge_subjects(roots)
@@ -187,33 +430,37 @@ def references(items: list[Item]) -> list[Node]:
     return roots
 
 
-def link(items: list[Item]) -> list[Node]:
+def link(items: list[Message]) -> list[Node]:
     """Steps 1 and 2: the parent/child links, and the nodes left without a parent. Messages
     are taken in mailbox order, so a duplicated Message-ID belongs to its first message (the
     others are as if they had none) and links made first stay."""
-    by_id: dict[str, Node] = {}
+    by_id: dict[str | bytes, Node] = {}
     nodes = [Node(item) for item in items]
-    for node in nodes:
-        own = node.item.facts.message_id if node.item is not None else ""
+    for node, item in zip(nodes, items, strict=True):
+        own = item.message_id
         if own and own not in by_id:
             by_id[own] = node
-    for node in nodes:
-        references = node.item.facts.references if node.item is not None else ()
+    for node, item in zip(nodes, items, strict=True):
         # 1.A: the references link each other in order, a dummy standing for each missing
         # message; a message that has a parent keeps it, and no link may close a loop.
-        chain = [by_id.setdefault(ref, Node()) for ref in references]
-        for parent, child in zip(chain, chain[1:], strict=False):
-            if child.parent is None and not reaches(child, parent):
-                attach(parent, child)
+        last: Node | None = None
+        for ref in item.references:
+            parent = last
+            last = by_id.get(ref)
+            if last is None:
+                last = by_id[ref] = Node()
+            if parent is not None and last.parent is None and not reaches(last, parent):
+                attach(parent, last)
         # 1.B: the message's own parent is its last reference, whatever an earlier message's
         # References said (they may have been cut short); none when it has no references.
-        last = chain[-1] if chain else None
         if node.parent is not last:
             detach(node)
             if last is not None and not reaches(node, last):
                 attach(last, node)
-    everything = {id(n): n for n in nodes} | {id(n): n for n in by_id.values()}
-    return [n for n in everything.values() if n.parent is None]
+    # The roots: the messages in mailbox order, then the dummies in the order first named.
+    roots = [node for node in nodes if node.parent is None]
+    roots += [n for n in by_id.values() if n.item is None and n.parent is None]
+    return roots
 
 
 def reaches(ancestor: Node, node: Node) -> bool:
@@ -238,13 +485,14 @@ def detach(child: Node) -> None:
 
 
 def postorder(roots: list[Node]) -> list[Node]:
-    """Every node below `roots`, children before their parents, without recursion."""
+    """Every node below `roots` that has children, children before their parents, without
+    recursion."""
     out: list[Node] = []
-    stack = list(roots)
+    stack = [node for node in roots if node.children]
     while stack:
         node = stack.pop()
         out.append(node)
-        stack.extend(node.children)
+        stack.extend(child for child in node.children if child.children)
     out.reverse()
     return out
 
@@ -261,7 +509,7 @@ def pruned(parent: Node | None, nodes: list[Node]) -> list[Node]:
     """The children of `parent` (None: the root level) after step 3."""
     out: list[Node] = []
     for node in nodes:
-        if node.dummy:
+        if node.item is None:
             if not node.children:
                 continue
             if parent is not None or len(node.children) == 1:
@@ -273,43 +521,44 @@ def pruned(parent: Node | None, nodes: list[Node]) -> list[Node]:
     return out
 
 
-def subject_of(node: Node) -> Item | None:
-    """The item whose base subject is the thread's (step 5.B.i): the node, or a dummy's
+def subject_of(node: Node) -> Message | None:
+    """The message whose base subject is the thread's (step 5.B.i): the node, or a dummy's
     first child."""
     if node.item is not None:
         return node.item
     return node.children[0].item if node.children else None
 
 
-def thread_subject(node: Node) -> str:
+def thread_subject(node: Node) -> str | bytes:
     item = subject_of(node)
-    return item.facts.subject if item is not None else ""
+    return item.subject if item is not None else ""
 
 
 def merge_subjects(roots: list[Node]) -> list[Node]:
     """Step 5: threads at the root level with the same base subject come together. Where a
     new dummy lands among the roots does not matter: step 6 sorts them again."""
-    table: dict[str, Node] = {}
-    for node in roots:  # 5.B: one thread per base subject takes the others in
-        subject = thread_subject(node)
+    subjects = [
+        node.item.subject if node.item is not None else thread_subject(node) for node in roots
+    ]
+    table: dict[str | bytes, Node] = {}
+    for node, subject in zip(roots, subjects, strict=True):  # 5.B: one thread per subject
         if not subject:
             continue
         held = table.get(subject)
         if held is None or (
-            not held.dummy and (node.dummy or (is_reply(held) and not is_reply(node)))
+            held.item is not None and (node.item is None or (is_reply(held) and not is_reply(node)))
         ):
             table[subject] = node
     gone: set[int] = set()
-    for node in roots:  # 5.C
-        subject = thread_subject(node)
+    for node, subject in zip(roots, subjects, strict=True):  # 5.C
         held = table.get(subject) if subject else None
         if held is None or held is node or node.parent is not None:
             continue
-        if held.dummy and node.dummy:
+        if held.item is None and node.item is None:
             for child in node.children:
                 attach(held, child)
             gone.add(id(node))
-        elif held.dummy or (is_reply(node) and not is_reply(held)):
+        elif held.item is None or (is_reply(node) and not is_reply(held)):
             attach(held, node)
         else:
             dummy = Node()
@@ -317,28 +566,35 @@ def merge_subjects(roots: list[Node]) -> list[Node]:
             attach(dummy, node)
             table[subject] = dummy
     kept = [n for n in roots if n.parent is None and id(n) not in gone]
-    return kept + [n for n in table.values() if n.dummy and n.parent is None and n not in kept]
+    known = {id(n) for n in kept}
+    return kept + [
+        n for n in table.values() if n.item is None and n.parent is None and id(n) not in known
+    ]
+
+
+ALGORITHMS = {"ORDEREDSUBJECT": orderedsubject, "REFERENCES": references}
 
 
 def is_reply(node: Node) -> bool:
-    return node.item is not None and node.item.facts.reply
+    return node.item is not None and node.item.reply
 
 
 def sort_siblings(roots: list[Node]) -> None:
     """Step 6: every set of siblings by sent date, the deepest first (a dummy sorts by its
     first child, which must be in place before)."""
     for node in postorder(roots):
-        node.children.sort(key=date_key)
+        if len(node.children) > 1:
+            node.children.sort(key=date_key)
     roots.sort(key=date_key)
 
 
-def render(roots: list[Node], number: Callable[[Item], int]) -> str:
+def render(roots: list[Node], number: Callable[[Message], int]) -> str:
     """The THREAD response's thread lists (RFC 5256 4): a chain is `(1 2 3)`, branches are
     nested lists `(1 (2)(3 4))`, a dummy shows only its branches `((2)(3))`."""
     return "".join(f"({members(root, number)})" for root in roots)
 
 
-def members(root: Node, number: Callable[[Item], int]) -> str:
+def members(root: Node, number: Callable[[Message], int]) -> str:
     """thread-members / thread-nested of one thread, built without recursion: the stack holds
     nodes still to write and the parentheses around them."""
     out: list[str] = []

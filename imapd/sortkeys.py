@@ -4,7 +4,8 @@ RFC 5256 2.1 (the base subject, exactly as its steps (1)-(7) say), 2.2 (the sent
 (the addr-mailbox of the first From/To/Cc address), 7 (strings collate with i;unicode-casemap,
 RFC 5051), RFC 5957 3 (the display value of an address), and the message IDs THREAD=REFERENCES
 links by (RFC 5256 3, RFC 5322 3.6.4). `SortFacts` gathers all of them for one message; it is
-derived from the header alone, so a folder's disposable cache may keep it (imapd/sorting.py).
+derived from the header alone, so a folder's disposable cache keeps it, a column per fact
+(imapd/sorting.py).
 
 Choices where the RFCs leave room, all as Dovecot does: a Date field that is missing or cannot
 be read gives no sent date (the caller then uses the INTERNALDATE, RFC 5256 2.2); a readable
@@ -19,9 +20,11 @@ import calendar
 import functools
 import re
 import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from imapd.envelope import MISSING_DOMAIN, Address, parse_addresses
+from imapd import envelope
+from imapd.envelope import MISSING_DOMAIN, Address
 from imapd.message import parse_date
 from imapd.mimetext import header_text
 
@@ -38,8 +41,6 @@ _NAMED_ZONE = re.compile(r"(?<![A-Za-z])(UT|GMT|[ECMP][SD]T)(?![A-Za-z])", re.IG
 _ZONES = {"UT": 0, "GMT": 0, "EST": -5, "EDT": -4, "CST": -6, "CDT": -5}
 _ZONES |= {"MST": -7, "MDT": -6, "PST": -8, "PDT": -7}
 _MSG_ID = re.compile(r"<([^<>\s@]+@[^<>\s@]+)>")
-_SEPARATOR = "\x1f"  # between the fields of an encoded SortFacts
-_FORMAT = "1"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -144,8 +145,7 @@ def _zone_offset(rest: str) -> int:
 def first_address(value: str | None) -> Address | None:
     """The first address structure of an address header, as ENVELOPE has it (a group's start
     counts: its addr-mailbox is the group name)."""
-    addresses = parse_addresses(value)
-    return addresses[0] if addresses else None
+    return envelope.first_address(value)
 
 
 def mailbox_key(address: Address | None) -> str:
@@ -229,46 +229,99 @@ class SortFacts:
         message's own (RFC 8474 THREADID; "" when neither is there)."""
         return self.references[0] if self.references else self.message_id
 
-    def encode(self) -> bytes:
-        """A compact form for the folder's cache (see `decode`)."""
-        fields = [
-            _FORMAT,
-            "" if self.sent is None else str(self.sent),
-            self.subject,
-            "1" if self.reply else "",
-            self.from_,
-            self.to,
-            self.cc,
-            self.display_from,
-            self.display_to,
-            self.message_id,
-            *self.references,
-        ]
-        return _SEPARATOR.join(_clean(f) for f in fields).encode("utf-8", "surrogatepass")
+    def columns(self) -> dict[str, bytes]:
+        """The facts as the folder's cache keeps them, one value per column (COLUMNS): strings
+        in UTF-8, whose octet order is their code point order, so a SORT compares them as
+        they are; "thread" is the reply mark, the message ID and the references."""
+        text = _utf8
+        return {
+            "sent": _sent_value(self.sent),
+            "subject": text(self.subject),
+            "from": text(self.from_),
+            "to": text(self.to),
+            "cc": text(self.cc),
+            "displayfrom": text(self.display_from),
+            "displayto": text(self.display_to),
+            "thread": _thread_value(self.reply, self.message_id, self.references),
+        }
 
     @classmethod
-    def decode(cls, data: bytes) -> SortFacts | None:
-        """The facts `encode` wrote; None when the data is damaged or of another format."""
+    def from_columns(cls, values: dict[str, bytes]) -> SortFacts | None:
+        """The facts `columns` gave; None when a value is missing or damaged."""
         try:
-            fields = data.decode("utf-8", "surrogatepass").split(_SEPARATOR)
-            if len(fields) < 10 or fields[0] != _FORMAT:
+            sent = values["sent"]
+            reply, _space, ids = values["thread"].decode("utf-8", "surrogatepass").partition(" ")
+            own, *references = ids.split(" ")
+            if reply not in ("0", "1") or (sent and not _NUMBER.fullmatch(sent)):
                 return None
+            text = _text
             return cls(
-                sent=int(fields[1]) if fields[1] else None,
-                subject=fields[2],
-                reply=fields[3] == "1",
-                from_=fields[4],
-                to=fields[5],
-                cc=fields[6],
-                display_from=fields[7],
-                display_to=fields[8],
-                message_id=fields[9],
-                references=tuple(fields[10:]),
+                sent=int(sent) if sent else None,
+                subject=text(values["subject"]),
+                reply=reply == "1",
+                from_=text(values["from"]),
+                to=text(values["to"]),
+                cc=text(values["cc"]),
+                display_from=text(values["displayfrom"]),
+                display_to=text(values["displayto"]),
+                message_id=own,
+                references=tuple(references),
             )
-        except (UnicodeDecodeError, ValueError):
+        except (KeyError, UnicodeDecodeError):
             return None
 
 
-def _clean(text: str) -> str:
-    """No field may hold the separator (it never matters: control characters do not sort)."""
-    return text.replace(_SEPARATOR, " ")
+# The columns of SortFacts.columns(), and the header fields each is derived from.
+COLUMN_FIELDS = {
+    "sent": ("DATE",),
+    "subject": ("SUBJECT",),
+    "from": ("FROM",),
+    "to": ("TO",),
+    "cc": ("CC",),
+    "displayfrom": ("FROM",),
+    "displayto": ("TO",),
+    "thread": ("SUBJECT", "MESSAGE-ID", "REFERENCES", "IN-REPLY-TO"),
+}
+COLUMNS = tuple(COLUMN_FIELDS)
+_NUMBER = re.compile(rb"-?\d+")
+
+
+def column_values(first: dict[str, str], names: Iterable[str]) -> dict[str, bytes]:
+    """SortFacts.from_fields(first).columns(), only the columns `names`: what a SORT by one
+    criterion derives of a message the cache does not have yet."""
+    get = first.get
+    subject: tuple[str, bool] | None = None
+    out = {}
+    for name in names:
+        if name == "sent":
+            out[name] = _sent_value(sent_time(get("DATE")))
+        elif name in ("subject", "thread"):
+            if subject is None:
+                subject = base_subject(header_text(get("SUBJECT") or ""))
+            if name == "subject":
+                out[name] = _utf8(subject[0])
+            else:
+                own = message_ids(get("MESSAGE-ID"))
+                references = message_ids(get("REFERENCES")) or message_ids(get("IN-REPLY-TO"))[:1]
+                out[name] = _thread_value(subject[1], own[0] if own else "", references)
+        elif name in ("displayfrom", "displayto"):
+            out[name] = _utf8(display_key(first_address(get(COLUMN_FIELDS[name][0]))))
+        else:
+            out[name] = _utf8(mailbox_key(first_address(get(COLUMN_FIELDS[name][0]))))
+    return out
+
+
+def _sent_value(sent: int | None) -> bytes:
+    return b"" if sent is None else b"%d" % sent
+
+
+def _thread_value(reply: bool, message_id: str, references: Sequence[str]) -> bytes:
+    return (b"1 " if reply else b"0 ") + _utf8(" ".join((message_id, *references)))
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogatepass")

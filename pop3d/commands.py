@@ -22,6 +22,7 @@ from pop3d.transformer import TransformerError, in_force, transform
 AUTH = frozenset({State.AUTHORIZATION})
 TRANSACTION = frozenset({State.TRANSACTION})
 ANY = frozenset({State.AUTHORIZATION, State.TRANSACTION})
+MAX_UNIQUE_ID = 70  # RFC 1939 7: 1 to 70 characters in 0x21-0x7E
 
 
 # -- AUTHORIZATION ---------------------------------------------------------------------------
@@ -192,15 +193,35 @@ def cmd_uidl(session: Session, args: list[str]) -> bytes:
     if args:
         message = session.message(args[0])
         return replies.uidl_line(int(args[0]), unique_id(message.key))
-    lines = [f"{n} {unique_id(m.key)}" for n, m in enumerate(session.messages, 1) if not m.deleted]
-    return replies.multiline(replies.ok(), lines)
+    messages = session.messages
+    numbers = [n for n, m in enumerate(messages, 1) if not m.deleted]
+    keys = [messages[n - 1].key for n in numbers]
+    if not all_unique_ids(keys):
+        keys = list(map(unique_id, keys))
+    return replies.multiline(replies.ok(), list(map("{} {}".format, numbers, keys)))
+
+
+def all_unique_ids(keys: list[str]) -> bool:
+    """Whether unique_id(key) is the key itself for every one of `keys` (the usual case),
+    tested in C over all of them at once: 100,000 calls of unique_id cost a tenth of a
+    second."""
+    if not keys:
+        return True
+    joined = " ".join(keys)
+    return (
+        joined.isascii()
+        and joined.isprintable()
+        and joined.count(" ") == len(keys) - 1
+        and min(map(len, keys)) > 0
+        and max(map(len, keys)) <= MAX_UNIQUE_ID
+    )
 
 
 def unique_id(key: str) -> str:
     """RFC 1939 requires 1 to 70 characters in 0x21-0x7E; hash anything else."""
     # 0x21-0x7E: ASCII, printable (0x20-0x7E) and no space; tested in C, not character by
     # character (UIDL of a 100,000-message maildrop asks 100,000 times)
-    if 0 < len(key) <= 70 and key.isascii() and key.isprintable() and " " not in key:
+    if 0 < len(key) <= MAX_UNIQUE_ID and key.isascii() and key.isprintable() and " " not in key:
         return key
     return hashlib.md5(key.encode("utf-8", "surrogateescape"), usedforsecurity=False).hexdigest()
 

@@ -49,6 +49,7 @@ __all__ = ["Entry", "Mailbox", "Snapshot"]
 # A directory changed within this many seconds may change again within the same mtime tick.
 MTIME_TRUST_AGE = 1.0
 SUBDIRS = ("new", "cur")
+ARRIVAL = "arrival"  # the cache's field of arrival times (msgcache.FIELDS)
 
 
 @dataclass
@@ -568,6 +569,49 @@ class Mailbox:
             return os.lstat(f"{self.path}/{entry.subdir}/{entry.name}").st_mtime
         except OSError:
             return maildir.modification_time(self.path, entry.file)
+
+    def arrival(self, entry: Entry) -> int:
+        """INTERNALDATE in whole seconds, as SORT ARRIVAL orders by it (RFC 5256 3): from the
+        cache (a message file's mtime is set when it is placed and never changes after), else
+        from the file, then cached. A message that is gone is given now, not cached."""
+        value = self.cached(entry, ARRIVAL)
+        if value is not None and value.isdigit():
+            return int(value)
+        return self._arrivals([entry])[0]
+
+    def arrivals(self, entries: list[Entry]) -> list[int]:
+        """arrival() of each of `entries` (in UID order), the cache's column in one read."""
+        found = [
+            int(value) if value is not None and value.isdigit() else -1
+            for value in self.cached_column(entries, ARRIVAL)
+        ]
+        if -1 in found:
+            missing = [i for i, seconds in enumerate(found) if seconds == -1]
+            for i, seconds in zip(
+                missing, self._arrivals([entries[i] for i in missing]), strict=True
+            ):
+                found[i] = seconds
+        return found
+
+    def _arrivals(self, entries: list[Entry]) -> list[int]:
+        """The mtimes of the files, in seconds, cached; a stat(2) by name in the directory."""
+        found = []
+        with maildir.dir_fds(self.path, SUBDIRS) as (new, cur):
+            for entry in entries:
+                try:
+                    at = cur if entry.subdir == "cur" else new
+                    info = os.stat(entry.name, dir_fd=at, follow_symlinks=False)
+                except FileNotFoundError:
+                    try:
+                        found.append(int(self.internal_date(entry)))  # moved: followed
+                    except StoreError:
+                        found.append(int(time.time()))  # gone: it goes at the next EXPUNGE
+                    continue
+                seconds = int(info.st_mtime)
+                if seconds >= 0:  # (before 1970: read again each time)
+                    self.remember(entry, ARRIVAL, b"%d" % seconds)
+                found.append(seconds)
+        return found
 
     def save_date(self, entry: Entry) -> float:
         """When the message was placed in this folder (SAVEDATE, RFC 8514): the time its

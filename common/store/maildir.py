@@ -333,16 +333,23 @@ def read_header(folder: Path, message: MessageFile, chunk: int = 8192) -> bytes:
     reading no more of a large message than that; follows renames (see `follow`)."""
 
     def head(path: str) -> bytes:
-        with os.fdopen(open_nofollow(path), "rb") as handle:
-            data = handle.read(chunk)
+        fd = open_nofollow(path)
+        try:
+            data = os.read(fd, chunk)
             while b"\n\n" not in data and b"\r\n\r\n" not in data:
-                more = handle.read(chunk)
+                more = os.read(fd, chunk)
                 if not more:
                     return data
                 data += more
-        return data
+            return data
+        finally:
+            os.close(fd)
 
-    data = follow(folder, message, head)
+    return header_of(follow(folder, message, head))
+
+
+def header_of(data: bytes) -> bytes:
+    """`data` up to and including the first blank line (all of it without one)."""
     ends = [i + n for i, n in ((data.find(b"\n\n"), 2), (data.find(b"\r\n\r\n"), 4)) if i >= 0]
     return data[: min(ends)] if ends else data
 

@@ -1,6 +1,6 @@
 """A disposable per-folder cache of what is costly to derive from a message: its CRLF size, its
 ENVELOPE and BODYSTRUCTURE as rendered by the IMAP server, the header fields SEARCH looks at, the
-keys SORT and THREAD order by and the EMAILID (opaque bytes here), by UID.
+keys SORT and THREAD order by, its arrival time and the EMAILID (opaque bytes here), by UID.
 
 A message's content never changes in a Maildir, so an entry stays right for the message's life.
 The cache is derived data (DESIGN.md "Storage"): it may be deleted at any time and is rebuilt; a
@@ -10,45 +10,89 @@ damaged uidlist is rebuilt or Dovecot's is imported again): a cache of another s
 used. It is written by atomic rename at the end of a session, pruned to the messages that still
 exist.
 
-File `maildaemons-cache`, version 4, columns so that a 100,000-message folder is read without a
-Python object per message and looked up by bisection:
+File `maildaemons-cache`, version 5, in columns so that a 100,000-message folder is read without
+a Python object per message, looked up by bisection, and one field of every message (what SORT
+or SEARCH of a whole folder wants) is one read:
 
-    maildaemons-cache 4 V<space> N<rows> D<data offset> F<field>,<field>...\\n
+    maildaemons-cache 5 V<space> N<rows> D<data offset> F<field>:<block>,<field>:<block>...\\n
     uids      rows x u32, ascending
     sizes     rows x u32, CRLF size (ABSENT: not known)
-    offsets   rows x u64, where the row's values start in the data
-    lengths   rows x fields x u32 (ABSENT: not cached)
-    data      each row's values, in field order, rows in UID order
+    lengths   for each field of F in turn: rows x u32 (ABSENT: not cached)
+    data      for each field of F in turn, its block (at <block> from the data offset): the
+              values of its rows, in row order
 
-Values come from the data area through a read window (a FETCH 1:* reads it front to back, a
-window at a time), never by mapping the file: the session's memory stays small whatever the
-folder's size. Values new in this session go to an anonymous temporary file, not to memory.
+Only fields with a value are written. A field's columns are read when it is first asked for;
+values come through a read window (a FETCH 1:* reads a block front to back, a window at a
+time), never by mapping the file: the session's memory stays small whatever the folder's size.
+Values new in this session go to an anonymous temporary file, not to memory.
 """
 
 from __future__ import annotations
 
 import bisect
 import contextlib
+import itertools
 import os
 import tempfile
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
 CACHE_FILE = "maildaemons-cache"
-# Version 4: a message without a final line end is no longer given one (common/store/maildir.py
-# to_crlf), which changes its size and its last part's in BODYSTRUCTURE; older files are rebuilt.
-MAGIC = b"maildaemons-cache 4"
-FIELDS = ("envelope", "bodystructure", "body", "headers", "sortkeys", "emailid")
+# Version 5: the values of each field together (version 4 kept each message's values together,
+# and a message without a final line end was given one before: both are rebuilt).
+MAGIC = b"maildaemons-cache 5"
+FIELDS = (
+    "envelope",
+    "bodystructure",
+    "body",
+    "headers",
+    "emailid",
+    "arrival",
+    "sort-sent",
+    "sort-subject",
+    "sort-from",
+    "sort-to",
+    "sort-cc",
+    "sort-displayfrom",
+    "sort-displayto",
+    "sort-thread",
+)
+INDEX = {field: index for index, field in enumerate(FIELDS)}
 ABSENT = 0xFFFFFFFF
 MAX_VALUE = 1 << 20
 WINDOW = 256 * 1024
+# A field's block up to this size is read at once for a whole column, larger ones a window at
+# a time.
+WHOLE_BLOCK = 16 << 20
+COPY_CHUNK = 1 << 20
+# A column of fewer than one row in FEW of the file's is looked up row by row, not read whole.
+FEW = 16
+
+
+class _Window:
+    """Reads at offsets of a file that mostly go forward, a window at a time."""
+
+    def __init__(self, fd: int, base: int = 0) -> None:
+        self.fd, self.base = fd, base
+        self.start = 0
+        self.data = b""
+
+    def read(self, offset: int, length: int) -> bytes:
+        start = offset - self.start
+        if start >= 0 and start + length <= len(self.data):
+            return self.data[start : start + length]
+        self.data = os.pread(self.fd, max(length, WINDOW), self.base + offset)
+        self.start = offset
+        if len(self.data) < length:
+            raise ValueError("truncated")
+        return self.data[:length]
 
 
 class _Stored:
-    """The cache file as it was when first needed: its columns in memory, its data read through
-    a window."""
+    """The cache file as it was when first needed: uids and sizes in memory, each field's
+    columns once asked for, the values through a window."""
 
     def __init__(self, handle: IO[bytes], space: str) -> None:
         self.handle = handle
@@ -59,18 +103,21 @@ class _Stored:
         values = {p[:1]: p[1:] for p in parts[2:]}
         if values[b"V"].decode("ascii", "replace") != space:
             raise ValueError("another UID space")
-        rows = int(values[b"N"])
+        self.rows = int(values[b"N"])
         self.data_start = int(values[b"D"])
-        self.fields = values[b"F"].decode("ascii").split(",")
-        self.width = len(self.fields)
-        self.uids = self._column("I", rows)
-        self.sizes = self._column("I", rows)
-        self.offsets = self._column("Q", rows)
-        self.lengths = self._column("I", rows * self.width)
-        if handle.tell() > self.data_start:
+        self.blocks: dict[str, tuple[int, int]] = {}  # field -> (its place in F, block offset)
+        spec = values[b"F"].decode("ascii")
+        for place, item in enumerate(spec.split(",") if spec else []):
+            name, _colon, offset = item.partition(":")
+            self.blocks[name] = (place, int(offset))
+        self.uids = self._column("I", self.rows)
+        self.sizes = self._column("I", self.rows)
+        self.lengths_at = handle.tell()
+        if self.lengths_at + 4 * self.rows * len(self.blocks) > self.data_start:
             raise ValueError("columns overlap the data")
-        self.window_start = 0
-        self.window = b""
+        self._lengths: dict[str, array[int]] = {}
+        self._starts: dict[str, array[int]] = {}
+        self.window = _Window(handle.fileno(), self.data_start)
 
     def _column(self, code: str, count: int) -> array[int]:
         column = array(code)
@@ -86,25 +133,70 @@ class _Stored:
             return index
         return -1
 
-    def value(self, row: int, field: int) -> bytes | None:
-        base = row * self.width
-        length = self.lengths[base + field]
-        if length == ABSENT:
-            return None
-        offset = self.offsets[row] + sum(
-            n for n in self.lengths[base : base + field] if n != ABSENT
-        )
-        return self.read(offset, length)
+    def lengths(self, field: str) -> array[int] | None:
+        """The field's lengths by row (ABSENT: none), None when the file has no such field."""
+        lengths = self._lengths.get(field)
+        if lengths is None and field in self.blocks:
+            place = self.blocks[field][0]
+            size = 4 * self.rows
+            data = os.pread(self.handle.fileno(), size, self.lengths_at + place * size)
+            if len(data) != size:
+                raise ValueError("truncated")
+            lengths = self._lengths[field] = array("I")
+            lengths.frombytes(data)
+        return lengths
 
-    def read(self, offset: int, length: int) -> bytes:
-        start = offset - self.window_start
-        if start >= 0 and start + length <= len(self.window):
-            return self.window[start : start + length]
-        self.window = os.pread(self.handle.fileno(), max(length, WINDOW), self.data_start + offset)
-        self.window_start = offset
-        if len(self.window) < length:
-            raise ValueError("truncated")
-        return self.window[:length]
+    def starts(self, field: str) -> array[int]:
+        """Where each row's value starts in the field's block (one more: the block's end)."""
+        starts = self._starts.get(field)
+        if starts is None:
+            lengths = self.lengths(field) or array("I")
+            present: Iterable[int] = lengths
+            if ABSENT in lengths:
+                present = (0 if n == ABSENT else n for n in lengths)
+            starts = self._starts[field] = array("Q", itertools.accumulate(present, initial=0))
+        return starts
+
+    def value(self, row: int, field: str) -> bytes | None:
+        lengths = self.lengths(field)
+        if lengths is None or lengths[row] == ABSENT:
+            return None
+        offset = self.blocks[field][1] + self.starts(field)[row]
+        return self.window.read(offset, lengths[row])
+
+    def values(self, field: str) -> list[bytes | None]:
+        """The field's value of every row, in row order."""
+        lengths = self.lengths(field)
+        if lengths is None:
+            return [None] * self.rows
+        starts = self.starts(field)
+        block = self.blocks[field][1]
+        if starts[-1] <= WHOLE_BLOCK:
+            data = os.pread(self.handle.fileno(), starts[-1], self.data_start + block)
+            if len(data) != starts[-1]:
+                raise ValueError("truncated")
+            if ABSENT not in lengths:  # every row has one: slices made in C
+                return list(map(data.__getitem__, map(slice, starts, starts[1:])))
+            return [
+                None if n == ABSENT else data[s : s + n]
+                for s, n in zip(starts, lengths, strict=False)
+            ]
+        read = self.window.read
+        return [
+            None if n == ABSENT else read(block + s, n)
+            for s, n in zip(starts, lengths, strict=False)
+        ]
+
+    def copy_block(self, field: str, out: IO[bytes]) -> None:
+        """The field's whole block as it is, to `out`."""
+        offset = self.data_start + self.blocks[field][1]
+        left = self.starts(field)[-1]
+        while left:
+            data = os.pread(self.handle.fileno(), min(left, COPY_CHUNK), offset)
+            if not data:
+                raise ValueError("truncated")
+            out.write(data)
+            offset, left = offset + len(data), left - len(data)
 
 
 NONE = 0xFFFFFFFF  # no value in the spill for this field
@@ -114,7 +206,9 @@ class _Fresh:
     """Values derived in this session: columns in memory, the bytes in a temporary file.
 
     Rows are looked up by bisection while they come in UID order, as a FETCH 1:* brings them,
-    and by a dictionary only once one comes out of order: 100,000 new rows cost 40 bytes each."""
+    and by a dictionary only once one comes out of order. A field has columns only once it has
+    a value, as long as the rows up to its last value: a FETCH of sizes and envelopes of
+    100,000 messages costs 24 bytes a message, whatever other fields the cache knows."""
 
     def __init__(self) -> None:
         self.spill: IO[bytes] | None = None
@@ -122,8 +216,9 @@ class _Fresh:
         self.uids = array("I")
         self.unordered: dict[int, int] | None = None  # uid -> row, once UIDs came unordered
         self.sizes = array("I")
-        self.offsets = array("I")  # rows x fields: where the value is in the spill (NONE: none)
-        self.lengths = array("I")
+        # Per field, by row: where the value is in the spill (NONE: none) and its length.
+        self.offsets: list[array[int] | None] = [None] * len(FIELDS)
+        self.lengths: list[array[int] | None] = [None] * len(FIELDS)
         self.last_uid, self.last_row = -1, -1
 
     def __bool__(self) -> bool:
@@ -141,6 +236,10 @@ class _Fresh:
             self.last_uid, self.last_row = uid, row
         return row
 
+    def rows(self) -> dict[int, int]:
+        """uid -> row of every row."""
+        return {uid: row for row, uid in enumerate(self.uids)}
+
     def add(self, uid: int) -> int:
         row = self.row(uid)
         if row >= 0:
@@ -148,44 +247,79 @@ class _Fresh:
         row = len(self.uids)
         self.last_uid, self.last_row = uid, row
         if self.unordered is None and row and uid < self.uids[-1]:
-            self.unordered = {u: r for r, u in enumerate(self.uids)}
+            self.unordered = self.rows()
         if self.unordered is not None:
             self.unordered[uid] = row
         self.uids.append(uid)
         self.sizes.append(ABSENT)
-        self.offsets.extend(_NO_VALUES)
-        self.lengths.extend(_NO_VALUES)
         return row
 
-    def put(self, row: int, field: int, value: bytes) -> None:
+    def put(self, row: int, values: Iterable[tuple[int, bytes]]) -> None:
+        """Values of fields (by index) of one row, written to the spill at once."""
         if self.spill is None:
             self.spill = tempfile.TemporaryFile(prefix="maildaemons-cache.")  # noqa: SIM115
-        if self.spill_size + len(value) >= NONE:
-            return  # a spill of 4 GB: this value is not cached
-        self.spill.write(value)  # always at the end: reads use pread, which moves no offset
-        self.offsets[row * len(FIELDS) + field] = self.spill_size
-        self.lengths[row * len(FIELDS) + field] = len(value)
-        self.spill_size += len(value)
+        at, chunks = self.spill_size, []
+        for field, value in values:
+            size = len(value)
+            if size > MAX_VALUE or at + size >= NONE:
+                continue  # too big for the cache, or a spill of 4 GB
+            offsets, lengths = self.offsets[field], self.lengths[field]
+            if offsets is None or lengths is None or len(offsets) != row:
+                offsets, lengths = self._columns(field, row)
+                offsets[row], lengths[row] = at, size
+            else:  # the usual case: the first value of the row just added
+                offsets.append(at)
+                lengths.append(size)
+            chunks.append(value)
+            at += size
+        # Always at the end: reads use pread, which moves no offset.
+        self.spill.write(b"".join(chunks))
+        self.spill_size = at
+
+    def _columns(self, field: int, row: int) -> tuple[array[int], array[int]]:
+        """The field's columns, long enough for `row`."""
+        offsets, lengths = self.offsets[field], self.lengths[field]
+        if offsets is None or lengths is None:
+            offsets = self.offsets[field] = array("I")
+            lengths = self.lengths[field] = array("I")
+        missing = row + 1 - len(offsets)
+        if missing == 1:  # the usual case: a value for the row just added
+            offsets.append(NONE)
+            lengths.append(0)
+        elif missing > 0:
+            offsets.extend(array("I", [NONE]) * missing)
+            lengths.extend(array("I", [0]) * missing)
+        return offsets, lengths
+
+    def has(self, row: int, field: int) -> bool:
+        offsets = self.offsets[field]
+        return offsets is not None and row < len(offsets) and offsets[row] != NONE
+
+    def length(self, row: int, field: int) -> int:
+        """The length of the value (0 when there is none: ask `has`)."""
+        lengths = self.lengths[field]
+        return lengths[row] if lengths is not None and row < len(lengths) else 0
 
     def value(self, row: int, field: int) -> bytes | None:
-        offset = self.offsets[row * len(FIELDS) + field]
-        if offset == NONE:
+        offsets = self.offsets[field]
+        if offsets is None or row >= len(offsets) or offsets[row] == NONE:
             return None
-        length = self.lengths[row * len(FIELDS) + field]
+        length = self.length(row, field)
         if not length or self.spill is None:
             return b""
         self.spill.flush()
-        return os.pread(self.spill.fileno(), length, offset)
+        return os.pread(self.spill.fileno(), length, offsets[row])
 
-    def has(self, row: int, field: int) -> bool:
-        return self.offsets[row * len(FIELDS) + field] != NONE
+    def reader(self) -> _Window | None:
+        """A window on the spill, for reading many values in order."""
+        if self.spill is None:
+            return None
+        self.spill.flush()
+        return _Window(self.spill.fileno())
 
     def close(self) -> None:
         if self.spill is not None:
             self.spill.close()
-
-
-_NO_VALUES = array("I", [NONE] * len(FIELDS))
 
 
 class MessageCache:
@@ -229,33 +363,57 @@ class MessageCache:
         return [self.size(space, uid) for uid in uids]
 
     def column(self, space: str, uids: array[int], field: str) -> list[bytes | None]:
-        """get() of each of `uids` (ascending): one walk along the stored rows and a read of
-        their data front to back, as SEARCH of a whole folder wants it."""
+        """get() of each of `uids` (ascending): the stored values of the field in one read, as
+        SEARCH or SORT of a whole folder wants them, this session's new ones laid over them."""
         self._use(space)
-        index = FIELDS.index(field)
         stored = self._load()
+        try:
+            if stored is not None and stored.uids == uids:
+                found = stored.values(field)  # the usual case: a folder nobody changed
+            else:
+                found = self._stored_column(stored, uids, field)
+        except (OSError, ValueError):  # replaced and gone (NFS), or damaged: misses
+            self._drop()
+            found = [None] * len(uids)
+        self._overlay(found, uids, FIELDS.index(field))
+        return found
+
+    def _overlay(self, found: list[bytes | None], uids: array[int], index: int) -> None:
+        """This session's values of a field laid over a column, read through a window (they
+        were written in row order, mostly)."""
         fresh = self._fresh
-        position = stored.fields.index(field) if stored and field in stored.fields else -1
+        offsets, lengths, spill = fresh.offsets[index], fresh.lengths[index], fresh.reader()
+        if offsets is None or lengths is None or spill is None:
+            return
+        for row, offset in enumerate(offsets):
+            if offset == NONE:
+                continue
+            uid = fresh.uids[row]
+            place = bisect.bisect_left(uids, uid)
+            if place < len(uids) and uids[place] == uid:
+                found[place] = spill.read(offset, lengths[row]) if lengths[row] else b""
+
+    @staticmethod
+    def _stored_column(stored: _Stored | None, uids: array[int], field: str) -> list[bytes | None]:
+        """The stored values of `uids`, walking the stored rows alongside."""
+        if stored is None or field not in stored.blocks:
+            return [None] * len(uids)
+        if len(uids) * FEW < stored.rows:  # a few messages: each looked up
+            return [
+                None if (row := stored.row(uid)) < 0 else stored.value(row, field) for uid in uids
+            ]
+        values = stored.values(field)
+        rows = stored.uids
         found: list[bytes | None] = []
         row = 0
         for uid in uids:
-            value = None
-            if fresh:
-                new = fresh.row(uid)
-                if new >= 0:
-                    value = fresh.value(new, index)
-            if value is None and stored is not None and position >= 0:
-                rows = stored.uids
-                if row >= len(rows) or rows[row] != uid:
-                    row = bisect.bisect_left(rows, uid, row)
-                if row < len(rows) and rows[row] == uid:
-                    try:
-                        value = stored.value(row, position)
-                    except (OSError, ValueError):  # replaced and gone, or damaged
-                        self._drop()
-                        stored = None
-                    row += 1
-            found.append(value)
+            if row < len(rows) and rows[row] != uid:
+                row = bisect.bisect_left(rows, uid, row)
+            if row < len(rows) and rows[row] == uid:
+                found.append(values[row])
+                row += 1
+            else:
+                found.append(None)
         return found
 
     def get(self, space: str, uid: int, field: str) -> bytes | None:
@@ -267,13 +425,13 @@ class MessageCache:
             if value is not None:
                 return value
         stored = self._load()
-        if stored is None or field not in stored.fields:
+        if stored is None or field not in stored.blocks:
             return None
         row = stored.row(uid)
         if row < 0:
             return None
         try:
-            return stored.value(row, stored.fields.index(field))
+            return stored.value(row, field)
         except (OSError, ValueError):  # replaced and gone (NFS), or damaged: a miss
             self._drop()
             return None
@@ -296,9 +454,9 @@ class MessageCache:
             if stored is not None and row >= 0:
                 if size is None and stored.sizes[row] != ABSENT:
                     size = stored.sizes[row]
-                if envelope is None and stored.fields[0] == FIELDS[0]:
+                if envelope is None:
                     try:
-                        envelope = stored.value(row, 0)
+                        envelope = stored.value(row, FIELDS[0])
                     except (OSError, ValueError):
                         self._drop()
         return size, envelope
@@ -309,19 +467,15 @@ class MessageCache:
         row = self._fresh.add(uid)
         if size is not None:
             self._fresh.sizes[row] = size
-        for field, value in values.items():
-            if len(value) <= MAX_VALUE:
-                self._fresh.put(row, FIELDS.index(field), value)
+        self._fresh.put(row, [(INDEX[field], value) for field, value in values.items()])
 
     def put_size(self, space: str, uid: int, size: int) -> None:
         self._use(space)
         self._fresh.sizes[self._fresh.add(uid)] = size
 
     def put(self, space: str, uid: int, field: str, value: bytes) -> None:
-        if len(value) > MAX_VALUE:
-            return
         self._use(space)
-        self._fresh.put(self._fresh.add(uid), FIELDS.index(field), value)
+        self._fresh.put(self._fresh.add(uid), [(INDEX[field], value)])
 
     def _use(self, space: str) -> None:
         """Values for one UID space only: a folder that started over starts a new cache."""
@@ -372,87 +526,150 @@ class MessageCache:
         if not fresh and (stored is None or _stale(stored.uids, wanted) * 10 <= len(stored.uids)):
             return
         with contextlib.suppress(OSError, ValueError):
-            self._write(space, wanted, stored, fresh)
+            _Writer(self.path, space, _Rows(wanted, stored, fresh), stored, fresh).write()
         self._drop()
         fresh.close()
         self._fresh, self._opened = _Fresh(), False
 
-    def _write(self, space: str, wanted: array[int], stored: _Stored | None, fresh: _Fresh) -> None:
-        rows = _merge_rows(wanted, stored, fresh)
-        uids, sizes = array("I"), array("I")
-        offsets, lengths = array("Q"), array("I")
-        total = 0
-        for row in rows:
-            uids.append(row.uid)
-            sizes.append(row.size)
-            offsets.append(total)
-            lengths.extend(row.lengths)
-            total += sum(n for n in row.lengths if n != ABSENT)
-        fields = ",".join(FIELDS).encode()
-        head = b"%s V%s N%d D%%020d F%s\n" % (MAGIC, space.encode("ascii"), len(rows), fields)
-        data_start = len(head % 0) + len(rows) * (4 * 2 + 8 + 4 * len(FIELDS))
+
+class _Rows:
+    """The rows of a cache being written: every wanted UID with something cached, and where
+    each comes from (its row in the stored file and among the fresh values, -1: none)."""
+
+    def __init__(self, wanted: array[int], stored: _Stored | None, fresh: _Fresh) -> None:
+        old_uids = stored.uids if stored is not None else array("I")
+        fresh_rows = fresh.rows()
+        self.uids = array("I")
+        self.old = array("i")
+        self.new = array("i")
+        if old_uids == wanted:  # a folder nobody changed: every stored row, in place
+            self.uids, self.old = array("I", wanted), array("i", range(len(wanted)))
+            self.new = array("i", [fresh_rows.get(uid, -1) for uid in wanted])
+        else:
+            self._merge(wanted, old_uids, fresh_rows)
+        self.same = old_uids == self.uids  # each stored row is the row of that number
+
+    def _merge(self, wanted: array[int], old_uids: array[int], fresh_rows: dict[int, int]) -> None:
+        at = 0
+        for uid in wanted:
+            if at < len(old_uids) and old_uids[at] < uid:
+                at = bisect.bisect_left(old_uids, uid, at)
+            old = at if at < len(old_uids) and old_uids[at] == uid else -1
+            new = fresh_rows.get(uid, -1)
+            if old < 0 and new < 0:
+                continue
+            self.uids.append(uid)
+            self.old.append(old)
+            self.new.append(new)
+
+    def sizes(self, stored: _Stored | None, fresh: _Fresh) -> array[int]:
+        sizes = array("I")
+        old_sizes = stored.sizes if stored is not None else array("I")
+        for old, new in zip(self.old, self.new, strict=True):
+            size = fresh.sizes[new] if new >= 0 else ABSENT
+            if size == ABSENT and old >= 0:
+                size = old_sizes[old]
+            sizes.append(size)
+        return sizes
+
+
+class _Writer:
+    """One cache file written from the stored values and this session's new ones (the new
+    taking precedence, field by field), by atomic rename."""
+
+    def __init__(
+        self, path: Path, space: str, rows: _Rows, stored: _Stored | None, fresh: _Fresh
+    ) -> None:
+        self.path, self.space, self.rows = path, space, rows
+        self.stored, self.fresh = stored, fresh
+        self.spill = fresh.reader()
+
+    def write(self) -> None:
+        fields = []  # (name, lengths) of each field some row has
+        for index in range(len(FIELDS)):
+            field = self._lengths(index)
+            if field is not None:
+                fields.append(field)
+        blocks, total = [], 0
+        for name, lengths in fields:
+            blocks.append(f"{name}:{total}")
+            total += sum(n for n in lengths if n != ABSENT)
+        count = len(self.rows.uids)
+        head = b"%s V%s N%d D%%020d F%s\n" % (
+            MAGIC,
+            self.space.encode("ascii"),
+            count,
+            ",".join(blocks).encode("ascii"),
+        )
+        data_start = len(head % 0) + count * 4 * (2 + len(fields))
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             with open(tmp, "wb") as out:
                 out.write(head % data_start)
-                for column in (uids, sizes, offsets, lengths):
-                    out.write(column.tobytes())
-                for row in rows:
-                    for index, length in enumerate(row.lengths):
-                        if length != ABSENT and length:
-                            out.write(row.value(index, stored, fresh))
+                out.write(self.rows.uids.tobytes())
+                out.write(self.rows.sizes(self.stored, self.fresh).tobytes())
+                for _name, lengths in fields:
+                    out.write(lengths.tobytes())
+                for name, _lengths in fields:
+                    self._block(name, out)
             os.replace(tmp, self.path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
 
+    def _lengths(self, index: int) -> tuple[str, array[int]] | None:
+        """The field's lengths by row, None when no row has a value."""
+        name = FIELDS[index]
+        fresh = self.fresh
+        old = self.stored.lengths(name) if self.stored is not None else None
+        if fresh.offsets[index] is None:
+            if old is None:
+                return None
+            if self.rows.same:
+                return name, array("I", old)
+            return name, array("I", (ABSENT if o < 0 else old[o] for o in self.rows.old))
+        lengths = array("I")
+        for row_old, row_new in zip(self.rows.old, self.rows.new, strict=True):
+            if row_new >= 0 and fresh.has(row_new, index):
+                lengths.append(fresh.length(row_new, index))
+            elif row_old >= 0 and old is not None:
+                lengths.append(old[row_old])
+            else:
+                lengths.append(ABSENT)
+        if lengths.count(ABSENT) == len(lengths):
+            return None
+        return name, lengths
 
-class _Row:
-    """One message in a cache being written: where its values come from."""
+    def _block(self, name: str, out: IO[bytes]) -> None:
+        """The field's values of every row that has one, in row order."""
+        index = FIELDS.index(name)
+        stored, fresh = self.stored, self.fresh
+        if fresh.offsets[index] is None and self.rows.same and stored is not None:
+            stored.copy_block(name, out)  # nothing new and nothing gone: the block as it is
+            return
+        for value in self._values(index):
+            out.write(value)
 
-    __slots__ = ("lengths", "new", "old", "size", "uid")
-
-    def __init__(self, uid: int, old: int, new: int, size: int) -> None:
-        self.uid, self.old, self.new, self.size = uid, old, new, size
-        self.lengths: list[int] = []
-
-    def value(self, index: int, stored: _Stored | None, fresh: _Fresh) -> bytes:
-        if self.new >= 0:
-            value = fresh.value(self.new, index)
-            if value is not None:
-                return value
-        if stored is None or self.old < 0:
-            raise ValueError("a cached value went missing")
-        value = stored.value(self.old, stored.fields.index(FIELDS[index]))
-        if value is None:
-            raise ValueError("a cached value went missing")
-        return value
-
-
-def _merge_rows(wanted: array[int], stored: _Stored | None, fresh: _Fresh) -> list[_Row]:
-    """A row for every wanted UID with something cached, the fresh values taking precedence
-    field by field."""
-    rows: list[_Row] = []
-    width = len(FIELDS)
-    for uid in wanted:
-        new = fresh.row(uid)
-        old = stored.row(uid) if stored is not None else -1
-        if new < 0 and old < 0:
-            continue
-        size = fresh.sizes[new] if new >= 0 else ABSENT
-        if size == ABSENT and old >= 0 and stored is not None:
-            size = stored.sizes[old]
-        row = _Row(uid, old, new, size)
-        for index in range(width):
-            length = ABSENT
-            if new >= 0 and fresh.has(new, index):
-                length = fresh.lengths[new * width + index]
-            elif old >= 0 and stored is not None and FIELDS[index] in stored.fields:
-                length = stored.lengths[old * stored.width + stored.fields.index(FIELDS[index])]
-            row.lengths.append(length)
-        rows.append(row)
-    return rows
+    def _values(self, index: int) -> Iterator[bytes]:
+        name = FIELDS[index]
+        stored, fresh, spill = self.stored, self.fresh, self.spill
+        old_lengths = stored.lengths(name) if stored is not None else None
+        offsets, lengths = fresh.offsets[index], fresh.lengths[index]
+        for row_old, row_new in zip(self.rows.old, self.rows.new, strict=True):
+            if (
+                row_new >= 0
+                and offsets is not None
+                and lengths is not None
+                and row_new < len(offsets)
+                and offsets[row_new] != NONE
+            ):
+                if lengths[row_new] and spill is not None:
+                    yield spill.read(offsets[row_new], lengths[row_new])
+            elif row_old >= 0 and stored is not None and old_lengths is not None:
+                value = stored.value(row_old, name)
+                if value is not None:
+                    yield value
 
 
 def _stale(stored: array[int], wanted: array[int]) -> int:

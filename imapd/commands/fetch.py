@@ -10,6 +10,7 @@ without PEEK sets \\Seen (read-write mailboxes) and the response then carries th
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 from common.store import SEEN, Entry, MessageGone, StoreError, crlf_size, memory, to_crlf
 from imapd import binary, objectid
@@ -18,7 +19,7 @@ from imapd.commands.base import enable_condstore, expect, store_errors
 from imapd.message import MessageView, envelope_of, known_fields
 from imapd.mime import split_header
 from imapd.parser import BinarySection, BodySection, Command, FetchArgs, parse_fetch_command
-from imapd.prefetch import MIN_MISSES, Derived, Prefetch, prefetching
+from imapd.prefetch import MIN_MISSES, Prefetch, Values, Work, prefetching
 from imapd.qresync import vanished_earlier
 from imapd.responses import ImapError, bad
 from imapd.search import searched_headers
@@ -126,6 +127,30 @@ class Content:
         return message.bodystructure() if item == "BODYSTRUCTURE" else message.body()
 
 
+Derived = tuple[int, bytes, bytes]  # size, ENVELOPE, searched headers
+
+
+def derive(data: bytes) -> Derived:
+    """What the cache keeps of a message that a FETCH of sizes and envelopes needs."""
+    fields = known_fields(header_block(data))
+    return crlf_size(data), envelope_of(fields), searched_headers(fields)
+
+
+def fetch_work(read: Callable[[Entry], bytes]) -> Work:
+    """The prefetch helper's work for a FETCH of sizes and envelopes (`derived` reads it
+    back)."""
+
+    def work(entry: Entry) -> Values:
+        size, envelope, headers = derive(read(entry))
+        return b"%d" % size, envelope, headers
+
+    return work
+
+
+def derived(values: Values | None) -> Derived | None:
+    return None if values is None else (int(values[0]), values[1], values[2])
+
+
 def header_block(data: bytes) -> bytes:
     """The stored message up to and including its blank line (all of it without one)."""
     return data[: split_header(data, 0, len(data))[0]]
@@ -162,7 +187,7 @@ def cmd_fetch(session: Session, command: Command) -> Result:
             try:
                 content = Content(view, entry)
                 if helper is not None and helper.mine(index):
-                    content.take(helper.get(entry))
+                    content.take(derived(helper.get(entry)))
                 response = render(view, seq, entry, items, content, args.marks_seen)
                 content.finish()
             except MessageGone:
@@ -203,7 +228,7 @@ def helping(
         return None in mailbox.summary(entry)
 
     entries = [entry for _seq, entry in targets]
-    return prefetching(mailbox.read, entries, misses, session.io.sock.fileno())
+    return prefetching(fetch_work(mailbox.read), entries, misses, session.io.sock.fileno())
 
 
 def mark_seen(view: Selected, entries: list[Entry]) -> None:

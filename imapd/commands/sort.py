@@ -29,7 +29,8 @@ def cmd_sort(session: Session, command: Command) -> Result:
     rev2.check_search(session, args.criteria)
     if args.uses_modseq:
         enable_condstore(session)
-    found = sort_messages(view, search(view, args.criteria), args.program)
+    found = search(view, args.criteria)
+    found = sort_messages(view, found, args.program, session.io.sock.fileno())
     if args.returns is not None:
         options = wanted_data(args.returns.options)
         if "SAVE" in options:
@@ -43,7 +44,8 @@ def cmd_sort(session: Session, command: Command) -> Result:
                 session, command, args.criteria, args.program, found, "SORT completed"
             )
         return "SORT completed"
-    line = "* SORT" + "".join(f" {e.uid if command.uid else seq}" for seq, e in found)
+    numbers = [e.uid for _seq, e in found] if command.uid else [seq for seq, _e in found]
+    line = "".join(("* SORT ", " ".join(map(str, numbers)))).rstrip()
     if args.uses_modseq and found:
         line += f" (MODSEQ {max(e.modseq for _seq, e in found)})"
     session.send(line.encode() + b"\r\n")

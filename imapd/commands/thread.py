@@ -13,26 +13,21 @@ from imapd.parser import Command, ThreadArgs, parse_thread
 from imapd.responses import bad
 from imapd.search import search
 from imapd.session import Session
-from imapd.sorting import render, thread_orderedsubject, thread_references
+from imapd.sorting import ALGORITHMS, thread
 from imapd.states import SELECTED, Result, Spec
-
-ALGORITHMS = {"ORDEREDSUBJECT": thread_orderedsubject, "REFERENCES": thread_references}
 
 
 def cmd_thread(session: Session, command: Command) -> Result:
     args = expect(command, ThreadArgs)
-    algorithm = ALGORITHMS.get(args.algorithm)
-    if algorithm is None:
+    if args.algorithm not in ALGORITHMS:
         raise bad("Unknown threading algorithm")
     check_charset(args.charset)
     rev2.check_search(session, args.criteria)
     view = session.require_selected()
     if args.uses_modseq:
         enable_condstore(session)
-    roots = algorithm(view, search(view, args.criteria))
-    threads = render(
-        roots, (lambda item: item.entry.uid) if command.uid else (lambda item: item.seq)
-    )
+    found = search(view, args.criteria)
+    threads = thread(view, found, args.algorithm, command.uid, session.io.sock.fileno())
     session.send(b"* THREAD " + threads.encode() + b"\r\n" if threads else b"* THREAD\r\n")
     return "THREAD completed"
 

@@ -120,6 +120,11 @@ def test_read_header_stops_at_the_blank_line(tmp_path: Path) -> None:
     long_header = b"X-Long: " + b"y" * 20_000 + b"\n\nbody"
     message = maildir.deliver(folder, long_header)
     assert maildir.read_header(folder, message) == long_header[:-4]
+    # Renamed by another session meanwhile (flags changed): followed, and still the header only.
+    moved = maildir.deliver(folder, b"Subject: m\n\nSubject: not a header\n")
+    (folder / moved.relpath).rename(folder / "cur" / (moved.key + ":2,S"))
+    assert maildir.read_header(folder, moved) == b"Subject: m\n\n"
+    assert moved.subdir == "cur"
 
 
 def test_new_values_in_any_order(tmp_path: Path) -> None:
@@ -139,3 +144,105 @@ def test_new_values_in_any_order(tmp_path: Path) -> None:
     again = MessageCache(tmp_path)
     assert again.sizes(SPACE, array("I", [1, 3, 5, 9])) == [1, 3, 5, 9]
     assert again.get(SPACE, 3, "headers") == b"H3" and again.get(SPACE, 5, "headers") is None
+
+
+def test_a_field_first_given_late_leaves_the_earlier_rows_without(tmp_path: Path) -> None:
+    """Each field keeps its values by row from its first value on: rows added before it, and
+    rows after its last value, have none of it, in the session and once saved."""
+    cache = MessageCache(tmp_path)
+    for uid in range(1, 8):
+        cache.put_many(SPACE, uid, uid * 100, {"envelope": b"E%d" % uid})
+    cache.put(SPACE, 5, "sort-subject", b"")  # empty, but there
+    cache.put(SPACE, 3, "emailid", b"M3")  # a row before the field's first
+    cache.put_many(SPACE, 9, None, {"sort-subject": b"K9"})  # a new row, after a gap in the field
+    expected = {
+        "envelope": [b"E1", b"E2", b"E3", b"E4", b"E5", b"E6", b"E7", None],
+        "sort-subject": [None, None, None, None, b"", None, None, b"K9"],
+        "emailid": [None, None, b"M3", None, None, None, None, None],
+        "body": [None] * 8,
+    }
+    uids = [1, 2, 3, 4, 5, 6, 7, 9]
+    for field, values in expected.items():
+        assert [cache.get(SPACE, u, field) for u in uids] == values, field
+        assert cache.column(SPACE, array("I", uids), field) == values, field
+    cache.save(SPACE, uids)
+    again = MessageCache(tmp_path)
+    for field, values in expected.items():
+        assert again.column(SPACE, array("I", uids), field) == values, field
+    assert again.sizes(SPACE, array("I", uids)) == [100, 200, 300, 400, 500, 600, 700, None]
+
+
+def test_whole_columns_as_stored_and_with_new_values(tmp_path: Path) -> None:
+    """column() of the stored rows is one read of the field; this session's values are laid
+    over it; a field kept as it was is copied into the next file whole."""
+    first = MessageCache(tmp_path)
+    for uid in range(1, 7):
+        first.put_many(SPACE, uid, uid, {"envelope": b"E%d" % uid, "sort-from": b"f%d" % uid})
+    first.put(SPACE, 3, "headers", b"")
+    first.save(SPACE, range(1, 7))
+    second = MessageCache(tmp_path)
+    uids = array("I", range(1, 7))
+    assert second.column(SPACE, uids, "envelope") == [b"E%d" % u for u in range(1, 7)]
+    assert second.column(SPACE, uids, "headers") == [None, None, b"", None, None, None]
+    assert second.column(SPACE, uids, "body") == [None] * 6
+    second.put(SPACE, 4, "sort-from", b"new")
+    second.put(SPACE, 9, "sort-from", b"f9")  # a message the file does not know yet
+    with_new = array("I", [*range(1, 7), 9])
+    assert second.column(SPACE, with_new, "sort-from") == [
+        *(b"f1", b"f2", b"f3", b"new", b"f5", b"f6"),
+        b"f9",
+    ]
+    assert second.column(SPACE, array("I", [2, 4, 8, 9]), "sort-from") == [
+        *(b"f2", b"new", None, b"f9")
+    ]
+    second.save(SPACE, with_new)
+    third = MessageCache(tmp_path)
+    assert third.column(SPACE, with_new, "envelope") == [
+        *(b"E%d" % u for u in range(1, 7)),
+        None,
+    ]
+    assert third.get(SPACE, 4, "sort-from") == b"new" and third.get(SPACE, 9, "sort-from") == b"f9"
+    assert third.sizes(SPACE, with_new) == [1, 2, 3, 4, 5, 6, None]
+    third.put(SPACE, 2, "body", b"B2")  # the other fields' blocks are copied as they are
+    third.save(SPACE, with_new)
+    fourth = MessageCache(tmp_path)
+    assert fourth.column(SPACE, with_new, "envelope") == [
+        *(b"E%d" % u for u in range(1, 7)),
+        None,
+    ]
+    assert fourth.column(SPACE, with_new, "headers") == [None, None, b"", None, None, None, None]
+    assert fourth.get(SPACE, 2, "body") == b"B2"
+
+
+def test_a_damaged_block_reads_as_misses(tmp_path: Path) -> None:
+    cache = MessageCache(tmp_path)
+    for uid in range(1, 4):
+        cache.put(SPACE, uid, "envelope", b"E" * 100)
+    cache.save(SPACE, range(1, 4))
+    path = tmp_path / CACHE_FILE
+    path.write_bytes(path.read_bytes()[:-150])  # the last values cut off
+    damaged = MessageCache(tmp_path)
+    assert damaged.column(SPACE, array("I", range(1, 4)), "envelope") == [None] * 3
+    assert MessageCache(tmp_path).get(SPACE, 3, "envelope") is None
+
+
+def test_a_version_4_file_is_rebuilt(tmp_path: Path) -> None:
+    (tmp_path / CACHE_FILE).write_bytes(
+        b"maildaemons-cache 4 V%s N1 D00000000000000000100 Fenvelope\n" % SPACE.encode()
+        + b"\0" * 200
+    )
+    cache = MessageCache(tmp_path)
+    assert cache.get(SPACE, 0, "envelope") is None and cache.size(SPACE, 0) is None
+    cache.put(SPACE, 1, "envelope", b"E1")
+    cache.save(SPACE, [1])
+    assert MessageCache(tmp_path).get(SPACE, 1, "envelope") == b"E1"
+
+
+def test_a_column_of_a_few_messages_is_looked_up_row_by_row(tmp_path: Path) -> None:
+    cache = MessageCache(tmp_path)
+    for uid in range(1, 101):
+        cache.put(SPACE, uid, "sort-to", b"t%d" % uid)
+    cache.save(SPACE, range(1, 101))
+    again = MessageCache(tmp_path)
+    assert again.column(SPACE, array("I", [7, 99, 150]), "sort-to") == [b"t7", b"t99", None]
+    assert again.column(SPACE, array("I", [7, 99]), "body") == [None, None]

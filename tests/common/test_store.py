@@ -675,7 +675,7 @@ def test_caches_of_an_older_version_are_rebuilt(inbox: Path) -> None:
     box.save_caches()
     again = Mailbox(inbox)
     assert again.known_size(again.sync().entries[0]) == len(data) + 2
-    assert (inbox / "maildaemons-cache").read_bytes().startswith(b"maildaemons-cache 4 ")
+    assert (inbox / "maildaemons-cache").read_bytes().startswith(b"maildaemons-cache 5 ")
 
 
 def test_unique_names_differ() -> None:

@@ -24,12 +24,13 @@ from support.sortref import (
 shared = shared_imapd("imap-ext-sort")
 
 
-def fill(maildir, raws: list[bytes], internal: list[int] | None = None) -> None:
-    """Deliver `raws` into cur/ so that UID n is sequence number n."""
-    for n, raw in enumerate(raws, 1):
+def fill(maildir, raws: list[bytes], internal: list[int] | None = None, after: int = 0) -> None:
+    """Deliver `raws` into cur/ so that UID n is sequence number n (`after` messages given to
+    the folder before them)."""
+    for n, raw in enumerate(raws, after + 1):
         path = deliver(maildir, raw, subdir="cur", name=f"{1700000000 + n}.M{n}P5.sort:2,")
         if internal is not None:
-            os.utime(path, (internal[n - 1], internal[n - 1]))
+            os.utime(path, (internal[n - after - 1], internal[n - after - 1]))
 
 
 def msg(subject: str, date: str, extra: str = "") -> bytes:
@@ -180,29 +181,25 @@ def test_imapclient_sort_and_thread(shared):
     client.logout()
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_random_mailboxes_against_the_reference(shared, seed):
-    server = shared.account()
-    generated = generate(seed, 70)
-    fill(server.maildir(), [g.data for g in generated], [g.internal for g in generated])
-    client = server.raw_select()
-    client.ok("UID STORE 1:10 +FLAGS (\\Deleted)")
-    client.ok("EXPUNGE")  # UIDs and sequence numbers now differ
-    kept = generated[10:]
-    uids = list(range(11, 71))
+PROGRAMS = [
+    [("SUBJECT", False)],
+    [("DATE", False)],
+    [("ARRIVAL", True)],
+    [("SIZE", False), ("DATE", True)],
+    [("FROM", False), ("SUBJECT", True)],
+    [("TO", True)],
+    [("CC", False)],
+    [("DISPLAYFROM", False), ("DATE", False)],
+    [("DISPLAYTO", True), ("SUBJECT", False)],
+]
+
+
+def check_against_the_reference(client, kept, uids: list[int]) -> None:
+    """Every program of PROGRAMS, a SORT of part of the mailbox and both THREAD algorithms, by
+    sequence number and by UID, as the reference has them; `kept` are the messages in the
+    mailbox, in its order, with `uids`."""
     msgs = messages(kept, uids, [len(crlf(g.data)) for g in kept])
-    programs = [
-        [("SUBJECT", False)],
-        [("DATE", False)],
-        [("ARRIVAL", True)],
-        [("SIZE", False), ("DATE", True)],
-        [("FROM", False), ("SUBJECT", True)],
-        [("TO", True)],
-        [("CC", False)],
-        [("DISPLAYFROM", False), ("DATE", False)],
-        [("DISPLAYTO", True), ("SUBJECT", False)],
-    ]
-    for program in programs:
+    for program in PROGRAMS:
         text = " ".join(f"{'REVERSE ' if r else ''}{name}" for name, r in program)
         expected = [m.seq for m in sort(msgs, program)]
         assert numbers(client.ok(f"SORT ({text}) UTF-8 ALL")[0], "SORT") == expected, text
@@ -226,3 +223,54 @@ def test_random_mailboxes_against_the_reference(shared, seed):
         assert client.ok(f"UID THREAD {algorithm} UTF-8 ALL") == [
             f"* THREAD {expected_text}\r\n".encode()
         ], algorithm
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_mailboxes_against_the_reference(shared, seed):
+    server = shared.account()
+    generated = generate(seed, 70)
+    fill(server.maildir(), [g.data for g in generated], [g.internal for g in generated])
+    client = server.raw_select()
+    client.ok("UID STORE 1:10 +FLAGS (\\Deleted)")
+    client.ok("EXPUNGE")  # UIDs and sequence numbers now differ
+    check_against_the_reference(client, generated[10:], list(range(11, 71)))
+
+
+def leave(client) -> None:
+    """UNSELECT (the folder's cache is written when the folder is left), then LOGOUT."""
+    client.ok("UNSELECT")
+    client.ok("LOGOUT")
+
+
+def test_sort_and_thread_from_the_folders_cache(shared):
+    """The first SORT or THREAD of a folder derives every message's facts from its header;
+    the sessions after it take them from the folder's cache, a column at a time, also after
+    messages came and went between sessions, and again after the cache was deleted: the
+    answers are the reference's every time."""
+    server = shared.account()
+    maildir = server.maildir()
+    generated = generate(11, 160)
+    fill(maildir, [g.data for g in generated[:120]], [g.internal for g in generated[:120]])
+    client = server.raw_select()
+    check_against_the_reference(client, generated[:120], list(range(1, 121)))
+    leave(client)
+    cache = maildir / "maildaemons-cache"
+    assert cache.exists()
+    before = cache.read_bytes()
+    client = server.raw_select()  # everything from the cache now
+    check_against_the_reference(client, generated[:120], list(range(1, 121)))
+    client.ok("UID STORE 3,50:59 +FLAGS (\\Deleted)")
+    client.ok("EXPUNGE")
+    leave(client)
+    assert cache.read_bytes() == before, "nothing new: the cache is not rewritten"
+    fill(maildir, [g.data for g in generated[120:]], [g.internal for g in generated[120:]], 120)
+    kept = [g for n, g in enumerate(generated, 1) if n != 3 and not 50 <= n <= 59]
+    uids = [n for n in range(1, 161) if n != 3 and not 50 <= n <= 59]
+    client = server.raw_select()  # the cache has some of them, and some that are gone
+    check_against_the_reference(client, kept, uids)
+    leave(client)
+    assert cache.read_bytes() != before
+    cache.unlink()
+    client = server.raw_select()
+    check_against_the_reference(client, kept, uids)
+    leave(client)

@@ -15,6 +15,8 @@ import random
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from imapclient.response_parser import parse_fetch_response
 
 from imapd import envelope as env
@@ -699,6 +701,25 @@ ADDRESSES = [
     ("(only a comment)", []),
 ]
 # fmt: on
+# What address lists are made of, everyday and not: the fast paths must agree with the parser
+# on any list of them.
+ADDRESS_WORDS = ["a", "Doe", "J\xe9r", "=?utf-8?q?J=C3=B6rg?=", "MISSING_MAILBOX", "x.test", "(c)"]
+ADDRESS_FORMS = ["{n} <{l}@{d}>", '"{n}" <{l}@{d}>', "<{l}@{d}>", "{l}@{d}", "{l}@{d} ({n})"]
+ADDRESS_GLUE = [",", ", ", ",\t", " , ", ";", " ", ":", "\\", '"', "<", "@", "\r\n "]
+
+
+def render_address(form: str, name: list[str], local: str, domain: str) -> str:
+    return form.format(n=" ".join(name), l=local, d=domain)
+
+
+ADDRESS = st.builds(
+    render_address,
+    st.sampled_from(ADDRESS_FORMS),
+    st.lists(st.sampled_from(ADDRESS_WORDS), max_size=3),
+    st.sampled_from(ADDRESS_WORDS),
+    st.sampled_from(ADDRESS_WORDS),
+)
+ADDRESS_LIST = st.lists(st.one_of(ADDRESS, st.sampled_from(ADDRESS_GLUE)), max_size=8).map("".join)
 
 
 @pytest.mark.parametrize(("value", "expected"), ADDRESSES)
@@ -729,6 +750,38 @@ def test_parse_addresses(value: str, expected: list[env.Address]) -> None:
 def test_addresses_text(value: str, text: str) -> None:
     """The canonical form SEARCH FROM/TO/CC/BCC matches besides the field as written."""
     assert env.addresses_text(env.parse_addresses(value)) == text
+
+
+LIST_TEXTS = [
+    *(value for value, _addresses in ADDRESSES),
+    "John Doe <jd@x>",
+    "jd@x (John Doe)",
+    "jd@x ( John Doe\t)",
+    "jd@x ()",
+    "Bee <b@x>, c@d",
+    '"J o" <j@x>, "" <e@x>,\t"Solo" <s@x>',
+    "=?utf-8?q?J=C3=B6rg?= M <j@x>",
+    "=?utf-8?q?a?= =?utf-8?q?b?= <ab@x>, plain@y",
+    "Name.With.Dots <d@x>",
+    "a@b.c (x) , d@e",
+    "MISSING_MAILBOX@x",
+    "Someone <a@MISSING_DOMAIN>",
+    "J\xe9r\xf4me <j@x>",
+    " a@b ",
+    "\ta@b,\tc@d",
+]
+
+
+@pytest.mark.parametrize("value", LIST_TEXTS)
+def test_list_text_agrees_with_the_parser(value: str) -> None:
+    """The fast path of the canonical form writes what the parser's addresses would."""
+    assert env.list_text(value) == env.addresses_text(env.parse_addresses(value))
+
+
+@given(ADDRESS_LIST)
+def test_list_text_agrees_with_the_parser_on_anything(value: str) -> None:
+    assert env.list_text(value) == env.addresses_text(env.parse_addresses(value))
+    assert env.addresses(value) == env.address_list(env.parse_addresses(value))
 
 
 @pytest.mark.parametrize(

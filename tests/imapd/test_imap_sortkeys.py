@@ -10,17 +10,31 @@ import calendar
 import pytest
 
 from imapd.envelope import Address
-from imapd.sorting import Item, Node, members, orderedsubject, references
+from imapd.sorting import (
+    Message,
+    Node,
+    members,
+    orderedsubject,
+    references,
+    scanner,
+    siblings,
+    subject_groups,
+    subject_text,
+)
 from imapd.sortkeys import (
+    COLUMN_FIELDS,
+    COLUMNS,
     SortFacts,
     base_subject,
     casemap,
+    column_values,
     display_key,
     first_address,
     mailbox_key,
     message_ids,
     sent_time,
 )
+from support.sortref import generate
 
 # -- RFC 5256 2.1 ------------------------------------------------------------------------------
 
@@ -135,7 +149,7 @@ def test_message_ids():
     assert message_ids(None) == []
 
 
-def test_facts_prefer_references_and_round_trip_through_the_cache_form():
+def test_facts_prefer_references_and_round_trip_through_the_cache_columns():
     facts = SortFacts.from_fields(
         {
             "SUBJECT": "Re: [list] Hi\x1fthere",
@@ -149,27 +163,31 @@ def test_facts_prefer_references_and_round_trip_through_the_cache_form():
     assert facts.references == ("r1@x", "r2@x")
     assert facts.thread_root == "r1@x"
     assert facts.reply and facts.subject == "HI\x1fTHERE"
-    decoded = SortFacts.decode(facts.encode())
-    assert decoded is not None
-    assert decoded.subject == "HI THERE"  # the separator never survives inside a field
-    assert decoded.references == facts.references and decoded.sent == facts.sent
+    columns = facts.columns()
+    assert set(columns) == set(COLUMNS)
+    assert SortFacts.from_columns(columns) == facts
+    assert columns["subject"] == b"HI\x1fTHERE" and columns["thread"] == b"1 own@x r1@x r2@x"
     only_reply_to = SortFacts.from_fields({"IN-REPLY-TO": "<p1@x> <p2@x>"})
     assert only_reply_to.references == ("p1@x",)
     assert SortFacts.from_fields({"MESSAGE-ID": "<m@x>"}).thread_root == "m@x"
-    assert SortFacts.decode(b"0\x1fjunk") is None
-    assert SortFacts.decode(b"\xff\xfe") is None
+    nothing = SortFacts.from_fields({"SUBJECT": "\udcff \u00e9t\u00e9"})
+    assert SortFacts.from_columns(nothing.columns()) == nothing
+    assert nothing.columns()["thread"] == b"0 " and nothing.columns()["sent"] == b""
+    for damage in ({"sent": b"soon"}, {"thread": b"2 x"}, {"subject": b"\xff"}):
+        assert SortFacts.from_columns({**columns, **damage}) is None, damage
+    assert SortFacts.from_columns({k: v for k, v in columns.items() if k != "cc"}) is None
 
 
 # -- the threading algorithms over ready-made facts ------------------------------------------------
 
 
-def item(seq: int, sent: int, subject: str = "", msgid: str = "", refs: str = "") -> Item:
+def item(seq: int, sent: int, subject: str = "", msgid: str = "", refs: str = "") -> Message:
     """A message with `msgid` and References `refs` (short names, `<a> <b>`, given a domain)."""
     fields = {"SUBJECT": subject, "REFERENCES": refs.replace(">", "@t>")}
     if msgid:
         fields["MESSAGE-ID"] = f"<{msgid}@t>"
     facts = SortFacts.from_fields(fields)
-    return Item(seq, None, facts, float(sent))  # type: ignore[arg-type]
+    return Message.of(seq, None, facts, float(sent))  # type: ignore[arg-type]
 
 
 def text(roots: list[Node]) -> str:
@@ -258,3 +276,26 @@ def test_orderedsubject():
     ]
     # hello: 2 (1), 4 (3), 1 (5); other: 5 (2), 3 (9); third: 6 (4).
     assert text(orderedsubject(items)) == "(2 (4)(1))(5 3)(6)"
+    # THREAD writes it from the groups, without a tree.
+    assert subject_text(subject_groups(items), lambda i: i.seq) == "(2 (4)(1))(5 3)(6)"
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_columns_derived_one_at_a_time_are_the_facts_columns(seed):
+    """What a SORT by one criterion derives of a message is what all its facts give."""
+    for generated in generate(seed, 120):
+        fields = scanner(frozenset(f for names in COLUMN_FIELDS.values() for f in names))(
+            generated.data
+        )
+        first = {name: values[0] for name, values in fields.items()}
+        whole = SortFacts.from_fields(first).columns()
+        assert column_values(first, COLUMNS) == whole
+        for name in COLUMNS:
+            assert column_values(first, [name]) == {name: whole[name]}
+
+
+def test_columns_derived_together():
+    """A column is derived with those of the same header fields, not the others."""
+    assert siblings(["subject"]) == ("subject",)
+    assert siblings(["displayfrom"]) == ("from", "displayfrom")
+    assert siblings(["thread", "sent"]) == ("sent", "subject", "thread")

@@ -504,6 +504,35 @@ def test_uidl_stable_across_sessions_flag_changes_and_restarts(pop3d, site):
     client.quit()
 
 
+def test_uidl_hashes_names_that_are_no_unique_id(pop3d, site):
+    """RFC 1939 7: 1 to 70 characters in 0x21-0x7E. A name that is longer, not ASCII or
+    holds a space is given as the MD5 of the name (stable all the same); the others as
+    they are, whether or not one of those is in the maildrop."""
+    maildir = site.maildir("alice")
+    names = [
+        "1600000000.M1P1.host",
+        "1600000001.M2P2." + "x" * 60,
+        "1600000002.M3P3.h\u00f4st",
+        "1600000003.M4 P4.host",
+    ]
+    for name in names:
+        deliver(maildir, MESSAGES[0], name=name)
+    expected = [
+        b"%d %s" % (n, name.encode() if n == 1 else hashlib.md5(name.encode()).hexdigest().encode())
+        for n, name in enumerate(names, 1)
+    ]
+    server = pop3d()
+    client = server.login()
+    assert client.uidl()[1] == expected
+    assert client.uidl(3).split() == [b"+OK", b"3", expected[2].split()[1]]
+    client.dele(2)
+    client.dele(3)
+    client.dele(4)
+    assert client.uidl()[1] == expected[:1], "only plain names left: given as they are"
+    client.rset()
+    client.quit()
+
+
 def test_flags_changed_during_a_session(pop3d, site):
     server = pop3d()
     maildir = site.maildir("alice")
