@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import operator
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -45,6 +46,8 @@ STRING_KEYS = {
 COLUMN_OF = {**STRING_KEYS, "DATE": "sent"}
 
 Found = list[tuple[int, Entry]]  # (sequence number, entry), as imapd.search returns them
+# A base subject as threading compares it: decoded, as the cache keeps it, or its cached rank.
+Subject = str | bytes | int
 
 
 class Facts:
@@ -58,6 +61,7 @@ class Facts:
     def __init__(self, view: Selected, entries: list[Entry], close: int = -1) -> None:
         self.view, self.entries, self.close = view, entries, close
         self.columns: dict[str, list[bytes]] = {}
+        self.ranked: dict[str, array[int] | None] = {}
 
     def column(self, name: str) -> list[bytes]:
         """Each message's value of one column of SortFacts.columns()."""
@@ -115,6 +119,15 @@ class Facts:
             seconds if (seconds := number(date)) is not None else mailbox.arrival(entries[i])
             for i, date in enumerate(dates)
         ]
+
+    def ranks(self, name: str) -> array[int] | None:
+        """The cached ranks of a string column's values (common/store/msgcache.py RANKED), or
+        None."""
+        if name in self.columns:  # derived or read already: the values are at hand
+            return None
+        if name not in self.ranked:
+            self.ranked[name] = self.view.mailbox.cached_ranks(self.entries, CACHE_FIELDS[name])
+        return self.ranked[name]
 
     def arrivals(self) -> list[int]:
         return self.view.mailbox.arrivals(self.entries)
@@ -242,15 +255,16 @@ def sort_keys(view: Selected) -> dict[str, Callable[[Item], object]]:
     }
 
 
-def key_column(facts: Facts, name: str) -> list[bytes] | list[int]:
-    """The key of each message for one sort criterion."""
+def key_column(facts: Facts, name: str) -> Sequence[bytes] | Sequence[int]:
+    """The key of each message for one sort criterion: for a string, the ranks of the values
+    when the cache has them (numbers sort faster), else the values."""
     if name == "ARRIVAL":
         return facts.arrivals()
     if name == "DATE":
         return facts.sent()
     if name == "SIZE":
         return facts.sizes()
-    return facts.column(STRING_KEYS[name])
+    return facts.ranks(STRING_KEYS[name]) or facts.column(STRING_KEYS[name])
 
 
 def sort_messages(
@@ -259,8 +273,18 @@ def sort_messages(
     """The matched messages in the order of the sort program (RFC 5256 3): each criterion in
     turn decides, REVERSE reversing only its own; the mailbox order decides the rest. (`close`:
     see Facts.)"""
+    with memory.paused_gc():  # lists of 100,000 keys and pairs, none of them garbage
+        return _sort(view, found, program, close)
+
+
+def _sort(view: Selected, found: Found, program: tuple[SortKey, ...], close: int) -> Found:
     facts = Facts(view, [entry for _seq, entry in found], close)
-    facts.load(COLUMN_OF[criterion.name] for criterion in program if criterion.name in COLUMN_OF)
+    ranked = [n for c in program if (n := STRING_KEYS.get(c.name)) and facts.ranks(n) is not None]
+    facts.load(
+        COLUMN_OF[criterion.name]
+        for criterion in program
+        if criterion.name in COLUMN_OF and COLUMN_OF[criterion.name] not in ranked
+    )
     order = list(range(len(found)))
     # Stable sorts from the last criterion to the first give the lexicographic order, and
     # Python's sort stays stable with reverse=True, so equal items keep the mailbox order.
@@ -284,7 +308,7 @@ class Message:
         seq: int,
         entry: Entry,
         sent: float,
-        subject: str | bytes,
+        subject: Subject,
         reply: bool,
         message_id: str | bytes,
         references: Sequence[str | bytes],
@@ -304,13 +328,17 @@ def thread_messages(
     """The facts THREAD needs of each message, read as columns (bytes, as the cache has them:
     the algorithms only compare them); without `linked` (ORDEREDSUBJECT) no message IDs."""
     facts = Facts(view, [entry for _seq, entry in found], close)
-    facts.load(("subject", "thread", "sent") if linked else ("subject", "sent"))
-    subjects, dates = facts.column("subject"), facts.sent()
     if not linked:
+        # ORDEREDSUBJECT only compares subjects: their cached ranks do, when there are some.
+        ranks = facts.ranks("subject")
+        facts.load(("sent",) if ranks is not None else ("subject", "sent"))
+        subjects: Sequence[bytes | int] = ranks if ranks is not None else facts.column("subject")
         return [
             Message(seq, entry, sent, subject, False, b"", ())
-            for (seq, entry), subject, sent in zip(found, subjects, dates, strict=True)
+            for (seq, entry), subject, sent in zip(found, subjects, facts.sent(), strict=True)
         ]
+    facts.load(("subject", "thread", "sent"))
+    subjects, dates = facts.column("subject"), facts.sent()
     messages = []
     threads = facts.column("thread")
     for (seq, entry), subject, thread, sent in zip(found, subjects, threads, dates, strict=True):
@@ -366,7 +394,7 @@ def subject_groups(items: list[Message]) -> list[list[Message]]:
     items.sort(key=_SENT)
     items.sort(key=_SUBJECT)
     groups: list[list[Message]] = []
-    subject: str | bytes | None = None
+    subject: Subject | None = None
     for item in items:
         if groups and item.subject == subject:
             groups[-1].append(item)
@@ -529,7 +557,7 @@ def subject_of(node: Node) -> Message | None:
     return node.children[0].item if node.children else None
 
 
-def thread_subject(node: Node) -> str | bytes:
+def thread_subject(node: Node) -> Subject:
     item = subject_of(node)
     return item.subject if item is not None else ""
 
@@ -540,7 +568,7 @@ def merge_subjects(roots: list[Node]) -> list[Node]:
     subjects = [
         node.item.subject if node.item is not None else thread_subject(node) for node in roots
     ]
-    table: dict[str | bytes, Node] = {}
+    table: dict[Subject, Node] = {}
     for node, subject in zip(roots, subjects, strict=True):  # 5.B: one thread per subject
         if not subject:
             continue

@@ -472,6 +472,11 @@ class Mailbox:
         """cached() of each of `entries` (in UID order), in one walk of the cache."""
         return self.cache.column(self._space(), array("I", map(UID_OF, entries)), field)
 
+    def cached_ranks(self, entries: list[Entry], field: str) -> array[int] | None:
+        """The ranks of a sort field's values (msgcache.RANKED) for `entries` (in UID order),
+        None unless the cache has them all (SORT then compares the values)."""
+        return self.cache.ranks(self._space(), array("I", map(UID_OF, entries)), field)
+
     def cached(self, entry: Entry, field: str) -> bytes | None:
         """A value derived from the message (msgcache.FIELDS), if the cache has it."""
         return self.cache.get(self._space(), entry.uid, field)
