@@ -13,7 +13,10 @@ FETCH FLAGS without comparing the whole folder.
 An mtime is trusted only once it is MTIME_TRUST_AGE old: a second change within the same mtime
 tick would not show. Our own changes (renames, deliveries, unlinks) move the mtime we know when
 nothing else moved it first, but leave it unverified, so the directory is listed once more after
-it settles: a change by someone else in the same tick is seen at most a second late.
+it settles: a change by someone else in the same tick is seen at most a second late. A listing
+of settled directories that confirmed the table stamps the folder (`maildaemons-listed`: the
+table's UID space and version, the two mtimes); the next session that reads the same table and
+finds the same mtimes (through open(2), as an NFS client asks the server) lists neither.
 
 Flags are the file-name letters of common/store/flags.py; keyword names live in the folder's
 `dovecot-keywords` (common/store/keywords.py), the format Dovecot uses, so both servers read each
@@ -35,7 +38,7 @@ from pathlib import Path
 
 import common.store.maildir as maildir
 import common.store.memory as memory
-from common.store.atomic import fsync_dir
+from common.store.atomic import atomic_write, fsync_dir
 from common.store.errors import MailboxNotFound, StoreError
 from common.store.flags import INFO, SEEN, system_letters, with_letters
 from common.store.keywords import Keywords
@@ -50,6 +53,9 @@ __all__ = ["Entry", "Mailbox", "Snapshot"]
 MTIME_TRUST_AGE = 1.0
 SUBDIRS = ("new", "cur")
 ARRIVAL = "arrival"  # the cache's field of arrival times (msgcache.FIELDS)
+# The stamp of the last listing that confirmed the table (Mailbox._note_listed), disposable.
+LISTED_FILE = "maildaemons-listed"
+LISTED_MAGIC = "maildaemons-listed 1"
 
 
 @dataclass
@@ -99,6 +105,7 @@ class Mailbox:
         self._unrecorded: dict[int, Entry] = {}  # renamed by set_letters, not yet in the log
         self._space_of: tuple[int, str] | None = None
         self._space_text = ""
+        self._listed = ""  # the stamp of a confirmed listing last read or written
 
     # -- keeping the table in step -------------------------------------------------------------
 
@@ -123,6 +130,8 @@ class Mailbox:
         if not intact:
             # No readable uidlist: the folder starts over, from a full listing.
             self._dirs = {sub: DirState() for sub in SUBDIRS}
+        elif loaded:
+            self._trust_listed()
         empty = self.table is None or not self.table.entries
         listing = self._look()
         if (
@@ -132,6 +141,8 @@ class Mailbox:
             or (claim_recent and self._unclaimed(listing))
         ):
             self._record(listing, claim_recent)
+        if listing.listed:
+            self._note_listed()
         big = self.table is not None and len(self.table.entries) > memory.BIG_WORK
         if big and (loaded or empty or listing.size() > memory.BIG_WORK):
             del listing
@@ -241,6 +252,50 @@ class Mailbox:
             listing.listed[sub] = set(maildir.list_names(self.path, sub))
             state.mtime, state.verified = mtime, settled(mtime, now)
         return listing
+
+    # -- what a listing confirmed, for the next session ---------------------------------------
+
+    def _listed_text(self) -> str:
+        """The stamp of a confirmed listing: the table's UID space and version, and the mtimes
+        of new/ and cur/ that a listing taken after they had settled found it matching."""
+        mtimes = " ".join(str(self._dirs[sub].mtime) for sub in SUBDIRS)
+        version = " ".join(map(str, self._version()))
+        return f"{LISTED_MAGIC} {self._space()} {version} {mtimes}\n"
+
+    def _note_listed(self) -> None:
+        """After a listing: when both directories are confirmed as the table has them (their
+        mtimes settled before they were listed, and unchanged since), stamp the folder so that
+        the next session need not list them again. Only a hint: a stamp of another table, or
+        a directory changed since, is not trusted."""
+        states = self._dirs.values()
+        if not all(state.verified for state in states):
+            return
+        if any(self._mtime(sub) != self._dirs[sub].mtime for sub in SUBDIRS):
+            return
+        text = self._listed_text()
+        if text != self._listed:
+            with contextlib.suppress(OSError):
+                atomic_write(self.path / LISTED_FILE, text.encode("ascii"), fsync=False)
+                self._listed = text
+
+    def _trust_listed(self) -> None:
+        """At a session's first sync, the table just read: the directories the stamp of an
+        earlier listing vouches for (the same table, the same mtimes, looked at through
+        open(2), which an NFS client checks with the server) are not listed again."""
+        try:
+            stamp = maildir.read_file(self.path / LISTED_FILE).decode("ascii")
+        except (OSError, UnicodeDecodeError):
+            return
+        parts, expected = stamp.split(), self._listed_text().split()
+        mtimes = parts[-len(SUBDIRS) :]
+        if parts[: -len(SUBDIRS)] != expected[: -len(SUBDIRS)] or len(parts) != len(expected):
+            return  # another table (or UID space), or not a stamp
+        if not all(mtime.isdigit() for mtime in mtimes):
+            return
+        self._listed = stamp
+        for sub, mtime in zip(SUBDIRS, map(int, mtimes), strict=True):
+            if maildir.dir_mtime(self.path, sub) == mtime:
+                self._dirs[sub].mtime, self._dirs[sub].verified = mtime, True
 
     def _unclaimed(self, listing: Listing) -> bool:
         """Whether anything waits for a claim: UIDs from the first recent one up, or files in

@@ -40,6 +40,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, cast
 
+from common.store.atomic import atomic_write
+
 CACHE_FILE = "maildaemons-cache"
 # Version 5: the values of each field together (version 4 kept each message's values together,
 # and a message without a final line end was given one before: both are rebuilt).
@@ -216,15 +218,15 @@ class _Stored:
             numbers.byteswap()
         return numbers
 
-    def copy_block(self, field: str, out: IO[bytes]) -> None:
-        """The field's whole block as it is, to `out`."""
+    def block(self, field: str) -> Iterator[bytes]:
+        """The field's whole block as it is, a chunk at a time."""
         offset = self.data_start + self.blocks[field][1]
         left = self.starts(field)[-1]
         while left:
             data = os.pread(self.handle.fileno(), min(left, COPY_CHUNK), offset)
             if not data:
                 raise ValueError("truncated")
-            out.write(data)
+            yield data
             offset, left = offset + len(data), left - len(data)
 
 
@@ -658,21 +660,18 @@ class _Writer:
             ",".join(blocks).encode("ascii"),
         )
         data_start = len(head % 0) + count * 4 * (2 + len(fields))
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as out:
-                out.write(head % data_start)
-                out.write(self.rows.uids.tobytes())
-                out.write(self.rows.sizes(self.stored, self.fresh).tobytes())
-                for _name, lengths in fields:
-                    out.write(lengths.tobytes())
-                for name, _lengths in fields:
-                    self._block(name, out)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        # Made new beside the file (never through a link, a name per thread), then renamed
+        # over it; no fsync: the cache is derived data, and a torn one reads as empty.
+        atomic_write(self.path, self._pieces(head % data_start, fields), fsync=False)
+
+    def _pieces(self, head: bytes, fields: list[tuple[str, array[int]]]) -> Iterator[bytes]:
+        yield head
+        yield self.rows.uids.tobytes()
+        yield self.rows.sizes(self.stored, self.fresh).tobytes()
+        for _name, lengths in fields:
+            yield lengths.tobytes()
+        for name, _lengths in fields:
+            yield from self._block(name)
 
     def _ranks(self) -> dict[str, array[int]]:
         """The rank fields to write (their values in row order, 0: none): anew for RANKED
@@ -738,22 +737,21 @@ class _Writer:
             return None
         return name, lengths
 
-    def _block(self, name: str, out: IO[bytes]) -> None:
+    def _block(self, name: str) -> Iterator[bytes]:
         """The field's values of every row that has one, in row order."""
         if name in self.computed:
             ranks = self.computed[name]
             if sys.byteorder != "little":
                 ranks = array("I", ranks)
                 ranks.byteswap()
-            out.write(ranks.tobytes())
+            yield ranks.tobytes()
             return
         index = FIELDS.index(name)
         stored, fresh = self.stored, self.fresh
         if fresh.offsets[index] is None and self.rows.same and stored is not None:
-            stored.copy_block(name, out)  # nothing new and nothing gone: the block as it is
+            yield from stored.block(name)  # nothing new and nothing gone: the block as it is
             return
-        for value in self._values(index):
-            out.write(value)
+        yield from self._values(index)
 
     def _values(self, index: int) -> Iterator[bytes]:
         name = FIELDS[index]
