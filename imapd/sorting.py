@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import operator
+import re
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,9 @@ STRING_KEYS = {
 COLUMN_OF = {**STRING_KEYS, "DATE": "sent"}
 
 Found = list[tuple[int, Entry]]  # (sequence number, entry), as imapd.search returns them
+# THREAD of this many messages or more is kept in the folder (Mailbox.remember_for).
+KEEP_THREADS = 1000
+_NUMBER = re.compile(r"\d+")
 # A base subject as threading compares it: decoded, as the cache keeps it, or its cached rank.
 Subject = str | bytes | int
 
@@ -421,10 +425,26 @@ def subject_text(groups: list[list[Message]], number: Callable[[Message], int]) 
 
 def thread(view: Selected, found: Found, algorithm: str, uid: bool, close: int = -1) -> str:
     """THREAD's thread lists (render) of the matched messages by ORDEREDSUBJECT or REFERENCES,
-    numbered by UID or sequence number (`close`: see Facts). Some 100,000 nodes and messages
-    live at once and are never garbage while the trees are built: the cyclic collector is kept
-    out, and the trees are taken apart afterwards, so reference counting frees them."""
-    number = operator.attrgetter("entry.uid" if uid else "seq")
+    numbered by UID or sequence number (`close`: see Facts). The threads of a big set are kept
+    in the folder, by UID (Mailbox.remember_for: they depend on the messages' contents only),
+    and given again while the set is the same, as Dovecot keeps its thread index."""
+    kind = f"thread-{algorithm.lower()}"
+    entries = [entry for _seq, entry in found]
+    kept = view.mailbox.derived_for(kind, entries) if len(found) >= KEEP_THREADS else None
+    if kept is not None:
+        text = kept.decode("ascii")
+    else:
+        text = threads(view, found, algorithm, close)
+        if len(found) >= KEEP_THREADS:
+            view.mailbox.remember_for(kind, entries, text.encode("ascii"))
+    return text if uid else by_sequence(text, found)
+
+
+def threads(view: Selected, found: Found, algorithm: str, close: int = -1) -> str:
+    """The thread lists, by UID. Some 100,000 nodes and messages live at once and are never
+    garbage while the trees are built: the cyclic collector is kept out, and the trees are
+    taken apart afterwards, so reference counting frees them."""
+    number = operator.attrgetter("entry.uid")
     with memory.paused_gc():
         if algorithm == "ORDEREDSUBJECT":  # no tree needed to write it
             groups = subject_groups(thread_messages(view, found, close, linked=False))
@@ -433,6 +453,13 @@ def thread(view: Selected, found: Found, algorithm: str, uid: bool, close: int =
         text = render(roots, number)
         take_apart(roots)
     return text
+
+
+def by_sequence(text: str, found: Found) -> str:
+    """Thread lists by UID renumbered by sequence number."""
+    with memory.paused_gc():
+        sequence = {str(entry.uid): str(seq) for seq, entry in found}
+    return _NUMBER.sub(lambda m: sequence[m.group()], text)
 
 
 def take_apart(roots: list[Node]) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import hashlib
 import os
 import re
 import time
@@ -53,6 +54,9 @@ __all__ = ["Entry", "Mailbox", "Snapshot"]
 MTIME_TRUST_AGE = 1.0
 SUBDIRS = ("new", "cur")
 ARRIVAL = "arrival"  # the cache's field of arrival times (msgcache.FIELDS)
+# A value derived from a set of messages (Mailbox.remember_for), disposable: one file a kind.
+DERIVED_PREFIX = "maildaemons-set-"
+DERIVED_MAGIC = "maildaemons-set 1"
 # The stamp of the last listing that confirmed the table (Mailbox._note_listed), disposable.
 LISTED_FILE = "maildaemons-listed"
 LISTED_MAGIC = "maildaemons-listed 1"
@@ -476,6 +480,34 @@ class Mailbox:
         it, for the messages the folder has now."""
         if self.table is not None:
             self.cache.save(self._space(), map(UID_OF, self.table.entries))
+
+    # -- values derived from a set of messages -------------------------------------------------
+
+    def derived_for(self, kind: str, entries: list[Entry]) -> bytes | None:
+        """A value derived from exactly these messages (kind: a name of letters, digits and
+        dashes), as remember_for() kept it; None when it was kept for another set, another UID
+        space, or not at all. Such a value depends on the messages' contents only (a THREAD
+        of them, by UID), which never change."""
+        try:
+            data = maildir.read_file(self.path / f"{DERIVED_PREFIX}{kind}")
+        except OSError:
+            return None
+        head, newline, value = data.partition(b"\n")
+        if not newline or head != self._derived_head(entries):
+            return None
+        return value
+
+    def remember_for(self, kind: str, entries: list[Entry], value: bytes) -> None:
+        """Keep one value derived from these messages (the last one of its kind): disposable,
+        replaced by atomic rename, never fsynced."""
+        with contextlib.suppress(OSError):
+            data = (self._derived_head(entries), b"\n", value)
+            atomic_write(self.path / f"{DERIVED_PREFIX}{kind}", data, fsync=False)
+
+    def _derived_head(self, entries: list[Entry]) -> bytes:
+        uids = array("I", map(UID_OF, entries))
+        digest = hashlib.blake2b(uids.tobytes(), digest_size=16).hexdigest()
+        return f"{DERIVED_MAGIC} {self._space()} {len(uids)} {digest}".encode("ascii")
 
     def size(self, entry: Entry, data: bytes | None = None) -> int:
         """RFC822.SIZE: the CRLF size, from `,W=` in the name, the cache, or the file (`data`

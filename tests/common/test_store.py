@@ -659,3 +659,31 @@ def test_a_stamp_of_another_table_or_a_damaged_one_is_not_trusted(
         (inbox / "maildaemons-listed").write_bytes(damaged)
         Mailbox(inbox).sync()
         assert sorted(listed) == ["cur", "new"], damaged
+
+
+def test_a_value_derived_from_a_set_of_messages(inbox: Path) -> None:
+    """Kept for exactly that set of UIDs in that UID space; the last one of each kind."""
+    deliver_many(inbox, 4)
+    box = Mailbox(inbox)
+    entries = box.sync().entries
+    assert box.derived_for("thread-x", entries) is None
+    box.remember_for("thread-x", entries, b"(1 2)(3 4)")
+    box.remember_for("thread-y", entries[:2], b"(1)(2)")
+    again = Mailbox(inbox)
+    same = again.sync().entries
+    assert again.derived_for("thread-x", same) == b"(1 2)(3 4)"
+    assert again.derived_for("thread-x", same[:3]) is None, "another set"
+    assert again.derived_for("thread-y", same[:2]) == b"(1)(2)"
+    again.remember_for("thread-x", same[1:], b"(2)")
+    assert again.derived_for("thread-x", same) is None, "only the last one is kept"
+    assert again.derived_for("thread-x", same[1:]) == b"(2)"
+    (inbox / "maildaemons-set-thread-x").write_bytes(b"junk")
+    assert again.derived_for("thread-x", same[1:]) is None
+    # A folder whose UIDs started over (a new UIDVALIDITY) shares no set with the old one.
+    again.remember_for("thread-x", same, b"(1)")
+    for name in ("maildaemons-uidlist", "maildaemons-uidlist.log", "maildaemons-uidvalidity"):
+        (inbox / name).unlink(missing_ok=True)
+    fresh = Mailbox(inbox)
+    renumbered = fresh.sync().entries
+    assert [e.uid for e in renumbered] == [e.uid for e in same]
+    assert fresh.derived_for("thread-x", renumbered) is None
