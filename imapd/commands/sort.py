@@ -8,6 +8,8 @@ and UTF-8.
 
 from __future__ import annotations
 
+import operator
+
 from imapd import rev2
 from imapd.commands.base import enable_condstore, expect
 from imapd.commands.context import start_updates
@@ -44,7 +46,10 @@ def cmd_sort(session: Session, command: Command) -> Result:
                 session, command, args.criteria, args.program, found, "SORT completed"
             )
         return "SORT completed"
-    numbers = [e.uid for _seq, e in found] if command.uid else [seq for seq, _e in found]
+    if command.uid:
+        numbers = [entry.uid for _seq, entry in found]
+    else:
+        numbers = list(map(operator.itemgetter(0), found))  # (in C: 100,000 of them)
     line = "".join(("* SORT ", " ".join(map(str, numbers)))).rstrip()
     if args.uses_modseq and found:
         line += f" (MODSEQ {max(e.modseq for _seq, e in found)})"
