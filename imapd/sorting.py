@@ -133,6 +133,13 @@ class Facts:
             self.ranked[name] = self.view.mailbox.cached_ranks(self.entries, CACHE_FIELDS[name])
         return self.ranked[name]
 
+    def order(self, name: str) -> array[int] | None:
+        """All the messages in the order of a string column's values, as the cache keeps it
+        (common/store/msgcache.py ORDERED), or None."""
+        if name in self.columns:
+            return None
+        return self.view.mailbox.cached_order(self.entries, CACHE_FIELDS[name])
+
     def arrivals(self) -> list[int]:
         return self.view.mailbox.arrivals(self.entries)
 
@@ -277,25 +284,35 @@ def sort_messages(
     """The matched messages in the order of the sort program (RFC 5256 3): each criterion in
     turn decides, REVERSE reversing only its own; the mailbox order decides the rest. (`close`:
     see Facts.)"""
-    with memory.paused_gc():  # lists of 100,000 keys and pairs, none of them garbage
-        return _sort(view, found, program, close)
+    order = sort_order(view, found, program, close)
+    with memory.paused_gc():
+        return [found[i] for i in order]
 
 
-def _sort(view: Selected, found: Found, program: tuple[SortKey, ...], close: int) -> Found:
-    facts = Facts(view, [entry for _seq, entry in found], close)
-    ranked = [n for c in program if (n := STRING_KEYS.get(c.name)) and facts.ranks(n) is not None]
-    facts.load(
-        COLUMN_OF[criterion.name]
-        for criterion in program
-        if criterion.name in COLUMN_OF and COLUMN_OF[criterion.name] not in ranked
-    )
-    order = list(range(len(found)))
-    # Stable sorts from the last criterion to the first give the lexicographic order, and
-    # Python's sort stays stable with reverse=True, so equal items keep the mailbox order.
-    for criterion in reversed(program):
-        keys = key_column(facts, criterion.name)
-        order.sort(key=keys.__getitem__, reverse=criterion.reverse)
-    return [found[i] for i in order]
+def sort_order(
+    view: Selected, found: Found, program: tuple[SortKey, ...], close: int = -1
+) -> list[int]:
+    """sort_messages() as the places in `found` of the messages in order."""
+    with memory.paused_gc():  # lists of 100,000 keys, none of them garbage
+        facts = Facts(view, [entry for _seq, entry in found], close)
+        names = [STRING_KEYS.get(criterion.name) for criterion in program]
+        ranked = [name for name in names if name and facts.ranks(name) is not None]
+        facts.load(
+            COLUMN_OF[criterion.name]
+            for criterion in program
+            if criterion.name in COLUMN_OF and COLUMN_OF[criterion.name] not in ranked
+        )
+        kept = facts.order(names[0]) if len(program) == 1 and names[0] in ranked else None
+        order = list(range(len(found))) if kept is None else list(kept)
+        if kept is not None and not program[0].reverse:
+            return order  # the cache has this very order
+        # Stable sorts from the last criterion to the first give the lexicographic order, and
+        # Python's sort stays stable with reverse=True, so equal items keep the mailbox order
+        # (from a kept order, a REVERSE is one reversal of its runs of equal keys).
+        for criterion in reversed(program):
+            keys = key_column(facts, criterion.name)
+            order.sort(key=keys.__getitem__, reverse=criterion.reverse)
+        return order
 
 
 # -- THREAD ----------------------------------------------------------------------------------

@@ -564,6 +564,11 @@ class Mailbox:
         None unless the cache has them all (SORT then compares the values)."""
         return self.cache.ranks(self._space(), array("I", map(UID_OF, entries)), field)
 
+    def cached_order(self, entries: list[Entry], field: str) -> array[int] | None:
+        """`entries` (in UID order) in the order of a sort field's values, as places in
+        `entries` (msgcache.ORDERED), None unless the cache has it for exactly these."""
+        return self.cache.order(self._space(), array("I", map(UID_OF, entries)), field)
+
     def cached(self, entry: Entry, field: str) -> bytes | None:
         """A value derived from the message (msgcache.FIELDS), if the cache has it."""
         return self.cache.get(self._space(), entry.uid, field)

@@ -21,7 +21,9 @@ or SEARCH of a whole folder wants) is one read:
     data      for each field of F in turn, its block (at <block> from the data offset): the
               values of its rows, in row order
 
-Only fields with a value are written. A field's columns are read when it is first asked for;
+Only fields with a value are written. Fields that SORT orders by (RANKED) get two more when the
+cache is written: each row's rank among their values, and the rows in their order when every
+row has one; numbers of 4 bytes, read as arrays. A field's columns are read when first asked for;
 values come through a read window (a FETCH 1:* reads a block front to back, a window at a
 time), never by mapping the file: the session's memory stays small whatever the folder's size.
 Values new in this session go to an anonymous temporary file, not to memory.
@@ -67,12 +69,21 @@ FIELDS = (
     "rank-cc",
     "rank-displayfrom",
     "rank-displayto",
+    "order-subject",
+    "order-from",
+    "order-to",
+    "order-cc",
+    "order-displayfrom",
+    "order-displayto",
 )
 # Fields that a SORT orders by, octet by octet: when the cache is written, each row's value of
 # one gets its rank among all of them (equal values, equal ranks) in the field beside it, a
 # 4-byte number, so that a SORT of a folder the cache knows reads one array and sorts numbers.
-RANKED = {f"sort-{name}": f"rank-{name}" for name in ("subject", "from", "to", "cc")}
-RANKED |= {f"sort-{name}": f"rank-{name}" for name in ("displayfrom", "displayto")}
+# When every row has a value, the rows in the order of their values (equal ones in row order)
+# are kept too: a SORT by that field alone of all the rows reads it and sorts nothing.
+_SORTED = ("subject", "from", "to", "cc", "displayfrom", "displayto")
+RANKED = {f"sort-{name}": f"rank-{name}" for name in _SORTED}
+ORDERED = {f"sort-{name}": f"order-{name}" for name in _SORTED}
 RANK_SIZE = 4  # a rank is a little-endian u32, 0 for a row without a value
 INDEX = {field: index for index, field in enumerate(FIELDS)}
 ABSENT = 0xFFFFFFFF
@@ -449,6 +460,20 @@ class MessageCache:
             row += 1
         return found
 
+    def order(self, space: str, uids: array[int], field: str) -> array[int] | None:
+        """The rows `uids` (ascending) in the order of their values of a RANKED field, equal
+        values in row order, as places in `uids`; None unless `uids` are the file's rows,
+        each has a value, and this session derived none."""
+        self._use(space)
+        stored = self._load()
+        if stored is None or self._fresh.offsets[INDEX[field]] is not None:
+            return None
+        try:
+            return stored.numbers(ORDERED[field]) if stored.uids == uids else None
+        except (OSError, ValueError):
+            self._drop()
+            return None
+
     @staticmethod
     def _stored_column(stored: _Stored | None, uids: array[int], field: str) -> list[bytes | None]:
         """The stored values of `uids`, walking the stored rows alongside."""
@@ -639,7 +664,8 @@ class _Writer:
         self.path, self.space, self.rows = path, space, rows
         self.stored, self.fresh = stored, fresh
         self.spill = fresh.reader()
-        self.computed: dict[str, array[int]] = {}  # rank field -> its values by row
+        self.computed: dict[str, array[int]] = {}  # rank or order field -> its values by row
+        self.dropped: set[str] = set()  # fields not to write
 
     def write(self) -> None:
         self.computed = self._ranks()
@@ -683,9 +709,14 @@ class _Writer:
             new = self.fresh.offsets[INDEX[field]] is not None
             old = stored.numbers(rank_field) if stored is not None else None
             if new or (old is None and stored is not None and field in stored.blocks):
-                computed[rank_field] = ranks_of(self._row_values(INDEX[field]))
+                ranks = computed[rank_field] = ranks_of(self._row_values(INDEX[field]))
+                if 0 not in ranks:  # every row has a value: their order too
+                    order = sorted(range(len(ranks)), key=ranks.__getitem__)
+                    computed[ORDERED[field]] = array("I", order)
             elif old is not None and not self.rows.same:
                 computed[rank_field] = array("I", (old[o] if o >= 0 else 0 for o in self.rows.old))
+            if ORDERED[field] not in computed and not self.rows.same:
+                self.dropped.add(ORDERED[field])  # an order of other rows
         return computed
 
     def _row_values(self, index: int) -> list[bytes | None]:
@@ -712,11 +743,13 @@ class _Writer:
     def _lengths(self, index: int) -> tuple[str, array[int]] | None:
         """The field's lengths by row, None when no row has a value."""
         name = FIELDS[index]
+        if name in self.dropped:
+            return None
         if name in self.computed:
-            ranks = self.computed[name]
-            if ranks.count(0) == len(ranks):
+            numbers = self.computed[name]
+            if name in RANKED.values() and numbers.count(0) == len(numbers):
                 return None
-            return name, array("I", [RANK_SIZE]) * len(ranks)
+            return name, array("I", [RANK_SIZE]) * len(numbers)
         fresh = self.fresh
         old = self.stored.lengths(name) if self.stored is not None else None
         if fresh.offsets[index] is None:
