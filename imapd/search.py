@@ -18,7 +18,7 @@ import datetime
 import re
 from collections.abc import Callable
 
-from common.store import Entry, StoreError, to_crlf
+from common.store import Entry, StoreError, memory, to_crlf
 from common.store.flags import letters_of
 from imapd import flags as imapflags
 from imapd import objectid
@@ -29,6 +29,7 @@ from imapd.parser import And, Key, Not, Or, SearchNode, SeqSet
 from imapd.selected import Selected, member
 
 RangeCache = dict[int, tuple[tuple[int, int], ...]]
+
 BULK = 100  # a SEARCH of more messages than this takes the cached headers in one walk
 ADDRESS_KEYS = {"BCC": "Bcc", "CC": "Cc", "FROM": "From", "TO": "To", "SUBJECT": "Subject"}
 # The cached searched headers (common/store/msgcache.py field): for each of SEARCHED, each value
@@ -118,11 +119,13 @@ class Candidate:
 def search(view: Selected, criteria: SearchNode) -> list[tuple[int, Entry]]:
     ranges: RangeCache = {}  # the tree (and so every id in it) lives for the whole search
     entries = view.entries
-    if isinstance(criteria, Key) and criteria.name == "ALL":
-        return list(enumerate(entries, 1))
     by_name = name_filter(criteria)
-    if by_name is not None:  # a flag of the file names: no message to look at
-        return [(seq, e) for seq, e in enumerate(entries, 1) if by_name(e.name)]
+    if by_name is not None:  # ALL, or a flag of the file names: no message to look at
+        # A pair per message of a big folder, no garbage among them: no collector passes.
+        with memory.paused_gc():
+            if by_name is any_name:
+                return list(enumerate(entries, 1))
+            return [(seq, e) for seq, e in enumerate(entries, 1) if by_name(e.name)]
     headers: list[bytes | None] = []
     if len(entries) > BULK and uses_headers(criteria):
         headers = view.mailbox.cached_column(entries, SEARCH_FIELDS)
@@ -139,19 +142,25 @@ def search(view: Selected, criteria: SearchNode) -> list[tuple[int, Entry]]:
 
 
 def name_filter(node: SearchNode) -> Callable[[str], bool] | None:
-    """For a system flag kept in the file name (`\\Seen`, `UNSEEN`...), or NOT one: a test of
-    the file name that a search of a whole folder runs without a Candidate per message; None
-    for anything else."""
+    """For ALL (any_name), a system flag kept in the file name (`\\Seen`, `UNSEEN`...),
+    or NOT one: a test of the file name that a search of a whole folder runs without a
+    Candidate per message; None for anything else."""
     negated = isinstance(node, Not)
     key = node.item if isinstance(node, Not) else node
     if not isinstance(key, Key):
         return None
+    if key.name == "ALL" and not negated:
+        return any_name
     letter = imapflags.FLAG_LETTERS.get((key.text or "").lower()) if key.name == "FLAG" else None
     if letter is None:
         return None
     if negated:
         return lambda name: letter not in letters_of(name)
     return lambda name: letter in letters_of(name)
+
+
+def any_name(name: str) -> bool:
+    return True
 
 
 def uses_headers(node: SearchNode) -> bool:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import operator
+import re
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -45,6 +47,11 @@ STRING_KEYS = {
 COLUMN_OF = {**STRING_KEYS, "DATE": "sent"}
 
 Found = list[tuple[int, Entry]]  # (sequence number, entry), as imapd.search returns them
+# THREAD of this many messages or more is kept in the folder (Mailbox.remember_for).
+KEEP_THREADS = 1000
+_NUMBER = re.compile(r"\d+")
+# A base subject as threading compares it: decoded, as the cache keeps it, or its cached rank.
+Subject = str | bytes | int
 
 
 class Facts:
@@ -58,6 +65,7 @@ class Facts:
     def __init__(self, view: Selected, entries: list[Entry], close: int = -1) -> None:
         self.view, self.entries, self.close = view, entries, close
         self.columns: dict[str, list[bytes]] = {}
+        self.ranked: dict[str, array[int] | None] = {}
 
     def column(self, name: str) -> list[bytes]:
         """Each message's value of one column of SortFacts.columns()."""
@@ -115,6 +123,22 @@ class Facts:
             seconds if (seconds := number(date)) is not None else mailbox.arrival(entries[i])
             for i, date in enumerate(dates)
         ]
+
+    def ranks(self, name: str) -> array[int] | None:
+        """The cached ranks of a string column's values (common/store/msgcache.py RANKED), or
+        None."""
+        if name in self.columns:  # derived or read already: the values are at hand
+            return None
+        if name not in self.ranked:
+            self.ranked[name] = self.view.mailbox.cached_ranks(self.entries, CACHE_FIELDS[name])
+        return self.ranked[name]
+
+    def order(self, name: str) -> array[int] | None:
+        """All the messages in the order of a string column's values, as the cache keeps it
+        (common/store/msgcache.py ORDERED), or None."""
+        if name in self.columns:
+            return None
+        return self.view.mailbox.cached_order(self.entries, CACHE_FIELDS[name])
 
     def arrivals(self) -> list[int]:
         return self.view.mailbox.arrivals(self.entries)
@@ -242,15 +266,16 @@ def sort_keys(view: Selected) -> dict[str, Callable[[Item], object]]:
     }
 
 
-def key_column(facts: Facts, name: str) -> list[bytes] | list[int]:
-    """The key of each message for one sort criterion."""
+def key_column(facts: Facts, name: str) -> Sequence[bytes] | Sequence[int]:
+    """The key of each message for one sort criterion: for a string, the ranks of the values
+    when the cache has them (numbers sort faster), else the values."""
     if name == "ARRIVAL":
         return facts.arrivals()
     if name == "DATE":
         return facts.sent()
     if name == "SIZE":
         return facts.sizes()
-    return facts.column(STRING_KEYS[name])
+    return facts.ranks(STRING_KEYS[name]) or facts.column(STRING_KEYS[name])
 
 
 def sort_messages(
@@ -259,15 +284,35 @@ def sort_messages(
     """The matched messages in the order of the sort program (RFC 5256 3): each criterion in
     turn decides, REVERSE reversing only its own; the mailbox order decides the rest. (`close`:
     see Facts.)"""
-    facts = Facts(view, [entry for _seq, entry in found], close)
-    facts.load(COLUMN_OF[criterion.name] for criterion in program if criterion.name in COLUMN_OF)
-    order = list(range(len(found)))
-    # Stable sorts from the last criterion to the first give the lexicographic order, and
-    # Python's sort stays stable with reverse=True, so equal items keep the mailbox order.
-    for criterion in reversed(program):
-        keys = key_column(facts, criterion.name)
-        order.sort(key=keys.__getitem__, reverse=criterion.reverse)
-    return [found[i] for i in order]
+    order = sort_order(view, found, program, close)
+    with memory.paused_gc():
+        return [found[i] for i in order]
+
+
+def sort_order(
+    view: Selected, found: Found, program: tuple[SortKey, ...], close: int = -1
+) -> list[int]:
+    """sort_messages() as the places in `found` of the messages in order."""
+    with memory.paused_gc():  # lists of 100,000 keys, none of them garbage
+        facts = Facts(view, [entry for _seq, entry in found], close)
+        names = [STRING_KEYS.get(criterion.name) for criterion in program]
+        ranked = [name for name in names if name and facts.ranks(name) is not None]
+        facts.load(
+            COLUMN_OF[criterion.name]
+            for criterion in program
+            if criterion.name in COLUMN_OF and COLUMN_OF[criterion.name] not in ranked
+        )
+        kept = facts.order(names[0]) if len(program) == 1 and names[0] in ranked else None
+        order = list(range(len(found))) if kept is None else list(kept)
+        if kept is not None and not program[0].reverse:
+            return order  # the cache has this very order
+        # Stable sorts from the last criterion to the first give the lexicographic order, and
+        # Python's sort stays stable with reverse=True, so equal items keep the mailbox order
+        # (from a kept order, a REVERSE is one reversal of its runs of equal keys).
+        for criterion in reversed(program):
+            keys = key_column(facts, criterion.name)
+            order.sort(key=keys.__getitem__, reverse=criterion.reverse)
+        return order
 
 
 # -- THREAD ----------------------------------------------------------------------------------
@@ -284,7 +329,7 @@ class Message:
         seq: int,
         entry: Entry,
         sent: float,
-        subject: str | bytes,
+        subject: Subject,
         reply: bool,
         message_id: str | bytes,
         references: Sequence[str | bytes],
@@ -304,13 +349,17 @@ def thread_messages(
     """The facts THREAD needs of each message, read as columns (bytes, as the cache has them:
     the algorithms only compare them); without `linked` (ORDEREDSUBJECT) no message IDs."""
     facts = Facts(view, [entry for _seq, entry in found], close)
-    facts.load(("subject", "thread", "sent") if linked else ("subject", "sent"))
-    subjects, dates = facts.column("subject"), facts.sent()
     if not linked:
+        # ORDEREDSUBJECT only compares subjects: their cached ranks do, when there are some.
+        ranks = facts.ranks("subject")
+        facts.load(("sent",) if ranks is not None else ("subject", "sent"))
+        subjects: Sequence[bytes | int] = ranks if ranks is not None else facts.column("subject")
         return [
             Message(seq, entry, sent, subject, False, b"", ())
-            for (seq, entry), subject, sent in zip(found, subjects, dates, strict=True)
+            for (seq, entry), subject, sent in zip(found, subjects, facts.sent(), strict=True)
         ]
+    facts.load(("subject", "thread", "sent"))
+    subjects, dates = facts.column("subject"), facts.sent()
     messages = []
     threads = facts.column("thread")
     for (seq, entry), subject, thread, sent in zip(found, subjects, threads, dates, strict=True):
@@ -366,7 +415,7 @@ def subject_groups(items: list[Message]) -> list[list[Message]]:
     items.sort(key=_SENT)
     items.sort(key=_SUBJECT)
     groups: list[list[Message]] = []
-    subject: str | bytes | None = None
+    subject: Subject | None = None
     for item in items:
         if groups and item.subject == subject:
             groups[-1].append(item)
@@ -393,10 +442,26 @@ def subject_text(groups: list[list[Message]], number: Callable[[Message], int]) 
 
 def thread(view: Selected, found: Found, algorithm: str, uid: bool, close: int = -1) -> str:
     """THREAD's thread lists (render) of the matched messages by ORDEREDSUBJECT or REFERENCES,
-    numbered by UID or sequence number (`close`: see Facts). Some 100,000 nodes and messages
-    live at once and are never garbage while the trees are built: the cyclic collector is kept
-    out, and the trees are taken apart afterwards, so reference counting frees them."""
-    number = operator.attrgetter("entry.uid" if uid else "seq")
+    numbered by UID or sequence number (`close`: see Facts). The threads of a big set are kept
+    in the folder, by UID (Mailbox.remember_for: they depend on the messages' contents only),
+    and given again while the set is the same, as Dovecot keeps its thread index."""
+    kind = f"thread-{algorithm.lower()}"
+    entries = [entry for _seq, entry in found]
+    kept = view.mailbox.derived_for(kind, entries) if len(found) >= KEEP_THREADS else None
+    if kept is not None:
+        text = kept.decode("ascii")
+    else:
+        text = threads(view, found, algorithm, close)
+        if len(found) >= KEEP_THREADS:
+            view.mailbox.remember_for(kind, entries, text.encode("ascii"))
+    return text if uid else by_sequence(text, found)
+
+
+def threads(view: Selected, found: Found, algorithm: str, close: int = -1) -> str:
+    """The thread lists, by UID. Some 100,000 nodes and messages live at once and are never
+    garbage while the trees are built: the cyclic collector is kept out, and the trees are
+    taken apart afterwards, so reference counting frees them."""
+    number = operator.attrgetter("entry.uid")
     with memory.paused_gc():
         if algorithm == "ORDEREDSUBJECT":  # no tree needed to write it
             groups = subject_groups(thread_messages(view, found, close, linked=False))
@@ -405,6 +470,13 @@ def thread(view: Selected, found: Found, algorithm: str, uid: bool, close: int =
         text = render(roots, number)
         take_apart(roots)
     return text
+
+
+def by_sequence(text: str, found: Found) -> str:
+    """Thread lists by UID renumbered by sequence number."""
+    with memory.paused_gc():
+        sequence = {str(entry.uid): str(seq) for seq, entry in found}
+    return _NUMBER.sub(lambda m: sequence[m.group()], text)
 
 
 def take_apart(roots: list[Node]) -> None:
@@ -529,7 +601,7 @@ def subject_of(node: Node) -> Message | None:
     return node.children[0].item if node.children else None
 
 
-def thread_subject(node: Node) -> str | bytes:
+def thread_subject(node: Node) -> Subject:
     item = subject_of(node)
     return item.subject if item is not None else ""
 
@@ -540,7 +612,7 @@ def merge_subjects(roots: list[Node]) -> list[Node]:
     subjects = [
         node.item.subject if node.item is not None else thread_subject(node) for node in roots
     ]
-    table: dict[str | bytes, Node] = {}
+    table: dict[Subject, Node] = {}
     for node, subject in zip(roots, subjects, strict=True):  # 5.B: one thread per subject
         if not subject:
             continue

@@ -21,7 +21,8 @@ errors of `errors.py`; it never formats protocol text.
 Inside: atomic.py (the link lock and atomic replace, also used for the users and state files),
 names.py, flags.py (the letters after `:2,`), maildir.py (files, delivery, sizes), uidlist.py
 (UIDs: base file and change log), keywords.py, msgcache.py (sizes, envelopes, searched headers,
-by UID), mailbox.py, folders.py, maildrop.py, accounts.py, memory.py.
+sort keys, arrival times, by UID, a column per field), mailbox.py, folders.py, maildrop.py,
+accounts.py, memory.py.
 """
 
 from __future__ import annotations

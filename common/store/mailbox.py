@@ -13,7 +13,10 @@ FETCH FLAGS without comparing the whole folder.
 An mtime is trusted only once it is MTIME_TRUST_AGE old: a second change within the same mtime
 tick would not show. Our own changes (renames, deliveries, unlinks) move the mtime we know when
 nothing else moved it first, but leave it unverified, so the directory is listed once more after
-it settles: a change by someone else in the same tick is seen at most a second late.
+it settles: a change by someone else in the same tick is seen at most a second late. A listing
+of settled directories that confirmed the table stamps the folder (`maildaemons-listed`: the
+table's UID space and version, the two mtimes); the next session that reads the same table and
+finds the same mtimes (through open(2), as an NFS client asks the server) lists neither.
 
 Flags are the file-name letters of common/store/flags.py; keyword names live in the folder's
 `dovecot-keywords` (common/store/keywords.py), the format Dovecot uses, so both servers read each
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import hashlib
 import os
 import re
 import time
@@ -35,7 +39,7 @@ from pathlib import Path
 
 import common.store.maildir as maildir
 import common.store.memory as memory
-from common.store.atomic import LockBusy, LockUnwritable, fsync_dir
+from common.store.atomic import LockBusy, LockUnwritable, atomic_write, fsync_dir
 from common.store.errors import MailboxNotFound, MailboxReadOnly, MessageGone, StoreError
 from common.store.flags import INFO, SEEN, letters_of, system_letters, with_letters
 from common.store.keywords import Keywords
@@ -50,6 +54,12 @@ __all__ = ["Entry", "Mailbox", "Snapshot"]
 MTIME_TRUST_AGE = 1.0
 SUBDIRS = ("new", "cur")
 ARRIVAL = "arrival"  # the cache's field of arrival times (msgcache.FIELDS)
+# A value derived from a set of messages (Mailbox.remember_for), disposable: one file a kind.
+DERIVED_PREFIX = "maildaemons-set-"
+DERIVED_MAGIC = "maildaemons-set 1"
+# The stamp of the last listing that confirmed the table (Mailbox._note_listed), disposable.
+LISTED_FILE = "maildaemons-listed"
+LISTED_MAGIC = "maildaemons-listed 1"
 
 
 @dataclass
@@ -102,6 +112,7 @@ class Mailbox:
         self._space_text = ""
         # The folder's files cannot be written (see _go_read_only): its table lives in memory.
         self.read_only = False
+        self._listed = ""  # the stamp of a confirmed listing last read or written
 
     # -- keeping the table in step -------------------------------------------------------------
 
@@ -133,6 +144,8 @@ class Mailbox:
         if not intact:
             # No readable uidlist: the folder starts over, from a full listing.
             self._dirs = {sub: DirState() for sub in SUBDIRS}
+        elif loaded:
+            self._trust_listed()
         empty = self.table is None or not self.table.entries
         listing = self._look()
         if (
@@ -146,6 +159,8 @@ class Mailbox:
             except LockUnwritable:
                 self._go_read_only(self.table if intact else None)
                 return self.snapshot()
+        if listing.listed:
+            self._note_listed()
         big = self.table is not None and len(self.table.entries) > memory.BIG_WORK
         if big and (loaded or empty or listing.size() > memory.BIG_WORK):
             del listing
@@ -319,6 +334,52 @@ class Mailbox:
             listing.listed[sub] = set(maildir.list_names(self.path, sub))
             state.mtime, state.verified = mtime, settled(mtime, now)
         return listing
+
+    # -- what a listing confirmed, for the next session ---------------------------------------
+
+    def _listed_text(self) -> str:
+        """The stamp of a confirmed listing: the table's UID space and version, and the mtimes
+        of new/ and cur/ that a listing taken after they had settled found it matching."""
+        mtimes = " ".join(str(self._dirs[sub].mtime) for sub in SUBDIRS)
+        version = " ".join(map(str, self._version()))
+        return f"{LISTED_MAGIC} {self._space()} {version} {mtimes}\n"
+
+    def _note_listed(self) -> None:
+        """After a listing: when both directories are confirmed as the table has them (their
+        mtimes settled before they were listed, and unchanged since), stamp the folder so that
+        the next session need not list them again. Only a hint: a stamp of another table, or
+        a directory changed since, is not trusted."""
+        if self.read_only:
+            return
+        states = self._dirs.values()
+        if not all(state.verified for state in states):
+            return
+        if any(self._mtime(sub) != self._dirs[sub].mtime for sub in SUBDIRS):
+            return
+        text = self._listed_text()
+        if text != self._listed:
+            with contextlib.suppress(OSError):
+                atomic_write(self.path / LISTED_FILE, text.encode("ascii"), fsync=False)
+                self._listed = text
+
+    def _trust_listed(self) -> None:
+        """At a session's first sync, the table just read: the directories the stamp of an
+        earlier listing vouches for (the same table, the same mtimes, looked at through
+        open(2), which an NFS client checks with the server) are not listed again."""
+        try:
+            stamp = maildir.read_file(self.path / LISTED_FILE).decode("ascii")
+        except (OSError, UnicodeDecodeError):
+            return
+        parts, expected = stamp.split(), self._listed_text().split()
+        mtimes = parts[-len(SUBDIRS) :]
+        if parts[: -len(SUBDIRS)] != expected[: -len(SUBDIRS)] or len(parts) != len(expected):
+            return  # another table (or UID space), or not a stamp
+        if not all(mtime.isdigit() for mtime in mtimes):
+            return
+        self._listed = stamp
+        for sub, mtime in zip(SUBDIRS, map(int, mtimes), strict=True):
+            if maildir.dir_mtime(self.path, sub) == mtime:
+                self._dirs[sub].mtime, self._dirs[sub].verified = mtime, True
 
     def _unclaimed(self, listing: Listing) -> bool:
         """Whether anything waits for a claim: UIDs from the first recent one up, or files in
@@ -501,6 +562,34 @@ class Mailbox:
         if self.table is not None:
             self.cache.save(self._space(), map(UID_OF, self.table.entries))
 
+    # -- values derived from a set of messages -------------------------------------------------
+
+    def derived_for(self, kind: str, entries: list[Entry]) -> bytes | None:
+        """A value derived from exactly these messages (kind: a name of letters, digits and
+        dashes), as remember_for() kept it; None when it was kept for another set, another UID
+        space, or not at all. Such a value depends on the messages' contents only (a THREAD
+        of them, by UID), which never change."""
+        try:
+            data = maildir.read_file(self.path / f"{DERIVED_PREFIX}{kind}")
+        except OSError:
+            return None
+        head, newline, value = data.partition(b"\n")
+        if not newline or head != self._derived_head(entries):
+            return None
+        return value
+
+    def remember_for(self, kind: str, entries: list[Entry], value: bytes) -> None:
+        """Keep one value derived from these messages (the last one of its kind): disposable,
+        replaced by atomic rename, never fsynced."""
+        with contextlib.suppress(OSError):
+            data = (self._derived_head(entries), b"\n", value)
+            atomic_write(self.path / f"{DERIVED_PREFIX}{kind}", data, fsync=False)
+
+    def _derived_head(self, entries: list[Entry]) -> bytes:
+        uids = array("I", map(UID_OF, entries))
+        digest = hashlib.blake2b(uids.tobytes(), digest_size=16).hexdigest()
+        return f"{DERIVED_MAGIC} {self._space()} {len(uids)} {digest}".encode("ascii")
+
     def size(self, entry: Entry, data: bytes | None = None) -> int:
         """RFC822.SIZE: the CRLF size, from `,W=` in the name, the cache, or the file (`data`
         when the caller has read it already and known_size() said None)."""
@@ -554,6 +643,16 @@ class Mailbox:
     def cached_column(self, entries: list[Entry], field: str) -> list[bytes | None]:
         """cached() of each of `entries` (in UID order), in one walk of the cache."""
         return self.cache.column(self._space(), array("I", map(UID_OF, entries)), field)
+
+    def cached_ranks(self, entries: list[Entry], field: str) -> array[int] | None:
+        """The ranks of a sort field's values (msgcache.RANKED) for `entries` (in UID order),
+        None unless the cache has them all (SORT then compares the values)."""
+        return self.cache.ranks(self._space(), array("I", map(UID_OF, entries)), field)
+
+    def cached_order(self, entries: list[Entry], field: str) -> array[int] | None:
+        """`entries` (in UID order) in the order of a sort field's values, as places in
+        `entries` (msgcache.ORDERED), None unless the cache has it for exactly these."""
+        return self.cache.order(self._space(), array("I", map(UID_OF, entries)), field)
 
     def cached(self, entry: Entry, field: str) -> bytes | None:
         """A value derived from the message (msgcache.FIELDS), if the cache has it."""

@@ -236,6 +236,20 @@ def name_order(name: str) -> tuple[int, str]:
     return (int(head) if head.isdigit() else 0, name)
 
 
+def dir_mtime(folder: Path, sub: str) -> int | None:
+    """The mtime (ns) of `folder/sub` as open(2) finds it: an NFS client asks the server
+    when a file is opened, where stat(2) may answer from its cache. None when it cannot be
+    opened (or is a link)."""
+    try:
+        fd = open_nofollow(folder / sub, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        return os.fstat(fd).st_mtime_ns
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def dir_fds(folder: Path, subs: tuple[str, ...]) -> Iterator[tuple[int, ...]]:
     """Descriptors of `folder`'s subdirectories (never through a link), for many renames

@@ -21,7 +21,9 @@ or SEARCH of a whole folder wants) is one read:
     data      for each field of F in turn, its block (at <block> from the data offset): the
               values of its rows, in row order
 
-Only fields with a value are written. A field's columns are read when it is first asked for;
+Only fields with a value are written. Fields that SORT orders by (RANKED) get two more when the
+cache is written: each row's rank among their values, and the rows in their order when every
+row has one; numbers of 4 bytes, read as arrays. A field's columns are read when first asked for;
 values come through a read window (a FETCH 1:* reads a block front to back, a window at a
 time), never by mapping the file: the session's memory stays small whatever the folder's size.
 Values new in this session go to an anonymous temporary file, not to memory.
@@ -33,11 +35,14 @@ import bisect
 import contextlib
 import itertools
 import os
+import sys
 import tempfile
 from array import array
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
+
+from common.store.atomic import atomic_write
 
 CACHE_FILE = "maildaemons-cache"
 # Version 5: the values of each field together (version 4 kept each message's values together,
@@ -58,7 +63,28 @@ FIELDS = (
     "sort-displayfrom",
     "sort-displayto",
     "sort-thread",
+    "rank-subject",
+    "rank-from",
+    "rank-to",
+    "rank-cc",
+    "rank-displayfrom",
+    "rank-displayto",
+    "order-subject",
+    "order-from",
+    "order-to",
+    "order-cc",
+    "order-displayfrom",
+    "order-displayto",
 )
+# Fields that a SORT orders by, octet by octet: when the cache is written, each row's value of
+# one gets its rank among all of them (equal values, equal ranks) in the field beside it, a
+# 4-byte number, so that a SORT of a folder the cache knows reads one array and sorts numbers.
+# When every row has a value, the rows in the order of their values (equal ones in row order)
+# are kept too: a SORT by that field alone of all the rows reads it and sorts nothing.
+_SORTED = ("subject", "from", "to", "cc", "displayfrom", "displayto")
+RANKED = {f"sort-{name}": f"rank-{name}" for name in _SORTED}
+ORDERED = {f"sort-{name}": f"order-{name}" for name in _SORTED}
+RANK_SIZE = 4  # a rank is a little-endian u32, 0 for a row without a value
 INDEX = {field: index for index, field in enumerate(FIELDS)}
 ABSENT = 0xFFFFFFFF
 MAX_VALUE = 1 << 20
@@ -187,15 +213,31 @@ class _Stored:
             for s, n in zip(starts, lengths, strict=False)
         ]
 
-    def copy_block(self, field: str, out: IO[bytes]) -> None:
-        """The field's whole block as it is, to `out`."""
+    def numbers(self, field: str) -> array[int] | None:
+        """The field's values as an array when every row has one of 4 bytes (the ranks of a
+        RANKED field, 0 for a row without a value)."""
+        lengths = self.lengths(field)
+        if lengths is None or lengths.count(RANK_SIZE) != self.rows:
+            return None
+        size = RANK_SIZE * self.rows
+        data = os.pread(self.handle.fileno(), size, self.data_start + self.blocks[field][1])
+        if len(data) != size:
+            raise ValueError("truncated")
+        numbers = array("I")
+        numbers.frombytes(data)
+        if sys.byteorder != "little":
+            numbers.byteswap()
+        return numbers
+
+    def block(self, field: str) -> Iterator[bytes]:
+        """The field's whole block as it is, a chunk at a time."""
         offset = self.data_start + self.blocks[field][1]
         left = self.starts(field)[-1]
         while left:
             data = os.pread(self.handle.fileno(), min(left, COPY_CHUNK), offset)
             if not data:
                 raise ValueError("truncated")
-            out.write(data)
+            yield data
             offset, left = offset + len(data), left - len(data)
 
 
@@ -393,6 +435,45 @@ class MessageCache:
             if place < len(uids) and uids[place] == uid:
                 found[place] = spill.read(offset, lengths[row]) if lengths[row] else b""
 
+    def ranks(self, space: str, uids: array[int], field: str) -> array[int] | None:
+        """The ranks of the values of a RANKED field for `uids` (ascending), as the cache was
+        written; None unless the file has one for each of them and this session derived no
+        value of the field (a new value has no rank yet)."""
+        self._use(space)
+        stored = self._load()
+        if stored is None or self._fresh.offsets[INDEX[field]] is not None:
+            return None
+        try:
+            ranks = stored.numbers(RANKED[field])
+        except (OSError, ValueError):
+            self._drop()
+            return None
+        if ranks is None or stored.uids == uids:
+            return None if ranks is None or 0 in ranks else ranks
+        found, row, rows = array("I"), 0, stored.uids
+        for uid in uids:
+            if row < len(rows) and rows[row] != uid:
+                row = bisect.bisect_left(rows, uid, row)
+            if row == len(rows) or rows[row] != uid or not ranks[row]:
+                return None
+            found.append(ranks[row])
+            row += 1
+        return found
+
+    def order(self, space: str, uids: array[int], field: str) -> array[int] | None:
+        """The rows `uids` (ascending) in the order of their values of a RANKED field, equal
+        values in row order, as places in `uids`; None unless `uids` are the file's rows,
+        each has a value, and this session derived none."""
+        self._use(space)
+        stored = self._load()
+        if stored is None or self._fresh.offsets[INDEX[field]] is not None:
+            return None
+        try:
+            return stored.numbers(ORDERED[field]) if stored.uids == uids else None
+        except (OSError, ValueError):
+            self._drop()
+            return None
+
     @staticmethod
     def _stored_column(stored: _Stored | None, uids: array[int], field: str) -> list[bytes | None]:
         """The stored values of `uids`, walking the stored rows alongside."""
@@ -583,8 +664,11 @@ class _Writer:
         self.path, self.space, self.rows = path, space, rows
         self.stored, self.fresh = stored, fresh
         self.spill = fresh.reader()
+        self.computed: dict[str, array[int]] = {}  # rank or order field -> its values by row
+        self.dropped: set[str] = set()  # fields not to write
 
     def write(self) -> None:
+        self.computed = self._ranks()
         fields = []  # (name, lengths) of each field some row has
         for index in range(len(FIELDS)):
             field = self._lengths(index)
@@ -602,25 +686,70 @@ class _Writer:
             ",".join(blocks).encode("ascii"),
         )
         data_start = len(head % 0) + count * 4 * (2 + len(fields))
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as out:
-                out.write(head % data_start)
-                out.write(self.rows.uids.tobytes())
-                out.write(self.rows.sizes(self.stored, self.fresh).tobytes())
-                for _name, lengths in fields:
-                    out.write(lengths.tobytes())
-                for name, _lengths in fields:
-                    self._block(name, out)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        # Made new beside the file (never through a link, a name per thread), then renamed
+        # over it; no fsync: the cache is derived data, and a torn one reads as empty.
+        atomic_write(self.path, self._pieces(head % data_start, fields), fsync=False)
+
+    def _pieces(self, head: bytes, fields: list[tuple[str, array[int]]]) -> Iterator[bytes]:
+        yield head
+        yield self.rows.uids.tobytes()
+        yield self.rows.sizes(self.stored, self.fresh).tobytes()
+        for _name, lengths in fields:
+            yield lengths.tobytes()
+        for name, _lengths in fields:
+            yield from self._block(name)
+
+    def _ranks(self) -> dict[str, array[int]]:
+        """The rank fields to write (their values in row order, 0: none): anew for RANKED
+        fields this session gave values or whose ranks the file lacks; else the file's, with
+        none for rows new to it."""
+        computed = {}
+        stored = self.stored
+        for field, rank_field in RANKED.items():
+            new = self.fresh.offsets[INDEX[field]] is not None
+            old = stored.numbers(rank_field) if stored is not None else None
+            if new or (old is None and stored is not None and field in stored.blocks):
+                ranks = computed[rank_field] = ranks_of(self._row_values(INDEX[field]))
+                if 0 not in ranks:  # every row has a value: their order too
+                    order = sorted(range(len(ranks)), key=ranks.__getitem__)
+                    computed[ORDERED[field]] = array("I", order)
+            elif old is not None and not self.rows.same:
+                computed[rank_field] = array("I", (old[o] if o >= 0 else 0 for o in self.rows.old))
+            if ORDERED[field] not in computed and not self.rows.same:
+                self.dropped.add(ORDERED[field])  # an order of other rows
+        return computed
+
+    def _row_values(self, index: int) -> list[bytes | None]:
+        """The field's value of each row (None: none)."""
+        name, fresh, spill = FIELDS[index], self.fresh, self.spill
+        old_values = self.stored.values(name) if self.stored is not None else None
+        offsets, lengths = fresh.offsets[index], fresh.lengths[index]
+        found: list[bytes | None] = []
+        for row_old, row_new in zip(self.rows.old, self.rows.new, strict=True):
+            if (
+                offsets is not None
+                and lengths is not None
+                and 0 <= row_new < len(offsets)
+                and offsets[row_new] != NONE
+                and spill is not None
+            ):
+                found.append(spill.read(offsets[row_new], lengths[row_new]))
+            elif row_old >= 0 and old_values is not None:
+                found.append(old_values[row_old])
+            else:
+                found.append(None)
+        return found
 
     def _lengths(self, index: int) -> tuple[str, array[int]] | None:
         """The field's lengths by row, None when no row has a value."""
         name = FIELDS[index]
+        if name in self.dropped:
+            return None
+        if name in self.computed:
+            numbers = self.computed[name]
+            if name in RANKED.values() and numbers.count(0) == len(numbers):
+                return None
+            return name, array("I", [RANK_SIZE]) * len(numbers)
         fresh = self.fresh
         old = self.stored.lengths(name) if self.stored is not None else None
         if fresh.offsets[index] is None:
@@ -641,15 +770,21 @@ class _Writer:
             return None
         return name, lengths
 
-    def _block(self, name: str, out: IO[bytes]) -> None:
+    def _block(self, name: str) -> Iterator[bytes]:
         """The field's values of every row that has one, in row order."""
+        if name in self.computed:
+            ranks = self.computed[name]
+            if sys.byteorder != "little":
+                ranks = array("I", ranks)
+                ranks.byteswap()
+            yield ranks.tobytes()
+            return
         index = FIELDS.index(name)
         stored, fresh = self.stored, self.fresh
         if fresh.offsets[index] is None and self.rows.same and stored is not None:
-            stored.copy_block(name, out)  # nothing new and nothing gone: the block as it is
+            yield from stored.block(name)  # nothing new and nothing gone: the block as it is
             return
-        for value in self._values(index):
-            out.write(value)
+        yield from self._values(index)
 
     def _values(self, index: int) -> Iterator[bytes]:
         name = FIELDS[index]
@@ -670,6 +805,19 @@ class _Writer:
                 value = stored.value(row_old, name)
                 if value is not None:
                     yield value
+
+
+def ranks_of(values: list[bytes | None]) -> array[int]:
+    """Each value's rank among them, 1 for the least, equal for equal values (0 for None)."""
+    present = [i for i, value in enumerate(values) if value is not None]
+    present.sort(key=cast(list[bytes], values).__getitem__)  # (only the present ones)
+    ranks = array("I", [0]) * len(values)
+    rank, last = 0, None
+    for i in present:
+        if rank == 0 or values[i] != last:
+            rank, last = rank + 1, values[i]
+        ranks[i] = rank
+    return ranks
 
 
 def _stale(stored: array[int], wanted: array[int]) -> int:

@@ -8,6 +8,8 @@ and UTF-8.
 
 from __future__ import annotations
 
+import operator
+
 from imapd import rev2
 from imapd.commands.base import enable_condstore, expect
 from imapd.commands.context import start_updates
@@ -16,7 +18,7 @@ from imapd.contexts import DATA_OPTIONS, save_result, wanted_data
 from imapd.parser import Command, SortArgs, parse_sort
 from imapd.search import search
 from imapd.session import Session
-from imapd.sorting import sort_messages
+from imapd.sorting import Found, sort_messages, sort_order
 from imapd.states import SELECTED, Result, Spec
 
 
@@ -30,22 +32,31 @@ def cmd_sort(session: Session, command: Command) -> Result:
     if args.uses_modseq:
         enable_condstore(session)
     found = search(view, args.criteria)
+    if args.returns is None:
+        return plain_sort(session, command, args, found)
     found = sort_messages(view, found, args.program, session.io.sock.fileno())
-    if args.returns is not None:
-        options = wanted_data(args.returns.options)
-        if "SAVE" in options:
-            save_result(view, options, found)
-        if DATA_OPTIONS & set(options) or "UPDATE" in options or "SAVE" not in options:
-            session.send(
-                esearch_line(command, options, found, args.uses_modseq, args.returns.partial, True)
-            )
-        if "UPDATE" in args.returns.options:
-            return start_updates(
-                session, command, args.criteria, args.program, found, "SORT completed"
-            )
-        return "SORT completed"
-    numbers = [e.uid for _seq, e in found] if command.uid else [seq for seq, _e in found]
-    line = "".join(("* SORT ", " ".join(map(str, numbers)))).rstrip()
+    options = wanted_data(args.returns.options)
+    if "SAVE" in options:
+        save_result(view, options, found)
+    if DATA_OPTIONS & set(options) or "UPDATE" in options or "SAVE" not in options:
+        session.send(
+            esearch_line(command, options, found, args.uses_modseq, args.returns.partial, True)
+        )
+    if "UPDATE" in args.returns.options:
+        return start_updates(session, command, args.criteria, args.program, found, "SORT completed")
+    return "SORT completed"
+
+
+def plain_sort(session: Session, command: Command, args: SortArgs, found: Found) -> Result:
+    """`* SORT n...`, with `(MODSEQ n)` when the program has a MODSEQ key: the numbers taken
+    straight from the order (100,000 of them for a big folder, in C)."""
+    view = session.require_selected()
+    order = sort_order(view, found, args.program, session.io.sock.fileno())
+    if command.uid:
+        numbers = [entry.uid for _seq, entry in found]
+    else:
+        numbers = list(map(operator.itemgetter(0), found))
+    line = "".join(("* SORT ", " ".join(map(str, map(numbers.__getitem__, order))))).rstrip()
     if args.uses_modseq and found:
         line += f" (MODSEQ {max(e.modseq for _seq, e in found)})"
     session.send(line.encode() + b"\r\n")

@@ -246,3 +246,61 @@ def test_a_column_of_a_few_messages_is_looked_up_row_by_row(tmp_path: Path) -> N
     again = MessageCache(tmp_path)
     assert again.column(SPACE, array("I", [7, 99, 150]), "sort-to") == [b"t7", b"t99", None]
     assert again.column(SPACE, array("I", [7, 99]), "body") == [None, None]
+
+
+def test_ranks_of_sort_fields_are_written_with_the_cache(tmp_path: Path) -> None:
+    """Each row's value of a sort field gets its rank among all of them when the cache is
+    written (equal values, equal ranks; the octet order); they are given only for messages
+    that all have one, and not once this session derived a value of the field."""
+    values = {1: b"b", 2: b"a", 3: b"b", 4: b"\xc3\xa9", 5: b"", 6: b"ab"}
+    cache = MessageCache(tmp_path)
+    for uid, value in values.items():
+        cache.put(SPACE, uid, "sort-subject", value)
+    cache.put(SPACE, 7, "envelope", b"E")  # no subject: no rank
+    assert cache.ranks(SPACE, array("I", values), "sort-subject") is None, "not written yet"
+    cache.save(SPACE, range(1, 8))
+    again = MessageCache(tmp_path)
+    ranks = again.ranks(SPACE, array("I", values), "sort-subject")
+    assert ranks is not None and list(ranks) == [4, 2, 4, 5, 1, 3]
+    assert list(again.ranks(SPACE, array("I", [2, 6]), "sort-subject") or []) == [2, 3]
+    assert again.ranks(SPACE, array("I", [6, 7]), "sort-subject") is None, "7 has no value"
+    assert again.ranks(SPACE, array("I", [6, 9]), "sort-subject") is None, "9 is not known"
+    assert again.ranks(SPACE, array("I", [1]), "sort-from") is None, "no such field"
+    again.put(SPACE, 8, "sort-subject", b"aa")
+    assert again.ranks(SPACE, array("I", [1, 2]), "sort-subject") is None, "a new value"
+    again.save(SPACE, [1, 2, 4, 5, 6, 7, 8])  # 3 went
+    third = MessageCache(tmp_path)
+    assert list(third.ranks(SPACE, array("I", [1, 2, 4, 5, 6, 8]), "sort-subject") or []) == [
+        *(5, 2, 6, 1, 4, 3)
+    ]
+    third.put(SPACE, 9, "envelope", b"E9")  # rows change, the subjects do not: ranks kept
+    third.save(SPACE, [1, 2, 4, 5, 6, 7, 8, 9])
+    fourth = MessageCache(tmp_path)
+    assert list(fourth.ranks(SPACE, array("I", [2, 8]), "sort-subject") or []) == [2, 3]
+
+
+def test_the_order_of_a_sort_field_is_kept_when_every_row_has_a_value(tmp_path: Path) -> None:
+    values = {1: b"b", 2: b"a", 3: b"b", 4: b"\xc3\xa9", 5: b""}
+    cache = MessageCache(tmp_path)
+    for uid, value in values.items():
+        cache.put(SPACE, uid, "sort-subject", value)
+    cache.put(SPACE, 1, "sort-to", b"t")  # not every row: no order of sort-to
+    cache.save(SPACE, range(1, 6))
+    again = MessageCache(tmp_path)
+    rows = array("I", range(1, 6))
+    assert list(again.order(SPACE, rows, "sort-subject") or []) == [4, 1, 0, 2, 3]
+    assert again.order(SPACE, array("I", [1, 2]), "sort-subject") is None, "not all the rows"
+    assert again.order(SPACE, rows, "sort-to") is None
+    assert again.ranks(SPACE, array("I", [1]), "sort-to") is not None
+    again.put(SPACE, 6, "envelope", b"E")  # a new row without a subject: no order any more
+    again.save(SPACE, range(1, 7))
+    third = MessageCache(tmp_path)
+    assert third.order(SPACE, array("I", range(1, 7)), "sort-subject") is None
+    assert list(third.ranks(SPACE, rows, "sort-subject") or []) == [3, 2, 3, 4, 1]
+    third.put(SPACE, 6, "sort-subject", b"a")
+    assert third.order(SPACE, array("I", range(1, 7)), "sort-subject") is None, "a new value"
+    third.save(SPACE, range(2, 7))  # 1 went, 6 has a value now
+    fourth = MessageCache(tmp_path)
+    assert list(fourth.order(SPACE, array("I", range(2, 7)), "sort-subject") or []) == [
+        *(3, 0, 4, 1, 2)
+    ]

@@ -706,3 +706,98 @@ def test_first_sync_of_a_big_folder(inbox: Path, monkeypatch: pytest.MonkeyPatch
     polled = box.poll(claim_recent=True)
     assert polled is not None and uids(polled)[-1] == 61
     assert by_key(Mailbox(inbox).sync()) == by_key(polled)
+
+
+def settle(folder: Path) -> None:
+    """As if the directories were last changed a minute ago (a listing then confirms them)."""
+    past = time.time() - 60
+    for sub in ("new", "cur"):
+        os.utime(folder / sub, (past, past))
+
+
+def test_a_confirmed_listing_spares_the_next_session_its_listing(
+    inbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listing of settled directories that matched the table stamps the folder; a session
+    that reads the same table and finds the same mtimes lists nothing, anything else lists."""
+    deliver_many(inbox, 3, subdir="cur")
+    settle(inbox)
+    first = Mailbox(inbox).sync()
+    assert (inbox / "maildaemons-listed").exists()
+    listed: list[str] = []
+    real = maildir.list_names
+
+    def counting(folder: Path, sub: str) -> list[str]:
+        listed.append(sub)
+        return real(folder, sub)
+
+    monkeypatch.setattr(maildir, "list_names", counting)
+    again = Mailbox(inbox).sync()
+    assert listed == [] and by_key(again) == by_key(first)
+    # An MTA delivers: new/ changes, and only new/ is listed.
+    key = maildir.deliver(inbox, message(9)).key
+    after = Mailbox(inbox).sync()
+    assert listed == ["new"] and key in by_key(after)
+    # Another program renames a file in cur/: cur/ changes, and is listed.
+    listed.clear()
+    name = next(n for n in os.listdir(inbox / "cur") if n.startswith(next(iter(by_key(first)))))
+    os.rename(inbox / "cur" / name, inbox / "cur" / (name.split(":")[0] + ":2,S"))
+    seen = Mailbox(inbox).sync()
+    assert "cur" in listed
+    assert "S" in next(e for e in seen.entries if e.uid == uids(first)[0]).letters
+
+
+def test_a_stamp_of_another_table_or_a_damaged_one_is_not_trusted(
+    inbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deliver_many(inbox, 3, subdir="cur")
+    settle(inbox)
+    box = Mailbox(inbox)
+    snap = box.sync()
+    stamp = (inbox / "maildaemons-listed").read_bytes()
+    listed: list[str] = []
+    real = maildir.list_names
+    monkeypatch.setattr(maildir, "list_names", lambda f, s: listed.append(s) or real(f, s))
+    # A flag change recorded in the change log: the table is another one now (the directory's
+    # new mtime, set back here, cannot vouch for it).
+    entry = snap.entries[0]
+    mtime = os.stat(inbox / "cur").st_mtime_ns
+    assert box.set_letters(entry, "F")
+    box.commit_flags([entry])
+    os.utime(inbox / "cur", ns=(mtime, mtime))
+    (inbox / "maildaemons-listed").write_bytes(stamp)
+    Mailbox(inbox).sync()
+    assert "cur" in listed
+    for damaged in (b"", b"maildaemons-listed 1 junk\n", stamp.replace(b" ", b"  x", 1)):
+        listed.clear()
+        (inbox / "maildaemons-listed").write_bytes(damaged)
+        Mailbox(inbox).sync()
+        assert sorted(listed) == ["cur", "new"], damaged
+
+
+def test_a_value_derived_from_a_set_of_messages(inbox: Path) -> None:
+    """Kept for exactly that set of UIDs in that UID space; the last one of each kind."""
+    deliver_many(inbox, 4)
+    box = Mailbox(inbox)
+    entries = box.sync().entries
+    assert box.derived_for("thread-x", entries) is None
+    box.remember_for("thread-x", entries, b"(1 2)(3 4)")
+    box.remember_for("thread-y", entries[:2], b"(1)(2)")
+    again = Mailbox(inbox)
+    same = again.sync().entries
+    assert again.derived_for("thread-x", same) == b"(1 2)(3 4)"
+    assert again.derived_for("thread-x", same[:3]) is None, "another set"
+    assert again.derived_for("thread-y", same[:2]) == b"(1)(2)"
+    again.remember_for("thread-x", same[1:], b"(2)")
+    assert again.derived_for("thread-x", same) is None, "only the last one is kept"
+    assert again.derived_for("thread-x", same[1:]) == b"(2)"
+    (inbox / "maildaemons-set-thread-x").write_bytes(b"junk")
+    assert again.derived_for("thread-x", same[1:]) is None
+    # A folder whose UIDs started over (a new UIDVALIDITY) shares no set with the old one.
+    again.remember_for("thread-x", same, b"(1)")
+    for name in ("maildaemons-uidlist", "maildaemons-uidlist.log", "maildaemons-uidvalidity"):
+        (inbox / name).unlink(missing_ok=True)
+    fresh = Mailbox(inbox)
+    renumbered = fresh.sync().entries
+    assert [e.uid for e in renumbered] == [e.uid for e in same]
+    assert fresh.derived_for("thread-x", renumbered) is None

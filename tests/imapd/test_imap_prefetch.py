@@ -161,7 +161,23 @@ def test_a_big_first_sort_and_thread(daemons, site):
         return found
 
     assert answers() == expected  # derived, three messages of five by the helper
-    assert answers() == expected  # from the cache
+    assert answers() == expected  # from the cache (the threads kept in the folder)
     (path / "maildaemons-cache").unlink()
     assert answers() == expected
+    # Another set of messages: the threads kept are not theirs.
+    client = server.raw_login()
+    client.ok("SELECT INBOX")
+    client.ok("UID STORE 10 +FLAGS (\\Deleted)")
+    client.ok("EXPUNGE")
+    rest = generated[:9] + generated[10:]
+    uids = [*range(1, 10), *range(11, 2501)]
+    msgs = messages(rest, uids, [len(crlf(g.data)) for g in rest])
+    for algorithm, reference in (
+        ("REFERENCES", thread_references),
+        ("ORDEREDSUBJECT", thread_orderedsubject),
+    ):
+        for numbered, number in (("", lambda m: m.seq), ("UID ", lambda m: m.uid)):
+            answer = client.ok(f"{numbered}THREAD {algorithm} UTF-8 ALL")
+            assert answer == [f"* THREAD {render(reference(msgs), number)}\r\n".encode()]
+    client.ok("LOGOUT")
     server.assert_healthy()
