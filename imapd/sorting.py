@@ -49,7 +49,7 @@ COLUMN_OF = {**STRING_KEYS, "DATE": "sent"}
 Found = list[tuple[int, Entry]]  # (sequence number, entry), as imapd.search returns them
 # THREAD of this many messages or more is kept in the folder (Mailbox.remember_for).
 KEEP_THREADS = 1000
-_NUMBER = re.compile(r"\d+")
+_NUMBER = re.compile(r"(\d+)")
 # A base subject as threading compares it: decoded, as the cache keeps it, or its cached rank.
 Subject = str | bytes | int
 
@@ -473,10 +473,15 @@ def threads(view: Selected, found: Found, algorithm: str, close: int = -1) -> st
 
 
 def by_sequence(text: str, found: Found) -> str:
-    """Thread lists by UID renumbered by sequence number."""
+    """Thread lists by UID renumbered by sequence number (the same text in a folder where
+    every message's sequence number is its UID, as in one nothing was ever expunged from)."""
+    if all(seq == entry.uid for seq, entry in found):
+        return text
     with memory.paused_gc():
         sequence = {str(entry.uid): str(seq) for seq, entry in found}
-    return _NUMBER.sub(lambda m: sequence[m.group()], text)
+        parts = _NUMBER.split(text)  # text, number, text, ..., text
+        parts[1::2] = map(sequence.__getitem__, parts[1::2])
+    return "".join(parts)
 
 
 def take_apart(roots: list[Node]) -> None:

@@ -427,13 +427,18 @@ class MessageCache:
         offsets, lengths, spill = fresh.offsets[index], fresh.lengths[index], fresh.reader()
         if offsets is None or lengths is None or spill is None:
             return
+        rows, count, place = fresh.uids, len(uids), 0
         for row, offset in enumerate(offsets):
             if offset == NONE:
                 continue
-            uid = fresh.uids[row]
-            place = bisect.bisect_left(uids, uid)
-            if place < len(uids) and uids[place] == uid:
-                found[place] = spill.read(offset, lengths[row]) if lengths[row] else b""
+            uid = rows[row]
+            # Both go up by UID, mostly in step: look further only when the next place misses.
+            if place >= count or uids[place] != uid:
+                place = bisect.bisect_left(uids, uid)
+                if place == count or uids[place] != uid:
+                    continue
+            found[place] = spill.read(offset, lengths[row]) if lengths[row] else b""
+            place += 1
 
     def ranks(self, space: str, uids: array[int], field: str) -> array[int] | None:
         """The ranks of the values of a RANKED field for `uids` (ascending), as the cache was
