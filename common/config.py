@@ -21,6 +21,7 @@ from __future__ import annotations
 import configparser
 import copy
 import ipaddress
+import itertools
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -373,6 +374,10 @@ class Settings:
         # A session's settings do not change under it (`snapshot`): each typed value is parsed
         # once, keyed by the runtime state's generation (a session's own SET starts a new one).
         self._memo: dict[str, tuple[int, object]] | None = None
+        # One memo for all snapshots of these settings (a pool worker's sessions): the same
+        # generation means the same values (RuntimeState), so a value parsed for one session
+        # serves the next; a session whose generation differs parses its own.
+        self._snapshot_memo: dict[str, tuple[int, object]] = {}
 
     def snapshot(self) -> Settings:
         """A session's own settings: the runtime settings read once now and kept (a forked
@@ -380,7 +385,7 @@ class Settings:
         following the state file for the next session), each typed value parsed once."""
         other = copy.copy(self)
         other.runtime = self.runtime.pinned_copy()
-        other._memo = {}
+        other._memo = self._snapshot_memo
         return other
 
     def view(self, section: str) -> Settings:
@@ -390,6 +395,7 @@ class Settings:
         other.daemon = section
         other.overrides = {}
         other._memo = {} if self._memo is not None else None
+        other._snapshot_memo = {}
         return other
 
     def key(self, name: str) -> Key:
@@ -506,6 +512,11 @@ class Settings:
         return str(reader.path(key.name)) if key.type is PATH else reader.raw(key.name)
 
 
+# Generations of runtime values, unique in the process: two RuntimeStates (a worker's and its
+# sessions' pinned copies) of the same generation hold the same values.
+_generations = itertools.count(1)
+
+
 class RuntimeState:
     """MSMP SET values, kept in `<state_dir>/runtime.json`; re-read when the file changes."""
 
@@ -536,12 +547,15 @@ class RuntimeState:
         try:
             info = self.file.stat()
         except OSError:
+            if self._values:
+                self.generation = next(_generations)
             self._stamp, self._values = None, {}
             return self._values
         stamp = (info.st_mtime_ns, info.st_ino)
         if stamp != self._stamp:
             self._values = self._load()
             self._stamp = stamp
+            self.generation = next(_generations)
         return self._values
 
     def _load(self) -> dict[str, str]:
@@ -574,6 +588,6 @@ class RuntimeState:
             text = json.dumps(values, indent=1, sort_keys=True) + "\n"
             atomic_write(self.file, text.encode(), mode=0o644)
         self._stamp = None
-        self.generation += 1
+        self.generation = next(_generations)
         if self._pinned:  # this session's own SET is seen by its next GET
             self._values = {k: v for k, v in values.items() if k in RUNTIME_KEYS}

@@ -25,6 +25,7 @@ import os
 import select
 import socket
 import ssl
+import struct
 import time
 import zlib
 
@@ -36,6 +37,7 @@ FLUSH_THRESHOLD = 65536
 # expands enormously is cut by the line limit, not held in memory whole.
 INFLATE_CHUNK = 1 << 20
 DEFLATE_LEVEL = 6
+MAX_SOCKET_TIMEOUT = 86_400.0  # SO_SNDTIMEO's bound: a day (0 would mean never)
 
 
 class ConnectionClosed(Exception):
@@ -78,8 +80,11 @@ class LineIO:
         self, sock: socket.socket, max_line: int, timeout: float, interrupt_fd: int | None = None
     ) -> None:
         self.sock = sock
-        # The timeout bounds each blocking send; reads wait in poll() below.
-        sock.settimeout(timeout)
+        # Reads wait in poll() below; the kernel bounds each blocking send (SO_SNDTIMEO), so
+        # Python puts no poll() of its own before every send and receive, as a socket
+        # timeout would.
+        sock.settimeout(None)
+        bound_sends(sock, timeout)
         self.max_line = max_line
         self.timeout = timeout
         self.interrupt_fd = interrupt_fd
@@ -301,6 +306,15 @@ class LineIO:
             with contextlib.suppress(OSError):
                 self.sock.shutdown(socket.SHUT_RDWR)
             self.sock.close()
+
+
+def bound_sends(sock: socket.socket, timeout: float) -> None:
+    """A send blocked for `timeout` seconds fails (EAGAIN), as with a socket timeout; so does a
+    receive, which poll() says is ready before it is made."""
+    seconds = max(0.001, min(timeout, MAX_SOCKET_TIMEOUT))
+    value = struct.pack("@ll", int(seconds), int((seconds % 1) * 1_000_000))
+    for option in (socket.SO_SNDTIMEO, socket.SO_RCVTIMEO):
+        sock.setsockopt(socket.SOL_SOCKET, option, value)
 
 
 def handshake_error(exc: BaseException) -> str:

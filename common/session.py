@@ -18,6 +18,7 @@ connection in clear is decided here too (`plaintext_allowed`): over TLS, or from
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import logging
 import os
@@ -337,11 +338,18 @@ def address_in(address: str, networks: list[Network]) -> bool:
     socket's ("local") always is."""
     if address == "local":
         return True
+    ip = parsed_address(address)
+    return ip is not None and any(ip in network for network in networks)
+
+
+@functools.lru_cache(maxsize=4096)
+def parsed_address(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A client address as an IP address (None: not one); kept, since every session of a
+    worker asks again for the same few clients."""
     try:
-        ip = ipaddress.ip_address(address.partition("%")[0])
+        return ipaddress.ip_address(address.partition("%")[0])
     except ValueError:
-        return False
-    return any(ip in network for network in networks)
+        return None
 
 
 # -- the line protocols (POP3, MSMP) -----------------------------------------------------------

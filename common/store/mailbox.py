@@ -60,6 +60,7 @@ DERIVED_MAGIC = "maildaemons-set 1"
 # The stamp of the last listing that confirmed the table (Mailbox._note_listed), disposable.
 LISTED_FILE = "maildaemons-listed"
 LISTED_MAGIC = "maildaemons-listed 1"
+LISTED_MIN = 1000  # messages in a folder for which the stamp is read and written
 
 
 @dataclass
@@ -106,6 +107,7 @@ class Mailbox:
         self.cache = MessageCache(path)
         self.table: UidList | None = None
         self._dirs = {sub: DirState() for sub in SUBDIRS}
+        self._dir_paths = {sub: f"{path}/{sub}" for sub in SUBDIRS}  # stat()ed every command
         # renamed by set_letters, not yet in the log: uid -> (entry, MODSEQ then, its location)
         self._unrecorded: dict[int, tuple[Entry, int, str]] = {}
         self._space_of: tuple[int, str] | None = None
@@ -144,7 +146,7 @@ class Mailbox:
         if not intact:
             # No readable uidlist: the folder starts over, from a full listing.
             self._dirs = {sub: DirState() for sub in SUBDIRS}
-        elif loaded:
+        elif loaded and self._worth_stamping():
             self._trust_listed()
         empty = self.table is None or not self.table.entries
         listing = self._look()
@@ -159,7 +161,7 @@ class Mailbox:
             except LockUnwritable:
                 self._go_read_only(self.table if intact else None)
                 return self.snapshot()
-        if listing.listed:
+        if listing.listed and self._worth_stamping():
             self._note_listed()
         big = self.table is not None and len(self.table.entries) > memory.BIG_WORK
         if big and (loaded or empty or listing.size() > memory.BIG_WORK):
@@ -316,7 +318,7 @@ class Mailbox:
 
     def _mtime(self, sub: str) -> int:
         try:
-            return os.stat(self.path / sub).st_mtime_ns
+            return os.stat(self._dir_paths[sub]).st_mtime_ns
         except FileNotFoundError:
             raise MailboxNotFound(str(self.path)) from None
 
@@ -343,6 +345,11 @@ class Mailbox:
         mtimes = " ".join(str(self._dirs[sub].mtime) for sub in SUBDIRS)
         version = " ".join(map(str, self._version()))
         return f"{LISTED_MAGIC} {self._space()} {version} {mtimes}\n"
+
+    def _worth_stamping(self) -> bool:
+        """Whether the stamp of a confirmed listing pays: listing a small folder costs less
+        than reading (or writing) the stamp."""
+        return self.table is not None and len(self.table.entries) >= LISTED_MIN
 
     def _note_listed(self) -> None:
         """After a listing: when both directories are confirmed as the table has them (their

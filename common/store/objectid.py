@@ -21,6 +21,8 @@ import re
 import secrets
 from pathlib import Path
 
+from common.store.maildir import read_file
+
 MAILBOXID_FILE = "maildaemons-mailboxid"
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{1,255}")
 _NAME_TIME_RE = re.compile(r"([1-9][0-9]{8,11})\.(?:[^.]*?M([0-9]{1,6})(?![0-9]))?")
@@ -58,7 +60,7 @@ def create_mailbox_id(folder: Path) -> str:
 
 def _read(path: Path) -> str | None:
     try:
-        text = path.read_text(encoding="ascii").strip()
+        text = read_file(path).decode("ascii").strip()
     except (OSError, UnicodeDecodeError):
         return None
     return text if _ID_RE.fullmatch(text) else None

@@ -668,7 +668,29 @@ def log_generation(data: bytes) -> tuple[str, int] | None:
 Stamp = tuple[int, int, int]  # (inode, size, mtime_ns) of a file
 
 
-def file_stamp(path: Path) -> Stamp | None:
+def read_whole(path: str, inode: int = 0, offset: int = 0) -> bytes | None:
+    """The file from `offset` to its end with plain read(2)s (no buffered file object); None
+    when `inode` is given and the file opened is another one."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if inode and info.st_ino != inode:
+            return None
+        want = max(info.st_size - offset, 0)
+        data = os.pread(fd, want + 1, offset)
+        if len(data) <= want:
+            return data  # one read(2) when the size was right
+        parts = [data]  # it grew meanwhile
+        offset += len(data)
+        while more := os.pread(fd, 1 << 16, offset):
+            parts.append(more)
+            offset += len(more)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+def file_stamp(path: str | Path) -> Stamp | None:
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -676,7 +698,7 @@ def file_stamp(path: Path) -> Stamp | None:
     return (info.st_ino, info.st_size, info.st_mtime_ns)
 
 
-def opened_stamp(path: Path) -> Stamp | None:
+def opened_stamp(path: str | Path) -> Stamp | None:
     """file_stamp() as open(2) sees the file: over NFS, stat() may answer from the attribute
     cache for seconds, open() asks the server (close-to-open consistency). Under the lock a
     writer must see what the last writer wrote, from whichever host."""
@@ -770,6 +792,9 @@ class UidStore:
         self.folder = folder
         self.path = folder / UIDLIST
         self.log_path = folder / UIDLIST_LOG
+        # The same as str: every command stats both, and a str spares pathlib's conversions.
+        self._base_file = str(self.path)
+        self._log_file = str(self.log_path)
         self._base: Stamp | None = None  # of the base the table was loaded from
         self._log: Stamp | None = None  # of the log as far as it was applied
         self._log_offset = 0  # where the next record starts
@@ -781,13 +806,15 @@ class UidStore:
         """The table as the files say now; None when the folder has no uidlist yet, or a
         damaged one."""
         for _attempt in range(10):
-            base = file_stamp(self.path)
+            base = file_stamp(self._base_file)
             if base is None:
                 self._base = None
                 return None
             try:
-                data = self.path.read_bytes()
+                data = read_whole(self._base_file)
             except FileNotFoundError:
+                continue
+            if data is None:
                 continue
             with memory.paused_gc():
                 table = parse(data)
@@ -797,14 +824,14 @@ class UidStore:
             self._base, self._log, self._log_offset, self._log_ok = base, None, 0, False
             # Read the log after the base; if the base was replaced meanwhile, the log may
             # belong to the new one: start again.
-            if self._follow_log(table) and file_stamp(self.path) == base:
+            if self._follow_log(table) and file_stamp(self._base_file) == base:
                 table.touched.clear()
                 return table
         raise LockBusy(f"{self.path} keeps changing")
 
     def changed(self) -> bool:
         """Whether the files moved since the table was loaded or last caught up."""
-        return file_stamp(self.path) != self._base or file_stamp(self.log_path) != self._log
+        return file_stamp(self._base_file) != self._base or file_stamp(self._log_file) != self._log
 
     def refresh(self, table: UidList, locked: bool = False) -> bool:
         """Bring `table` up to date in place: the new log records, or everything again when the
@@ -812,7 +839,7 @@ class UidStore:
         or damaged (the table is left as it was). `locked`: under the lock, where the files are
         looked at as open(2) sees them (see opened_stamp)."""
         stamp_of = opened_stamp if locked else file_stamp
-        same_base = self._base is not None and stamp_of(self.path) == self._base
+        same_base = self._base is not None and stamp_of(self._base_file) == self._base
         if same_base and self._follow_log(table, stamp_of):
             return True
         fresh = self.load()
@@ -822,11 +849,11 @@ class UidStore:
         return True
 
     def _follow_log(
-        self, table: UidList, stamp_of: Callable[[Path], Stamp | None] = file_stamp
+        self, table: UidList, stamp_of: Callable[[str], Stamp | None] = file_stamp
     ) -> bool:
         """Apply the log records not applied yet; False when the log was replaced under us (then
         the base was too, and the caller loads again)."""
-        stamp = stamp_of(self.log_path)
+        stamp = stamp_of(self._log_file)
         if stamp is None or not table.generation:
             self._log, self._log_ok = stamp, False
             return True
@@ -840,14 +867,11 @@ class UidStore:
             if stamp[0] != self._log[0] or stamp[1] < self._log_offset:
                 return False
         try:
-            with open(self.log_path, "rb") as handle:
-                if os.fstat(handle.fileno()).st_ino != stamp[0]:
-                    return False
-                if self._log_ok:
-                    handle.seek(self._log_offset)
-                data = handle.read()
+            data = read_whole(self._log_file, stamp[0], self._log_offset if self._log_ok else 0)
         except FileNotFoundError:
             return False
+        if data is None:
+            return False  # replaced since the stamp was taken
         start = 0
         if not self._log_ok:
             header = log_generation(data)

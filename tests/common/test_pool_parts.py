@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from common import pool
-from common.config import Settings
+from common.config import RuntimeState, Settings
 from common.relay.errors import LockBusyError
 from common.relay.lock import relay_lock
 from common.store import Mailbox, StoreBusy
@@ -189,3 +189,20 @@ def test_worker_count(workers, expected):
     from common.server import Limits
 
     assert pool.worker_count(Limits(1, 1, 1.0, workers=workers)) == expected
+
+
+def test_snapshots_of_the_same_runtime_values_share_what_they_parsed(tmp_path):
+    """A pool worker's sessions parse each typed setting once between them; a session's own SET
+    and a change by another process each start values of their own."""
+    settings = Settings("pop3d", overrides={"state_dir": str(tmp_path), "mail_base": "/srv/a"})
+    first, second = settings.snapshot(), settings.snapshot()
+    assert first.path("mail_base") == Path("/srv/a")
+    assert second.path("mail_base") is first.path("mail_base")  # parsed once
+    first.runtime.set("maildir", "/srv/b")  # this session's SET (msmpd)
+    assert first.path("mail_base") == Path("/srv/b")
+    assert second.path("mail_base") == Path("/srv/a")  # the other keeps what it started with
+    assert settings.snapshot().path("mail_base") == Path("/srv/b")
+    RuntimeState(tmp_path).set("maildir", "/srv/c")  # another process's SET
+    third = settings.snapshot()
+    assert third.path("mail_base") == Path("/srv/c")
+    assert second.path("mail_base") == Path("/srv/a") and first.path("mail_base") == Path("/srv/b")

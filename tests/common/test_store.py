@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import common.store.mailbox as mailbox_module
 from common.store import maildir, memory
 from common.store.errors import StoreError, TooManyKeywords
 from common.store.flags import letters_of
@@ -720,6 +721,7 @@ def test_a_confirmed_listing_spares_the_next_session_its_listing(
 ) -> None:
     """A listing of settled directories that matched the table stamps the folder; a session
     that reads the same table and finds the same mtimes lists nothing, anything else lists."""
+    monkeypatch.setattr(mailbox_module, "LISTED_MIN", 3)
     deliver_many(inbox, 3, subdir="cur")
     settle(inbox)
     first = Mailbox(inbox).sync()
@@ -747,9 +749,23 @@ def test_a_confirmed_listing_spares_the_next_session_its_listing(
     assert "S" in next(e for e in seen.entries if e.uid == uids(first)[0]).letters
 
 
+def test_a_small_folder_is_listed_not_stamped(inbox: Path) -> None:
+    """Below LISTED_MIN messages a listing costs less than the stamp: none is read or written."""
+    deliver_many(inbox, mailbox_module.LISTED_MIN - 1, subdir="cur")
+    settle(inbox)
+    first = Mailbox(inbox).sync()
+    assert not (inbox / "maildaemons-listed").exists()
+    deliver_many(inbox, 1, subdir="cur", start=mailbox_module.LISTED_MIN - 1)
+    settle(inbox)
+    again = Mailbox(inbox).sync()
+    assert len(again.entries) == len(first.entries) + 1
+    assert (inbox / "maildaemons-listed").exists()
+
+
 def test_a_stamp_of_another_table_or_a_damaged_one_is_not_trusted(
     inbox: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(mailbox_module, "LISTED_MIN", 3)
     deliver_many(inbox, 3, subdir="cur")
     settle(inbox)
     box = Mailbox(inbox)
