@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from support.clients import LineClient
-from support.daemons import pooled, wait_for, workers
+from support.daemons import pooled, sessions_running, wait_for, workers
 from support.imap import crlf
 from support.mailstore import INBOX, tmp_leftovers
 from support.reliability import Rig
@@ -148,6 +148,9 @@ def test_exhausted_file_descriptors_on_the_accepting_process(own_rig: Callable[.
     daemon = rig.pop3d
     if pooled():
         wait_for(lambda: len(workers(daemon.pid)) >= 2, what="the workers")
+    # A session still ending (the rig's start-up check) would free its socket's descriptor
+    # below the limit set next, and the next connection would be served.
+    wait_for(lambda: sessions_running(daemon.pid) == 0, what="no session running")
     accepting = workers(daemon.pid) if pooled() else [daemon.pid]
     limits = {pid: nofile(pid) for pid in accepting}
     try:
