@@ -18,6 +18,7 @@ from common.stats import StatsClient
 from common.stats import query as stats_query
 from common.stats.collector import ADMIN_PROTOCOLS, Collector
 from support.daemons import wait_for
+from support.stats import sample_sessions
 
 MAILSTATD = Path(sys.executable).with_name("mailstatd")
 NO_SWEEP = "[mailstatd]\nsweep_interval = 0\n"
@@ -62,16 +63,7 @@ def stats(daemons, site) -> Stats:
 
 
 def test_events_make_the_figures(stats):
-    c = stats.client
-    c.connection_opened("pop3", 1001, "192.0.2.1")
-    c.connection_opened("pop3", 1002, "192.0.2.2")
-    c.connection_opened("imap", 2001, "2001:db8::1")
-    c.login("pop3", 1001, "bob", "192.0.2.1", True)
-    c.login("pop3", 1002, "bob", "192.0.2.2", False)
-    c.login("imap", 2001, "carol", "2001:db8::1", True)
-    c.transfer("pop3", 1001, 100, 2000)
-    c.child_ended("pop3", 1001)
-    c.child_ended("pop3", 1002)
+    sample_sessions(stats.client)
     stats.settle()
     figures = stats.stat()
     assert figures["totals"] == {

@@ -21,6 +21,7 @@ from common.stats import StatsClient
 from common.stats import query as stats_query
 from support.daemons import BIN, DaemonFactory, free_port, wait_for
 from support.site import MailSite, deliver
+from support.stats import sample_sessions
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -75,15 +76,7 @@ def test_events_become_counters_and_gauges_per_protocol(
 ) -> None:
     stats = Stats(daemons, site)
     client = StatsClient(stats.socket)
-    client.connection_opened("pop3", 1001, "192.0.2.1")
-    client.connection_opened("pop3", 1002, "192.0.2.2")
-    client.connection_opened("imap", 2001, "2001:db8::1")
-    client.login("pop3", 1001, "bob", "192.0.2.1", True)
-    client.login("pop3", 1002, "bob", "192.0.2.2", False)
-    client.login("imap", 2001, "carol", "2001:db8::1", True)
-    client.transfer("pop3", 1001, 100, 2000)
-    client.child_ended("pop3", 1001)
-    client.child_ended("pop3", 1002)
+    sample_sessions(client)
     client.send({"e": "bogus"})
     m = stats.scrape()
     assert value(m, "maildaemons_connections_total", protocol="pop3") == 2
