@@ -319,22 +319,24 @@ def read_file(path: str | Path) -> bytes:
     size is right (not FileIO.readall's two)."""
     fd = open_nofollow(path)
     try:
-        size = os.fstat(fd).st_size
-        data = os.read(fd, size + 1)
-        if len(data) <= size:
-            return data if len(data) == size else data + _read_rest(fd, size - len(data))
-        return data + _read_rest(fd, 1 << 16)  # grew meanwhile
+        return read_to_end(fd, os.fstat(fd).st_size)
     finally:
         os.close(fd)
 
 
-def _read_rest(fd: int, chunk: int) -> bytes:
-    parts: list[bytes] = []
-    while True:
-        more = os.read(fd, max(chunk, 1 << 16))
-        if not more:
-            return b"".join(parts)
+def read_to_end(fd: int, size: int, offset: int = 0) -> bytes:
+    """An open file from `offset` to its end, `size` being what fstat() said: one read(2) when
+    that was right, more when the file grew meanwhile or a read came back short."""
+    want = max(size - offset, 0)
+    data = os.pread(fd, want + 1, offset)
+    if len(data) == want:
+        return data
+    parts = [data]
+    offset += len(data)
+    while more := os.pread(fd, 1 << 16, offset):
         parts.append(more)
+        offset += len(more)
+    return b"".join(parts)
 
 
 def read_message(folder: Path, message: MessageFile) -> bytes:

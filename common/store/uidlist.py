@@ -76,7 +76,7 @@ import common.store.memory as memory
 from common.store.atomic import LockBusy, atomic_write, locked
 from common.store.errors import StoreError
 from common.store.flags import letters_of
-from common.store.maildir import MessageFile
+from common.store.maildir import MessageFile, read_to_end
 
 UIDLIST = "maildaemons-uidlist"
 UIDLIST_LOG = "maildaemons-uidlist.log"
@@ -676,16 +676,7 @@ def read_whole(path: str, inode: int = 0, offset: int = 0) -> bytes | None:
         info = os.fstat(fd)
         if inode and info.st_ino != inode:
             return None
-        want = max(info.st_size - offset, 0)
-        data = os.pread(fd, want + 1, offset)
-        if len(data) <= want:
-            return data  # one read(2) when the size was right
-        parts = [data]  # it grew meanwhile
-        offset += len(data)
-        while more := os.pread(fd, 1 << 16, offset):
-            parts.append(more)
-            offset += len(more)
-        return b"".join(parts)
+        return read_to_end(fd, info.st_size, offset)
     finally:
         os.close(fd)
 
