@@ -29,6 +29,7 @@ import struct
 import time
 import zlib
 
+from common import turns
 from common.tls import TlsChannel
 
 RECV_SIZE = 65536
@@ -96,6 +97,9 @@ class LineIO:
         self._outlen = 0
         self._deflate: zlib._Compress | None = None
         self._inflate: zlib._Decompress | None = None
+        # A pool session's turn (common/turns.py): given up from the last send before a wait
+        # for the client until that wait ends, so the worker's other sessions run meanwhile.
+        self._seat = turns.current()
         self._poll = select.poll()
         self._poll.register(sock.fileno(), select.POLLIN | select.POLLPRI)
         if interrupt_fd is not None:
@@ -154,14 +158,18 @@ class LineIO:
         `wake`: a further descriptor (a folder watch) that ends the wait early, with False."""
         if self.has_buffered_input():
             return True
-        self.flush()
-        if wake is None:
-            return self._wait(timeout)
-        self._poll.register(wake, select.POLLIN)
+        self._give_turn()
         try:
-            return self._wait(timeout, wake)
+            self.flush()
+            if wake is None:
+                return self._wait(timeout)
+            self._poll.register(wake, select.POLLIN)
+            try:
+                return self._wait(timeout, wake)
+            finally:
+                self._poll.unregister(wake)
         finally:
-            self._poll.unregister(wake)
+            self._take_turn()
 
     def _discard_rest_of_line(self, deadline: float) -> None:
         self._inbuf.clear()
@@ -175,6 +183,13 @@ class LineIO:
 
     def _fill(self, deadline: float | None = None) -> None:
         """More input: within the idle timeout, or by `deadline` (monotonic) when given."""
+        self._give_turn()
+        try:
+            self._fill_given(deadline)
+        finally:
+            self._take_turn()
+
+    def _fill_given(self, deadline: float | None) -> None:
         self.flush()
         if self._inflate_pending():
             self._inflate_into(b"")
@@ -261,7 +276,11 @@ class LineIO:
         """Wait for the socket; raise Interrupted when the wakeup fd fires first."""
         if (self._tls is not None and self._tls.pending()) or self._inflate_pending():
             return True
-        events = self._poll.poll(max(0.0, timeout) * 1000.0)
+        self._give_turn()
+        try:
+            events = self._poll.poll(max(0.0, timeout) * 1000.0)
+        finally:
+            self._take_turn()
         readable = False
         for fd, _mask in events:
             if fd == self.interrupt_fd:
@@ -270,13 +289,26 @@ class LineIO:
             readable = readable or fd != wake
         return readable
 
+    def _give_turn(self) -> None:
+        if self._seat is not None:
+            self._seat.give()
+
+    def _take_turn(self) -> None:
+        if self._seat is not None:
+            self._seat.take()
+
     # -- output --------------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
         self._outbuf.append(data)
         self._outlen += len(data)
         if self._outlen >= FLUSH_THRESHOLD:
-            self.flush()
+            # A long reply: the other sessions run while this part goes out.
+            self._give_turn()
+            try:
+                self.flush()
+            finally:
+                self._take_turn()
 
     def flush(self) -> None:
         if not self._outbuf:

@@ -12,20 +12,23 @@ its own, with the very session code a forked child runs: LineIO blocks in poll()
 on the worker's stop descriptor, so TLS, literals, SASL, the POP3 transformer and the store's
 blocking file I/O work unchanged. Why threads rather than an event loop or greenlets (measured in
 README "Process models"): a blocked or slow session (a big FETCH, a fsync, a lock wait, a
-transformer) cannot stall the others, since CPython hands the interpreter to another thread every
-`sys.getswitchinterval()` (5 ms) and at every blocking system call; a held session costs a thread
-whose stack is mostly untouched. Everything a session relies on holds as in the fork model: its
-locks are OFD locks or per-thread link locks (common/store), its timeouts are its own poll()
-timeouts, its settings a snapshot taken at accept (`Settings.snapshot`), its stats carry its
-session number (common/stats), and IDLE waits on the worker's inotify watcher
-(common/store/watch.py).
+transformer) cannot stall the others; a held session costs a thread whose stack is mostly
+untouched. A worker's sessions take turns (common/turns.py): one runs its Python while the others
+wait for their clients or for the turn, which spares the interpreter lock a hand-over at every
+system call; none waits for the turn longer than 5 ms, then it runs beside the holder as threads
+do, CPython switching between them every `sys.getswitchinterval()`. Everything a session relies
+on holds as in the fork model: its locks are OFD locks or per-thread link locks (common/store),
+its timeouts are its own poll() timeouts, its settings a snapshot taken at accept
+(`Settings.snapshot`), its stats carry its session number (common/stats), and IDLE waits on the
+worker's inotify watcher (common/store/watch.py).
 
 Limits across workers live in `SharedCounts`, a small shared memory region mapped by the master
 before the first fork: the session-number counter, and per worker its sessions, its capacity and
 its sessions per client-address bucket. A worker checks and counts a new connection under a lock
 (fcntl between processes, a thread lock within one), so `max_children` (all sessions together)
-and `max_per_address` hold across workers. A full worker (`worker_sessions`) stops accepting
-while another has room; when none has, it accepts and sends the busy reply. After
+and `max_per_address` hold across workers. A worker leaves a new connection for a moment to one
+that serves fewer sessions (a worker's sessions share one CPU). A full worker (`worker_sessions`)
+stops accepting while another has room; when none has, it accepts and sends the busy reply. After
 `worker_lifetime` sessions (0: never) a worker stops accepting, tells the master through its
 status pipe, which starts its replacement at once, and exits once its last session has ended.
 """
@@ -38,7 +41,6 @@ import gc
 import logging
 import mmap
 import os
-import queue
 import resource
 import selectors
 import signal
@@ -51,6 +53,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from common import turns
 from common.proctitle import set_title
 from common.proxy import ProxyGate, ProxyHeader, Waiting
 from common.server import (
@@ -72,6 +75,7 @@ SESSION_STACK = 1 << 20  # bytes of address space per session thread; only touch
 # much as a POP3 session's own work); beyond this many waiting, a thread ends with its session.
 MAX_IDLE_THREADS = 32
 ACCEPTS_PER_WAKE = 8  # then let the other workers have a go: spreads a burst over them
+DEFER = 0.001  # seconds a busier worker leaves a new connection to a less busy one
 PAUSE_RECHECK = 0.2  # a full worker looks again this often whether another still has room
 RESPAWN_DELAY = 1.0  # a worker that died this young is replaced only after this long
 ADDRESS_BUCKETS = 16384
@@ -207,6 +211,14 @@ class SharedCounts:
             if other != row and cells[base] < cells[base + 1]:
                 return True
         return False
+
+    def fewer_elsewhere(self, row: int) -> bool:
+        """Whether another worker that accepts serves fewer sessions than `row` does."""
+        cells = self.cells
+        sessions = cells[:: self.ROW].tolist()
+        capacities = cells[1 :: self.ROW].tolist()
+        mine = sessions[row]
+        return any(s < mine and s < c for s, c in zip(sessions, capacities, strict=True))
 
     def clear(self, row: int) -> None:
         """The master, for a worker that is gone: its sessions went with it."""
@@ -428,6 +440,26 @@ class PoolServer(ForkingServer):
 # -- a worker ------------------------------------------------------------------------------------
 
 
+class Handoff:
+    """Where an idle session thread waits for its next session: a lock of its own, so handing
+    a session over wakes that one thread (threads waiting on one queue woke each other in turn,
+    every idle thread of the worker for every session: strace)."""
+
+    def __init__(self) -> None:
+        self._job: Job | None = None
+        self._ready = threading.Lock()
+        self._ready.acquire()
+
+    def give(self, job: Job) -> None:
+        self._job = job
+        self._ready.release()
+
+    def take(self) -> Job:
+        self._ready.acquire()
+        job, self._job = self._job, None
+        return job  # type: ignore[return-value]  # give() set it before the release
+
+
 def session_socket(fd: int, family: int) -> socket.socket:
     return socket.socket(family, socket.SOCK_STREAM, 0, fd)
 
@@ -453,9 +485,9 @@ class Worker:
         self.active = 0
         self.accepted = 0
         self.count_lock = threading.Lock()
+        self.turns = turns.Turns()  # its sessions run one at a time (common/turns.py)
         # (accepted fd and its family, client address, session number)
-        self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self.idle_threads = 0  # threads waiting in jobs.get(), each for exactly one job
+        self.idle: list[Handoff] = []  # session threads waiting, the last one to finish first
         self.accepting = False
         self.retiring = False
         self.stopping = False
@@ -473,6 +505,7 @@ class Worker:
         self.gate = ProxyGate(self.selector, self.log, self._proxied)
         self.out_of_files = OutOfFiles(self.log)
         self.paused_until: float | None = None
+        self.deferred: socket.socket | None = None  # a listener left to a less busy worker
 
     @property
     def capacity(self) -> int:
@@ -506,6 +539,8 @@ class Worker:
 
     def _timeout(self) -> float | None:
         paused = PAUSE_RECHECK if self._paused() else None
+        if self.deferred is not None and self.paused_until is not None:
+            paused = max(0.0, self.paused_until - time.monotonic())
         return min((t for t in (paused, self.gate.timeout()) if t is not None), default=None)
 
     def _event(self, key: selectors.SelectorKey) -> None:
@@ -609,10 +644,13 @@ class Worker:
         takes them, to answer each with the busy reply rather than leave it hanging."""
         if self.stopping or self.retiring:
             return
-        if self.paused_until is not None:  # out of descriptors (OutOfFiles)
+        if self.paused_until is not None:  # out of descriptors, or deferring (_accept)
             if time.monotonic() < self.paused_until:
                 return
             self.paused_until = None
+            if self.deferred is not None:
+                listener, self.deferred = self.deferred, None
+                self._take(listener)
         self._listen(not self._full() or not self.shared.room_elsewhere(self.row))
 
     def _pause(self) -> None:
@@ -621,38 +659,54 @@ class Worker:
         self._listen(False)
 
     def _accept(self, listener: socket.socket) -> None:
-        # The main thread accepts for every session of this worker, holding the interpreter
-        # while it does: it only takes the descriptor (socket._accept, without the socket
-        # object and its enum conversions) and counts; the session's thread does the rest.
+        """Every worker's selector wakes for a new connection: one that serves more sessions
+        than another worker with room leaves it to that one for DEFER, then takes it if it is
+        still there. Sessions of one worker share a CPU (common/turns.py), so a worker
+        with three sessions beside one with one left a CPU half idle."""
+        if self.shared.fewer_elsewhere(self.row):
+            self.deferred = listener
+            self.paused_until = time.monotonic() + DEFER
+            self._listen(False)
+            return
+        self._take(listener)
+
+    def _take(self, listener: socket.socket) -> None:
+        """Accept what is waiting, then hand the sessions over: a thread handed one starts
+        while this one goes back to select(), not contending with it for the interpreter
+        (strace: the two passed it back and forth at each system call of both)."""
         family = int(listener.family)
         tls = listener.fileno() in self.tls_fds
         proxy = self.limits.proxy
         expects = proxy.expects(tls)
-        for _ in range(ACCEPTS_PER_WAKE):
+        accepted: list[tuple[int, str]] = []
+        # A full worker still takes one, to answer it with the busy reply (_start_session).
+        for _ in range(min(ACCEPTS_PER_WAKE, max(1, self.capacity - self.active))):
             if self.stopping or self.retiring:
-                return
+                break
             try:
+                # Only the descriptor: socket._accept, without the socket object and its enum
+                # conversions; the session's thread does the rest.
                 fd, peer = listener._accept()  # type: ignore[attr-defined]
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as exc:
                 if OutOfFiles.applies(exc):
                     busy = b"" if tls else self.busy_reply("children")
                     if not self.out_of_files.refuse_one(listener, busy, exc):
                         self._pause()
-                        return
+                        break
                     continue
                 self.log.warning("accept failed: %s", exc)
-                return
+                break
             self.out_of_files.accepted()
             if expects:
                 # Counted, under the real client's address, once the header has named it
                 # (_proxied); until then it waits in this thread's selector, never blocking it.
                 self.gate.admit(session_socket(fd, family), client_address(peer), tls, proxy)
                 continue
-            self._start_session((fd, family), client_address(peer), tls)
-            if self._full():
-                return
+            accepted.append((fd, client_address(peer)))
+        for fd, address in accepted:
+            self._start_session((fd, family), address, tls)
 
     def _proxied(
         self, conn: socket.socket, address: str, tls: bool, peer: str, header: ProxyHeader
@@ -675,13 +729,11 @@ class Worker:
             return
         with self.count_lock:
             self.active += 1
-            waiting = self.idle_threads > 0
-            if waiting:
-                self.idle_threads -= 1  # claimed: that thread takes the job put next
+            idle = self.idle.pop() if self.idle else None
         self.accepted += 1
         job = (conn, address, number, tls, via)
-        if waiting:
-            self.jobs.put(job)
+        if idle is not None:
+            idle.give(job)
         else:
             thread = threading.Thread(target=self._thread, args=(job,), daemon=True)
             try:
@@ -711,21 +763,23 @@ class Worker:
 
     # -- a session's thread ------------------------------------------------------------------
 
-    def _thread(self, job: Job | None) -> None:
+    def _thread(self, job: Job) -> None:
         """Serve sessions, one at a time: the first, then whatever the main thread hands over
         while this thread waits (at most MAX_IDLE_THREADS wait)."""
-        while job is not None:
+        handoff = Handoff()
+        while True:
             self._session(*job)
             with self.count_lock:
-                if self.idle_threads >= MAX_IDLE_THREADS or self.stopping or self.retiring:
+                if len(self.idle) >= MAX_IDLE_THREADS or self.stopping or self.retiring:
                     return
-                self.idle_threads += 1
-            job = self.jobs.get()
+                self.idle.append(handoff)
+            job = handoff.take()
 
     def _session(
         self, accepted: tuple[int, int], address: str, number: int, tls: bool, via: str
     ) -> None:
         stats = self.stats
+        turns.sit(self.turns)
         self._title()
         conn: socket.socket | None = None
         try:
@@ -750,6 +804,7 @@ class Worker:
                 else:
                     conn.close()
             stats.session_ended(self.protocol, self.pid, number)
+            turns.leave()
             self._session_done(address)  # last: a stopping worker exits when the count is 0
 
     def _session_done(self, address: str) -> None:

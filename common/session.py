@@ -30,6 +30,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from common import turns
 from common.config import Network, Settings
 from common.lineio import (
     CompressionError,
@@ -327,7 +328,7 @@ class Session:
             "%s auth failed for user %s from %s", self.PROTOCOL, printable(user), self.address
         )
         self.io.flush()
-        time.sleep(self.settings.get_float("auth_failure_delay"))
+        turns.sleep(self.settings.get_float("auth_failure_delay"))
         self.auth_failures += 1
         limit = self.settings.get_int("max_auth_failures")
         return 0 < limit <= self.auth_failures

@@ -32,6 +32,7 @@ from pathlib import Path
 import argon2
 from argon2 import low_level as argon2_raw
 
+from common import turns
 from common.store.atomic import atomic_write, locked
 from common.store.names import check_username
 
@@ -108,6 +109,15 @@ def verify_password(stored: str, password: str) -> bool:
     if algorithm is None:
         return False
     return verify_digest(algorithm, data, candidate, salted, encoding)
+
+
+def checked_password(stored: str, password: str) -> bool:
+    """verify_password; a strong hash (milliseconds of CPU) lets a pool worker's other
+    sessions run meanwhile (common/turns.py), as the hash functions let go of the GIL."""
+    if split_scheme(stored)[0] in PLAIN_SCHEMES:
+        return verify_password(stored, password)
+    with turns.aside():
+        return verify_password(stored, password)
 
 
 def verify_crypt(data: str, password: str) -> bool:
@@ -382,14 +392,14 @@ class UserDB:
         `auth_cache_ttl` and the users file has not changed since, else by its scheme."""
         stored = self.lookup(name)
         if stored is None:
-            verify_password(dummy_hash(self.usual_scheme()), password)
+            checked_password(dummy_hash(self.usual_scheme()), password)
             return False
         if not self.cache.enabled:
-            return verify_password(stored, password)
+            return checked_password(stored, password)
         key = self.cache.key(name, stored, password)
         if key in self.cache:
             return True
-        if not verify_password(stored, password):
+        if not checked_password(stored, password):
             return False
         self.cache.add(key)
         return True

@@ -13,6 +13,8 @@ import os
 import signal
 import subprocess
 
+from common import turns
+
 MAX_OUTPUT = 256 * 1024 * 1024
 
 
@@ -42,7 +44,8 @@ def transform(command: str, message: bytes, timeout: float) -> bytes:
     except OSError as exc:
         raise TransformerError(f"cannot start: {exc.strerror}") from None
     try:
-        output, _ = proc.communicate(message, timeout=timeout)
+        with turns.aside():  # a pool worker's other sessions run meanwhile
+            output, _ = proc.communicate(message, timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_group(proc)
         raise TransformerError(f"timed out after {timeout:g}s") from None

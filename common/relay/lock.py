@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from common import turns
 from common.relay.errors import LockBusyError, LockOpenError
 from common.relay.files import FILE_MODE, new_file_owner
 from common.store.filelock import try_lock_exclusive
@@ -70,4 +71,4 @@ def _acquire(fd: int, path: Path, timeout: float) -> None:
                 raise LockOpenError(f"cannot lock {path}: {exc.strerror}") from None
         if time.monotonic() >= deadline:
             raise LockBusyError(f"{path} is still locked by another process after {timeout:g}s")
-        time.sleep(LOCK_POLL)
+        turns.sleep(LOCK_POLL)

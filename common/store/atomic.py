@@ -26,6 +26,7 @@ from pathlib import Path
 import lockfile
 from lockfile.linklockfile import LinkLockFile
 
+from common import turns
 from common.store.errors import MailboxReadOnly, StoreFull, no_space, read_only
 
 LOCK_TIMEOUT = 10.0
@@ -91,7 +92,7 @@ def _acquire(lock: LinkLockFile, timeout: float) -> bool:
         if now >= next_check:
             break_if_dead(lock)
             next_check = now + DEAD_CHECK
-        time.sleep(delay)
+        turns.sleep(delay)
         delay = min(delay * 2, 0.02)
 
 

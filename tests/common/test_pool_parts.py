@@ -124,6 +124,24 @@ def test_shared_counts_know_which_workers_have_room():
     assert counts.room_elsewhere(0)
 
 
+def test_a_busier_worker_knows_a_less_busy_one_accepts():
+    counts = pool.SharedCounts(3)
+    for row in (0, 1):
+        counts.set_capacity(row, 4)
+    counts.open_session(0, "a", 0, 0)
+    assert counts.fewer_elsewhere(0)  # 1 session here, 0 in worker 1
+    assert not counts.fewer_elsewhere(1)
+    counts.open_session(1, "b", 0, 0)
+    assert not counts.fewer_elsewhere(0)  # as busy as each other: take it
+    counts.open_session(0, "c", 0, 0)
+    counts.set_capacity(1, 0)  # worker 1 stops accepting (retiring, full or stopping)
+    assert not counts.fewer_elsewhere(0)
+    counts.set_capacity(1, 4)
+    assert counts.fewer_elsewhere(0)
+    counts.set_capacity(2, 4)  # a new worker, idle: the rows of the unused slots are 0
+    assert counts.fewer_elsewhere(1)
+
+
 def test_shared_counts_are_shared_with_a_forked_process():
     counts = pool.SharedCounts(2)
     pid = os.fork()
