@@ -26,12 +26,13 @@ class Keywords:
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / KEYWORDS_FILE
+        self._file = str(self.path)  # stat()ed every command: a str spares pathlib
         self._stamp: tuple[int, int] | None = None
         self.names: list[str | None] = []
 
     def refresh(self) -> None:
         try:
-            info = os.stat(self.path)
+            info = os.stat(self._file)
         except FileNotFoundError:
             self.names, self._stamp = [], None
             return
