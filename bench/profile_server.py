@@ -233,12 +233,14 @@ def install(out_dir: Path, use_cprofile: bool, daemon: str) -> None:
     original_start = server.ForkingServer._start_session
     original_child = server.ForkingServer._run_child
 
-    def start_session(self: server.ForkingServer, conn: object, address: str) -> None:
+    def start_session(self: server.ForkingServer, conn: object, address: str, *more: Any) -> None:
         begin = time.perf_counter()
-        original_start(self, conn, address)  # type: ignore[arg-type]
+        original_start(self, conn, address, *more)  # type: ignore[arg-type]
         accept_times.append(time.perf_counter() - begin)
 
-    def run_child(self: server.ForkingServer, conn: object, address: str, session: int) -> None:
+    def run_child(
+        self: server.ForkingServer, conn: object, address: str, session: int, *more: Any
+    ) -> None:
         started = time.perf_counter()
         fork_to_child = started - state["before_fork"]
         for slot in TIMERS.values():
@@ -261,7 +263,7 @@ def install(out_dir: Path, use_cprofile: bool, daemon: str) -> None:
                 record(started, fork_to_child, cpu, usage, timer, profile)
 
         self.handler = measured  # type: ignore[assignment]
-        original_child(self, conn, address, session)  # type: ignore[arg-type]
+        original_child(self, conn, address, session, *more)  # type: ignore[arg-type]
 
     def record(
         started: float,
