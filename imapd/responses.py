@@ -6,6 +6,7 @@ string forms themselves (quoted, literal) come from imapd/strings.py.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable
 
@@ -88,6 +89,8 @@ def bad(text: str) -> ImapError:
     return ImapError(text, status="BAD")
 
 
+# Every session asks twice (greeting, LOGIN) with the same few settings: one text per state.
+@functools.lru_cache(maxsize=64)
 def capability_line(
     compressed: bool = False,
     starttls: bool = False,
