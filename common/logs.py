@@ -67,6 +67,25 @@ class LineFormatter(logging.Formatter):
         return text
 
 
+class LogFileHandler(logging.handlers.WatchedFileHandler):
+    """A log file that notices a rename (logrotate without HUP) within RECHECK seconds, not on
+    the very next line: WatchedFileHandler stat()s the file before every line it writes, and a
+    session writes three. HUP (`reopen()`) reopens at once, as logrotate's postrotate does."""
+
+    RECHECK = 1.0
+
+    def __init__(self, filename: str, encoding: str | None = None) -> None:
+        super().__init__(filename, encoding=encoding)
+        self._checked = time.monotonic()
+
+    def reopenIfNeeded(self) -> None:  # noqa: N802 (logging's name)
+        now = time.monotonic()
+        if now - self._checked < self.RECHECK:
+            return
+        self._checked = now
+        super().reopenIfNeeded()
+
+
 def make_handler(program: str, target: str) -> logging.Handler:
     if target == "stderr":
         handler: logging.Handler = logging.StreamHandler(sys.stderr)
@@ -78,8 +97,7 @@ def make_handler(program: str, target: str) -> logging.Handler:
         )
         handler.setFormatter(LineFormatter(program, with_time=False))
     else:
-        # WatchedFileHandler also notices a rename by logrotate on the next line it writes.
-        handler = logging.handlers.WatchedFileHandler(target, encoding="utf-8")
+        handler = LogFileHandler(target, encoding="utf-8")
         handler.setFormatter(LineFormatter(program))
     return handler
 
