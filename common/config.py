@@ -131,6 +131,7 @@ NETWORKS = KeyType("networks", "IP addresses or networks", parse_networks)
 OPTIONAL_PORT = KeyType("port", "a TCP port or empty", parse_optional_port)
 LISTENER_NAMES = KeyType("listeners", "port, tls_port, both or empty", parse_listeners)
 PROCESS_MODEL = one_of("fork", "pool")
+CPU_AFFINITY = one_of("auto", "yes", "no")
 
 
 # -- the schema ----------------------------------------------------------------------------------
@@ -203,6 +204,12 @@ KEYS: tuple[Key, ...] = (
     _common("worker_sessions", INT, "1000", "pool: sessions one worker serves at once"),
     _common(
         "worker_lifetime", INT, "0", "pool: replace a worker after this many sessions (0: never)"
+    ),
+    _common(
+        "worker_cpu_affinity",
+        CPU_AFFINITY,
+        "auto",
+        "pool: worker N runs on CPU N (auto: when there is one worker per CPU; yes; no)",
     ),
     _pop3d("listen", LIST, "*", "addresses to listen on ('*': every interface)"),
     _pop3d("port", INT, "110", "the TCP port"),

@@ -73,6 +73,7 @@ class Limits:
     workers: int = 0
     worker_sessions: int = 1000
     worker_lifetime: int = 0
+    worker_cpu_affinity: str = "auto"
     # The PROXY protocol's listeners, trusted proxies and header timeout (common/proxy.py).
     proxy: ProxyPolicy = ProxyPolicy()
 

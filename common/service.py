@@ -373,5 +373,6 @@ def limits(settings: Settings) -> Limits:
         workers=settings.get_int("workers"),
         worker_sessions=settings.get_int("worker_sessions"),
         worker_lifetime=settings.get_int("worker_lifetime"),
+        worker_cpu_affinity=settings.get_choice("worker_cpu_affinity"),
         proxy=proxy_policy(settings),
     )

@@ -16,6 +16,7 @@ from common import pool
 from common.config import RuntimeState, Settings
 from common.relay.errors import LockBusyError
 from common.relay.lock import relay_lock
+from common.server import Limits
 from common.store import Mailbox, StoreBusy
 from common.store.atomic import atomic_write, locked
 from common.store.maildrop import MaildropLock
@@ -140,6 +141,23 @@ def test_a_busier_worker_knows_a_less_busy_one_accepts():
     assert counts.fewer_elsewhere(0)
     counts.set_capacity(2, 4)  # a new worker, idle: the rows of the unused slots are 0
     assert counts.fewer_elsewhere(1)
+
+
+@pytest.mark.parametrize(
+    ("setting", "workers", "allowed", "cpus"),
+    [
+        ("auto", 0, {0, 1}, [0, 1]),  # one per CPU: worker N on the Nth
+        ("auto", 2, {2, 5}, [2, 5]),  # the CPUs of a cpuset, in order
+        ("auto", 1, {0, 1}, [None]),  # fewer workers than CPUs: left to the scheduler
+        ("auto", 3, {0, 1}, [None, None, None]),
+        ("yes", 3, {0, 1}, [0, 1, 0]),  # round the CPUs
+        ("no", 0, {0, 1}, [None, None]),
+    ],
+)
+def test_worker_cpu(monkeypatch, setting, workers, allowed, cpus):
+    monkeypatch.setattr(pool.os, "sched_getaffinity", lambda _pid: allowed)
+    limits = Limits(0, 0, 1.0, workers=workers, worker_cpu_affinity=setting)
+    assert [pool.worker_cpu(limits, slot) for slot in range(1, len(cpus) + 1)] == cpus
 
 
 def test_shared_counts_are_shared_with_a_forked_process():

@@ -203,3 +203,33 @@ def test_workers_end_when_the_master_is_killed(pop3d):
     assert client.closed()
     for pid in kids:
         wait_for(lambda p=pid: not alive(p), what=f"worker {pid} gone")
+
+
+def allowed_cpus(pid: int) -> set[int]:
+    """The CPUs a process may run on, from /proc (`0-1`, `0,2-3`)."""
+    text = Path(f"/proc/{pid}/status").read_text()
+    listed = re.search(r"^Cpus_allowed_list:\s*(\S+)$", text, re.M)
+    assert listed is not None
+    cpus: set[int] = set()
+    for part in listed.group(1).split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def test_with_a_worker_per_cpu_each_runs_on_its_own(pop3d):
+    cpus = sorted(os.sched_getaffinity(0))
+    server = pop3d(POOL)  # workers = 0: one per CPU; worker_cpu_affinity = auto
+    kids = pool_workers(server, len(cpus))
+    for kid in kids:
+        slot = int(re.search(rb"worker (\d+)", title(kid)).group(1))  # type: ignore[union-attr]
+        assert allowed_cpus(kid) == {cpus[slot - 1]}
+    server.assert_serving()
+
+
+def test_worker_cpu_affinity_no_leaves_the_workers_to_the_scheduler(pop3d):
+    cpus = set(os.sched_getaffinity(0))
+    server = pop3d(POOL + "worker_cpu_affinity = no\n")
+    for kid in pool_workers(server, len(cpus)):
+        assert allowed_cpus(kid) == cpus
+    server.assert_serving()
