@@ -14,6 +14,7 @@ import select
 import socket
 from typing import Protocol
 
+from common import turns
 from common.utf7 import encode_mutf7
 from imapd.gateway import replies
 from imapd.gateway.replies import GatewayError
@@ -33,12 +34,15 @@ class Readable(Protocol):
 
 
 def wait_readable(sock: Readable, interrupt_fd: int | None, timeout: float) -> bool:
-    """True when `sock` has input within `timeout`; raise when the master's TERM arrives first."""
+    """True when `sock` has input within `timeout`; raise when the master's TERM arrives first.
+    A pool worker's other sessions have the turn meanwhile (common/turns.py): the gateway waits
+    here for its CGI client and for the IMAP server, not in LineIO."""
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
     if interrupt_fd is not None and interrupt_fd >= 0:
         poller.register(interrupt_fd, select.POLLIN)
-    events = poller.poll(max(0.0, timeout) * 1000.0)
+    with turns.aside():
+        events = poller.poll(max(0.0, timeout) * 1000.0)
     if any(fd == interrupt_fd for fd, _mask in events):
         raise GatewayError(replies.SHUTTING_DOWN)
     return bool(events)
@@ -51,7 +55,8 @@ class ImapClient:
         self, host: str, port: int, timeout: float, interrupt_fd: int | None = None
     ) -> None:
         try:
-            self.sock = socket.create_connection((host, port), timeout=timeout)
+            with turns.aside():  # a connect may take up to `timeout`
+                self.sock = socket.create_connection((host, port), timeout=timeout)
         except TimeoutError:
             raise GatewayError(replies.TIMED_OUT) from None
         except OSError:

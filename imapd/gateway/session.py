@@ -15,7 +15,7 @@ import socket
 import time
 import traceback
 
-from common import service
+from common import service, turns
 from common.config import Settings
 from common.logs import SessionLog, escaped_bytes
 from common.server import Handler
@@ -179,7 +179,7 @@ def serve(conn: CountedSocket, settings: Settings, log: SessionLog, interrupt_fd
 def close_gently(conn: CountedSocket) -> None:
     """Half-close, then read what the client still sends until it closes (at most LINGER
     seconds): closing with unread input resets the connection and can destroy the reply."""
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError), turns.aside():
         conn.shutdown(socket.SHUT_WR)
         conn.settimeout(LINGER)
         deadline = time.monotonic() + LINGER

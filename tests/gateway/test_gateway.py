@@ -29,10 +29,10 @@ from pathlib import Path
 import pytest
 from docopt import docopt
 
-from common import service
+from common import service, turns
 from common.stats import query as stats_query
 from imapd.gateway import main as gw_main
-from imapd.gateway.client import command_arg
+from imapd.gateway.client import command_arg, wait_readable
 from imapd.gateway.purpose import MAX_PURPOSE, Purpose, masked, parse_purpose, read_purpose
 from imapd.gateway.replies import EMPTY_MAILBOX, GatewayError
 from imapd.gateway.session import Gateway
@@ -1120,3 +1120,29 @@ def test_daemon_mode(shared: Stack, tmp_path: Path) -> None:
     finally:
         if not gone(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_waiting_for_the_imap_server_lets_a_workers_other_sessions_run():
+    # Pool model: the gateway waits in its own poll(), not LineIO's; the turn goes meanwhile.
+    shared = turns.Turns(wait=30.0)
+    ours, theirs = socket.socketpair()
+    ran = threading.Event()
+
+    def other_session() -> None:
+        turns.sit(shared)
+        ran.set()
+        turns.leave()
+
+    turns.sit(shared)
+    try:
+        other = threading.Thread(target=other_session, daemon=True)
+        other.start()
+        assert not ran.wait(0.05)  # this session holds the turn
+        assert not wait_readable(ours, None, 0.5)  # the server says nothing for 0.5 s
+        assert ran.is_set()
+        other.join(10)
+        assert turns.current().held  # type: ignore[union-attr]
+    finally:
+        turns.leave()
+        ours.close()
+        theirs.close()
