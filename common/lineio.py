@@ -158,8 +158,7 @@ class LineIO:
         `wake`: a further descriptor (a folder watch) that ends the wait early, with False."""
         if self.has_buffered_input():
             return True
-        self._give_turn()
-        try:
+        with self._turn_aside():
             self.flush()
             if wake is None:
                 return self._wait(timeout)
@@ -168,8 +167,6 @@ class LineIO:
                 return self._wait(timeout, wake)
             finally:
                 self._poll.unregister(wake)
-        finally:
-            self._take_turn()
 
     def _discard_rest_of_line(self, deadline: float) -> None:
         self._inbuf.clear()
@@ -183,20 +180,14 @@ class LineIO:
 
     def _fill(self, deadline: float | None = None) -> None:
         """More input: within the idle timeout, or by `deadline` (monotonic) when given."""
-        self._give_turn()
-        try:
-            self._fill_given(deadline)
-        finally:
-            self._take_turn()
-
-    def _fill_given(self, deadline: float | None) -> None:
-        self.flush()
-        if self._inflate_pending():
-            self._inflate_into(b"")
-            return
-        timeout = self.timeout if deadline is None else deadline - time.monotonic()
-        if timeout <= 0 or not self._wait(timeout):
-            raise SessionTimeout
+        with self._turn_aside():
+            self.flush()
+            if self._inflate_pending():
+                self._inflate_into(b"")
+                return
+            timeout = self.timeout if deadline is None else deadline - time.monotonic()
+            if timeout <= 0 or not self._wait(timeout):
+                raise SessionTimeout
         data = self._receive()
         if data is None:  # a TLS record is not complete yet: wait for the rest
             return
@@ -276,11 +267,8 @@ class LineIO:
         """Wait for the socket; raise Interrupted when the wakeup fd fires first."""
         if (self._tls is not None and self._tls.pending()) or self._inflate_pending():
             return True
-        self._give_turn()
-        try:
+        with self._turn_aside():
             events = self._poll.poll(max(0.0, timeout) * 1000.0)
-        finally:
-            self._take_turn()
         readable = False
         for fd, _mask in events:
             if fd == self.interrupt_fd:
@@ -289,13 +277,9 @@ class LineIO:
             readable = readable or fd != wake
         return readable
 
-    def _give_turn(self) -> None:
-        if self._seat is not None:
-            self._seat.give()
-
-    def _take_turn(self) -> None:
-        if self._seat is not None:
-            self._seat.take()
+    def _turn_aside(self) -> contextlib.AbstractContextManager[None]:
+        """A pool session's turn given up for the block (sending, waiting for the client)."""
+        return contextlib.nullcontext() if self._seat is None else self._seat.aside()
 
     # -- output --------------------------------------------------------------------------------
 
@@ -304,11 +288,8 @@ class LineIO:
         self._outlen += len(data)
         if self._outlen >= FLUSH_THRESHOLD:
             # A long reply: the other sessions run while this part goes out.
-            self._give_turn()
-            try:
+            with self._turn_aside():
                 self.flush()
-            finally:
-                self._take_turn()
 
     def flush(self) -> None:
         if not self._outbuf:

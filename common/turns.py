@@ -84,6 +84,15 @@ class Seat:
             self.held = False
             self.turns._give()
 
+    @contextlib.contextmanager
+    def aside(self) -> Iterator[None]:
+        """The turn given up for the block, then taken again (waited for, at most the bound)."""
+        self.give()
+        try:
+            yield
+        finally:
+            self.take()
+
 
 def sit(turns: Turns) -> Seat:
     """The calling thread's session takes a seat and waits for its first turn."""
@@ -118,8 +127,5 @@ def aside() -> Iterator[None]:
     if seat is None or not seat.held:
         yield
         return
-    seat.give()
-    try:
+    with seat.aside():
         yield
-    finally:
-        seat.take()
