@@ -39,6 +39,7 @@ from pathlib import Path
 import bigmailbox
 import load
 
+from common import samepage
 from common.daemon import process_alive
 from common.users import UserFileError, hash_password
 
@@ -53,6 +54,7 @@ SESSION_TEXT = {
 }
 ISSUES = {"pop3": "issue 3", "imap": "issue 5"}  # whose targets print_targets checks
 SCHEMES = ("PLAIN", "PBKDF2", "ARGON2ID")  # --hash: how our users file stores the passwords
+MERGE_AFTER = 10.0  # --ksm: memory_merge_after, the default
 POOL_PSS_TARGET = 0.4  # issue 14: MiB per held session, pool model
 FORK_PSS_TARGET = 2.0  # issue 14: MiB per held session, fork model
 POOL_P50_TARGET = 1.5  # issue 14: ms, one session with one client, pool model
@@ -101,6 +103,7 @@ class HoldRow:
     processes_idle: int
     processes_held: int
     errors: dict[str, int]
+    merging: str = ""  # with --ksm: how long PSS waited for ksmd, and ksmd's CPU meanwhile
 
 
 # -- set-up ---------------------------------------------------------------------------------------
@@ -230,6 +233,7 @@ def our_config(
     hold: int,
     workers: int = 0,
     proxy: str = "",
+    merge: bool = False,
 ) -> str:
     limit = max(2000, hold + 100)
     text = (
@@ -243,6 +247,8 @@ def our_config(
         # A worker takes what comes (the kernel does not spread connections evenly): any one
         # of them may hold all the sessions of the hold test.
         text += f"worker_sessions = {max(1000, hold)}\nworkers = {workers}\n"
+    if merge:  # --ksm: ksmd runs for this measurement
+        text += f"memory_merge = yes\nmemory_merge_after = {MERGE_AFTER:g}\n"
     if proxy:
         # --proxy: the load tool plays the balancer on loopback (PROXY header first) and its
         # clients come from 192.0.2.0/24, where passwords may be sent in clear as on loopback.
@@ -264,6 +270,7 @@ def start_ours(
     hold: int = 0,
     workers: int = 0,
     proxy: str = "",
+    merge: bool = False,
 ) -> Server:
     daemon = OUR_DAEMONS[protocol]
     run = work / daemon
@@ -273,7 +280,7 @@ def start_ours(
     users_file.write_text(users_text(users, scheme))
     users_file.chmod(0o600)
     conf = run / "maildaemons.conf"
-    conf.write_text(our_config(mail, users_file, state, run, model, hold, workers, proxy))
+    conf.write_text(our_config(mail, users_file, state, run, model, hold, workers, proxy, merge))
     port = free_port()
     argv = [
         "-f",
@@ -521,10 +528,33 @@ def measure_rate(
     return to_row(server, measure_round(protocol, server, clients, duration, users, max_sessions))
 
 
-def measure_hold(protocol: str, server: Server, users: list[str]) -> HoldRow:
+def measure_hold(
+    protocol: str, server: Server, users: list[str], merging: samepage.Ksmd | None = None
+) -> HoldRow:
     wait_quiet(server)
     time.sleep(1.0)
-    result = load.run_hold(protocol, "127.0.0.1", server.port, users, server_pid=server.pid)
+    merged: list[str] = []
+
+    def settle_merging() -> None:
+        if merging is not None:
+            cpu = load.ksmd_cpu()
+            time.sleep(MERGE_AFTER)  # a forked session asks for merging after this long
+            waited, scans = merging.settle()
+            waited += MERGE_AFTER
+            merged.append(
+                f"{merging.describe()}: PSS measured after {scans} full scans, "
+                f"{waited:.0f} s after the last login; ksmd CPU meanwhile "
+                f"{load.ksmd_cpu() - cpu:.1f} s ({(load.ksmd_cpu() - cpu) / max(waited, 1e-9):.0%})"
+            )
+
+    result = load.run_hold(
+        protocol,
+        "127.0.0.1",
+        server.port,
+        users,
+        server_pid=server.pid,
+        before_measure=settle_merging,
+    )
     mib = 2**20
     return HoldRow(
         server.name,
@@ -539,6 +569,7 @@ def measure_hold(protocol: str, server: Server, users: list[str]) -> HoldRow:
         result.processes_idle,
         result.processes_held,
         dict(result.errors),
+        "".join(merged),
     )
 
 
@@ -608,6 +639,8 @@ def print_table(
             )
             if h.errors:
                 print(f"  {h.server} hold errors: {h.errors}")
+            if h.merging:
+                print(f"  {h.server} {h.merging}")
     print_targets(protocol, ours, ref, rates, holds)
     print_issue14_targets(ours, ref, rates, holds)
 
@@ -756,6 +789,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=1000,
         help="connections for the hold test; 0 skips it (default 1000)",
+    )
+    parser.add_argument(
+        "--ksm",
+        type=int,
+        default=0,
+        metavar="PAGES",
+        help="run the kernel's same-page merging (ksmd, root) with PAGES pages every 20 ms "
+        "and measure the hold test's PSS after three full scans; old settings restored after "
+        "(our daemon then runs with memory_merge = yes; Dovecot does not ask for merging)",
     )
     parser.add_argument(
         "--users", type=int, default=1000, help="users to seed (at least --hold; default 1000)"
@@ -930,7 +972,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         log(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
         if args.client_counts or args.hold:
-            measured = run_rates_and_holds(args, work, servers, rates, holds)
+            merging = samepage.Ksmd(args.ksm) if args.ksm else None
+            with merging or contextlib.nullcontext():
+                measured = run_rates_and_holds(args, work, servers, rates, holds, merging)
             print()
             print_table(protocol, measured, rates, holds, header)
             for server in measured:  # before the big mailbox: idle, but not in its way
@@ -996,6 +1040,7 @@ def start_servers(
             args.hold,
             args.workers,
             args.proxy or "",
+            bool(args.ksm),
         )
     ]
     servers.append(started[0])
@@ -1030,6 +1075,7 @@ def run_rates_and_holds(
     servers: list[Server],
     rates: list[RateRow],
     holds: list[HoldRow],
+    merging: samepage.Ksmd | None = None,
 ) -> list[Server]:
     """Session rates per client count, then the hold test, against each server in turn."""
     protocol = args.protocol
@@ -1073,7 +1119,8 @@ def run_rates_and_holds(
             )
     if args.hold:
         for server in started:
-            hold = measure_hold(protocol, server, users[: args.hold])
+            ours = server is started[0]  # Dovecot does not ask for merging: nothing to wait for
+            hold = measure_hold(protocol, server, users[: args.hold], merging if ours else None)
             holds.append(hold)
             log(
                 f"{server.name} hold: {hold.held}/{hold.wanted} held, {hold.noop_ok} NOOP ok, "

@@ -36,7 +36,7 @@ import struct
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import ClassVar
@@ -577,6 +577,7 @@ def run_hold(
     timeout: float = DEFAULT_TIMEOUT,
     server_pid: int | None = None,
     settle: float = 1.0,
+    before_measure: Callable[[], None] | None = None,
 ) -> HoldResult:
     """Hold len(users) connections; measure the server's PSS before and while holding them."""
     raise_fd_limit(len(users) + 64)
@@ -605,6 +606,8 @@ def run_hold(
         result.open_seconds = time.monotonic() - begin
         if server_pid:
             time.sleep(settle)  # let the last logins finish their own work
+            if before_measure is not None:
+                before_measure()
             result.pss_held, result.processes_held = tree_pss(server_pid)
         for report in ask(procs, "noop", time.monotonic() + per_worker_bound):
             result.noop_ok += report["ok"]
@@ -663,9 +666,8 @@ def raise_fd_limit(wanted: int) -> None:
 # -- the server's processes: PSS and CPU from /proc -----------------------------------------------
 
 
-def descendants(root: int) -> list[int]:
-    """`root` and every process below it (from /proc/*/stat parent pids)."""
-    children: dict[int, list[int]] = {}
+def proc_stats() -> Iterator[tuple[int, bytes, list[bytes]]]:
+    """(pid, command name, the fields after the name) of each process's /proc/PID/stat."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -674,8 +676,15 @@ def descendants(root: int) -> list[int]:
                 stat = handle.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        children.setdefault(int(fields[1]), []).append(int(entry))
+        name = stat[stat.find(b"(") + 1 : stat.rfind(b")")]
+        yield int(entry), name, stat[stat.rfind(b")") + 2 :].split()
+
+
+def descendants(root: int) -> list[int]:
+    """`root` and every process below it (from /proc/*/stat parent pids)."""
+    children: dict[int, list[int]] = {}
+    for pid, _name, fields in proc_stats():
+        children.setdefault(int(fields[1]), []).append(pid)
     found, todo = [], [root]
     while todo:
         pid = todo.pop()
@@ -703,6 +712,14 @@ def tree_pss(root: int) -> tuple[int, int]:
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def ksmd_cpu() -> float:
+    """CPU seconds the kernel's ksmd has used since boot (0 when there is none)."""
+    for _pid, name, fields in proc_stats():
+        if name == b"ksmd":
+            return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return 0.0
 
 
 def machine_busy() -> float:

@@ -211,6 +211,18 @@ KEYS: tuple[Key, ...] = (
         "auto",
         "pool: worker N runs on CPU N (auto: when there is one worker per CPU; yes; no)",
     ),
+    _common(
+        "memory_merge",
+        BOOL,
+        "no",
+        "let the kernel merge identical memory pages of the daemon's processes (KSM, ksmd)",
+    ),
+    _common(
+        "memory_merge_after",
+        FLOAT,
+        "10",
+        "fork: seconds a session lasts before its pages are offered for merging",
+    ),
     _pop3d("listen", LIST, "*", "addresses to listen on ('*': every interface)"),
     _pop3d("port", INT, "110", "the TCP port"),
     _pop3d("tls_port", OPTIONAL_PORT, "", "the implicit-TLS port, 995 by custom (empty: none)"),

@@ -29,7 +29,7 @@ import struct
 import time
 import zlib
 
-from common import turns
+from common import samepage, turns
 from common.tls import TlsChannel
 
 RECV_SIZE = 65536
@@ -268,7 +268,7 @@ class LineIO:
         if (self._tls is not None and self._tls.pending()) or self._inflate_pending():
             return True
         with self._turn_aside():
-            events = self._poll.poll(max(0.0, timeout) * 1000.0)
+            events = self._poll_for(timeout)
         readable = False
         for fd, _mask in events:
             if fd == self.interrupt_fd:
@@ -276,6 +276,18 @@ class LineIO:
                 raise Interrupted
             readable = readable or fd != wake
         return readable
+
+    def _poll_for(self, timeout: float) -> list[tuple[int, int]]:
+        offer = samepage.offer_due()
+        if offer is not None and offer < timeout:
+            # A session that waits past its merge offer is a held one: its pages are offered
+            # to ksmd then, not when a short session would only have been scanned in vain.
+            events = self._poll.poll(max(0.0, offer) * 1000.0)
+            if events:
+                return events
+            samepage.offer_now()
+            timeout -= max(0.0, offer)
+        return self._poll.poll(max(0.0, timeout) * 1000.0)
 
     def _turn_aside(self) -> contextlib.AbstractContextManager[None]:
         """A pool session's turn given up for the block (sending, waiting for the client)."""

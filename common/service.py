@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from common import cli, daemon, logs, relay, tls
+from common import cli, daemon, logs, relay, samepage, tls
 from common.config import ConfigError, Settings, key_for, read_config
 from common.lineio import LineIO
 from common.logs import SessionLog
@@ -107,6 +107,8 @@ class MasterState:
     def child_started(self) -> None:
         """In a fresh child: read the runtime settings once for the whole session."""
         self.settings = self.settings.snapshot()
+        if merge_wanted(self.settings):
+            samepage.offer_after(self.settings.get_float("memory_merge_after"))
 
     def worker_started(self, worker: Worker) -> None:
         """In a fresh pool worker: sessions share this process from now on; IDLE waits on one
@@ -128,6 +130,7 @@ class MasterState:
         settings = load_settings(self.protocol, self.args)
         users = load_users(self.protocol, settings, self.args)
         new_limits = limits(settings)
+        merge_changed = merge_wanted(settings) != merge_wanted(self.settings)
         self.settings, self.users = settings, users
         self.relay = relay.daemon_settings(settings, self.log)
         self.stats = StatsClient(settings.stats_socket)
@@ -136,6 +139,8 @@ class MasterState:
             logs.setup(settings.daemon, target, settings.get("log_level"))
         logs.reopen()
         self.log.info("configuration reloaded")
+        if merge_changed:  # sessions forked from now on; the running ones keep theirs
+            samepage.start(merge_wanted(settings), settings.get_choice("process_model"), self.log)
         self.reload_tls(settings)
         return new_limits, self.stats
 
@@ -340,6 +345,7 @@ def main(protocol: Protocol, args: dict[str, Any]) -> int:
         return plain + tls_listeners
 
     def serve(listeners: list[socket.socket]) -> int:
+        samepage.start(merge_wanted(settings), settings.get_choice("process_model"), state.log)
         common: dict[str, Any] = {
             "protocol": protocol.name,
             "listeners": listeners,
@@ -362,6 +368,10 @@ def main(protocol: Protocol, args: dict[str, Any]) -> int:
         return server.serve_forever()
 
     return daemon.run(settings, bool(args.get("--foreground")), prepare, serve)
+
+
+def merge_wanted(settings: Settings) -> bool:
+    return settings.get_bool("memory_merge")
 
 
 def limits(settings: Settings) -> Limits:
