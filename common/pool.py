@@ -35,6 +35,7 @@ status pipe, which starts its replacement at once, and exits once its last sessi
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import fcntl
 import gc
@@ -175,13 +176,15 @@ class SharedCounts:
 
     def __init__(self, rows: int) -> None:
         self.rows = rows
-        size = 8 + rows * self.ROW * 4
+        size = 16 + rows * self.ROW * 4
         self.fd = os.memfd_create("maildaemons-pool", os.MFD_CLOEXEC)
         os.ftruncate(self.fd, size)
         self.map = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         view = memoryview(self.map)
-        self.header = view[:8].cast("q")
-        self.cells = view[8:].cast("i")
+        # Header: the last session number given, and how many rows have been used: the rows
+        # a check sums over (a sum over all of them cost 10 us of every accept and login).
+        self.header = view[:16].cast("q")
+        self.cells = view[16:].cast("i")
         self.thread_lock = threading.Lock()
 
     @contextlib.contextmanager
@@ -196,6 +199,15 @@ class SharedCounts:
     def _base(self, row: int) -> int:
         return row * self.ROW
 
+    def _use(self, row: int) -> None:
+        """Under the lock: `row` is one the checks look at from now on."""
+        if self.header[1] <= row:
+            self.header[1] = row + 1
+
+    def _span(self) -> int:
+        """The cells of every row used so far (the master hands out the lowest free row)."""
+        return int(self.header[1]) * self.ROW
+
     @staticmethod
     def bucket(address: str) -> int:
         return 2 + zlib.crc32(address.encode()) % ADDRESS_BUCKETS
@@ -208,9 +220,11 @@ class SharedCounts:
         bucket = self.bucket(address)
         cells = self.cells
         with self.locked():
-            if max_children > 0 and sum(cells[:: self.ROW]) >= max_children:
+            self._use(row)
+            span = self._span()
+            if max_children > 0 and sum(cells[: span : self.ROW]) >= max_children:
                 return "children", 0
-            if max_per_address > 0 and sum(cells[bucket :: self.ROW]) >= max_per_address:
+            if max_per_address > 0 and sum(cells[bucket : span : self.ROW]) >= max_per_address:
                 return "address", 0
             base = self._base(row)
             cells[base] += 1
@@ -228,12 +242,13 @@ class SharedCounts:
 
     def set_capacity(self, row: int, capacity: int) -> None:
         with self.locked():
+            self._use(row)
             self.cells[self._base(row) + 1] = capacity
 
     def room_elsewhere(self, row: int) -> bool:
         """Whether another worker accepts and has room."""
         cells = self.cells
-        for other in range(self.rows):
+        for other in range(int(self.header[1])):
             base = other * self.ROW
             if other != row and cells[base] < cells[base + 1]:
                 return True
@@ -241,9 +256,11 @@ class SharedCounts:
 
     def fewer_elsewhere(self, row: int) -> bool:
         """Whether another worker that accepts serves fewer sessions than `row` does."""
-        cells = self.cells
-        sessions = cells[:: self.ROW].tolist()
-        capacities = cells[1 :: self.ROW].tolist()
+        cells, span = self.cells, self._span()
+        sessions = cells[: span : self.ROW].tolist()
+        capacities = cells[1 : span : self.ROW].tolist()
+        if row >= len(sessions):
+            return False
         mine = sessions[row]
         return any(s < mine and s < c for s, c in zip(sessions, capacities, strict=True))
 
@@ -354,7 +371,7 @@ class PoolServer(ForkingServer):
             signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)
             os.close(status_r)
             os.close(status_w)
-            self.free_rows.insert(0, row)
+            bisect.insort(self.free_rows, row)
             self.log.error("fork failed: %s", exc)
             self.respawn_at[slot] = time.monotonic() + RESPAWN_DELAY
             return
@@ -402,7 +419,7 @@ class PoolServer(ForkingServer):
         self._forget_status(info)
         if self.shared is not None:
             self.shared.clear(info.row)
-            self.free_rows.append(info.row)
+            bisect.insort(self.free_rows, info.row)  # the lowest is taken next
         self.log.info("worker %d (pid %d) gone", info.slot, pid)
         self.log.info("Dead Child pid: %d", pid)
         self.stats.child_ended(self.protocol, pid)  # every session it still had

@@ -112,6 +112,19 @@ def test_shared_counts_hold_the_limits_across_rows():
     assert counts.open_session(0, "192.0.2.5", 0, 0)[0] == ""  # 0: no limit
 
 
+def test_shared_counts_see_a_row_first_used_late():
+    counts = pool.SharedCounts(130)
+    counts.set_capacity(0, 4)
+    counts.open_session(0, "192.0.2.1", 2, 0)
+    assert not counts.room_elsewhere(0)
+    counts.set_capacity(97, 4)  # a worker given a row no check had looked at yet
+    assert counts.room_elsewhere(0)
+    counts.open_session(97, "192.0.2.2", 2, 0)
+    assert counts.open_session(0, "192.0.2.3", 2, 0) == ("children", 0)
+    counts.open_session(97, "192.0.2.4", 0, 0)
+    assert counts.fewer_elsewhere(97)  # 2 sessions there, 1 in row 0
+
+
 def test_shared_counts_know_which_workers_have_room():
     counts = pool.SharedCounts(3)
     counts.set_capacity(0, 1)
