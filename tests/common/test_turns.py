@@ -24,6 +24,13 @@ def seated(turns_: turns.Turns, body, *args):  # type: ignore[no-untyped-def]
     return thread
 
 
+def all_end(threads: list[threading.Thread], bound: float) -> None:
+    """Every thread has ended within `bound` seconds each (none left waiting for a turn)."""
+    for thread in threads:
+        thread.join(bound)
+        assert not thread.is_alive()
+
+
 def test_sessions_run_one_at_a_time():
     shared = turns.Turns(wait=30.0)
     running, most = [0], [0]
@@ -42,10 +49,7 @@ def test_sessions_run_one_at_a_time():
             seat.give()  # as LineIO does while it waits for the client
             seat.take()
 
-    threads = [seated(shared, work) for _ in range(4)]
-    for thread in threads:
-        thread.join(30)
-        assert not thread.is_alive()
+    all_end([seated(shared, work) for _ in range(4)], 30)
     assert most[0] == 1
     assert not shared._taken and not shared._queue
 
@@ -115,10 +119,7 @@ def test_a_session_aside_lets_another_run():
 
     first = seated(shared, long_wait)
     assert inside.wait(10)
-    second = seated(shared, other)
-    for thread in (first, second):
-        thread.join(10)
-        assert not thread.is_alive()
+    all_end([first, seated(shared, other)], 10)
     assert not shared._taken
 
 
@@ -135,10 +136,7 @@ def test_handing_over_while_the_waiter_gives_up_loses_no_turn():
             seat.take()
             count[0] += 1
 
-    threads = [seated(shared, work) for _ in range(6)]
-    for thread in threads:
-        thread.join(60)
-        assert not thread.is_alive()
+    all_end([seated(shared, work) for _ in range(6)], 60)
     assert count[0] == 1800
     assert not shared._taken and not shared._queue
     seat = turns.Seat(shared)
