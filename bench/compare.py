@@ -541,10 +541,11 @@ def measure_hold(
             time.sleep(MERGE_AFTER)  # a forked session asks for merging after this long
             waited, scans = merging.settle()
             waited += MERGE_AFTER
+            used = load.ksmd_cpu() - cpu
             merged.append(
                 f"{merging.describe()}: PSS measured after {scans} full scans, "
                 f"{waited:.0f} s after the last login; ksmd CPU meanwhile "
-                f"{load.ksmd_cpu() - cpu:.1f} s ({(load.ksmd_cpu() - cpu) / max(waited, 1e-9):.0%})"
+                f"{used:.1f} s ({used / waited:.0%})"
             )
 
     result = load.run_hold(

@@ -267,8 +267,7 @@ class LineIO:
         """Wait for the socket; raise Interrupted when the wakeup fd fires first."""
         if (self._tls is not None and self._tls.pending()) or self._inflate_pending():
             return True
-        with self._turn_aside():
-            events = self._poll_for(timeout)
+        events = self._poll_for(timeout)  # the callers have given the turn away
         readable = False
         for fd, _mask in events:
             if fd == self.interrupt_fd:

@@ -5,6 +5,7 @@ pages they copied from the master: far under issue 14's 2 MiB each."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -34,6 +35,7 @@ def merge_any(pid: int) -> bool | None:
     return None
 
 
+@functools.cache
 def kernel_merges() -> bool:
     """Whether this kernel grants PR_SET_MEMORY_MERGE: asked by a throwaway process, so the
     test runner itself stays as it is."""
