@@ -7,7 +7,11 @@ client and nothing else, so the master and the sessions import no part of the co
 
 Events are one JSON object per Unix datagram, sent non-blocking to the collector's socket. Nobody
 waits on stats or sees its errors: when the collector is down or its queue is full, the event is
-dropped and the session goes on (DESIGN.md "Stats collector").
+dropped and the session goes on (DESIGN.md "Stats collector"). A client that found no collector
+listening drops its events without trying to send them until a new socket appears at the path
+(a collector started) or ABSENT_RETRY seconds have passed: a failed send cost a pool session
+more than all its other events together (bench/run_imap.sh, no mailstatd), and a look at the
+path costs a system call without an exception.
 
 Events (field `e`):
   open   proto pid [sid] addr       master, at fork (pool model: the worker, at accept)
@@ -24,14 +28,35 @@ worker (or a reaped child) whatever its sessions were.
 
 from __future__ import annotations
 
-import json
+import errno
+import os
 import socket
 import time
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
-# One encoder for every event: json.dumps(separators=...) would build a new one each time.
-_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+ABSENT_RETRY = 5.0  # seconds a client without a collector waits before trying the same socket
+# Nobody listens: the socket file is missing, or left by a collector that is gone.
+_ABSENT = (errno.ENOENT, errno.ECONNREFUSED)
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    """The event as compact JSON. Its values are strings, numbers and booleans only, written
+    here directly: json's encoder builds itself anew for each call and cost more than the
+    send."""
+    parts = []
+    for key, value in event.items():
+        if isinstance(value, str):
+            text = encode_basestring_ascii(value)
+        elif isinstance(value, bool) or value is None:
+            text = {True: "true", False: "false", None: "null"}[value]
+        elif isinstance(value, float):
+            text = repr(value)
+        else:
+            text = str(int(value))
+        parts.append(f'"{key}":{text}')
+    return ("{" + ",".join(parts) + "}").encode()
 
 
 class StatsClient:
@@ -40,18 +65,39 @@ class StatsClient:
     def __init__(self, path: Path | None) -> None:
         self.path = str(path) if path else None
         self._sock: socket.socket | None = None
+        self._absent = False  # the last send found nobody listening
+        self._absent_file: tuple[int, int] | None = None  # what was at the path then
+        self._retry_at = 0.0
 
     def send(self, event: dict[str, Any]) -> None:
-        if not self.path:
+        if not self.path or (self._absent and not self._may_be_back()):
             return
         event.setdefault("t", time.time())
         try:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
                 self._sock.setblocking(False)
-            self._sock.sendto(_ENCODE(event).encode(), self.path)
+            self._sock.sendto(encode(event), self.path)
+        except OSError as exc:
+            if exc.errno in _ABSENT:
+                self._absent, self._absent_file = True, self._socket_file()
+                self._retry_at = time.monotonic() + ABSENT_RETRY
+        else:
+            self._absent = False
+
+    def _may_be_back(self) -> bool:
+        return time.monotonic() >= self._retry_at or self._socket_file() != self._absent_file
+
+    def _socket_file(self) -> tuple[int, int] | None:
+        """Which file is at the socket's path (None: none); a collector starting makes a new
+        one. os.access first: it answers "none" without raising."""
+        if self.path is None or not os.access(self.path, os.F_OK):
+            return None
+        try:
+            info = os.stat(self.path)
         except OSError:
-            pass
+            return None
+        return info.st_ino, info.st_ctime_ns
 
     def event(self, kind: str, proto: str, pid: int, sid: int, **fields: Any) -> None:
         event: dict[str, Any] = {"e": kind, "proto": proto, "pid": pid}
