@@ -12,8 +12,8 @@ import logging.handlers
 import os
 import sys
 import time
-from collections.abc import MutableMapping
-from typing import Any
+from collections.abc import Mapping, MutableMapping
+from typing import Any, cast
 
 SYSLOG_SOCKET = "/dev/log"
 # No caller lookup, thread or multiprocessing names per record: a session logs a few lines and
@@ -50,14 +50,7 @@ class LineFormatter(logging.Formatter):
         self._second: tuple[int, str] = (-1, "")  # one tuple: threads swap it whole
 
     def format(self, record: logging.LogRecord) -> str:
-        text = f"{self.program}[{record.process}]: {record.getMessage()}"
-        if self.with_time:
-            second, stamp = self._second
-            if int(record.created) != second:
-                second = int(record.created)
-                stamp = time.strftime(self.default_time_format, time.localtime(second))
-                self._second = (second, stamp)
-            text = f"{stamp},{int(record.msecs):03d} {text}"
+        text = self.line(record.getMessage(), record.created, record.msecs, record.process)
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
@@ -66,8 +59,55 @@ class LineFormatter(logging.Formatter):
             text = f"{text}\n{self.formatStack(record.stack_info)}"
         return text
 
+    def line(self, message: str, created: float, msecs: float, pid: int | None) -> str:
+        text = f"{self.program}[{pid}]: {message}"
+        if not self.with_time:
+            return text
+        second, stamp = self._second
+        if int(created) != second:
+            second = int(created)
+            stamp = time.strftime(self.default_time_format, time.localtime(second))
+            self._second = (second, stamp)
+        return f"{stamp},{int(msecs):03d} {text}"
 
-class LogFileHandler(logging.handlers.WatchedFileHandler):
+
+class DirectLines:
+    """A handler that writes a session's INFO line without a LogRecord (`SessionLog.info`).
+
+    A pool session logs three lines (connect, login, session end), and logging's way through
+    the adapter, the logger, the record and the handler cost ~20 us of CPU each in a worker:
+    0.06 ms of a 1.25 ms IMAP session's latency (bench A/B, one client). The line is the
+    one LineFormatter writes, under the handler's lock; anything unusual (another handler, a
+    filter, a level above INFO) takes logging's way."""
+
+    def write_line(self, message: str) -> bool:
+        """Write `message` as one line; False when it must take logging's way instead."""
+        handler = cast(logging.StreamHandler, self)  # type: ignore[type-arg]
+        formatter = handler.formatter
+        if handler.filters or handler.level > logging.INFO or type(formatter) is not LineFormatter:
+            return False
+        created = time.time()
+        line = formatter.line(message, created, (created - int(created)) * 1000, os.getpid())
+        handler.acquire()
+        try:
+            self.ready()
+            handler.stream.write(line + handler.terminator)
+            handler.flush()
+        except Exception:
+            return False  # logging's way reports it (Handler.handleError)
+        finally:
+            handler.release()
+        return True
+
+    def ready(self) -> None:
+        """Before a line: the file handler notices a rotated file here."""
+
+
+class LogStreamHandler(DirectLines, logging.StreamHandler):  # type: ignore[type-arg]
+    """stderr (`-f`)."""
+
+
+class LogFileHandler(DirectLines, logging.handlers.WatchedFileHandler):
     """A log file that notices a rename (logrotate without HUP) within RECHECK seconds, not on
     the very next line: WatchedFileHandler stat()s the file before every line it writes, and a
     session writes three. HUP (`reopen()`) reopens at once, as logrotate's postrotate does."""
@@ -85,10 +125,13 @@ class LogFileHandler(logging.handlers.WatchedFileHandler):
         self._checked = now
         super().reopenIfNeeded()
 
+    def ready(self) -> None:
+        self.reopenIfNeeded()
+
 
 def make_handler(program: str, target: str) -> logging.Handler:
     if target == "stderr":
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler: logging.Handler = LogStreamHandler(sys.stderr)
         handler.setFormatter(LineFormatter(program))
     elif target == "syslog":
         address: Any = SYSLOG_SOCKET if os.path.exists(SYSLOG_SOCKET) else ("localhost", 514)
@@ -153,3 +196,42 @@ class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         self, msg: Any, kwargs: MutableMapping[str, Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
         return f"{self.prefix} {msg}", kwargs
+
+    def info(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        """As logging's, written directly when the daemon's one handler can (DirectLines)."""
+        direct = None if kwargs else direct_handler(self.logger)
+        if direct is not None:
+            text = message(msg, args)
+            if text and direct.write_line(f"{self.prefix} {text}"):
+                return
+        super().info(msg, *args, **kwargs)
+
+
+def message(msg: Any, args: tuple[Any, ...]) -> str:
+    """The text LogRecord.getMessage() makes of `msg` and `args`; a bad format gives an empty
+    one, and the line takes logging's way, which reports it."""
+    if len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
+        args = args[0]  # type: ignore[assignment]  # as LogRecord takes a lone mapping
+    try:
+        return str(msg) % args if args else str(msg)
+    except (TypeError, ValueError, KeyError):
+        return ""
+
+
+def direct_handler(logger: logging.Logger) -> DirectLines | None:
+    """The handler that takes `logger`'s INFO lines directly: the one setup() installed, alone
+    on the root logger, with no filter, level or other handler on the way."""
+    handler, root = _handler, logging.root
+    if (
+        not isinstance(handler, DirectLines)
+        or logger.parent is not root
+        or logger.handlers
+        or logger.filters
+        or root.filters
+        or len(root.handlers) != 1
+        or root.handlers[0] is not handler
+        or not logger.propagate
+        or not logger.isEnabledFor(logging.INFO)
+    ):
+        return None
+    return handler
