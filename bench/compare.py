@@ -41,6 +41,7 @@ import load
 
 from common import samepage
 from common.daemon import process_alive
+from common.stats import query as stats_query
 from common.users import UserFileError, hash_password
 
 BENCH = Path(__file__).resolve().parent
@@ -72,6 +73,11 @@ class Server:
     stop: Callable[[], None]
     log: Path
     ports: dict[str, int] = field(default_factory=dict)  # Dovecot: every protocol's port
+    helpers: list[int] = field(default_factory=list)  # ours: mailstatd (--stats), CPU counted
+
+    def cpu(self) -> float:
+        """CPU seconds of the server's processes: its tree and its helpers'."""
+        return sum(load.tree_cpu(pid) for pid in (self.pid, *self.helpers))
 
 
 @dataclass
@@ -271,6 +277,7 @@ def start_ours(
     workers: int = 0,
     proxy: str = "",
     merge: bool = False,
+    stats: bool = False,
 ) -> Server:
     daemon = OUR_DAEMONS[protocol]
     run = work / daemon
@@ -297,6 +304,7 @@ def start_ours(
         "-c",
         str(conf),
     ]
+    helpers = [start_mailstatd(run, conf)] if stats else []
     executable = Path(sys.executable).parent / daemon
     if profile_dir is not None:
         command = [sys.executable, str(BENCH / "profile_server.py"), "run", str(profile_dir)]
@@ -316,6 +324,9 @@ def start_ours(
         )
 
     def stop() -> None:
+        for helper in helpers:
+            helper.terminate()
+            helper.wait(STOP_TIMEOUT)
         if proc.poll() is not None:
             return
         tree = load.descendants(proc.pid)
@@ -334,7 +345,30 @@ def start_ours(
         stop()
         raise RuntimeError(f"{daemon} did not start; see {log_path}:\n{tail(log_path)}")
     label = f"{daemon} ({model}" + (f", {{{scheme}}}" if scheme != "PLAIN" else "") + ")"
-    return Server(daemon, label, port, proc.pid, stop, log_path)
+    return Server(daemon, label, port, proc.pid, stop, log_path, helpers=[h.pid for h in helpers])
+
+
+def start_mailstatd(run: Path, conf: Path) -> subprocess.Popen[bytes]:
+    """--stats: our stats collector, as a deployment runs it beside the daemons (its socket in
+    the run directory that our config names); the daemon's events then go to it."""
+    executable = Path(sys.executable).parent / "mailstatd"
+    with open(run / "mailstatd.log", "wb") as log_file:
+        proc = subprocess.Popen(
+            [str(executable if executable.exists() else shutil.which("mailstatd")), "-f"]
+            + ["-c", str(conf)],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=run,
+        )
+    deadline = time.monotonic() + START_TIMEOUT
+    while not stats_query.ping(run / "mailstatd.sock", timeout=0.5):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"mailstatd did not start:\n{tail(run / 'mailstatd.log')}")
+        time.sleep(0.1)
+    return proc
 
 
 def dovecot_version() -> str:
@@ -483,13 +517,13 @@ def measure_round(
     max_sessions: int = 10**7,
 ) -> Measured:
     wait_quiet(server)
-    cpu_before, busy_before = load.tree_cpu(server.pid), load.machine_busy()
+    cpu_before, busy_before = server.cpu(), load.machine_busy()
     wall_before = time.monotonic()
     result = load.run_rate(
         protocol, "127.0.0.1", server.port, clients, duration, users, max_sessions=max_sessions
     )
     time.sleep(0.5)  # sessions' processes exit and are reaped, so their CPU is counted
-    server_cpu = load.tree_cpu(server.pid) - cpu_before
+    server_cpu = server.cpu() - cpu_before
     busy = load.machine_busy() - busy_before
     # The idle parts of the window (start-up, the 0.5 s above) count towards "other" too,
     # scaled to the measured part only.
@@ -811,6 +845,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-dovecot", action="store_true", help="measure our daemon only")
     parser.add_argument(
+        "--stats",
+        action="store_true",
+        help="run mailstatd beside our daemon, as deployed (its CPU counts as the server's); "
+        "without it our daemon finds no collector and sends no events",
+    )
+    parser.add_argument(
         "--process-model",
         choices=("fork", "pool"),
         default="fork",
@@ -946,6 +986,7 @@ def machine_header(protocol: str, args: argparse.Namespace) -> str:
     return (
         f"maildaemons bench/compare.py: {protocol}, {what}"
         + f", ours: process_model {args.process_model}, {{{args.hash}}} users"
+        + (", with mailstatd" if args.stats else ", no mailstatd")
         + (f", niceness {args.nice} (own sessions)" if args.nice else "")
         + f", {os.cpu_count()} CPUs ({model}), Linux {platform.release()}, "
         f"Python {platform.python_version()}"
@@ -1042,11 +1083,13 @@ def start_servers(
             args.workers,
             args.proxy or "",
             bool(args.ksm),
+            args.stats,
         )
     ]
     servers.append(started[0])
     if args.nice:
-        set_priority(started[0].pid, args.nice)
+        for pid in (started[0].pid, *started[0].helpers):
+            set_priority(pid, args.nice)
     log(f"{started[0].name} pid {started[0].pid} on 127.0.0.1:{started[0].port}")
     dovecot_reason = want_dovecot(args)
     if dovecot_reason:
