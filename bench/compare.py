@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -42,6 +42,7 @@ import load
 from common import samepage
 from common.daemon import process_alive
 from common.stats import query as stats_query
+from common.stats.mailstatd import QUEUE_LENGTH_FILE
 from common.users import UserFileError, hash_password
 
 BENCH = Path(__file__).resolve().parent
@@ -61,6 +62,7 @@ FORK_PSS_TARGET = 2.0  # issue 14: MiB per held session, fork model
 POOL_P50_TARGET = 1.5  # issue 14: ms, one session with one client, pool model
 MESSAGE_SIZES = (4000, 9000, 2500, 16000, 6000)  # bytes on disk, cycled over a user's messages
 START_TIMEOUT = 15.0
+DEPLOYED_QUEUE = 512  # net.unix.max_dgram_qlen of etc/sysctl.d/maildaemons.conf
 STOP_TIMEOUT = 15.0
 
 
@@ -346,6 +348,32 @@ def start_ours(
         raise RuntimeError(f"{daemon} did not start; see {log_path}:\n{tail(log_path)}")
     label = f"{daemon} ({model}" + (f", {{{scheme}}}" if scheme != "PLAIN" else "") + ")"
     return Server(daemon, label, port, proc.pid, stop, log_path, helpers=[h.pid for h in helpers])
+
+
+@contextlib.contextmanager
+def deployed_stats_queue() -> Iterator[None]:
+    """--stats: Unix datagram queues as etc/sysctl.d/maildaemons.conf sets them for mailstatd
+    (at least DEPLOYED_QUEUE), the old value put back afterwards; needs root."""
+    path = Path(QUEUE_LENGTH_FILE)
+    try:
+        old = int(path.read_text())
+    except (OSError, ValueError):
+        yield
+        return
+    if old >= DEPLOYED_QUEUE:
+        yield
+        return
+    try:
+        path.write_text(f"{DEPLOYED_QUEUE}\n")
+    except OSError as exc:
+        log(f"net.unix.max_dgram_qlen stays {old} ({exc}): mailstatd reads every event at once")
+        yield
+        return
+    log(f"net.unix.max_dgram_qlen {old} -> {DEPLOYED_QUEUE} for the run, as deployed")
+    try:
+        yield
+    finally:
+        path.write_text(f"{old}\n")
 
 
 def start_mailstatd(run: Path, conf: Path) -> subprocess.Popen[bytes]:
@@ -1015,7 +1043,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
         if args.client_counts or args.hold:
             merging = samepage.Ksmd(args.ksm) if args.ksm else None
-            with merging or contextlib.nullcontext():
+            queue = deployed_stats_queue() if args.stats else contextlib.nullcontext()
+            with merging or contextlib.nullcontext(), queue:
                 measured = run_rates_and_holds(args, work, servers, rates, holds, merging)
             print()
             print_table(protocol, measured, rates, holds, header)

@@ -60,6 +60,14 @@ __doc__ = usage(__doc__, "mailstatd")
 STATE_FILE = "mailstatd.json"
 MAX_DATAGRAM = 65536
 RECV_BUFFER = 4 * 1024 * 1024  # a burst of events waits here instead of being dropped
+QUEUE_LENGTH_FILE = "/proc/sys/net/unix/max_dgram_qlen"
+# Read what came, then let events gather this long before looking again: woken for every
+# event (four a session), the collector took ~60 us of CPU an event and took its CPU from the
+# sessions (bench/compare.py --stats: IMAP pool p50 1.58 ms against 1.33 without mailstatd;
+# 1.42 with this pause). Only when the queue holds what comes meanwhile: 5 ms of 1,000 IMAP
+# sessions/s are 20 events.
+COALESCE = 0.005
+COALESCE_MIN_QUEUE = 256
 BATCH = 512  # datagrams handled between looks at the signals
 SOCKET_MODE = 0o660
 SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD)
@@ -147,14 +155,25 @@ def set_receive_buffer(sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER)
 
 
-def queue_length_note() -> str | None:
-    """Linux queues at most net.unix.max_dgram_qlen datagrams per socket; beyond that a sender's
-    event is dropped (never blocked). Returns a warning when the limit is low."""
+def queue_length() -> int | None:
+    """net.unix.max_dgram_qlen: Linux queues at most this many datagrams on a socket; beyond
+    that a sender's event is dropped (never blocked)."""
     try:
-        value = int(Path("/proc/sys/net/unix/max_dgram_qlen").read_text())
+        return int(Path(QUEUE_LENGTH_FILE).read_text())
     except (OSError, ValueError):
         return None
-    if value >= 512:
+
+
+def coalescing_pause(length: int | None) -> float:
+    """How long the collector lets events gather after reading them: COALESCE when the queue
+    holds what arrives meanwhile, else nothing (it reads as soon as anything comes)."""
+    return COALESCE if length is not None and length >= COALESCE_MIN_QUEUE else 0.0
+
+
+def queue_length_note() -> str | None:
+    """A warning when the queue is short."""
+    value = queue_length()
+    if value is None or value >= 512:
         return None
     return (
         f"net.unix.max_dgram_qlen is {value}: a burst of more than {value} events between "
@@ -236,16 +255,24 @@ class StatsDaemon:
         note = queue_length_note()
         if note:
             log.warning("%s", note)
+        pause = coalescing_pause(queue_length())
+        signals_only = selectors.DefaultSelector()
+        signals_only.register(wakeup, selectors.EVENT_READ)
         self.sweep()
         try:
             while not self.stopping:
+                received = False
                 for key, _mask in selector.select(self.timeout()):
                     if key.fileobj is sock:
                         self.receive(sock)
+                        received = True
                     else:
                         self.on_signals(wakeup.pending())
                 self.housekeeping()
+                if received and pause and not self.stopping and signals_only.select(pause):
+                    self.on_signals(wakeup.pending())
         finally:
+            signals_only.close()
             if metrics is not None:
                 metrics.shutdown()
                 metrics.server_close()

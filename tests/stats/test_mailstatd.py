@@ -1,8 +1,10 @@
 """mailstatd: the collector's figures from events, its queries, its state file across restarts
-(TERM and SIGKILL), bad datagrams, the dead-session sweep, and the daemon start-up contract."""
+(TERM and SIGKILL), bad datagrams, the dead-session sweep, the daemon start-up contract, and its
+reads in batches when the socket's queue is long."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,12 @@ import pytest
 from common.stats import StatsClient
 from common.stats import query as stats_query
 from common.stats.collector import ADMIN_PROTOCOLS, Collector
+from common.stats.mailstatd import (
+    COALESCE,
+    COALESCE_MIN_QUEUE,
+    QUEUE_LENGTH_FILE,
+    coalescing_pause,
+)
 from support.daemons import wait_for
 from support.stats import sample_sessions
 
@@ -379,3 +388,48 @@ def test_sessions_of_one_process_are_told_apart_and_a_dead_worker_clears_them():
     restored = Collector(10)
     restored.load_state(json.loads(json.dumps(collector.to_state())))
     assert list(restored.live) == [("imap", 701, 4)]
+
+
+# -- reading in batches (COALESCE) ---------------------------------------------------------------
+
+
+def test_reads_pause_only_when_the_queue_holds_what_comes_meanwhile():
+    assert coalescing_pause(None) == 0.0
+    assert coalescing_pause(10) == 0.0  # Debian's default: read every event at once
+    assert coalescing_pause(COALESCE_MIN_QUEUE - 1) == 0.0
+    assert coalescing_pause(COALESCE_MIN_QUEUE) == COALESCE
+    assert coalescing_pause(512) == COALESCE
+
+
+@contextlib.contextmanager
+def queue_length(value: int) -> Iterator[None]:
+    path = Path(QUEUE_LENGTH_FILE)
+    old = path.read_text()
+    path.write_text(f"{value}\n")
+    try:
+        yield
+    finally:
+        path.write_text(old)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="sets net.unix.max_dgram_qlen (root)")
+def test_with_a_long_queue_batched_reads_lose_no_event_and_answer_queries(daemons, site):
+    with queue_length(512):  # as etc/sysctl.d/maildaemons.conf sets it
+        stats = Stats(daemons, site)
+        client = StatsClient(stats.socket)
+        # Opens and closes, 200 datagrams: within the queue of 512 and within what one sending
+        # socket may have unread (its send buffer, ~270 small datagrams), for a pause.
+        burst = 100
+        for pid in range(7000, 7000 + burst):
+            client.connection_opened("pop3", pid, "192.0.2.7")
+        for pid in range(7000, 7000 + burst):
+            client.child_ended("pop3", pid)
+        stats.settle()
+        totals = stats.totals()
+        assert (totals["connections"], totals["current"]) == (burst, 0)
+        assert totals["max_concurrent"] == burst
+        stats.client.connection_opened("imap", 7999, "192.0.2.8")  # and the next one, alone
+        stats.settle()
+        assert stats.totals()["current"] == 1
+        assert "max_dgram_qlen" not in stats.daemon.log()
+        assert stats.daemon.stop() == 0  # TERM during a pause stops it as before
