@@ -15,10 +15,11 @@ path costs a system call without an exception.
 
 Events (field `e`):
   open   proto pid [sid] addr       master, at fork (pool model: the worker, at accept)
-  close  proto pid [sid]            master, when it reaps the child (also after SIGKILL);
+  close  proto pid [sid] [in out]   master, when it reaps the child (also after SIGKILL);
                                     pool model: the worker at a session's end, with its sid
+                                    and the session's bytes (one datagram, not a bytes event)
   login  proto pid [sid] user addr ok   the session, after each login attempt
-  bytes  proto pid [sid] in out     the session, at its end
+  bytes  proto pid in out           a forked session, at its end
 
 A session is (proto, pid, sid). In the fork model a process is one session and `sid` is left out
 (0). In the pool model a worker serves many sessions, each with its own session number as `sid`;
@@ -68,6 +69,8 @@ class StatsClient:
         self._absent = False  # the last send found nobody listening
         self._absent_file: tuple[int, int] | None = None  # what was at the path then
         self._retry_at = 0.0
+        # A pool session's bytes, waiting for its close: (proto, pid, sid) -> (in, out).
+        self._held: dict[tuple[str, int, int], tuple[int, int]] = {}
 
     def send(self, event: dict[str, Any]) -> None:
         if not self.path or (self._absent and not self._may_be_back()):
@@ -114,14 +117,24 @@ class StatsClient:
         self.event("close", proto, pid, 0)
 
     def session_ended(self, proto: str, pid: int, sid: int) -> None:
-        """One session of a pool worker is over."""
-        self.event("close", proto, pid, sid)
+        """One session of a pool worker is over; its bytes (transfer) go with the close."""
+        held = self._held.pop((proto, pid, sid), None)
+        if held is None:
+            self.event("close", proto, pid, sid)
+        else:
+            self.event("close", proto, pid, sid, **{"in": held[0], "out": held[1]})
 
     def login(self, proto: str, pid: int, user: str, address: str, ok: bool, sid: int = 0) -> None:
         self.event("login", proto, pid, sid, user=user, addr=address, ok=ok)
 
     def transfer(self, proto: str, pid: int, bytes_in: int, bytes_out: int, sid: int = 0) -> None:
-        self.event("bytes", proto, pid, sid, **{"in": bytes_in, "out": bytes_out})
+        """A session's bytes at its end: a forked session's now (its master sends the close);
+        a pool session's (`sid`) with the close its worker sends right after, one datagram
+        where there were two (four events a session cost ~21 us of the worker's CPU each)."""
+        if sid:
+            self._held[(proto, pid, sid)] = (bytes_in, bytes_out)
+        else:
+            self.event("bytes", proto, pid, sid, **{"in": bytes_in, "out": bytes_out})
 
     def close(self) -> None:
         if self._sock is not None:

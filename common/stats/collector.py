@@ -182,8 +182,11 @@ class Collector:
         return True
 
     def on_close(self, proto: str, pid: int, sid: int, event: dict[str, Any]) -> bool:
-        """With a sid: that session ended. Without: every session of the process did (the
-        master reaped a child, or a worker that died with its sessions)."""
+        """With a sid: that session ended, with its bytes when they came along (a pool
+        session's). Without: every session of the process did (the master reaped a child, or
+        a worker that died with its sessions)."""
+        if ("in" in event or "out" in event) and not self.on_bytes(proto, pid, sid, event):
+            return False
         if "sid" in event:
             self.end(self._pop((proto, pid, sid)))
             return True

@@ -28,6 +28,26 @@ def test_encode_writes_the_json_the_collector_reads(event):
     assert data == json.dumps(event, separators=(",", ":")).encode()
 
 
+def test_a_pool_sessions_bytes_go_with_its_close_a_forked_ones_at_once(tmp_path):
+    path = tmp_path / "mailstatd.sock"
+    listening = collector(path)
+    client = StatsClient(path)
+    client.transfer("imap", 9, 80, 1700, sid=5)  # a pool session: held for its close
+    assert received(listening) == []
+    client.session_ended("imap", 9, 5)
+    client.session_ended("imap", 9, 6)  # a session that sent no bytes event: a bare close
+    client.transfer("imap", 10, 7, 8)  # a forked session: now, its master sends the close
+    events = [{k: v for k, v in e.items() if k != "t"} for e in received(listening)]
+    assert events == [
+        {"e": "close", "proto": "imap", "pid": 9, "sid": 5, "in": 80, "out": 1700},
+        {"e": "close", "proto": "imap", "pid": 9, "sid": 6},
+        {"e": "bytes", "proto": "imap", "pid": 10, "in": 7, "out": 8},
+    ]
+    assert client._held == {}
+    client.close()
+    listening.close()
+
+
 def collector(path: Path) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(path))

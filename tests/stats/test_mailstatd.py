@@ -390,6 +390,20 @@ def test_sessions_of_one_process_are_told_apart_and_a_dead_worker_clears_them():
     assert list(restored.live) == [("imap", 701, 4)]
 
 
+def test_a_pool_sessions_close_carries_its_bytes():
+    """A pool session's bytes come with its close (one datagram); a close with bad byte counts
+    changes nothing, the session stays open."""
+    collector = Collector(10)
+    for sid in (1, 2):
+        collector.event({"e": "open", "proto": "pop3", "pid": 800, "sid": sid, "addr": "a"})
+    collector.event({"e": "close", "proto": "pop3", "pid": 800, "sid": 1, "in": 30, "out": 900})
+    collector.event({"e": "close", "proto": "pop3", "pid": 800, "sid": 2, "in": -1, "out": 5})
+    totals = collector.figures()["totals"]
+    assert (totals["bytes_in"], totals["bytes_out"], totals["current"]) == (30, 900, 1)
+    assert collector.ignored == 1
+    assert list(collector.live) == [("pop3", 800, 2)]
+
+
 # -- reading in batches (COALESCE) ---------------------------------------------------------------
 
 
