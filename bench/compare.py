@@ -41,8 +41,8 @@ import load
 
 from common import samepage
 from common.daemon import process_alive
+from common.stats import mailstatd
 from common.stats import query as stats_query
-from common.stats.mailstatd import QUEUE_LENGTH_FILE
 from common.users import UserFileError, hash_password
 
 BENCH = Path(__file__).resolve().parent
@@ -62,7 +62,6 @@ FORK_PSS_TARGET = 2.0  # issue 14: MiB per held session, fork model
 POOL_P50_TARGET = 1.5  # issue 14: ms, one session with one client, pool model
 MESSAGE_SIZES = (4000, 9000, 2500, 16000, 6000)  # bytes on disk, cycled over a user's messages
 START_TIMEOUT = 15.0
-DEPLOYED_QUEUE = 512  # net.unix.max_dgram_qlen of etc/sysctl.d/maildaemons.conf
 STOP_TIMEOUT = 15.0
 
 
@@ -307,23 +306,14 @@ def start_ours(
         str(conf),
     ]
     helpers = [start_mailstatd(run, conf)] if stats else []
-    executable = Path(sys.executable).parent / daemon
     if profile_dir is not None:
         command = [sys.executable, str(BENCH / "profile_server.py"), "run", str(profile_dir)]
         command += ["--cprofile"] if cprofile else []
         command += [daemon, "--", *argv]
     else:
-        command = [str(executable if executable.exists() else shutil.which(daemon)), *argv]
+        command = [our_program(daemon), *argv]
     log_path = run / f"{daemon}.log"
-    with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=run,
-        )
+    proc = spawn(command, log_path, run)
 
     def stop() -> None:
         for helper in helpers:
@@ -350,46 +340,42 @@ def start_ours(
     return Server(daemon, label, port, proc.pid, stop, log_path, helpers=[h.pid for h in helpers])
 
 
+def our_program(name: str) -> str:
+    """One of our commands: beside this Python (the venv's), else on the PATH."""
+    executable = Path(sys.executable).parent / name
+    return str(executable if executable.exists() else shutil.which(name))
+
+
+def spawn(command: list[str], log_path: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    """A server process in a session of its own, its output in `log_path`."""
+    with open(log_path, "wb") as log_file:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=cwd,
+        )
+
+
 @contextlib.contextmanager
 def deployed_stats_queue() -> Iterator[None]:
-    """--stats: Unix datagram queues as etc/sysctl.d/maildaemons.conf sets them for mailstatd
-    (at least DEPLOYED_QUEUE), the old value put back afterwards; needs root."""
-    path = Path(QUEUE_LENGTH_FILE)
-    try:
-        old = int(path.read_text())
-    except (OSError, ValueError):
+    """--stats: Unix datagram queues as etc/sysctl.d/maildaemons.conf sets them for mailstatd,
+    the old value put back afterwards; needs root."""
+    with contextlib.ExitStack() as stack:
+        try:
+            length = stack.enter_context(mailstatd.queue_of_at_least(mailstatd.SUGGESTED_QUEUE))
+            log(f"net.unix.max_dgram_qlen {length} for the run, as deployed")
+        except (OSError, ValueError) as exc:
+            log(f"net.unix.max_dgram_qlen not raised ({exc}): mailstatd reads each event at once")
         yield
-        return
-    if old >= DEPLOYED_QUEUE:
-        yield
-        return
-    try:
-        path.write_text(f"{DEPLOYED_QUEUE}\n")
-    except OSError as exc:
-        log(f"net.unix.max_dgram_qlen stays {old} ({exc}): mailstatd reads every event at once")
-        yield
-        return
-    log(f"net.unix.max_dgram_qlen {old} -> {DEPLOYED_QUEUE} for the run, as deployed")
-    try:
-        yield
-    finally:
-        path.write_text(f"{old}\n")
 
 
 def start_mailstatd(run: Path, conf: Path) -> subprocess.Popen[bytes]:
     """--stats: our stats collector, as a deployment runs it beside the daemons (its socket in
     the run directory that our config names); the daemon's events then go to it."""
-    executable = Path(sys.executable).parent / "mailstatd"
-    with open(run / "mailstatd.log", "wb") as log_file:
-        proc = subprocess.Popen(
-            [str(executable if executable.exists() else shutil.which("mailstatd")), "-f"]
-            + ["-c", str(conf)],
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=run,
-        )
+    proc = spawn([our_program("mailstatd"), "-f", "-c", str(conf)], run / "mailstatd.log", run)
     deadline = time.monotonic() + START_TIMEOUT
     while not stats_query.ping(run / "mailstatd.sock", timeout=0.5):
         if proc.poll() is not None or time.monotonic() > deadline:

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, MutableMapping
-from typing import Any, cast
+from typing import Any
 
 SYSLOG_SOCKET = "/dev/log"
 # No caller lookup, thread or multiprocessing names per record: a session logs a few lines and
@@ -71,8 +71,9 @@ class LineFormatter(logging.Formatter):
         return f"{stamp},{int(msecs):03d} {text}"
 
 
-class DirectLines:
-    """A handler that writes a session's INFO line without a LogRecord (`SessionLog.info`).
+class DirectLines(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler (stderr with `-f`; LogFileHandler) that can write a session's INFO line
+    without a LogRecord (`SessionLog.info`).
 
     A session logs three lines (connect, login, session end), and logging's way through the
     adapter, the logger, the record and the handler took ~28 us each in a pool worker, on the
@@ -82,29 +83,24 @@ class DirectLines:
 
     def write_line(self, message: str) -> bool:
         """Write `message` as one line; False when it must take logging's way instead."""
-        handler = cast(logging.StreamHandler, self)  # type: ignore[type-arg]
-        formatter = handler.formatter
-        if handler.filters or handler.level > logging.INFO or type(formatter) is not LineFormatter:
+        formatter = self.formatter
+        if self.filters or self.level > logging.INFO or type(formatter) is not LineFormatter:
             return False
         created = time.time()
         line = formatter.line(message, created, (created - int(created)) * 1000, os.getpid())
-        handler.acquire()
+        self.acquire()
         try:
             self.ready()
-            handler.stream.write(line + handler.terminator)
-            handler.flush()
+            self.stream.write(line + self.terminator)
+            self.flush()
         except Exception:
             return False  # logging's way reports it (Handler.handleError)
         finally:
-            handler.release()
+            self.release()
         return True
 
     def ready(self) -> None:
         """Before a line: the file handler notices a rotated file here."""
-
-
-class LogStreamHandler(DirectLines, logging.StreamHandler):  # type: ignore[type-arg]
-    """stderr (`-f`)."""
 
 
 class LogFileHandler(DirectLines, logging.handlers.WatchedFileHandler):
@@ -131,7 +127,7 @@ class LogFileHandler(DirectLines, logging.handlers.WatchedFileHandler):
 
 def make_handler(program: str, target: str) -> logging.Handler:
     if target == "stderr":
-        handler: logging.Handler = LogStreamHandler(sys.stderr)
+        handler: logging.Handler = DirectLines(sys.stderr)
         handler.setFormatter(LineFormatter(program))
     elif target == "syslog":
         address: Any = SYSLOG_SOCKET if os.path.exists(SYSLOG_SOCKET) else ("localhost", 514)

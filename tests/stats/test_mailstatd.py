@@ -4,7 +4,6 @@ reads in batches when the socket's queue is long."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -12,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,8 +21,8 @@ from common.stats.collector import ADMIN_PROTOCOLS, Collector
 from common.stats.mailstatd import (
     COALESCE,
     COALESCE_MIN_QUEUE,
-    QUEUE_LENGTH_FILE,
     coalescing_pause,
+    queue_of_at_least,
 )
 from support.daemons import wait_for
 from support.stats import sample_sessions
@@ -415,20 +413,9 @@ def test_reads_pause_only_when_the_queue_holds_what_comes_meanwhile():
     assert coalescing_pause(512) == COALESCE
 
 
-@contextlib.contextmanager
-def queue_length(value: int) -> Iterator[None]:
-    path = Path(QUEUE_LENGTH_FILE)
-    old = path.read_text()
-    path.write_text(f"{value}\n")
-    try:
-        yield
-    finally:
-        path.write_text(old)
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="sets net.unix.max_dgram_qlen (root)")
 def test_with_a_long_queue_batched_reads_lose_no_event_and_answer_queries(daemons, site):
-    with queue_length(512):  # as etc/sysctl.d/maildaemons.conf sets it
+    with queue_of_at_least(512):  # as etc/sysctl.d/maildaemons.conf sets it
         stats = Stats(daemons, site)
         client = StatsClient(stats.socket)
         # Opens and closes, 200 datagrams: within the queue of 512 and within what one sending
